@@ -1,0 +1,48 @@
+"""Exceptions users catch. Messages are one readable line and never contain the fal key."""
+
+from __future__ import annotations
+
+
+class KontextError(Exception):
+    """Base class for every error kontext_nb raises on purpose."""
+
+
+class ValidationError(KontextError, ValueError):
+    """Bad input, found before anything is sent or paid for."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ImageInputError(ValidationError):
+    """An image source that cannot be read, decoded or sent."""
+
+
+class FalError(KontextError):
+    """fal (or a fal-compatible server) refused a request or the job failed there."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_type = error_type
+        self.request_id = request_id
+
+
+class JobFailed(FalError):
+    """The job ended without images: fal's message says why."""
+
+
+class JobCancelled(KontextError):
+    """The job was cancelled (by the user, an interrupt or a timeout) before it finished."""
+
+
+class JobTimeout(KontextError, TimeoutError):
+    """The job ran past the engine's per-job timeout; it may still finish on fal."""
