@@ -155,8 +155,12 @@ _T2I_ASPECT = Field(
 _EDIT_ASPECT = Field("aspect_ratio", "enum", "The aspect ratio of the generated image.", choices=ASPECT_RATIOS)
 _IMAGE_URL = Field("image_url", "image", "The image to edit (URL or data URI).", required=True)
 _IMAGE_URLS = Field(
-    "image_urls", "images", "The reference images to combine (URLs or data URIs).", required=True,
-    min_items=2, max_items=4,
+    "image_urls",
+    "images",
+    "The reference images to combine (URLs or data URIs).",
+    required=True,
+    min_items=2,
+    max_items=4,
 )
 
 OUTPUTS: tuple[OutputField, ...] = (
@@ -176,9 +180,13 @@ def _family() -> dict[str, Endpoint]:
         base = "fal-ai/flux-pro/kontext" + ("/max" if model == "max" else "")
         label = f"FLUX.1 Kontext [{model}]"
         for ep in (
-            Endpoint(f"{base}/text-to-image", "text-to-image", model, f"{label} text to image", (*_COMMON, _T2I_ASPECT)),
+            Endpoint(
+                f"{base}/text-to-image", "text-to-image", model, f"{label} text to image", (*_COMMON, _T2I_ASPECT)
+            ),
             Endpoint(base, "edit", model, f"{label} image editing", (*_COMMON, _EDIT_ASPECT, _IMAGE_URL)),
-            Endpoint(f"{base}/multi", "multi", model, f"{label} multi-reference", (*_COMMON, _EDIT_ASPECT, _IMAGE_URLS)),
+            Endpoint(
+                f"{base}/multi", "multi", model, f"{label} multi-reference", (*_COMMON, _EDIT_ASPECT, _IMAGE_URLS)
+            ),
         ):
             out[ep.id] = ep
     return out
@@ -229,7 +237,7 @@ def aspect_size(ratio: str, megapixels: float = 1.0) -> tuple[int, int]:
     """Width and height of a Kontext image of this ratio (about 1 MP, multiples of 16)."""
     w_over_h = _ratio(ratio)
     height = math.sqrt(megapixels * 1024 * 1024 / w_over_h)
-    return int(round(height * w_over_h / 16)) * 16, int(round(height / 16)) * 16
+    return round(height * w_over_h / 16) * 16, round(height / 16) * 16
 
 
 def _bad_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:

@@ -1,0 +1,136 @@
+"""kontext_nb: FLUX.1 Kontext on fal, in Jupyter.
+
+    import kontext_nb as kx
+    r = kx.generate("a red fox", seed=42, aspect_ratio="16:9")
+    e = kx.edit(r, "make it claymation", seed=7)
+    job = kx.generate("a lighthouse at dusk", wait=False)
+
+Keyword names are fal's own (seed, guidance_scale, num_images, output_format,
+safety_tolerance, enhance_prompt, aspect_ratio, sync_mode). With no FAL_KEY set, jobs run
+on an offline sandbox that draws placeholder images. Heavy modules load on first use, so
+importing this package (and %load_ext) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import endpoints
+from .errors import (
+    FalError,
+    ImageInputError,
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    KontextError,
+    ValidationError,
+)
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .engine import Engine, SubmitOptions
+    from .jobs import Job, JobStatus
+    from .result import Result
+    from .session import Session
+
+_LAZY = {
+    "Settings": "config",
+    "Engine": "engine",
+    "SubmitOptions": "engine",
+    "Job": "jobs",
+    "JobStatus": "jobs",
+    "Result": "result",
+    "Session": "session",
+    "ImageInput": "images",
+    "prepare_image": "images",
+    "sandbox": None,
+}
+
+_session: Session | None = None
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = _LAZY[name]
+        if module is None:
+            return importlib.import_module(f".{name}", __name__)
+        return getattr(importlib.import_module(f".{module}", __name__), name)
+    raise AttributeError(f"module 'kontext_nb' has no attribute {name!r}")
+
+
+def session() -> Session:
+    """The session behind the module-level calls (created on first use)."""
+    global _session
+    if _session is None:
+        from .session import Session
+
+        _session = Session()
+    return _session
+
+
+def generate(
+    prompt: str, *, model: str = "max", wait: bool = True, timeout: float | None = None, **arguments: Any
+) -> Any:
+    """Text to image. Blocks and returns a Result, or with ``wait=False`` returns a Job at once.
+
+    ``model`` is "max" ($0.08 per image) or "pro" ($0.04). Other keywords are fal's inputs
+    (see ``kx.help()``) plus ``on_update=callback(job, status)``, ``webhook_url``,
+    ``priority`` ("normal" | "low"), ``start_timeout`` (s) and ``private=True`` (sync_mode
+    and no copy kept in fal's request history). A kernel interrupt cancels the job on fal.
+    """
+    return session().generate(prompt, model=model, wait=wait, timeout=timeout, **arguments)
+
+
+def edit(
+    source: Any,
+    prompt: str,
+    *,
+    model: str = "max",
+    wait: bool = True,
+    timeout: float | None = None,
+    **arguments: Any,
+) -> Any:
+    """Edit an image: ``source`` is a path, URL, data URI, PIL image, bytes, numpy array or a
+    Result (its first image); a list of 2-4 sources uses the multi-reference endpoint.
+    Other keywords as for ``generate``.
+    """
+    return session().edit(source, prompt, model=model, wait=wait, timeout=timeout, **arguments)
+
+
+def attach(request_id: str, *, endpoint: str, wait: bool = False) -> Any:
+    """Follow a request already on fal by its id (after a timeout or a restart) and collect it."""
+    return session().attach(request_id, endpoint=endpoint, wait=wait)
+
+
+def help() -> None:
+    """Print every endpoint's inputs, defaults, ranges and prices."""
+    print("\n\n".join(endpoints.describe(ep) for ep in endpoints.ENDPOINTS.values()))
+
+
+__all__ = [
+    "Engine",
+    "FalError",
+    "ImageInput",
+    "ImageInputError",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobStatus",
+    "JobTimeout",
+    "KontextError",
+    "Result",
+    "Session",
+    "Settings",
+    "SubmitOptions",
+    "ValidationError",
+    "attach",
+    "edit",
+    "endpoints",
+    "generate",
+    "help",
+    "prepare_image",
+    "session",
+]

@@ -1,0 +1,59 @@
+"""Engine settings: where fal traffic goes and how hard the engine works for each job."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .transport import RetryPolicy
+
+BASE_URL_ENV = "KONTEXT_FAL_URL"
+
+# Encoded inputs up to this size travel inline as data URIs (a third larger in the JSON);
+# larger ones are uploaded to fal's storage first.
+INLINE_MAX_BYTES = 256 * 1024
+# Inputs whose longer side exceeds this are downscaled (Lanczos) before sending, with a notice.
+MAX_INPUT_SIDE = 2048
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the engine reaches fal. The key is never part of the repr."""
+
+    base_url: str | None = None
+    """Send all fal traffic (queue, storage, CDN upload) here instead of fal's hosts."""
+    key: str | None = field(default=None, repr=False)
+    """A fal key; None lets fal_client find one (FAL_KEY, FAL_KEY_ID/FAL_KEY_SECRET, Colab)."""
+    concurrency: int = 8
+    """Jobs in flight on fal at once; more wait locally, shown as queued."""
+    job_timeout: float | None = 900.0
+    """Seconds the engine waits for one job before giving up on it (it stays on fal)."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    use_stream: bool = True
+    """Follow fal's SSE status stream; polling is the fallback."""
+    poll_interval: float = 0.1
+    inline_max_bytes: int = INLINE_MAX_BYTES
+    max_input_side: int = MAX_INPUT_SIDE
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        return self.base_url or "fal (queue.fal.run)"
+
+
+def env_base_url() -> str | None:
+    value = os.environ.get(BASE_URL_ENV, "").strip()
+    return value or None
+
+
+def has_fal_credentials() -> bool:
+    """Whether fal_client would find a key (env or Colab secret), without any request."""
+    if os.environ.get("FAL_KEY") or (os.environ.get("FAL_KEY_ID") and os.environ.get("FAL_KEY_SECRET")):
+        return True
+    try:
+        from fal_client.auth import get_colab_token
+    except ImportError:  # pragma: no cover - older fal_client
+        return False
+    return bool(get_colab_token())

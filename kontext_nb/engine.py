@@ -1,0 +1,376 @@
+"""The queue engine: Kontext jobs on fal_client's AsyncClient, on an event loop of its own.
+
+A Jupyter kernel already runs an asyncio loop, so the engine owns one on a daemon thread
+and every fal request runs there. Callers get a Job at once; blocking calls wait on it.
+The engine knows nothing of IPython or widgets: it reports through Job callbacks and
+engine listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import fal_client
+import httpx
+from asyncstdlib import cached_property as async_cached_property
+from fal_client.auth import MissingCredentialsError
+
+from . import endpoints
+from .config import Settings
+from .errors import FalError, JobCancelled, JobFailed, JobTimeout, KontextError
+from .falerrors import fal_error
+from .images import ImageInput
+from .jobs import Job
+from .output import collect_result
+from .status import StreamUnavailable, follow_stream, poll_status
+from .transport import FalTransport, RetriesExhausted
+from .upload import StorageUploader
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, Job], None]
+"""``listener(event, job)`` with event one of created, submitted, finished."""
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """fal's submit options, passed through as fal defines them."""
+
+    webhook_url: str | None = None
+    priority: str | None = None
+    """'normal' or 'low' (X-Fal-Queue-Priority)."""
+    start_timeout: float | None = None
+    """Seconds fal may wait before starting the job (X-Fal-Request-Timeout)."""
+    store_io: bool = True
+    """False sends X-Fal-Store-IO: 0 so fal keeps no copy of inputs and outputs."""
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.store_io else {"X-Fal-Store-IO": "0"}
+
+
+class _RoutedAsyncClient(fal_client.AsyncClient):
+    """fal_client's AsyncClient with our own httpx client (routing + retries) in place of its own."""
+
+    def __init__(self, key: str | None, transport: FalTransport, timeout: float = 120.0) -> None:
+        super().__init__(key=key, default_timeout=timeout)
+        self._transport = transport
+
+    @async_cached_property(asyncio.Lock)
+    async def _client(self) -> httpx.AsyncClient:
+        auth = await self._auth
+        return httpx.AsyncClient(
+            transport=self._transport,
+            headers={"Authorization": auth.header_value, "User-Agent": fal_client.client.USER_AGENT},
+            timeout=self.default_timeout,
+        )
+
+
+@dataclass(eq=False)
+class _Run:
+    """The engine's private bookkeeping for one job."""
+
+    job: Job
+    endpoint: str
+    arguments: dict[str, Any]
+    options: SubmitOptions
+    phase: str = "waiting"  # waiting, uploading, submitting, watching, collecting
+    task: asyncio.Task[None] | None = None
+    handle: Any = None
+    cancel_requested: bool = False
+    cancelled_remotely: bool = False
+    submitted_at: float | None = None
+    completed_at: float | None = None
+
+
+class Engine:
+    """Runs Kontext jobs through fal's queue on a background event loop."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._listeners: list[Listener] = []
+        self._runs: dict[Job, _Run] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="kontext-engine", daemon=True)
+        self._thread.start()
+        self.transport = FalTransport(self.settings.base_url, self.settings.retry)
+        self._fal = _RoutedAsyncClient(self.settings.key, self.transport)
+        self._media = httpx.AsyncClient(transport=self.transport, timeout=60.0, follow_redirects=True)
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._uploader = StorageUploader(self._http, self._media)
+        self._stream_supported: bool | None = None
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Engine {self.settings.describe()} · {len(self.active_jobs())} jobs in flight>"
+
+    # -- public ---------------------------------------------------------------------------
+    def submit(
+        self,
+        endpoint: str,
+        arguments: dict[str, Any],
+        *,
+        options: SubmitOptions | None = None,
+        on_update: Callable[..., None] | None = None,
+    ) -> Job:
+        """Start a job with validated arguments (image fields hold ImageInputs); returns at once."""
+        if self.closed:
+            raise KontextError("this engine is closed")
+        shown = {k: _label(v) for k, v in arguments.items()}
+        job = Job(endpoint, shown, self.cancel)
+        if on_update is not None:
+            job.on_update(on_update)
+        run = _Run(job, endpoint, arguments, options or SubmitOptions())
+        self._runs[job] = run
+        self._emit("created", job)
+        asyncio.run_coroutine_threadsafe(self._start(run), self._loop)
+        return job
+
+    def attach(self, endpoint: str, request_id: str, on_update: Callable[..., None] | None = None) -> Job:
+        """Follow a request already on fal (after a timeout, a crash, or from elsewhere) and collect it."""
+        endpoints.get_endpoint(endpoint)
+        job = Job(endpoint, {}, self.cancel)
+        job.request_id = request_id
+        if on_update is not None:
+            job.on_update(on_update)
+        run = _Run(job, endpoint, {}, SubmitOptions(), phase="watching")
+        self._runs[job] = run
+        asyncio.run_coroutine_threadsafe(self._start(run, attach=True), self._loop)
+        return job
+
+    def cancel(self, job: Job, timeout: float = 15.0) -> bool:
+        """Cancel a job on fal (or before it is sent). Blocks until fal answers."""
+        run = self._runs.get(job)
+        if run is None or job.done():
+            return False
+        future = asyncio.run_coroutine_threadsafe(self._cancel(run), self._loop)
+        try:
+            return future.result(timeout)
+        except Exception as exc:  # the cancel request itself failed: say so, keep the job
+            log.warning("cancel of %s failed: %s", job.request_id, exc)
+            return False
+
+    def active_jobs(self) -> list[Job]:
+        return [j for j in list(self._runs) if not j.done()]
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop. Jobs in flight stay on fal; their request ids are on their Jobs."""
+        if self.closed:
+            return
+        self.closed = True
+
+        async def shutdown() -> None:
+            for run in self._runs.values():
+                if run.task is not None and not run.task.done():
+                    run.task.cancel()
+            await self._media.aclose()
+            await self.transport.aclose()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+
+    # -- loop plumbing --------------------------------------------------------------------
+    async def _http(self) -> httpx.AsyncClient:
+        try:
+            return await self._fal._client
+        except MissingCredentialsError:
+            raise FalError(
+                "no fal key found: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), "
+                "or leave both unset to use the offline sandbox"
+            ) from None
+
+    def _emit(self, event: str, job: Job) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event, job)
+            except Exception:
+                log.exception("an engine listener failed on %s", event)
+
+    # -- one job --------------------------------------------------------------------------
+    async def _start(self, run: _Run, attach: bool = False) -> None:
+        run.task = asyncio.current_task()
+        try:
+            if attach:
+                run.handle = fal_client.AsyncRequestHandle.from_request_id(
+                    await self._http(), run.endpoint, run.job.request_id or ""
+                )
+                final = await self._watch(run)
+            else:
+                final = await self._send_and_watch(run)
+            if final.get("error"):
+                raise JobFailed(
+                    f"fal reports the job failed: {final['error']}",
+                    error_type=final.get("error_type"),
+                    request_id=run.job.request_id,
+                )
+            run.phase = "collecting"
+            result = await collect_result(self, run)
+            run.job._finish(result)
+        except asyncio.CancelledError:
+            run.job._finish(error=JobCancelled(_cancel_message(run)))
+        except KontextError as exc:
+            run.job._finish(error=exc)
+        except Exception as exc:  # anything unexpected still ends the job with a readable error
+            log.debug("job failed", exc_info=True)
+            run.job._finish(error=fal_error(exc, run.job.request_id))
+        finally:
+            self._emit("finished", run.job)
+
+    async def _send_and_watch(self, run: _Run) -> dict[str, Any]:
+        async with self._slots:
+            if run.cancel_requested:
+                raise asyncio.CancelledError
+            run.phase = "uploading"
+            sent = await self._materialize(run.arguments)
+            run.phase = "submitting"
+            try:
+                run.handle = await asyncio.shield(self._submit(run, sent))
+            except FalError:
+                raise
+            except Exception as exc:
+                raise fal_error(exc, None) from None
+            run.submitted_at = time.time()
+            run.job.request_id = run.handle.request_id
+            run.phase = "watching"
+            self._emit("submitted", run.job)
+            if run.cancel_requested:
+                await self._cancel_remote(run)
+            return await self._watch(run)
+
+    async def _submit(self, run: _Run, sent: dict[str, Any]) -> Any:
+        opts = run.options
+        return await self._fal.submit(
+            run.endpoint,
+            sent,
+            webhook_url=opts.webhook_url,
+            priority=opts.priority,  # type: ignore[arg-type]
+            start_timeout=opts.start_timeout,
+            headers=opts.headers(),
+        )
+
+    async def _materialize(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Turn ImageInputs into what fal accepts: their URL, a data URI, or an upload."""
+        out: dict[str, Any] = {}
+        for key, value in arguments.items():
+            if isinstance(value, list):
+                out[key] = [await self._image_url(v) for v in value]
+            else:
+                out[key] = await self._image_url(value) if isinstance(value, ImageInput) else value
+        return out
+
+    async def _image_url(self, image: Any) -> Any:
+        if not isinstance(image, ImageInput):
+            return image
+        if image.url is not None:
+            return image.url
+        assert image.data is not None
+        if len(image.data) <= self.settings.inline_max_bytes:
+            return image.data_uri()
+        return await self._uploader.upload(image.data, image.content_type or "image/png", image.filename())
+
+    async def _watch(self, run: _Run) -> dict[str, Any]:
+        timeout = self.settings.job_timeout
+        try:
+            return await asyncio.wait_for(self._follow(run), timeout)
+        except asyncio.TimeoutError:
+            raise JobTimeout(
+                f"no result after {timeout:g} s; request {run.job.request_id} is left on fal: "
+                f"collect it later with kx.attach({run.job.request_id!r}, endpoint={run.endpoint!r})"
+            ) from None
+
+    async def _follow(self, run: _Run) -> dict[str, Any]:
+        http = await self._http()
+        rid = run.job.request_id
+        apply = lambda data: self._apply(run, data)  # noqa: E731
+        if self.settings.use_stream and self._stream_supported is not False:
+            for _ in range(3):
+                try:
+                    final = await follow_stream(http, run.handle.status_url, apply, rid)
+                    self._stream_supported = True
+                    return final
+                except StreamUnavailable as exc:
+                    if exc.for_server:
+                        self._stream_supported = False
+                    break
+                except (httpx.TransportError, RetriesExhausted) as exc:
+                    log.debug("status stream broke (%s); reconnecting", exc)
+        return await poll_status(http, run.handle.status_url, self.settings.poll_interval, apply, rid)
+
+    def _apply(self, run: _Run, data: dict[str, Any]) -> None:
+        status = data.get("status")
+        logs = data.get("logs") or None
+        if status == "IN_QUEUE":
+            run.job._update("queued", position=data.get("queue_position"), logs=logs)
+        elif status == "IN_PROGRESS":
+            run.job._update("running", logs=logs)
+        elif status == "COMPLETED":
+            run.completed_at = time.time()
+            if logs:
+                run.job._update("running", logs=logs)
+
+    # -- cancel ---------------------------------------------------------------------------
+    async def _cancel(self, run: _Run) -> bool:
+        if run.job.done():
+            return False
+        if run.phase in ("waiting", "uploading"):
+            run.cancel_requested = True
+            if run.task is not None:
+                run.task.cancel()
+            return True
+        if run.phase == "submitting":
+            run.cancel_requested = True  # cancelled on fal as soon as the submit answers
+            return True
+        if run.phase == "watching":
+            return await self._cancel_remote(run)
+        return False  # collecting: the images exist and are paid for; keep them
+
+    async def _cancel_remote(self, run: _Run) -> bool:
+        answer = await self._put_cancel(run)
+        if answer in ("CANCELLATION_REQUESTED", "NOT_FOUND"):
+            run.cancelled_remotely = answer == "CANCELLATION_REQUESTED"
+            if run.task is not None and run.task is not asyncio.current_task():
+                run.task.cancel()
+            elif run.task is asyncio.current_task():
+                raise asyncio.CancelledError
+            return True
+        return False  # ALREADY_COMPLETED: collect the result as usual
+
+    async def _put_cancel(self, run: _Run) -> str:
+        http = await self._http()
+        response = await http.put(run.handle.cancel_url)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        answer = body.get("status") if isinstance(body, dict) else None
+        if answer:
+            return str(answer)
+        if response.status_code >= 400:
+            raise fal_error(response, run.job.request_id)
+        return "CANCELLATION_REQUESTED"
+
+
+def _label(value: Any) -> Any:
+    if isinstance(value, ImageInput):
+        return value.label()
+    if isinstance(value, list):
+        return [_label(v) for v in value]
+    return value
+
+
+def _cancel_message(run: _Run) -> str:
+    if run.job.request_id is None:
+        return "cancelled before it was sent to fal (nothing was charged)"
+    where = "on fal" if run.cancelled_remotely else "locally"
+    return f"request {run.job.request_id} was cancelled {where}"

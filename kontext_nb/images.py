@@ -1,0 +1,205 @@
+"""Image inputs: whatever a user holds, checked and turned into something fal accepts.
+
+Everything here runs before any request, so an unreadable, corrupt or non-image source
+fails with one clear line and nothing is sent or paid for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import MAX_INPUT_SIDE
+from .errors import ImageInputError
+
+# Formats fal decodes as they are; anything else PIL reads is re-encoded as PNG.
+PASSTHROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image ready to send: either a URL fal fetches itself, or checked bytes."""
+
+    __kontext_image__ = True
+
+    description: str
+    url: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    content_type: str | None = None
+    size: tuple[int, int] | None = None
+    downscaled_from: tuple[int, int] | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
+
+    def data_uri(self) -> str:
+        assert self.data is not None and self.content_type
+        return f"data:{self.content_type};base64," + base64.b64encode(self.data).decode("ascii")
+
+    def label(self) -> str:
+        """What to record instead of a long data URI: short, stable, hash-identified."""
+        if self.url is not None:
+            return self.url
+        return f"data:{self.content_type};sha256={self.sha256}"
+
+    def filename(self) -> str:
+        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(self.content_type or "", "bin")
+        return f"input-{(self.sha256 or 'x')[:12]}.{ext}"
+
+
+def prepare_image(source: Any, *, max_side: int = MAX_INPUT_SIDE) -> ImageInput:
+    """Check one image source and load it.
+
+    Accepts a file path (str or PathLike), an http(s) URL, a data URI, a PIL image, encoded
+    bytes, a numpy array (HxW, HxWx3 or HxWx4; uint8, or floats in 0..1), or a Result (its
+    first image). URLs are passed to fal untouched; everything else is decoded here.
+    """
+    if isinstance(source, ImageInput):
+        return source
+    images = getattr(source, "image_bytes", None)
+    if images is not None and hasattr(source, "request_id"):
+        if not images:
+            raise ImageInputError("that Result has no images to use as a source")
+        return _from_bytes(bytes(images[0]), f"result {source.request_id}", max_side)
+    if isinstance(source, Image.Image):
+        return _from_pil(source, "PIL image", max_side)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _from_bytes(bytes(source), "image bytes", max_side)
+    if type(source).__module__ == "numpy" and type(source).__name__ == "ndarray":
+        return _from_pil(_from_array(source), f"array {source.shape}", max_side)
+    if isinstance(source, str):
+        text = source.strip()
+        if text.startswith(("http://", "https://")):
+            if any(c.isspace() for c in text):
+                raise ImageInputError(f"image URL {_short(text)} contains spaces")
+            return ImageInput(description=f"URL {_short(text)}", url=text)
+        if text.startswith("data:"):
+            return _from_bytes(_decode_data_uri(text), "data URI", max_side)
+        return _from_path(text, max_side)
+    if isinstance(source, os.PathLike):
+        return _from_path(os.fspath(source), max_side)
+    raise ImageInputError(
+        f"cannot use a {type(source).__name__} as an image: give a path, URL, data URI, PIL image, "
+        "bytes, numpy array or Result"
+    )
+
+
+def _short(text: str, n: int = 60) -> str:
+    return repr(text if len(text) <= n else text[: n - 3] + "...")
+
+
+def _from_path(path: str, max_side: int) -> ImageInput:
+    shown = repr(path if len(path) <= 60 else "..." + path[-57:])  # the file name matters most
+    if not path:
+        raise ImageInputError("image path is empty")
+    if not os.path.exists(path):
+        raise ImageInputError(f"image file {shown} does not exist")
+    if os.path.isdir(path):
+        raise ImageInputError(f"image path {shown} is a folder, not a file")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ImageInputError(f"cannot read image file {shown}: {exc.strerror or exc}") from None
+    return _from_bytes(data, f"file {shown}", max_side)
+
+
+def _decode_data_uri(uri: str) -> bytes:
+    header, sep, payload = uri.partition(",")
+    if not sep or not header.startswith("data:image/") or ";base64" not in header:
+        raise ImageInputError("data URI must look like 'data:image/<type>;base64,<data>'")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageInputError("data URI holds invalid base64") from None
+
+
+def _from_array(array: Any) -> Image.Image:
+    import numpy as np
+
+    arr = np.asarray(array)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise ImageInputError(f"array of shape {arr.shape} is not an image: use HxW, HxWx3 or HxWx4")
+    if arr.size == 0:
+        raise ImageInputError(f"array of shape {arr.shape} is empty")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ImageInputError("float arrays must hold finite values from 0 to 1")
+        arr = (arr * 255).round().astype("uint8")
+    elif arr.dtype != np.uint8:
+        raise ImageInputError(f"array dtype {arr.dtype} is not supported: use uint8, or floats from 0 to 1")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return Image.fromarray(arr)
+
+
+def _from_pil(image: Image.Image, description: str, max_side: int) -> ImageInput:
+    if image.width == 0 or image.height == 0:
+        raise ImageInputError(f"{description} is empty ({image.width}x{image.height})")
+    return _encode(image, description, max_side, fmt=None, original=None)
+
+
+def _from_bytes(data: bytes, description: str, max_side: int) -> ImageInput:
+    if not data:
+        raise ImageInputError(f"{description} is empty")
+    try:
+        image = Image.open(io.BytesIO(data))
+        fmt = image.format
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        why = "not an image PIL can read" if isinstance(exc, UnidentifiedImageError) else f"corrupt ({exc})"
+        raise ImageInputError(f"{description} is {why}") from None
+    return _encode(image, description, max_side, fmt=fmt, original=data)
+
+
+def _encode(
+    image: Image.Image, description: str, max_side: int, *, fmt: str | None, original: bytes | None
+) -> ImageInput:
+    """Keep the original bytes when they can go as they are; otherwise encode once."""
+    changed = _has_rotation(image)
+    if changed:
+        image = ImageOps.exif_transpose(image)
+    downscaled_from = None
+    if max(image.size) > max_side:
+        downscaled_from = image.size
+        image = image.copy()
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        changed = True
+    if original is not None and fmt in PASSTHROUGH_FORMATS and not changed:
+        return ImageInput(description, data=original, content_type=PASSTHROUGH_FORMATS[fmt], size=image.size)
+    out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
+    if out_fmt == "PNG" and image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    if out_fmt == "JPEG" and image.mode != "RGB":
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, out_fmt, **({"quality": 95} if out_fmt == "JPEG" else {}))
+    return ImageInput(
+        description,
+        data=buf.getvalue(),
+        content_type=PASSTHROUGH_FORMATS[out_fmt],
+        size=image.size,
+        downscaled_from=downscaled_from,
+    )
+
+
+def _has_rotation(image: Image.Image) -> bool:
+    try:
+        return image.getexif().get(0x0112, 1) != 1
+    except Exception:
+        return False
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode a downloaded result fully (a truncated download must fail here, not later)."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image

@@ -1,0 +1,202 @@
+"""Job handles: what a non-blocking call returns at once, and the seam for widgets.
+
+A Job is updated from the engine thread and read from any thread. Callbacks fire on the
+engine thread on every status change, in order; a failing callback is logged, never
+allowed to break the job.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import JobCancelled
+
+if TYPE_CHECKING:
+    from .result import Result
+
+log = logging.getLogger(__name__)
+
+State = Literal["queued", "running", "done", "failed", "cancelled"]
+FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a job is: queued (with fal's queue position), running (with logs), or finished."""
+
+    state: State
+    position: int | None = None
+    logs: tuple[dict[str, Any], ...] = ()
+    error: str | None = None
+    error_type: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def __str__(self) -> str:
+        if self.state == "queued":
+            where = f"position {self.position}" if self.position is not None else "waiting to be sent"
+            return f"queued ({where})"
+        if self.state == "running":
+            last = f": {self.logs[-1].get('message', '')}" if self.logs else ""
+            return f"running ({self.elapsed:.1f} s){last}"
+        if self.state == "failed":
+            return f"failed: {self.error}"
+        return self.state
+
+
+Callback = Callable[["Job", JobStatus], None]
+
+
+class Job:
+    """A Kontext job on fal (or the sandbox): status, logs, cancel, and its Result."""
+
+    def __init__(self, endpoint: str, arguments: dict[str, Any], canceller: Callable[[Job], bool]) -> None:
+        self.endpoint = endpoint
+        self.arguments = arguments
+        """The arguments as validated (images described, not inlined)."""
+        self.request_id: str | None = None
+        self.created = time.time()
+        self._canceller = canceller
+        self._lock = threading.Lock()
+        self._status = JobStatus("queued")
+        self._callbacks: list[Callback] = []
+        self._future: concurrent.futures.Future[Result] = concurrent.futures.Future()
+        self._started: float | None = None
+
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def status(self) -> JobStatus:
+        return self._status
+
+    @property
+    def state(self) -> State:
+        return self._status.state
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> Result:
+        """Wait for the images. A kernel interrupt while waiting cancels the job on fal."""
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"job {self.request_id or '(not yet submitted)'} is still {self.state} after {timeout} s; "
+                "it keeps running: call .result() again to wait"
+            ) from None
+        except concurrent.futures.CancelledError:
+            raise JobCancelled(f"job {self.request_id} was cancelled") from None
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return self._future.exception(timeout)
+
+    def __await__(self) -> Any:
+        import asyncio
+
+        return asyncio.wrap_future(self._future).__await__()
+
+    # -- acting -------------------------------------------------------------------------
+    def cancel(self) -> bool:
+        """Cancel on fal (or before sending). False if it had already finished."""
+        if self.done():
+            return False
+        return self._canceller(self)
+
+    def on_update(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(job, status)`` on every change; returns a function that unsubscribes."""
+        with self._lock:
+            self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    # -- engine side --------------------------------------------------------------------
+    def _update(self, state: State, **fields: Any) -> None:
+        self._fire(self._set(state, **fields))
+
+    def _set(self, state: State, **fields: Any) -> JobStatus | None:
+        with self._lock:
+            if self._status.finished:
+                return None
+            if state == "running" and self._started is None:
+                self._started = time.time()
+            old = self._status
+            logs = fields.pop("logs", None)
+            new = JobStatus(
+                state,
+                logs=_merge_logs(old.logs, logs) if logs else old.logs,
+                elapsed=time.time() - (self._started or self.created),
+                **fields,
+            )
+            same = (new.state, new.position, len(new.logs), new.error)
+            if same == (old.state, old.position, len(old.logs), old.error):
+                return None
+            self._status = new
+            return new
+
+    def _fire(self, status: JobStatus | None) -> None:
+        if status is None:
+            return
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for cb in callbacks:
+            try:
+                cb(self, status)
+            except Exception:
+                log.exception("a job callback failed")
+
+    def _finish(self, result: Result | None = None, error: BaseException | None = None) -> None:
+        """Record the outcome; the result is readable before callbacks hear of it."""
+        if self._future.done():
+            return
+        if result is not None:
+            status = self._set("done")
+            self._future.set_result(result)
+        elif isinstance(error, JobCancelled):
+            status = self._set("cancelled", error=str(error))
+            self._future.set_exception(error)
+        else:
+            assert error is not None
+            status = self._set("failed", error=str(error), error_type=getattr(error, "error_type", None))
+            self._future.set_exception(error)
+        self._fire(status)
+
+    # -- display ------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        rid = self.request_id or "not yet submitted"
+        return f"<Job {self.endpoint} request {rid}: {self._status}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        if self.done() and self._future.exception() is None:
+            return self._future.result()._repr_mimebundle_(include, exclude)
+        text = repr(self)
+        return {"text/plain": text, "text/html": f"<code>{html.escape(text)}</code>"}
+
+
+def _merge_logs(old: tuple[dict[str, Any], ...], new: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """fal sends the whole log so far with each status; keep each line once, in order."""
+    seen = {(d.get("timestamp"), d.get("message")) for d in old}
+    merged = list(old)
+    for line in new:
+        key = (line.get("timestamp"), line.get("message"))
+        if key not in seen:
+            seen.add(key)
+            merged.append(line)
+    return tuple(merged)

@@ -1,0 +1,107 @@
+"""Collecting a finished job: the output JSON, then every image, downloaded at once.
+
+fal's media URLs expire, so images are fetched and decoded the moment a job completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from . import endpoints
+from .errors import FalError, JobFailed
+from .falerrors import http_error
+from .images import ImageInput, decode_image
+from .result import Result
+
+if TYPE_CHECKING:
+    from .engine import Engine, _Run
+
+
+async def fetch_output(http: httpx.AsyncClient, response_url: str, request_id: str) -> dict[str, Any]:
+    response = await http.get(response_url)
+    if response.status_code >= 400:
+        raise http_error(response, request_id)
+    output = response.json()
+    if not isinstance(output, dict):
+        raise FalError(f"fal returned an unexpected result for request {request_id}", request_id=request_id)
+    return output
+
+
+async def fetch_image(media: httpx.AsyncClient, url: str, request_id: str) -> bytes:
+    if url.startswith("data:"):
+        _, _, payload = url.partition(",")
+        return base64.b64decode(payload)
+    response = await media.get(url)
+    if response.status_code >= 400:
+        raise FalError(
+            f"could not download an image of request {request_id} (HTTP {response.status_code}); "
+            "it stays on fal until its URL expires",
+            status_code=response.status_code,
+            request_id=request_id,
+        )
+    return response.content
+
+
+async def collect_result(engine: Engine, run: _Run) -> Result:
+    request_id = run.job.request_id or ""
+    http = await engine._http()
+    output = await fetch_output(http, run.handle.response_url, request_id)
+    metas = [m for m in output.get("images") or [] if isinstance(m, dict) and m.get("url")]
+    if not metas:
+        raise JobFailed(f"fal returned no images for request {request_id}", request_id=request_id)
+    blobs = await asyncio.gather(*(fetch_image(engine._media, m["url"], request_id) for m in metas))
+    images = []
+    for i, blob in enumerate(blobs):
+        try:
+            images.append(decode_image(blob))
+        except Exception:
+            raise FalError(
+                f"image {i + 1} of request {request_id} is not a readable image", request_id=request_id
+            ) from None
+    ep = endpoints.get_endpoint(run.endpoint)
+    nsfw = [bool(x) for x in output.get("has_nsfw_concepts") or []]
+    return Result(
+        endpoint=run.endpoint,
+        request_id=request_id,
+        arguments=run.job.arguments,
+        seed=output.get("seed"),
+        prompt=str(output.get("prompt") or run.arguments.get("prompt", "")),
+        images=images,
+        image_bytes=list(blobs),
+        content_types=[str(m.get("content_type") or _sniff(b)) for m, b in zip(metas, blobs, strict=True)],
+        urls=[m["url"] if not m["url"].startswith("data:") else "data:" for m in metas],
+        has_nsfw_concepts=nsfw,
+        timings=dict(output.get("timings") or {}),
+        cost=ep.cost(len(images)),
+        inputs=_inputs(run.arguments),
+        output=_elide(output),
+        logs=run.job.status.logs,
+        elapsed=run.job.status.elapsed,
+    )
+
+
+def _sniff(blob: bytes) -> str:
+    return "image/png" if blob.startswith(b"\x89PNG") else endpoints.DEFAULT_CONTENT_TYPE
+
+
+def _inputs(arguments: dict[str, Any]) -> list[ImageInput]:
+    found: list[ImageInput] = []
+    for value in arguments.values():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, ImageInput):
+                found.append(v)
+    return found
+
+
+def _elide(output: dict[str, Any]) -> dict[str, Any]:
+    """The output with inline image data shortened, so it can be shown and stored."""
+    out = dict(output)
+    out["images"] = [
+        {**m, "url": m["url"][:40] + "..."} if isinstance(m, dict) and str(m.get("url", "")).startswith("data:") else m
+        for m in output.get("images") or []
+    ]
+    return out

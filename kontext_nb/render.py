@@ -1,0 +1,96 @@
+"""Pure functions from results to bytes, text and HTML.
+
+HTML embeds thumbnails as data URIs, so a saved notebook still shows the images after
+fal's URLs expire. Every piece of user text is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+if TYPE_CHECKING:
+    from .result import Result
+
+THUMBNAIL_SIDE = 320
+
+
+def thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> tuple[bytes, str]:
+    """A small encoded copy: JPEG, or PNG when the image has transparency."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    has_alpha = thumb.mode in ("RGBA", "LA") or (thumb.mode == "P" and "transparency" in thumb.info)
+    if has_alpha:
+        thumb.save(buf, "PNG", optimize=True)
+        return buf.getvalue(), "image/png"
+    thumb.convert("RGB").save(buf, "JPEG", quality=85)
+    return buf.getvalue(), "image/jpeg"
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def format_cost(dollars: float) -> str:
+    return f"${dollars:.2f}"
+
+
+def settings_line(result: Result) -> str:
+    """The settings a reader needs to judge or reproduce an image, in one line."""
+    a = result.arguments
+    parts = [result.model]
+    for key, label in (("aspect_ratio", "ar"), ("guidance_scale", "guidance"), ("output_format", "")):
+        if key in a:
+            parts.append(f"{label} {a[key]}".strip())
+    if a.get("enhance_prompt"):
+        parts.append("enhanced prompt")
+    return " · ".join(str(p) for p in parts)
+
+
+def result_text(result: Result) -> str:
+    n = len(result.images)
+    sizes = ", ".join(f"{im.width}x{im.height}" for im in result.images[:4])
+    prompt = result.prompt if len(result.prompt) <= 70 else result.prompt[:67] + "..."
+    lines = [
+        f"Kontext {result.mode} · {n} image{'s' if n != 1 else ''} ({sizes}) · seed {result.seed} · "
+        f"{format_cost(result.cost)}{' (cached)' if result.cached else ''}",
+        f"  prompt: {prompt}",
+        f"  {settings_line(result)} · request {result.request_id}",
+    ]
+    if any(result.has_nsfw_concepts):
+        lines.append("  flagged NSFW: " + ", ".join(str(i + 1) for i, f in enumerate(result.has_nsfw_concepts) if f))
+    for path in result.files:
+        lines.append(f"  file: {path}")
+    return "\n".join(lines)
+
+
+def result_html(result: Result, side: int = THUMBNAIL_SIDE) -> str:
+    esc = html.escape
+    figures = []
+    for i, image in enumerate(result.images):
+        data, mime = thumbnail(image, side)
+        flagged = i < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[i]
+        style = "max-width:100%;border-radius:4px;" + ("filter:blur(14px);" if flagged else "")
+        note = " · <b>flagged NSFW</b>" if flagged else ""
+        link = ""
+        if i < len(result.files):
+            link = f' · <a href="{esc(str(result.files[i]))}" target="_blank">full size</a>'
+        figures.append(
+            f'<figure style="margin:0 8px 8px 0;display:inline-block;vertical-align:top">'
+            f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" style="{style}"'
+            f' title="{esc(result.prompt)}"/>'
+            f'<figcaption style="font:12px monospace">seed <b>{esc(str(result.seed))}</b> · '
+            f"{image.width}x{image.height}{note}{link}</figcaption></figure>"
+        )
+    cached = " · cached" if result.cached else ""
+    header = (
+        f'<div style="font:12px sans-serif;margin-bottom:4px"><b>{esc(result.prompt)}</b><br/>'
+        f"{esc(settings_line(result))} · {esc(format_cost(result.cost))}{cached} · "
+        f'<span style="opacity:.6">{esc(result.endpoint)} · {esc(result.request_id)}</span></div>'
+    )
+    return f'<div class="kontext-result">{header}{"".join(figures)}</div>'

@@ -1,0 +1,62 @@
+"""Result: the images of a finished job with everything that made them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from . import render
+from .endpoints import get_endpoint
+from .images import ImageInput
+
+
+@dataclass(eq=False)
+class Result:
+    """A finished Kontext job. Renders as HTML in a notebook and as text in a terminal."""
+
+    endpoint: str
+    request_id: str
+    arguments: dict[str, Any]
+    """What was sent, with inline image data replaced by a short hash label."""
+    seed: int | None
+    """The seed fal used: the one given, or the one it drew."""
+    prompt: str
+    """The prompt fal reports (the enhanced one when enhance_prompt was on)."""
+    images: list[Image.Image]
+    image_bytes: list[bytes] = field(repr=False)
+    """The files exactly as fal returned them (no re-encoding)."""
+    content_types: list[str]
+    urls: list[str]
+    has_nsfw_concepts: list[bool]
+    timings: dict[str, Any]
+    cost: float
+    """Dollars: price per image times the images returned."""
+    inputs: list[ImageInput] = field(default_factory=list, repr=False)
+    output: dict[str, Any] = field(default_factory=dict, repr=False)
+    """fal's output JSON (data URIs elided)."""
+    logs: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    elapsed: float = 0.0
+    cached: bool = False
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        return get_endpoint(self.endpoint).model
+
+    @property
+    def mode(self) -> str:
+        return get_endpoint(self.endpoint).mode
+
+    @property
+    def image(self) -> Image.Image:
+        """The first image (most jobs make one)."""
+        return self.images[0]
+
+    def __repr__(self) -> str:
+        return render.result_text(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": render.result_text(self), "text/html": render.result_html(self)}

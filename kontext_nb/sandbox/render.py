@@ -1,0 +1,229 @@
+"""Placeholder images for the sandbox: pure functions from validated arguments to encoded bytes.
+
+Nothing here touches the network, the clock or a global random state, so the same endpoint,
+prompt, seed, settings and input pixels always give byte-identical images (as a fixed seed
+does on fal), while prompt and seed visibly change the picture. Every image carries a big
+"SANDBOX" mark so a placeholder can never pass for a real generation.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import io
+import math
+import random
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps, UnidentifiedImageError
+
+from kontext_nb import endpoints
+
+MAX_INPUT_SIDE = 2048  # inputs are shrunk to this before use, so a huge upload cannot stall a worker
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+
+
+class ImageLoadError(ValueError):
+    """Input bytes that are not a decodable image (the job fails with ``image_load_error``)."""
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    """One encoded output image."""
+
+    data: bytes
+    width: int
+    height: int
+    content_type: str
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode input bytes to an RGB image no larger than MAX_INPUT_SIDE, or raise ImageLoadError."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("RGB", (MAX_INPUT_SIDE, MAX_INPUT_SIDE))
+            im = ImageOps.exif_transpose(im)
+            im.thumbnail((MAX_INPUT_SIDE, MAX_INPUT_SIDE))
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(f"cannot decode the input image: {exc}") from None
+
+
+def nearest_ratio(width: int, height: int) -> str:
+    """The allowed aspect ratio closest to width:height (edits keep their input's shape)."""
+    target = math.log(width / height)
+    return min(endpoints.ASPECT_RATIOS, key=lambda r: abs(math.log(_ratio(r)) - target))
+
+
+def _ratio(r: str) -> float:
+    w, h = r.split(":")
+    return int(w) / int(h)
+
+
+def output_size(arguments: Mapping[str, Any], inputs: Sequence[Image.Image] = (), scale: float = 1.0) -> tuple[int, int]:
+    """Output width and height: aspect_ratio if given, else the first input's nearest ratio, times scale."""
+    ratio = arguments.get("aspect_ratio")
+    if not ratio:
+        ratio = nearest_ratio(*inputs[0].size) if inputs else "1:1"
+    w, h = endpoints.aspect_size(ratio)
+    return max(16, round(w * scale)), max(16, round(h * scale))
+
+
+def render_image(
+    endpoint_id: str,
+    arguments: Mapping[str, Any],
+    *,
+    index: int = 0,
+    inputs: Sequence[Image.Image] = (),
+    scale: float = 1.0,
+    nonce: str = "",
+    prompt: str | None = None,
+    nsfw: bool = False,
+) -> RenderedImage:
+    """Render image ``index`` of a request (seed + index) and encode it as output_format.
+
+    ``arguments`` are validated arguments with the seed already chosen; ``prompt`` is the
+    prompt to print (the enhanced one when enhance_prompt is on) and ``nonce`` enters the
+    hash so enhanced requests do not reproduce.
+    """
+    ep = endpoints.get_endpoint(endpoint_id)
+    seed = int(arguments["seed"]) + index
+    shown = arguments["prompt"] if prompt is None else prompt
+    settings = (arguments.get("guidance_scale"), arguments.get("aspect_ratio"), arguments.get("safety_tolerance"))
+    rng = _rng(endpoint_id, shown, seed, settings, nonce)
+    size = output_size(arguments, inputs, scale)
+    if ep.mode == "text-to-image" or not inputs:
+        img = _generate(size, rng)
+    else:
+        img = _derive(size, inputs, rng)
+    if nsfw:
+        img = img.filter(ImageFilter.GaussianBlur(radius=max(4, size[0] // 24)))
+    _label(img, ep, shown, seed, nsfw)
+    fmt = arguments.get("output_format", "jpeg")
+    return RenderedImage(_encode(img, fmt), img.width, img.height, CONTENT_TYPES[fmt])
+
+
+def _rng(*parts: Any) -> random.Random:
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return random.Random(int.from_bytes(digest[:16], "big"))
+
+
+def _colour(rng: random.Random, sat: float = 0.75, val: float = 0.9) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(rng.random(), sat + rng.random() * (1 - sat), val - rng.random() * 0.3)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def _gradient(size: tuple[int, int], c1: tuple[int, int, int], c2: tuple[int, int, int], angle: float) -> Image.Image:
+    mask = Image.linear_gradient("L").rotate(angle, resample=Image.Resampling.BILINEAR, expand=False)
+    mask = mask.crop((32, 32, 224, 224)).resize(size, Image.Resampling.BILINEAR)
+    return Image.composite(Image.new("RGB", size, c1), Image.new("RGB", size, c2), mask)
+
+
+def _generate(size: tuple[int, int], rng: random.Random) -> Image.Image:
+    """A text-to-image placeholder: a gradient and shapes whose colours and places come from the hash."""
+    w, h = size
+    img = _gradient(size, _colour(rng), _colour(rng), rng.uniform(0, 360))
+    draw = ImageDraw.Draw(img, "RGBA")
+    for _ in range(rng.randint(6, 12)):
+        fill = (*_colour(rng), rng.randint(110, 220))
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        r = rng.uniform(0.06, 0.3) * min(w, h)
+        shape = rng.choice(("ellipse", "rect", "polygon", "line"))
+        if shape == "ellipse":
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+        elif shape == "rect":
+            draw.rectangle((cx - r, cy - r * rng.uniform(0.4, 1.2), cx + r, cy + r), fill=fill)
+        elif shape == "polygon":
+            n = rng.randint(3, 7)
+            pts = [(cx + r * math.cos(2 * math.pi * k / n), cy + r * math.sin(2 * math.pi * k / n)) for k in range(n)]
+            draw.polygon(pts, fill=fill)
+        else:
+            draw.line((cx - r, cy - r, cx + r, cy + r), fill=fill, width=max(2, round(r / 6)))
+    return img
+
+
+def _tiles(size: tuple[int, int], inputs: Sequence[Image.Image]) -> Image.Image:
+    """Multi-reference: the inputs side by side (2 or 3) or in a 2x2 grid (4), each fitted to its cell."""
+    w, h = size
+    if len(inputs) == 1:
+        return ImageOps.fit(inputs[0], size, Image.Resampling.BILINEAR)
+    cols, rows = (2, 2) if len(inputs) == 4 else (len(inputs), 1)
+    out = Image.new("RGB", size)
+    for k, src in enumerate(inputs):
+        col, row = k % cols, k // cols
+        x0, y0, x1, y1 = w * col // cols, h * row // rows, w * (col + 1) // cols, h * (row + 1) // rows
+        out.paste(ImageOps.fit(src, (x1 - x0, y1 - y0), Image.Resampling.BILINEAR), (x0, y0))
+    return out
+
+
+def _derive(size: tuple[int, int], inputs: Sequence[Image.Image], rng: random.Random) -> Image.Image:
+    """An edit: the input cropped to the output size and changed in a prompt-dependent, colour-keeping way."""
+    img = _tiles(size, inputs)
+    effect = rng.choice(("posterize", "saturate", "contrast", "sharpen", "mirror", "smooth"))
+    if effect == "posterize":
+        img = ImageOps.posterize(img, rng.randint(2, 4))
+    elif effect == "saturate":
+        img = ImageEnhance.Color(img).enhance(rng.uniform(1.4, 2.0))
+    elif effect == "contrast":
+        img = ImageEnhance.Contrast(img).enhance(rng.uniform(1.3, 1.8))
+    elif effect == "sharpen":
+        img = img.filter(ImageFilter.EDGE_ENHANCE_MORE)
+    elif effect == "mirror":
+        img = ImageOps.mirror(img)
+    else:
+        img = img.filter(ImageFilter.SMOOTH_MORE)
+    img = Image.blend(img, Image.new("RGB", size, _colour(rng)), rng.uniform(0.12, 0.25))
+    draw = ImageDraw.Draw(img, "RGBA")
+    w, h = size
+    for _ in range(rng.randint(3, 6)):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.18) * min(w, h)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=(*_colour(rng), 200), width=max(2, round(r / 10)))
+    return img
+
+
+@lru_cache(maxsize=64)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=max(8, size))
+
+
+def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed: int, nsfw: bool) -> None:
+    """Draw the SANDBOX mark, the model and mode, the prompt (wrapped, truncated) and the seed."""
+    w, h = img.size
+    draw = ImageDraw.Draw(img, "RGBA")
+    unit = min(w, h)
+    # the mark: as wide as 80% of the image, centred, outlined so it shows on any background
+    probe = _font(100)
+    left, top, right, bottom = draw.textbbox((0, 0), "SANDBOX", font=probe)
+    mark = _font(int(100 * 0.8 * w / max(1, right - left)))
+    box = draw.textbbox((0, 0), "SANDBOX", font=mark)
+    pos = ((w - (box[2] - box[0])) / 2 - box[0], h * 0.38 - (box[3] - box[1]) / 2 - box[1])
+    draw.text(pos, "SANDBOX", font=mark, fill=(255, 255, 255, 150), stroke_width=max(1, unit // 150),
+              stroke_fill=(0, 0, 0, 170))
+    small = _font(unit // 22)
+    tag = f"FLUX.1 Kontext [{ep.model}] · {ep.mode}" + (" · NSFW" if nsfw else "")
+    draw.rectangle((0, 0, w, unit // 22 + unit // 20), fill=(0, 0, 0, 140))
+    draw.text((unit // 40, unit // 60), tag, font=small, fill=(255, 255, 255, 235))
+    # the prompt band at the bottom
+    body = _font(unit // 18)
+    chars = max(8, int(w / (unit / 18 * 0.55)))
+    lines = textwrap.wrap(" ".join(prompt.split()), width=chars, max_lines=3, placeholder=" …") or [""]
+    lines.append(f"seed {seed}")
+    line_h = unit // 18 + unit // 60
+    band = line_h * len(lines) + unit // 30
+    draw.rectangle((0, h - band, w, h), fill=(0, 0, 0, 150))
+    for k, line in enumerate(lines):
+        colour = (255, 230, 120, 255) if k == len(lines) - 1 else (255, 255, 255, 255)
+        draw.text((unit // 40, h - band + unit // 60 + k * line_h), line, font=body, fill=colour)
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "png":
+        img.save(buf, format="PNG", compress_level=1)
+    else:
+        img.save(buf, format="JPEG", quality=88)
+    return buf.getvalue()

@@ -1,0 +1,151 @@
+"""The httpx transport every request of the engine goes through.
+
+It does two things, so that nothing else has to:
+- routes fal's hosts (queue, run, storage, CDN upload) to a configured base URL, which is
+  how the sandbox, a classroom proxy or a test server stand in for fal (plain http on
+  loopback works; fal_client's module globals stay untouched);
+- retries, with exponential backoff and jitter, what is worth retrying: 429 (honouring
+  Retry-After), 408, fal's ingress 502-504 and dropped connections; for reads (GET, PUT
+  cancel) also any 5xx, because a lost status or result read could lose a paid image.
+
+When retries run out it raises ``RetriesExhausted`` — deliberately not an httpx error, so
+fal_client's own retry loop does not multiply the attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from .errors import FalError
+
+FAL_HOSTS = frozenset({"queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media", "queue.falrun.com", "falrun.com"})
+RETRY_STATUSES = frozenset({408, 429})
+INGRESS_STATUSES = frozenset({502, 503, 504})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "OPTIONS"})
+
+
+class RetriesExhausted(FalError):
+    """A request kept failing with a retryable error; the last one is described."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up on one HTTP request."""
+
+    attempts: int = 6
+    base_delay: float = 0.25
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        backoff = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+        return backoff * random.uniform(0.5, 1.5)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Retry-After as seconds, from either of its two forms (delta-seconds or HTTP date)."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def is_ingress_error(response: httpx.Response, body: bytes) -> bool:
+    """fal's own heuristic: a 502-504 from the load balancer, not from the app."""
+    return (
+        response.status_code in INGRESS_STATUSES
+        and "x-fal-request-id" not in response.headers
+        and b"nginx" in body.lower()
+    )
+
+
+class FalTransport(httpx.AsyncBaseTransport):
+    """Routes fal hosts to ``base_url`` (if set) and applies the retry policy."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        policy: RetryPolicy | None = None,
+        inner: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._base = httpx.URL(base_url.rstrip("/")) if base_url else None
+        self.policy = policy or RetryPolicy()
+        self._inner = inner or httpx.AsyncHTTPTransport()
+        self.requests_sent = 0
+        self.retries = 0
+
+    def route(self, request: httpx.Request) -> httpx.Request:
+        if self._base is None or request.url.host not in FAL_HOSTS:
+            return request
+        base = self._base
+        path = base.raw_path.rstrip(b"/") + request.url.raw_path
+        url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port, raw_path=path)
+        headers = httpx.Headers(request.headers)
+        headers["host"] = url.netloc.decode("ascii")
+        return httpx.Request(request.method, url, headers=headers, stream=request.stream, extensions=request.extensions)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request = self.route(request)
+        idempotent = request.method in IDEMPOTENT
+        attempts = self.policy.attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                self.requests_sent += 1
+                response = await self._inner.handle_async_request(request)
+            except httpx.TransportError as exc:
+                if attempt == attempts:
+                    raise RetriesExhausted(
+                        f"could not reach {request.url.host}: {type(exc).__name__} {_short(exc)} "
+                        f"(tried {attempts} times)"
+                    ) from None
+                await self._sleep(attempt, None)
+                continue
+            status = response.status_code
+            retryable = status in RETRY_STATUSES or (idempotent and status >= 500)
+            if not retryable and status in INGRESS_STATUSES:
+                body = await response.aread()
+                retryable = is_ingress_error(response, body)
+            if not retryable:
+                return response
+            await response.aread()
+            await response.aclose()
+            if attempt == attempts:
+                raise RetriesExhausted(
+                    f"{request.method} {request.url.path} kept failing with HTTP {status}"
+                    f"{_detail(response)} (tried {attempts} times)",
+                    status_code=status,
+                    error_type=response.headers.get("x-fal-error-type"),
+                )
+            await self._sleep(attempt, retry_after_seconds(response) if status == 429 else None)
+        raise AssertionError("unreachable")
+
+    async def _sleep(self, attempt: int, retry_after: float | None) -> None:
+        self.retries += 1
+        await asyncio.sleep(self.policy.delay(attempt, retry_after))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"({text[:120]})" if text else ""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except Exception:
+        return ""
+    return f": {str(detail)[:200]}" if detail else ""
