@@ -43,7 +43,7 @@ _LAZY = {
     "Job": "jobs",
     "JobStatus": "jobs",
     "Result": "result",
-    "Session": "session",
+    "Session": "get_session",
     "ImageInput": "images",
     "prepare_image": "images",
     "sandbox": None,
@@ -61,7 +61,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'kontext_nb' has no attribute {name!r}")
 
 
-def session() -> Session:
+def get_session() -> Session:
     """The session behind the module-level calls (created on first use)."""
     global _session
     if _session is None:
@@ -81,7 +81,7 @@ def generate(
     ``priority`` ("normal" | "low"), ``start_timeout`` (s) and ``private=True`` (sync_mode
     and no copy kept in fal's request history). A kernel interrupt cancels the job on fal.
     """
-    return session().generate(prompt, model=model, wait=wait, timeout=timeout, **arguments)
+    return get_session().generate(prompt, model=model, wait=wait, timeout=timeout, **arguments)
 
 
 def edit(
@@ -97,12 +97,12 @@ def edit(
     Result (its first image); a list of 2-4 sources uses the multi-reference endpoint.
     Other keywords as for ``generate``.
     """
-    return session().edit(source, prompt, model=model, wait=wait, timeout=timeout, **arguments)
+    return get_session().edit(source, prompt, model=model, wait=wait, timeout=timeout, **arguments)
 
 
 def attach(request_id: str, *, endpoint: str, wait: bool = False) -> Any:
     """Follow a request already on fal by its id (after a timeout or a restart) and collect it."""
-    return session().attach(request_id, endpoint=endpoint, wait=wait)
+    return get_session().attach(request_id, endpoint=endpoint, wait=wait)
 
 
 def help() -> None:
@@ -132,5 +132,5 @@ __all__ = [
     "generate",
     "help",
     "prepare_image",
-    "session",
+    "get_session",
 ]

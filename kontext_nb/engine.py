@@ -168,17 +168,21 @@ class Engine:
         self.closed = True
 
         async def shutdown() -> None:
-            for run in self._runs.values():
-                if run.task is not None and not run.task.done():
-                    run.task.cancel()
+            tasks = [r.task for r in self._runs.values() if r.task is not None and not r.task.done()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._media.aclose()
             await self.transport.aclose()
+            await self._loop.shutdown_asyncgens()
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
+            if not self._thread.is_alive():
+                self._loop.close()
 
     # -- loop plumbing --------------------------------------------------------------------
     async def _http(self) -> httpx.AsyncClient:
@@ -208,6 +212,8 @@ class Engine:
                 final = await self._watch(run)
             else:
                 final = await self._send_and_watch(run)
+            if final.get("error") and (run.cancelled_remotely or final.get("error_type") == "request_cancelled"):
+                raise asyncio.CancelledError
             if final.get("error"):
                 raise JobFailed(
                     f"fal reports the job failed: {final['error']}",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 State = Literal["queued", "running", "done", "failed", "cancelled"]
+WAIT_SLICE = 0.1
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
@@ -88,8 +89,10 @@ class Job:
     def result(self, timeout: float | None = None) -> Result:
         """Wait for the images. A kernel interrupt while waiting cancels the job on fal."""
         try:
-            return self._future.result(timeout)
+            return self._wait(timeout)
         except concurrent.futures.TimeoutError:
+            if self._future.done():  # the job itself timed out (JobTimeout): not our wait
+                raise
             raise TimeoutError(
                 f"job {self.request_id or '(not yet submitted)'} is still {self.state} after {timeout} s; "
                 "it keeps running: call .result() again to wait"
@@ -99,6 +102,18 @@ class Job:
         except KeyboardInterrupt:
             self.cancel()
             raise
+
+    def _wait(self, timeout: float | None) -> Result:
+        # Wait in slices: a blocked lock wait may not see a SIGINT delivered to another
+        # thread, and the kernel's interrupt must reach us while a job runs.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - time.monotonic()))
+            try:
+                return self._future.result(step)
+            except concurrent.futures.TimeoutError:
+                if self._future.done() or (deadline is not None and time.monotonic() >= deadline):
+                    raise
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return self._future.exception(timeout)

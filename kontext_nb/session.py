@@ -143,6 +143,7 @@ class Session:
         self._engine: Engine | None = None
         self._sandbox: Any = None
         self._lock = threading.Lock()
+        self._retired: list[Engine] = []
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
@@ -179,6 +180,8 @@ class Session:
         """Use new settings from the next job on (jobs in flight finish on the old engine)."""
         with self._lock:
             self._settings = settings
+            if self._engine is not None:
+                self._retired.append(self._engine)
             self._engine = None
 
     def info(self) -> dict[str, Any]:
@@ -194,9 +197,10 @@ class Session:
 
     def close(self) -> None:
         with self._lock:
-            if self._engine is not None:
-                self._engine.close()
-                self._engine = None
+            for engine in [*self._retired, self._engine]:
+                if engine is not None:
+                    engine.close()
+            self._engine, self._retired = None, []
             if self._sandbox is not None:
                 self._sandbox.stop()
                 self._sandbox = None

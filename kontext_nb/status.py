@@ -36,7 +36,10 @@ async def follow_stream(
 ) -> dict[str, Any]:
     """Apply every status event until COMPLETED, and return that final status."""
     timeout = httpx.Timeout(30.0, read=STREAM_READ_TIMEOUT)
-    async with http.stream("GET", status_url + "/stream", params={"logs": "1"}, timeout=timeout) as response:
+    headers = {"Accept": "text/event-stream"}
+    async with http.stream(
+        "GET", status_url + "/stream", params={"logs": "1"}, headers=headers, timeout=timeout
+    ) as response:
         if response.status_code in (405, 501):
             raise StreamUnavailable(for_server=True)
         if response.status_code == 404:

@@ -103,6 +103,8 @@ class FalTransport(httpx.AsyncBaseTransport):
             try:
                 self.requests_sent += 1
                 response = await self._inner.handle_async_request(request)
+                if not _is_event_stream(request, response):
+                    response = await _buffered(response)
             except httpx.TransportError as exc:
                 if attempt == attempts:
                     raise RetriesExhausted(
@@ -136,6 +138,23 @@ class FalTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _is_event_stream(request: httpx.Request, response: httpx.Response) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "") or "text/event-stream" in response.headers.get(
+        "content-type", ""
+    )
+
+
+async def _buffered(response: httpx.Response) -> httpx.Response:
+    """Read the whole body here, so a connection dropped mid-body is retried like any other."""
+    try:
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    return httpx.Response(
+        response.status_code, headers=response.headers, stream=httpx.ByteStream(raw), extensions=response.extensions
+    )
 
 
 def _short(exc: Exception) -> str:

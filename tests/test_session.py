@@ -1,0 +1,115 @@
+"""Backends and key hygiene: the offline sandbox default, KONTEXT_FAL_URL, and a canary key."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kontext_nb as kx
+import kontext_nb.sandbox as sandbox
+from kontext_nb.config import Settings
+from kontext_nb.engine import Engine
+from kontext_nb.errors import FalError
+from kontext_nb.session import Session
+from kontext_nb.transport import RetryPolicy
+
+CANARY = "canary-fal-key-7f3a9c1e:5b2d8e4f6a0c"
+
+
+def test_no_key_means_the_offline_sandbox_said_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL"):
+        monkeypatch.delenv(var, raising=False)
+    notices: list[str] = []
+    s = Session(notice=notices.append)
+    try:
+        r = s.generate("offline fox", seed=1)
+        s.generate("offline fox again", seed=2)
+        assert r.images and s.backend == "sandbox"
+        assert len(notices) == 1
+        assert "sandbox" in notices[0] and "FAL_KEY" in notices[0] and "placeholders" in notices[0]
+        info = s.info()
+        assert info["backend"] == "sandbox" and info["key_set"] is False
+        assert info["url"].startswith("http://127.0.0.1:")
+    finally:
+        s.close()
+
+
+def test_kontext_fal_url_sends_all_traffic_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    with sandbox.running(inference_time=0.02, image_scale=0.25) as url:
+        monkeypatch.setenv("KONTEXT_FAL_URL", url)
+        monkeypatch.setenv("FAL_KEY", CANARY)
+        s = Session(notice=lambda m: pytest.fail(f"unexpected notice {m}"))
+        try:
+            r = s.generate("through the env URL", seed=3)
+            assert r.images and s.backend == "custom" and s.info()["key_set"] is True
+            assert sandbox.control(url).stats()["submits"] == 1
+        finally:
+            s.close()
+
+
+def test_module_level_api_uses_one_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    with sandbox.running(inference_time=0.02, image_scale=0.25) as url:
+        monkeypatch.setenv("KONTEXT_FAL_URL", url)
+        monkeypatch.setattr(kx, "_session", None)
+        try:
+            r = kx.generate("module level", seed=4)
+            job = kx.edit(r, "and an edit", seed=5, wait=False)
+            assert isinstance(job, kx.Job) and isinstance(job.result(timeout=20), kx.Result)
+            assert kx.get_session() is kx.get_session()
+        finally:
+            kx.get_session().close()
+            monkeypatch.setattr(kx, "_session", None)
+
+
+def test_the_key_never_shows(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    with sandbox.running(inference_time=0.05, image_scale=0.25, require_key=CANARY) as url:
+        settings = Settings(base_url=url, key=CANARY)
+        texts += [repr(settings), str(settings)]
+        s = Session(settings, notice=texts.append)
+        try:
+            r = s.generate("<b>key check</b>", seed=1)
+            job = s.generate("a job", wait=False)
+            texts += [repr(s.engine), repr(job), str(job.status), repr(r), r._repr_mimebundle_()["text/html"]]
+            job.result(timeout=20)
+            texts += [repr(job), str(r.arguments), str(r.output), str(s.info())]
+            control = sandbox.control(url)
+            control.set_faults([{"route": "submit", "kind": "500", "count": 1}])
+            with pytest.raises(FalError) as err:
+                s.generate("fails")
+            texts += [str(err.value), repr(err.value)]
+            control.set_faults([{"route": r, "kind": "vanish", "count": 1} for r in ("status", "stream")])
+            with pytest.raises(FalError) as err2:
+                s.generate("vanishes")
+            texts += [str(err2.value), repr(err2.value)]
+        finally:
+            s.close()
+    fast = RetryPolicy(attempts=2, base_delay=0.01)
+    wrong = Session(Settings(base_url=url, key=CANARY + "-wrong", retry=fast), notice=texts.append)
+    with pytest.raises(FalError) as err3:
+        wrong.generate("server is gone")
+    texts += [str(err3.value)]
+    wrong.close()
+    texts += [rec.getMessage() for rec in caplog.records]
+    everything = "\n".join(texts)
+    assert "key check" in everything, "the texts were really collected"
+    assert CANARY not in everything and CANARY.split(":")[0] not in everything
+
+
+def test_engine_repr_and_settings_hide_the_key() -> None:
+    engine = Engine(Settings(base_url="http://127.0.0.1:9", key=CANARY))
+    try:
+        assert CANARY not in repr(engine) and CANARY not in repr(engine.settings)
+    finally:
+        engine.close()
+
+
+def test_importing_the_package_is_cheap() -> None:
+    code = "import sys, kontext_nb; print(','.join(m for m in ('fal_client', 'httpx', 'PIL', 'starlette') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"heavy modules imported at package import: {out.stdout}"
