@@ -105,6 +105,29 @@ def attach(request_id: str, *, endpoint: str, wait: bool = False) -> Any:
     return get_session().attach(request_id, endpoint=endpoint, wait=wait)
 
 
+def configure(**changes: Any) -> Settings:
+    """Change engine settings for the jobs that follow, e.g. ``kx.configure(concurrency=4)``.
+
+    Settings: base_url (a fal-compatible server, like KONTEXT_FAL_URL), key, concurrency,
+    job_timeout, use_stream, poll_interval, inline_max_bytes, max_input_side, retry.
+    """
+    from dataclasses import fields
+
+    from .config import Settings
+
+    names = [f.name for f in fields(Settings)]
+    for name in changes:
+        if name not in names:
+            raise ValidationError(
+                f"unknown setting {name!r}{endpoints.suggest(name, names)}; allowed: {', '.join(names)}", field=name
+            )
+    session = get_session()
+    current = session._settings or Settings()
+    updated = current.with_(**changes)
+    session.configure(updated)
+    return updated
+
+
 def help() -> None:
     """Print every endpoint's inputs, defaults, ranges and prices."""
     print("\n\n".join(endpoints.describe(ep) for ep in endpoints.ENDPOINTS.values()))
@@ -127,10 +150,11 @@ __all__ = [
     "SubmitOptions",
     "ValidationError",
     "attach",
+    "configure",
     "edit",
     "endpoints",
     "generate",
+    "get_session",
     "help",
     "prepare_image",
-    "get_session",
 ]

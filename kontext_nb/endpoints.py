@@ -253,9 +253,10 @@ def _is_image_value(value: Any) -> bool:
 def _check(field: Field, value: Any) -> Any:
     """Return the normalised value, or raise ValidationError naming field, value and what is allowed."""
     name, kind = field.name, field.kind
+    given = value
 
     def bad(why: str = "") -> ValidationError:
-        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        shown = repr(given) if len(repr(given)) <= 80 else repr(given)[:77] + "..."
         reason = why or f"must be {field.allowed()}"
         return ValidationError(f"{name}={shown} {reason}", field=name)
 

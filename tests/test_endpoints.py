@@ -184,3 +184,8 @@ def test_describe_lists_every_input_with_its_range() -> None:
     for f in T2I.inputs:
         assert f.name in text
     assert "from 1 to 20" in text and "$0.08" in text
+
+
+def test_errors_show_the_value_as_given_not_as_normalised() -> None:
+    assert rejected(T2I, guidance_scale=25).startswith("guidance_scale=25 is out of range")
+    assert rejected(T2I, safety_tolerance=9).startswith("safety_tolerance=9 is not allowed")

@@ -202,7 +202,7 @@ def test_job_timeout_leaves_the_job_on_fal_and_attach_collects_it(sb: sandbox.Sa
     s = make_session(sb, job_timeout=0.3)
     try:
         job = s.generate("slow", wait=False)
-        with pytest.raises(JobTimeout, match="kx.attach") as info:
+        with pytest.raises(JobTimeout, match=r"kx\.attach") as info:
             job.result(timeout=10)
         assert job.request_id in str(info.value) and job.state == "failed"
         s.configure(Settings(base_url=sb.url, key=KEY))  # a patient engine from now on

@@ -71,14 +71,14 @@ def test_data_uri_pil_bytes_numpy() -> None:
 def test_result_like_objects_give_their_first_image() -> None:
     class FakeResult:  # a Result's shape: its first image's bytes are used as they are
         request_id = "req-1"
-        image_bytes = [png_bytes(color="yellow"), png_bytes(color="black")]
+        image_bytes = (png_bytes(color="yellow"), png_bytes(color="black"))
 
     item = prepare_image(FakeResult())
     assert item.data == FakeResult.image_bytes[0] and "req-1" in item.description
 
     class Empty:
         request_id = "req-2"
-        image_bytes: list[bytes] = []
+        image_bytes: tuple[bytes, ...] = ()
 
     with pytest.raises(ImageInputError, match="no images"):
         prepare_image(Empty())
@@ -131,7 +131,7 @@ def test_bad_sources_fail_with_one_clear_line(tmp_path: Path, make, words: str) 
 def test_a_text_file_with_an_image_name_is_refused(tmp_path: Path) -> None:
     fake = tmp_path / "photo.jpg"
     fake.write_text("hello")
-    with pytest.raises(ImageInputError, match="photo.jpg.*not an image"):
+    with pytest.raises(ImageInputError, match=r"photo\.jpg.*not an image"):
         prepare_image(fake)
 
 

@@ -44,7 +44,7 @@ def png(image: Image.Image) -> bytes:
 
 
 def redness(image: Image.Image) -> float:
-    r, g, b = ImageStat.Stat(image.convert("RGB")).mean
+    r, _, b = ImageStat.Stat(image.convert("RGB")).mean
     return r - b
 
 

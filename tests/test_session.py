@@ -110,6 +110,7 @@ def test_engine_repr_and_settings_hide_the_key() -> None:
 
 
 def test_importing_the_package_is_cheap() -> None:
-    code = "import sys, kontext_nb; print(','.join(m for m in ('fal_client', 'httpx', 'PIL', 'starlette') if m in sys.modules))"
+    heavy = ("fal_client", "httpx", "PIL", "starlette")
+    code = f"import sys, kontext_nb; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"heavy modules imported at package import: {out.stdout}"
