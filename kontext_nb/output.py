@@ -57,7 +57,7 @@ async def collect_result(engine: Engine, run: _Run) -> Result:
     images = []
     for i, blob in enumerate(blobs):
         try:
-            images.append(decode_image(blob))
+            images.append(await asyncio.to_thread(decode_image, blob))  # keep the loop free for other jobs
         except Exception:
             raise FalError(
                 f"image {i + 1} of request {request_id} is not a readable image", request_id=request_id

@@ -18,7 +18,9 @@ def run_notebook(path: Path, tmp_path: Path) -> nbformat.NotebookNode:
     for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL"):
         os.environ.pop(var, None)
     try:
-        NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(
+            nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
     finally:
         os.environ.clear()
         os.environ.update(env_backup)
@@ -41,6 +43,6 @@ def test_quickstart_runs_offline(tmp_path: Path) -> None:
     assert "offline sandbox" in text and "FAL_KEY" in text
     assert "same seed, same image: True" in text and "other seed, other image: True" in text
     assert "guidance_scale=25 is out of range" in text
-    assert "<img src=\"data:image/jpeg;base64," in text, "images are embedded, not linked"
+    assert '<img src="data:image/jpeg;base64,' in text, "images are embedded, not linked"
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []

@@ -63,6 +63,7 @@ class Job:
     priority: str = "normal"
     timeout: float | None = None
     store_io: bool = True
+    headers_seen: dict[str, str | None] = field(default_factory=dict)  # the raw header values, for the control API
     webhook: str | None = None
     submitted_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -294,7 +295,10 @@ class JobQueue:
             "status": job.status,
             "endpoint": job.endpoint.id,
             "arguments": job.arguments,
-            "headers_seen": {"priority": job.priority, "store_io": job.store_io, "timeout": job.timeout},
+            "headers_seen": dict(job.headers_seen),
+            "priority": job.priority,
+            "store_io": job.store_io,
+            "timeout": job.timeout,
             "webhook": job.webhook,
             "queue_position": self.position(job),
             "submitted_at": job.submitted_at,
@@ -351,13 +355,21 @@ class JobQueue:
             try:
                 inputs.append(await loop.run_in_executor(self._executor, render.decode_image, data))
             except render.ImageLoadError as exc:
-                raise JobError(f"Failed to load the image given as {name}: {exc}", "image_load_error", 422, name)
+                message = f"Failed to load the image given as {name}: {exc}"
+                raise JobError(message, "image_load_error", 422, name) from None
         n, scale, nsfw = int(args["num_images"]), float(self.config.image_scale), bool(_NSFW.search(prompt))
         images = []
         for i in range(n):
             self._log(job, f"Generating image {i + 1}/{n}")
             draw: Callable[[], render.RenderedImage] = partial(
-                render.render_image, ep.id, args, index=i, inputs=inputs, scale=scale, nonce=nonce, prompt=prompt,
+                render.render_image,
+                ep.id,
+                args,
+                index=i,
+                inputs=inputs,
+                scale=scale,
+                nonce=nonce,
+                prompt=prompt,
                 nsfw=nsfw,
             )
             images.append(await loop.run_in_executor(self._executor, draw))
@@ -391,26 +403,33 @@ class JobQueue:
                     raise ValueError("no comma")
                 return base64.b64decode(payload) if header.endswith(";base64") else unquote_to_bytes(payload)
             except (ValueError, binascii.Error) as exc:
-                raise JobError(f"Failed to load the image given as {name}: bad data URI ({exc})",
-                               "image_load_error", 422, name) from None
+                raise JobError(
+                    f"Failed to load the image given as {name}: bad data URI ({exc})", "image_load_error", 422, name
+                ) from None
         parts = urlsplit(url)
         shown = url if len(url) <= 120 else url[:117] + "..."
         if f"{parts.scheme}://{parts.netloc}" in self.local_bases and parts.path.startswith(("/files/", "/media/")):
             blob = self.blobs.get(parts.path)
             if blob is None:
-                raise JobError(f"Failed to download the file from {shown}: not found (404)",
-                               "file_download_error", 422, name)
+                raise JobError(
+                    f"Failed to download the file from {shown}: not found (404)", "file_download_error", 422, name
+                )
             return blob[0]
         if self._http is None:
             self._http = httpx.AsyncClient(follow_redirects=True, timeout=5.0)
         try:
             response = await self._http.get(url)
         except httpx.HTTPError as exc:
-            raise JobError(f"Failed to download the file from {shown}: {type(exc).__name__}",
-                           "file_download_error", 422, name) from None
+            raise JobError(
+                f"Failed to download the file from {shown}: {type(exc).__name__}", "file_download_error", 422, name
+            ) from None
         if response.status_code >= 400:
-            raise JobError(f"Failed to download the file from {shown}: HTTP {response.status_code}",
-                           "file_download_error", 422, name)
+            raise JobError(
+                f"Failed to download the file from {shown}: HTTP {response.status_code}",
+                "file_download_error",
+                422,
+                name,
+            )
         return response.content
 
     async def _deliver(self, job: Job) -> None:

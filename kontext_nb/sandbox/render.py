@@ -64,7 +64,9 @@ def _ratio(r: str) -> float:
     return int(w) / int(h)
 
 
-def output_size(arguments: Mapping[str, Any], inputs: Sequence[Image.Image] = (), scale: float = 1.0) -> tuple[int, int]:
+def output_size(
+    arguments: Mapping[str, Any], inputs: Sequence[Image.Image] = (), scale: float = 1.0
+) -> tuple[int, int]:
     """Output width and height: aspect_ratio if given, else the first input's nearest ratio, times scale."""
     ratio = arguments.get("aspect_ratio")
     if not ratio:
@@ -96,10 +98,7 @@ def render_image(
     settings = (arguments.get("guidance_scale"), arguments.get("aspect_ratio"), arguments.get("safety_tolerance"))
     rng = _rng(endpoint_id, shown, seed, settings, nonce)
     size = output_size(arguments, inputs, scale)
-    if ep.mode == "text-to-image" or not inputs:
-        img = _generate(size, rng)
-    else:
-        img = _derive(size, inputs, rng)
+    img = _generate(size, rng) if ep.mode == "text-to-image" or not inputs else _derive(size, inputs, rng)
     if nsfw:
         img = img.filter(ImageFilter.GaussianBlur(radius=max(4, size[0] // 24)))
     _label(img, ep, shown, seed, nsfw)
@@ -197,12 +196,18 @@ def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed: int, nsf
     unit = min(w, h)
     # the mark: as wide as 80% of the image, centred, outlined so it shows on any background
     probe = _font(100)
-    left, top, right, bottom = draw.textbbox((0, 0), "SANDBOX", font=probe)
+    left, _, right, _ = draw.textbbox((0, 0), "SANDBOX", font=probe)
     mark = _font(int(100 * 0.8 * w / max(1, right - left)))
     box = draw.textbbox((0, 0), "SANDBOX", font=mark)
     pos = ((w - (box[2] - box[0])) / 2 - box[0], h * 0.38 - (box[3] - box[1]) / 2 - box[1])
-    draw.text(pos, "SANDBOX", font=mark, fill=(255, 255, 255, 150), stroke_width=max(1, unit // 150),
-              stroke_fill=(0, 0, 0, 170))
+    draw.text(
+        pos,
+        "SANDBOX",
+        font=mark,
+        fill=(255, 255, 255, 150),
+        stroke_width=max(1, unit // 150),
+        stroke_fill=(0, 0, 0, 170),
+    )
     small = _font(unit // 22)
     tag = f"FLUX.1 Kontext [{ep.model}] · {ep.mode}" + (" · NSFW" if nsfw else "")
     draw.rectangle((0, 0, w, unit // 22 + unit // 20), fill=(0, 0, 0, 140))
