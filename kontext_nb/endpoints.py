@@ -217,14 +217,19 @@ def suggest(value: str, choices: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def nearest_ratio(width: float, height: float) -> str:
+    """The allowed aspect ratio closest in shape to width x height."""
+    target = math.log(width / height)
+    return min(ASPECT_RATIOS, key=lambda r: abs(math.log(_ratio(r)) - target))
+
+
 def nearest_aspect_ratio(value: Any) -> str:
     """' (did you mean '16:9'?)' for the allowed ratio closest to a 'W:H' string."""
     try:
         w, h = (float(x) for x in str(value).replace("x", ":").split(":"))
-        target = math.log(w / h)
+        best = nearest_ratio(w, h)
     except (ValueError, ZeroDivisionError):
         return suggest(str(value), ASPECT_RATIOS)
-    best = min(ASPECT_RATIOS, key=lambda r: abs(math.log(_ratio(r)) - target))
     return f" (did you mean {best!r}?)"
 
 

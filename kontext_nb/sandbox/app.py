@@ -9,19 +9,14 @@ codes, headers and error bodies.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
-import mimetypes
-import re
-import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -418,176 +413,6 @@ async def cancel(request: Request) -> Response:
 
 
 # ---- storage and media -----------------------------------------------------------------
-def _safe_name(name: str | None, content_type: str) -> str:
-    """A file name safe in a URL path: basename only, [A-Za-z0-9._-], at most 100 characters."""
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", (name or "").replace("\\", "/").rsplit("/", 1)[-1]).strip("._")[:100]
-    if not base:
-        ext = mimetypes.guess_extension(content_type.split(";")[0].strip()) or ".bin"
-        base = "upload" + ext
-    return base
-
-
-async def storage_token(request: Request) -> Response:
-    sb = _sb(request)
-    denied = await sb.gate(request, "upload")
-    if denied is not None:
-        return denied
-    token, expires = secrets.token_urlsafe(24), datetime.now(timezone.utc) + timedelta(hours=1)
-    sb.tokens[token] = expires.timestamp()
-    return _json({"token": token, "token_type": "Bearer", "base_url": sb.base_url, "expires_at": expires.isoformat()})
-
-
-async def cdn_upload(request: Request) -> Response:
-    sb = _sb(request)
-    denied = await sb.gate(request, "upload", auth="bearer")
-    if denied is not None:
-        return denied
-    limit = int(sb.config.max_upload_bytes)
-    data = await _read_body(request, limit)
-    if data is None:
-        return _too_large(limit)
-    content_type = request.headers.get("content-type", "application/octet-stream")
-    name = _safe_name(request.headers.get("x-fal-file-name"), content_type)
-    path = f"/files/{hashlib.sha256(data).hexdigest()[:32]}/{name}"
-    sb.blobs.put(path, data, content_type)
-    return _json({"access_url": sb.base_url + path, "content_type": content_type, "file_name": name})
-
-
-async def storage_initiate(request: Request) -> Response:
-    sb = _sb(request)
-    denied = await sb.gate(request, "upload")
-    if denied is not None:
-        return denied
-    try:
-        body = json.loads(await request.body() or b"{}")
-        if not isinstance(body, dict):
-            raise ValueError("not an object")
-    except ValueError:
-        return _unprocessable(
-            [{"loc": ["body"], "msg": "Expected a JSON object with file_name and content_type", "type": "value_error"}]
-        )
-    content_type = str(body.get("content_type") or "application/octet-stream")
-    name, upload_id = _safe_name(body.get("file_name"), content_type), uuid.uuid4().hex
-    sb.uploads[upload_id] = (name, content_type)
-    return _json(
-        {
-            "upload_url": f"{sb.base_url}/storage/uploads/{upload_id}",
-            "file_url": f"{sb.base_url}/files/{upload_id}/{name}",
-        }
-    )
-
-
-async def storage_put(request: Request) -> Response:
-    """The signed-URL PUT of the gcs protocol: the upload id is the credential, as with a signed URL."""
-    sb, upload_id = _sb(request), request.path_params["upload_id"]
-    denied = await sb.gate(request, "upload", auth=None)
-    if denied is not None:
-        return denied
-    if upload_id not in sb.uploads:
-        return _error(404, "Unknown upload URL", "not_found")
-    limit = int(sb.config.max_upload_bytes)
-    data = await _read_body(request, limit)
-    if data is None:
-        return _too_large(limit)
-    name, content_type = sb.uploads[upload_id]
-    sb.blobs.put(f"/files/{upload_id}/{name}", data, request.headers.get("content-type") or content_type)
-    return _json({}, 200)
-
-
-async def serve_blob(request: Request) -> Response:
-    sb = _sb(request)
-    denied = await sb.gate(request, "media", auth=None)
-    if denied is not None:
-        return denied
-    blob = sb.blobs.get(request.url.path)
-    if blob is None:
-        return _error(404, "File not found", "not_found")
-    data, content_type = blob
-    return Response(
-        data,
-        media_type=content_type,
-        headers={"x-fal-request-id": str(uuid.uuid4()), "Cache-Control": "public, max-age=3600"},
-    )
-
-
-# ---- control API (no auth, no faults) --------------------------------------------------
-async def control_stats(request: Request) -> Response:
-    return JSONResponse(_sb(request).stats())
-
-
-async def control_request(request: Request) -> Response:
-    sb = _sb(request)
-    job = sb.queue.jobs.get(request.path_params["request_id"])
-    if job is None:
-        return JSONResponse({"detail": "Request not found", "error_type": "not_found"}, 404)
-    return JSONResponse(sb.queue.info(job))
-
-
-async def control_faults(request: Request) -> Response:
-    sb = _sb(request)
-    if request.method == "POST":
-        try:
-            body = await request.json()
-            rules, seed = body.get("rules", []), body.get("seed")
-            if not isinstance(rules, list) or (seed is not None and not isinstance(seed, int)):
-                raise ValueError("send {'rules': [...], 'seed': int | null}")
-            sb.faults.replace(rules, seed)
-        except (ValueError, AttributeError) as exc:
-            return JSONResponse({"detail": str(exc), "error_type": "bad_request"}, 400)
-    return JSONResponse({"rules": sb.faults.describe()})
-
-
-async def control_config(request: Request) -> Response:
-    sb = _sb(request)
-    if request.method == "POST":
-        try:
-            changes = await request.json()
-            if not isinstance(changes, dict):
-                raise ValueError("send a JSON object of settings")
-            updates = {k: _setting(k, v) for k, v in changes.items()}
-        except ValueError as exc:
-            return JSONResponse({"detail": str(exc), "error_type": "bad_request"}, 400)
-        for key, value in updates.items():
-            setattr(sb.config, key, value)
-        sb.queue.kick()
-    return JSONResponse(sb.settings())
-
-
-def _setting(key: str, value: Any) -> Any:
-    if key not in RUNTIME_SETTINGS:
-        raise ValueError(f"unknown setting {key!r}: use {', '.join(RUNTIME_SETTINGS)}")
-    if key == "stream":
-        if not isinstance(value, bool):
-            raise ValueError(f"stream must be true or false, not {value!r}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{key} must be a number, not {value!r}")
-    if key in ("workers", "retry_after", "max_upload_bytes"):
-        if int(value) != value or value < (1 if key != "retry_after" else 0):
-            raise ValueError(f"{key} must be a whole number >= 1, not {value!r}")
-        return int(value)
-    if value < 0 or (key == "image_scale" and not 0 < value <= 4):
-        raise ValueError(f"{key}={value!r} is out of range")
-    return float(value)
-
-
-async def control_reset(request: Request) -> Response:
-    _sb(request).reset()
-    return JSONResponse({"ok": True})
-
-
-async def control_webhooks(request: Request) -> Response:
-    """A webhook receiver for tests: POST stores the body, GET lists what arrived."""
-    sb = _sb(request)
-    if request.method == "POST":
-        try:
-            sb.webhooks.append(await request.json())
-        except ValueError:
-            sb.webhooks.append(None)
-        return JSONResponse({"ok": True})
-    return JSONResponse(sb.webhooks)
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
     code = exc.status_code if isinstance(exc, HTTPException) else 404
     text = "Method not allowed" if code == 405 else "Not found"
@@ -596,6 +421,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(config: SandboxConfig, base_url: str, local_bases: set[str] | None = None) -> Starlette:
     """The ASGI app for one sandbox; base_url is the public address put into every returned URL."""
+    from . import control_routes, storage  # they import their helpers from this module
+
     sandbox = Sandbox(config, base_url, set(local_bases or ()))
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
@@ -606,18 +433,18 @@ def create_app(config: SandboxConfig, base_url: str, local_bases: set[str] | Non
         await sandbox.queue.aclose()
 
     routes = [
-        Route("/_sandbox/stats", control_stats, methods=["GET"]),
-        Route("/_sandbox/requests/{request_id}", control_request, methods=["GET"]),
-        Route("/_sandbox/faults", control_faults, methods=["GET", "POST"]),
-        Route("/_sandbox/config", control_config, methods=["GET", "POST"]),
-        Route("/_sandbox/reset", control_reset, methods=["POST"]),
-        Route("/_sandbox/webhooks", control_webhooks, methods=["GET", "POST"]),
-        Route("/storage/auth/token", storage_token, methods=["POST"]),
-        Route("/storage/upload/initiate", storage_initiate, methods=["POST"]),
-        Route("/storage/uploads/{upload_id}", storage_put, methods=["PUT"]),
-        Route("/files/upload", cdn_upload, methods=["POST"]),
-        Route("/files/{path:path}", serve_blob, methods=["GET"]),
-        Route("/media/{name}", serve_blob, methods=["GET"]),
+        Route("/_sandbox/stats", control_routes.control_stats, methods=["GET"]),
+        Route("/_sandbox/requests/{request_id}", control_routes.control_request, methods=["GET"]),
+        Route("/_sandbox/faults", control_routes.control_faults, methods=["GET", "POST"]),
+        Route("/_sandbox/config", control_routes.control_config, methods=["GET", "POST"]),
+        Route("/_sandbox/reset", control_routes.control_reset, methods=["POST"]),
+        Route("/_sandbox/webhooks", control_routes.control_webhooks, methods=["GET", "POST"]),
+        Route("/storage/auth/token", storage.storage_token, methods=["POST"]),
+        Route("/storage/upload/initiate", storage.storage_initiate, methods=["POST"]),
+        Route("/storage/uploads/{upload_id}", storage.storage_put, methods=["PUT"]),
+        Route("/files/upload", storage.cdn_upload, methods=["POST"]),
+        Route("/files/{path:path}", storage.serve_blob, methods=["GET"]),
+        Route("/media/{name}", storage.serve_blob, methods=["GET"]),
         Route("/{owner}/{app}/requests/{request_id}/status/stream", status_stream, methods=["GET"]),
         Route("/{owner}/{app}/requests/{request_id}/status", status, methods=["GET"]),
         Route("/{owner}/{app}/requests/{request_id}/cancel", cancel, methods=["PUT"]),

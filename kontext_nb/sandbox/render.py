@@ -53,24 +53,13 @@ def decode_image(data: bytes) -> Image.Image:
         raise ImageLoadError(f"cannot decode the input image: {exc}") from None
 
 
-def nearest_ratio(width: int, height: int) -> str:
-    """The allowed aspect ratio closest to width:height (edits keep their input's shape)."""
-    target = math.log(width / height)
-    return min(endpoints.ASPECT_RATIOS, key=lambda r: abs(math.log(_ratio(r)) - target))
-
-
-def _ratio(r: str) -> float:
-    w, h = r.split(":")
-    return int(w) / int(h)
-
-
 def output_size(
     arguments: Mapping[str, Any], inputs: Sequence[Image.Image] = (), scale: float = 1.0
 ) -> tuple[int, int]:
     """Output width and height: aspect_ratio if given, else the first input's nearest ratio, times scale."""
     ratio = arguments.get("aspect_ratio")
     if not ratio:
-        ratio = nearest_ratio(*inputs[0].size) if inputs else "1:1"
+        ratio = endpoints.nearest_ratio(*inputs[0].size) if inputs else "1:1"
     w, h = endpoints.aspect_size(ratio)
     return max(16, round(w * scale)), max(16, round(h * scale))
 
