@@ -43,6 +43,9 @@ class JobStatus:
     def finished(self) -> bool:
         return self.state in FINAL_STATES
 
+    def __repr__(self) -> str:
+        return f"<JobStatus {self}>"
+
     def __str__(self) -> str:
         if self.state == "queued":
             where = f"position {self.position}" if self.position is not None else "waiting to be sent"

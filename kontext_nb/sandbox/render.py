@@ -75,22 +75,23 @@ def render_image(
     prompt: str | None = None,
     nsfw: bool = False,
 ) -> RenderedImage:
-    """Render image ``index`` of a request (seed + index) and encode it as output_format.
+    """Render image ``index`` of a request and encode it as output_format.
 
     ``arguments`` are validated arguments with the seed already chosen; ``prompt`` is the
     prompt to print (the enhanced one when enhance_prompt is on) and ``nonce`` enters the
     hash so enhanced requests do not reproduce.
     """
     ep = endpoints.get_endpoint(endpoint_id)
-    seed = int(arguments["seed"]) + index
+    seed = int(arguments["seed"])
     shown = arguments["prompt"] if prompt is None else prompt
     settings = (arguments.get("guidance_scale"), arguments.get("aspect_ratio"), arguments.get("safety_tolerance"))
-    rng = _rng(endpoint_id, shown, seed, settings, nonce)
+    rng = _rng(endpoint_id, shown, seed, index, settings, nonce)
     size = output_size(arguments, inputs, scale)
     img = _generate(size, rng) if ep.mode == "text-to-image" or not inputs else _derive(size, inputs, rng)
     if nsfw:
         img = img.filter(ImageFilter.GaussianBlur(radius=max(4, size[0] // 24)))
-    _label(img, ep, shown, seed, nsfw)
+    count = int(arguments.get("num_images", 1))
+    _label(img, ep, shown, f"seed {seed}" + (f" · image {index + 1}/{count}" if count > 1 else ""), nsfw)
     fmt = arguments.get("output_format", "jpeg")
     return RenderedImage(_encode(img, fmt), img.width, img.height, CONTENT_TYPES[fmt])
 
@@ -178,7 +179,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=max(8, size))
 
 
-def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed: int, nsfw: bool) -> None:
+def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed_line: str, nsfw: bool) -> None:
     """Draw the SANDBOX mark, the model and mode, the prompt (wrapped, truncated) and the seed."""
     w, h = img.size
     draw = ImageDraw.Draw(img, "RGBA")
@@ -205,7 +206,7 @@ def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed: int, nsf
     body = _font(unit // 18)
     chars = max(8, int(w / (unit / 18 * 0.55)))
     lines = textwrap.wrap(" ".join(prompt.split()), width=chars, max_lines=3, placeholder=" …") or [""]
-    lines.append(f"seed {seed}")
+    lines.append(seed_line)
     line_h = unit // 18 + unit // 60
     band = line_h * len(lines) + unit // 30
     draw.rectangle((0, h - band, w, h), fill=(0, 0, 0, 150))
