@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 import kontext_nb.sandbox
+from kontext_nb.config import Settings
+from kontext_nb.session import Session
+from kontext_nb.transport import RetryPolicy
 
 # fast settings: tiny images, short inference; each test starts from these, with a clean slate
 SANDBOX_FAST = {
@@ -36,3 +40,37 @@ def sandbox(sandbox_server: kontext_nb.sandbox.SandboxServer) -> str:
     sandbox_server.reset()
     sandbox_server.configure(**SANDBOX_FAST)
     return sandbox_server.url
+
+
+@pytest.fixture
+def sb(sandbox_server: kontext_nb.sandbox.SandboxServer) -> kontext_nb.sandbox.SandboxServer:
+    """The running sandbox itself (reset, fast settings, no faults), for tests that steer it."""
+    sandbox_server.reset()
+    sandbox_server.configure(**SANDBOX_FAST)
+    return sandbox_server
+
+
+TEST_KEY = "test-key-0123456789abcdef"
+
+
+@pytest.fixture
+def make_session(sb: kontext_nb.sandbox.SandboxServer) -> Iterator[Callable[..., Session]]:
+    """Sessions on the sandbox with quick retries; ``make_session(concurrency=2)`` changes settings."""
+    made: list[Session] = []
+
+    def make(**changes: Any) -> Session:
+        settings = Settings(
+            base_url=sb.url, key=TEST_KEY, retry=RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.5)
+        )
+        session = Session(settings.with_(**changes), notice=lambda message: None)
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close()
+
+
+@pytest.fixture
+def session(make_session: Callable[..., Session]) -> Session:
+    return make_session()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -15,37 +15,9 @@ from kontext_nb.config import Settings
 from kontext_nb.engine import Engine, SubmitOptions
 from kontext_nb.errors import FalError, JobCancelled, JobTimeout
 from kontext_nb.session import Session, build_request
-from kontext_nb.transport import RetryPolicy
 
 KEY = "engine-test-key-0123456789"
-FAST = {"inference_time": 0.05, "image_scale": 0.25, "workers": 4}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[sandbox.SandboxServer]:
-    srv = sandbox.start(**FAST)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def sb(server: sandbox.SandboxServer) -> sandbox.SandboxServer:
-    server.reset()
-    server.set_faults([])
-    server.configure(**FAST)
-    return server
-
-
-def make_session(sb: sandbox.SandboxServer, **settings: object) -> Session:
-    base = Settings(base_url=sb.url, key=KEY, retry=RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.2))
-    return Session(base.with_(**settings), notice=lambda m: None)
-
-
-@pytest.fixture
-def session(sb: sandbox.SandboxServer) -> Iterator[Session]:
-    s = make_session(sb)
-    yield s
-    s.close()
+MakeSession = Callable[..., Session]
 
 
 def test_generate_returns_a_full_result(session: Session, sb: sandbox.SandboxServer) -> None:
@@ -86,8 +58,8 @@ def test_job_reports_every_status_change_in_order(session: Session, sb: sandbox.
         b.result(timeout=30)
 
 
-def test_stream_path_uses_at_most_four_requests_per_job(sb: sandbox.SandboxServer) -> None:
-    s = make_session(sb)
+def test_stream_path_uses_at_most_four_requests_per_job(make_session: MakeSession, sb: sandbox.SandboxServer) -> None:
+    s = make_session()
     try:
         s.generate("warm up")  # credentials and connection set up once
         before = s.engine.transport.requests_sent
@@ -98,9 +70,9 @@ def test_stream_path_uses_at_most_four_requests_per_job(sb: sandbox.SandboxServe
         s.close()
 
 
-def test_polling_path_gives_the_same_images(sb: sandbox.SandboxServer) -> None:
-    streamed = make_session(sb)
-    polled = make_session(sb, use_stream=False, poll_interval=0.02)
+def test_polling_path_gives_the_same_images(make_session: MakeSession, sb: sandbox.SandboxServer) -> None:
+    streamed = make_session()
+    polled = make_session(use_stream=False, poll_interval=0.02)
     try:
         a = streamed.generate("same picture", seed=5)
         b = polled.generate("same picture", seed=5)
@@ -111,9 +83,9 @@ def test_polling_path_gives_the_same_images(sb: sandbox.SandboxServer) -> None:
         polled.close()
 
 
-def test_a_server_without_a_stream_falls_back_to_polling(sb: sandbox.SandboxServer) -> None:
+def test_a_server_without_a_stream_falls_back_to_polling(make_session: MakeSession, sb: sandbox.SandboxServer) -> None:
     sb.configure(stream=False)
-    s = make_session(sb)
+    s = make_session()
     try:
         r = s.generate("no stream here", seed=3)
         assert r.images and s.engine._stream_supported is False
@@ -148,9 +120,9 @@ def test_cancel_a_running_job_and_cancel_after_done(session: Session, sb: sandbo
     assert done.cancel() is False and done.state == "done"
 
 
-def test_cancel_before_sending_sends_nothing(sb: sandbox.SandboxServer) -> None:
+def test_cancel_before_sending_sends_nothing(make_session: MakeSession, sb: sandbox.SandboxServer) -> None:
     sb.configure(inference_time=1.0)
-    s = make_session(sb, concurrency=1)
+    s = make_session(concurrency=1)
     try:
         first = s.generate("occupies the only slot", wait=False)
         second = s.generate("never sent", wait=False)
@@ -179,9 +151,9 @@ def test_kernel_interrupt_while_blocking_cancels_on_fal(session: Session, sb: sa
     _wait_for(lambda: sb.stats()["cancelled"] == 1)
 
 
-def test_concurrency_limit_holds(sb: sandbox.SandboxServer) -> None:
+def test_concurrency_limit_holds(make_session: MakeSession, sb: sandbox.SandboxServer) -> None:
     sb.configure(workers=8, inference_time=0.2)
-    s = make_session(sb, concurrency=2)
+    s = make_session(concurrency=2)
     try:
         jobs = [s.generate(f"job {i}", wait=False) for i in range(6)]
         for j in jobs:
@@ -197,9 +169,11 @@ def test_concurrency_limit_holds(sb: sandbox.SandboxServer) -> None:
         s.close()
 
 
-def test_job_timeout_leaves_the_job_on_fal_and_attach_collects_it(sb: sandbox.SandboxServer) -> None:
+def test_job_timeout_leaves_the_job_on_fal_and_attach_collects_it(
+    make_session: MakeSession, sb: sandbox.SandboxServer
+) -> None:
     sb.configure(inference_time=1.0)
-    s = make_session(sb, job_timeout=0.3)
+    s = make_session(job_timeout=0.3)
     try:
         job = s.generate("slow", wait=False)
         with pytest.raises(JobTimeout, match=r"kx\.attach") as info:
@@ -247,7 +221,7 @@ def test_server_side_422_is_turned_into_field_errors(sb: sandbox.SandboxServer) 
 
 
 def test_wrong_key_is_refused_clearly_without_showing_it() -> None:
-    with sandbox.running(require_key="the-right-key", **FAST) as url:
+    with sandbox.running(require_key="the-right-key", inference_time=0.05, image_scale=0.25) as url:
         s = Session(Settings(base_url=url, key="a-wrong-key-xyz"), notice=lambda m: None)
         try:
             with pytest.raises(FalError, match=r"refused the request \(HTTP 401\).*Check FAL_KEY") as info:

@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
 import kontext_nb.sandbox as sandbox
-from kontext_nb.config import Settings
 from kontext_nb.errors import FalError
 from kontext_nb.session import Session
 from kontext_nb.transport import RetryPolicy
 
-KEY = "faults-test-key-abcdef"
-FAST = {"inference_time": 0.1, "image_scale": 0.25, "workers": 4, "retry_after": 1, "slow_seconds": 0.5}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[sandbox.SandboxServer]:
-    srv = sandbox.start(**FAST)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def sb(server: sandbox.SandboxServer) -> sandbox.SandboxServer:
-    server.reset()
-    server.set_faults([])
-    server.configure(**FAST)
-    return server
-
 
 @pytest.fixture(params=["stream", "poll"])
-def session(request: pytest.FixtureRequest, sb: sandbox.SandboxServer) -> Iterator[Session]:
-    settings = Settings(
-        base_url=sb.url,
-        key=KEY,
+def session(request: pytest.FixtureRequest, make_session: Callable[..., Session]) -> Session:
+    """Each fault is met on both status paths: the SSE stream and polling."""
+    return make_session(
         retry=RetryPolicy(attempts=4, base_delay=0.01, max_delay=2.0),
         use_stream=request.param == "stream",
         poll_interval=0.02,
     )
-    s = Session(settings, notice=lambda m: None)
-    yield s
-    s.close()
 
 
 # (route, kind, count): faults the engine must ride out, ending with the images.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +15,6 @@ from kontext_nb.errors import ImageInputError, ValidationError
 from kontext_nb.session import Session
 
 KEY = "inputs-test-key-42"
-
-
-@pytest.fixture(scope="module")
-def sb() -> Iterator[sandbox.SandboxServer]:
-    srv = sandbox.start(inference_time=0.02, image_scale=0.25, workers=4)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def session(sb: sandbox.SandboxServer) -> Iterator[Session]:
-    sb.reset()
-    s = Session(Settings(base_url=sb.url, key=KEY), notice=lambda m: None)
-    yield s
-    s.close()
 
 
 def solid(color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> Image.Image:
@@ -92,7 +76,7 @@ def test_small_inputs_go_inline_large_ones_are_uploaded(session: Session, sb: sa
 
 def test_oversized_input_is_downscaled_with_a_notice(sb: sandbox.SandboxServer) -> None:
     notices: list[str] = []
-    s = Session(Settings(base_url=sb.url, key=KEY, max_input_side=256), notice=notices.append)
+    s = Session(Settings(base_url=sb.url, key=KEY, max_input_side=256), notice=notices.append)  # sees notices
     try:
         result = s.edit(solid((100, 100, 100), (1024, 512)), "shrink", seed=2)
         assert result.inputs[0].size == (256, 128)

@@ -230,6 +230,12 @@ def _validate_all(ep: endpoints.Endpoint, raw: dict[str, Any]) -> tuple[dict[str
     return None, errors
 
 
+async def _gated_job(request: Request, route: str) -> Job | Response:
+    """The request's job after the route's faults and auth, or the response that stops it."""
+    denied = await _sb(request).gate(request, route, request.path_params["request_id"])
+    return denied if denied is not None else _job_or_404(request)
+
+
 def _job_or_404(request: Request) -> Job | JSONResponse:
     params = request.path_params
     job = _sb(request).queue.jobs.get(params["request_id"])
@@ -308,10 +314,7 @@ async def submit(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     sb, request_id = _sb(request), request.path_params["request_id"]
-    denied = await sb.gate(request, "status", request_id)
-    if denied is not None:
-        return denied
-    job = _job_or_404(request)
+    job = await _gated_job(request, "status")
     if isinstance(job, Response):
         return job
     return _json(sb.queue.status_json(job, _with_logs(request)), 200 if job.done else 202, request_id)
@@ -322,10 +325,7 @@ async def status_stream(request: Request) -> Response:
     if not sb.config.stream:  # as a server without this route answers: the path exists only for POST
         sb.requests["stream"] += 1
         return _error(405, "Method not allowed", "method_not_allowed", request_id)
-    denied = await sb.gate(request, "stream", request_id)
-    if denied is not None:
-        return denied
-    job = _job_or_404(request)
+    job = await _gated_job(request, "stream")
     if isinstance(job, Response):
         return job
     with_logs = _with_logs(request)
@@ -385,11 +385,8 @@ def _job_error_response(job: Job) -> Response:
 
 
 async def result(request: Request) -> Response:
-    sb, request_id = _sb(request), request.path_params["request_id"]
-    denied = await sb.gate(request, "result", request_id)
-    if denied is not None:
-        return denied
-    job = _job_or_404(request)
+    request_id = request.path_params["request_id"]
+    job = await _gated_job(request, "result")
     if isinstance(job, Response):
         return job
     if not job.done:
