@@ -47,6 +47,9 @@ _LAZY = {
     "ImageInput": "images",
     "prepare_image": "images",
     "sandbox": None,
+    "BudgetError": "tracking",
+    "ConfirmationRequired": "tracking",
+    "JournalError": "journal",
 }
 
 _session: Session | None = None
@@ -79,7 +82,9 @@ def generate(
     ``model`` is "max" ($0.08 per image) or "pro" ($0.04). Other keywords are fal's inputs
     (see ``kx.help()``) plus ``on_update=callback(job, status)``, ``webhook_url``,
     ``priority`` ("normal" | "low"), ``start_timeout`` (s) and ``private=True`` (sync_mode
-    and no copy kept in fal's request history). A kernel interrupt cancels the job on fal.
+    and no copy kept in fal's request history), ``cache=False`` (always run, even when an
+    identical earlier request with an explicit seed is in the journal), ``confirm=True`` (for a
+    call above the confirmation threshold) and ``tags=``. A kernel interrupt cancels the job on fal.
     """
     return get_session().generate(prompt, model=model, wait=wait, timeout=timeout, **arguments)
 
@@ -105,11 +110,81 @@ def attach(request_id: str, *, endpoint: str, wait: bool = False) -> Any:
     return get_session().attach(request_id, endpoint=endpoint, wait=wait)
 
 
+def rerun(ref: Any, *, wait: bool = True, **changes: Any) -> Any:
+    """Run a journal job again with the same seed and settings; ``seed=`` etc. change them.
+
+    ``ref`` is a journal id (12 or "@12"), "@last", "@-2" (second to last) or a Result.
+    """
+    return get_session().rerun(ref, wait=wait, **changes)
+
+
+def resume(*, wait: bool = True) -> Any:
+    """Collect jobs submitted but never collected (kernel restart, crash, timeout). Never submits again."""
+    return get_session().resume(wait=wait)
+
+
+def load(ref: Any) -> Result:
+    """A journal job as a Result, its images read back from the runs folder."""
+    return get_session().result(ref)
+
+
+def lineage(ref: Any) -> list[Any]:
+    """The chain of edits from the original image to this job (journal records, original first)."""
+    return get_session().lineage(ref)
+
+
+def children(ref: Any) -> list[Any]:
+    """The jobs that edited this job's image (one level of the edit tree)."""
+    return get_session().children(ref)
+
+
+def history(
+    search: str | None = None,
+    *,
+    seed: int | None = None,
+    endpoint: str | None = None,
+    status: str | None = None,
+    tag: str | None = None,
+    since: Any = None,
+    limit: int | None = None,
+) -> Any:
+    """Journal records, newest first; a table in a notebook, ``.to_pandas()``, ``.to_csv()``, ``.to_json()``.
+
+    ``search`` matches every word in the prompt; ``since`` is a datetime or a Unix time.
+    """
+    return get_session().history(
+        search=search, seed=seed, endpoint=endpoint, status=status, tag=tag, since=since, limit=limit
+    )
+
+
+def delete(ref: Any, *, files: bool = True) -> None:
+    """Forget a journal job (and its image files, unless another job shares them)."""
+    get_session().delete(ref, files=files)
+
+
+def prune(*, older_than_days: float | None = None, max_bytes: int | None = None) -> int:
+    """Delete finished jobs older than some days and/or the oldest until the images fit in max_bytes."""
+    return get_session().prune(older_than_days=older_than_days, max_bytes=max_bytes)
+
+
+def budget() -> dict[str, Any]:
+    """Dollars spent this session, today and in total, the caps, and what is left."""
+    return get_session().budget()
+
+
+def read_metadata(path: Any) -> dict[str, Any]:
+    """The generation metadata embedded in an image file kontext_nb saved."""
+    from .metadata import read
+
+    return read(path)
+
+
 def configure(**changes: Any) -> Settings:
     """Change engine settings for the jobs that follow, e.g. ``kx.configure(concurrency=4)``.
 
     Settings: base_url (a fal-compatible server, like KONTEXT_FAL_URL), key, concurrency,
-    job_timeout, use_stream, poll_interval, inline_max_bytes, max_input_side, retry.
+    job_timeout, use_stream, poll_interval, inline_max_bytes, max_input_side, retry, runs_dir,
+    budget_session, budget_daily, confirm_above.
     """
     from dataclasses import fields
 
@@ -134,6 +209,8 @@ def help() -> None:
 
 
 __all__ = [
+    "BudgetError",
+    "ConfirmationRequired",
     "Engine",
     "FalError",
     "ImageInput",
@@ -143,6 +220,7 @@ __all__ = [
     "JobFailed",
     "JobStatus",
     "JobTimeout",
+    "JournalError",
     "KontextError",
     "Result",
     "Session",
@@ -150,11 +228,21 @@ __all__ = [
     "SubmitOptions",
     "ValidationError",
     "attach",
+    "budget",
+    "children",
     "configure",
+    "delete",
     "edit",
     "endpoints",
     "generate",
     "get_session",
     "help",
+    "history",
+    "lineage",
+    "load",
     "prepare_image",
+    "prune",
+    "read_metadata",
+    "rerun",
+    "resume",
 ]

@@ -1,4 +1,4 @@
-"""Engine settings: where fal traffic goes and how hard the engine works for each job."""
+"""Settings: where fal traffic goes, how hard the engine works, where runs are kept, what may be spent."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ MAX_INPUT_SIDE = 2048
 
 @dataclass(frozen=True)
 class Settings:
-    """How the engine reaches fal. The key is never part of the repr."""
+    """How a session reaches fal, keeps its runs and spends money. The key is never in the repr."""
 
     base_url: str | None = None
     """Send all fal traffic (queue, storage, CDN upload) here instead of fal's hosts."""
@@ -35,6 +35,14 @@ class Settings:
     poll_interval: float = 0.1
     inline_max_bytes: int = INLINE_MAX_BYTES
     max_input_side: int = MAX_INPUT_SIDE
+    runs_dir: str | None = None
+    """The runs folder (journal and images); None means KONTEXT_HOME, else ./kontext-runs."""
+    budget_session: float | None = None
+    """Dollars this session may spend; new submissions stop beyond it."""
+    budget_daily: float | None = None
+    """Dollars all sessions sharing the runs folder may spend per calendar day."""
+    confirm_above: float = 1.00
+    """A single call that would spend more needs confirm=True (the magics and panel ask)."""
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -28,6 +28,7 @@ from .falerrors import fal_error
 from .images import ImageInput
 from .jobs import Job
 from .output import collect_result
+from .result import Result
 from .status import StreamUnavailable, follow_stream, poll_status
 from .transport import FalTransport, RetriesExhausted
 from .upload import StorageUploader
@@ -36,6 +37,17 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[str, Job], None]
 """``listener(event, job)`` with event one of created, submitted, finished."""
+
+
+@dataclass(frozen=True)
+class JobHooks:
+    """Per-job seams for the journal; both run on the engine side, never on the caller's thread."""
+
+    on_submitted: Callable[[Job], None] | None = None
+    """Right after fal accepts the job (request_id known), before waiting on it."""
+    finalize: Callable[[Result], None] | None = None
+    """After the images are downloaded and before the job counts as done (in a worker thread,
+    so files can be written without stalling other jobs). It must not raise."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ class _Run:
     endpoint: str
     arguments: dict[str, Any]
     options: SubmitOptions
+    hooks: JobHooks = JobHooks()
     phase: str = "waiting"  # waiting, uploading, submitting, watching, collecting
     task: asyncio.Task[None] | None = None
     handle: Any = None
@@ -117,6 +130,7 @@ class Engine:
         *,
         options: SubmitOptions | None = None,
         on_update: Callable[..., None] | None = None,
+        hooks: JobHooks | None = None,
     ) -> Job:
         """Start a job with validated arguments (image fields hold ImageInputs); returns at once."""
         if self.closed:
@@ -125,20 +139,27 @@ class Engine:
         job = Job(endpoint, shown, self.cancel)
         if on_update is not None:
             job.on_update(on_update)
-        run = _Run(job, endpoint, arguments, options or SubmitOptions())
+        run = _Run(job, endpoint, arguments, options or SubmitOptions(), hooks or JobHooks())
         self._runs[job] = run
         self._emit("created", job)
         asyncio.run_coroutine_threadsafe(self._start(run), self._loop)
         return job
 
-    def attach(self, endpoint: str, request_id: str, on_update: Callable[..., None] | None = None) -> Job:
+    def attach(
+        self,
+        endpoint: str,
+        request_id: str,
+        on_update: Callable[..., None] | None = None,
+        hooks: JobHooks | None = None,
+        arguments: dict[str, Any] | None = None,
+    ) -> Job:
         """Follow a request already on fal (after a timeout, a crash, or from elsewhere) and collect it."""
         endpoints.get_endpoint(endpoint)
-        job = Job(endpoint, {}, self.cancel)
+        job = Job(endpoint, dict(arguments or {}), self.cancel)
         job.request_id = request_id
         if on_update is not None:
             job.on_update(on_update)
-        run = _Run(job, endpoint, {}, SubmitOptions(), phase="watching")
+        run = _Run(job, endpoint, dict(arguments or {}), SubmitOptions(), hooks or JobHooks(), phase="watching")
         self._runs[job] = run
         asyncio.run_coroutine_threadsafe(self._start(run, attach=True), self._loop)
         return job
@@ -222,6 +243,11 @@ class Engine:
                 )
             run.phase = "collecting"
             result = await collect_result(self, run)
+            if run.hooks.finalize is not None:
+                try:
+                    await asyncio.to_thread(run.hooks.finalize, result)
+                except Exception:  # the images are in hand: never lose them over a bookkeeping error
+                    log.exception("finalizing request %s failed", run.job.request_id)
             run.job._finish(result)
         except asyncio.CancelledError:
             run.job._finish(error=JobCancelled(_cancel_message(run)))
@@ -249,6 +275,11 @@ class Engine:
             run.submitted_at = time.time()
             run.job.request_id = run.handle.request_id
             run.phase = "watching"
+            if run.hooks.on_submitted is not None:
+                try:
+                    run.hooks.on_submitted(run.job)
+                except Exception:
+                    log.exception("recording the submit of %s failed", run.job.request_id)
             self._emit("submitted", run.job)
             if run.cancel_requested:
                 await self._cancel_remote(run)

@@ -69,6 +69,8 @@ class Job:
         self.arguments = arguments
         """The arguments as validated (images described, not inlined)."""
         self.request_id: str | None = None
+        self.journal_id: int | None = None
+        """The job's row in the run journal ('@12' names it), when it has one."""
         self.created = time.time()
         self._canceller = canceller
         self._lock = threading.Lock()

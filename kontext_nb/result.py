@@ -27,7 +27,8 @@ class Result:
     """The prompt fal reports (the enhanced one when enhance_prompt was on)."""
     images: list[Image.Image]
     image_bytes: list[bytes] = field(repr=False)
-    """The files exactly as fal returned them (no re-encoding)."""
+    """The image files: fal's bytes, never re-encoded, with the generation metadata added
+    when they were saved to the runs folder (so they equal the files on disk)."""
     content_types: list[str]
     urls: list[str]
     has_nsfw_concepts: list[bool]
@@ -40,7 +41,19 @@ class Result:
     logs: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     elapsed: float = 0.0
     cached: bool = False
+    """Answered from the journal: no request, no charge."""
     files: list[Path] = field(default_factory=list)
+    """The images on disk, with the generation metadata embedded."""
+    journal_id: int | None = None
+    parent_id: int | None = None
+    """The journal id of the job whose image this one edited."""
+    save_error: str | None = None
+    """Why the images could not be written to disk (they are still in ``images``)."""
+
+    @property
+    def ref(self) -> str | None:
+        """The journal reference ('@12') that names this result in magics and the panel."""
+        return f"@{self.journal_id}" if self.journal_id is not None else None
 
     @property
     def model(self) -> str:

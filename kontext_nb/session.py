@@ -1,154 +1,58 @@
-"""The facade the magics, the panel and users call: generate, edit, attach.
+"""The facade the magics, the panel and users call.
 
-A Session turns friendly calls into validated endpoint arguments (before anything is sent),
-owns one Engine, and picks the backend: fal when a key is found, the configured base URL
-(KONTEXT_FAL_URL) when one is set, otherwise an offline sandbox on a free loopback port.
+A Session owns one Engine and one journal. It picks the backend (fal when a key is found,
+KONTEXT_FAL_URL when set, otherwise an offline sandbox on a free loopback port), checks
+every request before sending, answers repeats from the cache, keeps to the budget, and
+records every job so nothing paid for is lost.
 """
 
 from __future__ import annotations
 
-import numbers
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import endpoints
 from .config import Settings, env_base_url, has_fal_credentials
-from .engine import Engine, SubmitOptions
+from .engine import Engine
 from .errors import ValidationError
-from .images import ImageInput, prepare_image
 from .jobs import Job
+from .journal import JobRecord
+from .request import Request, build_request, edit_mode
 from .result import Result
+from .tracking import Tracker, describe_request, is_ref
 
 SANDBOX_KEY = "kontext-sandbox"
 ANONYMOUS_KEY = "anonymous"
-PRIORITIES = ("normal", "low")
+ENHANCE_NOTICE = (
+    "kontext_nb: enhance_prompt is on, so fal rewrites the prompt each time: the same seed will not "
+    "reproduce the image (and such requests are never answered from the cache)"
+)
 
 
 def _print_notice(message: str) -> None:
     print(message)
 
 
-@dataclass(frozen=True)
-class Request:
-    """A checked request, ready for the engine: nothing invalid gets this far."""
-
-    endpoint: endpoints.Endpoint
-    arguments: dict[str, Any]
-    options: SubmitOptions
-    notices: tuple[str, ...] = ()
-
-    @property
-    def num_images(self) -> int:
-        return int(self.arguments.get("num_images", 1))
-
-    @property
-    def cost(self) -> float:
-        return self.endpoint.cost(self.num_images)
-
-
-def build_request(
-    mode: str,
-    prompt: Any,
-    *,
-    model: str = "max",
-    sources: Any = None,
-    webhook_url: str | None = None,
-    priority: str | None = None,
-    start_timeout: float | None = None,
-    private: bool = False,
-    max_input_side: int | None = None,
-    **arguments: Any,
-) -> Request:
-    """Validate everything a call could get wrong, read and check the images, send nothing."""
-    endpoint = endpoints.endpoint_for(mode, model)
-    notices: list[str] = []
-    args = dict(arguments, prompt=prompt)
-    if private:
-        if arguments.get("sync_mode") is False:
-            raise ValidationError("private=True needs sync_mode=True (it keeps outputs out of fal's history)")
-        args["sync_mode"] = True
-    if endpoint.mode != "text-to-image":
-        inputs = [_prepare(s, max_input_side) for s in sources]
-        for image in inputs:
-            if image.downscaled_from:
-                w, h = image.downscaled_from
-                notices.append(
-                    f"{image.description} is {w}x{h}; downscaled to {image.size[0]}x{image.size[1]} before sending"
-                )
-        field = endpoint.image_field
-        assert field is not None
-        args[field.name] = inputs[0] if field.kind == "image" else inputs
-    validated = endpoints.validate(endpoint, args)
-    options = SubmitOptions(
-        webhook_url=_check_webhook(webhook_url),
-        priority=_check_priority(priority),
-        start_timeout=_check_start_timeout(start_timeout),
-        store_io=not private,
-    )
-    return Request(endpoint, validated, options, tuple(notices))
-
-
-def edit_mode(sources: Any) -> tuple[str, list[Any]]:
-    """One source edits; a list of 2-4 sources combines them (the multi endpoint)."""
-    if isinstance(sources, (list, tuple)):
-        items = list(sources)
-        if len(items) == 1:
-            return "edit", items
-        field = endpoints.endpoint_for("multi", "max").field("image_urls")
-        if not (field.min_items or 0) <= len(items) <= (field.max_items or 0):
-            raise ValidationError(
-                f"{len(items)} source images given: edit takes 1, or {field.min_items} to {field.max_items} "
-                "for a multi-reference edit",
-                field="image_urls",
-            )
-        return "multi", items
-    return "edit", [sources]
-
-
-def _prepare(source: Any, max_side: int | None) -> ImageInput:
-    return prepare_image(source) if max_side is None else prepare_image(source, max_side=max_side)
-
-
-def _check_webhook(url: str | None) -> str | None:
-    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        raise ValidationError(f"webhook_url={url!r} must be an http(s) URL", field="webhook_url")
-    return url
-
-
-def _check_priority(priority: str | None) -> str | None:
-    if priority is not None and priority not in PRIORITIES:
-        raise ValidationError(
-            f"priority={priority!r} is not allowed: choose one of {', '.join(PRIORITIES)}"
-            + endpoints.suggest(str(priority), PRIORITIES),
-            field="priority",
-        )
-    return priority
-
-
-def _check_start_timeout(seconds: Any) -> float | None:
-    if seconds is None:
-        return None
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not 1 < float(seconds) < float("inf"):
-        raise ValidationError(f"start_timeout={seconds!r} must be a number of seconds above 1", field="start_timeout")
-    return float(seconds)
-
-
 class Session:
-    """One engine, one backend, and the calls users make."""
+    """One engine, one backend, one journal, and the calls users make."""
 
     def __init__(self, settings: Settings | None = None, *, notice: Callable[[str], None] | None = None) -> None:
         self._settings = settings
         self._engine: Engine | None = None
+        self._tracker: Tracker | None = None
         self._sandbox: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._retired: list[Engine] = []
+        self._enhance_said = False
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
 
-    # -- engine and backend -------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self._settings or Settings()
+
+    # -- engine, backend, journal ---------------------------------------------------------------
     @property
     def engine(self) -> Engine:
         with self._lock:
@@ -157,7 +61,7 @@ class Session:
             return self._engine
 
     def _create_engine(self) -> Engine:
-        settings = self._settings or Settings()
+        settings = self.settings
         base = settings.base_url or env_base_url()
         have_key = settings.key is not None or has_fal_credentials()
         if base is None and not have_key:
@@ -176,6 +80,22 @@ class Session:
             self.backend = "fal" if base is None else "custom"
         return Engine(settings)
 
+    @property
+    def tracker(self) -> Tracker:
+        """The journal of the runs folder (opened on first use; says so if jobs wait to be collected)."""
+        with self._lock:
+            if self._tracker is None:
+                self._tracker = Tracker(self.settings, self.notice)
+                waiting = self._tracker.resumable()
+                if waiting:
+                    n = len(waiting)
+                    self.notice(
+                        f"kontext_nb: {n} job{'s' if n != 1 else ''} from an earlier run "
+                        f"{'were' if n != 1 else 'was'} not collected: kx.resume() collects "
+                        f"{'them' if n != 1 else 'it'} without submitting again"
+                    )
+            return self._tracker
+
     def configure(self, settings: Settings) -> None:
         """Use new settings from the next job on (jobs in flight finish on the old engine)."""
         with self._lock:
@@ -183,9 +103,13 @@ class Session:
             if self._engine is not None:
                 self._retired.append(self._engine)
             self._engine = None
+            if self._tracker is not None and self._tracker.journal.folder != Tracker.folder_for(settings):
+                self._tracker = None
+            elif self._tracker is not None:
+                self._tracker.settings = settings
 
     def info(self) -> dict[str, Any]:
-        """Backend, URL, whether a key is set (never the key), jobs in flight."""
+        """Backend, URL, whether a key is set (never the key), jobs in flight, money spent."""
         engine = self.engine
         return {
             "backend": self.backend,
@@ -193,6 +117,8 @@ class Session:
             "key_set": self.backend != "sandbox" and engine.settings.key != ANONYMOUS_KEY,
             "jobs_in_flight": len(engine.active_jobs()),
             "concurrency": engine.settings.concurrency,
+            "runs_dir": str(self.tracker.journal.folder),
+            **{f"spent_{k}" if not k.endswith(("cap", "left", "above")) else k: v for k, v in self.budget().items()},
         }
 
     def close(self) -> None:
@@ -204,8 +130,11 @@ class Session:
             if self._sandbox is not None:
                 self._sandbox.stop()
                 self._sandbox = None
+            if self._tracker is not None:
+                self._tracker.journal.close()
+                self._tracker = None
 
-    # -- calls ----------------------------------------------------------------------------------
+    # -- making images ----------------------------------------------------------------------------
     def run(
         self,
         request: Request,
@@ -213,11 +142,31 @@ class Session:
         wait: bool = True,
         timeout: float | None = None,
         on_update: Callable[..., None] | None = None,
+        cache: bool = True,
+        confirm: bool = False,
+        tags: Iterable[str] | str = (),
+        parent_id: int | None = None,
     ) -> Result | Job:
         """Send a checked request; block for the Result, or return the Job at once."""
+        tag_list = [tags] if isinstance(tags, str) else list(tags)
+        endpoint, args = request.endpoint.id, request.arguments
+        if args.get("enhance_prompt") and not self._enhance_said:
+            self._enhance_said = True
+            self.notice(ENHANCE_NOTICE)
+        tracker = self.tracker
+        hit = tracker.cached(endpoint, args, tag_list) if cache else None
+        if hit is not None:
+            hit.parent_id = parent_id if parent_id is not None else hit.parent_id
+            return hit if wait else _finished_job(hit)
+        tracker.check_budget(request.cost, describe_request(endpoint, request.num_images), confirm)
         for message in request.notices:
             self.notice(f"kontext_nb: {message}")
-        job = self.engine.submit(request.endpoint.id, request.arguments, options=request.options, on_update=on_update)
+        journal_id = tracker.begin(endpoint, args, parent_id=parent_id, tags=tag_list)
+        job = self.engine.submit(
+            endpoint, args, options=request.options, on_update=on_update, hooks=tracker.hooks(journal_id, parent_id)
+        )
+        job.journal_id = journal_id
+        job.on_update(tracker.watch_end(journal_id))
         return job.result(timeout) if wait else job
 
     def generate(
@@ -228,10 +177,15 @@ class Session:
         wait: bool = True,
         timeout: float | None = None,
         on_update: Callable[..., None] | None = None,
+        cache: bool = True,
+        confirm: bool = False,
+        tags: Iterable[str] | str = (),
         **arguments: Any,
     ) -> Result | Job:
         request = build_request("text-to-image", prompt, model=model, **arguments)
-        return self.run(request, wait=wait, timeout=timeout, on_update=on_update)
+        return self.run(
+            request, wait=wait, timeout=timeout, on_update=on_update, cache=cache, confirm=confirm, tags=tags
+        )
 
     def edit(
         self,
@@ -242,18 +196,21 @@ class Session:
         wait: bool = True,
         timeout: float | None = None,
         on_update: Callable[..., None] | None = None,
+        cache: bool = True,
+        confirm: bool = False,
+        tags: Iterable[str] | str = (),
         **arguments: Any,
     ) -> Result | Job:
         mode, sources = edit_mode(source)
+        sources = [self.result(s) if is_ref(s) else s for s in sources]
+        parent_id = next((s.journal_id for s in sources if isinstance(s, Result) and s.journal_id), None)
         request = build_request(
-            mode,
-            prompt,
-            model=model,
-            sources=sources,
-            max_input_side=(self._settings or Settings()).max_input_side,
-            **arguments,
+            mode, prompt, model=model, sources=sources, max_input_side=self.settings.max_input_side, **arguments
         )
-        return self.run(request, wait=wait, timeout=timeout, on_update=on_update)
+        return self.run(
+            request, wait=wait, timeout=timeout, on_update=on_update, cache=cache, confirm=confirm, tags=tags,
+            parent_id=parent_id,
+        )  # fmt: skip
 
     def attach(self, request_id: str, *, endpoint: str, wait: bool = False) -> Result | Job:
         """Follow a request already submitted to fal, and collect its images."""
@@ -261,3 +218,85 @@ class Session:
             raise ValidationError(f"request_id={request_id!r} must be a non-empty string", field="request_id")
         job = self.engine.attach(endpoint, request_id.strip())
         return job.result() if wait else job
+
+    # -- the journal --------------------------------------------------------------------------------
+    def record(self, ref: Any) -> JobRecord:
+        return self.tracker.resolve(ref)
+
+    def result(self, ref: Any) -> Result:
+        """A job from the journal as a Result, its images read from the runs folder."""
+        if isinstance(ref, Result) and ref.journal_id is None:
+            return ref
+        return self.tracker.load_result(self.tracker.resolve(ref))
+
+    def rerun(self, ref: Any, *, wait: bool = True, **changes: Any) -> Result | Job:
+        """Run a job again with the same seed and settings, changing only what is given."""
+        from .rerun import rerun_request
+
+        record = self.record(ref)
+        options = {k: changes.pop(k) for k in ("cache", "confirm", "tags", "timeout", "on_update") if k in changes}
+        request, parent_id = rerun_request(record, changes, self.settings.max_input_side)
+        return self.run(request, wait=wait, parent_id=parent_id, **options)
+
+    def resume(self, *, wait: bool = True) -> list[Result] | list[Job]:
+        """Collect jobs submitted but never collected (restart, crash, timeout). Never submits."""
+        tracker = self.tracker
+        jobs: list[Job] = []
+        for record in tracker.resumable():
+            if record.request_id is None:
+                tracker.journal.finished(
+                    record.id,
+                    status="failed",
+                    error="interrupted before fal confirmed the submission: there is no request to collect",
+                )
+                continue
+            hooks = tracker.hooks(record.id, record.parent_id)
+            job = self.engine.attach(record.endpoint, record.request_id, hooks=hooks, arguments=record.arguments)
+            job.journal_id = record.id
+            tracker._active.add(record.id)
+            job.on_update(tracker.watch_end(record.id))
+            jobs.append(job)
+        if not wait:
+            return jobs
+        results: list[Result] = []
+        for job in jobs:
+            try:
+                results.append(job.result())
+            except Exception as exc:  # said once per job; the journal row has the error
+                self.notice(f"kontext_nb: could not collect @{job.journal_id}: {exc}")
+        return results
+
+    def lineage(self, ref: Any) -> list[JobRecord]:
+        return self.tracker.journal.lineage(self.record(ref).id)
+
+    def children(self, ref: Any) -> list[JobRecord]:
+        return self.tracker.journal.children(self.record(ref).id)
+
+    def history(self, **filters: Any) -> Any:
+        from .history import History
+
+        since = filters.get("since")
+        if since is not None and not isinstance(since, (int, float)):
+            filters["since"] = since.timestamp()
+        return History(self.tracker.journal.search(**filters))
+
+    def delete(self, ref: Any, *, files: bool = True) -> None:
+        from .pruning import delete_record
+
+        delete_record(self.tracker.journal, self.record(ref), files=files)
+
+    def prune(self, *, older_than_days: float | None = None, max_bytes: int | None = None) -> int:
+        from .pruning import prune
+
+        return prune(self.tracker.journal, older_than_days=older_than_days, max_bytes=max_bytes)
+
+    def budget(self) -> dict[str, Any]:
+        """Dollars spent this session, today and in total, with the caps and what is left."""
+        return self.tracker.spending()
+
+
+def _finished_job(result: Result) -> Job:
+    job = Job(result.endpoint, result.arguments, lambda j: False)
+    job.request_id, job.journal_id = result.request_id, result.journal_id
+    job._finish(result)
+    return job

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,19 @@ SANDBOX_FAST = {
     "max_upload_bytes": 50 * 1024 * 1024,
     "stream": True,
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def runs_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Journals and images of the whole run go to a temporary folder, never into the checkout."""
+    folder = tmp_path_factory.mktemp("kontext-runs")
+    previous = os.environ.get("KONTEXT_HOME")
+    os.environ["KONTEXT_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("KONTEXT_HOME", None)
+    else:
+        os.environ["KONTEXT_HOME"] = previous
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +69,17 @@ TEST_KEY = "test-key-0123456789abcdef"
 
 
 @pytest.fixture
-def make_session(sb: kontext_nb.sandbox.SandboxServer) -> Iterator[Callable[..., Session]]:
-    """Sessions on the sandbox with quick retries; ``make_session(concurrency=2)`` changes settings."""
+def make_session(sb: kontext_nb.sandbox.SandboxServer, tmp_path: Path) -> Iterator[Callable[..., Session]]:
+    """Sessions on the sandbox with quick retries and a runs folder of the test's own;
+    ``make_session(concurrency=2)`` changes settings."""
     made: list[Session] = []
 
     def make(**changes: Any) -> Session:
         settings = Settings(
-            base_url=sb.url, key=TEST_KEY, retry=RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.5)
+            base_url=sb.url,
+            key=TEST_KEY,
+            retry=RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.5),
+            runs_dir=str(tmp_path / "runs"),
         )
         session = Session(settings.with_(**changes), notice=lambda message: None)
         made.append(session)

@@ -14,7 +14,8 @@ from kontext_nb import endpoints
 from kontext_nb.config import Settings
 from kontext_nb.engine import Engine, SubmitOptions
 from kontext_nb.errors import FalError, JobCancelled, JobTimeout
-from kontext_nb.session import Session, build_request
+from kontext_nb.request import build_request
+from kontext_nb.session import Session
 
 KEY = "engine-test-key-0123456789"
 MakeSession = Callable[..., Session]

@@ -1,0 +1,464 @@
+"""The run journal: every job, its seed, settings, outcome and files, in SQLite.
+
+Users pay per image and come back days later, so a job's row is written *before* it is
+submitted, its request id the moment fal accepts it, and its outcome when it ends. WAL
+mode and a busy timeout let several kernels share one runs folder safely; the schema is
+versioned (``PRAGMA user_version``) and migrated forward on open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .endpoints import get_endpoint
+from .errors import KontextError
+
+HOME_ENV = "KONTEXT_HOME"
+DEFAULT_FOLDER = "kontext-runs"
+DB_NAME = "journal.sqlite3"
+FINAL = ("done", "failed", "cancelled")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the jobs table
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        status TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        arguments TEXT NOT NULL,
+        seed INTEGER,
+        request_id TEXT,
+        parent_id INTEGER,
+        tags TEXT NOT NULL DEFAULT '[]',
+        source TEXT,
+        session TEXT,
+        input_hashes TEXT NOT NULL DEFAULT '[]',
+        cache_key TEXT,
+        cached INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        num_images INTEGER NOT NULL DEFAULT 0,
+        timings TEXT,
+        nsfw TEXT,
+        output_prompt TEXT,
+        files TEXT NOT NULL DEFAULT '[]',
+        error TEXT,
+        error_type TEXT
+    );
+    CREATE INDEX jobs_created ON jobs (created);
+    CREATE INDEX jobs_request ON jobs (request_id);
+    CREATE INDEX jobs_cache ON jobs (cache_key);
+    CREATE INDEX jobs_parent ON jobs (parent_id);
+    CREATE INDEX jobs_status ON jobs (status);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class JournalError(KontextError):
+    """The journal cannot be used (corrupt, newer schema, unwritable) or a reference is unknown."""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as the journal remembers it."""
+
+    id: int
+    created: float
+    status: str
+    endpoint: str
+    prompt: str
+    arguments: dict[str, Any]
+    seed: int | None
+    request_id: str | None
+    parent_id: int | None
+    tags: tuple[str, ...]
+    source: str | None
+    session: str | None
+    input_hashes: tuple[str, ...]
+    cache_key: str | None
+    cached: bool
+    cost: float
+    num_images: int
+    timings: dict[str, Any] | None
+    nsfw: tuple[bool, ...]
+    output_prompt: str | None
+    files: tuple[str, ...]
+    error: str | None
+    error_type: str | None
+    folder: Path = field(repr=False, compare=False, default=Path("."))
+
+    @property
+    def model(self) -> str:
+        return get_endpoint(self.endpoint).model
+
+    @property
+    def mode(self) -> str:
+        return get_endpoint(self.endpoint).mode
+
+    @property
+    def paths(self) -> list[Path]:
+        """The image files, as absolute paths."""
+        return [self.folder / f for f in self.files]
+
+    @property
+    def ref(self) -> str:
+        return f"@{self.id}"
+
+
+def default_folder() -> Path:
+    """KONTEXT_HOME, else ./kontext-runs beside the notebook (the kernel's working directory)."""
+    return Path(os.environ.get(HOME_ENV) or DEFAULT_FOLDER).expanduser().resolve()
+
+
+class Journal:
+    """The SQLite journal of one runs folder. Safe to share between threads and processes."""
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+        self.folder = Path(folder).expanduser().resolve() if folder is not None else default_folder()
+        self.path = self.folder / DB_NAME
+        self._local = threading.local()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"cannot create the runs folder {self.folder}: {exc.strerror or exc}") from None
+        self._open_checked()
+
+    def __repr__(self) -> str:
+        return f"<Journal {self.path}>"
+
+    # -- connection -----------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _open_checked(self) -> None:
+        """Open and migrate; a file that is not a journal is moved aside, never overwritten."""
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            aside = self.path.with_name(f"{DB_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    src.rename(Path(str(aside) + suffix))
+            raise JournalError(
+                f"the journal {self.path} is not readable ({exc}); it was moved aside to {aside.name} "
+                "and a new journal starts on the next call"
+            ) from None
+
+    def _migrate(self) -> None:
+        db = self._db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal {self.path} has schema version {version}, newer than this kontext_nb "
+                f"understands ({SCHEMA_VERSION}): upgrade kontext_nb"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self._write() as w:
+            version = w.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            for number in range(version, SCHEMA_VERSION):
+                w.executescript_in_tx(MIGRATIONS[number])
+            w.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[_Tx]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield _Tx(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- writing --------------------------------------------------------------------------
+    def create(
+        self,
+        *,
+        endpoint: str,
+        arguments: dict[str, Any],
+        input_hashes: Sequence[str] = (),
+        parent_id: int | None = None,
+        tags: Iterable[str] = (),
+        source: str | None = None,
+        session: str | None = None,
+        cache_key: str | None = None,
+    ) -> int:
+        """Write a job's row before it is submitted; returns its journal id."""
+        now = time.time()
+        with self._write() as w:
+            cur = w.execute(
+                "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, tags,"
+                " source, session, input_hashes, cache_key) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    now,
+                    now,
+                    endpoint,
+                    str(arguments.get("prompt", "")),
+                    _dump(arguments),
+                    arguments.get("seed"),
+                    parent_id,
+                    _dump(sorted(set(tags))),
+                    source,
+                    session,
+                    _dump(list(input_hashes)),
+                    cache_key,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def submitted(self, job_id: int, request_id: str) -> None:
+        self._update(job_id, status="submitted", request_id=request_id)
+
+    def finished(
+        self,
+        job_id: int,
+        *,
+        status: str,
+        seed: int | None = None,
+        cost: float = 0.0,
+        num_images: int = 0,
+        timings: dict[str, Any] | None = None,
+        nsfw: Sequence[bool] = (),
+        output_prompt: str | None = None,
+        files: Sequence[str] = (),
+        error: str | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Record how a job ended (done with its files and cost, failed, or cancelled)."""
+        changes: dict[str, Any] = {
+            "status": status,
+            "cost": cost,
+            "num_images": num_images,
+            "timings": _dump(timings) if timings is not None else None,
+            "nsfw": _dump(list(nsfw)),
+            "output_prompt": output_prompt,
+            "files": _dump(list(files)),
+            "error": error,
+            "error_type": error_type,
+        }
+        if seed is not None:
+            changes["seed"] = seed
+        if request_id is not None:
+            changes["request_id"] = request_id
+        self._update(job_id, **changes)
+
+    def record_cached(
+        self, original: JobRecord, *, session: str | None, source: str | None, tags: Iterable[str]
+    ) -> int:
+        """A job answered from an earlier identical one: its own row, no request, no cost."""
+        now = time.time()
+        with self._write() as w:
+            cur = w.execute(
+                "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, request_id, parent_id,"
+                " tags, source, session, input_hashes, cache_key, cached, cost, num_images, timings, nsfw,"
+                " output_prompt, files) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?, ?, ?)",
+                (
+                    now,
+                    now,
+                    original.endpoint,
+                    original.prompt,
+                    _dump(original.arguments),
+                    original.seed,
+                    original.request_id,
+                    original.parent_id,
+                    _dump(sorted(set(tags))),
+                    source,
+                    session,
+                    _dump(list(original.input_hashes)),
+                    original.cache_key,
+                    original.num_images,
+                    _dump(original.timings),
+                    _dump(list(original.nsfw)),
+                    original.output_prompt,
+                    _dump(list(original.files)),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def _update(self, job_id: int, **changes: Any) -> None:
+        changes["updated"] = time.time()
+        columns = ", ".join(f"{k} = ?" for k in changes)
+        with self._write() as w:
+            w.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*changes.values(), job_id))
+
+    def delete(self, job_id: int) -> None:
+        with self._write() as w:
+            w.execute("UPDATE jobs SET parent_id = NULL WHERE parent_id = ?", (job_id,))
+            w.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, job_id: int) -> JobRecord:
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JournalError(f"no job @{job_id} in the journal {self.path}")
+        return self._record(row)
+
+    def nth_latest(self, n: int) -> JobRecord:
+        """n=1 is the latest job, n=2 the one before, ..."""
+        row = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1 OFFSET ?", (n - 1,)).fetchone()
+        if row is None:
+            count = self.count()
+            raise JournalError(
+                f"there is no job @-{n}: the journal has {count} job{'s' if count != 1 else ''}"
+                if n > 1
+                else "there is no @last job: the journal is empty"
+            )
+        return self._record(row)
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+
+    def find_cached(self, cache_key: str) -> JobRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE cache_key = ? AND status = 'done' AND files != '[]' ORDER BY id DESC LIMIT 1",
+            (cache_key,),
+        ).fetchone()
+        if row is None:
+            return None
+        record = self._record(row)
+        return record if all(p.exists() for p in record.paths) else None
+
+    def uncollected(self) -> list[JobRecord]:
+        """Jobs that reached fal (or may have) and never ended here: what resume collects."""
+        rows = self._db.execute("SELECT * FROM jobs WHERE status IN ('pending', 'submitted') ORDER BY id").fetchall()
+        return [self._record(r) for r in rows]
+
+    def children(self, job_id: int) -> list[JobRecord]:
+        rows = self._db.execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,)).fetchall()
+        return [self._record(r) for r in rows]
+
+    def lineage(self, job_id: int) -> list[JobRecord]:
+        """The chain of edits from the original image to this job, original first."""
+        chain: list[JobRecord] = []
+        seen: set[int] = set()
+        current: int | None = job_id
+        while current is not None and current not in seen:
+            seen.add(current)
+            record = self.get(current)
+            chain.append(record)
+            current = record.parent_id
+        return chain[::-1]
+
+    def search(
+        self,
+        *,
+        search: str | None = None,
+        seed: int | None = None,
+        endpoint: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        since: float | None = None,
+        session: str | None = None,
+        limit: int | None = None,
+    ) -> list[JobRecord]:
+        """Newest first. ``search`` matches every word in the prompt, case-insensitively."""
+        where, params = [], []  # type: ignore[var-annotated]
+        for word in (search or "").split():
+            where.append("prompt LIKE ? ESCAPE '\\'")
+            params.append("%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        for column, value in (("seed", seed), ("endpoint", endpoint), ("status", status), ("session", session)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)")
+            params.append(tag)
+        if since is not None:
+            where.append("created >= ?")
+            params.append(since)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [self._record(r) for r in self._db.execute(sql, params).fetchall()]
+
+    def spent(self, *, since: float | None = None, session: str | None = None) -> float:
+        sql, params = "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE 1 = 1", []  # type: ignore[var-annotated]
+        if since is not None:
+            sql += " AND created >= ?"
+            params.append(since)
+        if session is not None:
+            sql += " AND session = ?"
+            params.append(session)
+        return float(self._db.execute(sql, params).fetchone()[0])
+
+    def _record(self, row: sqlite3.Row) -> JobRecord:
+        return JobRecord(
+            id=row["id"],
+            created=row["created"],
+            status=row["status"],
+            endpoint=row["endpoint"],
+            prompt=row["prompt"],
+            arguments=json.loads(row["arguments"]),
+            seed=row["seed"],
+            request_id=row["request_id"],
+            parent_id=row["parent_id"],
+            tags=tuple(json.loads(row["tags"])),
+            source=row["source"],
+            session=row["session"],
+            input_hashes=tuple(json.loads(row["input_hashes"])),
+            cache_key=row["cache_key"],
+            cached=bool(row["cached"]),
+            cost=row["cost"],
+            num_images=row["num_images"],
+            timings=json.loads(row["timings"]) if row["timings"] else None,
+            nsfw=tuple(json.loads(row["nsfw"] or "[]")),
+            output_prompt=row["output_prompt"],
+            files=tuple(json.loads(row["files"])),
+            error=row["error"],
+            error_type=row["error_type"],
+            folder=self.folder,
+        )
+
+
+class _Tx:
+    """A write transaction's connection, with executescript that stays inside the transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, params)
+
+    def executescript_in_tx(self, script: str) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

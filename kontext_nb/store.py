@@ -1,0 +1,69 @@
+"""Image files in the runs folder: results with their metadata embedded, inputs for re-runs.
+
+Files are named by the hash of the image bytes fal returned, written to a temporary name
+and renamed into place, so a crash never leaves half a file under a real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import metadata
+
+RESULTS = "images"
+INPUTS = "inputs"
+EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def extension(content_type: str, data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return ".png"
+    if data.startswith(b"\xff\xd8"):
+        return ".jpg"
+    return EXTENSIONS.get(content_type, ".bin")
+
+
+def save_result_image(folder: Path, data: bytes, content_type: str, meta: dict[str, Any]) -> tuple[str, bytes]:
+    """Write one result image with its metadata; returns its path (relative to the runs folder)
+    and the bytes on disk. The same image saved again keeps the file (and metadata) it has."""
+    name = hashlib.sha256(data).hexdigest()[:32] + extension(content_type, data)
+    relative = Path(RESULTS) / name
+    target = folder / relative
+    if target.exists():
+        return relative.as_posix(), target.read_bytes()
+    try:
+        tagged = metadata.embed(data, meta)
+    except ValueError:  # a format metadata cannot go into: keep the bytes as they are
+        tagged = data
+    _atomic_write(target, tagged)
+    return relative.as_posix(), tagged
+
+
+def save_input(folder: Path, data: bytes, content_type: str, sha256: str) -> str:
+    """Keep an input image, so an edit can be re-run and compared with its source later."""
+    relative = Path(INPUTS) / (sha256[:32] + extension(content_type, data))
+    if not (folder / relative).exists():
+        _atomic_write(folder / relative, data)
+    return relative.as_posix()
+
+
+def find_input(folder: Path, sha256: str) -> Path | None:
+    for path in (folder / INPUTS).glob(sha256[:32] + ".*"):
+        return path
+    return None

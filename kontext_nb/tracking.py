@@ -1,0 +1,369 @@
+"""What the journal adds to a session: rows before submit, files on completion, the cache,
+the budget, job references, and results loaded back from disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import re
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from . import __version__, store
+from .config import Settings
+from .endpoints import get_endpoint
+from .engine import JobHooks
+from .errors import FalError, JobFailed, KontextError
+from .images import ImageInput
+from .jobs import Job, JobStatus
+from .journal import JobRecord, Journal, JournalError, default_folder
+from .render import format_cost
+from .result import Result
+
+REF_PATTERN = re.compile(r"^@(last|-\d+|\d+)$")
+
+
+class BudgetError(KontextError):
+    """A spending cap would be passed; nothing was sent."""
+
+
+class ConfirmationRequired(BudgetError):
+    """One call would spend more than the confirmation threshold; pass confirm=True."""
+
+
+def is_ref(value: Any) -> bool:
+    """Whether a value names a journal job rather than an image (used for edit sources)."""
+    if isinstance(value, (Result, JobRecord)):
+        return isinstance(value, JobRecord) or value.journal_id is not None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, str) and bool(REF_PATTERN.match(value.strip()))
+
+
+def source_name() -> str:
+    """The notebook (Jupyter tells kernels its path) or the script this job came from."""
+    name = os.environ.get("JPY_SESSION_NAME") or (sys.argv[0] if sys.argv and sys.argv[0] else "")
+    return os.path.basename(name) if name and not name.startswith("-") else "<interactive>"
+
+
+def _owner_alive(session: str | None) -> bool:
+    """Whether the session that owns a row is a live process on this machine."""
+    try:
+        host, pid, _ = (session or "").split(":", 2)
+        if host != socket.gethostname():
+            return False
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Tracker:
+    """The journal side of one session."""
+
+    def __init__(self, settings: Settings, notice: Callable[[str], None]) -> None:
+        self.journal = Journal(settings.runs_dir)
+        self.session_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.source = source_name()
+        self.notice = notice
+        self.settings = settings
+        self._active: set[int] = set()
+        self.started = time.time()
+
+    @staticmethod
+    def folder_for(settings: Settings) -> Path:
+        return Path(settings.runs_dir).expanduser().resolve() if settings.runs_dir else default_folder()
+
+    # -- references -------------------------------------------------------------------------
+    def resolve(self, ref: Any) -> JobRecord:
+        """A journal id (12, '@12'), '@last', '@-2' (second to last), a Result or a JobRecord."""
+        if isinstance(ref, JobRecord):
+            return ref
+        if isinstance(ref, Result):
+            if ref.journal_id is None:
+                raise JournalError("that Result is not in the journal (it was made without one)")
+            return self.journal.get(ref.journal_id)
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            return self.journal.get(ref)
+        text = ref.strip() if isinstance(ref, str) else ""
+        if text.isdigit():
+            return self.journal.get(int(text))
+        match = REF_PATTERN.match(text)
+        if match is None:
+            raise JournalError(
+                f"unknown job reference {ref!r}: use a journal id (12 or '@12'), '@last', "
+                "'@-2' (second to last) or a Result"
+            )
+        word = match.group(1)
+        if word == "last":
+            return self.journal.nth_latest(1)
+        if word.startswith("-"):
+            return self.journal.nth_latest(int(word[1:]))
+        return self.journal.get(int(word))
+
+    def load_result(self, record: JobRecord) -> Result:
+        """A finished job as a Result again, its images read back from the runs folder."""
+        if record.status != "done" or not record.files:
+            why = record.error or f"its status is {record.status}"
+            raise JournalError(f"job {record.ref} has no images on disk ({why})")
+        blobs, images = [], []
+        for path in record.paths:
+            try:
+                data = path.read_bytes()
+                image = Image.open(io.BytesIO(data))
+                image.load()
+            except OSError as exc:
+                raise JournalError(f"job {record.ref}'s image {path} cannot be read: {exc}") from None
+            blobs.append(data)
+            images.append(image)
+        return Result(
+            endpoint=record.endpoint,
+            request_id=record.request_id or "",
+            arguments=record.arguments,
+            seed=record.seed,
+            prompt=record.output_prompt or record.prompt,
+            images=images,
+            image_bytes=blobs,
+            content_types=["image/png" if b.startswith(b"\x89PNG") else "image/jpeg" for b in blobs],
+            urls=[],
+            has_nsfw_concepts=list(record.nsfw),
+            timings=record.timings or {},
+            cost=record.cost,
+            cached=record.cached,
+            inputs=self._inputs(record),
+            files=record.paths,
+            journal_id=record.id,
+            parent_id=record.parent_id,
+        )
+
+    def _inputs(self, record: JobRecord) -> list[ImageInput]:
+        """The job's input images as kept in the runs folder (URL inputs as their URL)."""
+        found = []
+        for identity in record.input_hashes:
+            if identity.startswith("url:"):
+                found.append(ImageInput(f"URL {identity[4:]!r}", url=identity[4:]))
+                continue
+            path = store.find_input(self.journal.folder, identity)
+            if path is not None:
+                data = path.read_bytes()
+                ctype = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+                found.append(ImageInput(f"input of {record.ref}", data=data, content_type=ctype))
+        return found
+
+    # -- cache and budget -------------------------------------------------------------------
+    @staticmethod
+    def cache_key(endpoint: str, arguments: dict[str, Any]) -> str | None:
+        """Only requests that must give the same images: an explicit seed, no prompt enhancing."""
+        if arguments.get("seed") is None or arguments.get("enhance_prompt"):
+            return None
+        canonical = {k: _identity(v) for k, v in arguments.items()}
+        blob = json.dumps({"endpoint": endpoint, "arguments": canonical}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def cached(self, endpoint: str, arguments: dict[str, Any], tags: Iterable[str]) -> Result | None:
+        key = self.cache_key(endpoint, arguments)
+        original = self.journal.find_cached(key) if key else None
+        if original is None:
+            return None
+        journal_id = self.journal.record_cached(original, session=self.session_id, source=self.source, tags=tags)
+        result = self.load_result(self.journal.get(journal_id))
+        result.cached = True
+        return result
+
+    def check_budget(self, cost: float, description: str, confirm: bool) -> None:
+        """Stop before sending when a cap would be passed or a call is large and unconfirmed."""
+        s = self.settings
+        if s.budget_session is not None:
+            spent = self.journal.spent(session=self.session_id)
+            if spent + cost > s.budget_session + 1e-9:
+                raise BudgetError(
+                    f"{description} would cost {format_cost(cost)}, but this session has spent {format_cost(spent)} "
+                    f"of its {format_cost(s.budget_session)} budget: raise budget_session to go on"
+                )
+        if s.budget_daily is not None:
+            spent = self.journal.spent(since=_start_of_today())
+            if spent + cost > s.budget_daily + 1e-9:
+                raise BudgetError(
+                    f"{description} would cost {format_cost(cost)}, but {format_cost(spent)} of today's "
+                    f"{format_cost(s.budget_daily)} budget is spent: raise budget_daily to go on"
+                )
+        if cost > s.confirm_above + 1e-9 and not confirm:
+            raise ConfirmationRequired(
+                f"{description} would cost {format_cost(cost)}, more than {format_cost(s.confirm_above)}: "
+                "pass confirm=True to go ahead"
+            )
+
+    def spending(self) -> dict[str, Any]:
+        s = self.settings
+        session = self.journal.spent(session=self.session_id)
+        today = self.journal.spent(since=_start_of_today())
+        return {
+            "session": session,
+            "today": today,
+            "total": self.journal.spent(),
+            "session_cap": s.budget_session,
+            "daily_cap": s.budget_daily,
+            "session_left": None if s.budget_session is None else max(0.0, s.budget_session - session),
+            "daily_left": None if s.budget_daily is None else max(0.0, s.budget_daily - today),
+            "confirm_above": s.confirm_above,
+        }
+
+    # -- one job's rows ---------------------------------------------------------------------
+    def begin(self, endpoint: str, arguments: dict[str, Any], *, parent_id: int | None, tags: Iterable[str]) -> int:
+        """Keep the inputs and write the row, before anything is sent."""
+        hashes = []
+        for image in _image_inputs(arguments):
+            if image.data is not None and image.sha256:
+                store.save_input(self.journal.folder, image.data, image.content_type or "", image.sha256)
+                hashes.append(image.sha256)
+            elif image.url:
+                hashes.append("url:" + image.url)
+        shown = {k: _label(v) for k, v in arguments.items()}
+        journal_id = self.journal.create(
+            endpoint=endpoint,
+            arguments=shown,
+            input_hashes=hashes,
+            parent_id=parent_id,
+            tags=tags,
+            source=self.source,
+            session=self.session_id,
+            cache_key=self.cache_key(endpoint, arguments),
+        )
+        self._active.add(journal_id)
+        return journal_id
+
+    def hooks(self, journal_id: int, parent_id: int | None) -> JobHooks:
+        def on_submitted(job: Job) -> None:
+            self.journal.submitted(journal_id, job.request_id or "")
+
+        def finalize(result: Result) -> None:
+            self.save(journal_id, result, parent_id)
+
+        return JobHooks(on_submitted=on_submitted, finalize=finalize)
+
+    def save(self, journal_id: int, result: Result, parent_id: int | None) -> None:
+        """Write the images with their metadata, then the row: done, seed, cost, files."""
+        result.journal_id, result.parent_id = journal_id, parent_id
+        meta = {
+            "prompt": result.prompt,
+            "endpoint": result.endpoint,
+            "arguments": result.arguments,
+            "seed": result.seed,
+            "request_id": result.request_id,
+            "parent": parent_id,
+            "journal_id": journal_id,
+            "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "kontext_nb_version": __version__,
+        }
+        files: list[str] = []
+        try:
+            saved = [
+                store.save_result_image(self.journal.folder, data, ctype, meta)
+                for data, ctype in zip(result.image_bytes, result.content_types, strict=True)
+            ]
+            files = [name for name, _ in saved]
+            result.image_bytes = [data for _, data in saved]  # what is on disk: fal's bytes plus metadata
+        except OSError as exc:
+            result.save_error = f"could not save the images to {self.journal.folder}: {exc.strerror or exc}"
+            files = []
+            self.notice(f"kontext_nb: {result.save_error}; they are still in result.images")
+        result.files = [self.journal.folder / f for f in files]
+        self.journal.finished(
+            journal_id,
+            status="done",
+            seed=result.seed,
+            cost=result.cost,
+            num_images=len(result.images),
+            timings=result.timings,
+            nsfw=result.has_nsfw_concepts,
+            output_prompt=result.prompt,
+            files=files,
+            error=result.save_error,
+            request_id=result.request_id,
+        )
+        self._active.discard(journal_id)
+
+    def watch_end(self, journal_id: int) -> Callable[[Job, JobStatus], None]:
+        """Record failures and cancels. A job that fal may still finish stays collectable."""
+
+        def on_update(job: Job, status: JobStatus) -> None:
+            if status.state not in ("failed", "cancelled"):
+                return
+            self._active.discard(journal_id)
+            error = job.exception(0) if job.done() else None
+            still_on_fal = (
+                status.state == "failed"
+                and job.request_id is not None
+                and not isinstance(error, JobFailed)
+                and not (isinstance(error, FalError) and error.status_code in (401, 403, 404, 422))
+            )
+            if still_on_fal:  # timeouts, network trouble, failed downloads: kx.resume() collects it
+                self.journal.finished(
+                    journal_id,
+                    status="submitted",
+                    error=f"not collected yet: {status.error}",
+                    request_id=job.request_id,
+                )
+                return
+            self.journal.finished(
+                journal_id, status=status.state, error=status.error, error_type=status.error_type,
+                request_id=job.request_id,
+            )  # fmt: skip
+
+        return on_update
+
+    def resumable(self) -> list[JobRecord]:
+        """Rows left unfinished by sessions that are gone (or by this one, no longer in flight)."""
+        return [
+            r
+            for r in self.journal.uncollected()
+            if r.id not in self._active and (r.session == self.session_id or not _owner_alive(r.session))
+        ]
+
+
+def _image_inputs(arguments: dict[str, Any]) -> list[ImageInput]:
+    found = []
+    for value in arguments.values():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, ImageInput):
+                found.append(v)
+    return found
+
+
+def _label(value: Any) -> Any:
+    if isinstance(value, ImageInput):
+        return value.label()
+    if isinstance(value, list):
+        return [_label(v) for v in value]
+    return value
+
+
+def _identity(value: Any) -> Any:
+    if isinstance(value, ImageInput):
+        return value.sha256 or value.url
+    if isinstance(value, list):
+        return [_identity(v) for v in value]
+    return value
+
+
+def _start_of_today() -> float:
+    now = dt.datetime.now().astimezone()
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def describe_request(endpoint: str, num_images: int) -> str:
+    ep = get_endpoint(endpoint)
+    return f"{num_images} image{'s' if num_images != 1 else ''} of {ep.model}"
