@@ -43,8 +43,12 @@ Listener = Callable[[str, Job], None]
 class JobHooks:
     """Per-job seams for the journal; both run on the engine side, never on the caller's thread."""
 
+    prepare: Callable[[Job], None] | None = None
+    """Called with the new Job before it starts (to label it and subscribe to its end)."""
     on_submitted: Callable[[Job], None] | None = None
     """Right after fal accepts the job (request_id known), before waiting on it."""
+    on_failed: Callable[[Job, BaseException], None] | None = None
+    """When the job ends without images (failed or cancelled), before anyone waiting hears of it."""
     finalize: Callable[[Result], None] | None = None
     """After the images are downloaded and before the job counts as done (in a worker thread,
     so files can be written without stalling other jobs). It must not raise."""
@@ -140,6 +144,8 @@ class Engine:
         if on_update is not None:
             job.on_update(on_update)
         run = _Run(job, endpoint, arguments, options or SubmitOptions(), hooks or JobHooks())
+        if run.hooks.prepare is not None:
+            run.hooks.prepare(job)
         self._runs[job] = run
         self._emit("created", job)
         asyncio.run_coroutine_threadsafe(self._start(run), self._loop)
@@ -160,6 +166,8 @@ class Engine:
         if on_update is not None:
             job.on_update(on_update)
         run = _Run(job, endpoint, dict(arguments or {}), SubmitOptions(), hooks or JobHooks(), phase="watching")
+        if run.hooks.prepare is not None:
+            run.hooks.prepare(job)
         self._runs[job] = run
         asyncio.run_coroutine_threadsafe(self._start(run, attach=True), self._loop)
         return job
@@ -250,14 +258,22 @@ class Engine:
                     log.exception("finalizing request %s failed", run.job.request_id)
             run.job._finish(result)
         except asyncio.CancelledError:
-            run.job._finish(error=JobCancelled(_cancel_message(run)))
+            self._fail(run, JobCancelled(_cancel_message(run)))
         except KontextError as exc:
-            run.job._finish(error=exc)
+            self._fail(run, exc)
         except Exception as exc:  # anything unexpected still ends the job with a readable error
             log.debug("job failed", exc_info=True)
-            run.job._finish(error=fal_error(exc, run.job.request_id))
+            self._fail(run, fal_error(exc, run.job.request_id))
         finally:
             self._emit("finished", run.job)
+
+    def _fail(self, run: _Run, error: BaseException) -> None:
+        if run.hooks.on_failed is not None:
+            try:
+                run.hooks.on_failed(run.job, error)
+            except Exception:
+                log.exception("recording the end of %s failed", run.job.request_id)
+        run.job._finish(error=error)
 
     async def _send_and_watch(self, run: _Run) -> dict[str, Any]:
         async with self._slots:

@@ -165,8 +165,6 @@ class Session:
         job = self.engine.submit(
             endpoint, args, options=request.options, on_update=on_update, hooks=tracker.hooks(journal_id, parent_id)
         )
-        job.journal_id = journal_id
-        job.on_update(tracker.watch_end(journal_id))
         return job.result(timeout) if wait else job
 
     def generate(
@@ -251,11 +249,8 @@ class Session:
                 )
                 continue
             hooks = tracker.hooks(record.id, record.parent_id)
-            job = self.engine.attach(record.endpoint, record.request_id, hooks=hooks, arguments=record.arguments)
-            job.journal_id = record.id
             tracker._active.add(record.id)
-            job.on_update(tracker.watch_end(record.id))
-            jobs.append(job)
+            jobs.append(self.engine.attach(record.endpoint, record.request_id, hooks=hooks, arguments=record.arguments))
         if not wait:
             return jobs
         results: list[Result] = []

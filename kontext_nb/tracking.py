@@ -24,9 +24,9 @@ from . import __version__, store
 from .config import Settings
 from .endpoints import get_endpoint
 from .engine import JobHooks
-from .errors import FalError, JobFailed, KontextError
+from .errors import FalError, JobCancelled, JobFailed, KontextError
 from .images import ImageInput
-from .jobs import Job, JobStatus
+from .jobs import Job
 from .journal import JobRecord, Journal, JournalError, default_folder
 from .render import format_cost
 from .result import Result
@@ -246,13 +246,18 @@ class Tracker:
         return journal_id
 
     def hooks(self, journal_id: int, parent_id: int | None) -> JobHooks:
+        def prepare(job: Job) -> None:
+            job.journal_id = journal_id
+
         def on_submitted(job: Job) -> None:
             self.journal.submitted(journal_id, job.request_id or "")
 
         def finalize(result: Result) -> None:
             self.save(journal_id, result, parent_id)
 
-        return JobHooks(on_submitted=on_submitted, finalize=finalize)
+        return JobHooks(
+            prepare=prepare, on_submitted=on_submitted, on_failed=self.on_failed(journal_id), finalize=finalize
+        )
 
     def save(self, journal_id: int, result: Result, parent_id: int | None) -> None:
         """Write the images with their metadata, then the row: done, seed, cost, files."""
@@ -296,34 +301,32 @@ class Tracker:
         )
         self._active.discard(journal_id)
 
-    def watch_end(self, journal_id: int) -> Callable[[Job, JobStatus], None]:
+    def on_failed(self, journal_id: int) -> Callable[[Job, BaseException], None]:
         """Record failures and cancels. A job that fal may still finish stays collectable."""
 
-        def on_update(job: Job, status: JobStatus) -> None:
-            if status.state not in ("failed", "cancelled"):
-                return
+        def record(job: Job, error: BaseException) -> None:
             self._active.discard(journal_id)
-            error = job.exception(0) if job.done() else None
+            cancelled = isinstance(error, JobCancelled)
             still_on_fal = (
-                status.state == "failed"
+                not cancelled
                 and job.request_id is not None
                 and not isinstance(error, JobFailed)
                 and not (isinstance(error, FalError) and error.status_code in (401, 403, 404, 422))
             )
             if still_on_fal:  # timeouts, network trouble, failed downloads: kx.resume() collects it
                 self.journal.finished(
-                    journal_id,
-                    status="submitted",
-                    error=f"not collected yet: {status.error}",
-                    request_id=job.request_id,
+                    journal_id, status="submitted", error=f"not collected yet: {error}", request_id=job.request_id
                 )
                 return
             self.journal.finished(
-                journal_id, status=status.state, error=status.error, error_type=status.error_type,
+                journal_id,
+                status="cancelled" if cancelled else "failed",
+                error=str(error),
+                error_type=getattr(error, "error_type", None),
                 request_id=job.request_id,
-            )  # fmt: skip
+            )
 
-        return on_update
+        return record
 
     def resumable(self) -> list[JobRecord]:
         """Rows left unfinished by sessions that are gone (or by this one, no longer in flight)."""

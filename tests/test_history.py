@@ -255,6 +255,19 @@ def test_html_missing_or_unreadable_file_shows_no_broken_image(history: History,
     assert page.count(">missing</span>") == 3
 
 
+def test_html_thumbnail_follows_a_rewritten_file(history: History, journal: Journal) -> None:
+    """Thumbnails are cached between renders, but not past a change to the file."""
+    centre = [im.getpixel((im.width // 2, im.height // 2)) for im in thumbnails(repr_html(history))]
+    assert [px.index(max(px)) for px in centre] == [0, 2, 0]
+    write_image(journal.folder, "1.jpg", "blue", size=(300, 120))  # @1 and @5 show this file
+    centre = [im.getpixel((im.width // 2, im.height // 2)) for im in thumbnails(repr_html(history))]
+    assert [px.index(max(px)) for px in centre] == [2, 2, 2]
+
+
+def repr_html(history: History) -> str:
+    return history._repr_mimebundle_()["text/html"]
+
+
 def test_html_content(history: History) -> None:
     page = history._repr_mimebundle_()["text/html"]
     assert "<b>42</b>" in page and "<b>7</b>" in page  # seeds in bold

@@ -15,7 +15,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 def run_notebook(path: Path, tmp_path: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     env_backup = dict(os.environ)
-    for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL"):
+    for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL", "KONTEXT_HOME"):
         os.environ.pop(var, None)
     try:
         NotebookClient(
@@ -41,7 +41,11 @@ def test_quickstart_runs_offline(tmp_path: Path) -> None:
     nb = run_notebook(NOTEBOOKS / "quickstart.ipynb", tmp_path)
     text = outputs_text(nb)
     assert "offline sandbox" in text and "FAL_KEY" in text
-    assert "same seed, same image: True" in text and "other seed, other image: True" in text
+    assert "same seed, same image: True · from the journal: True · cost: 0" in text
+    assert "other seed, other image: True" in text
+    assert "make it claymation" in text and "a red fox in the snow" in text, "history and lineage shown"
+    runs = tmp_path / "kontext-runs"
+    assert (runs / "journal.sqlite3").exists() and len(list((runs / "images").iterdir())) >= 6
     assert "guidance_scale=25 is out of range" in text
     assert '<img src="data:image/jpeg;base64,' in text, "images are embedded, not linked"
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -1,0 +1,90 @@
+"""Crash safety: a process killed with jobs in flight; a new session collects them all, submitting none."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import kontext_nb.sandbox as sandbox
+from kontext_nb.config import Settings
+from kontext_nb.errors import JobTimeout
+from kontext_nb.session import Session
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from kontext_nb.config import Settings
+    from kontext_nb.session import Session
+
+    url, runs = sys.argv[1], sys.argv[2]
+    session = Session(Settings(base_url=url, key="resume-test", runs_dir=runs), notice=lambda m: None)
+    jobs = [session.generate(f"in flight {i}", seed=i, wait=False) for i in range(4)]
+    journal = session.tracker.journal
+    while not all(j.request_id for j in jobs) or any(journal.get(j.journal_id).status != "submitted" for j in jobs):
+        time.sleep(0.01)
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_sigkill_with_four_jobs_in_flight_then_resume(sb: sandbox.SandboxServer, tmp_path: Path) -> None:
+    sb.configure(workers=4, inference_time=1.5)
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, sb.url, str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert sb.stats()["submits"] == 4
+
+    notices: list[str] = []
+    session = Session(Settings(base_url=sb.url, key="resume-test", runs_dir=str(runs)), notice=notices.append)
+    try:
+        assert session.tracker.resumable() and any("4 jobs from an earlier run" in n for n in notices)
+        results = session.resume()
+        assert sorted(r.seed for r in results) == [0, 1, 2, 3]
+        assert all(r.files and r.files[0].exists() for r in results)
+        assert sb.stats()["submits"] == 4, "resume never submits again"
+        assert {r.status for r in session.history()} == {"done"}
+        assert session.resume() == [], "nothing left to collect"
+    finally:
+        session.close()
+
+
+def test_a_timed_out_job_stays_collectable(make_session, sb: sandbox.SandboxServer) -> None:
+    sb.configure(inference_time=1.0)
+    impatient = make_session(job_timeout=0.2)
+    job = impatient.generate("slow one", seed=1, wait=False)
+    with pytest.raises(JobTimeout):
+        job.result(timeout=10)
+    row = impatient.record(job.journal_id)
+    assert row.status == "submitted" and "not collected yet" in (row.error or "")
+    impatient.configure(impatient.settings.with_(job_timeout=30))
+    (collected,) = impatient.resume()
+    assert collected.journal_id == job.journal_id and collected.images
+    assert impatient.record(job.journal_id).status == "done"
+    assert sb.stats()["submits"] == 1
+
+
+def test_a_job_interrupted_before_submit_is_closed_not_resubmitted(make_session, sb: sandbox.SandboxServer) -> None:
+    s = make_session()
+    journal = s.tracker.journal
+    orphan = journal.create(
+        endpoint="fal-ai/flux-pro/kontext/max/text-to-image", arguments={"prompt": "x"}, session="gone:1:x"
+    )
+    assert [r.id for r in s.tracker.resumable()] == [orphan]
+    assert s.resume() == []
+    row = journal.get(orphan)
+    assert row.status == "failed" and "before fal confirmed" in (row.error or "")
+    assert sb.stats()["submits"] == 0
