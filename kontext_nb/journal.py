@@ -141,10 +141,15 @@ class Journal:
     # -- connection -----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # SQLite's LIKE folds ASCII only; prompts are in every language
+            conn.create_function("kx_contains", 2, _contains, deterministic=True)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @property
@@ -158,9 +163,12 @@ class Journal:
         """Open and migrate; a file that is not a journal is moved aside, never overwritten."""
         try:
             self._migrate()
+        except sqlite3.OperationalError as exc:  # locked, read-only, cannot open: nothing is moved
+            self.close()
+            raise JournalError(f"cannot use the journal {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             self.close()
-            aside = self.path.with_name(f"{DB_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            aside = _free_name(self.path.with_name(f"{DB_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"))
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(self.path) + suffix)
                 if src.exists():
@@ -178,6 +186,7 @@ class Journal:
                 f"the journal {self.path} has schema version {version}, newer than this kontext_nb "
                 f"understands ({SCHEMA_VERSION}): upgrade kontext_nb"
             )
+        db.execute("PRAGMA journal_mode = WAL")  # only once the file is known to be ours (it persists)
         if version == SCHEMA_VERSION:
             return
         with self._write() as w:
@@ -329,6 +338,8 @@ class Journal:
 
     def nth_latest(self, n: int) -> JobRecord:
         """n=1 is the latest job, n=2 the one before, ..."""
+        if n < 1:
+            raise JournalError(f"there is no job @-{n}: count back from @-1 (the latest)")
         row = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1 OFFSET ?", (n - 1,)).fetchone()
         if row is None:
             count = self.count()
@@ -388,8 +399,8 @@ class Journal:
         """Newest first. ``search`` matches every word in the prompt, case-insensitively."""
         where, params = [], []  # type: ignore[var-annotated]
         for word in (search or "").split():
-            where.append("prompt LIKE ? ESCAPE '\\'")
-            params.append("%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            where.append("kx_contains(prompt, ?)")
+            params.append(word)
         for column, value in (("seed", seed), ("endpoint", endpoint), ("status", status), ("session", session)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -458,6 +469,19 @@ class _Tx:
         for statement in script.split(";"):
             if statement.strip():
                 self.db.execute(statement)
+
+
+def _contains(text: str | None, word: str) -> bool:
+    return text is not None and word.casefold() in text.casefold()
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``...: a name nothing has yet (moved-aside files are never overwritten)."""
+    candidate, n = path, 1
+    while any(Path(str(candidate) + s).exists() for s in ("", "-wal", "-shm")):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 def _dump(value: Any) -> str:

@@ -26,27 +26,29 @@ def delete_record(journal: Journal, record: JobRecord, *, files: bool = True) ->
             (journal.folder / name).unlink(missing_ok=True)
 
 
-def _size(journal: Journal, record: JobRecord) -> int:
-    return sum(p.stat().st_size for p in record.paths if p.exists())
-
-
 def prune(journal: Journal, *, older_than_days: float | None = None, max_bytes: int | None = None) -> int:
     """Delete finished jobs older than a number of days, then the oldest until the images fit in
     ``max_bytes``. Jobs still pending or uncollected are never pruned. Returns how many went."""
-    finished = [r for r in reversed(journal.search()) if r.status in FINAL]  # oldest first
-    doomed: list[JobRecord] = []
+    deleted = 0
     if older_than_days is not None:
         cutoff = time.time() - older_than_days * 86400
-        doomed = [r for r in finished if r.created < cutoff]
+        for record in _finished_oldest_first(journal):
+            if record.created < cutoff:
+                delete_record(journal, record)
+                deleted += 1
     if max_bytes is not None:
-        total = sum(f.stat().st_size for f in Path(journal.folder, "images").glob("*") if f.is_file())
-        total -= sum(_size(journal, r) for r in doomed)
-        for record in finished:
-            if total <= max_bytes:
+        images = Path(journal.folder, "images")
+        for record in _finished_oldest_first(journal):
+            if _folder_size(images) <= max_bytes:
                 break
-            if record not in doomed:
-                doomed.append(record)
-                total -= _size(journal, record)
-    for record in doomed:
-        delete_record(journal, journal.get(record.id))
-    return len(doomed)
+            delete_record(journal, record)  # measured again after each: shared files go with their last row
+            deleted += 1
+    return deleted
+
+
+def _finished_oldest_first(journal: Journal) -> list[JobRecord]:
+    return [r for r in reversed(journal.search()) if r.status in FINAL]
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.glob("*") if f.is_file())
