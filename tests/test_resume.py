@@ -88,3 +88,17 @@ def test_a_job_interrupted_before_submit_is_closed_not_resubmitted(make_session,
     row = journal.get(orphan)
     assert row.status == "failed" and "before fal confirmed" in (row.error or "")
     assert sb.stats()["submits"] == 0
+
+
+def test_a_failed_download_is_collected_later_by_resume(make_session, sb: sandbox.SandboxServer) -> None:
+    s = make_session()
+    sb.set_faults([{"route": "media", "kind": "500", "count": 100}])
+    job = s.generate("paid for, not yet downloaded", seed=3, wait=False)
+    with pytest.raises(Exception, match="HTTP 500"):
+        job.result(timeout=20)
+    row = s.record(job.journal_id)
+    assert row.status == "submitted" and row.request_id == job.request_id, "kept for resume, not written off"
+    sb.set_faults([])
+    (collected,) = s.resume()
+    assert collected.seed == 3 and collected.files[0].exists() and collected.cost == pytest.approx(0.08)
+    assert sb.stats()["submits"] == 1
