@@ -13,6 +13,7 @@ import datetime
 import os
 import platform
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 
 from PIL import Image
 
+from kontext_nb import store
 from kontext_nb.endpoints import ENDPOINTS
 from kontext_nb.history import History, _thumbnail_uri
 from kontext_nb.journal import Journal
@@ -113,9 +115,9 @@ def write_images(folder: Path) -> int:
         scene = Image.merge(
             "RGB", (Image.radial_gradient("L").resize(side), shapes, Image.linear_gradient("L").resize(side))
         )
-        Image.blend(scene, Image.effect_noise(side, 20).convert("RGB"), 0.15).save(
-            folder / "images" / f"{i}.jpg", quality=90
-        )
+        picture = Image.blend(scene, Image.effect_noise(side, 20).convert("RGB"), 0.15)
+        picture.save(folder / "images" / f"{i}.jpg", quality=90)
+        store.save_thumbnail(folder, f"images/{i}.jpg", picture)  # as the session does when a job finishes
     return sum(p.stat().st_size for p in (folder / "images").iterdir()) // IMAGES
 
 
@@ -178,6 +180,23 @@ def main() -> int:
         lines.append(row("(a) History(limit=50)._repr_mimebundle_(), cold", ms, 100, thumbs))
         ms, _ = timed(lambda: History(latest)._repr_mimebundle_())
         lines.append(row("(a) History(limit=50)._repr_mimebundle_(), shown again", ms, 100, " (thumbnails cached)"))
+        (folder / "thumbs").rename(folder / "thumbs-away")
+        ms, _ = timed(cold)
+        notes.append(f"for reference: the cold table without thumbnail files (full-size JPEGs decoded): {ms:.0f} ms")
+        (folder / "thumbs-away").rename(folder / "thumbs")
+        picture = Image.open(folder / "images" / "0.jpg")
+        picture.load()
+        blob = (folder / "images" / "0.jpg").read_bytes()
+        meta = {"prompt": "a red fox in snow", "seed": 1, "endpoint": "fal-ai/flux-pro/kontext/max", "arguments": {}}
+
+        def save_one() -> None:
+            out = folder / "save-bench"
+            name, _ = store.save_result_image(out, blob, "image/jpeg", meta)
+            store.save_thumbnail(out, name, picture)
+            shutil.rmtree(out)
+
+        ms, _ = timed(save_one)
+        lines.append(row("(d) one 1 MP image to disk: metadata embedded, thumbnail, in a worker thread", ms, 50))
         ms, everything = timed(lambda: journal.search(), runs=5)
         notes.append(f"for reference: search() with no filter returns all {len(everything)} records in {ms:.0f} ms")
         ms, _ = timed(lambda: History(everything)._repr_mimebundle_(), runs=5)

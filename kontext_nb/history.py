@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from PIL import Image
 
-from . import render
+from . import render, store
 from .endpoints import ENDPOINTS
 from .errors import KontextError
 from .journal import JobRecord
@@ -212,7 +212,10 @@ def _thumbnail_cell(r: JobRecord) -> str:
     if not r.files:
         return ""
     path = r.paths[0]
+    thumb = store.thumbnail_path(r.folder, r.files[0])
     try:
+        if thumb.exists() and path.exists():
+            path = thumb  # saved when the job finished: a few KB to decode instead of a full image
         st = path.stat()
         uri = _thumbnail_uri(str(path), st.st_mtime_ns, st.st_size)
     except (OSError, ValueError, Image.DecompressionBombError):

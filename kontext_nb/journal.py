@@ -400,7 +400,7 @@ class Journal:
         where, params = [], []  # type: ignore[var-annotated]
         for word in (search or "").split():
             where.append("kx_contains(prompt, ?)")
-            params.append(word)
+            params.append(word.casefold())
         for column, value in (("seed", seed), ("endpoint", endpoint), ("status", status), ("session", session)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -472,7 +472,7 @@ class _Tx:
 
 
 def _contains(text: str | None, word: str) -> bool:
-    return text is not None and word.casefold() in text.casefold()
+    return text is not None and word in text.casefold()  # word arrives casefolded
 
 
 def _free_name(path: Path) -> Path:

@@ -22,7 +22,7 @@ THUMBNAIL_SIDE = 320
 def thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> tuple[bytes, str]:
     """A small encoded copy: JPEG, or PNG when the image has transparency."""
     thumb = image.copy()
-    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     buf = io.BytesIO()
     has_alpha = thumb.mode in ("RGBA", "LA") or (thumb.mode == "P" and "transparency" in thumb.info)
     if has_alpha:

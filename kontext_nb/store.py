@@ -12,10 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import metadata
+from PIL import Image
+
+from . import metadata, render
 
 RESULTS = "images"
 INPUTS = "inputs"
+THUMBS = "thumbs"
+THUMB_SIDE = 256
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 
 
@@ -53,6 +57,18 @@ def save_result_image(folder: Path, data: bytes, content_type: str, meta: dict[s
         tagged = data
     _atomic_write(target, tagged)
     return relative.as_posix(), tagged
+
+
+def thumbnail_path(folder: Path, image_relative: str) -> Path:
+    return folder / THUMBS / (Path(image_relative).stem + ".jpg")
+
+
+def save_thumbnail(folder: Path, image_relative: str, image: Image.Image) -> None:
+    """A small JPEG beside each result, so tables and galleries never decode full-size files."""
+    target = thumbnail_path(folder, image_relative)
+    if not target.exists():
+        data, _ = render.thumbnail(image, THUMB_SIDE)
+        _atomic_write(target, data)
 
 
 def save_input(folder: Path, data: bytes, content_type: str, sha256: str) -> str:

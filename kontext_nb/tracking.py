@@ -281,6 +281,8 @@ class Tracker:
             ]
             files = [name for name, _ in saved]
             result.image_bytes = [data for _, data in saved]  # what is on disk: fal's bytes plus metadata
+            for name, image in zip(files, result.images, strict=True):
+                store.save_thumbnail(self.journal.folder, name, image)
         except OSError as exc:
             result.save_error = f"could not save the images to {self.journal.folder}: {exc.strerror or exc}"
             files = []
