@@ -205,7 +205,7 @@ def configure(**changes: Any) -> Settings:
 
 def help() -> None:
     """Print every endpoint's inputs, defaults, ranges and prices."""
-    print("\n\n".join(endpoints.describe(ep) for ep in endpoints.ENDPOINTS.values()))
+    print(endpoints.overview())
 
 
 __all__ = [

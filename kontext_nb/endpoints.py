@@ -355,6 +355,35 @@ def ep_list(eps: list[Endpoint]) -> str:
     return " and ".join(f"{e.mode} ({e.id})" for e in eps)
 
 
+def overview() -> str:
+    """Every endpoint with its price, then every input once: what ``kx.help()`` prints."""
+    lines = ["Endpoints (model=..., and edit with one source or 2-4 sources for multi):"]
+    for ep in ENDPOINTS.values():
+        lines.append(f"  {ep.model:<4} {ep.mode:<14} {ep.id:<44} ${ep.price_per_image:.2f} per image")
+    lines.append("")
+    lines.append("Inputs (fal's names):")
+    by_name: dict[str, list[tuple[Endpoint, Field]]] = {}
+    for ep in ENDPOINTS.values():
+        for f in ep.inputs:
+            by_name.setdefault(f.name, []).append((ep, f))
+    for name, uses in by_name.items():
+        f = uses[0][1]
+        modes = sorted({ep.mode for ep, _ in uses}, key=MODES.index)
+        where = "" if len(modes) == len(MODES) else f" ({', '.join(modes)})"
+        defaults = {ep.mode: g.default for ep, g in uses if g.has_default}
+        if f.required:
+            note = " [required]"
+        elif all(g.has_default for _, g in uses):
+            note = f" [default {f.default!r}]"
+        elif defaults:
+            shown = ", ".join(f"{d!r} for {m}" for m, d in defaults.items())
+            note = f" [default {shown}; otherwise fal's choice]"
+        else:
+            note = ""
+        lines.append(f"  {name}{where}: {f.allowed()}{note} — {f.description}")
+    return "\n".join(lines)
+
+
 def describe(endpoint: Endpoint) -> str:
     """A plain-text table of an endpoint's inputs, for help texts and docstrings."""
     lines = [f"{endpoint.title} — {endpoint.id} (${endpoint.price_per_image:.2f} per image)"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -30,6 +32,15 @@ def thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> tuple[bytes, st
         return buf.getvalue(), "image/png"
     thumb.convert("RGB").save(buf, "JPEG", quality=85)
     return buf.getvalue(), "image/jpeg"
+
+
+def file_link(path: Path) -> str:
+    """A link that opens the file from a notebook: relative to the kernel's folder (where
+    Jupyter serves the notebook from) when it lies below it, else a file:// URL."""
+    try:
+        return Path(os.path.relpath(path, Path.cwd())).as_posix() if path.is_relative_to(Path.cwd()) else path.as_uri()
+    except ValueError:
+        return path.as_uri()
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -79,7 +90,7 @@ def result_html(result: Result, side: int = THUMBNAIL_SIDE) -> str:
         note = " · <b>flagged NSFW</b>" if flagged else ""
         link = ""
         if i < len(result.files):
-            link = f' · <a href="{esc(str(result.files[i]))}" target="_blank">full size</a>'
+            link = f' · <a href="{esc(file_link(result.files[i]))}" target="_blank">full size</a>'
         figures.append(
             f'<figure style="margin:0 8px 8px 0;display:inline-block;vertical-align:top">'
             f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" style="{style}"'

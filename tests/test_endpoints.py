@@ -189,3 +189,13 @@ def test_describe_lists_every_input_with_its_range() -> None:
 def test_errors_show_the_value_as_given_not_as_normalised() -> None:
     assert rejected(T2I, guidance_scale=25).startswith("guidance_scale=25 is out of range")
     assert rejected(T2I, safety_tolerance=9).startswith("safety_tolerance=9 is not allowed")
+
+
+def test_overview_lists_each_endpoint_and_each_input_once() -> None:
+    text = ep.overview()
+    for e in ep.ENDPOINTS.values():
+        assert e.id in text
+    starts = [line.split(":")[0].split(" (")[0].strip() for line in text.splitlines() if line.startswith("  ")]
+    inputs = [s for s in starts if not s.startswith(("max", "pro"))]
+    assert sorted(inputs) == sorted({f.name for e in ep.ENDPOINTS.values() for f in e.inputs})
+    assert "default '1:1' for text-to-image" in text and "image_url (edit)" in text

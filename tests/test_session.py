@@ -114,3 +114,12 @@ def test_importing_the_package_is_cheap() -> None:
     code = f"import sys, kontext_nb; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"heavy modules imported at package import: {out.stdout}"
+
+
+def test_full_size_links_open_from_the_notebook_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kontext_nb.render import file_link
+
+    monkeypatch.chdir(tmp_path)
+    assert file_link(tmp_path / "kontext-runs" / "images" / "a.jpg") == "kontext-runs/images/a.jpg"
+    elsewhere = Path("/var/tmp/x.png")
+    assert file_link(elsewhere) == "file:///var/tmp/x.png"

@@ -200,7 +200,8 @@ def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed_line: str
     )
     small = _font(unit // 22)
     tag = f"FLUX.1 Kontext [{ep.model}] · {ep.mode}" + (" · NSFW" if nsfw else "")
-    draw.rectangle((0, 0, w, unit // 22 + unit // 20), fill=(0, 0, 0, 140))
+    # the bands are nearly opaque, so an edit's labels cover the ones its source carried
+    draw.rectangle((0, 0, w, unit // 22 + unit // 20), fill=(0, 0, 0, 225))
     draw.text((unit // 40, unit // 60), tag, font=small, fill=(255, 255, 255, 235))
     # the prompt band at the bottom
     body = _font(unit // 18)
@@ -209,7 +210,7 @@ def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed_line: str
     lines.append(seed_line)
     line_h = unit // 18 + unit // 60
     band = line_h * len(lines) + unit // 30
-    draw.rectangle((0, h - band, w, h), fill=(0, 0, 0, 150))
+    draw.rectangle((0, h - band, w, h), fill=(0, 0, 0, 225))
     for k, line in enumerate(lines):
         colour = (255, 230, 120, 255) if k == len(lines) - 1 else (255, 255, 255, 255)
         draw.text((unit // 40, h - band + unit // 60 + k * line_h), line, font=body, fill=colour)
