@@ -195,7 +195,7 @@ def test_overview_lists_each_endpoint_and_each_input_once() -> None:
     text = ep.overview()
     for e in ep.ENDPOINTS.values():
         assert e.id in text
-    starts = [line.split(":")[0].split(" (")[0].strip() for line in text.splitlines() if line.startswith("  ")]
-    inputs = [s for s in starts if not s.startswith(("max", "pro"))]
+    lines = [line for line in text.splitlines() if line.startswith("  ") and "per image" not in line]
+    inputs = [line.split(":")[0].split(" (")[0].strip() for line in lines]
     assert sorted(inputs) == sorted({f.name for e in ep.ENDPOINTS.values() for f in e.inputs})
     assert "default '1:1' for text-to-image" in text and "image_url (edit)" in text
