@@ -203,6 +203,19 @@ def configure(**changes: Any) -> Settings:
     return updated
 
 
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext kontext_nb``: the %kontext and %%kontext magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ip)
+
+
 def help() -> None:
     """Print every endpoint's inputs, defaults, ranges and prices."""
     print(endpoints.overview())

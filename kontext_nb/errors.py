@@ -6,6 +6,10 @@ from __future__ import annotations
 class KontextError(Exception):
     """Base class for every error kontext_nb raises on purpose."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback: the message says all a user needs
+        return [f"{type(self).__name__}: {self}"]
+
 
 class ValidationError(KontextError, ValueError):
     """Bad input, found before anything is sent or paid for."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -115,6 +116,20 @@ class JobRecord:
     @property
     def ref(self) -> str:
         return f"@{self.id}"
+
+
+def owner_alive(session: str | None) -> bool:
+    """Whether the session that owns a row ('host:pid:id') is a live process on this machine."""
+    try:
+        host, pid, _ = (session or "").split(":", 2)
+        if host != socket.gethostname():
+            return False
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def default_folder() -> Path:

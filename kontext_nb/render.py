@@ -21,6 +21,14 @@ if TYPE_CHECKING:
 THUMBNAIL_SIDE = 320
 
 
+def set_thumbnail_side(side: int) -> None:
+    """The longer side of thumbnails in outputs from now on (%config Kontext.thumbnail_size)."""
+    global THUMBNAIL_SIDE
+    if not 16 <= side <= 2048:
+        raise ValueError(f"thumbnail_size={side} must be from 16 to 2048 pixels")
+    THUMBNAIL_SIDE = side
+
+
 def thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> tuple[bytes, str]:
     """A small encoded copy: JPEG, or PNG when the image has transparency."""
     thumb = image.copy()
@@ -80,7 +88,8 @@ def result_text(result: Result) -> str:
     return "\n".join(lines)
 
 
-def result_html(result: Result, side: int = THUMBNAIL_SIDE) -> str:
+def result_html(result: Result, side: int | None = None) -> str:
+    side = side or THUMBNAIL_SIDE
     esc = html.escape
     figures = []
     for i, image in enumerate(result.images):

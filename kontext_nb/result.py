@@ -73,3 +73,13 @@ class Result:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         return {"text/plain": render.result_text(self), "text/html": render.result_html(self)}
+
+
+class Results(list):  # type: ignore[type-arg]
+    """Several results (a batch of prompts) shown one after another."""
+
+    def __repr__(self) -> str:
+        return "\n\n".join(render.result_text(r) for r in self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": repr(self), "text/html": "".join(render.result_html(r) for r in self)}

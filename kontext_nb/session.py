@@ -44,6 +44,10 @@ class Session:
         self._lock = threading.RLock()
         self._retired: list[Engine] = []
         self._enhance_said = False
+        self.sandbox_said = False
+        """Set when the offline sandbox was already announced (the magics say it at load)."""
+        self.resume_said = False
+        """Set when jobs waiting to be collected were already announced."""
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
@@ -70,11 +74,13 @@ class Session:
             self._sandbox = sandbox.start()
             settings = settings.with_(base_url=self._sandbox.url, key=SANDBOX_KEY)
             self.backend = "sandbox"
-            self.notice(
-                f"kontext_nb: no fal key found, so jobs run on the offline sandbox at {self._sandbox.url}: images are "
-                "SANDBOX placeholders and nothing is charged. For real FLUX.1 Kontext images set FAL_KEY "
-                "(export FAL_KEY=... before starting Jupyter) and restart the kernel."
-            )
+            if not self.sandbox_said:
+                self.sandbox_said = True
+                self.notice(
+                    f"kontext_nb: no fal key found, so jobs run on the offline sandbox at {self._sandbox.url}: "
+                    "images are SANDBOX placeholders and nothing is charged. For real FLUX.1 Kontext images set "
+                    "FAL_KEY (export FAL_KEY=... before starting Jupyter) and restart the kernel."
+                )
         else:
             settings = settings.with_(base_url=base, key=settings.key or (None if have_key else ANONYMOUS_KEY))
             self.backend = "fal" if base is None else "custom"
@@ -87,7 +93,7 @@ class Session:
             if self._tracker is None:
                 self._tracker = Tracker(self.settings, self.notice)
                 waiting = self._tracker.resumable()
-                if waiting:
+                if waiting and not self.resume_said:
                     n = len(waiting)
                     self.notice(
                         f"kontext_nb: {n} job{'s' if n != 1 else ''} from an earlier run "
@@ -199,16 +205,35 @@ class Session:
         tags: Iterable[str] | str = (),
         **arguments: Any,
     ) -> Result | Job:
+        request, parent_id = self.prepare_edit(source, prompt, model=model, **arguments)
+        return self.run(
+            request, wait=wait, timeout=timeout, on_update=on_update, cache=cache, confirm=confirm, tags=tags,
+            parent_id=parent_id,
+        )  # fmt: skip
+
+    def prepare_edit(
+        self, source: Any, prompt: str, *, model: str = "max", **arguments: Any
+    ) -> tuple[Request, int | None]:
+        """A checked edit request and the journal id of the job whose image it edits (if any)."""
         mode, sources = edit_mode(source)
         sources = [self.result(s) if is_ref(s) else s for s in sources]
         parent_id = next((s.journal_id for s in sources if isinstance(s, Result) and s.journal_id), None)
         request = build_request(
             mode, prompt, model=model, sources=sources, max_input_side=self.settings.max_input_side, **arguments
         )
-        return self.run(
-            request, wait=wait, timeout=timeout, on_update=on_update, cache=cache, confirm=confirm, tags=tags,
-            parent_id=parent_id,
-        )  # fmt: skip
+        return request, parent_id
+
+    def job(self, ref: Any) -> Job | None:
+        """The Job in flight in this session for a journal reference, if it is still running."""
+        journal_id = self.record(ref).id
+        for engine in [self._engine, *self._retired]:
+            for job in engine.active_jobs() if engine is not None else []:
+                if job.journal_id == journal_id:
+                    return job
+        return None
+
+    def active_jobs(self) -> list[Job]:
+        return [job for engine in [self._engine, *self._retired] if engine for job in engine.active_jobs()]
 
     def attach(self, request_id: str, *, endpoint: str, wait: bool = False) -> Result | Job:
         """Follow a request already submitted to fal, and collect its images."""

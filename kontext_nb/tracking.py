@@ -27,7 +27,7 @@ from .engine import JobHooks
 from .errors import FalError, JobCancelled, JobFailed, KontextError
 from .images import ImageInput
 from .jobs import Job
-from .journal import JobRecord, Journal, JournalError, default_folder
+from .journal import JobRecord, Journal, JournalError, default_folder, owner_alive
 from .render import format_cost
 from .result import Result
 
@@ -55,20 +55,6 @@ def source_name() -> str:
     """The notebook (Jupyter tells kernels its path) or the script this job came from."""
     name = os.environ.get("JPY_SESSION_NAME") or (sys.argv[0] if sys.argv and sys.argv[0] else "")
     return os.path.basename(name) if name and not name.startswith("-") else "<interactive>"
-
-
-def _owner_alive(session: str | None) -> bool:
-    """Whether the session that owns a row is a live process on this machine."""
-    try:
-        host, pid, _ = (session or "").split(":", 2)
-        if host != socket.gethostname():
-            return False
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Tracker:
@@ -335,7 +321,7 @@ class Tracker:
         return [
             r
             for r in self.journal.uncollected()
-            if r.id not in self._active and (r.session == self.session_id or not _owner_alive(r.session))
+            if r.id not in self._active and (r.session == self.session_id or not owner_alive(r.session))
         ]
 
 

@@ -1,0 +1,123 @@
+"""The %kontext / %%kontext magics: ``%load_ext kontext_nb``.
+
+Settings are traitlets, so ``%config Kontext.model = 'pro'`` works, and defaults can come
+from ``[tool.kontext_nb]`` in a pyproject.toml beside the notebook.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from traitlets import Bool, Enum, Float, Int, Unicode, observe
+
+from .. import endpoints
+from .parse import SUBCOMMANDS, help_text, split
+
+_T2I = endpoints.endpoint_for("text-to-image", "max")
+
+
+@magics_class
+class Kontext(Magics):
+    """FLUX.1 Kontext on fal: make, edit, sweep and compare images from one line or a cell."""
+
+    model = Enum(endpoints.MODELS, default_value="max", help="max ($0.08/image) or pro ($0.04/image)").tag(config=True)
+    aspect_ratio = Enum(
+        _T2I.field("aspect_ratio").choices, default_value=_T2I.field("aspect_ratio").default, help="text to image"
+    ).tag(config=True)
+    output_format = Enum(
+        _T2I.field("output_format").choices, default_value=_T2I.field("output_format").default, help="jpeg or png"
+    ).tag(config=True)
+    guidance = Float(_T2I.field("guidance_scale").default, help="guidance_scale when not given").tag(config=True)
+    concurrency = Int(8, help="jobs in flight on fal at once").tag(config=True)
+    background = Bool(False, help="run every job as with --bg").tag(config=True)
+    runs_dir = Unicode("", help="the runs folder (journal and images); empty: KONTEXT_HOME or ./kontext-runs").tag(
+        config=True
+    )
+    thumbnail_size = Int(320, help="the longer side of thumbnails embedded in outputs, in pixels").tag(config=True)
+    budget_session = Float(None, allow_none=True, help="dollars this session may spend").tag(config=True)
+    budget_daily = Float(None, allow_none=True, help="dollars all sessions may spend per day").tag(config=True)
+    confirm_above = Float(1.0, help="ask before a run that would cost more than this").tag(config=True)
+
+    def __init__(self, shell: Any, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.terminal = not hasattr(shell, "kernel")
+
+    # -- settings -----------------------------------------------------------------------------
+    @observe("concurrency", "runs_dir", "budget_session", "budget_daily", "confirm_above", "thumbnail_size")
+    def _settings_changed(self, change: Any = None) -> None:
+        import kontext_nb as kx
+        from kontext_nb import render
+
+        render.set_thumbnail_side(self.thumbnail_size)
+        kx.configure(
+            concurrency=self.concurrency,
+            runs_dir=self.runs_dir or None,
+            budget_session=self.budget_session,
+            budget_daily=self.budget_daily,
+            confirm_above=self.confirm_above,
+        )
+
+    def apply_pyproject(self, folder: Path) -> list[str]:
+        """Defaults from [tool.kontext_nb] in folder/pyproject.toml; returns the names set."""
+        path = folder / "pyproject.toml"
+        if not path.is_file():
+            return []
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
+        try:
+            table = tomllib.loads(path.read_text()).get("tool", {}).get("kontext_nb", {})
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read [tool.kontext_nb] from {path}: {exc}") from None
+        names = self.trait_names(config=True)
+        for key, value in table.items():
+            if key not in names:
+                hint = endpoints.suggest(key, names)
+                raise UsageError(f"{path}: unknown setting {key!r} in [tool.kontext_nb]{hint}")
+            try:
+                setattr(self, key, value)
+            except Exception as exc:
+                raise UsageError(f"{path}: [tool.kontext_nb] {key} = {value!r}: {exc}") from None
+        return list(table)
+
+    # -- the magic ------------------------------------------------------------------------------
+    @no_var_expand
+    @line_cell_magic
+    def kontext(self, line: str, cell: str | None = None) -> Any:
+        from . import commands
+
+        tokens = split(line)
+        command = tokens[0] if tokens and tokens[0] in SUBCOMMANDS else ""
+        rest = tokens[1:] if command else tokens
+        if command == "help":
+            print(help_text())
+            return None
+        handler = getattr(commands, f"cmd_{command or 'generate'}")
+        return handler(self, rest, cell)
+
+
+Kontext.kontext.__doc__ = help_text()
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """%load_ext kontext_nb: register the magics and say only what needs saying."""
+    magics = Kontext(ip)
+    ip.register_magics(magics)
+    ip.configurables.append(magics)
+    magics.apply_pyproject(Path.cwd())
+    from .commands import greet
+
+    greet(magics)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """%unload_ext kontext_nb: remove %kontext and %%kontext again."""
+    for kind in ("line", "cell"):
+        ip.magics_manager.magics[kind].pop("kontext", None)
+    ip.configurables[:] = [c for c in ip.configurables if not isinstance(c, Kontext)]
+    ip.magics_manager.registry.pop("Kontext", None)

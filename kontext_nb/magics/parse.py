@@ -1,0 +1,187 @@
+"""Reading a %kontext line: shell-style words, options for every fal input, clear errors.
+
+Every problem becomes IPython's UsageError with one readable line, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+
+from .. import endpoints
+
+SUBCOMMANDS = (
+    "edit",
+    "sweep",
+    "compare",
+    "history",
+    "show",
+    "rerun",
+    "lineage",
+    "cancel",
+    "resume",
+    "status",
+    "help",
+)
+
+# option -> fal input; the option's allowed values come from endpoints (never repeated here)
+INPUT_OPTIONS: dict[str, str] = {
+    "--seed": "seed",
+    "--aspect-ratio": "aspect_ratio",
+    "--num-images": "num_images",
+    "--guidance": "guidance_scale",
+    "--format": "output_format",
+    "--safety": "safety_tolerance",
+}
+FLAG_INPUTS: dict[str, str] = {"--enhance": "enhance_prompt", "--sync": "sync_mode"}
+ALIASES = {"--ar": "--aspect-ratio", "-n": "--num-images"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are IPython UsageErrors with a did-you-mean."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            bad = message.split(":", 1)[1].split()[0]
+            options = [o for a in self._actions for o in a.option_strings]
+            close = difflib.get_close_matches(bad, options, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"unknown option {bad}{hint}; see %kontext help")
+        raise UsageError(message.replace("argument ", "option ", 1))
+
+
+def make_parser(command: str, *, sweep: bool = False) -> _Parser:
+    """The options a generating command takes (generate, edit, sweep, rerun)."""
+    p = _Parser(prog=f"%kontext {command}".strip(), add_help=False, allow_abbrev=False)
+    p.add_argument("words", nargs="*")
+    for option, name in INPUT_OPTIONS.items():
+        aliases = [a for a, target in ALIASES.items() if target == option]
+        f = _field(name)
+        p.add_argument(option, *aliases, dest=name, metavar=_metavar(f), help=f"{f.description} ({f.allowed()})")
+    for option, name in FLAG_INPUTS.items():
+        p.add_argument(option, dest=name, action="store_true", default=None, help=_field(name).description)
+    p.add_argument(
+        "--model", dest="model", metavar="max|pro" + ("[,...]" if sweep else ""), help="FLUX.1 Kontext [max] or [pro]"
+    )
+    p.add_argument("--no-cache", dest="no_cache", action="store_true", help="run even if the journal has this result")
+    p.add_argument(
+        "--bg", dest="bg", action="store_true", default=None, help="return at once; the output keeps updating"
+    )
+    p.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG", help="tag the job (repeatable)")
+    p.add_argument("-o", dest="output", metavar="NAME", help="also store the result in this variable")
+    p.add_argument("--yes", "-y", dest="yes", action="store_true", help="no confirmation above the budget threshold")
+    p.add_argument("--private", dest="private", action="store_true", help="sync_mode plus X-Fal-Store-IO: 0")
+    return p
+
+
+def _field(name: str) -> endpoints.Field:
+    return endpoints.endpoint_for("text-to-image", "max").field(name)
+
+
+def _metavar(f: endpoints.Field) -> str:
+    return "|".join(f.choices) if f.kind == "enum" and len(f.choices) <= 3 else f.name.upper()
+
+
+def split(line: str) -> list[str]:
+    """Shell-style words; an unclosed quote is a UsageError, not a traceback."""
+    try:
+        return shlex.split(line, posix=True)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the line: {exc} (an unclosed quote?)") from None
+
+
+@dataclass
+class Parsed:
+    """A generating command, read but not yet checked against the endpoint."""
+
+    words: list[str]
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """Option values as typed (strings), keyed by fal input name."""
+    model: str | None = None
+    no_cache: bool = False
+    bg: bool | None = None
+    tags: list[str] = field(default_factory=list)
+    output: str | None = None
+    yes: bool = False
+    private: bool = False
+
+
+def parse(command: str, tokens: list[str], *, sweep: bool = False) -> Parsed:
+    namespace = make_parser(command, sweep=sweep).parse_intermixed_args(tokens)
+    values = vars(namespace)
+    inputs = {
+        name: values[name] for name in [*INPUT_OPTIONS.values(), *FLAG_INPUTS.values()] if values.get(name) is not None
+    }
+    return Parsed(
+        words=list(values["words"]),
+        inputs=inputs,
+        model=values["model"],
+        no_cache=values["no_cache"],
+        bg=values["bg"],
+        tags=values["tags"],
+        output=values["output"],
+        yes=values["yes"],
+        private=values["private"],
+    )
+
+
+def convert(name: str, text: Any) -> Any:
+    """One option's text as the value fal expects; range checks are left to endpoints.validate."""
+    if not isinstance(text, str):
+        return text
+    f = _field(name)
+    option = option_for(name)
+    if f.kind == "integer":
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{option} {text!r} is not a whole number: give {f.allowed()}") from None
+    if f.kind == "float":
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"{option} {text!r} is not a number: give {f.allowed()}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UsageError(f"{option} {text!r} is not a finite number: give {f.allowed()}")
+        return value
+    return text
+
+
+def option_for(name: str) -> str:
+    """The option a user types for a fal input (for messages)."""
+    for option, target in {**INPUT_OPTIONS, **FLAG_INPUTS}.items():
+        if target == name:
+            return option
+    return f"--{name}"
+
+
+def help_text() -> str:
+    """%kontext help: every subcommand with an example, then every option (from the specs)."""
+    options = make_parser("").format_help().split("options:", 1)[-1].rstrip()
+    return HELP.strip() + "\n\nOptions for making images:" + options + "\n"
+
+
+HELP = """
+%kontext — FLUX.1 Kontext on fal, from one line or a cell.
+
+  %kontext a red fox in snow --seed 42 --ar 16:9 -n 2 --guidance 4 --format png
+  %%kontext --seed 7                  the cell body is the prompt; a line --- separates prompts
+  %kontext edit photo.jpg make it claymation --seed 7     SOURCE: path, URL, @last, @12, @-2, $var
+  %kontext edit a.png b.png -- put both cats on one sofa    2-4 sources: the multi-reference endpoint
+  %kontext sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,3.5,5     a labelled grid
+  %kontext sweep edit @last "make it {winter|night}" --seed 1-4
+  %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
+  %kontext history fox --seed 42 --limit 20
+  %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
+
+{name} in a prompt is filled from the notebook's variables. Quote a prompt that starts with a
+subcommand's name ("edit the photo"). A prompt with option-like words goes after --.
+Settings: %config Kontext.model = 'pro' (also aspect_ratio, output_format, guidance, concurrency,
+background, runs_dir, thumbnail_size, budget_session, budget_daily, confirm_above), or
+[tool.kontext_nb] in a pyproject.toml beside the notebook.
+"""

@@ -1,0 +1,89 @@
+"""%kontext sweep: lists and {a|b} alternatives become a grid of jobs, shown as a labelled grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.error import UsageError
+
+import kontext_nb as kx
+
+from ..errors import KontextError
+from ..request import build_request
+from .commands import _inputs, _prompts, _source, _split_at_dashes, _usage, confirm
+from .live import LiveOutput
+from .parse import parse
+
+
+def run_sweep(magics: Any, tokens: list[str], cell: str | None) -> Any:
+    from ..grid import Grid
+    from ..sweep import build_sweep
+
+    editing = bool(tokens) and tokens[0] == "edit"
+    head, tail = _split_at_dashes(tokens[1:] if editing else tokens)
+    parsed = parse("sweep edit" if editing else "sweep", head, sweep=True)
+    words = parsed.words + tail
+    sources: list[Any] = []
+    if editing:
+        if not words:
+            raise UsageError('sweep edit needs a SOURCE: %kontext sweep edit @last "make it {winter|night}" --seed 1-4')
+        sources, words = [_source(magics, words[0])], words[1:]
+    (prompt,) = _prompts(magics, " ".join(words), cell)[:1] or [""]
+    mode = "edit" if editing else "text-to-image"
+    options: dict[str, Any] = dict(parsed.inputs)
+    if parsed.model:
+        options["model"] = parsed.model
+    fixed = {k: v for k, v in _inputs(magics, _no_inputs(parsed), mode).items() if k not in options}
+    try:
+        sweep = build_sweep(prompt, options, model=magics.model, base=fixed)
+    except KontextError as exc:
+        raise UsageError(_usage(exc, parsed)) from None
+    session = kx.get_session()
+    requests = []
+    try:
+        for c in sweep.cells:
+            if editing:
+                requests.append(session.prepare_edit(sources[0], c.prompt, model=c.model, **c.arguments))
+            else:
+                requests.append((build_request(mode, c.prompt, model=c.model, **c.arguments), None))
+    except KontextError as exc:
+        raise UsageError(_usage(exc, parsed)) from None
+    print(f"kontext_nb: sweep of {sweep.describe()}")
+    confirm(magics, sweep.cost(), f"this sweep ({sweep.images()} images)", parsed.yes)
+    jobs = []
+    try:
+        for request, parent in requests:
+            jobs.append(
+                session.run(
+                    request, wait=False, cache=not parsed.no_cache, confirm=True, tags=parsed.tags, parent_id=parent
+                )
+            )
+    except KontextError as exc:
+        for job in jobs:
+            job.cancel()
+        raise UsageError(str(exc)) from None
+    live = LiveOutput(jobs, terminal=magics.terminal)
+    outcomes: list[Any] = []
+    try:
+        for job in jobs:
+            try:
+                outcomes.append(job.result())
+            except KontextError as exc:
+                outcomes.append(exc)
+    except KeyboardInterrupt:
+        for job in jobs:
+            job.cancel()
+        raise
+    finally:
+        live.refresh()
+    grid = Grid(sweep, outcomes)
+    if parsed.output:
+        magics.shell.user_ns[parsed.output] = grid
+    return grid
+
+
+def _no_inputs(parsed: Any) -> Any:
+    """The parsed line without its swept options: what the config fills in for every cell."""
+    from dataclasses import replace
+
+    return replace(parsed, inputs={})
