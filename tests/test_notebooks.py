@@ -50,3 +50,28 @@ def test_quickstart_runs_offline(tmp_path: Path) -> None:
     assert '<img src="data:image/jpeg;base64,' in text, "images are embedded, not linked"
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
+
+
+@pytest.mark.slow
+def test_magics_notebook_runs_in_a_real_kernel(tmp_path: Path) -> None:
+    nb = run_notebook(NOTEBOOKS / "magics.ipynb", tmp_path)
+    text = outputs_text(nb)
+    errors = [
+        (c.source, o.get("ename"))
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    assert errors == [], "no tracebacks: a UsageError is one line on stderr"
+    bad = nb.cells[-1]
+    assert [o.get("name") for o in bad.outputs] == ["stderr"]
+    assert bad.outputs[0]["text"].strip() == "UsageError: unknown option --sed (did you mean --seed?); see %kontext help"
+    assert "a otter floating on a river" in text, "{animal} was filled from the notebook"
+    assert "sweep of 2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64" in text
+    pages = sorted(tmp_path.glob("sweep*.png"))
+    assert [p.name for p in pages] == ["sweep-p1.png", "sweep-p2.png"], "one grid per guidance value"
+    from kontext_nb.metadata import read
+
+    assert len(read(pages[0])["kontext_nb_grid"]["cells"]) == 4, "every cell's metadata is in the file"
+    assert "backend: sandbox" in text and "fal key: not set" in text
+    assert text.count('<img src="data:image/') >= 10, "results and grids embed their thumbnails"

@@ -109,7 +109,7 @@ def _split_at_dashes(tokens: list[str]) -> tuple[list[str], list[str]]:
     return tokens, []
 
 
-def _prompts(magics: Any, line_prompt: str, cell: str | None) -> list[str]:
+def _prompts(magics: Any, line_prompt: str, cell: str | None, *, expand: bool = True) -> list[str]:
     """The line's prompt, or the cell body (``---`` lines separate prompts), with {name} filled in."""
     if cell is not None and cell.strip():
         if line_prompt.strip():
@@ -117,7 +117,7 @@ def _prompts(magics: Any, line_prompt: str, cell: str | None) -> list[str]:
         parts = [p.strip() for p in PROMPT_SEPARATOR.split(cell)]
     else:
         parts = [line_prompt.strip()]
-    prompts = [magics.shell.var_expand(p, depth=0) for p in parts if p]
+    prompts = [magics.shell.var_expand(p, depth=0) if expand else p for p in parts if p]
     if not prompts:
         raise UsageError("no prompt given: %kontext a red fox in snow --seed 42 (see %kontext help)")
     return prompts

@@ -28,7 +28,8 @@ def run_sweep(magics: Any, tokens: list[str], cell: str | None) -> Any:
         if not words:
             raise UsageError('sweep edit needs a SOURCE: %kontext sweep edit @last "make it {winter|night}" --seed 1-4')
         sources, words = [_source(magics, words[0])], words[1:]
-    (prompt,) = _prompts(magics, " ".join(words), cell)[:1] or [""]
+    # {a|b} alternatives first: expanding {name} on the whole prompt would fail on them
+    prompt = _prompts(magics, " ".join(words), cell, expand=False)[0]
     mode = "edit" if editing else "text-to-image"
     options: dict[str, Any] = dict(parsed.inputs)
     if parsed.model:
@@ -42,10 +43,11 @@ def run_sweep(magics: Any, tokens: list[str], cell: str | None) -> Any:
     requests = []
     try:
         for c in sweep.cells:
+            text = magics.shell.var_expand(c.prompt, depth=0)
             if editing:
-                requests.append(session.prepare_edit(sources[0], c.prompt, model=c.model, **c.arguments))
+                requests.append(session.prepare_edit(sources[0], text, model=c.model, **c.arguments))
             else:
-                requests.append((build_request(mode, c.prompt, model=c.model, **c.arguments), None))
+                requests.append((build_request(mode, text, model=c.model, **c.arguments), None))
     except KontextError as exc:
         raise UsageError(_usage(exc, parsed)) from None
     print(f"kontext_nb: sweep of {sweep.describe()}")

@@ -1,0 +1,336 @@
+"""X/Y/Z sweeps (as in A1111's plot): a prompt with {a|b} groups and lists of settings, expanded into cells.
+
+Nothing here sends anything: a Sweep says what would run, how many images it makes and what it costs, so the
+caller can confirm before paying. Names, kinds and ranges all come from :mod:`kontext_nb.endpoints`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import endpoints
+from .errors import ValidationError
+from .render import format_cost
+
+MAX_VALUES = 100
+"""Values on one axis: more is almost surely a typo ("0-10000")."""
+MAX_CELLS = 2000
+"""Cells in one sweep: a guard against an accidental bill."""
+NONE_LABEL = "(none)"
+
+_SPEC = endpoints.endpoint_for("text-to-image", "max")
+SWEEPABLE: tuple[str, ...] = (
+    "model",
+    *(f.name for f in _SPEC.inputs if f.kind in ("integer", "float", "boolean", "enum") and f.name != "sync_mode"),
+)
+_TRUE, _FALSE = ("true", "on", "1", "yes"), ("false", "off", "0", "no")
+_INT_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One varying setting: its values and what the grid shows for each."""
+
+    name: str
+    values: tuple[Any, ...]
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One job of a sweep; arguments are fal inputs, not validated yet."""
+
+    prompt: str
+    arguments: dict[str, Any]
+    model: str
+    coords: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Every cell of a sweep, in row-major order over the axes that vary."""
+
+    axes: tuple[Axis, ...]
+    cells: tuple[Cell, ...]
+    prompt: str = ""
+    """The prompt as written, with its {a|b} groups."""
+
+    def count(self) -> int:
+        return len(self.cells)
+
+    def images(self) -> int:
+        return sum(_num_images(cell) for cell in self.cells)
+
+    def cost(self) -> float:
+        """Dollars if every cell succeeds: each cell's model price times its images."""
+        return round(sum(endpoints.PRICE_PER_IMAGE[c.model] * _num_images(c) for c in self.cells), 4)
+
+    def describe(self) -> str:
+        """One line to confirm before running, e.g. '2 prompts × 3 seeds = 6 images · $0.48'."""
+        factors = []
+        prompt_axes = [a for a in self.axes if a.name == "prompt"]
+        if len(prompt_axes) == 1:
+            factors.append(f"{len(prompt_axes[0].values)} prompts")
+        elif prompt_axes:
+            factors.append(" × ".join(str(len(a.values)) for a in prompt_axes) + " prompt alternatives")
+        for axis in self.axes:
+            if axis.name != "prompt":
+                factors.append(f"{len(axis.values)} {_plural(axis.name)}")
+        per_cell = _num_images(self.cells[0]) if self.cells else 1
+        if per_cell > 1 and not any(a.name == "num_images" for a in self.axes):
+            factors.append(f"{per_cell} images each")
+        total = self.images()
+        head = " × ".join(factors) + " = " if factors else ""
+        return f"{head}{total} image{'s' if total != 1 else ''} · {format_cost(self.cost())}"
+
+    def __repr__(self) -> str:
+        return f"<Sweep {self.describe()}>"
+
+
+def _plural(name: str) -> str:
+    return {"seed": "seeds", "model": "models"}.get(name, f"{name} values")
+
+
+def _num_images(cell: Cell) -> int:
+    return int(cell.arguments.get("num_images") or _SPEC.field("num_images").default)
+
+
+def label(value: Any) -> str:
+    """How a value reads in a grid header: 2.0 as '2', booleans as 'true'/'false'."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# -- values ---------------------------------------------------------------------------------------------------------
+
+
+def parse_values(name: str, text: str) -> tuple[Any, ...]:
+    """Turn '1-4', '2:5:0.5', '16:9,1:1', 'on,off' or 'max,pro' into checked values for one axis."""
+    _check_name(name)
+    if not text.strip():
+        raise ValidationError(f"{name}: no values given", field=name)
+    values: list[Any] = []
+    for raw in text.split(","):
+        piece = raw.strip()
+        if not piece:
+            raise ValidationError(
+                f"{name}: empty value in {text!r} (check for a doubled or trailing comma)", field=name
+            )
+        values.extend(_parse_piece(name, piece))
+        if len(values) > MAX_VALUES:
+            raise ValidationError(f"{name}: more than {MAX_VALUES} values in {text!r}", field=name)
+    return tuple(values)
+
+
+def check_value(name: str, value: Any) -> Any:
+    """The value as endpoints normalise it, or endpoints' one-line error naming option, value and what is allowed."""
+    if name == "model":
+        endpoints.endpoint_for("text-to-image", value)
+        return value
+    return endpoints.validate(_SPEC, {"prompt": "x", name: value}, fill_defaults=False)[name]
+
+
+def _check_name(name: str) -> None:
+    if name not in SWEEPABLE:
+        raise ValidationError(
+            f"{name!r} cannot be swept{endpoints.suggest(name, SWEEPABLE)}; sweepable: {', '.join(SWEEPABLE)}",
+            field=name,
+        )
+
+
+def _parse_piece(name: str, piece: str) -> list[Any]:
+    if name == "model":
+        return [check_value(name, piece)]
+    field = _SPEC.field(name)
+    if field.kind == "boolean":
+        word = piece.lower()
+        if word not in _TRUE + _FALSE:
+            raise ValidationError(f"{name}={piece!r} is not allowed: use true/false, on/off or 1/0", field=name)
+        return [word in _TRUE]
+    if field.kind == "enum":
+        return [check_value(name, piece)]
+    if field.kind == "integer" and (m := _INT_RANGE.match(piece)):
+        return _steps(name, piece, int(m[1]), int(m[2]), 1)
+    if ":" in piece:
+        parts = [p.strip() for p in piece.split(":")]
+        if len(parts) != 3:
+            raise ValidationError(f"{name}={piece!r}: a range is start:stop:step, e.g. 2:5:0.5", field=name)
+        start, stop, step = (_number(name, field.kind, p, piece) for p in parts)
+        return _steps(name, piece, start, stop, step)
+    return [check_value(name, _number(name, field.kind, piece, piece))]
+
+
+def _number(name: str, kind: str, text: str, piece: str) -> int | float:
+    try:
+        value = int(text) if kind == "integer" else float(text)
+    except ValueError:
+        what = "an integer" if kind == "integer" else "a number"
+        where = f"{name}={piece!r}" + (f": {text!r}" if text != piece else "")
+        raise ValidationError(f"{where} is not {what}; allowed: {_SPEC.field(name).allowed()}", field=name) from None
+    if not math.isfinite(value):
+        raise ValidationError(f"{name}={piece!r} is not a finite number: {_SPEC.field(name).allowed()}", field=name)
+    return value
+
+
+def _steps(name: str, piece: str, start: float, stop: float, step: float) -> list[Any]:
+    """start, start+step, ... up to stop (included when it lands on it), every value checked."""
+    if step <= 0:
+        raise ValidationError(f"{name}={piece!r}: the step must be above 0", field=name)
+    if start > stop:
+        raise ValidationError(f"{name}={piece!r} is a reversed range: write the smaller value first", field=name)
+    n = math.floor((stop - start) / step + 1e-9) + 1
+    if n > MAX_VALUES:
+        raise ValidationError(f"{name}={piece!r} makes {n} values; at most {MAX_VALUES} per axis", field=name)
+    for bound in (start, stop):
+        try:
+            check_value(name, bound)
+        except ValidationError:
+            allowed = _SPEC.field(name).allowed()
+            raise ValidationError(f"{name}={piece!r} goes out of range: {allowed}", field=name) from None
+    if isinstance(start, int) and isinstance(step, int):
+        return [check_value(name, start + i * step) for i in range(n)]
+    # rounding keeps 0.1-steps from drifting into 2.3000000000000003
+    return [check_value(name, round(start + i * step, 10)) for i in range(n)]
+
+
+# -- prompts --------------------------------------------------------------------------------------------------------
+
+
+def expand_prompt(prompt: str) -> tuple[list[str], list[Axis]]:
+    """'a {cat|fox} in {snow|rain}' -> its 4 prompts (row-major) and one axis per group.
+
+    Braces without '|' stay as they are (IPython may expand them later); '\\{', '\\}' and '\\|' are literal.
+    """
+    segments, groups = _parse_prompt(prompt)
+    axes = [Axis("prompt", tuple(g), tuple(alt or NONE_LABEL for alt in g)) for g in groups]
+    prompts = [_render(segments, groups, choice) for choice in itertools.product(*(range(len(g)) for g in groups))]
+    return prompts, axes
+
+
+def _parse_prompt(prompt: str) -> tuple[list[str], list[list[str]]]:
+    """Literal segments around the alternative groups: len(segments) == len(groups) + 1."""
+    tokens = re.split(r"(\\[{}|]|[{}|])", prompt)
+    segments, groups = [""], []
+    stack: list[tuple[int, str, list[str]]] = []  # (position, text so far, alternatives) per open brace
+    pos, bad_at = 0, -1
+    for tok in tokens:
+        if tok in ("\\{", "\\}", "\\|"):
+            text = tok[1]
+        elif tok == "{":
+            stack.append((pos, "", []))
+            text = None
+        elif tok == "}" and stack:
+            start, body, alts = stack.pop()
+            if alts and not stack:
+                groups.append([a.strip() for a in [*alts, body]])
+                segments.append("")
+                text = None
+            else:
+                text = "{" + "|".join([*alts, body]) + "}"
+        elif tok == "|" and len(stack) == 1:
+            start, body, alts = stack[-1]
+            stack[-1] = (start, "", [*alts, body])
+            text = None
+        else:
+            if tok == "}" and bad_at < 0:
+                bad_at = pos
+            text = tok
+        if text is not None:
+            if stack:
+                start, body, alts = stack[-1]
+                stack[-1] = (start, body + text, alts)
+            else:
+                segments[-1] += text
+        pos += len(tok)
+    if stack:
+        bad_at = stack[0][0]
+        segments[-1] += "".join("{" + "|".join([*alts, body]) for _, body, alts in stack)
+    if bad_at >= 0 and re.search(r"(?<!\\)\|", prompt):
+        raise ValidationError(
+            f"prompt: unbalanced brace at character {bad_at + 1} of {prompt!r}: write {{a|b}} for alternatives "
+            "and \\{ or \\} for a literal brace",
+            field="prompt",
+        )
+    return segments, groups
+
+
+def _render(segments: list[str], groups: list[list[str]], choice: Iterable[int]) -> str:
+    out = segments[0]
+    for seg, group, i in zip(segments[1:], groups, choice, strict=True):
+        alt = group[i]
+        if not alt and out.endswith(" ") and seg.startswith(" "):
+            out = out[:-1]  # "a {big|} cat" -> "a cat", not "a  cat"
+        out += alt + seg
+    return out.strip() if groups else out
+
+
+# -- sweeps ---------------------------------------------------------------------------------------------------------
+
+
+def build_sweep(
+    prompt: str,
+    options: Mapping[str, Any],
+    *,
+    model: str = "max",
+    base: Mapping[str, Any] | None = None,
+) -> Sweep:
+    """Expand a prompt's {a|b} groups and option lists into every cell, checking each value once.
+
+    ``options`` maps an input name (or "model") to its values, a tuple or text for :func:`parse_values`.
+    ``base`` holds inputs fixed for every cell; options override it. Without a seed given, one random seed is
+    drawn and shared by every cell, so cells differ only in what is swept.
+    """
+    check_value("model", model)
+    fixed = dict(base or {})
+    for key in ("prompt", "model"):
+        if key in fixed:
+            raise ValidationError(f"base must not contain {key!r}: pass it as the {key} argument", field=key)
+    segments, groups = _parse_prompt(prompt)
+    axes = [Axis("prompt", tuple(g), tuple(alt or NONE_LABEL for alt in g)) for g in groups]
+    for name, given in options.items():
+        values = _values(name, given)
+        if len(values) > 1:
+            axes.append(Axis(name, values, tuple(label(v) for v in values)))
+        elif name == "model":
+            model = values[0]
+        else:
+            fixed[name] = values[0]
+    if "seed" not in fixed and not any(a.name == "seed" for a in axes):
+        fixed["seed"] = random.randrange(2**31)
+    total = math.prod(len(a.values) for a in axes)
+    if total > MAX_CELLS:
+        shape = " × ".join(str(len(a.values)) for a in axes)
+        raise ValidationError(f"the sweep has {total} cells ({shape}); at most {MAX_CELLS}: sweep fewer values")
+    n_prompt = len(groups)
+    cells = []
+    for coords in itertools.product(*(range(len(a.values)) for a in axes)):
+        arguments, cell_model = dict(fixed), model
+        for axis, i in zip(axes[n_prompt:], coords[n_prompt:], strict=True):
+            if axis.name == "model":
+                cell_model = axis.values[i]
+            else:
+                arguments[axis.name] = axis.values[i]
+        text = _render(segments, groups, coords[:n_prompt])
+        cells.append(Cell(text, arguments, cell_model, tuple(coords)))
+    return Sweep(tuple(axes), tuple(cells), prompt)
+
+
+def _values(name: str, given: Any) -> tuple[Any, ...]:
+    if isinstance(given, str):
+        return parse_values(name, given)
+    _check_name(name)
+    values = tuple(given) if isinstance(given, Iterable) and not isinstance(given, bytes) else (given,)
+    if not values:
+        raise ValidationError(f"{name}: no values given", field=name)
+    if len(values) > MAX_VALUES:
+        raise ValidationError(f"{name}: {len(values)} values; at most {MAX_VALUES} per axis", field=name)
+    return tuple(check_value(name, v) for v in values)
