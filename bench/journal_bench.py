@@ -28,8 +28,8 @@ from PIL import Image
 
 from kontext_nb import store
 from kontext_nb.endpoints import ENDPOINTS
-from kontext_nb.history import History, _thumbnail_uri
 from kontext_nb.journal import Journal
+from kontext_nb.records import History, _thumbnail_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = 10_000

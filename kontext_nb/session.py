@@ -254,7 +254,7 @@ class Session:
 
     def rerun(self, ref: Any, *, wait: bool = True, **changes: Any) -> Result | Job:
         """Run a job again with the same seed and settings, changing only what is given."""
-        from .rerun import rerun_request
+        from .repeat import rerun_request
 
         record = self.record(ref)
         options = {k: changes.pop(k) for k in ("cache", "confirm", "tags", "timeout", "on_update") if k in changes}
@@ -293,7 +293,7 @@ class Session:
         return self.tracker.journal.children(self.record(ref).id)
 
     def history(self, **filters: Any) -> Any:
-        from .history import History
+        from .records import History
 
         since = filters.get("since")
         if since is not None and not isinstance(since, (int, float)):

@@ -57,15 +57,14 @@ def test_magics_notebook_runs_in_a_real_kernel(tmp_path: Path) -> None:
     nb = run_notebook(NOTEBOOKS / "magics.ipynb", tmp_path)
     text = outputs_text(nb)
     errors = [
-        (c.source, o.get("ename"))
-        for c in nb.cells
-        for o in c.get("outputs", [])
-        if o.get("output_type") == "error"
+        (c.source, o.get("ename")) for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
     assert errors == [], "no tracebacks: a UsageError is one line on stderr"
     bad = nb.cells[-1]
     assert [o.get("name") for o in bad.outputs] == ["stderr"]
-    assert bad.outputs[0]["text"].strip() == "UsageError: unknown option --sed (did you mean --seed?); see %kontext help"
+    assert (
+        bad.outputs[0]["text"].strip() == "UsageError: unknown option --sed (did you mean --seed?); see %kontext help"
+    )
     assert "a otter floating on a river" in text, "{animal} was filled from the notebook"
     assert "sweep of 2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64" in text
     pages = sorted(tmp_path.glob("sweep*.png"))

@@ -123,3 +123,13 @@ def test_full_size_links_open_from_the_notebook_folder(tmp_path: Path, monkeypat
     assert file_link(tmp_path / "kontext-runs" / "images" / "a.jpg") == "kontext-runs/images/a.jpg"
     elsewhere = Path("/var/tmp/x.png")
     assert file_link(elsewhere) == "file:///var/tmp/x.png"
+
+
+def test_public_functions_are_not_shadowed_by_submodules() -> None:
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(kx.__path__):
+        importlib.import_module(f"kontext_nb.{info.name}")  # importing a submodule sets kx.<name>
+    for name in ("generate", "edit", "attach", "rerun", "resume", "load", "lineage", "children", "history", "delete"):
+        assert callable(getattr(kx, name)) and not isinstance(getattr(kx, name), type(kx)), name

@@ -93,7 +93,7 @@ def cmd_rerun(magics: Any, tokens: list[str], cell: str | None) -> Any:
     if parsed.model:
         changes["model"] = parsed.model
     session = kx.get_session()
-    from ..rerun import rerun_request
+    from ..repeat import rerun_request
 
     try:
         request, parent = rerun_request(session.record(parsed.words[0]), changes, session.settings.max_input_side)
@@ -279,7 +279,7 @@ def cmd_show(magics: Any, tokens: list[str], cell: str | None) -> Any:
 
 
 def cmd_lineage(magics: Any, tokens: list[str], cell: str | None) -> Any:
-    from ..history import History
+    from ..records import History
 
     chain = _guard(kx.lineage, _one_ref("lineage", tokens))
     return History(list(reversed(chain)))
