@@ -120,6 +120,7 @@ def test_edit_sources(shell: Shell, tmp_path: Path) -> None:
     assert shell.line("edit $res make it night --seed 5").parent_id == first.journal_id
     multi = shell.line(f"edit @-2 {tmp_path / 'red.png'} $img -- put them together --seed 6")
     assert multi.mode == "multi" and len(multi.inputs) == 3
+    assert multi.prompt == "put them together" and multi.seed == 6, "options after -- still count in edit"
 
 
 def test_housekeeping(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,4 +73,6 @@ def test_magics_notebook_runs_in_a_real_kernel(tmp_path: Path) -> None:
 
     assert len(read(pages[0])["kontext_nb_grid"]["cells"]) == 4, "every cell's metadata is in the file"
     assert "backend: sandbox" in text and "fal key: not set" in text
+    assert "this cell ran while the storm job was queued" in text or "storm job was running" in text
+    assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "--bg shows a widget with a Cancel button"
     assert text.count('<img src="data:image/') >= 10, "results and grids embed their thumbnails"

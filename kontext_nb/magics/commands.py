@@ -62,8 +62,16 @@ def cmd_generate(magics: Any, tokens: list[str], cell: str | None) -> Any:
 def cmd_edit(magics: Any, tokens: list[str], cell: str | None) -> Any:
     head, tail = _split_at_dashes(tokens)
     parsed = parse("edit", head)
-    if "--" in tokens:
-        sources, words = parsed.words, tail
+    if "--" in tokens:  # SRC1 SRC2 -- PROMPT: options may stand on either side
+        after = parse("edit", tail)
+        sources, words = parsed.words, after.words
+        parsed.inputs.update(after.inputs)
+        parsed.tags += after.tags
+        for name in ("model", "bg", "output"):
+            if getattr(after, name) is not None:
+                setattr(parsed, name, getattr(after, name))
+        for name in ("no_cache", "yes", "private"):
+            setattr(parsed, name, getattr(parsed, name) or getattr(after, name))
     else:
         sources, words = parsed.words[:1], parsed.words[1:]
     if not sources:

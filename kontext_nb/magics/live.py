@@ -48,7 +48,7 @@ def status_text(jobs: Sequence[Job], started: float) -> str:
 
 
 def logs_text(jobs: Sequence[Job], last: int = 3) -> list[str]:
-    if len(jobs) != 1:
+    if len(jobs) != 1 or jobs[0].done():
         return []
     return [str(line.get("message", "")) for line in jobs[0].status.logs[-last:]]
 

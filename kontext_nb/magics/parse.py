@@ -172,7 +172,7 @@ HELP = """
   %kontext a red fox in snow --seed 42 --ar 16:9 -n 2 --guidance 4 --format png
   %%kontext --seed 7                  the cell body is the prompt; a line --- separates prompts
   %kontext edit photo.jpg make it claymation --seed 7     SOURCE: path, URL, @last, @12, @-2, $var
-  %kontext edit a.png b.png -- put both cats on one sofa    2-4 sources: the multi-reference endpoint
+  %kontext edit a.png b.png -- put both cats on one sofa --seed 3    2-4 sources: multi-reference
   %kontext sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,3.5,5     a labelled grid
   %kontext sweep edit @last "make it {winter|night}" --seed 1-4
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
@@ -180,7 +180,8 @@ HELP = """
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
 
 {name} in a prompt is filled from the notebook's variables. Quote a prompt that starts with a
-subcommand's name ("edit the photo"). A prompt with option-like words goes after --.
+subcommand's name ("edit the photo"). In %kontext PROMPT, words after -- are all prompt
+(for prompts with option-like words); in edit, -- separates the sources from the prompt.
 Settings: %config Kontext.model = 'pro' (also aspect_ratio, output_format, guidance, concurrency,
 background, runs_dir, thumbnail_size, budget_session, budget_daily, confirm_above), or
 [tool.kontext_nb] in a pyproject.toml beside the notebook.
