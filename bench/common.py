@@ -22,9 +22,9 @@ from asyncstdlib import cached_property as async_cached_property
 from PIL import Image
 
 from kontext_nb import endpoints, sandbox
-from kontext_nb.config import Settings
+from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.engine import Engine
-from kontext_nb.transport import FalTransport, RetryPolicy
+from kontext_nb.transport import FalTransport
 
 ENDPOINT = "fal-ai/flux-pro/kontext/max/text-to-image"
 KEY = "bench-key"

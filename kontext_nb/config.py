@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import os
+import random
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .transport import RetryPolicy
-
 BASE_URL_ENV = "KONTEXT_FAL_URL"
+
+ANNOUNCED: set[str] = set()
+"""Notices already given in this process ('sandbox', 'resume'), so none is said twice."""
 
 # Encoded inputs up to this size travel inline as data URIs (a third larger in the JSON);
 # larger ones are uploaded to fal's storage first.
 INLINE_MAX_BYTES = 256 * 1024
 # Inputs whose longer side exceeds this are downscaled (Lanczos) before sending, with a notice.
 MAX_INPUT_SIDE = 2048
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up on one HTTP request."""
+
+    attempts: int = 6
+    base_delay: float = 0.25
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        backoff = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+        return backoff * random.uniform(0.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,8 @@ def has_fal_credentials() -> bool:
     """Whether fal_client would find a key (env or Colab secret), without any request."""
     if os.environ.get("FAL_KEY") or (os.environ.get("FAL_KEY_ID") and os.environ.get("FAL_KEY_SECRET")):
         return True
+    if "google.colab" not in sys.modules:  # only Colab has secrets; importing fal_client costs ~100 ms
+        return False
     try:
         from fal_client.auth import get_colab_token
     except ImportError:  # pragma: no cover - older fal_client

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .config import Settings, env_base_url, has_fal_credentials
+from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials
 from .engine import Engine
 from .errors import ValidationError
 from .jobs import Job
@@ -44,10 +44,6 @@ class Session:
         self._lock = threading.RLock()
         self._retired: list[Engine] = []
         self._enhance_said = False
-        self.sandbox_said = False
-        """Set when the offline sandbox was already announced (the magics say it at load)."""
-        self.resume_said = False
-        """Set when jobs waiting to be collected were already announced."""
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
@@ -74,8 +70,8 @@ class Session:
             self._sandbox = sandbox.start()
             settings = settings.with_(base_url=self._sandbox.url, key=SANDBOX_KEY)
             self.backend = "sandbox"
-            if not self.sandbox_said:
-                self.sandbox_said = True
+            if "sandbox" not in ANNOUNCED:
+                ANNOUNCED.add("sandbox")
                 self.notice(
                     f"kontext_nb: no fal key found, so jobs run on the offline sandbox at {self._sandbox.url}: "
                     "images are SANDBOX placeholders and nothing is charged. For real FLUX.1 Kontext images set "
@@ -93,7 +89,7 @@ class Session:
             if self._tracker is None:
                 self._tracker = Tracker(self.settings, self.notice)
                 waiting = self._tracker.resumable()
-                if waiting and not self.resume_said:
+                if waiting and "resume" not in ANNOUNCED:
                     n = len(waiting)
                     self.notice(
                         f"kontext_nb: {n} job{'s' if n != 1 else ''} from an earlier run "

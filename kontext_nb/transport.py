@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import random
 import time
-from dataclasses import dataclass
 
 import httpx
 
+from .config import RetryPolicy
 from .errors import FalError
 
 FAL_HOSTS = frozenset({"queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media", "queue.falrun.com", "falrun.com"})
@@ -32,21 +31,6 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "OPTIONS"})
 
 class RetriesExhausted(FalError):
     """A request kept failing with a retryable error; the last one is described."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try before giving up on one HTTP request."""
-
-    attempts: int = 6
-    base_delay: float = 0.25
-    max_delay: float = 30.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
-        backoff = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
-        return backoff * random.uniform(0.5, 1.5)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 import kontext_nb.sandbox
-from kontext_nb.config import Settings
+from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.session import Session
-from kontext_nb.transport import RetryPolicy
 
 # fast settings: tiny images, short inference; each test starts from these, with a clean slate
 SANDBOX_FAST = {
@@ -93,3 +92,11 @@ def make_session(sb: kontext_nb.sandbox.SandboxServer, tmp_path: Path) -> Iterat
 @pytest.fixture
 def session(make_session: Callable[..., Session]) -> Session:
     return make_session()
+
+
+@pytest.fixture(autouse=True)
+def fresh_notices() -> None:
+    """Each test starts as a fresh process would: no notice given yet."""
+    from kontext_nb.config import ANNOUNCED
+
+    ANNOUNCED.clear()

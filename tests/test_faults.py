@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 import kontext_nb.sandbox as sandbox
+from kontext_nb.config import RetryPolicy
 from kontext_nb.errors import FalError
 from kontext_nb.session import Session
-from kontext_nb.transport import RetryPolicy
 
 
 @pytest.fixture(params=["stream", "poll"])

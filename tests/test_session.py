@@ -11,11 +11,10 @@ import pytest
 
 import kontext_nb as kx
 import kontext_nb.sandbox as sandbox
-from kontext_nb.config import Settings
+from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.engine import Engine
 from kontext_nb.errors import FalError
 from kontext_nb.session import Session
-from kontext_nb.transport import RetryPolicy
 
 CANARY = "canary-fal-key-7f3a9c1e:5b2d8e4f6a0c"
 

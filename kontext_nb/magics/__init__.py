@@ -110,7 +110,7 @@ def load_ipython_extension(ip: Any) -> None:
     ip.register_magics(magics)
     ip.configurables.append(magics)
     magics.apply_pyproject(Path.cwd())
-    from .commands import greet
+    from .greeting import greet
 
     greet(magics)
 

@@ -21,33 +21,6 @@ from .parse import Parsed, convert, option_for, parse, split
 PROMPT_SEPARATOR = re.compile(r"^\s*---\s*$", re.M)
 
 
-def greet(magics: Any) -> None:
-    """Say only what needs saying at load: the sandbox is in use, or jobs wait to be collected."""
-    from ..config import env_base_url, has_fal_credentials
-    from ..journal import Journal, JournalError, owner_alive
-
-    if env_base_url() is None and not has_fal_credentials():
-        print(
-            "kontext_nb: no FAL_KEY found, so jobs will run on the offline sandbox (placeholder images, "
-            "no charge). Set FAL_KEY before starting Jupyter for real FLUX.1 Kontext images."
-        )
-        kx.get_session().sandbox_said = True
-    try:
-        journal = Journal(magics.runs_dir or None)
-    except JournalError as exc:
-        print(f"kontext_nb: {exc}")
-        return
-    waiting = [r for r in journal.uncollected() if not owner_alive(r.session)]
-    journal.close()
-    if waiting:
-        n = len(waiting)
-        print(
-            f"kontext_nb: {n} job{'s' if n != 1 else ''} from an earlier run {'were' if n != 1 else 'was'} "
-            "not collected; %kontext resume collects them without submitting again"
-        )
-    kx.get_session().resume_said = True
-
-
 # -- making images -------------------------------------------------------------------------------
 def cmd_generate(magics: Any, tokens: list[str], cell: str | None) -> Any:
     head, tail = _split_at_dashes(tokens)

@@ -1,0 +1,34 @@
+"""What %load_ext says: only what needs saying, and cheaply (no engine, no HTTP client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ANNOUNCED, env_base_url, has_fal_credentials
+from ..journal import Journal, JournalError, owner_alive
+
+
+def greet(magics: Any) -> None:
+    """Say that the offline sandbox will be used, or that jobs wait to be collected; else nothing."""
+    if env_base_url() is None and not has_fal_credentials():
+        print(
+            "kontext_nb: no FAL_KEY found, so jobs will run on the offline sandbox (placeholder images, "
+            "no charge). Set FAL_KEY before starting Jupyter for real FLUX.1 Kontext images."
+        )
+        ANNOUNCED.add("sandbox")
+    try:
+        journal = Journal(magics.runs_dir or None)
+    except JournalError as exc:
+        print(f"kontext_nb: {exc}")
+        return
+    try:
+        waiting = [r for r in journal.uncollected() if not owner_alive(r.session)]
+    finally:
+        journal.close()
+    if waiting:
+        n = len(waiting)
+        print(
+            f"kontext_nb: {n} job{'s' if n != 1 else ''} from an earlier run {'were' if n != 1 else 'was'} "
+            "not collected; %kontext resume collects them without submitting again"
+        )
+    ANNOUNCED.add("resume")
