@@ -25,7 +25,7 @@ from . import endpoints
 from .config import Settings
 from .errors import FalError, JobCancelled, JobFailed, JobTimeout, KontextError
 from .falerrors import fal_error
-from .images import ImageInput
+from .images import ImageInput, labelled
 from .jobs import Job
 from .output import collect_result
 from .result import Result
@@ -139,8 +139,7 @@ class Engine:
         """Start a job with validated arguments (image fields hold ImageInputs); returns at once."""
         if self.closed:
             raise KontextError("this engine is closed")
-        shown = {k: _label(v) for k, v in arguments.items()}
-        job = Job(endpoint, shown, self.cancel)
+        job = Job(endpoint, labelled(arguments), self.cancel)
         if on_update is not None:
             job.on_update(on_update)
         run = _Run(job, endpoint, arguments, options or SubmitOptions(), hooks or JobHooks())
@@ -412,14 +411,6 @@ class Engine:
         if response.status_code >= 400:
             raise fal_error(response, run.job.request_id)
         return "CANCELLATION_REQUESTED"
-
-
-def _label(value: Any) -> Any:
-    if isinstance(value, ImageInput):
-        return value.label()
-    if isinstance(value, list):
-        return [_label(v) for v in value]
-    return value
 
 
 def _cancel_message(run: _Run) -> str:

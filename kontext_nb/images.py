@@ -55,6 +55,25 @@ class ImageInput:
         return f"input-{(self.sha256 or 'x')[:12]}.{ext}"
 
 
+def image_inputs(arguments: dict[str, Any]) -> list[ImageInput]:
+    """The ImageInputs among a request's arguments (image_url, or each of image_urls)."""
+    found = []
+    for value in arguments.values():
+        found += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, ImageInput)]
+    return found
+
+
+def labelled(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments to show and store: each inline image as a short hash label, not its bytes."""
+
+    def label(value: Any) -> Any:
+        if isinstance(value, ImageInput):
+            return value.label()
+        return [label(v) for v in value] if isinstance(value, list) else value
+
+    return {k: label(v) for k, v in arguments.items()}
+
+
 def prepare_image(source: Any, *, max_side: int = MAX_INPUT_SIDE) -> ImageInput:
     """Check one image source and load it.
 

@@ -14,7 +14,7 @@ import httpx
 from . import endpoints
 from .errors import FalError, JobFailed
 from .falerrors import http_error
-from .images import ImageInput, decode_image
+from .images import decode_image, image_inputs
 from .result import Result
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ async def collect_result(engine: Engine, run: _Run) -> Result:
         has_nsfw_concepts=nsfw,
         timings=dict(output.get("timings") or {}),
         cost=ep.cost(len(images)),
-        inputs=_inputs(run.arguments),
+        inputs=image_inputs(run.arguments),
         output=_elide(output),
         logs=run.job.status.logs,
         elapsed=run.job.status.elapsed,
@@ -86,15 +86,6 @@ async def collect_result(engine: Engine, run: _Run) -> Result:
 
 def _sniff(blob: bytes) -> str:
     return "image/png" if blob.startswith(b"\x89PNG") else endpoints.DEFAULT_CONTENT_TYPE
-
-
-def _inputs(arguments: dict[str, Any]) -> list[ImageInput]:
-    found: list[ImageInput] = []
-    for value in arguments.values():
-        for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, ImageInput):
-                found.append(v)
-    return found
 
 
 def _elide(output: dict[str, Any]) -> dict[str, Any]:

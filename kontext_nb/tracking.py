@@ -25,7 +25,7 @@ from .config import Settings
 from .endpoints import get_endpoint
 from .engine import JobHooks
 from .errors import FalError, JobCancelled, JobFailed, KontextError
-from .images import ImageInput
+from .images import ImageInput, image_inputs, labelled
 from .jobs import Job
 from .journal import JobRecord, Journal, JournalError, default_folder, owner_alive
 from .render import format_cost
@@ -211,16 +211,15 @@ class Tracker:
     def begin(self, endpoint: str, arguments: dict[str, Any], *, parent_id: int | None, tags: Iterable[str]) -> int:
         """Keep the inputs and write the row, before anything is sent."""
         hashes = []
-        for image in _image_inputs(arguments):
+        for image in image_inputs(arguments):
             if image.data is not None and image.sha256:
                 store.save_input(self.journal.folder, image.data, image.content_type or "", image.sha256)
                 hashes.append(image.sha256)
             elif image.url:
                 hashes.append("url:" + image.url)
-        shown = {k: _label(v) for k, v in arguments.items()}
         journal_id = self.journal.create(
             endpoint=endpoint,
-            arguments=shown,
+            arguments=labelled(arguments),
             input_hashes=hashes,
             parent_id=parent_id,
             tags=tags,
@@ -323,23 +322,6 @@ class Tracker:
             for r in self.journal.uncollected()
             if r.id not in self._active and (r.session == self.session_id or not owner_alive(r.session))
         ]
-
-
-def _image_inputs(arguments: dict[str, Any]) -> list[ImageInput]:
-    found = []
-    for value in arguments.values():
-        for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, ImageInput):
-                found.append(v)
-    return found
-
-
-def _label(value: Any) -> Any:
-    if isinstance(value, ImageInput):
-        return value.label()
-    if isinstance(value, list):
-        return [_label(v) for v in value]
-    return value
 
 
 def _identity(value: Any) -> Any:

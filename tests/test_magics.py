@@ -223,3 +223,29 @@ def test_confirmation_above_the_threshold(
     assert len(shell.line("two images -n 2").images) == 2
     assert len(shell.line("two more -n 2 --yes").images) == 2
     assert sb.stats()["submits"] == 2
+
+
+def test_sweeps_make_labelled_grids(
+    shell: Shell, sb: sandbox.SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kontext_nb.grid import Grid
+
+    grid = shell.line('sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,5 -o g')
+    assert isinstance(grid, Grid) and shell.ip.user_ns["g"] is grid
+    assert "2 prompts × 3 seeds × 2 guidance_scale values = 12 images · $0.96" in capsys.readouterr().out
+    assert sb.stats()["submits"] == 12
+    html = grid._repr_mimebundle_()["text/html"]
+    assert ">cat<" in html and ">fox<" in html and "guidance_scale 5" in html
+    seeds = sorted({r.seed for r in grid.results})
+    assert seeds == [1, 2, 3], "every prompt shares the same seeds"
+    source = shell.line("a house --seed 4")
+    edits = shell.line('sweep edit @last "make it {winter|night}" --seed 1-2')
+    assert all(r.parent_id == source.journal_id and r.mode == "edit" for r in edits.results)
+    assert sb.stats()["submits"] == 12 + 1 + 4
+
+
+def test_bad_sweeps_send_nothing(shell: Shell, sb: sandbox.SandboxServer) -> None:
+    assert "seed" in shell.usage_error('sweep "a {cat|fox}" --seed 1,x')
+    assert "guidance" in shell.usage_error('sweep "a fox" --guidance 2,30')
+    assert "SOURCE" in shell.usage_error("sweep edit")
+    assert sb.stats()["submits"] == 0

@@ -171,17 +171,7 @@ def _run(magics: Any, session: Any, requests: list[tuple[Request, int | None]], 
     cost = sum(r.cost for r, _ in requests)
     images = sum(r.num_images for r, _ in requests)
     confirm(magics, cost, f"{images} image{'s' if images != 1 else ''}", parsed.yes)
-    jobs: list[Job] = []
-    try:
-        for request, parent in requests:
-            job = session.run(
-                request, wait=False, cache=not parsed.no_cache, confirm=True, tags=parsed.tags, parent_id=parent
-            )
-            jobs.append(job)
-    except KontextError as exc:
-        for job in jobs:
-            job.cancel()
-        raise UsageError(str(exc)) from None
+    jobs = submit_all(session, requests, parsed)
     background = magics.background if parsed.bg is None else parsed.bg
     live = LiveOutput(jobs, terminal=magics.terminal, background=background)
     if background:
@@ -190,18 +180,48 @@ def _run(magics: Any, session: Any, requests: list[tuple[Request, int | None]], 
         if parsed.output:
             magics.shell.user_ns[parsed.output] = value
         return value if magics.terminal else None
+    results = wait_all(jobs, live)
+    value = results[0] if len(results) == 1 else Results(results)
+    if parsed.output:
+        magics.shell.user_ns[parsed.output] = value
+    return value
+
+
+def submit_all(session: Any, requests: list[tuple[Request, int | None]], parsed: Parsed) -> list[Job]:
+    """Send every request (already paid for in the user's mind: confirm=True); all or none."""
+    jobs: list[Job] = []
     try:
-        results = [job.result() for job in jobs]
+        for request, parent in requests:
+            jobs.append(
+                session.run(
+                    request, wait=False, cache=not parsed.no_cache, confirm=True, tags=parsed.tags, parent_id=parent
+                )
+            )
+    except KontextError as exc:  # a budget cap reached part way: take back what was sent
+        for job in jobs:
+            job.cancel()
+        raise UsageError(str(exc)) from None
+    return jobs
+
+
+def wait_all(jobs: list[Job], live: LiveOutput, *, keep_errors: bool = False) -> list[Any]:
+    """Every job's Result (or, with keep_errors, its error); an interrupt cancels them all on fal."""
+    outcomes: list[Any] = []
+    try:
+        for job in jobs:
+            try:
+                outcomes.append(job.result())
+            except KontextError as exc:
+                if not keep_errors:
+                    raise
+                outcomes.append(exc)
     except KeyboardInterrupt:
         for job in jobs:
             job.cancel()
         raise
     finally:
         live.refresh()
-    value = results[0] if len(results) == 1 else Results(results)
-    if parsed.output:
-        magics.shell.user_ns[parsed.output] = value
-    return value
+    return outcomes
 
 
 def _finish_in_background(live: LiveOutput, jobs: list[Job]) -> None:

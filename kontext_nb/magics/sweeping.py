@@ -10,7 +10,7 @@ import kontext_nb as kx
 
 from ..errors import KontextError
 from ..request import build_request
-from .commands import _inputs, _prompts, _source, _split_at_dashes, _usage, confirm
+from .commands import _inputs, _prompts, _source, _split_at_dashes, _usage, confirm, submit_all, wait_all
 from .live import LiveOutput
 from .parse import parse
 
@@ -52,32 +52,8 @@ def run_sweep(magics: Any, tokens: list[str], cell: str | None) -> Any:
         raise UsageError(_usage(exc, parsed)) from None
     print(f"kontext_nb: sweep of {sweep.describe()}")
     confirm(magics, sweep.cost(), f"this sweep ({sweep.images()} images)", parsed.yes)
-    jobs = []
-    try:
-        for request, parent in requests:
-            jobs.append(
-                session.run(
-                    request, wait=False, cache=not parsed.no_cache, confirm=True, tags=parsed.tags, parent_id=parent
-                )
-            )
-    except KontextError as exc:
-        for job in jobs:
-            job.cancel()
-        raise UsageError(str(exc)) from None
-    live = LiveOutput(jobs, terminal=magics.terminal)
-    outcomes: list[Any] = []
-    try:
-        for job in jobs:
-            try:
-                outcomes.append(job.result())
-            except KontextError as exc:
-                outcomes.append(exc)
-    except KeyboardInterrupt:
-        for job in jobs:
-            job.cancel()
-        raise
-    finally:
-        live.refresh()
+    jobs = submit_all(session, requests, parsed)
+    outcomes = wait_all(jobs, LiveOutput(jobs, terminal=magics.terminal), keep_errors=True)
     grid = Grid(sweep, outcomes)
     if parsed.output:
         magics.shell.user_ns[parsed.output] = grid
