@@ -8,6 +8,7 @@ records every job so nothing paid for is lost.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,6 +45,7 @@ class Session:
         self._lock = threading.RLock()
         self._retired: list[Engine] = []
         self._enhance_said = False
+        self._listeners: list[Callable[[Job], None]] = []
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
@@ -97,6 +99,19 @@ class Session:
                         f"{'them' if n != 1 else 'it'} without submitting again"
                     )
             return self._tracker
+
+    def on_job(self, listener: Callable[[Job], None]) -> Callable[[], None]:
+        """Call ``listener(job)`` for every job this session starts (from any cell, magic or panel),
+        and for cached answers; returns a function that unsubscribes. The panel's gallery uses it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _announce(self, job: Job) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(job)
+            except Exception:  # a broken listener must not break a job
+                logging.getLogger(__name__).exception("a job listener failed")
 
     def configure(self, settings: Settings) -> None:
         """Use new settings from the next job on (jobs in flight finish on the old engine)."""
@@ -159,7 +174,9 @@ class Session:
         hit = tracker.cached(endpoint, args, tag_list) if cache else None
         if hit is not None:
             hit.parent_id = parent_id if parent_id is not None else hit.parent_id
-            return hit if wait else _finished_job(hit)
+            done = _finished_job(hit)
+            self._announce(done)
+            return hit if wait else done
         tracker.check_budget(request.cost, describe_request(endpoint, request.num_images), confirm)
         for message in request.notices:
             self.notice(f"kontext_nb: {message}")
@@ -167,6 +184,7 @@ class Session:
         job = self.engine.submit(
             endpoint, args, options=request.options, on_update=on_update, hooks=tracker.hooks(journal_id, parent_id)
         )
+        self._announce(job)
         return job.result(timeout) if wait else job
 
     def generate(

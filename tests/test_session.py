@@ -132,3 +132,17 @@ def test_public_functions_are_not_shadowed_by_submodules() -> None:
         importlib.import_module(f"kontext_nb.{info.name}")  # importing a submodule sets kx.<name>
     for name in ("generate", "edit", "attach", "rerun", "resume", "load", "lineage", "children", "history", "delete"):
         assert callable(getattr(kx, name)) and not isinstance(getattr(kx, name), type(kx)), name
+
+
+def test_every_job_is_announced_to_listeners(make_session) -> None:
+    s = make_session()
+    seen: list[kx.Job] = []
+    stop = s.on_job(seen.append)
+    r = s.generate("announced", seed=1)
+    s.generate("announced", seed=1)  # a cached answer is announced too
+    job = s.edit(r, "and an edit", seed=2, wait=False)
+    job.result(timeout=20)
+    stop()
+    s.generate("not any more", seed=3)
+    assert [j.journal_id for j in seen][:1] == [r.journal_id] and len(seen) == 3 and seen[2] is job
+    assert seen[1].done() and seen[1].result(0).cached
