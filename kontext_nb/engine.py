@@ -184,7 +184,7 @@ class Engine:
             return False
 
     def active_jobs(self) -> list[Job]:
-        return [j for j in list(self._runs) if not j.done()]
+        return [j for j in self._runs.copy() if not j.done()]  # copy: the engine thread removes runs
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -196,7 +196,7 @@ class Engine:
         self.closed = True
 
         async def shutdown() -> None:
-            tasks = [r.task for r in self._runs.values() if r.task is not None and not r.task.done()]
+            tasks = [r.task for r in self._runs.copy().values() if r.task is not None and not r.task.done()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -264,6 +264,7 @@ class Engine:
             log.debug("job failed", exc_info=True)
             self._fail(run, fal_error(exc, run.job.request_id))
         finally:
+            self._runs.pop(run.job, None)  # the Job (and its images) belong to whoever holds it now
             self._emit("finished", run.job)
 
     def _fail(self, run: _Run, error: BaseException) -> None:

