@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .jobs import Job, JobStatus
     from .result import Result
     from .session import Session
+    from .widgets.panel import Panel
 
 _LAZY = {
     "Settings": "config",
@@ -50,6 +51,7 @@ _LAZY = {
     "BudgetError": "tracking",
     "ConfirmationRequired": "tracking",
     "JournalError": "journal",
+    "Panel": "widgets.panel",
 }
 
 _session: Session | None = None
@@ -235,6 +237,7 @@ __all__ = [
     "JobTimeout",
     "JournalError",
     "KontextError",
+    "Panel",
     "Result",
     "Session",
     "Settings",

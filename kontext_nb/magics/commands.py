@@ -341,6 +341,13 @@ def cmd_compare(magics: Any, tokens: list[str], cell: str | None) -> Any:
     return Comparison(results)
 
 
+def cmd_panel(magics: Any, tokens: list[str], cell: str | None) -> Any:
+    """%kontext panel: the interactive panel (a new one closes the previous one)."""
+    if tokens or (cell is not None and cell.strip()):
+        raise UsageError("panel takes no arguments: %kontext panel")
+    return kx.Panel()
+
+
 def cmd_sweep(magics: Any, tokens: list[str], cell: str | None) -> Any:
     from .sweeping import run_sweep
 

@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "cancel",
     "resume",
     "status",
+    "panel",
     "help",
 )
 
@@ -178,6 +179,7 @@ HELP = """
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
   %kontext history fox --seed 42 --limit 20
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
+  %kontext panel                      the interactive panel: Create, Gallery, Compare, History
 
 {name} in a prompt is filled from the notebook's variables. Quote a prompt that starts with a
 subcommand's name ("edit the photo"). In %kontext PROMPT, words after -- are all prompt

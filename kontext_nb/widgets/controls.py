@@ -1,0 +1,384 @@
+"""The panel's inputs, built from the endpoint specs: one control per fal input, and the source images of an edit.
+
+Names, kinds, choices, ranges, defaults and descriptions all come from :mod:`kontext_nb.endpoints`; nothing
+here repeats them.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as w
+from PIL import Image
+
+from .. import endpoints
+from ..errors import ValidationError
+from ..images import ImageInput, prepare_image
+from ..sweep import label, parse_values
+from .cards import close_tree
+
+SWEEP_FIELDS = ("seed", "guidance_scale")
+"""Inputs typed as text, so a list ("1,2,3", "1-4", "2:5:0.5") makes a sweep."""
+NO_DEFAULT_LABELS = {"aspect_ratio": "(keep the input's shape)"}
+NO_DEFAULT = ""
+"""The Dropdown value for "send nothing, let fal choose" (None would read as "no selection")."""
+SEED_LIMIT = 2**31
+ERROR_STYLE = "color:#c62828;font-size:12px"
+THUMB_SIDE = 96
+
+
+def error_html(message: str) -> str:
+    return f'<span style="{ERROR_STYLE}">{html.escape(message)}</span>' if message else ""
+
+
+def _label(field: endpoints.Field) -> str:
+    return field.name.replace("_", " ")
+
+
+def _tooltip(field: endpoints.Field) -> str:
+    return f"{field.description} ({field.allowed()})"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (tuple, list)):
+        return ",".join(label(v) for v in value)
+    return label(value)
+
+
+def control_for(field: endpoints.Field) -> w.Widget:
+    """The widget for one fal input: Dropdown (enum), Checkbox (boolean), bounded number, or Text.
+
+    Seed and guidance are Text so they accept a list for a sweep; their values are checked by
+    :func:`kontext_nb.sweep.parse_values` against the same spec.
+    """
+    common: dict[str, Any] = {
+        "description": _label(field),
+        "tooltip": _tooltip(field),
+        "style": {"description_width": "initial"},
+    }
+    default = field.default if field.has_default else None
+    if field.name in SWEEP_FIELDS:
+        hint = "random" if field.name == "seed" else label(default)
+        return w.Text(value=_text(default), placeholder=f"{hint}, or a list: 1,2,3 / 1-4", **common)
+    if field.kind == "boolean":
+        return w.Checkbox(value=bool(default), indent=False, **common)
+    if field.kind == "enum":
+        options: list[tuple[str, str]] = (
+            [] if field.has_default else [(NO_DEFAULT_LABELS.get(field.name, "(fal's choice)"), NO_DEFAULT)]
+        )
+        options += [(c, c) for c in field.choices]
+        return w.Dropdown(options=options, value=default if field.has_default else NO_DEFAULT, **common)
+    bounded = field.minimum is not None and field.maximum is not None
+    if field.kind == "integer":
+        if bounded:
+            return w.BoundedIntText(value=default, min=field.minimum, max=field.maximum, **common)
+        return w.IntText(value=default or 0, **common)
+    if field.kind == "float":
+        if bounded:
+            return w.BoundedFloatText(value=default, min=field.minimum, max=field.maximum, step=0.1, **common)
+        return w.FloatText(value=default or 0.0, **common)
+    if field.kind == "string":
+        return w.Text(value=default or "", **common)
+    raise ValueError(f"no control for the {field.kind} input {field.name!r}: images are chosen with a SourcePicker")
+
+
+class InputControls:
+    """One control per fal input of the current endpoint, each with an error label beside it.
+
+    Rebuilt per field when the mode or model changes, so each endpoint offers exactly its own inputs (the edit
+    endpoints have no aspect_ratio default: they offer "keep the input's shape"). A value the user chose
+    survives the switch when the new endpoint allows it.
+
+    Seed: the field holds the seed the next run uses (empty: fal draws one). Unlocked, it is replaced by a new
+    random seed after each run; locked, it stays. A list (a sweep) is never replaced.
+    """
+
+    def __init__(self, endpoint: endpoints.Endpoint) -> None:
+        self.endpoint = endpoint
+        self.controls: dict[str, w.Widget] = {}
+        self.errors: dict[str, w.HTML] = {}
+        self._fields: dict[str, endpoints.Field] = {}
+        self._rows: dict[str, w.Widget] = {}
+        self._listeners: list[Callable[[str], None]] = []
+        seed_field = endpoint.field("seed")
+        self.seed_lock = w.ToggleButton(
+            value=False,
+            icon="unlock",
+            tooltip="Locked: keep this seed for the next runs",
+            layout=w.Layout(width="40px"),
+        )
+        self.randomize = w.Button(icon="random", tooltip="Draw a new random seed", layout=w.Layout(width="40px"))
+        self.seed_lock.observe(
+            lambda change: setattr(self.seed_lock, "icon", "lock" if change.new else "unlock"), "value"
+        )
+        self.randomize.on_click(lambda _: self.randomize_seed())
+        self._seed_minimum = int(seed_field.minimum or 0)
+        self.widget = w.VBox()
+        self.set_endpoint(endpoint)
+        self.randomize_seed()
+
+    # -- building --------------------------------------------------------------------------------------------
+    def set_endpoint(self, endpoint: endpoints.Endpoint) -> None:
+        """Offer the inputs of this endpoint; controls whose spec is unchanged keep their values."""
+        self.endpoint = endpoint
+        wanted = [f for f in endpoint.inputs if f.name != "prompt" and f.kind not in ("image", "images")]
+        for f in wanted:
+            old = self._fields.get(f.name)
+            if old == f:
+                continue
+            control = control_for(f)
+            if old is not None:  # a choice the user made survives; the old row goes (its error label stays)
+                kept = self.controls[f.name].value
+                if kept != _initial(old) and _allows(control, kept):
+                    control.value = kept
+                self._rows[f.name].close()
+                self.controls[f.name].close()
+            self.controls[f.name], self._fields[f.name] = control, f
+            self.errors.setdefault(f.name, w.HTML())
+            control.observe(lambda change, name=f.name: self._changed(name), "value")
+            extra = [self.seed_lock, self.randomize] if f.name == "seed" else []
+            self._rows[f.name] = w.HBox([control, *extra, self.errors[f.name]])
+        for name in set(self.controls) - {f.name for f in wanted}:
+            for widget in (self._rows.pop(name), self.controls.pop(name), self.errors.pop(name)):
+                widget.close()
+            del self._fields[name]
+        self.widget.children = [self._rows[f.name] for f in wanted]
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(field_name)`` whenever a control's value changes."""
+        self._listeners.append(listener)
+
+    def _changed(self, name: str) -> None:
+        self.clear_error(name)
+        for listener in list(self._listeners):
+            listener(name)
+
+    # -- values ----------------------------------------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        """Every input shown, by fal name. None means "not given" (fal's default or choice). Seed and guidance
+        are a value, or a tuple of values when a list was typed (a sweep). Raises ValidationError (with
+        ``.field``) for text that is not a valid value or list."""
+        out: dict[str, Any] = {}
+        for name, control in self.controls.items():
+            value = control.value
+            if name in SWEEP_FIELDS:
+                values = parse_values(name, value) if value.strip() else ()
+                out[name] = None if not values else values[0] if len(values) == 1 else values
+            elif value == NO_DEFAULT and self._fields[name].kind == "enum":
+                out[name] = None
+            else:
+                out[name] = value
+        return out
+
+    def set_values(self, values: Mapping[str, Any]) -> None:
+        """Show these values; inputs not given go back to the spec's default."""
+        for name, control in self.controls.items():
+            f = self._fields[name]
+            value = values.get(name, f.default if f.has_default else None)
+            if name in SWEEP_FIELDS:
+                control.value = _text(value)
+            elif f.kind == "enum":
+                value = NO_DEFAULT if value is None else str(value)
+                control.value = value if _allows(control, value) else _initial(f)
+            elif value is not None:
+                control.value = value
+
+    # -- the seed --------------------------------------------------------------------------------------------
+    @property
+    def seed(self) -> w.Text:
+        return self.controls["seed"]
+
+    def randomize_seed(self) -> None:
+        self.seed.value = str(random.randrange(self._seed_minimum, SEED_LIMIT))
+
+    def set_seed(self, seed: int | None, *, lock: bool = True) -> None:
+        """Put a seed in the field (None: empty, fal draws) and, by default, lock it for the next runs."""
+        self.seed.value = "" if seed is None else str(seed)
+        self.seed_lock.value = lock
+
+    def after_run(self) -> None:
+        """What the lock means: unlocked, a single seed is replaced by a new random one."""
+        if not self.seed_lock.value and self.seed.value.strip().isdigit():
+            self.randomize_seed()
+
+    # -- errors ----------------------------------------------------------------------------------------------
+    def show_error(self, name: str, message: str) -> None:
+        self.errors[name].value = error_html(message)
+
+    def clear_error(self, name: str) -> None:
+        if name in self.errors:
+            self.errors[name].value = ""
+
+    def clear_errors(self) -> None:
+        for label_ in self.errors.values():
+            label_.value = ""
+
+
+def _initial(f: endpoints.Field) -> Any:
+    if f.name in SWEEP_FIELDS:
+        return _text(f.default if f.has_default else None)
+    return f.default if f.has_default else NO_DEFAULT
+
+
+def _allows(control: w.Widget, value: Any) -> bool:
+    options = getattr(control, "options", None)
+    if options is None:
+        return True
+    return value in [o[1] if isinstance(o, tuple) else o for o in options]
+
+
+# -- source images --------------------------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    label: str
+    image: ImageInput | None
+    error: str | None = None
+    parent_id: int | None = None
+
+
+class SourcePicker:
+    """The image(s) an edit starts from: uploads, paths or URLs, or results of earlier jobs.
+
+    Each source is checked and previewed as it is chosen, so a corrupt file is reported beside the picker at
+    once. For one-source edits the latest choice replaces the others; for multi-reference they add up.
+    """
+
+    def __init__(self, *, max_side: int) -> None:
+        self.max_side = max_side
+        self.multiple = False
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload")
+        self.paths = w.Textarea(
+            placeholder="a path or URL (multi-reference: one per line)",
+            rows=1,
+            continuous_update=False,
+            layout=w.Layout(width="420px"),
+        )
+        self.clear = w.Button(description="Clear", icon="times", layout=w.Layout(width="auto"))
+        self.preview = w.HBox()
+        self.error = w.HTML()
+        self.widget = w.VBox([w.HBox([self.upload, self.paths, self.clear]), self.preview, self.error])
+        self._picked: list[_Entry] = []
+        self._uploaded: list[_Entry] = []
+        self._typed: list[_Entry] = []
+        self._busy = False
+        self._listeners: list[Callable[[], None]] = []
+        self.upload.observe(self._upload_changed, "value")
+        self.paths.observe(self._paths_changed, "value")
+        self.clear.on_click(lambda _: self.set([]))
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def set_multiple(self, multiple: bool) -> None:
+        self.multiple = multiple
+        self.upload.multiple = multiple
+
+    @property
+    def entries(self) -> list[_Entry]:
+        return [*self._picked, *self._uploaded, *self._typed]
+
+    def set(self, sources: list[Any], parent_id: int | None = None) -> None:
+        """Replace every source with these (Results, ImageInputs, bytes, paths or URLs)."""
+        self._picked = [self._entry(s, parent_id) for s in sources]
+        self._reset_widgets(upload=True, paths=True)
+        self._update()
+
+    def add(self, source: Any, parent_id: int | None = None) -> None:
+        self._picked.append(self._entry(source, parent_id))
+        self._update()
+
+    def images(self) -> list[ImageInput]:
+        """The checked images, in order. Raises ValidationError for the first source that is not usable."""
+        for e in self.entries:
+            if e.error is not None:
+                raise ValidationError(e.error, field="image_url")
+        return [e.image for e in self.entries if e.image is not None]
+
+    @property
+    def parent_id(self) -> int | None:
+        return next((e.parent_id for e in self.entries if e.parent_id is not None), None)
+
+    def _entry(self, source: Any, parent_id: int | None = None) -> _Entry:
+        journal_id = getattr(source, "journal_id", None)
+        name = getattr(source, "ref", None) or getattr(source, "description", None) or "image"
+        try:
+            image = prepare_image(source, max_side=self.max_side)
+        except ValidationError as exc:
+            return _Entry(str(name), None, str(exc))
+        return _Entry(str(name), image, None, parent_id if parent_id is not None else journal_id)
+
+    def _upload_changed(self, change: Any) -> None:
+        if self._busy:
+            return
+        files = list(change.new or ())
+        self._uploaded = []
+        for f in files:
+            entry = self._entry(bytes(f["content"]))
+            entry.label = str(f["name"])
+            entry.error = entry.error and entry.error.replace("image bytes", f"uploaded file {f['name']!r}")
+            self._uploaded.append(entry)
+        if files and not self.multiple:
+            self._picked = []
+            self._reset_widgets(paths=True)
+        self._update()
+
+    def _paths_changed(self, change: Any) -> None:
+        if self._busy:
+            return
+        lines = [line.strip() for line in str(change.new).splitlines() if line.strip()]
+        self._typed = [self._entry(line) for line in lines]
+        for entry, line in zip(self._typed, lines, strict=True):
+            entry.label = line
+        if lines and not self.multiple:
+            self._picked = []
+            self._reset_widgets(upload=True)
+        self._update()
+
+    def _reset_widgets(self, *, upload: bool = False, paths: bool = False) -> None:
+        self._busy = True
+        try:
+            if upload:
+                self.upload.value = ()
+                self._uploaded = []
+            if paths:
+                self.paths.value = ""
+                self._typed = []
+        finally:
+            self._busy = False
+
+    def _update(self) -> None:
+        old = self.preview.children
+        self.preview.children = [_thumbnail(e) for e in self.entries]
+        close_tree(*old)
+        self.clear_error()
+        for listener in list(self._listeners):
+            listener()
+
+    def show_error(self, message: str) -> None:
+        self.error.value = error_html(message)
+
+    def clear_error(self) -> None:
+        """Back to what the sources themselves say (an unusable file stays reported)."""
+        errors = [e.error for e in self.entries if e.error]
+        self.error.value = error_html(errors[0]) if errors else ""
+
+
+def _thumbnail(entry: _Entry) -> w.Widget:
+    box = w.Layout(margin="2px 6px 2px 0")
+    caption = html.escape(entry.label if len(entry.label) <= 30 else "…" + entry.label[-29:])
+    if entry.image is None or entry.image.data is None:
+        text = error_html("not usable") if entry.error else "URL"
+        return w.HTML(f'<div style="font-size:11px;max-width:{THUMB_SIDE}px">{text}<br>{caption}</div>', layout=box)
+    image = Image.open(io.BytesIO(entry.image.data))
+    image.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buf = io.BytesIO()
+    image.convert("RGBA" if "A" in image.getbands() else "RGB").save(buf, "PNG")
+    picture = w.Image(value=buf.getvalue(), format="png", layout=w.Layout(max_width=f"{THUMB_SIDE}px"))
+    return w.VBox([picture, w.HTML(f'<span style="font-size:11px">{caption}</span>')], layout=box)

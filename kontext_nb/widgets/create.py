@@ -1,0 +1,419 @@
+"""The Create tab: a prompt, a mode, a model, the inputs of the chosen endpoint, and a Generate button."""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipywidgets as w
+
+from .. import endpoints
+from ..errors import ImageInputError, KontextError, ValidationError
+from ..grid import Grid
+from ..jobs import Job, JobStatus
+from ..journal import JobRecord, JournalError
+from ..magics.live import logs_text, status_text
+from ..render import format_cost
+from ..request import Request, build_request
+from ..session import Session
+from ..store import find_input
+from ..sweep import Sweep, build_sweep
+from .cards import close_tree
+from .controls import InputControls, SourcePicker, error_html
+
+log = logging.getLogger(__name__)
+TICK = 1.0
+"""Seconds between status refreshes while jobs run (elapsed time moves even when fal says nothing)."""
+MODE_LABELS = {"multi": "multi-reference"}
+SOURCE_FIELDS = ("image_url", "image_urls")
+
+
+@dataclass
+class Plan:
+    """What one click would send: checked requests, their cost, and the sweep they come from."""
+
+    sweep: Sweep
+    requests: list[Request]
+    parent_id: int | None
+
+    @property
+    def cost(self) -> float:
+        return round(sum(r.cost for r in self.requests), 4)
+
+
+@dataclass
+class Batch:
+    """The jobs of one click, followed until every one has finished."""
+
+    jobs: list[Job]
+    sweep: Sweep | None
+    started: float = field(default_factory=time.time)
+    finished: bool = False
+
+
+class CreateTab:
+    """The form that makes images. Every control comes from the endpoint specs; every job goes through
+    ``Session.run`` (journal, cache, budget); a click returns at once and the job runs on the engine thread."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.jobs: list[Job] = []
+        """Every job this tab started, oldest first."""
+        self._batch: Batch | None = None
+        self._pending: Plan | None = None
+        self._submitted: list[Callable[[Job], None]] = []
+        self._sweeps_done: list[Callable[[Grid], None]] = []
+        self._listening: dict[Job, Callable[[], None]] = {}
+        self._lock = threading.RLock()
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.closed = False
+
+        self.prompt = w.Textarea(placeholder="Describe the image, or the edit", layout=w.Layout(width="100%"), rows=3)
+        self.prompt_error = w.HTML()
+        self.mode = w.ToggleButtons(options=[(MODE_LABELS.get(m, m), m) for m in endpoints.MODES])
+        self.model = w.ToggleButtons(
+            options=[(f"{m} · {format_cost(endpoints.PRICE_PER_IMAGE[m])}/image", m) for m in endpoints.MODELS]
+        )
+        self.sources = SourcePicker(max_side=session.settings.max_input_side)
+        self.inputs = InputControls(self._endpoint())
+        self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
+        self.generate_button.layout.width = "auto"
+        self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
+        self.confirm_text = w.HTML()
+        self.yes = w.Button(description="Yes, send", button_style="warning", layout=w.Layout(width="auto"))
+        self.no = w.Button(description="No", layout=w.Layout(width="auto"))
+        self.confirm_row = w.HBox([self.confirm_text, self.yes, self.no], layout=w.Layout(display="none"))
+        self.error = w.HTML()
+        self.status = w.HTML()
+        self.widget = w.VBox(
+            [
+                self.prompt,
+                self.prompt_error,
+                w.HBox([self.mode, self.model]),
+                self.sources.widget,
+                self.inputs.widget,
+                w.HBox([self.generate_button, self.cancel_button]),
+                self.confirm_row,
+                self.error,
+                self.status,
+            ]
+        )
+        self.sources.widget.layout.display = "none"
+        self.prompt.observe(lambda _: self._changed("prompt"), "value")
+        self.mode.observe(self._mode_changed, "value")
+        self.model.observe(self._mode_changed, "value")
+        self.inputs.on_change(self._changed)
+        self.sources.on_change(lambda: self._changed("image_url"))
+        self.generate_button.on_click(lambda _: self.generate())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.yes.on_click(lambda _: self._confirmed())
+        self.no.on_click(lambda _: self._declined())
+        self._update_cost()
+
+    # -- callbacks for the panel ---------------------------------------------------------------------------
+    def on_submitted(self, callback: Callable[[Job], None]) -> None:
+        """Call ``callback(job)`` for each job this tab sends (the gallery already hears of it via the session)."""
+        self._submitted.append(callback)
+
+    def on_sweep_done(self, callback: Callable[[Grid], None]) -> None:
+        """Call ``callback(grid)`` when every cell of a sweep has finished (from a worker thread)."""
+        self._sweeps_done.append(callback)
+
+    # -- filling the form ----------------------------------------------------------------------------------
+    def use_as_input(self, result: Any) -> None:
+        """Edit this result next: switch to edit (multi-reference adds it) and show it as the source."""
+        if self.mode.value == "multi":
+            if len(self.sources.entries) >= _max_sources():
+                self.sources.show_error(f"multi-reference takes at most {_max_sources()} images: clear some first")
+            else:
+                self.sources.add(result)
+        else:
+            self.mode.value = "edit"
+            self.sources.set([result])
+
+    def set_seed(self, seed: int | None) -> None:
+        """Use this seed for the next runs (locked)."""
+        self.inputs.set_seed(seed)
+
+    def load_record(self, record: Any) -> None:
+        """Fill prompt, mode, model, every setting and the source(s) from a journal record (or a reference)."""
+        rec: JobRecord = self.session.record(record)
+        self.mode.value, self.model.value = rec.mode, rec.model
+        self.prompt.value = str(rec.arguments.get("prompt", rec.prompt))
+        self.inputs.set_values(rec.arguments)
+        self.inputs.set_seed(rec.seed)
+        if rec.mode != "text-to-image":
+            self.sources.set(self._record_inputs(rec), parent_id=rec.parent_id)
+
+    def _record_inputs(self, rec: JobRecord) -> list[Any]:
+        try:
+            return list(self.session.result(rec).inputs)
+        except JournalError:  # not finished: its inputs are still in the runs folder
+            found = []
+            for identity in rec.input_hashes:
+                path = find_input(rec.folder, identity) if not identity.startswith("url:") else identity[4:]
+                found.append(path if path is not None else f"(the input of {rec.ref} is gone)")
+            return found
+
+    # -- reacting to the form ------------------------------------------------------------------------------
+    def _endpoint(self) -> endpoints.Endpoint:
+        return endpoints.endpoint_for(self.mode.value, self.model.value)
+
+    def _mode_changed(self, _: Any) -> None:
+        self.inputs.set_endpoint(self._endpoint())
+        self.sources.set_multiple(self.mode.value == "multi")
+        self.sources.widget.layout.display = "none" if self.mode.value == "text-to-image" else ""
+        self._changed("mode")
+
+    def _changed(self, name: str) -> None:
+        if name == "prompt":
+            self.prompt_error.value = ""
+        elif name == "mode":
+            self.sources.clear_error()
+        self._hide_confirmation()
+        self.error.value = ""
+        self._update_cost()
+
+    def _sweep(self) -> Sweep:
+        """The cells a click would run (one unless seed or guidance hold lists, or the prompt has {a|b})."""
+        values = self.inputs.values()
+        lists = {k: v for k, v in values.items() if isinstance(v, tuple)}
+        fixed = {k: v for k, v in values.items() if v is not None and not isinstance(v, tuple)}
+        return build_sweep(self.prompt.value, lists, model=self.model.value, base=fixed)
+
+    def _update_cost(self) -> None:
+        try:
+            sweep = self._sweep()
+        except ValidationError as exc:
+            self.generate_button.description = "Generate"
+            self._show_error(exc)
+            return
+        n = sweep.images()
+        tail = " (sweep)" if sweep.axes else ""
+        self.generate_button.description = (
+            f"Generate · {n} image{'s' if n != 1 else ''} · {format_cost(sweep.cost())}{tail}"
+        )
+
+    # -- generating ----------------------------------------------------------------------------------------
+    def generate(self) -> list[Job]:
+        """What the Generate button does: check everything, then send (or ask first above the threshold).
+
+        Returns the jobs sent (none when something is invalid or a confirmation is asked for)."""
+        if self.closed:
+            return []
+        self._clear_errors()
+        self._hide_confirmation()
+        try:
+            plan = self._plan()
+        except KontextError as exc:
+            self._show_error(exc)
+            return []
+        except Exception as exc:  # shown here, not only in the kernel log
+            log.exception("the panel could not prepare the request")
+            self.error.value = error_html(f"{type(exc).__name__}: {exc}")
+            return []
+        threshold = self.session.settings.confirm_above
+        if plan.cost > threshold + 1e-9:
+            self._pending = plan
+            n = sum(r.num_images for r in plan.requests)
+            self.confirm_text.value = html.escape(
+                f"This run makes {n} image{'s' if n != 1 else ''} for {format_cost(plan.cost)}, "
+                f"more than {format_cost(threshold)}. Send it?"
+            )
+            self.confirm_row.layout.display = ""
+            return []
+        return self._send(plan)
+
+    def _plan(self) -> Plan:
+        sweep = self._sweep()
+        if not self.prompt.value.strip():
+            raise ValidationError("write a prompt first", field="prompt")
+        mode, images, parent_id = self.mode.value, None, None
+        if mode != "text-to-image":
+            images, parent_id = self.sources.images(), self.sources.parent_id
+            if mode == "edit" and len(images) != 1:
+                raise ValidationError(
+                    "choose the image to edit: upload one, give a path or URL, or use a result from the Gallery"
+                    if not images
+                    else f"edit takes one image and {len(images)} are chosen: use multi-reference, or clear some",
+                    field="image_url",
+                )
+        side = self.session.settings.max_input_side
+        requests = [
+            build_request(mode, c.prompt, model=c.model, sources=images, max_input_side=side, **c.arguments)
+            for c in sweep.cells
+        ]
+        return Plan(sweep, requests, parent_id)
+
+    def _confirmed(self) -> None:
+        plan, self._pending = self._pending, None
+        self._hide_confirmation()
+        if plan is not None:
+            self._send(plan)
+
+    def _declined(self) -> None:
+        self._pending = None
+        self._hide_confirmation()
+        self.status.value = "nothing was sent"
+
+    def _hide_confirmation(self) -> None:
+        self._pending = None
+        self.confirm_row.layout.display = "none"
+
+    def _send(self, plan: Plan) -> list[Job]:
+        jobs: list[Job] = []
+        try:
+            for request in plan.requests:
+                job = self.session.run(request, wait=False, confirm=True, parent_id=plan.parent_id)
+                assert isinstance(job, Job)
+                jobs.append(job)
+        except Exception as exc:  # a budget cap reached part way: take back what was sent
+            if not isinstance(exc, KontextError):
+                log.exception("the panel could not send the request")
+            _in_background([j.cancel for j in jobs])
+            self.error.value = error_html(str(exc) if isinstance(exc, KontextError) else f"{type(exc).__name__}: {exc}")
+            return []
+        batch = Batch(jobs, plan.sweep if plan.sweep.axes else None)
+        with self._lock:
+            self._batch = batch
+            self.jobs.extend(jobs)
+        for job in jobs:
+            self._listening[job] = job.on_update(lambda j, s, b=batch: self._job_changed(b, j, s))
+        for callback in list(self._submitted):
+            for job in jobs:
+                callback(job)
+        self.inputs.after_run()
+        self._refresh()
+        self._start_ticker()
+        self._job_changed(batch, None, None)  # cached answers are finished before anyone listens
+        return jobs
+
+    def _job_changed(self, batch: Batch, job: Job | None, status: JobStatus | None) -> None:
+        if self.closed:
+            return
+        self._refresh()
+        if status is not None and not status.finished:
+            return
+        with self._lock:
+            if job is not None:
+                self._listening.pop(job, None)
+            if batch.finished or not all(j.done() for j in batch.jobs):
+                return
+            batch.finished = True
+        self._refresh()
+        if batch.sweep is not None and self._sweeps_done:
+            # a grid renders thumbnails: not on the engine thread, which carries every job's traffic
+            threading.Thread(target=self._sweep_finished, args=(batch,), name="kontext-panel-grid", daemon=True).start()
+
+    def _sweep_finished(self, batch: Batch) -> None:
+        assert batch.sweep is not None
+        grid = Grid(batch.sweep, [j.result(0) if j.state == "done" else j.exception(0) for j in batch.jobs])
+        for callback in list(self._sweeps_done):
+            try:
+                callback(grid)
+            except Exception as exc:
+                log.exception("showing a sweep's grid failed")
+                self.error.value = error_html(f"could not show the grid: {exc}")
+
+    # -- status, ticker and cancel --------------------------------------------------------------------------
+    @property
+    def running(self) -> list[Job]:
+        with self._lock:
+            return [j for j in self.jobs if not j.done()]
+
+    def _refresh(self) -> None:
+        with self._lock:
+            batch = self._batch
+            if batch is None:
+                return
+            lines = [status_text(batch.jobs, batch.started), *logs_text(batch.jobs)]
+            if batch.finished and any(j.state == "done" for j in batch.jobs):
+                lines[0] += " · in the Gallery tab"
+            text = "<br>".join(html.escape(line) for line in lines if line)
+            self.status.value = f'<div style="font:12px/1.5 monospace">{text}</div>'
+            self.cancel_button.disabled = not any(not j.done() for j in self.jobs)
+
+    def _start_ticker(self) -> None:
+        with self._lock:
+            if self._ticker is None and not self.closed:
+                self._ticker = threading.Thread(target=self._tick, name="kontext-panel-ticker", daemon=True)
+                self._ticker.start()
+
+    def _tick(self) -> None:
+        try:
+            while not self._stop.wait(TICK):
+                self._refresh()
+                with self._lock:
+                    if not self.running:
+                        return
+        finally:
+            with self._lock:
+                self._ticker = None
+
+    @property
+    def ticking(self) -> bool:
+        """Whether the 1 s status ticker runs (only while jobs run)."""
+        with self._lock:
+            return self._ticker is not None
+
+    def cancel(self) -> None:
+        """Cancel every job of this tab still running, on fal; returns at once (fal answers in the background)."""
+        jobs = self.running
+        if jobs:
+            self.cancel_button.disabled = True
+            note = html.escape(f"cancelling {len(jobs)} job{'s' if len(jobs) != 1 else ''} on fal…")
+            self.status.value += f'<div style="font:12px monospace">{note}</div>'
+            _in_background([j.cancel for j in jobs])
+
+    # -- errors --------------------------------------------------------------------------------------------
+    def _show_error(self, exc: KontextError) -> None:
+        name = getattr(exc, "field", None)
+        if name == "prompt":
+            self.prompt_error.value = error_html(str(exc))
+        elif name in SOURCE_FIELDS or isinstance(exc, ImageInputError):
+            self.sources.show_error(str(exc))
+        elif name in self.inputs.controls:
+            self.inputs.show_error(name, str(exc))
+        else:
+            self.error.value = error_html(str(exc))
+
+    def _clear_errors(self) -> None:
+        self.prompt_error.value = self.error.value = ""
+        self.inputs.clear_errors()
+        self.sources.clear_error()
+
+    def close(self) -> None:
+        """Stop the ticker and stop listening to jobs (they go on running in the session)."""
+        self.closed = True
+        self._stop.set()
+        with self._lock:
+            listening, self._listening = list(self._listening.values()), {}
+        for unsubscribe in listening:
+            unsubscribe()
+        self._submitted.clear()
+        self._sweeps_done.clear()
+        close_tree(self.widget)
+
+
+def _max_sources() -> int:
+    return endpoints.endpoint_for("multi", endpoints.MODELS[0]).field("image_urls").max_items or 1
+
+
+def _in_background(calls: list[Callable[[], Any]]) -> None:
+    """Cancels wait for fal's answer: never in the kernel's thread."""
+
+    def run() -> None:
+        for call in calls:
+            try:
+                call()
+            except Exception:
+                log.exception("cancelling a job failed")
+
+    if calls:
+        threading.Thread(target=run, name="kontext-panel-cancel", daemon=True).start()

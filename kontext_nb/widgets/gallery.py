@@ -1,0 +1,159 @@
+"""The panel's gallery: every job of the session as a card, newest first, each updating itself.
+
+Jobs reach it from the panel (``add_job``) and, once it follows the session, from magics and
+``kx.generate`` calls in the same kernel too. A job announced both ways gets one card.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import ipywidgets as w
+
+from ..jobs import Job
+from ..result import Result
+from .cards import Card, ResultCallback, close_tree
+
+TICK = 1.0
+"""Seconds between refreshes of the elapsed time on running cards."""
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+
+class Gallery:
+    """A scrollable grid of result cards (newest first) with per-card actions the panel wires up."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        on_use_as_input: ResultCallback | None = None,
+        on_reuse_seed: ResultCallback | None = None,
+        on_compare: ResultCallback | None = None,
+        max_cards: int = 500,
+    ) -> None:
+        if max_cards < 1:
+            raise ValueError(f"max_cards={max_cards} must be at least 1")
+        self.session = session
+        self.max_cards = max_cards
+        self.cards: list[Card] = []
+        """Newest first."""
+        self._actions = {"on_use_as_input": on_use_as_input, "on_reuse_seed": on_reuse_seed, "on_compare": on_compare}
+        self._by_job: weakref.WeakKeyDictionary[Job, Card] = weakref.WeakKeyDictionary()
+        self._by_journal: dict[int, Card] = {}
+        self._lock = threading.RLock()
+        self._unfollow: Callable[[], None] | None = None
+        self._closed = False
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.header = w.HTML()
+        self.grid = w.Box(
+            layout=w.Layout(
+                display="flex", flex_flow="row wrap", align_items="flex-start", max_height="760px", overflow="auto"
+            )
+        )
+        self.widget = w.VBox([self.header, self.grid])
+        self._update_header()
+
+    def add_job(self, job: Job) -> Card:
+        """A card that shows the job queued, then running, then its result or its error, on its own."""
+        with self._lock:
+            card = self._existing(job.journal_id, job)
+            if card is None:
+                card = Card(self.session, job=job, on_new_job=self.add_job, **self._actions)
+                self._by_job[job] = card
+                self._insert(card)
+                if card.running:
+                    self._ensure_ticker()
+            return card
+
+    def add_result(self, result: Result) -> Card:
+        """A card for a finished result (one already in the gallery keeps its card)."""
+        with self._lock:
+            card = self._existing(result.journal_id, None)
+            if card is None:
+                card = Card(self.session, result=result, on_new_job=self.add_job, **self._actions)
+                self._insert(card)
+            return card
+
+    def follow(self) -> None:
+        """Show every job the session starts from now on, from any cell, magic or the panel."""
+        with self._lock:
+            if self._unfollow is None and not self._closed:
+                self._unfollow = self.session.on_job(self._announced)
+
+    def unfollow(self) -> None:
+        with self._lock:
+            if self._unfollow is not None:
+                self._unfollow()
+                self._unfollow = None
+
+    @property
+    def following(self) -> bool:
+        return self._unfollow is not None
+
+    def close(self) -> None:
+        """Stop following the session and close every widget (a re-created panel leaks no handlers)."""
+        with self._lock:
+            self.unfollow()
+            self._closed = True
+            self._stop.set()
+            for card in self.cards:
+                card.close()
+            self.cards.clear()
+            self._by_journal.clear()
+            close_tree(self.widget)
+
+    # -- inside ---------------------------------------------------------------------------------------
+    def _announced(self, job: Job) -> None:
+        if not self._closed:
+            self.add_job(job)
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="kontext-gallery-ticker", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        """One thread for all running cards; it ends when none is left and starts again with the next job."""
+        while not self._stop.wait(TICK):
+            with self._lock:
+                running = [card for card in self.cards if card.running]
+                if not running:
+                    self._ticker = None
+                    return
+            for card in running:
+                card.tick()
+
+    def _existing(self, journal_id: int | None, job: Job | None) -> Card | None:
+        card = self._by_job.get(job) if job is not None else None
+        if card is None and journal_id is not None:
+            card = self._by_journal.get(journal_id)
+        return card
+
+    def _insert(self, card: Card) -> None:
+        if self._closed:
+            raise RuntimeError("this gallery is closed")
+        self.cards.insert(0, card)
+        if card.journal_id is not None:
+            self._by_journal[card.journal_id] = card
+        dropped = self.cards[self.max_cards :]
+        del self.cards[self.max_cards :]
+        self.grid.children = tuple(c.widget for c in self.cards)
+        for old in dropped:
+            if self._by_journal.get(old.journal_id) is old:  # type: ignore[arg-type]
+                del self._by_journal[old.journal_id]  # type: ignore[arg-type]
+            old.close()
+        self._update_header()
+
+    def _update_header(self) -> None:
+        n = len(self.cards)
+        text = f"{n} result{'s' if n != 1 else ''}, newest first" if n else "no results yet: jobs appear here"
+        if n == self.max_cards:
+            text += f" (the newest {self.max_cards} are kept)"
+        self.header.value = f'<div style="font:12px sans-serif;opacity:.75">{html.escape(text)}</div>'

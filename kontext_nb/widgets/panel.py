@@ -1,0 +1,118 @@
+"""The panel: Create, Gallery, Compare and History in one Tab, wired to each other."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import ipywidgets as w
+
+from ..grid import Grid
+from ..result import Result
+from ..session import Session
+from .cards import close_tree
+from .compare_view import CompareView
+from .create import CreateTab
+from .gallery import Gallery
+from .history_view import HistoryView
+
+TITLES = ("Create", "Gallery", "Compare", "History")
+CREATE, GALLERY, COMPARE, HISTORY = range(len(TITLES))
+
+_current: weakref.ref[Panel] | None = None
+"""The panel shown last: re-running its cell closes it, so handlers and threads never pile up."""
+
+
+class Panel:
+    """Make, browse, compare and look back at images without leaving one output.
+
+    ``kx.Panel()`` as a cell's last line shows it. Jobs started anywhere in the session (magics, ``kx.generate``)
+    appear in its Gallery too. Creating a new panel closes the previous one.
+    """
+
+    def __init__(self, session: Session | None = None, **kwargs: Any) -> None:
+        if kwargs:
+            names = ", ".join(sorted(kwargs))
+            raise TypeError(f"Panel() got unexpected keyword argument(s): {names}; it takes only session=")
+        global _current
+        previous = _current() if _current is not None else None
+        if previous is not None:
+            previous.close()
+        if session is None:
+            import kontext_nb
+
+            session = kontext_nb.get_session()
+        self.session = session
+        self.closed = False
+        self.create = CreateTab(session)
+        self.gallery = Gallery(
+            session, on_use_as_input=self._use_as_input, on_reuse_seed=self._reuse_seed, on_compare=self._compare
+        )
+        self.compare = CompareView()
+        self.history = HistoryView(session, on_load=self._load)
+        self.tab = w.Tab(
+            children=[self.create.widget, self.gallery.widget, self.compare.widget, self.history.widget],
+            titles=TITLES,
+        )
+        self.widget = self.tab
+        self.create.on_sweep_done(self._show_grid)
+        self.tab.observe(self._tab_changed, "selected_index")
+        self.gallery.follow()
+        _current = weakref.ref(self)
+
+    # -- wiring ------------------------------------------------------------------------------------------
+    def _use_as_input(self, result: Result) -> None:
+        self.create.use_as_input(result)
+        self.tab.selected_index = CREATE
+
+    def _reuse_seed(self, result: Result) -> None:
+        self.create.set_seed(result.seed)
+        self.tab.selected_index = CREATE
+
+    def _compare(self, result: Result) -> None:
+        self.compare.add(result)
+        self.tab.selected_index = COMPARE
+
+    def _load(self, record: Any) -> None:
+        self.create.load_record(record)
+        self.tab.selected_index = CREATE
+
+    def _show_grid(self, grid: Grid) -> None:
+        if not self.closed:
+            self.compare.show_grid(grid)
+            self.tab.selected_index = COMPARE
+
+    def _tab_changed(self, change: Any) -> None:
+        if change.new == HISTORY:
+            self.history.refresh()
+
+    # -- display and lifetime ----------------------------------------------------------------------------
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.tab)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.tab._repr_mimebundle_(**kwargs)
+
+    def close(self) -> None:
+        """Stop following the session, stop the ticker, close every widget. Jobs in flight go on running."""
+        global _current
+        if self.closed:
+            return
+        self.closed = True
+        self.create.close()
+        self.gallery.close()
+        for view in (self.compare, self.history):
+            close = getattr(view, "close", None)
+            if close is not None:
+                close()
+        close_tree(self.tab)
+        if _current is not None and _current() is self:
+            _current = None
+
+    def __repr__(self) -> str:
+        state = (
+            "closed" if self.closed else f"{len(self.create.jobs)} jobs from Create, {len(self.gallery.cards)} cards"
+        )
+        return f"<kontext_nb Panel: {state}>"
