@@ -407,7 +407,7 @@ def test_a_new_panel_closes_the_previous_one(session: Session, sb: sandbox.Sandb
     first = Panel(session)
     second = Panel(session)
     assert first.closed and not second.closed
-    assert len(session._listeners) == 1  # only the second gallery follows the session
+    assert len(session._listeners) == 2  # only the second panel follows the session: its gallery and its header
     second.create.prompt.value = "a red fox"
     (job,) = second.create.generate()
     card_for(second, job.journal_id)
@@ -424,7 +424,8 @@ def test_panel_rejects_unknown_arguments_and_displays_as_its_tab(panel: Panel) -
     assert not panel.closed
     assert list(panel.tab.titles) == ["Create", "Gallery", "Compare", "History"]
     bundle = panel._repr_mimebundle_()
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.tab.model_id
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+    assert panel.widget.children[1] is panel.tab
 
 
 # -- %kontext panel -------------------------------------------------------------------------------------------------
@@ -446,3 +447,20 @@ def test_kontext_panel_magic(
     finally:
         ip.run_line_magic("unload_ext", "kontext_nb")
         ip.config.pop("Kontext", None)
+
+
+def test_header_says_where_jobs_go_and_what_was_spent(make_session) -> None:
+    from kontext_nb.widgets.panel import Panel
+
+    session = make_session()
+    panel = Panel(session)
+    try:
+        assert "spent $0.00 this session" in panel.header.value and "via http://127.0.0.1" in panel.header.value
+        session.generate("counted", seed=1)
+        deadline = time.monotonic() + 5  # the header hears of the job's end on the engine thread, just after
+        while "spent $0.08" not in panel.header.value and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "spent $0.08 this session" in panel.header.value
+        assert "test-key" not in panel.header.value
+    finally:
+        panel.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import weakref
 from typing import Any
 
@@ -54,7 +55,9 @@ class Panel:
             children=[self.create.widget, self.gallery.widget, self.compare.widget, self.history.widget],
             titles=TITLES,
         )
-        self.widget = self.tab
+        self.header = w.HTML(self._header_text())
+        self.widget = w.VBox([self.header, self.tab])
+        self._stop_header = session.on_job(self._watch_spending)
         self.create.on_sweep_done(self._show_grid)
         self.tab.observe(self._tab_changed, "selected_index")
         self.gallery.follow()
@@ -86,14 +89,41 @@ class Panel:
         if change.new == HISTORY:
             self.history.refresh()
 
+    def _header_text(self) -> str:
+        """Where jobs go (never the key) and what this session has spent: teachers and students look here first."""
+        from ..config import env_base_url, has_fal_credentials
+        from ..render import format_cost
+
+        base = self.session.settings.base_url or env_base_url()
+        keyless = self.session.settings.key is None and not has_fal_credentials()
+        if self.session.backend == "sandbox" or (base is None and keyless):
+            where = "<b>offline sandbox</b> · placeholder images, nothing charged · set FAL_KEY for real images"
+        elif base:
+            where = f"via {html.escape(base)}"
+        else:
+            where = "fal · key set"
+        spent = self.session.budget()
+        cap = spent.get("session_cap")
+        money = f"spent {format_cost(spent['session'])}" + (f" of {format_cost(cap)}" if cap else "")
+        return f'<div style="font:12px sans-serif;opacity:.8">kontext_nb · {where} · {money} this session</div>'
+
+    def _watch_spending(self, job: Any) -> None:
+        def refresh(j: Any, status: Any) -> None:
+            if status.finished and not self.closed:
+                self.header.value = self._header_text()
+
+        job.on_update(refresh)
+        if job.done():
+            refresh(job, job.status)
+
     # -- display and lifetime ----------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.tab)
+        display(self.widget)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.tab._repr_mimebundle_(**kwargs)
+        return self.widget._repr_mimebundle_(**kwargs)
 
     def close(self) -> None:
         """Stop following the session, stop the ticker, close every widget. Jobs in flight go on running."""
@@ -101,13 +131,14 @@ class Panel:
         if self.closed:
             return
         self.closed = True
+        self._stop_header()
         self.create.close()
         self.gallery.close()
         for view in (self.compare, self.history):
             close = getattr(view, "close", None)
             if close is not None:
                 close()
-        close_tree(self.tab)
+        close_tree(self.widget)
         if _current is not None and _current() is self:
             _current = None
 
