@@ -338,8 +338,9 @@ class Engine:
             return await asyncio.wait_for(self._follow(run), timeout)
         except asyncio.TimeoutError:
             raise JobTimeout(
-                f"no result after {timeout:g} s; request {run.job.request_id} is left on fal: "
-                f"collect it later with kx.attach({run.job.request_id!r}, endpoint={run.endpoint!r})"
+                f"no result after {timeout:g} s; request {run.job.request_id} is left on fal: kx.resume() "
+                f"(or %kontext resume) collects it later; without a journal, kx.attach({run.job.request_id!r}, "
+                f"endpoint={run.endpoint!r})"
             ) from None
 
     async def _follow(self, run: _Run) -> dict[str, Any]:

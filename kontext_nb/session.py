@@ -69,7 +69,8 @@ class Session:
         if base is None and not have_key:
             from . import sandbox
 
-            self._sandbox = sandbox.start()
+            if self._sandbox is None:  # new settings keep the same sandbox: its jobs stay collectable
+                self._sandbox = sandbox.start()
             settings = settings.with_(base_url=self._sandbox.url, key=SANDBOX_KEY)
             self.backend = "sandbox"
             if "sandbox" not in ANNOUNCED:
@@ -289,7 +290,9 @@ class Session:
                 continue
             hooks = tracker.hooks(record.id, record.parent_id)
             tracker._active.add(record.id)
-            jobs.append(self.engine.attach(record.endpoint, record.request_id, hooks=hooks, arguments=record.arguments))
+            job = self.engine.attach(record.endpoint, record.request_id, hooks=hooks, arguments=record.arguments)
+            self._announce(job)
+            jobs.append(job)
         if not wait:
             return jobs
         results: list[Result] = []

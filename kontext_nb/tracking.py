@@ -196,14 +196,18 @@ class Tracker:
         s = self.settings
         session = self.journal.spent(session=self.session_id)
         today = self.journal.spent(since=_start_of_today())
+
+        def dollars(x: float | None) -> float | None:  # sums of prices are cents: no 0.0200000000000018
+            return None if x is None else round(x, 4)
+
         return {
-            "session": session,
-            "today": today,
-            "total": self.journal.spent(),
+            "session": dollars(session),
+            "today": dollars(today),
+            "total": dollars(self.journal.spent()),
             "session_cap": s.budget_session,
             "daily_cap": s.budget_daily,
-            "session_left": None if s.budget_session is None else max(0.0, s.budget_session - session),
-            "daily_left": None if s.budget_daily is None else max(0.0, s.budget_daily - today),
+            "session_left": None if s.budget_session is None else dollars(max(0.0, s.budget_session - session)),
+            "daily_left": None if s.budget_daily is None else dollars(max(0.0, s.budget_daily - today)),
             "confirm_above": s.confirm_above,
         }
 

@@ -146,3 +146,21 @@ def test_every_job_is_announced_to_listeners(make_session) -> None:
     s.generate("not any more", seed=3)
     assert [j.journal_id for j in seen][:1] == [r.journal_id] and len(seen) == 3 and seen[2] is job
     assert seen[1].done() and seen[1].result(0).cached
+
+
+def test_new_settings_keep_the_offline_sandbox_and_its_jobs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL"):
+        monkeypatch.delenv(var, raising=False)
+    s = Session(Settings(job_timeout=0.3, runs_dir=str(tmp_path)), notice=lambda m: None)
+    try:
+        job = s.generate("slow on the sandbox", seed=1, wait=False)
+        with pytest.raises(kx.JobTimeout, match=r"kx\.resume\(\)"):
+            job.result(timeout=10)
+        first_url = s.info()["url"]
+        s.configure(s.settings.with_(job_timeout=30))
+        assert s.info()["url"] == first_url, "the same sandbox, so the job left on it can be collected"
+        (collected,) = s.resume()
+        assert collected.journal_id == job.journal_id and collected.files
+        assert s.budget()["session"] == 0.08
+    finally:
+        s.close()

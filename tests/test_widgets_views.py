@@ -429,3 +429,26 @@ def test_load_hands_the_record_to_the_panel(session: Session) -> None:
     view.load.click()
     assert [r.id for r in loaded] == [result.journal_id] and loaded[0].seed == 42
     view.close()
+
+
+def test_a_resumed_job_takes_the_place_of_its_failed_card(make_session, sb) -> None:
+    from kontext_nb.widgets.gallery import Gallery
+
+    sb.configure(inference_time=0.6)
+    session = make_session(job_timeout=0.2)
+    gallery = Gallery(session)
+    gallery.follow()
+    try:
+        job = session.generate("times out, then is resumed", seed=5, wait=False)
+        with pytest.raises(Exception, match="no result after"):
+            job.result(timeout=10)
+        assert len(gallery.cards) == 1 and gallery.cards[0].job is job
+        session.configure(session.settings.with_(job_timeout=30))
+        (collected,) = session.resume()
+        deadline = time.monotonic() + 5
+        while gallery.cards[0].result is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(gallery.cards) == 1, "one card per journal job"
+        assert gallery.cards[0].result is not None and gallery.cards[0].result.journal_id == collected.journal_id
+    finally:
+        gallery.close()

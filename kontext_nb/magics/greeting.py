@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..config import ANNOUNCED, env_base_url, has_fal_credentials
-from ..journal import Journal, JournalError, owner_alive
+from ..journal import DB_NAME, Journal, JournalError, default_folder, owner_alive
 
 
 def greet(magics: Any) -> None:
@@ -16,8 +17,11 @@ def greet(magics: Any) -> None:
             "no charge). Set FAL_KEY before starting Jupyter for real FLUX.1 Kontext images."
         )
         ANNOUNCED.add("sandbox")
+    folder = Path(magics.runs_dir).expanduser() if magics.runs_dir else default_folder()
+    if not (folder / DB_NAME).exists():  # no journal yet: nothing to collect, and no folder made just to look
+        return
     try:
-        journal = Journal(magics.runs_dir or None)
+        journal = Journal(folder)
     except JournalError as exc:
         print(f"kontext_nb: {exc}")
         return

@@ -64,12 +64,18 @@ class Gallery:
         """A card that shows the job queued, then running, then its result or its error, on its own."""
         with self._lock:
             card = self._existing(job.journal_id, job)
-            if card is None:
+            if card is not None and card.job is not job and card.job is not None and card.job.state == "failed":
+                # the same journal job collected again (kx.resume): the new job takes the old card's place
+                fresh = Card(self.session, job=job, on_new_job=self.add_job, **self._actions)
+                self._by_job[job] = fresh
+                self._swap(card, fresh)
+                card = fresh
+            elif card is None:
                 card = Card(self.session, job=job, on_new_job=self.add_job, **self._actions)
                 self._by_job[job] = card
                 self._insert(card)
-                if card.running:
-                    self._ensure_ticker()
+            if card.running:
+                self._ensure_ticker()
             return card
 
     def add_result(self, result: Result) -> Card:
@@ -135,6 +141,13 @@ class Gallery:
         if card is None and journal_id is not None:
             card = self._by_journal.get(journal_id)
         return card
+
+    def _swap(self, old: Card, new: Card) -> None:
+        self.cards[self.cards.index(old)] = new
+        if new.journal_id is not None:
+            self._by_journal[new.journal_id] = new
+        self.grid.children = tuple(c.widget for c in self.cards)
+        old.close()
 
     def _insert(self, card: Card) -> None:
         if self._closed:
