@@ -76,3 +76,200 @@ def test_magics_notebook_runs_in_a_real_kernel(tmp_path: Path) -> None:
     assert "this cell ran while the storm job was queued" in text or "storm job was running" in text
     assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "--bg shows a widget with a Cancel button"
     assert text.count('<img src="data:image/') >= 10, "results and grids embed their thumbnails"
+
+
+def _cell(nb: nbformat.NotebookNode, source_start: str) -> nbformat.NotebookNode:
+    """The one code cell whose source starts with this text."""
+    found = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(source_start)]
+    assert len(found) == 1, f"{len(found)} cells start with {source_start!r}"
+    return found[0]
+
+
+def _stdout(cell: nbformat.NotebookNode) -> str:
+    return "".join(o["text"] for o in cell.outputs if o.get("output_type") == "stream" and o.get("name") == "stdout")
+
+
+def _value(cell: nbformat.NotebookNode, mime: str = "text/plain") -> str:
+    values = [o["data"][mime] for o in cell.outputs if o.get("output_type") == "execute_result"]
+    assert len(values) == 1, f"{len(values)} values from {cell.source[:60]!r}"
+    return str(values[0])
+
+
+def _problems(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """Error outputs and stderr text of cells not tagged raises-exception."""
+    return [
+        (c.source[:60], o.get("ename") or o.get("text", ""))
+        for c in nb.cells
+        if "raises-exception" not in c.metadata.get("tags", [])
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error" or o.get("name") == "stderr"
+    ]
+
+
+def _journal(folder: Path) -> list:
+    from kontext_nb.journal import Journal
+
+    journal = Journal(folder)
+    try:
+        return sorted(journal.search(), key=lambda r: r.id)
+    finally:
+        journal.close()
+
+
+@pytest.mark.slow
+def test_editing_notebook_runs(tmp_path: Path) -> None:
+    import re
+
+    nb = run_notebook(NOTEBOOKS / "editing.ipynb", tmp_path)
+    text = outputs_text(nb)
+    assert _problems(nb) == [] and [o for c in nb.cells for o in c.get("outputs", []) if "ename" in o] == []
+
+    chain = [
+        "a sunlit Scandinavian living room, grey sofa, oak floor, wide-angle architectural photo",
+        "replace the grey sofa with a green velvet sofa",
+        "add a brass floor lamp next to the sofa",
+        "make it evening, the floor lamp switched on, warm light",
+    ]
+    assert "@1 → @2 → @3: each edit knows the job it started from" in text
+    lineage = _stdout(_cell(nb, "for step, record in enumerate(kx.lineage(evening))")).splitlines()
+    parents = ["None", "1", "2", "3"]
+    assert lineage == [f"{i}. @{i + 1} (parent {parents[i]}): {p}" for i, p in enumerate(chain)], "original first"
+    table = _value(_cell(nb, "%kontext lineage @last"))
+    rows = [line.split()[0] for line in table.splitlines()[1:5]]
+    assert rows == ["@4", "@3", "@2", "@1"] and "4 jobs · $0.32" in table, "the magic shows it newest first"
+    assert '<img src="data:image/' in _value(_cell(nb, "%kontext lineage @last"), "text/html")
+
+    children = _value(_cell(nb, "rug = kx.edit(sofa"))
+    assert "'@3: add a brass floor lamp next to the sofa'" in children
+    assert "'@5: add a patterned Moroccan rug on the floor'" in children
+    tree = _stdout(_cell(nb, "def show_tree"))
+    assert tree.splitlines() == [
+        f"@1 [text-to-image] {chain[0]}",
+        f"    @2 [edit] {chain[1]}",
+        f"        @3 [edit] {chain[2]}",
+        f"            @4 [edit] {chain[3]}",
+        "                @6 [multi] the evening light of the first room with the rug of the second",
+        "            @7 [multi] move the brass lamp from the first image into the second room",
+        "        @5 [edit] add a patterned Moroccan rug on the floor",
+        f"        @8 [edit] {chain[2]}",
+    ], "two branches from @2, multi edits under their first source, the rerun beside the edit it repeats"
+
+    assert "@8 is @3 again with guidance 6.0" in text
+    rerun = _value(_cell(nb, "literal = kx.rerun"))
+    assert "Comparison of 2: @3, @8" in rerun and re.search(r"guidance_scale\s+3\.5\s+6\.0", rerun)
+    assert "background:#ffe58a" in _value(_cell(nb, "literal = kx.rerun"), "text/html"), "the change is highlighted"
+    source = _value(_cell(nb, "%kontext compare @3"))
+    assert source.startswith("Comparison of 2: source, @3") and "prompt: add a brass floor lamp" in source
+    assert _value(_cell(nb, "%kontext compare @3"), "text/html").count('<img src="data:image/') == 2
+
+    meta = _value(_cell(nb, "meta = kx.read_metadata"))
+    assert "'parent': 2" in meta and "'journal_id': 3" in meta and "'seed': 5" in meta
+
+    records = _journal(tmp_path / "kontext-runs-editing")
+    assert [(r.id, r.parent_id, r.status) for r in records] == [
+        (1, None, "done"), (2, 1, "done"), (3, 2, "done"), (4, 3, "done"),
+        (5, 2, "done"), (6, 4, "done"), (7, 3, "done"), (8, 2, "done"),
+    ]  # fmt: skip
+    multi = [r for r in records if r.endpoint.endswith("/multi")]
+    assert [r.id for r in multi] == [6, 7] and all(len(r.input_hashes) == 2 for r in multi), "two sources each"
+    assert records[7].arguments["guidance_scale"] == 6 and records[7].seed == records[2].seed == 5
+    assert records[7].input_hashes == records[2].input_hashes, "the rerun edits the same source image"
+    assert text.count('<img src="data:image/') >= 10
+
+
+@pytest.mark.slow
+def test_comparing_notebook_runs(tmp_path: Path) -> None:
+    import re
+
+    nb = run_notebook(NOTEBOOKS / "comparing.ipynb", tmp_path)
+    text = outputs_text(nb)
+    assert _problems(nb) == [] and [o for c in nb.cells for o in c.get("outputs", []) if "ename" in o] == []
+
+    for start in ("sunset = kx.generate", "%kontext compare @-2 @last"):
+        words = _value(_cell(nb, start))
+        assert "a lighthouse on a rocky coast [at] [sunset,] oil painting" in words, start
+        assert "a lighthouse on a rocky coast [in] [a] [storm,] oil painting" in words, start
+        assert "<mark>storm,</mark>" in _value(_cell(nb, start), "text/html")
+    assert "Comparison of 2: @1, @2" in text
+
+    seeds = _cell(nb, 'prompt = "a lighthouse')
+    assert _stdout(seeds) == "from the journal: [True, False, False] · cost: [0.0, 0.08, 0.08]\n"
+    assert re.search(r"\n\s+seed\s+1234\s+1235\s+1236$", _value(seeds)), "only the seed differs"
+
+    assert "sweep of 2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64" in text
+    assert "Grid: a {cat|fox} asleep in a wicker basket" in _value(_cell(nb, "%kontext sweep"))
+    assert _value(_cell(nb, 'pages = grid.save("grid.png")')) == "['grid-p1.png', 'grid-p2.png']"
+    from kontext_nb.metadata import read
+
+    seen = set()
+    for page, guidance in (("grid-p1.png", 2.0), ("grid-p2.png", 5.0)):
+        grid = read(tmp_path / page)["kontext_nb_grid"]
+        cells = grid["cells"]
+        assert grid["summary"] == "2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64"
+        assert len(cells) == 4 and {c["status"] for c in cells} == {"done"}
+        assert {(c["prompt"].split()[1], c["seed"]) for c in cells} == {("cat", 1), ("fox", 1), ("cat", 2), ("fox", 2)}
+        assert {c["arguments"]["guidance_scale"] for c in cells} == {guidance}
+        assert all(c["request_id"] and Path(c["files"][0]).exists() for c in cells)
+        seen |= {c["journal_id"] for c in cells}
+    assert len(seen) == 8, "every cell of the grid is a job of its own"
+    listing = _stdout(_cell(nb, "for page in pages"))
+    assert listing.count("guidance 2.0") == 4 and listing.count("guidance 5.0") == 4
+
+    assert "2 prompts × 2 guidance_scale values = 4 images · $0.32" in text
+    fisherman = _value(_cell(nb, "from kontext_nb.grid import Grid"))
+    assert "oil painting  charcoal sketch" in fisherman and fisherman.count("seed 7") == 4
+
+    sweep_table = _value(_cell(nb, 'records = kx.history("wicker basket")'), "text/html")
+    body = sweep_table.split("<tbody>")[1]
+    assert body.count("<tr>") == 8 and body.count("<td>2.0</td>") == 4 and body.count("<td>5.0</td>") == 4
+    summary = _value(_cell(nb, "table = kx.history().to_pandas()"))
+    assert "[1234, 1235, 1236]" in summary and "a portrait of an old fisherman, oil painting" in summary
+    assert len(_journal(tmp_path / "kontext-runs")) == 1 + 1 + 3 + 8 + 4
+
+
+@pytest.mark.slow
+def test_classroom_notebook_runs(tmp_path: Path) -> None:
+    import re
+
+    nb = run_notebook(NOTEBOOKS / "classroom.ipynb", tmp_path)
+    text = outputs_text(nb)
+    assert _problems(nb) == [], "only the two refusals write to stderr"
+    assert [o for c in nb.cells for o in c.get("outputs", []) if "ename" in o] == []
+    refused = [c for c in nb.cells if "raises-exception" in c.metadata.get("tags", [])]
+    assert [[o.get("text", "").strip() for o in c.outputs] for c in refused] == [
+        ["UsageError: 4 images would cost $0.32: add --yes (-y) to go ahead"],
+        [
+            "UsageError: 1 image of max would cost $0.08, but this session has spent $0.48 of its $0.50 budget: "
+            "raise budget_session to go on"
+        ],
+    ]
+    caps = _value(_cell(nb, "%config Kontext.budget_session"))
+    assert "'session_cap': 0.5" in caps and "'confirm_above': 0.3" in caps and "'session': 0.0" in caps
+    assert "not sent: 4 images of max would cost $0.32, more than $0.30: pass confirm=True to go ahead" in text
+    assert "4 images (1024x1024, 1024x1024, 1024x1024, 1024x1024)" in text, "confirm=True went ahead"
+    assert "refused: 1 image of pro would cost $0.04, but this session has spent $0.48 of its $0.50 budget" in text
+    status = _stdout(_cell(nb, "%kontext status"))
+    assert "backend: sandbox" in status and "fal key: not set" in status
+    assert "spent: session $0.48 of $0.50" in status
+    assert "3 jobs · $0.48" in _value(_cell(nb, 'kx.history(tag="water-cycle")'))
+
+    panel = _cell(nb, "kx.Panel()")
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in panel.outputs)
+    state = str(nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"])
+    assert "<b>offline sandbox</b>" in state and "this session" in state, "the panel's header"
+    assert "the water cycle as a four-panel comic for children" in state, "jobs from cells reach the gallery"
+
+    left = _cell(nb, "import time")
+    request_id = re.search(r"no result after 0\.5 s; request ([0-9a-f-]{36}) is left on fal", _stdout(left))
+    assert request_id, _stdout(left)
+    assert re.search(r"@4 .* submitted .* the phases of the moon", _value(left))
+    resumed = _value(_cell(nb, "%kontext resume"))
+    assert f"request {request_id[1]}" in resumed and "$0.04" in resumed, "collected, not submitted again"
+    final = _value(_cell(nb, "kx.configure(job_timeout=900)"))
+    assert re.search(r"@4 .* done .* the phases of the moon", final) and "4 jobs · $0.52" in final
+
+    records = _journal(tmp_path / "kontext-runs")
+    assert [r.status for r in records] == ["done"] * 4
+    assert [r.tags for r in records] == [("water-cycle",)] * 3 + [("moon",)]
+    assert not any("volcano" in r.prompt for r in records), "refused runs send nothing"
+    assert records[3].request_id == request_id[1] and records[3].cost == 0.04
