@@ -1,0 +1,267 @@
+"""kontext_nb in a real JupyterLab, driven through headless Chromium as a user would: offline, on the sandbox.
+
+Each test asserts on what the page shows (text, images, widget states), never on kernel internals, and
+saves a screenshot per step into test-artifacts/browser/. Run them alone with ``pytest -m browser``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .conftest import Lab
+
+try:
+    from playwright.sync_api import Locator, Page, expect
+except ImportError:  # the browser fixture fails with the install hint
+    Locator = Page = Any  # type: ignore[misc,assignment]
+    expect = None  # type: ignore[assignment]
+
+pytestmark = pytest.mark.browser
+
+Shot = Callable[[Any, str], Path]
+WAIT = 60_000  # ms: every wait for something the page should show
+SETTLE = 2.0  # s after the kernel first reports idle, before the first cell runs (the widget manager connects)
+PROMPT = "Describe the image, or the edit"
+DONE_PROMPT = re.compile(r"^\[\d+\]:$")
+STARTED_PROMPT = re.compile(r"^\[(\*|\d+)\]:$")
+
+# true once an <img> has loaded a picture that is not blank or a flat placeholder
+VARIED_PICTURE = """img => {
+    if (!img.complete || !img.naturalWidth) return false;
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 24;
+    const g = canvas.getContext('2d');
+    g.drawImage(img, 0, 0, 24, 24);
+    const px = g.getImageData(0, 0, 24, 24).data;
+    let lo = 765, hi = 0;
+    for (let i = 0; i < px.length; i += 4) {
+        const v = px[i] + px[i + 1] + px[i + 2];
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+    }
+    return hi - lo > 60;
+}"""
+
+
+# -- JupyterLab as a user drives it ----------------------------------------------------------------
+def open_notebook(page: Page, lab: Lab, name: str) -> None:
+    page.goto(lab.notebook_url(name))
+    expect(page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first).to_be_visible(timeout=WAIT)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(timeout=WAIT)
+    time.sleep(SETTLE)
+
+
+def cell(page: Page, index: int) -> Locator:
+    return page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+
+def prompt_of(target: Locator) -> Locator:
+    return target.locator(".jp-InputArea-prompt")
+
+
+def run_cell(page: Page, index: int) -> Locator:
+    """Click into the cell, Shift+Enter, and wait until Lab shows it queued or run."""
+    target = cell(page, index)
+    target.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    expect(prompt_of(target)).to_have_text(STARTED_PROMPT, timeout=WAIT)
+    return target
+
+
+def wait_finished(target: Locator) -> None:
+    expect(prompt_of(target)).to_have_text(DONE_PROMPT, timeout=WAIT)
+
+
+def outputs(target: Locator | Page) -> Locator:
+    return target.locator(".jp-OutputArea-output")
+
+
+def error_outputs(page: Page) -> list[str]:
+    """Tracebacks and anything else written to stderr (Lab renders both as application/vnd.jupyter.stderr)."""
+    found = page.locator(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'],"
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
+    )
+    return [text[:500] for text in found.all_inner_texts()]
+
+
+def assert_picture(page: Page, img: Locator) -> None:
+    """Wait until this <img> shows a loaded, non-blank picture."""
+    img.scroll_into_view_if_needed()
+    page.wait_for_function(VARIED_PICTURE, arg=img.element_handle(), timeout=WAIT)
+
+
+def show(target: Locator) -> None:
+    """Scroll the notebook so all of this element is in the screenshot."""
+    target.evaluate("el => el.scrollIntoView({block: 'center'})")
+
+
+# -- the panel ----------------------------------------------------------------------------------------
+def tab(panel: Locator, title: str) -> Locator:
+    return panel.locator(".widget-tab-bar .lm-TabBar-tab", has_text=re.compile(rf"^{title}$"))
+
+
+def pane(panel: Locator) -> Locator:
+    """The tab page shown now."""
+    return panel.locator(".widget-tab-contents > .widget-box:not(.lm-mod-hidden)")
+
+
+def button(scope: Locator, name: str | re.Pattern[str]) -> Locator:
+    """A button by its label; an ipywidgets icon adds a glyph before the label in the accessible name."""
+    if isinstance(name, str):
+        name = re.compile(rf"^\W*{re.escape(name)}$")
+    return scope.get_by_role("button", name=name)
+
+
+def cards(panel: Locator) -> Locator:
+    """The Gallery's cards, newest first: a box whose first child is the thumbnail."""
+    return pane(panel).locator(".widget-vbox:has(> img.widget-image)")
+
+
+def wait_card_done(page: Page, card: Locator) -> None:
+    """A finished card: its seed badge holds a number, it says done, its buttons work, its thumbnail is a picture."""
+    expect(card.locator(".widget-html-content", has_text=re.compile(r"^seed \d+"))).to_be_visible(timeout=WAIT)
+    expect(card).to_contain_text(re.compile(r"@\d+ · done"), timeout=WAIT)
+    for name in ("use", "seed", "rerun", "compare", "info"):
+        expect(button(card, name)).to_be_enabled(timeout=WAIT)
+    assert_picture(page, card.locator("img.widget-image").first)
+
+
+# -- the tests ------------------------------------------------------------------------------------------
+def test_quickstart_runs_in_jupyterlab(lab: Lab, page: Page, screenshot: Shot) -> None:
+    open_notebook(page, lab, "quickstart.ipynb")
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+
+    code_prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt")
+    n = code_prompts.count()
+    assert n >= 10, f"the quickstart should have its code cells, Lab shows {n}"
+    for i in range(n):  # in order: each waits at most a minute
+        expect(code_prompts.nth(i)).to_have_text(DONE_PROMPT, timeout=WAIT)
+    expect(page.locator(".jp-Notebook .jp-InputArea-prompt", has_text="*")).to_have_count(0)
+
+    assert error_outputs(page) == [], "the quickstart shows errors"
+    notice = outputs(page).filter(has_text="offline sandbox")
+    expect(notice.first).to_contain_text("no fal key found")
+    images = page.locator(".jp-OutputArea-output img[src^='data:image/']")
+    assert images.count() >= 5, f"expected the results' embedded images, found {images.count()}"
+    assert_picture(page, images.first)  # the fox, shown in the page
+    expect(outputs(page).filter(has_text="same seed, same image: True")).to_have_count(1)
+    screenshot(page, "1-quickstart-run-all")
+
+
+def test_panel_create_gallery_edit_compare(lab: Lab, page: Page, screenshot: Shot) -> None:
+    open_notebook(page, lab, "panel.ipynb")
+    run_cell(page, 0)
+    panel = outputs(cell(page, 0)).locator(".widget-tab")
+    expect(panel).to_be_visible(timeout=WAIT)
+    expect(outputs(cell(page, 0)).first).to_contain_text("offline sandbox")
+
+    # Create: a prompt and Generate
+    expect(tab(panel, "Create")).to_have_class(re.compile(r"lm-mod-current"))
+    prompt = panel.get_by_placeholder(PROMPT)
+    prompt.fill("a red fox in the snow, watercolor")
+    generate = button(panel, re.compile(r"^\W*Generate\b"))
+    expect(generate).to_have_text(re.compile(r"Generate · 1 image · \$0\.08"))
+    screenshot(page, "2a-panel-create")
+    generate.click()
+    expect(pane(panel)).to_contain_text(re.compile(r"@\d+ (queued|running|done)"), timeout=WAIT)
+
+    # Gallery: the card gets its thumbnail and seed
+    tab(panel, "Gallery").click()
+    expect(cards(panel)).to_have_count(1, timeout=WAIT)
+    first = cards(panel).first
+    wait_card_done(page, first)
+    expect(first).to_contain_text("a red fox in the snow, watercolor")
+    screenshot(page, "2b-panel-gallery-first-card")
+
+    # "use" it: Create in edit mode with the source shown
+    button(first, "use").click()
+    expect(tab(panel, "Create")).to_have_class(re.compile(r"lm-mod-current"), timeout=WAIT)
+    expect(pane(panel).locator("button.widget-toggle-button.mod-active[data-value='edit']")).to_be_visible()
+    assert_picture(page, pane(panel).locator("img.widget-image").first)
+    prompt.fill("make it claymation")
+    expect(generate).to_have_text(re.compile(r"Generate · 1 image · \$0\.08"))
+    screenshot(page, "2c-panel-edit-with-source")
+    generate.click()
+    expect(pane(panel)).to_contain_text(re.compile(r"@\d+ (queued|running|done)"), timeout=WAIT)
+
+    # the edit's card, newest first
+    tab(panel, "Gallery").click()
+    expect(cards(panel)).to_have_count(2, timeout=WAIT)
+    edit = cards(panel).first
+    expect(edit).to_contain_text("make it claymation")
+    wait_card_done(page, edit)
+    screenshot(page, "2d-panel-gallery-edit-card")
+
+    # Compare: the edit over its source, the slider moves the cut
+    button(edit, "compare").click()
+    expect(tab(panel, "Compare")).to_have_class(re.compile(r"lm-mod-current"), timeout=WAIT)
+    view = pane(panel).locator(".kontext-before-after")
+    expect(view).to_be_visible(timeout=WAIT)
+    for img in view.locator("img").all():
+        assert_picture(page, img)
+    clip = view.locator(".clip")
+    expect(clip).to_have_attribute("data-clip", "160")  # 50 % of 320 px
+    before_width = clip.evaluate("el => el.getBoundingClientRect().width")
+    screenshot(page, "2e-panel-compare-side-by-side")
+
+    handle = pane(panel).locator(".widget-slider .noUi-handle")
+    handle.focus()
+    for _ in range(6):  # the keyboard on the slider's handle, as a user without a mouse would
+        page.keyboard.press("PageDown")
+    expect(clip).not_to_have_attribute("data-clip", "160", timeout=WAIT)
+    readout = pane(panel).locator(".widget-slider .widget-readout")
+    expect(readout).not_to_have_text("50")
+    percent = int(readout.inner_text().strip())
+    assert percent < 50, f"PageDown moved the slider up: {percent}%"
+    expect(clip).to_have_attribute("data-clip", str(round(320 * percent / 100)), timeout=WAIT)
+    expect(view).to_contain_text(f"({percent}%)")
+    after_width = clip.evaluate("el => el.getBoundingClientRect().width")
+    assert after_width < before_width, f"the after image is not cut further: {before_width} -> {after_width} px"
+    show(view)
+    screenshot(page, "2f-panel-compare-slider-moved")
+
+    # flicker puts the other image on top
+    top_label = view.locator("span").first
+    on_top = top_label.inner_text()
+    button(pane(panel), "flicker").click()
+    expect(top_label).not_to_have_text(on_top, timeout=WAIT)
+    expect(top_label).to_contain_text(f"({percent}%)")
+    show(view)
+    screenshot(page, "2g-panel-compare-flicker")
+
+
+def test_background_run_keeps_the_kernel_free(lab: Lab, page: Page, screenshot: Shot) -> None:
+    open_notebook(page, lab, "background.ipynb")
+    wait_finished(run_cell(page, 0))
+    expect(outputs(cell(page, 0)).first).to_contain_text("offline sandbox")
+    wait_finished(run_cell(page, 1))  # the sandbox now takes 4 s per image
+
+    bg = run_cell(page, 2)
+    status = outputs(bg).locator(".kontext-status")
+    expect(status).to_have_text(re.compile(r"@\d+ (queued|running)"), timeout=WAIT)
+    expect(button(outputs(bg), "Cancel")).to_be_visible()
+    wait_finished(bg)  # --bg returns at once
+
+    other = run_cell(page, 3)
+    expect(outputs(other)).to_have_text("2", timeout=WAIT)
+    shown = status.inner_text()
+    assert re.search(r"(queued|running)", shown) and "done" not in shown, (
+        f"the background run should still be going while 1 + 1 answers, it shows {shown!r}"
+    )
+    screenshot(page, "3a-background-running-while-1+1")
+
+    expect(status).to_contain_text(re.compile(r"done in \d+\.\d s · 1 image · \$0\.08"), timeout=WAIT)
+    expect(button(outputs(bg), "Cancel")).to_be_hidden()
+    picture = outputs(bg).locator("img[src^='data:image/']").first
+    assert_picture(page, picture)
+    assert error_outputs(page) == []
+    screenshot(page, "3b-background-done")
