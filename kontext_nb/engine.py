@@ -47,8 +47,9 @@ class JobHooks:
     """Called with the new Job before it starts (to label it and subscribe to its end)."""
     on_submitted: Callable[[Job], None] | None = None
     """Right after fal accepts the job (request_id known), before waiting on it."""
-    on_failed: Callable[[Job, BaseException], None] | None = None
-    """When the job ends without images (failed or cancelled), before anyone waiting hears of it."""
+    on_failed: Callable[[Job, BaseException], BaseException | None] | None = None
+    """When the job ends without images (failed or cancelled), before anyone waiting hears of it;
+    it may return a clearer error to end the job with."""
     finalize: Callable[[Result], None] | None = None
     """After the images are downloaded and before the job counts as done (in a worker thread,
     so files can be written without stalling other jobs). It must not raise."""
@@ -270,7 +271,7 @@ class Engine:
     def _fail(self, run: _Run, error: BaseException) -> None:
         if run.hooks.on_failed is not None:
             try:
-                run.hooks.on_failed(run.job, error)
+                error = run.hooks.on_failed(run.job, error) or error
             except Exception:
                 log.exception("recording the end of %s failed", run.job.request_id)
         run.job._finish(error=error)

@@ -48,7 +48,8 @@ async def follow_stream(
             await response.aread()
             raise http_error(response, request_id)
         if "text/event-stream" not in response.headers.get("content-type", ""):
-            raise StreamUnavailable(for_server=True)
+            # one odd answer (a proxy's error page, a broken connection) says nothing about the server
+            raise StreamUnavailable(for_server=False)
         async for event in EventSource(response).aiter_sse():
             if not event.data:
                 continue

@@ -4,6 +4,7 @@ the budget, job references, and results loaded back from disk.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import io
@@ -292,10 +293,10 @@ class Tracker:
         )
         self._active.discard(journal_id)
 
-    def on_failed(self, journal_id: int) -> Callable[[Job, BaseException], None]:
-        """Record failures and cancels. A job that fal may still finish stays collectable."""
+    def on_failed(self, journal_id: int) -> Callable[[Job, BaseException], BaseException | None]:
+        """Record failures and cancels. A job that fal may still finish stays collectable, and says so."""
 
-        def record(job: Job, error: BaseException) -> None:
+        def record(job: Job, error: BaseException) -> BaseException | None:
             self._active.discard(journal_id)
             cancelled = isinstance(error, JobCancelled)
             still_on_fal = (
@@ -308,7 +309,11 @@ class Tracker:
                 self.journal.finished(
                     journal_id, status="submitted", error=f"not collected yet: {error}", request_id=job.request_id
                 )
-                return
+                if "resume" in str(error):
+                    return None
+                clearer = copy.copy(error)
+                clearer.args = (f"{error}; the job is kept: kx.resume() (or %kontext resume) collects it later",)
+                return clearer
             self.journal.finished(
                 journal_id,
                 status="cancelled" if cancelled else "failed",
@@ -316,6 +321,7 @@ class Tracker:
                 error_type=getattr(error, "error_type", None),
                 request_id=job.request_id,
             )
+            return None
 
         return record
 

@@ -108,8 +108,8 @@ class FalTransport(httpx.AsyncBaseTransport):
             await response.aclose()
             if attempt == attempts:
                 raise RetriesExhausted(
-                    f"{request.method} {request.url.path} kept failing with HTTP {status}"
-                    f"{_detail(response)} (tried {attempts} times)",
+                    f"HTTP {status}{_detail(response)} on every try ({attempts} tries of "
+                    f"{request.method} {request.url.path})",
                     status_code=status,
                     error_type=response.headers.get("x-fal-error-type"),
                 )

@@ -44,9 +44,10 @@ def test_pro_model_and_drawn_seed(session: Session) -> None:
 
 
 def test_job_reports_every_status_change_in_order(session: Session, sb: sandbox.SandboxServer) -> None:
-    sb.configure(workers=1, inference_time=0.3)
+    sb.configure(workers=1, inference_time=0.8)
     seen: list[tuple[str, int | None]] = []
     blockers = [session.generate("first", wait=False), session.generate("second", wait=False)]
+    _wait_for(lambda: all(b.request_id for b in blockers))  # both ahead of the third in fal's queue
     job = session.generate("third", wait=False, on_update=lambda j, s: seen.append((s.state, s.position)))
     result = job.result(timeout=30)
     assert job.state == "done" and job.status.finished and result.request_id == job.request_id

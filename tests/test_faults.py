@@ -71,7 +71,7 @@ def test_429_waits_for_retry_after(session: Session, sb: sandbox.SandboxServer) 
 def test_persistent_rate_limit_is_a_clear_error(session: Session, sb: sandbox.SandboxServer) -> None:
     sb.configure(retry_after=0)
     sb.set_faults([{"route": "submit", "kind": "429", "count": 50}])
-    with pytest.raises(FalError, match=r"kept failing with HTTP 429.*tried 4 times") as info:
+    with pytest.raises(FalError, match=r"HTTP 429.*on every try \(4 tries of POST") as info:
         session.generate("never accepted")
     assert "\n" not in str(info.value)
     assert sb.stats()["submits"] == 0
@@ -118,3 +118,19 @@ def test_faults_by_rate_across_many_jobs(session: Session, sb: sandbox.SandboxSe
     results = [j.result(timeout=60) for j in jobs]
     assert sorted(r.seed for r in results) == list(range(12))
     assert sb.stats()["submits"] == 12
+
+
+def test_one_dropped_stream_does_not_turn_streaming_off(make_session, sb: sandbox.SandboxServer) -> None:
+    s = make_session()
+    sb.set_faults([{"route": "stream", "kind": "drop", "count": 1}])
+    s.generate("first, its stream dropped", seed=1)
+    before = sb.stats()["requests"].get("stream", 0)
+    s.generate("second", seed=2)
+    assert sb.stats()["requests"]["stream"] == before + 1 and s.engine._stream_supported is not False
+
+
+def test_an_uncollected_failure_says_resume_collects_it(make_session, sb: sandbox.SandboxServer) -> None:
+    s = make_session()
+    sb.set_faults([{"route": "media", "kind": "500", "count": 100}])
+    with pytest.raises(FalError, match=r"kx\.resume\(\) \(or %kontext resume\) collects it later"):
+        s.generate("paid, not downloaded", seed=3)
