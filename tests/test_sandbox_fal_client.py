@@ -195,7 +195,7 @@ def test_async_client_submit_events_get_cancel_upload(sandbox: str, sandbox_serv
         result = await handle.get()
         assert result["seed"] == 3 and result["images"][0]["url"].startswith(sandbox)
 
-        sandbox_server.configure(workers=1, inference_time=0.3)
+        sandbox_server.configure(workers=1, inference_time=3.0)  # long enough that "queued" stays queued
         blocker = await client.submit(T2I, {"prompt": "blocker"})
         queued = await client.submit(T2I, {"prompt": "queued"})
         assert isinstance(await queued.status(), fal_client.Queued)
@@ -205,9 +205,9 @@ def test_async_client_submit_events_get_cancel_upload(sandbox: str, sandbox_serv
         assert info.value.error_type == "request_cancelled"
         await client.cancel(T2I, blocker.request_id)
 
-        # default chain: the CDN v3 token request goes to rest.fal.ai with a fresh client (no
-        # transport of ours), fails fast offline, and fal_client falls back to the fal storage
-        url = await asyncio.wait_for(client.upload_image(png((200, 30, 30)), format="png"), 20)
+        # the fal storage repository: fal_client's CDN v3 path opens httpx clients of its own that no
+        # transport reaches, so offline it could only fail (how fast depends on the machine's DNS)
+        url = await asyncio.wait_for(client.upload_image(png((200, 30, 30)), format="png", repository="fal"), 20)
         assert url.startswith(f"{sandbox}/files/")
         sandbox_server.configure(workers=2, inference_time=0.05)
         edited = await client.subscribe(
