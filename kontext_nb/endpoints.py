@@ -30,6 +30,7 @@ OUTPUT_FORMATS = ("jpeg", "png")
 SAFETY_TOLERANCES = ("1", "2", "3", "4", "5", "6")
 
 _MISSING: Any = object()
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))  # zero-width: a prompt of only these is empty
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ _COMMON: tuple[Field, ...] = (
         "The same seed and the same prompt given to the same version of the model "
         "will output the same image every time.",
         minimum=0,
+        maximum=2**63 - 1,
     ),
     Field(
         "guidance_scale",
@@ -268,7 +270,11 @@ def _check(field: Field, value: Any) -> Any:
     if kind == "string":
         if not isinstance(value, str):
             return _raise(bad(f"must be a string, not {type(value).__name__}"))
-        if field.required and not value.strip():
+        if "\x00" in value:
+            return _raise(bad("contains a NUL character"))
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            return _raise(bad("contains an unpaired surrogate (not valid Unicode text)"))
+        if field.required and not value.translate(_INVISIBLE).strip():
             return _raise(bad("must not be empty"))
         return value
     if kind == "boolean":

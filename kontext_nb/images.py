@@ -123,6 +123,8 @@ def _from_path(path: str, max_side: int) -> ImageInput:
         raise ImageInputError(f"image file {shown} does not exist")
     if os.path.isdir(path):
         raise ImageInputError(f"image path {shown} is a folder, not a file")
+    if not os.path.isfile(path):  # a FIFO or a device would block the kernel on read
+        raise ImageInputError(f"image path {shown} is not a regular file")
     try:
         with open(path, "rb") as fh:
             data = fh.read()

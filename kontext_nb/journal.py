@@ -65,6 +65,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+SQLITE_MAX = 2**63 - 1  # SQLite's largest integer
 
 
 class JournalError(KontextError):
@@ -346,7 +347,9 @@ class Journal:
 
     # -- reading --------------------------------------------------------------------------
     def get(self, job_id: int) -> JobRecord:
-        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = None
+        if 0 <= job_id <= SQLITE_MAX:  # beyond: no such row (and SQLite could not even take the number)
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JournalError(f"no job @{job_id} in the journal {self.path}")
         return self._record(row)
@@ -355,7 +358,9 @@ class Journal:
         """n=1 is the latest job, n=2 the one before, ..."""
         if n < 1:
             raise JournalError(f"there is no job @-{n}: count back from @-1 (the latest)")
-        row = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1 OFFSET ?", (n - 1,)).fetchone()
+        row = None
+        if n <= SQLITE_MAX:
+            row = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1 OFFSET ?", (n - 1,)).fetchone()
         if row is None:
             count = self.count()
             raise JournalError(
@@ -412,6 +417,10 @@ class Journal:
         limit: int | None = None,
     ) -> list[JobRecord]:
         """Newest first. ``search`` matches every word in the prompt, case-insensitively."""
+        if seed is not None and not 0 <= seed <= SQLITE_MAX:
+            return []
+        if limit is not None:
+            limit = max(0, min(limit, SQLITE_MAX))
         where, params = [], []  # type: ignore[var-annotated]
         for word in (search or "").split():
             where.append("kx_contains(prompt, ?)")

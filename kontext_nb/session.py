@@ -167,6 +167,9 @@ class Session:
     ) -> Result | Job:
         """Send a checked request; block for the Result, or return the Job at once."""
         tag_list = [tags] if isinstance(tags, str) else list(tags)
+        for tag in tag_list:
+            if not isinstance(tag, str) or not tag.strip() or not _valid_text(tag):
+                raise ValidationError(f"tags: {tag!r} is not a tag: give non-empty text", field="tags")
         endpoint, args = request.endpoint.id, request.arguments
         if args.get("enhance_prompt") and not self._enhance_said:
             self._enhance_said = True
@@ -312,6 +315,8 @@ class Session:
     def history(self, **filters: Any) -> Any:
         from .records import History
 
+        if not _valid_text(filters.get("search") or "") or not _valid_text(filters.get("tag") or ""):
+            raise ValidationError("history: the search text holds a NUL character or an unpaired surrogate")
         since = filters.get("since")
         if since is not None and not isinstance(since, (int, float)):
             filters["since"] = since.timestamp()
@@ -330,6 +335,11 @@ class Session:
     def budget(self) -> dict[str, Any]:
         """Dollars spent this session, today and in total, with the caps and what is left."""
         return self.tracker.spending()
+
+
+def _valid_text(text: str) -> bool:
+    """No NUL, no unpaired surrogate: text that SQLite, JSON and image metadata can all hold."""
+    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
 
 
 def _finished_job(result: Result) -> Job:

@@ -256,7 +256,8 @@ def _parse_prompt(prompt: str) -> tuple[list[str], list[list[str]]]:
         segments[-1] += "".join("{" + "|".join([*alts, body]) for _, body, alts in stack)
     if bad_at >= 0 and re.search(r"(?<!\\)\|", prompt):
         raise ValidationError(
-            f"prompt: unbalanced brace at character {bad_at + 1} of {prompt!r}: write {{a|b}} for alternatives "
+            f"prompt: unbalanced brace at character {bad_at + 1} of {_around(prompt, bad_at)}: "
+            "write {a|b} for alternatives "
             "and \\{ or \\} for a literal brace",
             field="prompt",
         )
@@ -334,3 +335,11 @@ def _values(name: str, given: Any) -> tuple[Any, ...]:
     if len(values) > MAX_VALUES:
         raise ValidationError(f"{name}: {len(values)} values; at most {MAX_VALUES} per axis", field=name)
     return tuple(check_value(name, v) for v in values)
+
+
+def _around(text: str, at: int, width: int = 30) -> str:
+    """The part of a long prompt around a position, for a message that stays one short line."""
+    if len(text) <= 2 * width:
+        return repr(text)
+    start = max(0, at - width)
+    return repr(("..." if start else "") + text[start : at + width] + ("..." if at + width < len(text) else ""))

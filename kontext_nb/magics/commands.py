@@ -16,7 +16,7 @@ from ..render import format_cost
 from ..request import Request, build_request
 from ..result import Results
 from .live import LiveOutput
-from .parse import Parsed, convert, option_for, parse, split
+from .parse import Parsed, convert, option_for, parse, shown, split
 
 PROMPT_SEPARATOR = re.compile(r"^\s*---\s*$", re.M)
 
@@ -37,6 +37,9 @@ def cmd_edit(magics: Any, tokens: list[str], cell: str | None) -> Any:
     parsed = parse("edit", head)
     if "--" in tokens:  # SRC1 SRC2 -- PROMPT: options may stand on either side
         after = parse("edit", tail)
+        twice = sorted(set(parsed.inputs) & set(after.inputs))
+        if twice:
+            raise UsageError(f"{option_for(twice[0])} given twice (before and after --); give it once")
         sources, words = parsed.words, after.words
         parsed.inputs.update(after.inputs)
         parsed.tags += after.tags
@@ -98,7 +101,8 @@ def _prompts(magics: Any, line_prompt: str, cell: str | None, *, expand: bool = 
         parts = [p.strip() for p in PROMPT_SEPARATOR.split(cell)]
     else:
         parts = [line_prompt.strip()]
-    prompts = [magics.shell.var_expand(p, depth=0) if expand else p for p in parts if p]
+    # IPython's expansion is quadratic in the text's length: only run it when there is something to fill
+    prompts = [magics.shell.var_expand(p, depth=0) if expand and ("{" in p or "$" in p) else p for p in parts if p]
     if not prompts:
         raise UsageError("no prompt given: %kontext a red fox in snow --seed 42 (see %kontext help)")
     return prompts
@@ -114,7 +118,7 @@ def _source(magics: Any, word: str) -> Any:
 
 
 def _model(magics: Any, parsed: Parsed) -> str:
-    model = parsed.model or magics.model
+    model = magics.model if parsed.model is None else parsed.model
     if model not in endpoints.MODELS:
         raise UsageError(
             f"--model {model!r} is not allowed: choose one of max, pro{endpoints.suggest(model, endpoints.MODELS)}"
@@ -148,6 +152,7 @@ def _usage(exc: Exception, parsed: Parsed | None = None) -> str:
     message = str(exc)
     typed = parsed.inputs.get(name) if parsed is not None else None
     if message.startswith(f"{name}=") and isinstance(typed, str):
+        typed = typed if len(typed) <= 40 else shown(typed)
         return f"{option_for(name)} {typed} {message.split(' ', 1)[1]}"
     return f"{option_for(name)}: {message}"
 
@@ -249,15 +254,25 @@ def cmd_history(magics: Any, tokens: list[str], cell: str | None) -> Any:
     p.add_argument("--tag")
     p.add_argument("--status")
     args = p.parse_intermixed_args(tokens)
+    _text_ok("search words", " ".join(args.words))
+    _text_ok("--tag", args.tag or "")
     return kx.history(" ".join(args.words) or None, seed=args.seed, limit=args.limit, tag=args.tag, status=args.status)
+
+
+def _text_ok(what: str, text: str) -> None:
+    if "\x00" in text or any("\ud800" <= c <= "\udfff" for c in text):
+        raise UsageError(f"{what} {shown(text)}: a NUL character or an unpaired surrogate is not valid text")
 
 
 def _int(option: str) -> Any:
     def convert_int(text: str) -> int:
         try:
-            return int(text)
+            value = int(text)
         except ValueError:
-            raise UsageError(f"{option} {text!r} is not a whole number") from None
+            raise UsageError(f"{option} {shown(text)} is not a whole number") from None
+        if not 0 <= value < 2**63:
+            raise UsageError(f"{option} {shown(text)} is out of range: a whole number from 0 to {2**63 - 1}")
+        return value
 
     return convert_int
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import keyword
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -43,6 +44,23 @@ FLAG_INPUTS: dict[str, str] = {"--enhance": "enhance_prompt", "--sync": "sync_mo
 ALIASES = {"--ar": "--aspect-ratio", "-n": "--num-images"}
 
 
+class _Once(argparse.Action):
+    """Store a value, refusing a second one: '--seed 1 --seed 2' is a mistake, not a choice."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            raise UsageError(f"{'/'.join(self.option_strings)} given twice; give it once")
+        setattr(namespace, self.dest, values)
+
+
+class _OnceFlag(_Once):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
+        super().__call__(parser, namespace, True, option)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are IPython UsageErrors with a did-you-mean."""
 
@@ -63,18 +81,24 @@ def make_parser(command: str, *, sweep: bool = False) -> _Parser:
     for option, name in INPUT_OPTIONS.items():
         aliases = [a for a, target in ALIASES.items() if target == option]
         f = _field(name)
-        p.add_argument(option, *aliases, dest=name, metavar=_metavar(f), help=f"{f.description} ({f.allowed()})")
+        p.add_argument(
+            option, *aliases, dest=name, action=_Once, metavar=_metavar(f), help=f"{f.description} ({f.allowed()})"
+        )
     for option, name in FLAG_INPUTS.items():
-        p.add_argument(option, dest=name, action="store_true", default=None, help=_field(name).description)
+        p.add_argument(option, dest=name, action=_OnceFlag, default=None, help=_field(name).description)
     p.add_argument(
-        "--model", dest="model", metavar="max|pro" + ("[,...]" if sweep else ""), help="FLUX.1 Kontext [max] or [pro]"
+        "--model",
+        dest="model",
+        action=_Once,
+        metavar="max|pro" + ("[,...]" if sweep else ""),
+        help="FLUX.1 Kontext [max] or [pro]",
     )
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="run even if the journal has this result")
     p.add_argument(
         "--bg", dest="bg", action="store_true", default=None, help="return at once; the output keeps updating"
     )
     p.add_argument("--tag", dest="tags", action="append", default=[], metavar="TAG", help="tag the job (repeatable)")
-    p.add_argument("-o", dest="output", metavar="NAME", help="also store the result in this variable")
+    p.add_argument("-o", dest="output", action=_Once, metavar="NAME", help="also store the result in this variable")
     p.add_argument("--yes", "-y", dest="yes", action="store_true", help="no confirmation above the budget threshold")
     p.add_argument("--private", dest="private", action="store_true", help="sync_mode plus X-Fal-Store-IO: 0")
     return p
@@ -118,6 +142,12 @@ def parse(command: str, tokens: list[str], *, sweep: bool = False) -> Parsed:
     inputs = {
         name: values[name] for name in [*INPUT_OPTIONS.values(), *FLAG_INPUTS.values()] if values.get(name) is not None
     }
+    for tag in values["tags"]:
+        if not tag.strip() or "\x00" in tag or any("\ud800" <= c <= "\udfff" for c in tag):
+            raise UsageError(f"--tag {shown(tag)}: a tag must be non-empty, valid text")
+    output = values["output"]
+    if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
+        raise UsageError(f"-o {shown(output)}: give a Python variable name (letters, digits, _; not a keyword)")
     return Parsed(
         words=list(values["words"]),
         inputs=inputs,
@@ -131,6 +161,11 @@ def parse(command: str, tokens: list[str], *, sweep: bool = False) -> Parsed:
     )
 
 
+def shown(text: str, limit: int = 40) -> str:
+    """A typed value in a message: quoted, and cut when long (a message stays one readable line)."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def convert(name: str, text: Any) -> Any:
     """One option's text as the value fal expects; range checks are left to endpoints.validate."""
     if not isinstance(text, str):
@@ -141,14 +176,14 @@ def convert(name: str, text: Any) -> Any:
         try:
             return int(text)
         except ValueError:
-            raise UsageError(f"{option} {text!r} is not a whole number: give {f.allowed()}") from None
+            raise UsageError(f"{option} {shown(text)} is not a whole number: give {f.allowed()}") from None
     if f.kind == "float":
         try:
             value = float(text)
         except ValueError:
-            raise UsageError(f"{option} {text!r} is not a number: give {f.allowed()}") from None
+            raise UsageError(f"{option} {shown(text)} is not a number: give {f.allowed()}") from None
         if value != value or value in (float("inf"), float("-inf")):
-            raise UsageError(f"{option} {text!r} is not a finite number: give {f.allowed()}")
+            raise UsageError(f"{option} {shown(text)} is not a finite number: give {f.allowed()}")
         return value
     return text
 

@@ -244,6 +244,13 @@ class CreateTab:
                     else f"edit takes one image and {len(images)} are chosen: use multi-reference, or clear some",
                     field="image_url",
                 )
+            spec = endpoints.endpoint_for("multi", self.model.value).field("image_urls")
+            if mode == "multi" and not (spec.min_items or 0) <= len(images) <= (spec.max_items or 0):
+                raise ValidationError(
+                    f"multi-reference takes {spec.min_items} to {spec.max_items} images; "
+                    f"{len(images)} {'is' if len(images) == 1 else 'are'} chosen",
+                    field="image_url",
+                )
         side = self.session.settings.max_input_side
         requests = [
             build_request(mode, c.prompt, model=c.model, sources=images, max_input_side=side, **c.arguments)
