@@ -48,18 +48,15 @@ class Kontext(Magics):
 
     # -- settings -----------------------------------------------------------------------------
     @observe("concurrency", "runs_dir", "budget_session", "budget_daily", "confirm_above", "thumbnail_size")
-    def _settings_changed(self, change: Any = None) -> None:
+    def _settings_changed(self, change: Any) -> None:
+        """Pass on only the setting that changed: the session's other settings stay as they are."""
         import kontext_nb as kx
         from kontext_nb import render
 
-        render.set_thumbnail_side(self.thumbnail_size)
-        kx.configure(
-            concurrency=self.concurrency,
-            runs_dir=self.runs_dir or None,
-            budget_session=self.budget_session,
-            budget_daily=self.budget_daily,
-            confirm_above=self.confirm_above,
-        )
+        if change.name == "thumbnail_size":
+            render.set_thumbnail_side(change.new)
+        else:
+            kx.configure(**{change.name: change.new if change.new != "" else None})
 
     def apply_pyproject(self, folder: Path) -> list[str]:
         """Defaults from [tool.kontext_nb] in folder/pyproject.toml; returns the names set."""

@@ -101,11 +101,34 @@ def _prompts(magics: Any, line_prompt: str, cell: str | None, *, expand: bool = 
         parts = [p.strip() for p in PROMPT_SEPARATOR.split(cell)]
     else:
         parts = [line_prompt.strip()]
-    # IPython's expansion is quadratic in the text's length: only run it when there is something to fill
-    prompts = [magics.shell.var_expand(p, depth=0) if expand and ("{" in p or "$" in p) else p for p in parts if p]
+    prompts = [fill_names(p, magics.shell.user_ns) if expand else p for p in parts if p]
     if not prompts:
         raise UsageError("no prompt given: %kontext a red fox in snow --seed 42 (see %kontext help)")
     return prompts
+
+
+NAME_IN_BRACES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+
+
+def fill_names(prompt: str, namespace: dict[str, Any]) -> str:
+    """{name} (or {name.attribute}) from the notebook's variables; anything else in braces stays as written.
+
+    IPython's own expansion would evaluate any expression between braces, and $name too: a prompt pasted from a
+    web page must never run code, and "$5" is a price, not a variable.
+    """
+
+    def lookup(match: re.Match[str]) -> str:
+        first, *rest = match.group(1).split(".")
+        if first not in namespace:
+            return match.group(0)
+        value = namespace[first]
+        for attribute in rest:
+            if attribute.startswith("_") or not hasattr(value, attribute):
+                return match.group(0)
+            value = getattr(value, attribute)
+        return str(value)
+
+    return NAME_IN_BRACES.sub(lookup, prompt) if "{" in prompt else prompt
 
 
 def _source(magics: Any, word: str) -> Any:

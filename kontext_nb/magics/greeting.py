@@ -17,7 +17,11 @@ def greet(magics: Any) -> None:
             "no charge). Set FAL_KEY before starting Jupyter for real FLUX.1 Kontext images."
         )
         ANNOUNCED.add("sandbox")
-    folder = Path(magics.runs_dir).expanduser() if magics.runs_dir else default_folder()
+    import kontext_nb
+
+    session = kontext_nb._session  # an existing session's runs folder wins; never create one just to look
+    configured = (session.settings.runs_dir if session is not None else None) or magics.runs_dir
+    folder = Path(configured).expanduser() if configured else default_folder()
     if not (folder / DB_NAME).exists():  # no journal yet: nothing to collect, and no folder made just to look
         return
     try:

@@ -216,7 +216,8 @@ HELP = """
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
   %kontext panel                      the interactive panel: Create, Gallery, Compare, History
 
-{name} in a prompt is filled from the notebook's variables. Quote a prompt that starts with a
+{name} (or {name.attr}) in a prompt is filled from the notebook's variables; nothing else in
+braces is evaluated, and $ stays a dollar sign. Quote a prompt that starts with a
 subcommand's name ("edit the photo"). In %kontext PROMPT, words after -- are all prompt
 (for prompts with option-like words); in edit, -- separates the sources from the prompt.
 Settings: %config Kontext.model = 'pro' (also aspect_ratio, output_format, guidance, concurrency,

@@ -10,7 +10,17 @@ import kontext_nb as kx
 
 from ..errors import KontextError
 from ..request import build_request
-from .commands import _inputs, _prompts, _source, _split_at_dashes, _usage, confirm, submit_all, wait_all
+from .commands import (
+    _inputs,
+    _prompts,
+    _source,
+    _split_at_dashes,
+    _usage,
+    confirm,
+    fill_names,
+    submit_all,
+    wait_all,
+)
 from .live import LiveOutput
 from .parse import parse
 
@@ -43,7 +53,7 @@ def run_sweep(magics: Any, tokens: list[str], cell: str | None) -> Any:
     requests = []
     try:
         for c in sweep.cells:
-            text = magics.shell.var_expand(c.prompt, depth=0)
+            text = fill_names(c.prompt, magics.shell.user_ns)
             if editing:
                 requests.append(session.prepare_edit(sources[0], text, model=c.model, **c.arguments))
             else:
