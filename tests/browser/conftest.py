@@ -176,7 +176,7 @@ def _chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's sync API keeps an event loop running: stop it with the module
 def browser() -> Iterator[Any]:
     """One headless Chromium for the session (the system's, never a downloaded one)."""
     try:
