@@ -522,12 +522,16 @@ def test_no_canary_in_printed_output(world: World) -> None:
 
 
 @pytest.mark.slow
-def test_no_canary_in_a_notebook_run_with_fal_key_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOK.parent.glob("*.ipynb")))
+def test_no_canary_in_a_notebook_run_with_fal_key_set(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every notebook, run with the canary as FAL_KEY: not in its outputs, the saved file, or any file written."""
     import nbformat
     from nbclient import NotebookClient
 
-    notebook = tmp_path / "magics.ipynb"
-    shutil.copy(NOTEBOOK, notebook)
+    notebook = tmp_path / name
+    shutil.copy(NOTEBOOK.parent / name, notebook)
     for name in ("FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FAL_KEY", CANARY)
@@ -540,8 +544,9 @@ def test_no_canary_in_a_notebook_run_with_fal_key_set(tmp_path: Path, monkeypatc
         nbformat.write(nb, notebook)
         submits = kontext_nb.sandbox.control(url).stats()["submits"]
     saved = notebook.read_text()
-    assert submits >= 10, "the kernel's jobs were accepted: it sent the canary key"
-    assert "backend: custom" in saved and "fal key: set" in saved
+    assert submits >= 3, "the kernel's jobs were accepted: it sent the canary key"
+    if name in ("magics.ipynb", "classroom.ipynb"):
+        assert "backend: custom" in saved and "fal key: set" in saved
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
     assert leaks(saved) == []
