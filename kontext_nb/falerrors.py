@@ -9,6 +9,7 @@ from fal_client.auth import MissingCredentialsError
 from fal_client.client import FalClientHTTPError
 
 from .errors import FalError, KontextError
+from .transport import PROXY_HEADER
 
 
 def field_errors(detail: Any) -> list[tuple[str, str]]:
@@ -47,7 +48,9 @@ def http_error(response: httpx.Response, request_id: str | None = None) -> FalEr
     if not isinstance(detail, str):
         detail = response.text.strip().splitlines()[0][:200] if response.text.strip() else response.reason_phrase
     rid = f" for request {request_id}" if request_id else ""
-    if status in (401, 403):
+    if PROXY_HEADER in response.headers and status in (401, 403, 429):
+        msg = f"the classroom proxy refused the request (HTTP {status}): {detail}"
+    elif status in (401, 403):
         msg = f"fal refused the request (HTTP {status}): {detail}. Check FAL_KEY"
     elif status == 404 and request_id:
         msg = f"fal no longer knows request {request_id} (HTTP 404: {detail})"
