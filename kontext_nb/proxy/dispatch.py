@@ -1,0 +1,413 @@
+"""The proxy's own queue: jobs wait here, go upstream round-robin between students, and are watched to the end.
+
+At most ``class_in_flight`` jobs run upstream at once. The rest wait in one FIFO per
+student, and the dispatcher takes one job from each student in turn, so a student who sends
+twenty jobs at once delays the others by one job each, not by twenty. Every job sent is
+watched by the proxy itself (the upstream status stream, polling as the fallback) until it
+completes; its result is fetched once and stored, and its cost settled, before the student
+hears COMPLETED — so a result is never lost and a status poll never costs an upstream call.
+Used from the server's event loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from kontext_nb import endpoints
+from kontext_nb.falerrors import http_error
+
+from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
+from .limits import to_micros
+from .upstream import Upstream
+
+log = logging.getLogger("kontext_nb.proxy")
+
+CANCELLED = {"detail": "Request was cancelled", "error_type": "request_cancelled"}
+WATCH_ATTEMPTS = 12  # consecutive failures to follow a job before it is given up as lost
+
+
+class FairQueue:
+    """One FIFO per student, served in turn: pop() takes the next student's oldest job."""
+
+    def __init__(self) -> None:
+        self._lanes: OrderedDict[str, deque[str]] = OrderedDict()  # in serving order
+        self._order: list[str] | None = None
+
+    def __len__(self) -> int:
+        return sum(len(lane) for lane in self._lanes.values())
+
+    def push(self, student: str, job_id: str) -> None:
+        self._lanes.setdefault(student, deque()).append(job_id)
+        self._order = None
+
+    def pop(self) -> str | None:
+        if not self._lanes:
+            return None
+        student, lane = next(iter(self._lanes.items()))
+        job_id = lane.popleft()
+        del self._lanes[student]
+        if lane:
+            self._lanes[student] = lane  # to the back of the line
+        self._order = None
+        return job_id
+
+    def remove(self, student: str, job_id: str) -> bool:
+        lane = self._lanes.get(student)
+        if lane is None or job_id not in lane:
+            return False
+        lane.remove(job_id)
+        if not lane:
+            del self._lanes[student]
+        self._order = None
+        return True
+
+    def order(self) -> list[str]:
+        """Every waiting job in the order pop() would return them."""
+        if self._order is None:
+            lanes = [list(lane) for lane in self._lanes.values()]
+            self._order = [lane[i] for i in range(max(map(len, lanes), default=0)) for lane in lanes if i < len(lane)]
+        return self._order
+
+    def position(self, job_id: str) -> int | None:
+        try:
+            return self.order().index(job_id)
+        except ValueError:
+            return None
+
+
+@dataclass(eq=False)
+class ProxyJob:
+    """A job as the proxy follows it; its row in the classroom db is the lasting record."""
+
+    id: str
+    student: str
+    endpoint: str
+    body: dict[str, Any] | None = None  # what goes upstream; dropped once sent
+    headers: dict[str, str] = field(default_factory=dict)
+    state: str = WAITING
+    upstream_id: str | None = None
+    urls: dict[str, str] | None = None  # the upstream's status_url, response_url, cancel_url
+    upstream_status: str | None = None
+    upstream_position: int | None = None
+    logs: list[Any] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outcome: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    cancel_requested: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def app_path(self) -> str:
+        """fal's by-id URLs use owner/app only: fal-ai/flux-pro/kontext/max -> fal-ai/flux-pro."""
+        return "/".join(self.endpoint.split("/")[:2])
+
+    @property
+    def done(self) -> bool:
+        return self.state == DONE
+
+    def notify(self) -> None:
+        """Wake every watcher of this job (they hold the old event; later ones get a fresh one)."""
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ProxyJob:
+        return cls(
+            id=row["id"],
+            student=row["student"],
+            endpoint=row["endpoint"],
+            body=row["body"],
+            headers=row["headers"] or {},
+            state=row["state"],
+            upstream_id=row["upstream_id"],
+            urls=row["upstream_urls"],
+            metrics=row["metrics"] or {},
+            outcome=row["outcome"],
+            error=row["error"],
+            error_type=row["error_type"],
+        )
+
+
+class Dispatcher:
+    """Holds the waiting jobs, sends them upstream in fair order, and watches each to the end."""
+
+    def __init__(self, classroom: Classroom, upstream: Upstream, limit: int | None, poll_interval: float) -> None:
+        self.classroom = classroom
+        self.upstream = upstream
+        self.limit = limit
+        self.poll_interval = poll_interval
+        self.jobs: dict[str, ProxyJob] = {}
+        self.queue = FairQueue()
+        self.running: set[ProxyJob] = set()
+        self.closing = False
+        self._seq = classroom.next_dispatch_seq()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Future[Any]] = set()
+
+    # ---- admission and order -------------------------------------------------------------
+    def add(self, job: ProxyJob) -> None:
+        """Queue a job already recorded (reserved) in the db, and send what may go now."""
+        self.jobs[job.id] = job
+        self.queue.push(job.student, job.id)
+        self.pump()
+
+    def resume(self) -> None:
+        """After a restart: queue the waiting jobs again and watch those that were upstream."""
+        for row in self.classroom.active_jobs():
+            job = ProxyJob.from_row(row)
+            self.jobs[job.id] = job
+            if job.state == WAITING:
+                self.queue.push(job.student, job.id)
+            elif job.upstream_id is None:  # stopped while sending: it may or may not have arrived
+                self._finish(
+                    job,
+                    "failed",
+                    502,
+                    {"detail": "the proxy stopped while sending this job upstream; nothing was charged, submit again"},
+                    error_type="proxy_restarted",
+                )
+            else:
+                self.running.add(job)
+                self._spawn(self._run(job))
+        self.pump()
+
+    def pump(self) -> None:
+        """Send waiting jobs upstream while there is room, one student at a time."""
+        while not self.closing and (self.limit is None or len(self.running) < self.limit):
+            job_id = self.queue.pop()
+            if job_id is None:
+                break
+            job = self.jobs[job_id]
+            job.state = SUBMITTING
+            self.classroom.update_job(job.id, state=SUBMITTING, dispatched=time.time(), dispatch_seq=self._seq)
+            self._seq += 1
+            self.running.add(job)
+            self._spawn(self._run(job))
+            job.notify()
+        for job_id in self.queue.order():  # positions moved up
+            self.jobs[job_id].notify()
+
+    def position(self, job: ProxyJob) -> int | None:
+        if job.state == WAITING:
+            return self.queue.position(job.id)
+        if job.state == SUBMITTING:
+            return 0
+        return job.upstream_position if job.upstream_status == "IN_QUEUE" else None
+
+    def lookup(self, job_id: str) -> ProxyJob | None:
+        """A job of this run, or a finished one from the db (old jobs' status and results stay available)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            row = self.classroom.job(job_id)
+            if row is not None:
+                job = self.jobs[job_id] = ProxyJob.from_row(row)
+        return job
+
+    # ---- cancel --------------------------------------------------------------------------
+    async def cancel(self, job: ProxyJob) -> tuple[int, str]:
+        """(HTTP status, fal's cancel answer) for a student's cancel."""
+        if job.done:
+            return 400, "ALREADY_COMPLETED"
+        if job.state == WAITING:
+            self.queue.remove(job.student, job.id)
+            self._finish(job, "cancelled", 400, CANCELLED, error_type="request_cancelled")
+            self.pump()
+            return 202, "CANCELLATION_REQUESTED"
+        if job.state == SUBMITTING or job.urls is None:
+            job.cancel_requested = True  # cancelled upstream the moment the submit answers
+            return 202, "CANCELLATION_REQUESTED"
+        status, body = await self.upstream.get_json(job.urls["cancel_url"], "PUT")
+        answer = body.get("status") if isinstance(body, dict) else None
+        return status, str(answer or ("CANCELLATION_REQUESTED" if status < 400 else "NOT_FOUND"))
+
+    # ---- one job upstream ----------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: ProxyJob) -> None:
+        try:
+            if job.upstream_id is None:
+                send = asyncio.ensure_future(self._send(job))
+                self._sends.add(send)
+                send.add_done_callback(self._sends.discard)
+                if not await asyncio.shield(send):  # a stop does not cut a submit in half
+                    return
+            if job.cancel_requested:
+                assert job.urls is not None
+                await self.upstream.get_json(job.urls["cancel_url"], "PUT")
+            final = await self._watch(job)
+            if final is None:
+                return
+            assert job.urls is not None
+            status, body = await self.upstream.get_json(job.urls["response_url"])
+            self._complete(job, final, status, body)
+        except asyncio.CancelledError:
+            raise  # the proxy is stopping: the db says where this job was; a restart takes it up
+        except Exception as exc:
+            log.warning("job %s of %s: %s", job.id, job.student, self.upstream.explain(exc))
+            self._finish(job, "failed", 502, {"detail": f"upstream error: {self.upstream.explain(exc)}"})
+        finally:
+            self.running.discard(job)
+            self.pump()
+
+    async def _send(self, job: ProxyJob) -> bool:
+        """Submit upstream; True once the upstream accepted (its id and URLs are in the db)."""
+        try:
+            response = await self.upstream.submit(job.endpoint, job.body or {}, job.headers)
+        except Exception as exc:
+            self._finish(job, "failed", 502, {"detail": f"upstream error: {self.upstream.explain(exc)}"})
+            return False
+        if response.status_code in (401, 403):  # the class key was refused: the instructor's problem, not the student's
+            detail = _json_body(response)
+            detail = detail.get("detail") if isinstance(detail, dict) else None
+            log.warning("the upstream refused the class key (HTTP %s): %s", response.status_code, detail)
+            text = (
+                f"upstream error: the upstream refused the class's key (HTTP {response.status_code}); "
+                "tell your instructor"
+            )
+            self._finish(job, "failed", 502, {"detail": text}, error_type="upstream_auth")
+            return False
+        if response.status_code >= 400:
+            err = http_error(response)
+            body = _json_body(response) or {"detail": str(err)}
+            self._finish(job, "failed", response.status_code, body, error_type=err.error_type)
+            return False
+        data = response.json()
+        job.upstream_id = str(data["request_id"])
+        job.urls = {k: str(data[k]) for k in ("status_url", "response_url", "cancel_url")}
+        job.state, job.body = UPSTREAM, None
+        job.upstream_status, job.upstream_position = "IN_QUEUE", data.get("queue_position")
+        self.classroom.update_job(job.id, state=UPSTREAM, upstream_id=job.upstream_id, upstream_urls=job.urls)
+        log.info("job %s of %s is upstream", job.id, job.student)
+        job.notify()
+        return True
+
+    async def _watch(self, job: ProxyJob) -> dict[str, Any] | None:
+        assert job.urls is not None
+        failures = 0
+        while True:
+            try:
+                return await self.upstream.follow(
+                    job.urls["status_url"], lambda data: self._apply(job, data), self.poll_interval
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if getattr(exc, "status_code", None) == 404:
+                    self._finish(job, "failed", 502, {"detail": "upstream error: the upstream lost this request"})
+                    return None
+                failures += 1
+                if failures >= WATCH_ATTEMPTS:
+                    raise
+                log.info("following job %s: %s; trying again", job.id, self.upstream.explain(exc))
+                await asyncio.sleep(min(0.25 * 2**failures, 10.0))
+
+    def _apply(self, job: ProxyJob, data: dict[str, Any]) -> None:
+        status = data.get("status")
+        if status == "COMPLETED":
+            job.logs = list(data.get("logs") or job.logs)
+            return  # COMPLETED is told only once the result is stored
+        before = (job.upstream_status, job.upstream_position, len(job.logs))
+        job.upstream_status = status if status in ("IN_QUEUE", "IN_PROGRESS") else job.upstream_status
+        job.upstream_position = data.get("queue_position") if status == "IN_QUEUE" else None
+        if data.get("logs"):
+            job.logs = list(data["logs"])
+        if (job.upstream_status, job.upstream_position, len(job.logs)) != before:
+            job.notify()
+
+    def _complete(self, job: ProxyJob, final: dict[str, Any], status: int, body: Any) -> None:
+        job.metrics = dict(final.get("metrics") or {})
+        error, error_type = final.get("error"), final.get("error_type")
+        if status == 200 and not error and isinstance(body, dict):
+            self._finish(job, "ok", 200, body)
+        elif "request_cancelled" in (error_type, body.get("error_type") if isinstance(body, dict) else None):
+            self._finish(job, "cancelled", status, body, error="Request was cancelled", error_type="request_cancelled")
+        else:
+            detail = body.get("detail") if isinstance(body, dict) else None
+            text = error or (detail if isinstance(detail, str) else None) or f"upstream answered HTTP {status}"
+            self._finish(job, "failed", status, body, error=str(text), error_type=error_type)
+
+    def _finish(
+        self,
+        job: ProxyJob,
+        outcome: str,
+        status: int,
+        body: Any,
+        *,
+        error: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """Store the result, settle (or release) the reservation, then tell the student COMPLETED."""
+        if job.done:
+            return
+        if outcome == "ok":
+            metas = [m for m in body.get("images") or [] if isinstance(m, dict) and m.get("url")]
+            images, urls = len(metas), [m["url"] for m in metas]
+            cost = to_micros(endpoints.get_endpoint(job.endpoint).cost(images))
+        else:
+            images, urls, cost = 0, None, 0
+            if error is None:
+                detail = body.get("detail") if isinstance(body, dict) else None
+                error = detail if isinstance(detail, str) else f"upstream answered HTTP {status}"
+            error_type = error_type or (body.get("error_type") if isinstance(body, dict) else None)
+        text = self.upstream.scrub(_rename(body, job))
+        job.state, job.outcome, job.error, job.error_type, job.body = DONE, outcome, error, error_type, None
+        self.classroom.update_job(
+            job.id,
+            state=DONE,
+            outcome=outcome,
+            error=error,
+            error_type=error_type,
+            images=images,
+            cost=cost,
+            finished=time.time(),
+            metrics=job.metrics,
+            result_status=status,
+            result=text,
+            image_urls=urls,
+            body=None,
+        )
+        log.info("job %s of %s: %s%s", job.id, job.student, outcome, f" ({images} images)" if outcome == "ok" else "")
+        job.notify()
+
+    # ---- stopping ------------------------------------------------------------------------
+    def begin_close(self) -> None:
+        """No more dispatching; wake every watcher so open status streams end."""
+        self.closing = True
+        for job in list(self.jobs.values()):
+            job.notify()
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Let submits in progress finish (so their upstream ids are recorded), then stop watching."""
+        self.closing = True
+        if self._sends:
+            await asyncio.wait(list(self._sends), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _json_body(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _rename(body: Any, job: ProxyJob) -> str:
+    """The body as JSON text with the upstream's request id replaced by the proxy's, except inside URLs
+    (a media file may be named after it: the name is part of the address)."""
+    text = json.dumps(body)
+    if not job.upstream_id:
+        return text
+    return re.sub(r"(?<![/\w.-])" + re.escape(job.upstream_id), job.id, text)

@@ -1,0 +1,90 @@
+"""What a class allows in a request besides quotas: which endpoints, how lax moderation, which words.
+
+Pure functions, like limits.py; the server records and answers the refusals they return.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kontext_nb import endpoints
+
+from .limits import Refusal
+
+MISSING: Any = object()
+"""Stands for a safety_tolerance the request did not give."""
+
+
+def endpoint_refusal(endpoint_id: str) -> Refusal | None:
+    """Only the Kontext family may be called through a classroom proxy."""
+    if endpoint_id in endpoints.ENDPOINTS:
+        return None
+    allowed = ", ".join(endpoints.ENDPOINTS)
+    shown = endpoint_id if len(endpoint_id) <= 80 else endpoint_id[:77] + "..."
+    return Refusal("endpoint", 403, f"this class allows only the FLUX.1 Kontext endpoints ({allowed}), not {shown!r}")
+
+
+def enforce_safety(given: Any, level: str) -> tuple[str, str | None] | Refusal:
+    """The safety_tolerance to send and a note when it was changed, or a refusal.
+
+    ``given`` is the student's value as validated (a string "1".."6"), or MISSING / None when
+    absent. fal's scale runs from 1 (strictest) to 6 (most permissive); the class level is the
+    most permissive a student may use. kontext_nb sends the default "2" with every request, so
+    the default is lowered quietly; anything else above the level was chosen, and is refused.
+    """
+    if given is MISSING or given is None:
+        return level, f"not given: set to the class level {level}"
+    value = str(given)
+    if int(value) <= int(level):
+        return value, None
+    default = endpoints.ENDPOINTS["fal-ai/flux-pro/kontext"].field("safety_tolerance").default
+    if value == default:
+        return level, f"lowered from {value} (the default) to the class level {level}"
+    allowed = "1" if level == "1" else f"1 to {level}"
+    return Refusal(
+        "safety-tolerance",
+        403,
+        f"safety_tolerance={value!r} is more permissive than this class allows: choose {allowed} (1 is the strictest)",
+    )
+
+
+def read_blocklist(path: str | Path) -> list[str]:
+    """One word or phrase per line; blank lines and lines starting with # are skipped."""
+    lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _fold(text: str) -> str:
+    """Compatibility-normalised and case-folded, so 'ＣＡＴ' and 'Cat' both read as 'cat'."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+class Blocklist:
+    """Words and phrases a class blocks in prompts: whole words, any case, any spacing between words."""
+
+    def __init__(self, phrases: Iterable[str] = ()) -> None:
+        self.phrases = tuple(dict.fromkeys(p for p in (" ".join(_fold(x).split()) for x in phrases) if p))
+        if self.phrases:
+            parts = sorted((r"\s+".join(map(re.escape, p.split())) for p in self.phrases), key=len, reverse=True)
+            self._pattern: re.Pattern[str] | None = re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)")
+        else:
+            self._pattern = None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Blocklist:
+        return cls(read_blocklist(path))
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+    def matches(self, text: str) -> bool:
+        return self._pattern is not None and self._pattern.search(_fold(text)) is not None
+
+    def refusal(self, prompt: str) -> Refusal | None:
+        if not self.matches(prompt):
+            return None  # the message never names the word: the list stays the instructor's
+        return Refusal("blocklist", 403, "the prompt contains a word this class blocks; rephrase it")
