@@ -143,7 +143,7 @@ def _command_of(argv: Sequence[str], parser: argparse.ArgumentParser) -> str | N
     return None
 
 
-def manage(args: argparse.Namespace) -> int:
+def manage(args: argparse.Namespace, prog: str = PROG) -> int:
     room = Classroom(args.state)
     try:
         if args.command == "add-student":
@@ -163,7 +163,7 @@ def manage(args: argparse.Namespace) -> int:
             token = room.new_instructor_token()
             print(f"instructor token (shown once; the previous one no longer works): {token}")
     except (KeyError, ValueError) as exc:
-        print(f"{PROG} {args.command}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        print(f"{prog} {args.command}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     finally:
         room.close()
@@ -228,10 +228,10 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         server = start(config)
     except (ProxyError, ValueError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"{PROG}: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{parser.prog}: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     # Ctrl-C (and SIGTERM) end the wait below even when started where SIGINT is ignored (a background job)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     serving = serve_parser(prog)
     if _command_of(args_list, serving) is not None:
-        return manage(manage_parser(prog).parse_args(args_list))
+        return manage(manage_parser(prog).parse_args(args_list), prog)
     return serve(serving.parse_args(args_list), serving)
 
 

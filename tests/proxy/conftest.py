@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 
 import kontext_nb.sandbox
 from kontext_nb.config import RetryPolicy
@@ -22,7 +24,7 @@ CLASS_KEY = "kxclass-" + secrets.token_hex(16)
 T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
 PRO_T2I = "fal-ai/flux-pro/kontext/text-to-image"
 EDIT = "fal-ai/flux-pro/kontext/max"
-UPSTREAM_FAST = {"workers": 8, "queue_delay": 0.0, "inference_time": 0.05, "image_scale": 0.25, "stream": True}
+UPSTREAM_FAST = {"workers": 8, "queue_delay": 0.0, "inference_time": 0.05, "image_scale": 0.1, "stream": True}
 UNLIMITED = Limits(images_per_day=None, dollars_per_session=None, jobs_in_flight=None, class_in_flight=8)
 PAUSED = 3600.0
 """A queue_delay that keeps upstream jobs queued until the test sets it back to 0 (no timing involved)."""
@@ -118,6 +120,16 @@ class Recorder:
 
 
 async def wait_completed(client: httpx.AsyncClient, status_url: str, token: str) -> dict[str, Any]:
+    """Follow a job's status stream through the proxy until COMPLETED; the final event."""
+    async with client.stream("GET", status_url + "/stream", params={"logs": "1"}, headers=auth(token)) as response:
+        assert response.status_code == 200, await response.aread()
+        async for event in EventSource(response).aiter_sse():
+            if event.data and json.loads(event.data)["status"] == "COMPLETED":
+                return dict(json.loads(event.data))
+    raise AssertionError(f"the status stream of {status_url} ended before COMPLETED")
+
+
+async def poll_completed(client: httpx.AsyncClient, status_url: str, token: str) -> dict[str, Any]:
     """Poll a job's status through the proxy until COMPLETED (bounded by the test timeout, not a clock)."""
     while True:
         response = await client.get(status_url, headers=auth(token))
