@@ -16,14 +16,12 @@ The tests then search what it left:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import json
 import logging
 import os
 import re
-import secrets
 import shutil
 import sys
 import tempfile
@@ -37,6 +35,8 @@ from typing import Any
 
 import ipywidgets as w
 import pytest
+from canary import leaks as find_leaks
+from canary import new_canary
 from IPython.testing import globalipapp
 
 import kontext_nb as kx
@@ -48,7 +48,7 @@ from kontext_nb.session import Session
 from kontext_nb.widgets import history_view
 from kontext_nb.widgets.panel import COMPARE, Panel
 
-CANARY = "kxcanary-" + secrets.token_hex(12)
+CANARY = new_canary()
 REVOKED = "revoked-" + CANARY
 """A key the sandbox refuses; it contains the canary, so showing it anywhere is caught too."""
 XSS = ("<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>")
@@ -60,19 +60,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 def leaks(data: str | bytes) -> list[str]:
-    """The forms of the canary found in data: as written, a long piece of its secret part, base64, hex."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    secret = CANARY.split("-", 1)[1]
-    forms = {
-        "plain": CANARY.encode(),
-        "secret head": secret[:12].encode(),
-        "secret tail": secret[-12:].encode(),
-        "hex": CANARY.encode().hex().encode(),
-    }
-    for shift in range(3):  # base64 of the canary at each alignment inside a longer string
-        encoded = base64.b64encode(b"\0" * shift + CANARY.encode())
-        forms[f"base64/{shift}"] = encoded[4 * (shift > 0) : -4]
-    return [name for name, needle in forms.items() if needle in raw]
+    """The forms of the canary found in data (canary.leaks: as written, pieces of its secret part, hex, base64...)."""
+    return find_leaks(data, CANARY)
 
 
 # -- recording every file write of the process ------------------------------------------------------------------------

@@ -1,9 +1,18 @@
 """JupyterLab on loopback and one headless Chromium for the browser tests (``pytest -m browser``).
 
-``lab``: a JupyterLab server for the session, its root a temporary folder holding a copy of
-notebooks/quickstart.ipynb and the small notebooks the tests open; no fal key in its environment,
-so the kernels use kontext_nb's offline sandbox. ``page``: a fresh page of a browser shared by the
-session. ``screenshot(page, name)`` saves into test-artifacts/browser/ at the repository root.
+``lab``: a JupyterLab server, its root a temporary folder holding a copy of notebooks/quickstart.ipynb and the
+small notebooks the tests open. It is session-scoped and parametrized, so every test taking it runs in two modes,
+all ``offline`` tests first, then all ``keyed`` ones (pytest groups tests by a session fixture's param):
+
+- ``offline``: no fal key and no KONTEXT_FAL_URL in JupyterLab's (hence the kernels') environment, so the kernels
+  use kontext_nb's in-kernel offline sandbox.
+- ``keyed``: a canary key ``FAL_KEY=kxcanary-<random hex>`` and KONTEXT_FAL_URL pointing at a sandbox started as a
+  subprocess for the session (``python -m kontext_nb.sandbox --require-key <canary>``, its output in a log file).
+  That sandbox refuses every other key, so each job that succeeds proves the kernels sent the key; the tests then
+  check that nothing shows it (test_lab.py's canary test searches every file, log and page the mode left).
+
+``page``: a fresh page of a browser shared by the module. ``screenshot(page, name)`` saves into
+test-artifacts/browser/ at the repository root (keyed mode adds ``-keyed`` to the name).
 
 Nothing is downloaded: Chromium is the system one (Debian's ``chromium``; ``.ci/run`` installs it).
 JupyterLab and Playwright come with the ``test`` extra; when one is missing the tests fail, they never skip.
@@ -14,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -21,12 +31,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from canary import new_canary
+
+import kontext_nb.sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -43,6 +56,16 @@ VIEWPORT = {"width": 1400, "height": 1000}
 STARTUP_TIMEOUT = 60.0
 # variables that would send the kernels to fal, to another server or to another runs folder
 UNSET = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL", "KONTEXT_HOME")
+MODES = ("offline", "keyed")
+LAB_SETTINGS = {
+    # no "get notified about Jupyter news?" toast over the notebook
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    # notebooks are saved when a test saves them (Ctrl+S), never by a timer in between
+    "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+    # saved notebooks also hold the widgets' state (the panel's header, cards, ...): more for the canary search
+    "@jupyter-widgets/jupyterlab-manager/plugin": {"saveState": True},
+}
+SUBMIT_PATH = "fal-ai/flux-pro/kontext/max/text-to-image"
 INSTALL_HINT = 'pip install -e ".[test]" (the test extra has jupyterlab and playwright)'
 
 # the notebooks the tests open besides the quickstart: {file name: [cell sources]}
@@ -50,8 +73,10 @@ NOTEBOOKS = {
     "panel.ipynb": ["import kontext_nb as kx\n\npanel = kx.Panel()\npanel"],
     "background.ipynb": [
         "import kontext_nb as kx\n\n%load_ext kontext_nb",
-        # slow enough to see a background run queued or running while another cell runs
-        "kx.get_session().engine\nkx.get_session()._sandbox.configure(inference_time=4);",
+        # slow enough to see a background run queued or running while another cell runs: the sandbox the jobs go
+        # to, the kernel's own (offline) or the one at KONTEXT_FAL_URL (keyed; the test sets its speed back after)
+        "import kontext_nb.sandbox\n\n"
+        'kontext_nb.sandbox.control(kx.get_session().info()["url"]).configure(inference_time=4);',
         "%kontext a lighthouse --bg -o bg",
         "1 + 1",
     ],
@@ -75,13 +100,44 @@ def _free_port() -> int:
 
 @dataclass
 class Lab:
-    """A running JupyterLab server."""
+    """A running JupyterLab server, in one of the MODES."""
 
     url: str
     token: str
     root: Path
     log: Path
     process: subprocess.Popen[bytes]
+    mode: str = "offline"
+    canary: str | None = None
+    """keyed: the FAL_KEY in the kernels' environment, the only key the sandbox accepts."""
+    sandbox_url: str | None = None
+    """keyed: KONTEXT_FAL_URL, the sandbox subprocess."""
+    sandbox_log: Path | None = None
+    """keyed: the sandbox subprocess's stdout and stderr."""
+    sandbox_settings: dict[str, Any] = field(default_factory=dict)
+    """keyed: the sandbox's runtime settings as started, for restore_sandbox()."""
+    pages: dict[str, str] = field(default_factory=dict)
+    """The notebooks the tests ran and saved, each with the page's HTML once saved (the canary test's evidence)."""
+
+    @property
+    def base(self) -> Path:
+        """The temporary folder of everything this server and its kernels wrote: root, config, logs."""
+        return self.root.parent
+
+    @property
+    def where(self) -> str:
+        """What the page says about where jobs go (the panel's header): never the key."""
+        return "offline sandbox" if self.sandbox_url is None else f"via {self.sandbox_url}"
+
+    def submits(self) -> int:
+        """keyed: jobs the sandbox subprocess has accepted so far (with the canary key: it accepts no other)."""
+        assert self.sandbox_url is not None, "only keyed mode has a sandbox outside the kernels"
+        return int(kontext_nb.sandbox.control(self.sandbox_url).stats()["submits"])
+
+    def restore_sandbox(self) -> None:
+        """keyed: the sandbox subprocess back to the settings it started with (a notebook may have slowed it)."""
+        if self.sandbox_url is not None:
+            kontext_nb.sandbox.control(self.sandbox_url).configure(**self.sandbox_settings)
 
     def notebook_url(self, name: str) -> str:
         """The notebook in a fresh workspace (``reset``): no tabs or dialogs left from an earlier page."""
@@ -94,11 +150,14 @@ class Lab:
             return "(no log)"
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+@pytest.fixture(scope="session", params=MODES)
+def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """JupyterLab in ``request.param`` mode (see the module's docstring)."""
+    mode = request.param
+    assert mode in MODES, f"unknown browser-test mode {mode!r}: use one of {MODES}"
     if importlib.util.find_spec("jupyterlab") is None:
         pytest.fail(f"JupyterLab is not installed, and the browser tests need it: {INSTALL_HINT}", pytrace=False)
-    base = tmp_path_factory.mktemp("lab")
+    base = tmp_path_factory.mktemp(f"lab-{mode}")
     root = base / "notebooks"
     root.mkdir()
     shutil.copy(QUICKSTART, root / QUICKSTART.name)
@@ -106,12 +165,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         (root / name).write_text(json.dumps(_notebook(sources), indent=1))
     # a Jupyter of its own: no user settings, workspaces or IPython startup files from this machine
     config = base / "jupyter-config"
-    settings = config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    # no "get notified about Jupyter news?" toast over the notebook
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
+    for plugin, values in LAB_SETTINGS.items():
+        path = config / "lab" / "user-settings" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     env = {k: v for k, v in os.environ.items() if k not in UNSET}
     env.update(
         JUPYTER_CONFIG_DIR=str(config),
@@ -121,6 +178,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         IPYTHONDIR=str(base / "ipython"),
         PYTHONUNBUFFERED="1",
     )
+    sandbox: Sandbox | None = None
+    if mode == "keyed":
+        sandbox = _start_sandbox(base, new_canary())
+        env.update(FAL_KEY=sandbox.canary, KONTEXT_FAL_URL=sandbox.url)
     port, token = _free_port(), secrets.token_hex(16)
     log = base / "jupyterlab.log"
     command = [
@@ -135,19 +196,79 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
     ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Lab(f"http://127.0.0.1:{port}", token, root, log, process)
     try:
-        _wait_until_up(server)
-        yield server
-    finally:
-        process.terminate()
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = Lab(f"http://127.0.0.1:{port}", token, root, log, process, mode)
+        if sandbox is not None:
+            server.canary, server.sandbox_url, server.sandbox_log = sandbox.canary, sandbox.url, sandbox.log
+            server.sandbox_settings = kontext_nb.sandbox.control(sandbox.url).configure()
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+            _wait_until_up(server)
+            yield server
+        finally:
+            _stop(process)
+    finally:
+        if sandbox is not None:
+            _stop(sandbox.process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:  # its message holds the command line, which may hold the canary: not raised
+        process.kill()
+        process.wait(5)
+
+
+@dataclass
+class Sandbox:
+    """``python -m kontext_nb.sandbox`` running for a keyed session."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    canary: str
+    log: Path
+
+
+def _start_sandbox(base: Path, canary: str) -> Sandbox:
+    """A sandbox subprocess that accepts only ``canary``; returns once it said where it listens, checked that it
+    refuses another key."""
+    log = base / "sandbox.log"
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env["PYTHONUNBUFFERED"] = "1"
+    # the key on the command line, as --require-key takes it: visible to ps, never written to a file by the test
+    command = [sys.executable, "-m", "kontext_nb.sandbox", "--port", "0", "--require-key", canary]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = _wait_for_sandbox(process, log)
+        refused = httpx.post(
+            f"{url}/{SUBMIT_PATH}",
+            json={"prompt": "a key check"},
+            headers={"Authorization": "Key not-the-canary"},
+            timeout=10,
+            trust_env=False,
+        )
+        assert refused.status_code == 401, f"the sandbox accepted a key other than the canary: {refused.status_code}"
+    except BaseException:
+        _stop(process)
+        raise
+    return Sandbox(process, url, canary, log)
+
+
+def _wait_for_sandbox(process: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        said = log.read_text(errors="replace")
+        found = re.search(r"listening on (http://\S+)", said)
+        if found:
+            return found.group(1)
+        if process.poll() is not None:
+            pytest.fail(f"the sandbox subprocess exited with {process.returncode}:\n{said[-3000:]}", pytrace=False)
+        time.sleep(0.05)
+    pytest.fail(f"the sandbox subprocess said nothing within {STARTUP_TIMEOUT:.0f} s", pytrace=False)
 
 
 def _wait_until_up(server: Lab) -> None:
@@ -203,9 +324,12 @@ def artifacts() -> Path:
 
 
 @pytest.fixture
-def screenshot(artifacts: Path) -> Callable[[Any, str], Path]:
+def screenshot(artifacts: Path, lab: Lab) -> Callable[[Any, str], Path]:
+    """``screenshot(page, name)``: test-artifacts/browser/NAME.png, NAME-keyed.png in keyed mode."""
+    suffix = "" if lab.mode == "offline" else f"-{lab.mode}"
+
     def save(page: Any, name: str) -> Path:
-        path = artifacts / f"{name}.png"
+        path = artifacts / f"{name}{suffix}.png"
         page.screenshot(path=str(path))
         return path
 

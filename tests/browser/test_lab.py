@@ -1,11 +1,22 @@
-"""kontext_nb in a real JupyterLab, driven through headless Chromium as a user would: offline, on the sandbox.
+"""kontext_nb in a real JupyterLab, driven through headless Chromium as a user would, in two modes (conftest.py):
 
-Each test asserts on what the page shows (text, images, widget states), never on kernel internals, and
-saves a screenshot per step into test-artifacts/browser/. Run them alone with ``pytest -m browser``.
+- ``offline``: no fal key; the kernels use their own offline sandbox, and the page says so.
+- ``keyed``: a canary FAL_KEY and KONTEXT_FAL_URL at a sandbox subprocess that accepts only that key; the page
+  says jobs go "via" that URL and never mentions the offline sandbox, and the jobs reach that sandbox.
+
+Each flow test asserts on what the page shows (text, images, widget states), never on kernel internals, saves a
+screenshot per step into test-artifacts/browser/, and saves its notebook (Ctrl+S) so the .ipynb holds the outputs.
+``test_canary_key_appears_nowhere`` runs in keyed mode only, after the keyed flows (pytest runs the tests of each
+mode together, offline first): it re-opens the saved notebooks and searches every file under the server's folder
+(notebooks, checkpoints, the runs folder's journal and images, config, the JupyterLab and sandbox logs) and each
+page's HTML for the canary in every form. Run them alone with ``pytest -m browser``.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import re
 import time
 from collections.abc import Callable
@@ -13,6 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from canary import leaks
+from PIL import Image
+
+import kontext_nb.metadata
+from kontext_nb.journal import DB_NAME
+from kontext_nb.store import RESULTS, THUMBS
 
 if TYPE_CHECKING:
     from .conftest import Lab
@@ -31,6 +48,10 @@ SETTLE = 2.0  # s after the kernel first reports idle, before the first cell run
 PROMPT = "Describe the image, or the edit"
 DONE_PROMPT = re.compile(r"^\[\d+\]:$")
 STARTED_PROMPT = re.compile(r"^\[(\*|\d+)\]:$")
+NO_KEY_NOTICE = re.compile(r"no fal[ _]key found", re.IGNORECASE)
+# the notebooks the flow tests run and save, and how many images each makes (the canary test checks they exist)
+FLOWS = {"quickstart.ipynb": 6, "panel.ipynb": 2, "background.ipynb": 1}
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 # true once an <img> has loaded a picture that is not blank or a flat placeholder
 VARIED_PICTURE = """img => {
@@ -103,6 +124,21 @@ def show(target: Locator) -> None:
     target.evaluate("el => el.scrollIntoView({block: 'center'})")
 
 
+def save_notebook(page: Page, lab: Lab, name: str) -> None:
+    """Ctrl+S as a user saves, then wait until Lab no longer marks the tab dirty; keep the page's HTML."""
+    dirty = page.locator("#jp-main-dock-panel .lm-TabBar-tab.jp-mod-dirty")
+    expect(dirty).to_have_count(1)  # the cells run changed the notebook: there is something to save
+    page.keyboard.press("Control+s")
+    expect(dirty).to_have_count(0, timeout=WAIT)
+    lab.pages[name] = page.content()
+
+
+def assert_no_offline_notice(page: Page) -> None:
+    """keyed: no output says the offline sandbox is used or that no key was found."""
+    expect(outputs(page).filter(has_text="offline sandbox")).to_have_count(0)
+    expect(outputs(page).filter(has_text=NO_KEY_NOTICE)).to_have_count(0)
+
+
 # -- the panel ----------------------------------------------------------------------------------------
 def tab(panel: Locator, title: str) -> Locator:
     return panel.locator(".widget-tab-bar .lm-TabBar-tab", has_text=re.compile(rf"^{title}$"))
@@ -136,6 +172,7 @@ def wait_card_done(page: Page, card: Locator) -> None:
 
 # -- the tests ------------------------------------------------------------------------------------------
 def test_quickstart_runs_in_jupyterlab(lab: Lab, page: Page, screenshot: Shot) -> None:
+    submitted = lab.submits() if lab.mode == "keyed" else 0
     open_notebook(page, lab, "quickstart.ipynb")
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
@@ -148,21 +185,32 @@ def test_quickstart_runs_in_jupyterlab(lab: Lab, page: Page, screenshot: Shot) -
     expect(page.locator(".jp-Notebook .jp-InputArea-prompt", has_text="*")).to_have_count(0)
 
     assert error_outputs(page) == [], "the quickstart shows errors"
-    notice = outputs(page).filter(has_text="offline sandbox")
-    expect(notice.first).to_contain_text("no fal key found")
+    if lab.mode == "offline":
+        notice = outputs(page).filter(has_text="offline sandbox")
+        expect(notice.first).to_contain_text("no fal key found")
+    else:
+        assert_no_offline_notice(page)
+        # fox, clay, other seed, lighthouse, rerun: the repeat is answered from the journal
+        jobs = lab.submits() - submitted
+        assert jobs >= 5, f"the quickstart's jobs should reach the sandbox at KONTEXT_FAL_URL: it got {jobs}"
     images = page.locator(".jp-OutputArea-output img[src^='data:image/']")
     assert images.count() >= 5, f"expected the results' embedded images, found {images.count()}"
     assert_picture(page, images.first)  # the fox, shown in the page
     expect(outputs(page).filter(has_text="same seed, same image: True")).to_have_count(1)
     screenshot(page, "1-quickstart-run-all")
+    save_notebook(page, lab, "quickstart.ipynb")
 
 
 def test_panel_create_gallery_edit_compare(lab: Lab, page: Page, screenshot: Shot) -> None:
+    submitted = lab.submits() if lab.mode == "keyed" else 0
     open_notebook(page, lab, "panel.ipynb")
     run_cell(page, 0)
     panel = outputs(cell(page, 0)).locator(".widget-tab")
     expect(panel).to_be_visible(timeout=WAIT)
-    expect(outputs(cell(page, 0)).first).to_contain_text("offline sandbox")
+    header = outputs(cell(page, 0)).first
+    expect(header).to_contain_text(lab.where)  # offline sandbox, or via KONTEXT_FAL_URL
+    if lab.mode == "keyed":
+        expect(header).not_to_contain_text("offline sandbox")
 
     # Create: a prompt and Generate
     expect(tab(panel, "Create")).to_have_class(re.compile(r"lm-mod-current"))
@@ -237,12 +285,21 @@ def test_panel_create_gallery_edit_compare(lab: Lab, page: Page, screenshot: Sho
     expect(top_label).to_contain_text(f"({percent}%)")
     show(view)
     screenshot(page, "2g-panel-compare-flicker")
+    if lab.mode == "keyed":
+        assert_no_offline_notice(page)
+        assert lab.submits() - submitted == 2, "the panel's jobs should reach the sandbox at KONTEXT_FAL_URL"
+    save_notebook(page, lab, "panel.ipynb")
 
 
-def test_background_run_keeps_the_kernel_free(lab: Lab, page: Page, screenshot: Shot) -> None:
+def test_background_run_keeps_the_kernel_free(
+    lab: Lab, page: Page, screenshot: Shot, request: pytest.FixtureRequest
+) -> None:
+    request.addfinalizer(lab.restore_sandbox)  # keyed: the slowed sandbox is shared with the tests that follow
+    submitted = lab.submits() if lab.mode == "keyed" else 0
     open_notebook(page, lab, "background.ipynb")
     wait_finished(run_cell(page, 0))
-    expect(outputs(cell(page, 0)).first).to_contain_text("offline sandbox")
+    if lab.mode == "offline":
+        expect(outputs(cell(page, 0)).first).to_contain_text("offline sandbox")
     wait_finished(run_cell(page, 1))  # the sandbox now takes 4 s per image
 
     bg = run_cell(page, 2)
@@ -264,4 +321,108 @@ def test_background_run_keeps_the_kernel_free(lab: Lab, page: Page, screenshot: 
     picture = outputs(bg).locator("img[src^='data:image/']").first
     assert_picture(page, picture)
     assert error_outputs(page) == []
+    if lab.mode == "keyed":
+        assert_no_offline_notice(page)
+        assert lab.submits() - submitted == 1, "the background run should reach the sandbox at KONTEXT_FAL_URL"
     screenshot(page, "3b-background-done")
+    save_notebook(page, lab, "background.ipynb")
+
+
+# -- the canary key, searched for everywhere -------------------------------------------------------------------
+DATA_URI = re.compile(rb"data:image/[a-z+.-]+;base64,([A-Za-z0-9+/=]+)")
+
+
+def embedded_images(data: bytes) -> list[bytes]:
+    """The images inside a notebook or a page: data URIs, a notebook's image outputs and its widgets' buffers."""
+    found = [base64.b64decode(m.group(1) + b"=" * (-len(m.group(1)) % 4)) for m in DATA_URI.finditer(data)]
+    try:
+        notebook = json.loads(data) if data.startswith(b"{") else None
+    except ValueError:
+        notebook = None
+    if not isinstance(notebook, dict) or "cells" not in notebook:
+        return found
+    for each in notebook["cells"]:
+        for output in each.get("outputs", []):
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("image/") and mime != "image/svg+xml":
+                    found.append(base64.b64decode("".join(value) if isinstance(value, list) else value))
+    widgets = notebook.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for model in widgets.values():
+        found += [base64.b64decode(b["data"]) for b in model.get("buffers", []) if b.get("encoding") == "base64"]
+    return found
+
+
+def image_texts(data: bytes) -> str:
+    """Everything an image says about itself: kontext_nb's metadata, and each text chunk, Exif tag and info key."""
+    texts = []
+    try:
+        texts.append(json.dumps(kontext_nb.metadata.read(data), default=str))
+    except Exception as exc:  # not one of ours, or no metadata: the raw bytes are still searched
+        texts.append(f"(no kontext_nb metadata: {type(exc).__name__})")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            texts.append(repr(img.info))
+            texts.append(repr(dict(img.getexif())))
+    except Exception as exc:
+        texts.append(f"(not an image: {type(exc).__name__})")
+    return "\n".join(texts)
+
+
+def canary_forms(canary: str, label: str, data: bytes) -> list[str]:
+    """Where the canary is in data, by form: the bytes themselves, each embedded image, each image's metadata."""
+    found = [f"{label}: {form}" for form in leaks(data, canary)]
+    if data.startswith((b"\x89PNG", b"\xff\xd8", b"RIFF")):  # an image file: also what its metadata says
+        found += [f"{label} metadata: {form}" for form in leaks(image_texts(data), canary)]
+    for i, image in enumerate(embedded_images(data)):
+        found += [f"{label}, image {i}: {form}" for form in leaks(image, canary)]
+        found += [f"{label}, image {i} metadata: {form}" for form in leaks(image_texts(image), canary)]
+    return found
+
+
+@pytest.mark.parametrize("lab", ["keyed"], indirect=True)
+def test_canary_key_appears_nowhere(lab: Lab, page: Page) -> None:
+    assert lab.canary and lab.sandbox_log and lab.sandbox_url, "the canary test needs the keyed mode"
+    missing = sorted(set(FLOWS) - set(lab.pages))
+    assert not missing, (
+        f"the keyed flow tests must run and save their notebooks first, in the same session (pytest -m browser "
+        f"orders them so); not saved: {missing}"
+    )
+    # what they left, so the search below has something to find if the key were shown
+    runs = lab.root / "kontext-runs"
+    images = [p for p in (runs / RESULTS).rglob("*") if p.is_file()]
+    assert len(images) >= sum(FLOWS.values()), f"the keyed flows made {sum(FLOWS.values())} images: {len(images)}"
+    for name in FLOWS:
+        saved = json.loads((lab.root / name).read_text())
+        shown = [o for c in saved["cells"] for o in c.get("outputs", [])]
+        assert shown, f"the saved {name} holds no outputs"
+    panel = json.loads((lab.root / "panel.ipynb").read_text())["metadata"].get("widgets", {}).get(WIDGET_STATE, {})
+    assert panel.get("state"), "the saved panel.ipynb holds no widget state (conftest's LAB_SETTINGS save it)"
+    checkpoints = sorted(p.name for p in (lab.root / ".ipynb_checkpoints").glob("*.ipynb"))
+    assert len(checkpoints) == len(FLOWS), f"a checkpoint per saved notebook: {checkpoints}"
+
+    # each notebook re-opened, as a user would see it again
+    for name in FLOWS:
+        open_notebook(page, lab, name)
+        expect(outputs(page).first).to_be_visible(timeout=WAIT)
+        assert_no_offline_notice(page)
+        lab.pages[f"{name}, re-opened"] = page.content()
+
+    # everything under the server's folder: root (notebooks, checkpoints, runs folder), config, IPython, logs
+    files = sorted(p for p in lab.base.rglob("*") if p.is_file())
+    for log in (lab.log, lab.sandbox_log):
+        assert log in files and log.stat().st_size > 0, f"{log.name} is missing or empty"
+    assert runs / DB_NAME in files, f"no journal at {runs / DB_NAME}"
+    assert any((runs / THUMBS) in p.parents for p in files), "no thumbnails in the runs folder"
+
+    found = []
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # a temporary file renamed or removed since the listing
+            continue
+        found += canary_forms(lab.canary, str(path.relative_to(lab.base)), data)
+    for label, html in lab.pages.items():
+        found += canary_forms(lab.canary, f"page {label}", html.encode())
+    assert found == [], f"the canary key was found ({len(files)} files and {len(lab.pages)} pages searched):\n" + (
+        "\n".join(found)
+    )
