@@ -27,7 +27,8 @@ Manage a class, with or without a server running on the same folder::
 
 Modules: limits.py (quota arithmetic), policy.py (endpoints, safety, blocklist), roster.py
 (tokens, CSV), classroom.py (SQLite), upstream.py (the real key, URL rewriting, scrubbing),
-dispatch.py (fair queue, upstream watcher), app.py (fal's routes), instructor.py (the page).
+dispatch.py (fair queue, upstream watcher), app.py (fal's queue routes), storage.py (uploads,
+media), instructor.py (the page), __main__.py (the command line).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -38,7 +37,7 @@ from . import instructor, policy
 from .classroom import Classroom, Student, today
 from .dispatch import Dispatcher, ProxyJob
 from .limits import Limits, Refusal, check, to_micros
-from .upstream import MEDIA_HEADERS, SUBMIT_HEADERS, UPLOAD_HEADERS, Upstream, UpstreamRefused, pick_headers
+from .upstream import SUBMIT_HEADERS, Upstream, UpstreamRefused, pick_headers
 
 if TYPE_CHECKING:
     from . import ProxyConfig
@@ -391,96 +390,6 @@ async def cancel(request: Request) -> Response:
     return JSONResponse({"status": answer}, code)
 
 
-# ---- storage and media ---------------------------------------------------------------------
-@guarded
-async def storage_token(request: Request) -> Response:
-    """A CDN token for the student: their own token again, so the upload comes back here with it."""
-    proxy = _proxy(request)
-    student = proxy.authenticate(request, record="storage")
-    if isinstance(student, Response):
-        return student
-    token = request.headers["authorization"].partition(" ")[2].strip()
-    expires = datetime.now(timezone.utc) + timedelta(hours=1)
-    return JSONResponse(
-        {"token": token, "token_type": "Key", "base_url": proxy.base(request), "expires_at": expires.isoformat()}
-    )
-
-
-def _upstream_failure(response: Any) -> Response | None:
-    """An upstream storage error as the student should see it: 413 stays, the rest is the proxy's 502."""
-    if response.status_code < 400:
-        return None
-    if response.status_code == 413:
-        return error(413, "too large: the upstream storage refused the file")
-    try:
-        detail = response.json().get("detail")
-    except Exception:
-        detail = None
-    text = f"upstream error: storage answered HTTP {response.status_code}"
-    return error(502, text + (f": {str(detail)[:200]}" if detail else ""))
-
-
-@guarded
-async def cdn_upload(request: Request) -> Response:
-    proxy = _proxy(request)
-    student = proxy.authenticate(request, record="upload")
-    if isinstance(student, Response):
-        return student
-    data = await read_body(request, proxy.config.max_upload_bytes)
-    if data is None:
-        return too_large(proxy.config.max_upload_bytes)
-    response = await proxy.upstream.upload(data, pick_headers(request.headers, UPLOAD_HEADERS))
-    failed = _upstream_failure(response)
-    if failed is not None:
-        return failed
-    log.info("%s uploaded %d KB", student.name, len(data) // 1024)
-    return proxy.relay(response.json(), request)
-
-
-@guarded
-async def storage_initiate(request: Request) -> Response:
-    proxy = _proxy(request)
-    student = proxy.authenticate(request, record="upload")
-    if isinstance(student, Response):
-        return student
-    raw = await read_body(request, 64 * 1024)
-    if raw is None:
-        return too_large(64 * 1024)
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        return invalid(None, "Expected a JSON object with file_name and content_type")
-    params = {k: v for k, v in request.query_params.items() if k == "storage_type"}
-    response = await proxy.upstream.initiate(params, body)
-    return _upstream_failure(response) or proxy.relay(response.json(), request)
-
-
-@guarded
-async def storage_put(request: Request) -> Response:
-    """The signed-URL PUT when the upstream's upload URLs point at itself (the sandbox); the id is the credential."""
-    proxy = _proxy(request)
-    data = await read_body(request, proxy.config.max_upload_bytes)
-    if data is None:
-        return too_large(proxy.config.max_upload_bytes)
-    response = await proxy.upstream.put_signed(request.url.path, data, pick_headers(request.headers, ("content-type",)))
-    return _upstream_failure(response) or JSONResponse({}, 200)
-
-
-@guarded
-async def media(request: Request) -> Response:
-    """Images and uploads, relayed without auth: like fal's media URLs, the path is the capability."""
-    proxy = _proxy(request)
-    path = request.url.path
-    if ".." in path.split("/"):
-        return error(404, "File not found")
-    response = await proxy.upstream.media(path)
-    if response.status_code == 404:
-        return error(404, "File not found")
-    if response.status_code >= 400:
-        return error(502, f"upstream error: media answered HTTP {response.status_code}")
-    return Response(response.content, 200, headers=pick_headers(response.headers, MEDIA_HEADERS))
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
     code = exc.status_code if isinstance(exc, HTTPException) else 404
     return error(code, "Method not allowed" if code == 405 else "Not found")
@@ -498,14 +407,16 @@ def create_app(proxy: Proxy) -> Starlette:
         await proxy.upstream.aclose()
         proxy.flush_seen()
 
+    from . import storage  # it imports its helpers from this module
+
     routes = [
         *instructor.routes(),
-        Route("/storage/auth/token", storage_token, methods=["POST"]),
-        Route("/storage/upload/initiate", storage_initiate, methods=["POST"]),
-        Route("/storage/uploads/{upload_id}", storage_put, methods=["PUT"]),
-        Route("/files/upload", cdn_upload, methods=["POST"]),
-        Route("/files/{path:path}", media, methods=["GET"]),
-        Route("/media/{name}", media, methods=["GET"]),
+        Route("/storage/auth/token", storage.storage_token, methods=["POST"]),
+        Route("/storage/upload/initiate", storage.storage_initiate, methods=["POST"]),
+        Route("/storage/uploads/{upload_id}", storage.storage_put, methods=["PUT"]),
+        Route("/files/upload", storage.cdn_upload, methods=["POST"]),
+        Route("/files/{path:path}", storage.media, methods=["GET"]),
+        Route("/media/{name}", storage.media, methods=["GET"]),
         Route("/{owner}/{app}/requests/{request_id}/status/stream", status_stream, methods=["GET"]),
         Route("/{owner}/{app}/requests/{request_id}/status", status, methods=["GET"]),
         Route("/{owner}/{app}/requests/{request_id}/cancel", cancel, methods=["PUT"]),

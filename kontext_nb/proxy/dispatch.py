@@ -352,7 +352,8 @@ class Dispatcher:
             return
         if outcome == "ok":
             metas = [m for m in body.get("images") or [] if isinstance(m, dict) and m.get("url")]
-            images, urls = len(metas), [m["url"] for m in metas]
+            images = len(metas)
+            urls = [m["url"] if not m["url"].startswith("data:") else "data:" for m in metas]  # inline: not kept twice
             cost = to_micros(endpoints.get_endpoint(job.endpoint).cost(images))
         else:
             images, urls, cost = 0, None, 0

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 COOKIE = "kontext_instructor"
 PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; img-src 'self' https: data:; style-src 'unsafe-inline'; "
+        "default-src 'none'; img-src 'self' https:; style-src 'unsafe-inline'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "Cache-Control": "no-store",
@@ -78,8 +78,11 @@ def _current(request: Request) -> tuple[Proxy, LoginSession | None]:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    raw = (await request.body())[:16384].decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(raw).items()}
+    """A small urlencoded form (no python-multipart needed); anything over 16 KB reads as empty."""
+    from .app import read_body
+
+    raw = await read_body(request, 16384)
+    return {k: v[0] for k, v in parse_qs((raw or b"").decode("utf-8", "replace")).items()}
 
 
 def _html(body: str, status: int = 200, *, refresh: bool = False, title: str = "Classroom proxy") -> HTMLResponse:
@@ -188,8 +191,8 @@ def _of(used: Any, limit: Any, money: bool = False) -> str:
 
 
 def _image_src(url: str) -> str | None:
-    """Only the proxy's own paths, https and inline images become <img> sources."""
-    if url.startswith(("/", "https://", "data:image/")):
+    """Only the proxy's own paths and https URLs become <img> sources (inline images are not kept)."""
+    if url.startswith(("/", "https://")):
         return url
     return None
 

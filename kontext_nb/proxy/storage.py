@@ -1,0 +1,111 @@
+"""fal's storage protocol through the proxy: CDN tokens, uploads (both protocols) and media.
+
+A student asking for a CDN token gets their own token back, with the proxy as the CDN's
+address; the upload then arrives here with the student's own ``Key`` auth, and the proxy
+forwards it with a CDN token of its own, fetched with the real key. The upstream's CDN token
+never leaves the proxy. Media is relayed without auth: like fal's, its URLs are capabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .app import _proxy, error, guarded, invalid, read_body, too_large
+from .upstream import MEDIA_HEADERS, UPLOAD_HEADERS, pick_headers
+
+log = logging.getLogger("kontext_nb.proxy")
+
+
+@guarded
+async def storage_token(request: Request) -> Response:
+    """A CDN token for the student: their own token again, so the upload comes back here with it."""
+    proxy = _proxy(request)
+    student = proxy.authenticate(request, record="storage")
+    if isinstance(student, Response):
+        return student
+    token = request.headers["authorization"].partition(" ")[2].strip()
+    expires = datetime.now(timezone.utc) + timedelta(hours=1)
+    return JSONResponse(
+        {"token": token, "token_type": "Key", "base_url": proxy.base(request), "expires_at": expires.isoformat()}
+    )
+
+
+def _upstream_failure(response: Any) -> Response | None:
+    """An upstream storage error as the student should see it: 413 stays, the rest is the proxy's 502."""
+    if response.status_code < 400:
+        return None
+    if response.status_code == 413:
+        return error(413, "too large: the upstream storage refused the file")
+    try:
+        detail = response.json().get("detail")
+    except Exception:
+        detail = None
+    text = f"upstream error: storage answered HTTP {response.status_code}"
+    return error(502, text + (f": {str(detail)[:200]}" if detail else ""))
+
+
+@guarded
+async def cdn_upload(request: Request) -> Response:
+    proxy = _proxy(request)
+    student = proxy.authenticate(request, record="upload")
+    if isinstance(student, Response):
+        return student
+    data = await read_body(request, proxy.config.max_upload_bytes)
+    if data is None:
+        return too_large(proxy.config.max_upload_bytes)
+    response = await proxy.upstream.upload(data, pick_headers(request.headers, UPLOAD_HEADERS))
+    failed = _upstream_failure(response)
+    if failed is not None:
+        return failed
+    log.info("%s uploaded %d KB", student.name, len(data) // 1024)
+    return proxy.relay(response.json(), request)
+
+
+@guarded
+async def storage_initiate(request: Request) -> Response:
+    proxy = _proxy(request)
+    student = proxy.authenticate(request, record="upload")
+    if isinstance(student, Response):
+        return student
+    raw = await read_body(request, 64 * 1024)
+    if raw is None:
+        return too_large(64 * 1024)
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return invalid(None, "Expected a JSON object with file_name and content_type")
+    params = {k: v for k, v in request.query_params.items() if k == "storage_type"}
+    response = await proxy.upstream.initiate(params, body)
+    return _upstream_failure(response) or proxy.relay(response.json(), request)
+
+
+@guarded
+async def storage_put(request: Request) -> Response:
+    """The signed-URL PUT when the upstream's upload URLs point at itself (the sandbox); the id is the credential."""
+    proxy = _proxy(request)
+    data = await read_body(request, proxy.config.max_upload_bytes)
+    if data is None:
+        return too_large(proxy.config.max_upload_bytes)
+    response = await proxy.upstream.put_signed(request.url.path, data, pick_headers(request.headers, ("content-type",)))
+    return _upstream_failure(response) or JSONResponse({}, 200)
+
+
+@guarded
+async def media(request: Request) -> Response:
+    """Images and uploads, relayed without auth: like fal's media URLs, the path is the capability."""
+    proxy = _proxy(request)
+    path = request.url.path
+    if ".." in path.split("/"):
+        return error(404, "File not found")
+    response = await proxy.upstream.media(path)
+    if response.status_code == 404:
+        return error(404, "File not found")
+    if response.status_code >= 400:
+        return error(502, f"upstream error: media answered HTTP {response.status_code}")
+    return Response(response.content, 200, headers=pick_headers(response.headers, MEDIA_HEADERS))
