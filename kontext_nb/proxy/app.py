@@ -211,7 +211,8 @@ async def read_body(request: Request, limit: int) -> bytes | None:
 
 
 def too_large(limit: int) -> JSONResponse:
-    return error(413, f"too large: the classroom proxy accepts at most {limit / 1024 / 1024:.0f} MB per request")
+    size = f"{limit / 1024 / 1024:g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    return error(413, f"too large: the classroom proxy accepts at most {size} per request")
 
 
 # ---- the queue -----------------------------------------------------------------------------
