@@ -253,6 +253,8 @@ class ProxyServer:
     def banner(self) -> list[str]:
         """What the instructor needs to know, one line each (never the key)."""
         lines = [f"kontext_nb classroom proxy listening on {self.url}"]
+        if self.config.host in ("0.0.0.0", "::"):
+            lines[0] += f" (and on every network interface, port {self.port})"
         if self.config.host in ("0.0.0.0", "::") and not self.config.public_url:
             lines.append(f"students: export KONTEXT_FAL_URL=http://{_lan_address()}:{self.port} FAL_KEY=<their token>")
         else:

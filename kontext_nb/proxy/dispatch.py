@@ -171,7 +171,10 @@ class Dispatcher:
                     job,
                     "failed",
                     502,
-                    {"detail": "the proxy stopped while sending this job upstream; nothing was charged, submit again"},
+                    {
+                        "detail": "the proxy stopped while sending this job; it no longer counts against your limits: "
+                        "submit it again"
+                    },
                     error_type="proxy_restarted",
                 )
             else:
