@@ -9,7 +9,9 @@ from fal_client.auth import MissingCredentialsError
 from fal_client.client import FalClientHTTPError
 
 from .errors import FalError, KontextError
-from .transport import PROXY_HEADER
+
+PROXY_HEADER = "x-kontext-proxy"  # on every answer a kontext_nb classroom proxy makes itself
+PROXY_LIMIT_HEADER = "x-kontext-limit"  # on its refusals: which limit (images-per-day, blocklist, ...)
 
 
 def field_errors(detail: Any) -> list[tuple[str, str]]:

@@ -5,9 +5,9 @@ It does two things, so that nothing else has to:
   how the sandbox, a classroom proxy or a test server stand in for fal (plain http on
   loopback works; fal_client's module globals stay untouched);
 - retries, with exponential backoff and jitter, what is worth retrying: 429 (honouring
-  Retry-After; never a classroom proxy's quota refusal), 408, fal's ingress 502-504 and
-  dropped connections; for reads (GET, PUT cancel) also any 5xx, because a lost status or
-  result read could lose a paid image.
+  Retry-After), 408, fal's ingress 502-504 and dropped connections; for reads (GET, PUT
+  cancel) also any 5xx, because a lost status or result read could lose a paid image.
+  A classroom proxy's refusal (X-Kontext-Limit) is final: raised at once as a FalError.
 
 When retries run out it raises ``RetriesExhausted`` — deliberately not an httpx error, so
 fal_client's own retry loop does not multiply the attempts.
@@ -23,13 +23,12 @@ import httpx
 
 from .config import RetryPolicy
 from .errors import FalError
+from .falerrors import PROXY_LIMIT_HEADER, http_error
 
 FAL_HOSTS = frozenset({"queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media", "queue.falrun.com", "falrun.com"})
 RETRY_STATUSES = frozenset({408, 429})
 INGRESS_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "OPTIONS"})
-PROXY_HEADER = "x-kontext-proxy"  # on every answer a kontext_nb classroom proxy makes itself
-PROXY_LIMIT_HEADER = "x-kontext-limit"  # on its refusals: which limit (images-per-day, blocklist, ...)
 
 
 class RetriesExhausted(FalError):
@@ -46,11 +45,6 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     except ValueError:
         parsed = email.utils.parsedate_to_datetime(value) if value else None
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-def is_proxy_limit(response: httpx.Response) -> bool:
-    """A classroom proxy's quota or policy refusal: retrying cannot help, the student must be told."""
-    return PROXY_LIMIT_HEADER in response.headers
 
 
 def is_ingress_error(response: httpx.Response, body: bytes) -> bool:
@@ -106,7 +100,12 @@ class FalTransport(httpx.AsyncBaseTransport):
                 await self._sleep(attempt, None)
                 continue
             status = response.status_code
-            retryable = (status in RETRY_STATUSES or (idempotent and status >= 500)) and not is_proxy_limit(response)
+            if status >= 400 and PROXY_LIMIT_HEADER in response.headers:
+                # a classroom proxy's quota or policy refusal: final, and raised here (not an httpx error)
+                # so that fal_client's own retry loop, which retries any 429, does not ask nine more times
+                await response.aread()
+                raise http_error(response)
+            retryable = status in RETRY_STATUSES or (idempotent and status >= 500)
             if not retryable and status in INGRESS_STATUSES:
                 body = await response.aread()
                 retryable = is_ingress_error(response, body)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from kontext_nb.config import RetryPolicy
+from kontext_nb.errors import FalError
 from kontext_nb.falerrors import http_error
 from kontext_nb.transport import FalTransport, RetriesExhausted
 
@@ -22,9 +23,11 @@ QUICK = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 Answer = tuple[int, dict[str, str], dict[str, str]]  # status, headers, JSON body
 
 
-def _send(answers: list[Answer], url: str = "https://queue.fal.run/fal-ai/flux-pro/kontext") -> tuple:
+def _send(
+    answers: list[Answer], url: str = "https://queue.fal.run/fal-ai/flux-pro/kontext", seen: list | None = None
+) -> tuple:
     """POST through a FalTransport whose network answers these in turn (the last one from then on)."""
-    seen: list[httpx.Request] = []
+    seen = [] if seen is None else seen
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
@@ -57,11 +60,16 @@ def test_a_rate_limit_is_tried_again() -> None:
 
 
 def test_a_classroom_limit_is_answered_at_once_not_retried() -> None:
+    """Raised by the transport itself: fal_client retries any 429 it sees (ten times), so it must not see this one."""
     limit = {"x-kontext-proxy": "1", "x-kontext-limit": "images-per-day"}
-    response, seen = _send([(429, limit, {"detail": "you have used your 3 images for today"}), (200, {}, {})])
-    assert (response.status_code, len(seen)) == (429, 1)
-    message = str(http_error(response))
-    assert message == "the classroom proxy refused the request (HTTP 429): you have used your 3 images for today"
+    seen: list[httpx.Request] = []
+    with pytest.raises(FalError) as refused:
+        _send([(429, limit, {"detail": "you have used your 3 images for today"}), (200, {}, {})], seen=seen)
+    assert len(seen) == 1
+    assert str(refused.value) == (
+        "the classroom proxy refused the request (HTTP 429): you have used your 3 images for today"
+    )
+    assert refused.value.status_code == 429
 
 
 def test_a_plain_rate_limit_that_never_ends_names_what_was_tried() -> None:

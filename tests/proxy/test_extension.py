@@ -99,7 +99,7 @@ def test_cancel_through_the_proxy(
 def test_a_refusal_reads_as_the_proxys_message(
     make_proxy: Callable[..., ProxyServer], upstream: SandboxServer, student_session: Callable[..., Session]
 ) -> None:
-    """Policy refusals (403) fail the job at once with the proxy's own words (quota 429s: see the note below)."""
+    """Policy refusals (403) fail the job at once with the proxy's own words."""
     server = make_proxy(LIMITS, blocklist=["gore"])
     session = student_session(server, server.classroom.add_student("Ada"))
     with pytest.raises(FalError) as refused:
@@ -116,6 +116,23 @@ def test_a_refusal_reads_as_the_proxys_message(
     server.classroom.revoke("Ada")
     with pytest.raises(FalError, match=r"refused the request \(HTTP 403\): your access .* was revoked"):
         session.generate("a fox", seed=2)
+    assert upstream.stats()["submits"] == 1
+
+
+def test_a_quota_refusal_is_asked_once_and_read_as_the_proxys_message(
+    make_proxy: Callable[..., ProxyServer], upstream: SandboxServer, student_session: Callable[..., Session]
+) -> None:
+    """A 429 that fal_client would retry ten times: the transport makes it final, so the proxy hears it once."""
+    server = make_proxy(Limits(images_per_day=1, dollars_per_session=None, jobs_in_flight=None))
+    session = student_session(server, server.classroom.add_student("Ada"))
+    assert isinstance(session.generate("a fox", seed=1), Result)
+    with pytest.raises(FalError) as refused:
+        session.generate("a second fox", seed=2)
+    assert str(refused.value).startswith(
+        "the classroom proxy refused the request (HTTP 429): you have made 1 of your 1"
+    )
+    refusals = server.classroom.usage(server.proxy.session)["recent_refusals"]
+    assert [r["kind"] for r in refusals] == ["images-per-day"]  # asked once: no retries by anyone
     assert upstream.stats()["submits"] == 1
 
 
