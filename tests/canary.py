@@ -1,6 +1,6 @@
 """A canary fal key, and the forms it could leak in: for the tests that prove the key is shown nowhere.
 
-Imported by test_security.py and the browser tests (``from canary import leaks``, as tests/ is on sys.path).
+Imported by test_security.py, the browser tests and tests/proxy (``from canary import leaks``; tests/ is on sys.path).
 """
 
 from __future__ import annotations

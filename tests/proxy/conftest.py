@@ -4,13 +4,13 @@ in front of it on loopback. Students are real HTTP clients (httpx, fal_client, k
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import canary  # tests/canary.py: tests/ is on sys.path
 import httpx
 import pytest
 from httpx_sse import EventSource
@@ -30,24 +30,9 @@ PAUSED = 3600.0
 """A queue_delay that keeps upstream jobs queued until the test sets it back to 0 (no timing involved)."""
 
 
-def key_forms(key: str = CLASS_KEY) -> dict[str, bytes]:
-    """The key as written, its secret part's head and tail, hex, and base64 at each alignment."""
-    secret = key.split("-", 1)[1]
-    forms = {
-        "plain": key.encode(),
-        "secret head": secret[:12].encode(),
-        "secret tail": secret[-12:].encode(),
-        "hex": key.encode().hex().encode(),
-    }
-    for shift in range(3):
-        encoded = base64.b64encode(b"\0" * shift + key.encode())
-        forms[f"base64/{shift}"] = encoded[4 * (shift > 0) : -4]
-    return forms
-
-
 def leaks(data: str | bytes, key: str = CLASS_KEY) -> list[str]:
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    return [name for name, needle in key_forms(key).items() if needle in raw]
+    """The forms of the class key found in data (see tests/canary.py)."""
+    return canary.leaks(data, key)
 
 
 @pytest.fixture(scope="session")
