@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kontext_nb import endpoints
 from kontext_nb.errors import ValidationError
+from kontext_nb.sandbox.app import read_body  # the same bounded read as the sandbox: one copy
 
 from . import instructor, policy
 from .classroom import Classroom, Student, today
@@ -196,20 +197,6 @@ def guarded(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Reques
     return wrapper
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None if it is larger than limit (the caller answers 413)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def too_large(limit: int) -> JSONResponse:
     size = f"{limit / 1024 / 1024:g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
     return error(413, f"too large: the classroom proxy accepts at most {size} per request")
@@ -303,8 +290,8 @@ def _elided(body: dict[str, Any]) -> dict[str, Any]:
     return {k: short(v) for k, v in body.items()}
 
 
-def _own_job(request: Request) -> tuple[Proxy, ProxyJob | None] | Response:
-    """The job the path names, if it is the caller's; None otherwise (unknown and others' look the same)."""
+def _own_job(request: Request, missing: Response | None = None) -> tuple[Proxy, ProxyJob] | Response:
+    """The job the path names if it is the caller's; else ``missing`` (a 404): unknown and others' look the same."""
     proxy = _proxy(request)
     student = proxy.authenticate(request)
     if isinstance(student, Response):
@@ -312,7 +299,7 @@ def _own_job(request: Request) -> tuple[Proxy, ProxyJob | None] | Response:
     params = request.path_params
     job = proxy.dispatcher.lookup(params["request_id"])
     if job is None or job.student != student.name or job.app_path != f"{params['owner']}/{params['app']}":
-        return proxy, None
+        return missing or error(404, NOT_FOUND)
     return proxy, job
 
 
@@ -326,8 +313,6 @@ async def status(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     proxy, job = found
-    if job is None:
-        return error(404, NOT_FOUND)
     body = proxy.status_json(job, request, _with_logs(request))
     return proxy.relay(body, request, 200 if job.done else 202)
 
@@ -338,8 +323,6 @@ async def status_stream(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     proxy, job = found
-    if job is None:
-        return error(404, NOT_FOUND)
     with_logs, base = _with_logs(request), proxy.base(request)
     watched: ProxyJob = job
 
@@ -368,8 +351,6 @@ async def result(request: Request) -> Response:
     if isinstance(found, Response):
         return found
     proxy, job = found
-    if job is None:
-        return error(404, NOT_FOUND)
     if not job.done:
         return error(400, "Request is still in progress")
     row = proxy.classroom.job(job.id)
@@ -380,12 +361,10 @@ async def result(request: Request) -> Response:
 
 @guarded
 async def cancel(request: Request) -> Response:
-    found = _own_job(request)
+    found = _own_job(request, missing=JSONResponse({"status": "NOT_FOUND"}, 404, headers={PROXY_HEADER: "1"}))
     if isinstance(found, Response):
         return found
     proxy, job = found
-    if job is None:
-        return JSONResponse({"status": "NOT_FOUND"}, 404)
     code, answer = await proxy.dispatcher.cancel(job)
     log.info("%s cancelled job %s: %s", job.student, job.id, answer)
     return JSONResponse({"status": answer}, code)

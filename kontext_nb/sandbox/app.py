@@ -186,7 +186,7 @@ def _sb(request: Request) -> Sandbox:
     return request.app.state.sandbox  # type: ignore[no-any-return]
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
+async def read_body(request: Request, limit: int) -> bytes | None:
     """The body, or None if it is larger than limit (the caller answers 413)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -258,7 +258,7 @@ async def submit(request: Request) -> Response:
     ep = endpoints.ENDPOINTS.get(endpoint_id)
     if ep is None:
         return _error(404, f"Application '{endpoint_id}' not found", "not_found", request_id)
-    raw = await _read_body(request, int(sb.config.max_upload_bytes))
+    raw = await read_body(request, int(sb.config.max_upload_bytes))
     if raw is None:
         return _too_large(int(sb.config.max_upload_bytes))
     try:

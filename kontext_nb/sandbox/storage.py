@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .app import _error, _json, _read_body, _sb, _too_large, _unprocessable
+from .app import _error, _json, _sb, _too_large, _unprocessable, read_body
 
 
 def _safe_name(name: str | None, content_type: str) -> str:
@@ -41,7 +41,7 @@ async def cdn_upload(request: Request) -> Response:
     if denied is not None:
         return denied
     limit = int(sb.config.max_upload_bytes)
-    data = await _read_body(request, limit)
+    data = await read_body(request, limit)
     if data is None:
         return _too_large(limit)
     content_type = request.headers.get("content-type", "application/octet-stream")
@@ -84,7 +84,7 @@ async def storage_put(request: Request) -> Response:
     if upload_id not in sb.uploads:
         return _error(404, "Unknown upload URL", "not_found")
     limit = int(sb.config.max_upload_bytes)
-    data = await _read_body(request, limit)
+    data = await read_body(request, limit)
     if data is None:
         return _too_large(limit)
     name, content_type = sb.uploads[upload_id]
