@@ -30,7 +30,8 @@ from .upstream import Upstream
 log = logging.getLogger("kontext_nb.proxy")
 
 CANCELLED = {"detail": "Request was cancelled", "error_type": "request_cancelled"}
-WATCH_ATTEMPTS = 12  # consecutive failures to follow a job before it is given up as lost
+WATCH_ATTEMPTS = 12  # consecutive failures to follow a job before _collect pauses and starts again
+COLLECT_PAUSE, COLLECT_PAUSE_MAX = 1.0, 60.0  # seconds between tries to reach an upstream that keeps failing
 
 
 class FairQueue:
@@ -248,12 +249,7 @@ class Dispatcher:
             if job.cancel_requested:
                 assert job.urls is not None
                 await self.upstream.get_json(job.urls["cancel_url"], "PUT")
-            final = await self._watch(job)
-            if final is None:
-                return
-            assert job.urls is not None
-            status, body = await self.upstream.get_json(job.urls["response_url"])
-            self._complete(job, final, status, body)
+            await self._collect(job)
         except asyncio.CancelledError:
             raise  # the proxy is stopping: the db says where this job was; a restart takes it up
         except Exception as exc:
@@ -294,6 +290,36 @@ class Dispatcher:
         log.info("job %s of %s is upstream", job.id, job.student)
         job.notify()
         return True
+
+    async def _collect(self, job: ProxyJob) -> None:
+        """Follow an upstream job to COMPLETED and store its result.
+
+        fal may bill a job the proxy has lost touch with, so trouble reaching the upstream is waited
+        out with the reservation held, never turned into a failure; only the upstream saying the
+        request is gone (404) or failed ends it without a result.
+        """
+        pause = COLLECT_PAUSE
+        while True:
+            try:
+                final = await self._watch(job)
+                if final is None:
+                    return
+                assert job.urls is not None
+                status, body = await self.upstream.get_json(job.urls["response_url"])
+                self._complete(job, final, status, body)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "job %s of %s: the upstream cannot be reached (%s); trying again in %.0f s",
+                    job.id,
+                    job.student,
+                    self.upstream.explain(exc),
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, COLLECT_PAUSE_MAX)
 
     async def _watch(self, job: ProxyJob) -> dict[str, Any] | None:
         assert job.urls is not None

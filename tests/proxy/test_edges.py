@@ -91,3 +91,20 @@ def test_revoking_leaves_running_jobs_to_finish(
         wait_until(lambda: (server.classroom.job(job["request_id"]) or {}).get("outcome") == "ok", "the job finished")
         server.classroom.restore("Ada")
         assert client.get(job["response_url"], headers=auth(token)).status_code == 200
+
+
+def test_an_upstream_that_fails_to_answer_the_result_is_waited_out(
+    make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
+) -> None:
+    """fal has done (and billed) the job: the proxy keeps trying for its result instead of failing the student."""
+    server = make_proxy(LIMITS)  # retry policy: 4 tries a request, so 6 faults outlast the first collection
+    token = server.classroom.add_student("Ada")
+    upstream.set_faults([{"route": "result", "kind": "500", "count": 6}])
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        job = client.post(f"{server.url}/{T2I}", json={"prompt": "x", "seed": 1}, headers=auth(token)).json()
+        wait_until(lambda: done(client, job, token), "the job completed for the student", tries=6000)
+        result = client.get(job["response_url"], headers=auth(token))
+    assert result.status_code == 200 and result.json()["seed"] == 1
+    row = server.classroom.job(job["request_id"])
+    assert row is not None and (row["outcome"], row["images"]) == ("ok", 1)
+    assert upstream.stats()["requests"]["result"] >= 7 and upstream.stats()["submits"] == 1
