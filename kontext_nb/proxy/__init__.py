@@ -38,8 +38,6 @@ import os
 import re
 import secrets
 import socket
-import threading
-import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from kontext_nb.config import RetryPolicy
+from kontext_nb.serving import ServerThread, listen
 
 from .classroom import Classroom
 from .limits import Limits
@@ -127,8 +126,6 @@ class ProxyServer:
     """A running proxy: uvicorn in a daemon thread (as kontext_nb.sandbox runs). ``stop()`` ends it."""
 
     def __init__(self, config: ProxyConfig) -> None:
-        import uvicorn
-
         from .app import Proxy, create_app
         from .upstream import Upstream
 
@@ -140,16 +137,13 @@ class ProxyServer:
         self.instructor_token: str | None = None
         """Set when this start issued the first instructor token (shown once)."""
         key, label = self._key(config)
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets (else +40 ms per response)
-        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self._socket.bind((config.host, config.port))
-            self.port: int = self._socket.getsockname()[1]
-            shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-            shown = f"[{shown}]" if ":" in shown else shown
-            bound = f"http://{shown}:{self.port}"
+            self._socket, self.port, bound = listen(config.host, config.port)
+        except BaseException:
+            if self.sandbox is not None:
+                self.sandbox.stop()
+            raise
+        try:
             self.url: str = (config.public_url or bound).rstrip("/")
             self.classroom = Classroom(config.state_dir)
             if config.roster is not None:
@@ -169,20 +163,7 @@ class ProxyServer:
         for name in _LOGGERS:
             logging.getLogger(name).addFilter(self._redact)
         self.app = create_app(self.proxy)
-        uv_config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,  # the proxy logs what matters itself, by student name
-            lifespan="on",
-            ws="none",
-            loop="asyncio",
-            http="h11",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(uv_config)
-        self._thread = threading.Thread(target=self._serve, name=f"kontext-proxy-{self.port}", daemon=True)
-        self._error: BaseException | None = None
+        self._thread = ServerThread(self.app, self._socket, f"kontext-proxy-{self.port}")
 
     def _key(self, config: ProxyConfig) -> tuple[str, str]:
         """The upstream key and a label for the upstream; starts the rehearsal sandbox when asked."""
@@ -204,21 +185,12 @@ class ProxyServer:
         self._target = config.upstream
         return key, ("fal" if config.upstream == "fal" else config.upstream)
 
-    def _serve(self) -> None:
-        try:
-            self._server.run(sockets=[self._socket])
-        except BaseException as exc:  # reported by _start(); a thread cannot raise to its caller
-            self._error = exc
-
     def _start(self, timeout: float = 10.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._socket.close()
-                self._cleanup()
-                raise ProxyError(f"the proxy did not start on port {self.port}: {self._error!r}")
-            time.sleep(0.005)
+        try:
+            self._thread.start(timeout)
+        except RuntimeError as exc:
+            self._cleanup()
+            raise ProxyError(f"the proxy did not start on port {self.port}: {exc}") from None
 
     def _cleanup(self) -> None:
         if self.sandbox is not None:
@@ -237,8 +209,7 @@ class ProxyServer:
         loop = self.proxy.loop
         if loop is not None and loop.is_running():
             loop.call_soon_threadsafe(self.proxy.dispatcher.begin_close)
-        self._server.should_exit = True
-        self._thread.join(timeout)
+        self._thread.stop(timeout)
         self._cleanup()
 
     def __enter__(self) -> ProxyServer:

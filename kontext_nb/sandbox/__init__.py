@@ -11,10 +11,7 @@ connections, lost requests) can be switched on to prove a client survives them.
 
 from __future__ import annotations
 
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -22,6 +19,8 @@ from functools import lru_cache
 from typing import Any
 
 import httpx
+
+from ..serving import ServerThread, listen
 
 __all__ = ["SandboxConfig", "SandboxControl", "SandboxServer", "control", "running", "start"]
 
@@ -99,60 +98,27 @@ class SandboxServer(SandboxControl):
     """A running sandbox: uvicorn in a daemon thread. ``stop()`` shuts it down."""
 
     def __init__(self, config: SandboxConfig) -> None:
-        import uvicorn
-
         from .app import create_app
 
         self.config = config
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        # proto IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on such sockets (else +40 ms per response)
-        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((config.host, config.port))
-        self.port: int = self._socket.getsockname()[1]
-        shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-        shown = f"[{shown}]" if ":" in shown else shown
-        bound = f"http://{shown}:{self.port}"
+        self._socket, self.port, bound = listen(config.host, config.port)
         super().__init__(config.public_url or bound)
         local = {bound, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
         self.app = create_app(config, self.url, local)
-        uv_config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            ws="none",
-            loop="asyncio",
-            http="h11",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(uv_config)
-        self._thread = threading.Thread(target=self._serve, name=f"kontext-sandbox-{self.port}", daemon=True)
-        self._error: BaseException | None = None
-
-    def _serve(self) -> None:
-        try:
-            self._server.run(sockets=[self._socket])
-        except BaseException as exc:  # reported by start(); a thread cannot raise to its caller
-            self._error = exc
+        self._thread = ServerThread(self.app, self._socket, f"kontext-sandbox-{self.port}")
 
     def _start(self, timeout: float = 10.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._socket.close()
-                raise RuntimeError(f"the sandbox did not start on port {self.port}: {self._error!r}")
-            time.sleep(0.005)
+        try:
+            self._thread.start(timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"the sandbox did not start on port {self.port}: {exc}") from None
 
     def stop(self, timeout: float = 5.0) -> None:
         """End open status streams and running jobs, then shut uvicorn down and join its thread."""
         sandbox = self.app.state.sandbox
         if sandbox.loop is not None and sandbox.loop.is_running():
             sandbox.loop.call_soon_threadsafe(sandbox.queue.begin_close)
-        self._server.should_exit = True
-        self._thread.join(timeout)
+        self._thread.stop(timeout)
 
     def __enter__(self) -> SandboxServer:
         return self
