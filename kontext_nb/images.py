@@ -19,6 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import MAX_INPUT_SIDE
 from .errors import ImageInputError
 
+MAX_FILE_BYTES = 50 * 1024 * 1024
+"""Image files larger than this are refused before they are read (a photo is a few MB; 50 MB is no photo)."""
 # Formats fal decodes as they are; anything else PIL reads is re-encoded as PNG.
 PASSTHROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
@@ -125,6 +127,12 @@ def _from_path(path: str, max_side: int) -> ImageInput:
         raise ImageInputError(f"image path {shown} is a folder, not a file")
     if not os.path.isfile(path):  # a FIFO or a device would block the kernel on read
         raise ImageInputError(f"image path {shown} is not a regular file")
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
+        raise ImageInputError(
+            f"image file {shown} is {size / 2**20:.0f} MB; the largest accepted is {MAX_FILE_BYTES // 2**20} MB "
+            "(save it smaller, e.g. as JPEG)"
+        )
     try:
         with open(path, "rb") as fh:
             data = fh.read()

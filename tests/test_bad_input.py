@@ -178,7 +178,7 @@ LINES: list[Line] = [
     L("truncated-jpeg", "edit {tmp}/truncated.jpg make it blue", "truncated.jpg"),
     L("png-header-only", "edit {tmp}/header-only.png make it blue", "header-only.png"),
     L("decompression-bomb", "edit {tmp}/bomb.png make it blue", "bomb.png"),
-    L("huge-file-of-zeros", "edit {tmp}/huge.jpg make it blue", "not an image"),
+    L("huge-file-of-zeros", "edit {tmp}/huge.jpg make it blue", "is 200 MB; the largest accepted is 50 MB"),
     L("gif-header-only", "edit {tmp}/real.gif make it blue", "real.gif"),
     L("folder-as-image", "edit {tmp}/folder.png make it blue", "is a folder"),
     L("folder-with-slash", "edit {tmp}/folder.png/ make it blue", "is a folder"),
