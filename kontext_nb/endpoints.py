@@ -197,6 +197,20 @@ def _family() -> dict[str, Endpoint]:
 ENDPOINTS: dict[str, Endpoint] = _family()
 
 
+class OfEndpoint:
+    """Model and mode of anything that names its endpoint id in ``endpoint`` (a result, a journal row)."""
+
+    endpoint: str
+
+    @property
+    def model(self) -> str:
+        return get_endpoint(self.endpoint).model
+
+    @property
+    def mode(self) -> str:
+        return get_endpoint(self.endpoint).mode
+
+
 def endpoint_for(mode: str, model: str) -> Endpoint:
     """The endpoint for a mode (text-to-image, edit, multi) and a model (max, pro)."""
     if model not in MODELS:

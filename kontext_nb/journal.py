@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .endpoints import get_endpoint
+from .endpoints import OfEndpoint
 from .errors import KontextError
 
 HOME_ENV = "KONTEXT_HOME"
@@ -73,7 +73,7 @@ class JournalError(KontextError):
 
 
 @dataclass(frozen=True)
-class JobRecord:
+class JobRecord(OfEndpoint):
     """One job as the journal remembers it."""
 
     id: int
@@ -100,14 +100,6 @@ class JobRecord:
     error: str | None
     error_type: str | None
     folder: Path = field(repr=False, compare=False, default=Path("."))
-
-    @property
-    def model(self) -> str:
-        return get_endpoint(self.endpoint).model
-
-    @property
-    def mode(self) -> str:
-        return get_endpoint(self.endpoint).mode
 
     @property
     def paths(self) -> list[Path]:

@@ -9,12 +9,12 @@ from typing import Any
 from PIL import Image
 
 from . import render
-from .endpoints import get_endpoint
+from .endpoints import OfEndpoint
 from .images import ImageInput
 
 
 @dataclass(eq=False)
-class Result:
+class Result(OfEndpoint):
     """A finished Kontext job. Renders as HTML in a notebook and as text in a terminal."""
 
     endpoint: str
@@ -54,14 +54,6 @@ class Result:
     def ref(self) -> str | None:
         """The journal reference ('@12') that names this result in magics and the panel."""
         return f"@{self.journal_id}" if self.journal_id is not None else None
-
-    @property
-    def model(self) -> str:
-        return get_endpoint(self.endpoint).model
-
-    @property
-    def mode(self) -> str:
-        return get_endpoint(self.endpoint).mode
 
     @property
     def image(self) -> Image.Image:

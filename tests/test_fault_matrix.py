@@ -14,11 +14,13 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import waiting  # tests/waiting.py
 from IPython.testing import globalipapp
 
 import kontext_nb as kx
@@ -131,14 +133,7 @@ class Run:
     seconds: float
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+wait_for = partial(waiting.wait_for, timeout=WAIT)
 
 
 def text_of(widget_html: str) -> str:

@@ -30,11 +30,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
 import pytest
+import waiting  # tests/waiting.py
 from canary import leaks as find_leaks
 from canary import new_canary
 from IPython.testing import globalipapp
@@ -171,14 +173,7 @@ class LogCollector(logging.Handler):
         self.lines.append(self.format(record) + f" args={record.args!r}")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {predicate}")
+wait_for = partial(waiting.wait_for, timeout=20.0)
 
 
 def widget_texts(widget: Any) -> tuple[str, list[str]]:

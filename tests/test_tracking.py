@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from waiting import wait_for  # tests/waiting.py
 
 import kontext_nb.sandbox as sandbox
 from kontext_nb import metadata
@@ -16,14 +16,6 @@ from kontext_nb.session import ENHANCE_NOTICE, Session
 from kontext_nb.tracking import BudgetError, ConfirmationRequired
 
 MakeSession = Callable[..., Session]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def test_row_is_written_before_submit_and_request_id_right_after(session: Session, sb: sandbox.SandboxServer) -> None:

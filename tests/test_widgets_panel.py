@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
 import pytest
+import waiting  # tests/waiting.py
 from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 from PIL import Image
@@ -30,14 +32,7 @@ T2I = endpoints.endpoint_for("text-to-image", "max")
 EDIT = endpoints.endpoint_for("edit", "max")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+wait_for = partial(waiting.wait_for, timeout=15.0)
 
 
 def png(size: tuple[int, int] = (64, 48), colour: str = "teal") -> bytes:

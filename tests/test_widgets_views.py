@@ -15,6 +15,7 @@ import ipywidgets
 import pytest
 from ipywidgets.widgets.widget import _instances
 from PIL import Image
+from waiting import wait_for  # tests/waiting.py
 
 from kontext_nb.grid import Grid
 from kontext_nb.jobs import Job
@@ -27,13 +28,6 @@ from kontext_nb.widgets.cards import Card, placeholder, shared
 from kontext_nb.widgets.compare_view import CompareView
 from kontext_nb.widgets.gallery import Gallery
 from kontext_nb.widgets.history_view import HistoryView
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
 
 
 def generated(session: Session, prompt: str, **arguments: Any) -> Result:

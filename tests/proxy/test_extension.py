@@ -4,7 +4,7 @@ and unmodified fal_client. Nothing else changes for the student."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import fal_client
 import pytest
 from PIL import Image
 
-from kontext_nb.config import RetryPolicy, Settings
+from kontext_nb.config import RetryPolicy
 from kontext_nb.engine import _RoutedAsyncClient
 from kontext_nb.errors import FalError, JobCancelled
 from kontext_nb.jobs import Job
@@ -28,23 +28,21 @@ LIMITS = Limits(images_per_day=10, dollars_per_session=None, jobs_in_flight=None
 
 
 @pytest.fixture
-def student_session(tmp_path: Path) -> Iterator[Callable[[ProxyServer, str], Session]]:
-    made: list[Session] = []
+def student_session(make_session: Callable[..., Session], tmp_path: Path) -> Callable[..., Session]:
+    """``student_session(proxy, token, **settings)``: a session whose base URL is the proxy and whose key the token."""
+    count = iter(range(1_000))
 
     def make(server: ProxyServer, token: str, **changes: Any) -> Session:
-        settings = Settings(
+        runs = str(tmp_path / f"runs-{next(count)}")
+        return make_session(
             base_url=server.url,
             key=token,
             retry=RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.2),
-            runs_dir=str(tmp_path / f"runs-{len(made)}"),
+            runs_dir=runs,
+            **changes,
         )
-        session = Session(settings.with_(**changes), notice=lambda message: None)
-        made.append(session)
-        return session
 
-    yield make
-    for session in made:
-        session.close()
+    return make
 
 
 @pytest.mark.slow
