@@ -23,8 +23,8 @@ from PIL import Image
 
 from kontext_nb import endpoints, sandbox
 from kontext_nb.config import RetryPolicy, Settings
-from kontext_nb.engine import Engine
-from kontext_nb.transport import FalTransport
+from kontext_nb.fal.engine import Engine
+from kontext_nb.fal.transport import FalTransport
 
 ENDPOINT = "fal-ai/flux-pro/kontext/max/text-to-image"
 KEY = "bench-key"

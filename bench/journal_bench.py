@@ -26,10 +26,10 @@ from typing import Any
 
 from PIL import Image
 
-from kontext_nb import store
 from kontext_nb.endpoints import ENDPOINTS
-from kontext_nb.journal import Journal
-from kontext_nb.records import History, _thumbnail_uri
+from kontext_nb.journal import folder as store
+from kontext_nb.journal.db import Journal
+from kontext_nb.views.history import History, _thumbnail_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = 10_000
@@ -216,7 +216,7 @@ def main() -> int:
         journal.close()
 
         # (c) a fresh process opening the journal, as loading the extension does
-        open_code = f"import kontext_nb.journal as j; j.Journal({str(folder)!r}).uncollected()"
+        open_code = f"import kontext_nb.journal.db as j; j.Journal({str(folder)!r}).uncollected()"
         base, opened = process_ms("pass"), process_ms(open_code)
         added = statistics.median(opened) - statistics.median(base)
         lines.append(row(f"(c) fresh process: import + Journal(path).uncollected() ({uncollected} jobs)", added, 200))

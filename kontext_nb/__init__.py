@@ -17,21 +17,43 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import endpoints
+from ._version import __version__
+from .api import (
+    attach,
+    budget,
+    children,
+    configure,
+    current_session,
+    delete,
+    edit,
+    generate,
+    get_session,
+    help,
+    history,
+    lineage,
+    load,
+    prune,
+    read_metadata,
+    rerun,
+    resume,
+    set_session,
+)
 from .errors import (
+    BudgetError,
+    ConfirmationRequired,
     FalError,
     ImageInputError,
     JobCancelled,
     JobFailed,
     JobTimeout,
+    JournalError,
     KontextError,
     ValidationError,
 )
 
-__version__ = "0.1.0"
-
 if TYPE_CHECKING:
     from .config import Settings
-    from .engine import Engine, SubmitOptions
+    from .fal.engine import Engine, SubmitOptions
     from .jobs import Job, JobStatus
     from .result import Result
     from .session import Session
@@ -39,22 +61,17 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "Settings": "config",
-    "Engine": "engine",
-    "SubmitOptions": "engine",
+    "Engine": "fal.engine",
+    "SubmitOptions": "fal.engine",
     "Job": "jobs",
     "JobStatus": "jobs",
     "Result": "result",
-    "Session": "get_session",
+    "Session": "session",
     "ImageInput": "images",
     "prepare_image": "images",
     "sandbox": None,
-    "BudgetError": "tracking",
-    "ConfirmationRequired": "tracking",
-    "JournalError": "journal",
     "Panel": "widgets.panel",
 }
-
-_session: Session | None = None
 
 
 def __getattr__(name: str) -> Any:
@@ -64,145 +81,6 @@ def __getattr__(name: str) -> Any:
             return importlib.import_module(f".{name}", __name__)
         return getattr(importlib.import_module(f".{module}", __name__), name)
     raise AttributeError(f"module 'kontext_nb' has no attribute {name!r}")
-
-
-def get_session() -> Session:
-    """The session behind the module-level calls (created on first use)."""
-    global _session
-    if _session is None:
-        from .session import Session
-
-        _session = Session()
-    return _session
-
-
-def generate(
-    prompt: str, *, model: str = "max", wait: bool = True, timeout: float | None = None, **arguments: Any
-) -> Any:
-    """Text to image. Blocks and returns a Result, or with ``wait=False`` returns a Job at once.
-
-    ``model`` is "max" ($0.08 per image) or "pro" ($0.04). Other keywords are fal's inputs
-    (see ``kx.help()``) plus ``on_update=callback(job, status)``, ``webhook_url``,
-    ``priority`` ("normal" | "low"), ``start_timeout`` (s) and ``private=True`` (sync_mode
-    and no copy kept in fal's request history), ``cache=False`` (always run, even when an
-    identical earlier request with an explicit seed is in the journal), ``confirm=True`` (for a
-    call above the confirmation threshold) and ``tags=``. A kernel interrupt cancels the job on fal.
-    """
-    return get_session().generate(prompt, model=model, wait=wait, timeout=timeout, **arguments)
-
-
-def edit(
-    source: Any,
-    prompt: str,
-    *,
-    model: str = "max",
-    wait: bool = True,
-    timeout: float | None = None,
-    **arguments: Any,
-) -> Any:
-    """Edit an image: ``source`` is a path, URL, data URI, PIL image, bytes, numpy array or a
-    Result (its first image); a list of 2-4 sources uses the multi-reference endpoint.
-    Other keywords as for ``generate``.
-    """
-    return get_session().edit(source, prompt, model=model, wait=wait, timeout=timeout, **arguments)
-
-
-def attach(request_id: str, *, endpoint: str, wait: bool = False) -> Any:
-    """Follow a request already on fal by its id (after a timeout or a restart) and collect it."""
-    return get_session().attach(request_id, endpoint=endpoint, wait=wait)
-
-
-def rerun(ref: Any, *, wait: bool = True, **changes: Any) -> Any:
-    """Run a journal job again with the same seed and settings; ``seed=`` etc. change them.
-
-    ``ref`` is a journal id (12 or "@12"), "@last", "@-2" (second to last) or a Result.
-    """
-    return get_session().rerun(ref, wait=wait, **changes)
-
-
-def resume(*, wait: bool = True) -> Any:
-    """Collect jobs submitted but never collected (kernel restart, crash, timeout). Never submits again."""
-    return get_session().resume(wait=wait)
-
-
-def load(ref: Any) -> Result:
-    """A journal job as a Result, its images read back from the runs folder."""
-    return get_session().result(ref)
-
-
-def lineage(ref: Any) -> list[Any]:
-    """The chain of edits from the original image to this job (journal records, original first)."""
-    return get_session().lineage(ref)
-
-
-def children(ref: Any) -> list[Any]:
-    """The jobs that edited this job's image (one level of the edit tree)."""
-    return get_session().children(ref)
-
-
-def history(
-    search: str | None = None,
-    *,
-    seed: int | None = None,
-    endpoint: str | None = None,
-    status: str | None = None,
-    tag: str | None = None,
-    since: Any = None,
-    limit: int | None = None,
-) -> Any:
-    """Journal records, newest first; a table in a notebook, ``.to_pandas()``, ``.to_csv()``, ``.to_json()``.
-
-    ``search`` matches every word in the prompt; ``since`` is a datetime or a Unix time.
-    """
-    return get_session().history(
-        search=search, seed=seed, endpoint=endpoint, status=status, tag=tag, since=since, limit=limit
-    )
-
-
-def delete(ref: Any, *, files: bool = True) -> None:
-    """Forget a journal job (and its image files, unless another job shares them)."""
-    get_session().delete(ref, files=files)
-
-
-def prune(*, older_than_days: float | None = None, max_bytes: int | None = None) -> int:
-    """Delete finished jobs older than some days and/or the oldest until the images fit in max_bytes."""
-    return get_session().prune(older_than_days=older_than_days, max_bytes=max_bytes)
-
-
-def budget() -> dict[str, Any]:
-    """Dollars spent this session, today and in total, the caps, and what is left."""
-    return get_session().budget()
-
-
-def read_metadata(path: Any) -> dict[str, Any]:
-    """The generation metadata embedded in an image file kontext_nb saved."""
-    from .metadata import read
-
-    return read(path)
-
-
-def configure(**changes: Any) -> Settings:
-    """Change engine settings for the jobs that follow, e.g. ``kx.configure(concurrency=4)``.
-
-    Settings: base_url (a fal-compatible server, like KONTEXT_FAL_URL), key, concurrency,
-    job_timeout, use_stream, poll_interval, inline_max_bytes, max_input_side, retry, runs_dir,
-    budget_session, budget_daily, confirm_above.
-    """
-    from dataclasses import fields
-
-    from .config import Settings
-
-    names = [f.name for f in fields(Settings)]
-    for name in changes:
-        if name not in names:
-            raise ValidationError(
-                f"unknown setting {name!r}{endpoints.suggest(name, names)}; allowed: {', '.join(names)}", field=name
-            )
-    session = get_session()
-    current = session._settings or Settings()
-    updated = current.with_(**changes)
-    session.configure(updated)
-    return updated
 
 
 def load_ipython_extension(ip: Any) -> None:
@@ -216,11 +94,6 @@ def unload_ipython_extension(ip: Any) -> None:
     from .magics import unload_ipython_extension as unload
 
     unload(ip)
-
-
-def help() -> None:
-    """Print every endpoint's inputs, defaults, ranges and prices."""
-    print(endpoints.overview())
 
 
 __all__ = [
@@ -243,10 +116,12 @@ __all__ = [
     "Settings",
     "SubmitOptions",
     "ValidationError",
+    "__version__",
     "attach",
     "budget",
     "children",
     "configure",
+    "current_session",
     "delete",
     "edit",
     "endpoints",
@@ -261,4 +136,5 @@ __all__ = [
     "read_metadata",
     "rerun",
     "resume",
+    "set_session",
 ]

@@ -30,9 +30,9 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
+            return float(min(max(retry_after, 0.0), self.max_delay))
         backoff = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
-        return backoff * random.uniform(0.5, 1.5)
+        return float(backoff * random.uniform(0.5, 1.5))
 
 
 @dataclass(frozen=True)

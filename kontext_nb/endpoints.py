@@ -284,10 +284,9 @@ def _check(field: Field, value: Any) -> Any:
     if kind == "string":
         if not isinstance(value, str):
             return _raise(bad(f"must be a string, not {type(value).__name__}"))
-        if "\x00" in value:
-            return _raise(bad("contains a NUL character"))
-        if any("\ud800" <= c <= "\udfff" for c in value):
-            return _raise(bad("contains an unpaired surrogate (not valid Unicode text)"))
+        problem = text_problem(value)
+        if problem:
+            return _raise(bad(f"contains {problem}"))
         if field.required and not value.translate(_INVISIBLE).strip():
             return _raise(bad("must not be empty"))
         return value
@@ -306,7 +305,7 @@ def _check(field: Field, value: Any) -> Any:
             return _raise(bad(f"must be a finite number: {field.allowed()}"))
         value = float(value)
     elif kind == "enum":
-        if name == "safety_tolerance" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if name == "safety_tolerance" and _is_integer(value):
             value = str(int(value))
         if not isinstance(value, str) or value not in field.choices:
             hint = nearest_aspect_ratio(value) if name == "aspect_ratio" else suggest(str(value), field.choices)
@@ -411,3 +410,22 @@ def describe(endpoint: Endpoint) -> str:
         default = f" [default {f.default!r}]" if f.has_default else (" [required]" if f.required else "")
         lines.append(f"  {f.name}: {f.allowed()}{default} — {f.description}")
     return "\n".join(lines)
+
+
+def format_cost(dollars: float) -> str:
+    """Dollars as users read them everywhere: to the cent."""
+    return f"${dollars:.2f}"
+
+
+def text_problem(text: str) -> str | None:
+    """Why text cannot be stored or sent (SQLite, JSON and image metadata must all hold it), or None."""
+    if "\x00" in text:
+        return "a NUL character"
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        return "an unpaired surrogate (not valid Unicode text)"
+    return None
+
+
+def _is_integer(value: object) -> bool:
+    """An integer of any kind (numpy's too), but not a bool (which Python counts as one)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)

@@ -50,3 +50,23 @@ class JobCancelled(KontextError):
 
 class JobTimeout(KontextError, TimeoutError):
     """The job ran past the engine's per-job timeout; it may still finish on fal."""
+
+
+class BudgetError(KontextError):
+    """A spending cap would be passed; nothing was sent."""
+
+
+class ConfirmationRequired(BudgetError):
+    """One call would spend more than the confirmation threshold; pass confirm=True."""
+
+
+class JournalError(KontextError):
+    """The journal cannot be used (corrupt, newer schema, unwritable) or a reference is unknown."""
+
+
+class PandasMissing(KontextError, ImportError):
+    """to_pandas was called without pandas installed (it is optional)."""
+
+
+class RetriesExhausted(FalError):
+    """A request kept failing with a retryable error; the last one is described."""

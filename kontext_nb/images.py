@@ -222,7 +222,7 @@ def _encode(
 
 def _has_rotation(image: Image.Image) -> bool:
     try:
-        return image.getexif().get(0x0112, 1) != 1
+        return bool(image.getexif().get(0x0112, 1) != 1)
     except Exception:
         return False
 
@@ -232,3 +232,34 @@ def decode_image(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def encode_thumbnail(image: Image.Image, side: int) -> tuple[bytes, str]:
+    """A small encoded copy: JPEG, or PNG when the image has transparency."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    buf = io.BytesIO()
+    has_alpha = thumb.mode in ("RGBA", "LA") or (thumb.mode == "P" and "transparency" in thumb.info)
+    if has_alpha:
+        thumb.save(buf, "PNG", optimize=True)
+        return buf.getvalue(), "image/png"
+    thumb.convert("RGB").save(buf, "JPEG", quality=85)
+    return buf.getvalue(), "image/jpeg"
+
+
+IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_content_type(data: bytes) -> str | None:
+    """The image type the bytes themselves say (PNG, JPEG, WebP, GIF), whatever a header or name claims."""
+    for signature, content_type in IMAGE_SIGNATURES:
+        if data.startswith(signature):
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import endpoints
-from .engine import SubmitOptions
 from .errors import ValidationError
+from .fal.engine import SubmitOptions
 from .images import ImageInput, prepare_image
 
 PRIORITIES = ("normal", "low")
@@ -59,7 +59,7 @@ def build_request(
     if endpoint.mode != "text-to-image":
         inputs = [_prepare(s, max_input_side) for s in sources]
         for image in inputs:
-            if image.downscaled_from:
+            if image.downscaled_from and image.size:
                 w, h = image.downscaled_from
                 notices.append(
                     f"{image.description} is {w}x{h}; downscaled to {image.size[0]}x{image.size[1]} before sending"

@@ -8,9 +8,9 @@ from typing import Any
 
 from PIL import Image
 
-from . import render
 from .endpoints import OfEndpoint
 from .images import ImageInput
+from .views import render
 
 
 @dataclass(eq=False)

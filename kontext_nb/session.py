@@ -11,16 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials
-from .engine import Engine
+from .endpoints import text_problem
 from .errors import ValidationError
+from .fal.engine import Engine
 from .jobs import Job
-from .journal import JobRecord
+from .journal.db import JobRecord
+from .journal.tracking import Tracker, describe_request, is_ref
 from .request import Request, build_request, edit_mode
 from .result import Result
-from .tracking import Tracker, describe_request, is_ref
+
+if TYPE_CHECKING:
+    from .views.history import History
 
 SANDBOX_KEY = "kontext-sandbox"
 ANONYMOUS_KEY = "anonymous"
@@ -101,6 +106,11 @@ class Session:
                     )
             return self._tracker
 
+    @property
+    def runs_folder(self) -> Path:
+        """The runs folder this session's journal and images are in (settings.runs_dir, KONTEXT_HOME or the default)."""
+        return self.tracker.journal.folder
+
     def on_job(self, listener: Callable[[Job], None]) -> Callable[[], None]:
         """Call ``listener(job)`` for every job this session starts (from any cell, magic or panel),
         and for cached answers; returns a function that unsubscribes. The panel's gallery uses it."""
@@ -166,9 +176,23 @@ class Session:
         parent_id: int | None = None,
     ) -> Result | Job:
         """Send a checked request; block for the Result, or return the Job at once."""
+        job = self.submit(request, on_update=on_update, cache=cache, confirm=confirm, tags=tags, parent_id=parent_id)
+        return job.result(timeout) if wait else job
+
+    def submit(
+        self,
+        request: Request,
+        *,
+        on_update: Callable[..., None] | None = None,
+        cache: bool = True,
+        confirm: bool = False,
+        tags: Iterable[str] | str = (),
+        parent_id: int | None = None,
+    ) -> Job:
+        """Send a checked request and return its Job at once (a finished one when the journal answers it)."""
         tag_list = [tags] if isinstance(tags, str) else list(tags)
         for tag in tag_list:
-            if not isinstance(tag, str) or not tag.strip() or not _valid_text(tag):
+            if not isinstance(tag, str) or not tag.strip() or text_problem(tag):
                 raise ValidationError(f"tags: {tag!r} is not a tag: give non-empty text", field="tags")
         endpoint, args = request.endpoint.id, request.arguments
         if args.get("enhance_prompt") and not self._enhance_said:
@@ -180,7 +204,7 @@ class Session:
             hit.parent_id = parent_id if parent_id is not None else hit.parent_id
             done = _finished_job(hit)
             self._announce(done)
-            return hit if wait else done
+            return done
         tracker.check_budget(request.cost, describe_request(endpoint, request.num_images), confirm)
         for message in request.notices:
             self.notice(f"kontext_nb: {message}")
@@ -189,7 +213,7 @@ class Session:
             endpoint, args, options=request.options, on_update=on_update, hooks=tracker.hooks(journal_id, parent_id)
         )
         self._announce(job)
-        return job.result(timeout) if wait else job
+        return job
 
     def generate(
         self,
@@ -272,7 +296,7 @@ class Session:
 
     def rerun(self, ref: Any, *, wait: bool = True, **changes: Any) -> Result | Job:
         """Run a job again with the same seed and settings, changing only what is given."""
-        from .repeat import rerun_request
+        from .journal.rerun import rerun_request
 
         record = self.record(ref)
         options = {k: changes.pop(k) for k in ("cache", "confirm", "tags", "timeout", "on_update") if k in changes}
@@ -312,34 +336,31 @@ class Session:
     def children(self, ref: Any) -> list[JobRecord]:
         return self.tracker.journal.children(self.record(ref).id)
 
-    def history(self, **filters: Any) -> Any:
-        from .records import History
+    def history(self, **filters: Any) -> History:
+        from .views.history import History
 
-        if not _valid_text(filters.get("search") or "") or not _valid_text(filters.get("tag") or ""):
-            raise ValidationError("history: the search text holds a NUL character or an unpaired surrogate")
+        for what in ("search", "tag"):
+            problem = text_problem(filters.get(what) or "")
+            if problem:
+                raise ValidationError(f"history: the {what} text holds {problem}", field=what)
         since = filters.get("since")
         if since is not None and not isinstance(since, (int, float)):
             filters["since"] = since.timestamp()
         return History(self.tracker.journal.search(**filters))
 
     def delete(self, ref: Any, *, files: bool = True) -> None:
-        from .pruning import delete_record
+        from .journal.pruning import delete_record
 
         delete_record(self.tracker.journal, self.record(ref), files=files)
 
     def prune(self, *, older_than_days: float | None = None, max_bytes: int | None = None) -> int:
-        from .pruning import prune
+        from .journal.pruning import prune
 
         return prune(self.tracker.journal, older_than_days=older_than_days, max_bytes=max_bytes)
 
     def budget(self) -> dict[str, Any]:
         """Dollars spent this session, today and in total, with the caps and what is left."""
         return self.tracker.spending()
-
-
-def _valid_text(text: str) -> bool:
-    """No NUL, no unpaired surrogate: text that SQLite, JSON and image metadata can all hold."""
-    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
 
 
 def _finished_job(result: Result) -> Job:

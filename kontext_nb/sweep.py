@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import endpoints
+from .endpoints import format_cost
 from .errors import ValidationError
-from .render import format_cost
 
 MAX_VALUES = 100
 """Values on one axis: more is almost surely a typo ("0-10000")."""
@@ -69,7 +69,10 @@ class Sweep:
 
     def cost(self) -> float:
         """Dollars if every cell succeeds: each cell's model price times its images."""
-        return round(sum(endpoints.PRICE_PER_IMAGE[c.model] * _num_images(c) for c in self.cells), 4)
+        return round(
+            sum(endpoints.endpoint_for("text-to-image", c.model).price_per_image * _num_images(c) for c in self.cells),
+            4,
+        )
 
     def describe(self) -> str:
         """One line to confirm before running, e.g. '2 prompts × 3 seeds = 6 images · $0.48'."""

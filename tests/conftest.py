@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import kontext_nb
 import kontext_nb.sandbox
 from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.session import Session
@@ -100,3 +101,12 @@ def fresh_notices() -> None:
     from kontext_nb.config import ANNOUNCED
 
     ANNOUNCED.clear()
+
+
+@pytest.fixture(autouse=True)
+def module_session_restored() -> Iterator[None]:
+    """A test may give the module-level calls a session of its own (``kx.set_session``); the next test
+    gets back whatever was there before."""
+    previous = kontext_nb.current_session()
+    yield
+    kontext_nb.set_session(previous)

@@ -292,7 +292,7 @@ def shell(
     globalipapp.start_ipython()
     ip = globalipapp.get_ipython()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(kx, "_session", make_session())
+    kx.set_session(make_session())
     make_files(tmp_path)
     ip.run_line_magic("load_ext", "kontext_nb")
     names = set(ip.user_ns)

@@ -8,9 +8,9 @@ import re
 import pytest
 from PIL import Image
 
-from kontext_nb.compare import Comparison
 from kontext_nb.images import ImageInput
 from kontext_nb.result import Result
+from kontext_nb.views.compare import Comparison
 
 T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
 EDIT_PRO = "fal-ai/flux-pro/kontext"

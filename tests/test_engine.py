@@ -12,8 +12,8 @@ import pytest
 import kontext_nb.sandbox as sandbox
 from kontext_nb import endpoints
 from kontext_nb.config import Settings
-from kontext_nb.engine import Engine, SubmitOptions
 from kontext_nb.errors import FalError, JobCancelled, JobTimeout
+from kontext_nb.fal.engine import Engine, SubmitOptions
 from kontext_nb.request import build_request
 from kontext_nb.session import Session
 

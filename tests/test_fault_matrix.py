@@ -28,7 +28,7 @@ import kontext_nb.sandbox as sandbox
 from kontext_nb.config import RetryPolicy
 from kontext_nb.errors import KontextError
 from kontext_nb.jobs import Job
-from kontext_nb.journal import JobRecord
+from kontext_nb.journal.db import JobRecord
 from kontext_nb.result import Result
 from kontext_nb.session import Session
 from kontext_nb.widgets.panel import Panel
@@ -251,7 +251,7 @@ def test_cell(
     session = make_session(retry=RETRY, poll_interval=0.02, **fault.settings)
     shell = None
     if mode == "bg":
-        monkeypatch.setattr(kx, "_session", session)
+        kx.set_session(session)
         shell = request.getfixturevalue("ipshell")
     engine = session.engine
     sb.set_faults(fault.rules)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from kontext_nb import metadata
 from kontext_nb.errors import JobFailed
-from kontext_nb.grid import Grid
+from kontext_nb.journal import metadata
 from kontext_nb.result import Result
 from kontext_nb.sweep import Sweep, build_sweep
+from kontext_nb.views.grid import Grid
 
 ENDPOINT = "fal-ai/flux-pro/kontext/max/text-to-image"
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-import kontext_nb.journal as journal_module
-from kontext_nb.journal import DB_NAME, MIGRATIONS, SCHEMA_VERSION, JobRecord, Journal, JournalError
+import kontext_nb.journal.db as journal_module
+from kontext_nb.errors import JournalError
+from kontext_nb.journal.db import DB_NAME, MIGRATIONS, SCHEMA_VERSION, JobRecord, Journal
 
 T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
 EDIT = "fal-ai/flux-pro/kontext"

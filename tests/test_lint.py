@@ -1,4 +1,4 @@
-"""The code stays ruff-clean and ruff-formatted (configuration in pyproject.toml)."""
+"""The code stays ruff-clean, ruff-formatted and type-checked (configuration in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -20,4 +20,10 @@ def test_ruff_check() -> None:
 
 def test_ruff_format() -> None:
     out = ruff("format", "--check", "kontext_nb", "tests", "bench")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy_strict() -> None:
+    """Types are checked in strict mode (configuration in pyproject.toml's [tool.mypy])."""
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -50,7 +50,7 @@ def shell(
     globalipapp.start_ipython()  # one global test shell, started on first use
     ip = globalipapp.get_ipython()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(kx, "_session", make_session())
+    kx.set_session(make_session())
     ip.run_line_magic("load_ext", "kontext_nb")
     yield Shell(ip)
     ip.run_line_magic("unload_ext", "kontext_nb")
@@ -228,7 +228,7 @@ def test_confirmation_above_the_threshold(
 def test_sweeps_make_labelled_grids(
     shell: Shell, sb: sandbox.SandboxServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from kontext_nb.grid import Grid
+    from kontext_nb.views.grid import Grid
 
     grid = shell.line('sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,5 -o g')
     assert isinstance(grid, Grid) and shell.ip.user_ns["g"] is grid

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from kontext_nb import metadata
+from kontext_nb.journal import metadata
 
 PROMPTS = {
     "emoji": "a fox 🦊 in the snow ❄️ with 👨‍👩‍👧 family",

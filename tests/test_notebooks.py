@@ -69,7 +69,7 @@ def test_magics_notebook_runs_in_a_real_kernel(tmp_path: Path) -> None:
     assert "sweep of 2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64" in text
     pages = sorted(tmp_path.glob("sweep*.png"))
     assert [p.name for p in pages] == ["sweep-p1.png", "sweep-p2.png"], "one grid per guidance value"
-    from kontext_nb.metadata import read
+    from kontext_nb.journal.metadata import read
 
     assert len(read(pages[0])["kontext_nb_grid"]["cells"]) == 4, "every cell's metadata is in the file"
     assert "backend: sandbox" in text and "fal key: not set" in text
@@ -107,7 +107,7 @@ def _problems(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
 
 
 def _journal(folder: Path) -> list:
-    from kontext_nb.journal import Journal
+    from kontext_nb.journal.db import Journal
 
     journal = Journal(folder)
     try:
@@ -199,7 +199,7 @@ def test_comparing_notebook_runs(tmp_path: Path) -> None:
     assert "sweep of 2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64" in text
     assert "Grid: a {cat|fox} asleep in a wicker basket" in _value(_cell(nb, "%kontext sweep"))
     assert _value(_cell(nb, 'pages = grid.save("grid.png")')) == "['grid-p1.png', 'grid-p2.png']"
-    from kontext_nb.metadata import read
+    from kontext_nb.journal.metadata import read
 
     seen = set()
     for page, guidance in (("grid-p1.png", 2.0), ("grid-p2.png", 5.0)):
@@ -216,7 +216,7 @@ def test_comparing_notebook_runs(tmp_path: Path) -> None:
     assert listing.count("guidance 2.0") == 4 and listing.count("guidance 5.0") == 4
 
     assert "2 prompts × 2 guidance_scale values = 4 images · $0.32" in text
-    fisherman = _value(_cell(nb, "from kontext_nb.grid import Grid"))
+    fisherman = _value(_cell(nb, "from kontext_nb.views import Grid"))
     assert "oil painting  charcoal sketch" in fisherman and fisherman.count("seed 7") == 4
 
     sweep_table = _value(_cell(nb, 'records = kx.history("wicker basket")'), "text/html")

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from kontext_nb.journal import Journal, JournalError
-from kontext_nb.pruning import delete_record, prune
+from kontext_nb.errors import JournalError
+from kontext_nb.journal.db import Journal
+from kontext_nb.journal.pruning import delete_record, prune
 
 T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
 DAY = 86400.0

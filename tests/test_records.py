@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from kontext_nb.errors import KontextError
-from kontext_nb.journal import JobRecord, Journal
-from kontext_nb.records import COLUMNS, History
+from kontext_nb.journal.db import JobRecord, Journal
+from kontext_nb.views.history import COLUMNS, History
 
 MAX_ROWS, MAX_THUMBNAILS = 500, 50  # what the table promises; literal so a changed constant fails here
 T2I = "fal-ai/flux-pro/kontext/max/text-to-image"

@@ -43,10 +43,10 @@ from IPython.testing import globalipapp
 
 import kontext_nb as kx
 import kontext_nb.sandbox
-from kontext_nb.compare import Comparison
 from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.magics.live import LiveOutput
 from kontext_nb.session import Session
+from kontext_nb.views.compare import Comparison
 from kontext_nb.widgets import history_view
 from kontext_nb.widgets.panel import COMPARE, Panel
 
@@ -237,7 +237,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         notices: list[str] = []
         session = Session(settings, notice=notices.append)
         stack.callback(session.close)
-        mp.setattr(kx, "_session", session)
+        kx.set_session(session)
         stack.enter_context(contextlib.redirect_stdout(out))
         stack.enter_context(contextlib.redirect_stderr(err))
         record_writes()
@@ -719,14 +719,14 @@ def test_load_ext_looks_only_in_the_sessions_runs_folder(
     """BUG: magics/greeting.py opens the journal of KONTEXT_HOME (or ./kontext-runs) to look for uncollected jobs,
     not the session's runs folder: with ``kx.configure(runs_dir=...)`` (or a Session's Settings) it opens, and
     SQLite writes beside, a journal the session does not use, and its "not collected" notice is about that one."""
-    from kontext_nb.journal import Journal
+    from kontext_nb.journal.db import Journal
 
     elsewhere = tmp_path / "kontext-runs-from-before"
     Journal(elsewhere).close()
     before = {p.name: p.stat().st_mtime_ns for p in elsewhere.iterdir()}
     monkeypatch.setenv("KONTEXT_HOME", str(elsewhere))
     session = make_session()
-    monkeypatch.setattr(kx, "_session", session)
+    kx.set_session(session)
     globalipapp.start_ipython()
     ip = globalipapp.get_ipython()
     record_writes()
@@ -748,11 +748,11 @@ def test_a_config_change_keeps_the_runs_folder_and_the_budget(
     or None, budget_session=..., budget_daily=..., confirm_above=...) with every magics setting whenever one changes,
     so ``%config Kontext.thumbnail_size = 256`` drops a runs folder and a budget cap set with kx.configure or
     Settings: jobs then go to another folder, and the cap is gone."""
-    from kontext_nb import render
-    from kontext_nb.tracking import BudgetError
+    from kontext_nb.errors import BudgetError
+    from kontext_nb.views import render
 
     session = make_session(budget_session=0.10)
-    monkeypatch.setattr(kx, "_session", session)
+    kx.set_session(session)
     monkeypatch.setattr(render, "THUMBNAIL_SIDE", render.THUMBNAIL_SIDE)
     runs = session.settings.runs_dir
     globalipapp.start_ipython()
@@ -776,7 +776,7 @@ def shell(make_session: Callable[..., Session], monkeypatch: pytest.MonkeyPatch,
     globalipapp.start_ipython()
     ip = globalipapp.get_ipython()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(kx, "_session", make_session())
+    kx.set_session(make_session())
     ip.run_line_magic("load_ext", "kontext_nb")
     names = set(ip.user_ns)
     yield ip

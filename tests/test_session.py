@@ -12,8 +12,8 @@ import pytest
 import kontext_nb as kx
 import kontext_nb.sandbox as sandbox
 from kontext_nb.config import RetryPolicy, Settings
-from kontext_nb.engine import Engine
 from kontext_nb.errors import FalError
+from kontext_nb.fal.engine import Engine
 from kontext_nb.session import Session
 
 CANARY = "canary-fal-key-7f3a9c1e:5b2d8e4f6a0c"
@@ -53,7 +53,7 @@ def test_kontext_fal_url_sends_all_traffic_there(monkeypatch: pytest.MonkeyPatch
 def test_module_level_api_uses_one_session(monkeypatch: pytest.MonkeyPatch) -> None:
     with sandbox.running(inference_time=0.02, image_scale=0.25) as url:
         monkeypatch.setenv("KONTEXT_FAL_URL", url)
-        monkeypatch.setattr(kx, "_session", None)
+        kx.set_session(None)
         try:
             r = kx.generate("module level", seed=4)
             job = kx.edit(r, "and an edit", seed=5, wait=False)
@@ -61,7 +61,7 @@ def test_module_level_api_uses_one_session(monkeypatch: pytest.MonkeyPatch) -> N
             assert kx.get_session() is kx.get_session()
         finally:
             kx.get_session().close()
-            monkeypatch.setattr(kx, "_session", None)
+            kx.set_session(None)
 
 
 def test_the_key_never_shows(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_importing_the_package_is_cheap() -> None:
 
 
 def test_full_size_links_open_from_the_notebook_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kontext_nb.render import file_link
+    from kontext_nb.views.render import file_link
 
     monkeypatch.chdir(tmp_path)
     assert file_link(tmp_path / "kontext-runs" / "images" / "a.jpg") == "kontext-runs/images/a.jpg"

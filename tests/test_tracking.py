@@ -10,10 +10,9 @@ from PIL import Image
 from waiting import wait_for  # tests/waiting.py
 
 import kontext_nb.sandbox as sandbox
-from kontext_nb import metadata
-from kontext_nb.journal import JournalError
+from kontext_nb.errors import BudgetError, ConfirmationRequired, JournalError
+from kontext_nb.journal import metadata
 from kontext_nb.session import ENHANCE_NOTICE, Session
-from kontext_nb.tracking import BudgetError, ConfirmationRequired
 
 MakeSession = Callable[..., Session]
 

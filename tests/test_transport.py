@@ -14,8 +14,8 @@ import pytest
 
 from kontext_nb.config import RetryPolicy
 from kontext_nb.errors import FalError
-from kontext_nb.falerrors import http_error
-from kontext_nb.transport import FalTransport, RetriesExhausted
+from kontext_nb.fal.protocol import http_error
+from kontext_nb.fal.transport import FalTransport, RetriesExhausted
 
 QUICK = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 

@@ -19,8 +19,8 @@ from PIL import Image
 import kontext_nb as kx
 import kontext_nb.sandbox as sandbox
 from kontext_nb import endpoints
+from kontext_nb.endpoints import format_cost
 from kontext_nb.errors import ValidationError
-from kontext_nb.render import format_cost
 from kontext_nb.result import Result
 from kontext_nb.session import Session
 from kontext_nb.widgets import panel as panel_module
@@ -431,7 +431,7 @@ def test_kontext_panel_magic(
     ip = globalipapp.get_ipython()
     monkeypatch.chdir(tmp_path)
     session = make_session()
-    monkeypatch.setattr(kx, "_session", session)
+    kx.set_session(session)
     ip.run_line_magic("load_ext", "kontext_nb")
     try:
         p = ip.run_line_magic("kontext", "panel")

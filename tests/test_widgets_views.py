@@ -17,13 +17,13 @@ from ipywidgets.widgets.widget import _instances
 from PIL import Image
 from waiting import wait_for  # tests/waiting.py
 
-from kontext_nb.grid import Grid
 from kontext_nb.jobs import Job
-from kontext_nb.journal import JobRecord
+from kontext_nb.journal.db import JobRecord
 from kontext_nb.result import Result
 from kontext_nb.sandbox import SandboxServer
 from kontext_nb.session import Session
 from kontext_nb.sweep import build_sweep
+from kontext_nb.views.grid import Grid
 from kontext_nb.widgets.cards import Card, placeholder, shared
 from kontext_nb.widgets.compare_view import CompareView
 from kontext_nb.widgets.gallery import Gallery

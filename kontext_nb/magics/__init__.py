@@ -1,4 +1,9 @@
-"""The %kontext / %%kontext magics: ``%load_ext kontext_nb``.
+"""The %kontext / %%kontext magics: ``%load_ext kontext_nb``. The presentation layer for IPython.
+
+parse.py (argparse that raises UsageErrors), lines.py (a line's prompts and options to checked requests),
+running.py (send, wait, --bg), live.py (the updating output), commands.py (one function a subcommand),
+sweeping.py (%kontext sweep), greeting.py (what %load_ext says). May import every layer below (the module-level
+api, session, views, journal); nothing below imports this.
 
 Settings are traitlets, so ``%config Kontext.model = 'pro'`` works, and defaults can come
 from ``[tool.kontext_nb]`` in a pyproject.toml beside the notebook.
@@ -50,13 +55,21 @@ class Kontext(Magics):
     @observe("concurrency", "runs_dir", "budget_session", "budget_daily", "confirm_above", "thumbnail_size")
     def _settings_changed(self, change: Any) -> None:
         """Pass on only the setting that changed: the session's other settings stay as they are."""
-        import kontext_nb as kx
-        from kontext_nb import render
+        from ..api import configure
+        from ..views import render
 
         if change.name == "thumbnail_size":
             render.set_thumbnail_side(change.new)
         else:
-            kx.configure(**{change.name: change.new if change.new != "" else None})
+            configure(**{change.name: change.new if change.new != "" else None})
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        """The notebook's variables ({name} in prompts, $var sources, -o NAME)."""
+        if self.shell is None:
+            raise UsageError("the %kontext magics need an IPython shell")
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
 
     def apply_pyproject(self, folder: Path) -> list[str]:
         """Defaults from [tool.kontext_nb] in folder/pyproject.toml; returns the names set."""
@@ -118,3 +131,6 @@ def unload_ipython_extension(ip: Any) -> None:
         ip.magics_manager.magics[kind].pop("kontext", None)
     ip.configurables[:] = [c for c in ip.configurables if not isinstance(c, Kontext)]
     ip.magics_manager.registry.pop("Kontext", None)
+
+
+__all__ = ["Kontext", "load_ipython_extension", "unload_ipython_extension"]

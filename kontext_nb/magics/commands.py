@@ -2,38 +2,39 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.core.error import UsageError
 
-import kontext_nb as kx
-
+from .. import api as kx
 from .. import endpoints
-from ..errors import KontextError, ValidationError
-from ..jobs import Job
-from ..render import format_cost
-from ..request import Request, build_request
+from ..endpoints import format_cost
+from ..errors import KontextError
+from ..request import Request
 from ..result import Results
-from .live import LiveOutput
-from .parse import Parsed, convert, option_for, parse, shown, split
+from .lines import inputs_of, model_of, prompts_of, request_of, source_of, split_at_dashes, usage
+from .parse import convert, option_for, parse, shown, split
+from .running import run
 
-PROMPT_SEPARATOR = re.compile(r"^\s*---\s*$", re.M)
+if TYPE_CHECKING:
+    from . import Kontext
 
 
 # -- making images -------------------------------------------------------------------------------
-def cmd_generate(magics: Any, tokens: list[str], cell: str | None) -> Any:
-    head, tail = _split_at_dashes(tokens)
+def cmd_generate(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    head, tail = split_at_dashes(tokens)
     parsed = parse("", head)
     words = parsed.words + tail
-    prompts = _prompts(magics, " ".join(words), cell)
+    prompts = prompts_of(magics, " ".join(words), cell)
     session = kx.get_session()
-    requests = [(_request(magics, parsed, "text-to-image", p), None) for p in prompts]
-    return _run(magics, session, requests, parsed)
+    requests: list[tuple[Request, int | None]] = [
+        (request_of(magics, parsed, "text-to-image", p), None) for p in prompts
+    ]
+    return run(magics, session, requests, parsed)
 
 
-def cmd_edit(magics: Any, tokens: list[str], cell: str | None) -> Any:
-    head, tail = _split_at_dashes(tokens)
+def cmd_edit(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    head, tail = split_at_dashes(tokens)
     parsed = parse("edit", head)
     if "--" in tokens:  # SRC1 SRC2 -- PROMPT: options may stand on either side
         after = parse("edit", tail)
@@ -52,24 +53,24 @@ def cmd_edit(magics: Any, tokens: list[str], cell: str | None) -> Any:
         sources, words = parsed.words[:1], parsed.words[1:]
     if not sources:
         raise UsageError("edit needs a SOURCE: %kontext edit SOURCE PROMPT (a path, URL, @last, @12, @-2 or $var)")
-    prompts = _prompts(magics, " ".join(words), cell)
+    prompts = prompts_of(magics, " ".join(words), cell)
     session = kx.get_session()
-    source = [_source(magics, s) for s in sources]
+    source = [source_of(magics, s) for s in sources]
     requests = []
     for prompt in prompts:
-        inputs = _inputs(magics, parsed, "edit")
+        inputs = inputs_of(magics, parsed, "edit")
         try:
             request, parent = session.prepare_edit(
-                source if len(source) > 1 else source[0], prompt, model=_model(magics, parsed), **inputs,
+                source if len(source) > 1 else source[0], prompt, model=model_of(magics, parsed), **inputs,
                 private=parsed.private,
             )  # fmt: skip
         except KontextError as exc:
-            raise UsageError(_usage(exc, parsed)) from None
+            raise UsageError(usage(exc, parsed)) from None
         requests.append((request, parent))
-    return _run(magics, session, requests, parsed)
+    return run(magics, session, requests, parsed)
 
 
-def cmd_rerun(magics: Any, tokens: list[str], cell: str | None) -> Any:
+def cmd_rerun(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     parsed = parse("rerun", tokens)
     if len(parsed.words) != 1:
         raise UsageError("rerun takes one job reference: %kontext rerun @12 --seed 7")
@@ -77,200 +78,20 @@ def cmd_rerun(magics: Any, tokens: list[str], cell: str | None) -> Any:
     if parsed.model:
         changes["model"] = parsed.model
     session = kx.get_session()
-    from ..repeat import rerun_request
+    from ..journal.rerun import rerun_request
 
     try:
         request, parent = rerun_request(session.record(parsed.words[0]), changes, session.settings.max_input_side)
     except KontextError as exc:
-        raise UsageError(_usage(exc, parsed)) from None
-    return _run(magics, session, [(request, parent)], parsed)
-
-
-def _split_at_dashes(tokens: list[str]) -> tuple[list[str], list[str]]:
-    if "--" in tokens:
-        i = tokens.index("--")
-        return tokens[:i], tokens[i + 1 :]
-    return tokens, []
-
-
-def _prompts(magics: Any, line_prompt: str, cell: str | None, *, expand: bool = True) -> list[str]:
-    """The line's prompt, or the cell body (``---`` lines separate prompts), with {name} filled in."""
-    if cell is not None and cell.strip():
-        if line_prompt.strip():
-            raise UsageError("give the prompt either on the %%kontext line or in the cell body, not both")
-        parts = [p.strip() for p in PROMPT_SEPARATOR.split(cell)]
-    else:
-        parts = [line_prompt.strip()]
-    prompts = [fill_names(p, magics.shell.user_ns) if expand else p for p in parts if p]
-    if not prompts:
-        raise UsageError("no prompt given: %kontext a red fox in snow --seed 42 (see %kontext help)")
-    return prompts
-
-
-NAME_IN_BRACES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
-
-
-def fill_names(prompt: str, namespace: dict[str, Any]) -> str:
-    """{name} (or {name.attribute}) from the notebook's variables; anything else in braces stays as written.
-
-    IPython's own expansion would evaluate any expression between braces, and $name too: a prompt pasted from a
-    web page must never run code, and "$5" is a price, not a variable.
-    """
-
-    def lookup(match: re.Match[str]) -> str:
-        first, *rest = match.group(1).split(".")
-        if first not in namespace:
-            return match.group(0)
-        value = namespace[first]
-        for attribute in rest:
-            if attribute.startswith("_") or not hasattr(value, attribute):
-                return match.group(0)
-            value = getattr(value, attribute)
-        return str(value)
-
-    return NAME_IN_BRACES.sub(lookup, prompt) if "{" in prompt else prompt
-
-
-def _source(magics: Any, word: str) -> Any:
-    if word.startswith("$"):
-        name = word[1:]
-        if name not in magics.shell.user_ns:
-            raise UsageError(f"no variable named {name!r} in the notebook (from {word})")
-        return magics.shell.user_ns[name]
-    return word
-
-
-def _model(magics: Any, parsed: Parsed) -> str:
-    model = magics.model if parsed.model is None else parsed.model
-    if model not in endpoints.MODELS:
-        raise UsageError(
-            f"--model {model!r} is not allowed: choose one of max, pro{endpoints.suggest(model, endpoints.MODELS)}"
-        )
-    return model
-
-
-def _inputs(magics: Any, parsed: Parsed, mode: str) -> dict[str, Any]:
-    inputs = {name: convert(name, value) for name, value in parsed.inputs.items()}
-    inputs.setdefault("guidance_scale", magics.guidance)
-    inputs.setdefault("output_format", magics.output_format)
-    if mode == "text-to-image":
-        inputs.setdefault("aspect_ratio", magics.aspect_ratio)
-    return inputs
-
-
-def _request(magics: Any, parsed: Parsed, mode: str, prompt: str) -> Request:
-    try:
-        return build_request(
-            mode, prompt, model=_model(magics, parsed), private=parsed.private, **_inputs(magics, parsed, mode)
-        )
-    except KontextError as exc:
-        raise UsageError(_usage(exc, parsed)) from None
-
-
-def _usage(exc: Exception, parsed: Parsed | None = None) -> str:
-    """A validation message in the words the user typed: '--guidance 25 is out of range: ...'."""
-    name = getattr(exc, "field", None)
-    if not isinstance(exc, ValidationError) or not name or name in ("prompt", "image_url", "image_urls", "model"):
-        return str(exc)
-    message = str(exc)
-    typed = parsed.inputs.get(name) if parsed is not None else None
-    if message.startswith(f"{name}=") and isinstance(typed, str):
-        typed = typed if len(typed) <= 40 else shown(typed)
-        return f"{option_for(name)} {typed} {message.split(' ', 1)[1]}"
-    return f"{option_for(name)}: {message}"
-
-
-def confirm(magics: Any, cost: float, what: str, yes: bool) -> None:
-    """Ask before spending more than the threshold (the API's confirm=True, asked as a question)."""
-    threshold = kx.get_session().settings.confirm_above
-    if yes or cost <= threshold + 1e-9:
-        return
-    question = f"{what} will cost {format_cost(cost)} (more than {format_cost(threshold)}). Go ahead? [y/N] "
-    try:
-        answer = input(question)
-    except (StdinNotImplementedError, EOFError, OSError):
-        raise UsageError(f"{what} would cost {format_cost(cost)}: add --yes (-y) to go ahead") from None
-    if answer.strip().lower() not in ("y", "yes"):
-        raise UsageError("nothing was sent")
-
-
-def _run(magics: Any, session: Any, requests: list[tuple[Request, int | None]], parsed: Parsed) -> Any:
-    """Check the cost, submit, show one live output, and return the Result(s) (or Jobs with --bg)."""
-    cost = sum(r.cost for r, _ in requests)
-    images = sum(r.num_images for r, _ in requests)
-    confirm(magics, cost, f"{images} image{'s' if images != 1 else ''}", parsed.yes)
-    jobs = submit_all(session, requests, parsed)
-    background = magics.background if parsed.bg is None else parsed.bg
-    live = LiveOutput(jobs, terminal=magics.terminal, background=background)
-    if background:
-        _finish_in_background(live, jobs)
-        value: Any = jobs[0] if len(jobs) == 1 else jobs
-        if parsed.output:
-            magics.shell.user_ns[parsed.output] = value
-        return value if magics.terminal else None
-    results = wait_all(jobs, live)
-    value = results[0] if len(results) == 1 else Results(results)
-    if parsed.output:
-        magics.shell.user_ns[parsed.output] = value
-    return value
-
-
-def submit_all(session: Any, requests: list[tuple[Request, int | None]], parsed: Parsed) -> list[Job]:
-    """Send every request (already paid for in the user's mind: confirm=True); all or none."""
-    jobs: list[Job] = []
-    try:
-        for request, parent in requests:
-            jobs.append(
-                session.run(
-                    request, wait=False, cache=not parsed.no_cache, confirm=True, tags=parsed.tags, parent_id=parent
-                )
-            )
-    except KontextError as exc:  # a budget cap reached part way: take back what was sent
-        for job in jobs:
-            job.cancel()
-        raise UsageError(str(exc)) from None
-    return jobs
-
-
-def wait_all(jobs: list[Job], live: LiveOutput, *, keep_errors: bool = False) -> list[Any]:
-    """Every job's Result (or, with keep_errors, its error); an interrupt cancels them all on fal."""
-    outcomes: list[Any] = []
-    try:
-        for job in jobs:
-            try:
-                outcomes.append(job.result())
-            except KontextError as exc:
-                if not keep_errors:
-                    raise
-                outcomes.append(exc)
-    except KeyboardInterrupt:
-        for job in jobs:
-            job.cancel()
-        raise
-    finally:
-        live.refresh()
-    return outcomes
-
-
-def _finish_in_background(live: LiveOutput, jobs: list[Job]) -> None:
-    from ..render import result_html
-
-    def done(job: Job, status: Any) -> None:
-        if live.finished:
-            html = "".join(result_html(j.result(0)) for j in jobs if j.state == "done")
-            live.show_results(html)
-
-    for job in jobs:
-        job.on_update(done)
-    if live.finished:
-        done(jobs[0], None)
+        raise UsageError(usage(exc, parsed)) from None
+    return run(magics, session, [(request, parent)], parsed)
 
 
 # -- looking back -------------------------------------------------------------------------------
-def cmd_history(magics: Any, tokens: list[str], cell: str | None) -> Any:
-    from .parse import _Parser
+def cmd_history(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    from .parse import UsageParser
 
-    p = _Parser(prog="%kontext history", add_help=False, allow_abbrev=False)
+    p = UsageParser(prog="%kontext history", add_help=False, allow_abbrev=False)
     p.add_argument("words", nargs="*")
     p.add_argument("--seed", type=_int("--seed"))
     p.add_argument("--limit", type=_int("--limit"), default=50)
@@ -283,8 +104,9 @@ def cmd_history(magics: Any, tokens: list[str], cell: str | None) -> Any:
 
 
 def _text_ok(what: str, text: str) -> None:
-    if "\x00" in text or any("\ud800" <= c <= "\udfff" for c in text):
-        raise UsageError(f"{what} {shown(text)}: a NUL character or an unpaired surrogate is not valid text")
+    problem = endpoints.text_problem(text)
+    if problem:
+        raise UsageError(f"{what} {shown(text)}: {problem} is not valid text")
 
 
 def _int(option: str) -> Any:
@@ -313,18 +135,18 @@ def _guard(fn: Any, *args: Any) -> Any:
         raise UsageError(str(exc)) from None
 
 
-def cmd_show(magics: Any, tokens: list[str], cell: str | None) -> Any:
+def cmd_show(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     return _guard(kx.load, _one_ref("show", tokens))
 
 
-def cmd_lineage(magics: Any, tokens: list[str], cell: str | None) -> Any:
-    from ..records import History
+def cmd_lineage(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    from ..views.history import History
 
     chain = _guard(kx.lineage, _one_ref("lineage", tokens))
     return History(list(reversed(chain)))
 
 
-def cmd_cancel(magics: Any, tokens: list[str], cell: str | None) -> Any:
+def cmd_cancel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     session = kx.get_session()
     if tokens == ["all"]:
         jobs = session.active_jobs()
@@ -338,7 +160,7 @@ def cmd_cancel(magics: Any, tokens: list[str], cell: str | None) -> Any:
     return None
 
 
-def cmd_resume(magics: Any, tokens: list[str], cell: str | None) -> Any:
+def cmd_resume(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     if tokens:
         raise UsageError("resume takes no arguments")
     results = _guard(kx.resume)
@@ -348,7 +170,7 @@ def cmd_resume(magics: Any, tokens: list[str], cell: str | None) -> Any:
     return Results(results)
 
 
-def cmd_status(magics: Any, tokens: list[str], cell: str | None) -> Any:
+def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     info = _guard(kx.get_session().info)
     caps = []
     for name, label in (("session", "session"), ("daily", "today")):
@@ -365,8 +187,8 @@ def cmd_status(magics: Any, tokens: list[str], cell: str | None) -> Any:
     return None
 
 
-def cmd_compare(magics: Any, tokens: list[str], cell: str | None) -> Any:
-    from ..compare import Comparison
+def cmd_compare(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    from ..views.compare import Comparison
 
     if not tokens:
         raise UsageError("compare takes job references: %kontext compare @3 @5 (or one edit: with its source)")
@@ -379,14 +201,16 @@ def cmd_compare(magics: Any, tokens: list[str], cell: str | None) -> Any:
     return Comparison(results)
 
 
-def cmd_panel(magics: Any, tokens: list[str], cell: str | None) -> Any:
+def cmd_panel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     """%kontext panel: the interactive panel (a new one closes the previous one)."""
     if tokens or (cell is not None and cell.strip()):
         raise UsageError("panel takes no arguments: %kontext panel")
-    return kx.Panel()
+    from ..widgets.panel import Panel
+
+    return Panel()
 
 
-def cmd_sweep(magics: Any, tokens: list[str], cell: str | None) -> Any:
+def cmd_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     from .sweeping import run_sweep
 
     return run_sweep(magics, tokens, cell)

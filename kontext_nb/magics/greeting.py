@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from .. import api
 from ..config import ANNOUNCED, env_base_url, has_fal_credentials
-from ..journal import DB_NAME, Journal, JournalError, default_folder, owner_alive
+from ..errors import JournalError
+from ..journal.db import DB_NAME, Journal, default_folder, owner_alive
+
+if TYPE_CHECKING:
+    from . import Kontext
 
 
-def greet(magics: Any) -> None:
+def greet(magics: Kontext) -> None:
     """Say that the offline sandbox will be used, or that jobs wait to be collected; else nothing."""
     if env_base_url() is None and not has_fal_credentials():
         print(
@@ -17,9 +22,7 @@ def greet(magics: Any) -> None:
             "no charge). Set FAL_KEY before starting Jupyter for real FLUX.1 Kontext images."
         )
         ANNOUNCED.add("sandbox")
-    import kontext_nb
-
-    session = kontext_nb._session  # an existing session's runs folder wins; never create one just to look
+    session = api.current_session()  # an existing session's runs folder wins; never create one just to look
     configured = (session.settings.runs_dir if session is not None else None) or magics.runs_dir
     folder = Path(configured).expanduser() if configured else default_folder()
     if not (folder / DB_NAME).exists():  # no journal yet: nothing to collect, and no folder made just to look

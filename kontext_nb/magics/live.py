@@ -13,44 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..jobs import Job
-from ..render import format_cost
+from ..views.status import logs_text, status_text
 
 TICK = 1.0  # seconds between elapsed-time refreshes while something runs
 STYLE = "font:12px/1.5 monospace;padding:2px 0"
-
-
-def status_text(jobs: Sequence[Job], started: float) -> str:
-    """One line: where the jobs are, how long it has taken, what it cost so far."""
-    elapsed = time.time() - started
-    if len(jobs) == 1:
-        job = jobs[0]
-        s = job.status
-        ref = f"@{job.journal_id} " if job.journal_id else ""
-        if s.state == "queued":
-            where = f"position {s.position}" if s.position is not None else "waiting to be sent"
-            return f"{ref}queued · {where} · {elapsed:.1f} s"
-        if s.state == "running":
-            return f"{ref}running · {elapsed:.1f} s"
-        if s.state == "done":
-            r = job.result(0)
-            n = len(r.images)
-            cached = " · from the journal" if r.cached else ""
-            return f"{ref}done in {elapsed:.1f} s · {n} image{'s' if n != 1 else ''} · {format_cost(r.cost)}{cached}"
-        return f"{ref}{s}"
-    counts: dict[str, int] = {}
-    for job in jobs:
-        counts[job.state] = counts.get(job.state, 0) + 1
-    spent = sum(job.result(0).cost for job in jobs if job.state == "done")
-    parts = [f"{counts.get('done', 0)}/{len(jobs)} done"] + [
-        f"{counts[k]} {k}" for k in ("running", "queued", "failed", "cancelled") if counts.get(k)
-    ]
-    return " · ".join(parts) + f" · {elapsed:.1f} s · {format_cost(spent)}"
-
-
-def logs_text(jobs: Sequence[Job], last: int = 3) -> list[str]:
-    if len(jobs) != 1 or jobs[0].done():
-        return []
-    return [str(line.get("message", "")) for line in jobs[0].status.logs[-last:]]
 
 
 class LiveOutput:

@@ -55,13 +55,14 @@ class _Once(argparse.Action):
 
 class _OnceFlag(_Once):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, nargs=0, **kwargs)
+        kwargs["nargs"] = 0
+        super().__init__(*args, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
         super().__call__(parser, namespace, True, option)
 
 
-class _Parser(argparse.ArgumentParser):
+class UsageParser(argparse.ArgumentParser):
     """argparse whose errors are IPython UsageErrors with a did-you-mean."""
 
     def error(self, message: str) -> NoReturn:
@@ -74,9 +75,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message.replace("argument ", "option ", 1))
 
 
-def make_parser(command: str, *, sweep: bool = False) -> _Parser:
+def make_parser(command: str, *, sweep: bool = False) -> UsageParser:
     """The options a generating command takes (generate, edit, sweep, rerun)."""
-    p = _Parser(prog=f"%kontext {command}".strip(), add_help=False, allow_abbrev=False)
+    p = UsageParser(prog=f"%kontext {command}".strip(), add_help=False, allow_abbrev=False)
     p.add_argument("words", nargs="*")
     for option, name in INPUT_OPTIONS.items():
         aliases = [a for a, target in ALIASES.items() if target == option]
@@ -143,7 +144,7 @@ def parse(command: str, tokens: list[str], *, sweep: bool = False) -> Parsed:
         name: values[name] for name in [*INPUT_OPTIONS.values(), *FLAG_INPUTS.values()] if values.get(name) is not None
     }
     for tag in values["tags"]:
-        if not tag.strip() or "\x00" in tag or any("\ud800" <= c <= "\udfff" for c in tag):
+        if not tag.strip() or endpoints.text_problem(tag):
             raise UsageError(f"--tag {shown(tag)}: a tag must be non-empty, valid text")
     output = values["output"]
     if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):

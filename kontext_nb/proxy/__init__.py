@@ -119,7 +119,7 @@ class _Redact(logging.Filter):
         return True
 
 
-_LOGGERS = ("kontext_nb.proxy", "uvicorn", "uvicorn.error", "uvicorn.access", "kontext_nb.status", "httpx")
+_LOGGERS = ("kontext_nb.proxy", "uvicorn", "uvicorn.error", "uvicorn.access", "kontext_nb.fal.status", "httpx")
 
 
 class ProxyServer:

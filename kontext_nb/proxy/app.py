@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kontext_nb import endpoints
 from kontext_nb.errors import ValidationError
-from kontext_nb.sandbox.app import read_body  # the same bounded read as the sandbox: one copy
+from kontext_nb.sandbox.app import read_body
 
 from . import instructor, policy
 from .classroom import Classroom, Student, today
@@ -387,7 +387,7 @@ def create_app(proxy: Proxy) -> Starlette:
         await proxy.upstream.aclose()
         proxy.flush_seen()
 
-    from . import storage  # it imports its helpers from this module
+    from . import storage
 
     routes = [
         *instructor.routes(),

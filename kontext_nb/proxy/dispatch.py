@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kontext_nb import endpoints
-from kontext_nb.falerrors import http_error
+from kontext_nb.fal.protocol import http_error
 
 from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
 from .limits import to_micros

@@ -20,8 +20,8 @@ import httpx
 
 from kontext_nb.config import RetryPolicy
 from kontext_nb.errors import KontextError
-from kontext_nb.status import StreamUnavailable, follow_stream, poll_status
-from kontext_nb.transport import FalTransport
+from kontext_nb.fal.status import StreamUnavailable, follow_stream, poll_status
+from kontext_nb.fal.transport import FalTransport
 
 SUBMIT_HEADERS = ("x-fal-queue-priority", "x-fal-request-timeout", "x-fal-store-io")
 """The request headers passed on with a submit: fal's queue options, nothing that identifies anyone."""

@@ -418,7 +418,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(config: SandboxConfig, base_url: str, local_bases: set[str] | None = None) -> Starlette:
     """The ASGI app for one sandbox; base_url is the public address put into every returned URL."""
-    from . import control_routes, storage  # they import their helpers from this module
+    from . import control_routes, storage
 
     sandbox = Sandbox(config, base_url, set(local_bases or ()))
     logging.getLogger("uvicorn.error").addFilter(_QuietDrops())

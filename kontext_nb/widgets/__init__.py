@@ -1,4 +1,6 @@
-"""The interactive panel: ipywidgets views over a Session.
+"""The interactive panel: ipywidgets views over a Session. The presentation layer for notebooks.
+
+May import every layer below (api, session, views, journal); nothing below imports this.
 
 Only this package and the magics import ipywidgets; names load on first use so importing a submodule stays cheap.
 """

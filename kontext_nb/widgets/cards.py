@@ -22,9 +22,11 @@ import ipywidgets as w
 from ipywidgets.widgets.widget_string import HTMLStyle
 from PIL import Image, ImageFilter
 
-from .. import render, store
+from .. import endpoints
 from ..jobs import Job, JobStatus
+from ..journal import folder as store
 from ..result import Result
+from ..views import render
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -365,7 +367,7 @@ def _meta_line(endpoint: str, cost: float | None, cached: bool) -> str:
     from ..endpoints import get_endpoint
 
     ep = get_endpoint(endpoint)
-    parts = [ep.model, ep.mode] + ([render.format_cost(cost)] if cost is not None else [])
+    parts = [ep.model, ep.mode] + ([endpoints.format_cost(cost)] if cost is not None else [])
     text = f'<span style="font:11px sans-serif">{html.escape(" · ".join(parts))}</span>'
     return text + (" " + _badge("cached", "#e3f4e1") if cached else "")
 
@@ -408,7 +410,7 @@ def _links_html(result: Result) -> str:
 
 def _metadata_html(request_id: str | None, endpoint: str, arguments: dict[str, Any], result: Result | None) -> str:
     esc = html.escape
-    rows = [("request id", request_id or "—"), ("endpoint", endpoint)]
+    rows: list[tuple[str, Any]] = [("request id", request_id or "—"), ("endpoint", endpoint)]
     rows += [(f"  {k}", v) for k, v in arguments.items()]
     if result is not None:
         rows += [("seed used", result.seed), ("prompt used", result.prompt)]

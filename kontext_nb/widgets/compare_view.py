@@ -17,11 +17,12 @@ from pathlib import Path
 import ipywidgets as w
 from PIL import Image
 
-from .. import render
-from ..compare import Comparison
-from ..grid import Grid
-from ..journal import default_folder
+from ..journal.db import default_folder
+from ..journal.folder import grids_folder
 from ..result import Result
+from ..views import render
+from ..views.compare import Comparison
+from ..views.grid import Grid
 from .cards import blurred, close_tree
 
 SIDE = 320
@@ -111,10 +112,10 @@ class CompareView:
 
     def _grid_folder(self) -> Path:
         if self.folder is not None:
-            return self.folder / "grids"
+            return grids_folder(self.folder)
         results = self.grid.results if self.grid is not None else []
         files = [r.files[0] for r in results if isinstance(r, Result) and r.files]
-        return (files[0].parent.parent if files else default_folder()) / "grids"
+        return grids_folder(files[0].parent.parent if files else default_folder())
 
     # -- drawing -----------------------------------------------------------------------------------
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import threading
@@ -13,16 +14,16 @@ from typing import Any
 import ipywidgets as w
 
 from .. import endpoints
-from ..errors import ImageInputError, KontextError, ValidationError
-from ..grid import Grid
+from ..endpoints import format_cost
+from ..errors import ImageInputError, JournalError, KontextError, ValidationError
 from ..jobs import Job, JobStatus
-from ..journal import JobRecord, JournalError
-from ..magics.live import logs_text, status_text
-from ..render import format_cost
+from ..journal.db import JobRecord
+from ..journal.folder import input_source
 from ..request import Request, build_request
 from ..session import Session
-from ..store import find_input
 from ..sweep import Sweep, build_sweep
+from ..views.grid import Grid
+from ..views.status import logs_text, status_text
 from .cards import close_tree
 from .controls import InputControls, SourcePicker, error_html
 
@@ -157,7 +158,7 @@ class CreateTab:
         except JournalError:  # not finished: its inputs are still in the runs folder
             found = []
             for identity in rec.input_hashes:
-                path = find_input(rec.folder, identity) if not identity.startswith("url:") else identity[4:]
+                path = input_source(rec.folder, identity)
                 found.append(path if path is not None else f"(the input of {rec.ref} is gone)")
             return found
 
@@ -277,7 +278,7 @@ class CreateTab:
         jobs: list[Job] = []
         try:
             for request in plan.requests:
-                job = self.session.run(request, wait=False, confirm=True, parent_id=plan.parent_id)
+                job = self.session.submit(request, confirm=True, parent_id=plan.parent_id)
                 assert isinstance(job, Job)
                 jobs.append(job)
         except Exception as exc:  # a budget cap reached part way: take back what was sent
@@ -291,7 +292,7 @@ class CreateTab:
             self._batch = batch
             self.jobs.extend(jobs)
         for job in jobs:
-            self._listening[job] = job.on_update(lambda j, s, b=batch: self._job_changed(b, j, s))
+            self._listening[job] = job.on_update(functools.partial(self._job_changed, batch))
         for callback in list(self._submitted):
             for job in jobs:
                 callback(job)

@@ -43,7 +43,7 @@ class Gallery:
         self.max_cards = max_cards
         self.cards: list[Card] = []
         """Newest first."""
-        self._actions = {"on_use_as_input": on_use_as_input, "on_reuse_seed": on_reuse_seed, "on_compare": on_compare}
+        self._on_use_as_input, self._on_reuse_seed, self._on_compare = on_use_as_input, on_reuse_seed, on_compare
         self._by_job: weakref.WeakKeyDictionary[Job, Card] = weakref.WeakKeyDictionary()
         self._by_journal: dict[int, Card] = {}
         self._lock = threading.RLock()
@@ -60,18 +60,29 @@ class Gallery:
         self.widget = w.VBox([self.header, self.grid])
         self._update_header()
 
+    def _new_card(self, *, job: Job | None = None, result: Result | None = None) -> Card:
+        return Card(
+            self.session,
+            job=job,
+            result=result,
+            on_use_as_input=self._on_use_as_input,
+            on_reuse_seed=self._on_reuse_seed,
+            on_compare=self._on_compare,
+            on_new_job=self.add_job,
+        )
+
     def add_job(self, job: Job) -> Card:
         """A card that shows the job queued, then running, then its result or its error, on its own."""
         with self._lock:
             card = self._existing(job.journal_id, job)
             if card is not None and card.job is not job and card.job is not None and card.job.state == "failed":
                 # the same journal job collected again (kx.resume): the new job takes the old card's place
-                fresh = Card(self.session, job=job, on_new_job=self.add_job, **self._actions)
+                fresh = self._new_card(job=job)
                 self._by_job[job] = fresh
                 self._swap(card, fresh)
                 card = fresh
             elif card is None:
-                card = Card(self.session, job=job, on_new_job=self.add_job, **self._actions)
+                card = self._new_card(job=job)
                 self._by_job[job] = card
                 self._insert(card)
             if card.running:
@@ -83,7 +94,7 @@ class Gallery:
         with self._lock:
             card = self._existing(result.journal_id, None)
             if card is None:
-                card = Card(self.session, result=result, on_new_job=self.add_job, **self._actions)
+                card = self._new_card(result=result)
                 self._insert(card)
             return card
 

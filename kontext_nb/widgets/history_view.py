@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 from PIL import Image
 
-from .. import render, store
+from .. import endpoints
 from ..endpoints import ENDPOINTS
-from ..journal import JobRecord
+from ..journal import folder as store
+from ..journal.db import JobRecord
+from ..views import render
 from .cards import close_tree
 
 if TYPE_CHECKING:
@@ -234,7 +236,7 @@ def details_html(record: JobRecord, children: list[JobRecord]) -> str:
     esc = html.escape
     colour = STATUS_COLOUR.get(record.status, "inherit")
     created = dt.datetime.fromtimestamp(record.created).astimezone().isoformat(sep=" ", timespec="seconds")
-    cost = render.format_cost(record.cost) + (" · cached" if record.cached else "")
+    cost = endpoints.format_cost(record.cost) + (" · cached" if record.cached else "")
     rows: list[tuple[str, str]] = [
         ("status", f'<span style="color:{colour}">{esc(record.status)}</span>'),
         ("created", esc(created)),

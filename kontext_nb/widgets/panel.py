@@ -8,9 +8,9 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..grid import Grid
 from ..result import Result
 from ..session import Session
+from ..views.grid import Grid
 from .cards import close_tree
 from .compare_view import CompareView
 from .create import CreateTab
@@ -40,16 +40,16 @@ class Panel:
         if previous is not None:
             previous.close()
         if session is None:
-            import kontext_nb
+            from .. import api
 
-            session = kontext_nb.get_session()
+            session = api.get_session()
         self.session = session
         self.closed = False
         self.create = CreateTab(session)
         self.gallery = Gallery(
             session, on_use_as_input=self._use_as_input, on_reuse_seed=self._reuse_seed, on_compare=self._compare
         )
-        self.compare = CompareView()
+        self.compare = CompareView(folder=session.runs_folder)
         self.history = HistoryView(session, on_load=self._load)
         self.tab = w.Tab(
             children=[self.create.widget, self.gallery.widget, self.compare.widget, self.history.widget],
@@ -92,7 +92,7 @@ class Panel:
     def _header_text(self) -> str:
         """Where jobs go (never the key) and what this session has spent: teachers and students look here first."""
         from ..config import env_base_url, has_fal_credentials
-        from ..render import format_cost
+        from ..endpoints import format_cost
 
         base = self.session.settings.base_url or env_base_url()
         keyless = self.session.settings.key is None and not has_fal_credentials()

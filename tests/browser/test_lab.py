@@ -27,9 +27,9 @@ import pytest
 from canary import leaks
 from PIL import Image
 
-import kontext_nb.metadata
-from kontext_nb.journal import DB_NAME
-from kontext_nb.store import RESULTS, THUMBS
+import kontext_nb.journal.metadata
+from kontext_nb.journal.db import DB_NAME
+from kontext_nb.journal.folder import RESULTS, THUMBS
 
 if TYPE_CHECKING:
     from .conftest import Lab
@@ -356,7 +356,7 @@ def image_texts(data: bytes) -> str:
     """Everything an image says about itself: kontext_nb's metadata, and each text chunk, Exif tag and info key."""
     texts = []
     try:
-        texts.append(json.dumps(kontext_nb.metadata.read(data), default=str))
+        texts.append(json.dumps(kontext_nb.journal.metadata.read(data), default=str))
     except Exception as exc:  # not one of ours, or no metadata: the raw bytes are still searched
         texts.append(f"(no kontext_nb metadata: {type(exc).__name__})")
     try:

@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 
 from kontext_nb.config import RetryPolicy
-from kontext_nb.engine import _RoutedAsyncClient
 from kontext_nb.errors import FalError, JobCancelled
+from kontext_nb.fal.engine import _RoutedAsyncClient
+from kontext_nb.fal.transport import FalTransport
 from kontext_nb.jobs import Job
 from kontext_nb.proxy import Limits, ProxyServer
 from kontext_nb.result import Result
 from kontext_nb.sandbox import SandboxServer
 from kontext_nb.session import Session
-from kontext_nb.transport import FalTransport
 
 from .conftest import PAUSED, T2I, wait_until
 

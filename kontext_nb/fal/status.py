@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource
 
-from .falerrors import http_error
+from .protocol import http_error
 
 Apply = Callable[[dict[str, Any]], None]
 
@@ -53,7 +53,7 @@ async def follow_stream(
         async for event in EventSource(response).aiter_sse():
             if not event.data:
                 continue
-            data = json.loads(event.data)
+            data: dict[str, Any] = json.loads(event.data)
             apply(data)
             if data.get("status") == "COMPLETED":
                 return data
@@ -68,7 +68,7 @@ async def poll_status(
         response = await http.get(status_url, params={"logs": "1"})
         if response.status_code >= 400:
             raise http_error(response, request_id)
-        data = response.json()
+        data: dict[str, Any] = response.json()
         apply(data)
         if data.get("status") == "COMPLETED":
             return data

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .endpoints import OfEndpoint
-from .errors import KontextError
+from ..endpoints import OfEndpoint
+from ..errors import JournalError
+from .folder import inside
 
 HOME_ENV = "KONTEXT_HOME"
 DEFAULT_FOLDER = "kontext-runs"
@@ -68,10 +69,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_MAX = 2**63 - 1  # SQLite's largest integer
 
 
-class JournalError(KontextError):
-    """The journal cannot be used (corrupt, newer schema, unwritable) or a reference is unknown."""
-
-
 @dataclass(frozen=True)
 class JobRecord(OfEndpoint):
     """One job as the journal remembers it."""
@@ -104,7 +101,7 @@ class JobRecord(OfEndpoint):
     @property
     def paths(self) -> list[Path]:
         """The image files, as absolute paths."""
-        return [self.folder / f for f in self.files]
+        return [inside(self.folder, f) for f in self.files]
 
     @property
     def ref(self) -> str:
@@ -413,7 +410,8 @@ class Journal:
             return []
         if limit is not None:
             limit = max(0, min(limit, SQLITE_MAX))
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[str | int | float] = []
         for word in (search or "").split():
             where.append("kx_contains(prompt, ?)")
             params.append(word.casefold())
@@ -434,7 +432,8 @@ class Journal:
         return [self._record(r) for r in self._db.execute(sql, params).fetchall()]
 
     def spent(self, *, since: float | None = None, session: str | None = None) -> float:
-        sql, params = "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE 1 = 1", []  # type: ignore[var-annotated]
+        sql = "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE 1 = 1"
+        params: list[str | float] = []
         if since is not None:
             sql += " AND created >= ?"
             params.append(since)

@@ -21,18 +21,14 @@ import time
 
 import httpx
 
-from .config import RetryPolicy
-from .errors import FalError
-from .falerrors import PROXY_LIMIT_HEADER, http_error
+from ..config import RetryPolicy
+from ..errors import RetriesExhausted
+from .protocol import PROXY_LIMIT_HEADER, http_error
 
 FAL_HOSTS = frozenset({"queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media", "queue.falrun.com", "falrun.com"})
 RETRY_STATUSES = frozenset({408, 429})
 INGRESS_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "OPTIONS"})
-
-
-class RetriesExhausted(FalError):
-    """A request kept failing with a retryable error; the last one is described."""
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

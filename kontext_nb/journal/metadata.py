@@ -130,14 +130,14 @@ def _fit(text: str, fits: Callable[[str], bool]) -> str:
 
 
 def _software(meta: Mapping[str, Any]) -> str:
-    from . import __version__
+    from .._version import __version__
 
     return f"kontext_nb {meta.get('kontext_nb_version') or __version__}"
 
 
 def _parameters(meta: Mapping[str, Any]) -> str:
     """The A1111 'parameters' text ('prompt' then 'Seed: N, Model: ..., Endpoint: ...') many viewers show."""
-    from .endpoints import ENDPOINTS
+    from ..endpoints import ENDPOINTS
 
     endpoint = meta.get("endpoint")
     known = ENDPOINTS.get(str(endpoint))
@@ -224,7 +224,8 @@ def _embed_png(data: bytes, meta: dict[str, Any]) -> bytes:
 
 def _jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
     """The (marker, payload) segments between SOI and the first SOS, and where SOS starts."""
-    segments, pos = [], 2
+    segments: list[tuple[int, bytes]] = []
+    pos = 2
     while True:
         if pos + 4 > len(data) or data[pos] != 0xFF:
             raise ValueError("not a valid JPEG: broken marker structure before the image data")

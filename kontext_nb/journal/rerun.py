@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .endpoints import endpoint_for, get_endpoint
-from .journal import JobRecord, JournalError
-from .request import Request, build_request
-from .store import find_input
+from ..endpoints import endpoint_for, get_endpoint
+from ..errors import JournalError
+from ..request import Request, build_request
+from .db import JobRecord
+from .folder import input_source
 
 
 def rerun_request(record: JobRecord, changes: dict[str, Any], max_input_side: int) -> tuple[Request, int | None]:
@@ -30,9 +31,7 @@ def rerun_request(record: JobRecord, changes: dict[str, Any], max_input_side: in
 
 
 def _input_source(record: JobRecord, identity: str) -> Any:
-    if identity.startswith("url:"):
-        return identity[4:]
-    path = find_input(record.folder, identity)
+    path = input_source(record.folder, identity)
     if path is None:
         raise JournalError(f"the input image of {record.ref} is no longer in the runs folder {record.folder}")
     return path

@@ -1,4 +1,5 @@
-"""Image files in the runs folder: results with their metadata embedded, inputs for re-runs.
+"""The runs folder's one owner: where results, thumbnails, inputs and grids live, and that every path
+handed out lies inside it.
 
 Files are named by the hash of the image bytes fal returned, written to a temporary name
 and renamed into place, so a crash never leaves half a file under a real name.
@@ -14,13 +15,17 @@ from typing import Any
 
 from PIL import Image
 
-from . import metadata, render
+from ..errors import JournalError
+from ..images import encode_thumbnail, sniff_content_type
+from . import metadata
 
 RESULTS = "images"
 INPUTS = "inputs"
 THUMBS = "thumbs"
+GRIDS = "grids"
+URL_INPUT = "url:"  # an input image given as a URL is remembered by its URL, not kept
 THUMB_SIDE = 256
-EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -36,11 +41,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def extension(content_type: str, data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return ".png"
-    if data.startswith(b"\xff\xd8"):
-        return ".jpg"
-    return EXTENSIONS.get(content_type, ".bin")
+    """The file ending the bytes call for; the claimed type only when the bytes say nothing."""
+    return EXTENSIONS.get(sniff_content_type(data) or content_type, ".bin")
 
 
 def save_result_image(folder: Path, data: bytes, content_type: str, meta: dict[str, Any]) -> tuple[str, bytes]:
@@ -67,7 +69,7 @@ def save_thumbnail(folder: Path, image_relative: str, image: Image.Image) -> Non
     """A small JPEG beside each result, so tables and galleries never decode full-size files."""
     target = thumbnail_path(folder, image_relative)
     if not target.exists():
-        data, _ = render.thumbnail(image, THUMB_SIDE)
+        data, _ = encode_thumbnail(image, THUMB_SIDE)
         _atomic_write(target, data)
 
 
@@ -83,3 +85,29 @@ def find_input(folder: Path, sha256: str) -> Path | None:
     for path in (folder / INPUTS).glob(sha256[:32] + ".*"):
         return path
     return None
+
+
+def inside(folder: Path, relative: str) -> Path:
+    """The file a journal row names, refused unless it lies inside the runs folder (a row naming ../x, an
+    absolute path or a link out of the folder is damage or tampering: nothing outside is ever read or deleted)."""
+    root = folder.resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise JournalError(f"the journal names a file outside its runs folder ({relative!r}): refused")
+    return target
+
+
+def grids_folder(folder: Path) -> Path:
+    return folder / GRIDS
+
+
+def input_identity(sha256: str | None, url: str | None) -> str:
+    """How the journal remembers one input image: its hash (the file is kept) or its URL."""
+    return sha256 if sha256 else URL_INPUT + (url or "")
+
+
+def input_source(folder: Path, identity: str) -> Path | str | None:
+    """An input the journal remembers: the kept file, the URL it was given as, or None when the file is gone."""
+    if identity.startswith(URL_INPUT):
+        return identity[len(URL_INPUT) :]
+    return find_input(folder, identity)

@@ -21,26 +21,18 @@ from typing import Any
 
 from PIL import Image
 
-from . import __version__, store
-from .config import Settings
-from .endpoints import get_endpoint
-from .engine import JobHooks
-from .errors import FalError, JobCancelled, JobFailed, KontextError
-from .images import ImageInput, image_inputs, labelled
-from .jobs import Job
-from .journal import JobRecord, Journal, JournalError, default_folder, owner_alive
-from .render import format_cost
-from .result import Result
+from .._version import __version__
+from ..config import Settings
+from ..endpoints import DEFAULT_CONTENT_TYPE, format_cost, get_endpoint
+from ..errors import BudgetError, ConfirmationRequired, FalError, JobCancelled, JobFailed, JournalError
+from ..fal.engine import JobHooks
+from ..images import ImageInput, image_inputs, labelled, sniff_content_type
+from ..jobs import Job
+from ..result import Result
+from . import folder as store
+from .db import JobRecord, Journal, default_folder, owner_alive
 
 REF_PATTERN = re.compile(r"^@(last|-\d+|\d+)$")
-
-
-class BudgetError(KontextError):
-    """A spending cap would be passed; nothing was sent."""
-
-
-class ConfirmationRequired(BudgetError):
-    """One call would spend more than the confirmation threshold; pass confirm=True."""
 
 
 def is_ref(value: Any) -> bool:
@@ -106,7 +98,8 @@ class Tracker:
         if record.status != "done" or not record.files:
             why = record.error or f"its status is {record.status}"
             raise JournalError(f"job {record.ref} has no images on disk ({why})")
-        blobs, images = [], []
+        blobs: list[bytes] = []
+        images: list[Image.Image] = []
         for path in record.paths:
             try:
                 data = path.read_bytes()
@@ -124,7 +117,7 @@ class Tracker:
             prompt=record.output_prompt or record.prompt,
             images=images,
             image_bytes=blobs,
-            content_types=["image/png" if b.startswith(b"\x89PNG") else "image/jpeg" for b in blobs],
+            content_types=[sniff_content_type(b) or DEFAULT_CONTENT_TYPE for b in blobs],
             urls=[],
             has_nsfw_concepts=list(record.nsfw),
             timings=record.timings or {},
@@ -140,13 +133,12 @@ class Tracker:
         """The job's input images as kept in the runs folder (URL inputs as their URL)."""
         found = []
         for identity in record.input_hashes:
-            if identity.startswith("url:"):
-                found.append(ImageInput(f"URL {identity[4:]!r}", url=identity[4:]))
-                continue
-            path = store.find_input(self.journal.folder, identity)
-            if path is not None:
+            path = store.input_source(self.journal.folder, identity)
+            if isinstance(path, str):
+                found.append(ImageInput(f"URL {path!r}", url=path))
+            elif path is not None:
                 data = path.read_bytes()
-                ctype = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+                ctype = sniff_content_type(data) or DEFAULT_CONTENT_TYPE
                 found.append(ImageInput(f"input of {record.ref}", data=data, content_type=ctype))
         return found
 
@@ -221,7 +213,7 @@ class Tracker:
                 store.save_input(self.journal.folder, image.data, image.content_type or "", image.sha256)
                 hashes.append(image.sha256)
             elif image.url:
-                hashes.append("url:" + image.url)
+                hashes.append(store.input_identity(None, image.url))
         journal_id = self.journal.create(
             endpoint=endpoint,
             arguments=labelled(arguments),

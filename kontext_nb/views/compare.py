@@ -15,8 +15,9 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from . import endpoints, render
-from .result import Result
+from .. import endpoints
+from ..result import Result
+from . import render
 
 SETTINGS = (
     "prompt",

@@ -17,9 +17,10 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from . import metadata, render
-from .result import Result
-from .sweep import Sweep
+from ..journal import metadata
+from ..result import Result
+from ..sweep import Sweep
+from . import render
 
 HTML_SIDE = 256
 """Pixels of the longer side of each thumbnail in the HTML table."""
@@ -267,7 +268,7 @@ def _caption(result: Result) -> str:
     return f"seed {result.seed}" + (f" +{more}" if more > 0 else "")
 
 
-def _error_text(error: BaseException | None) -> str:
+def _error_text(error: object) -> str:
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return _cut(text, 300)
 

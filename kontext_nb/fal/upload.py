@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from .errors import FalError
-from .falerrors import http_error
+from ..errors import FalError
+from .protocol import http_error
 
 REST_URL = "https://rest.fal.ai"
 

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, overload
 
 from PIL import Image
 
-from . import render, store
-from .endpoints import ENDPOINTS
-from .errors import KontextError
-from .journal import JobRecord
+from .. import endpoints
+from ..endpoints import ENDPOINTS
+from ..errors import PandasMissing
+from ..journal import folder as store
+from ..journal.db import JobRecord
+from . import render
 
 if TYPE_CHECKING:
     import pandas
@@ -52,10 +54,6 @@ MAX_THUMBNAILS = 50
 """Rows that get a thumbnail: each one decodes an image file."""
 THUMBNAIL_SIDE = 64
 PROMPT_WIDTH = 50
-
-
-class PandasMissing(KontextError, ImportError):
-    """to_pandas was called without pandas installed (it is optional)."""
 
 
 class History(Sequence[JobRecord]):
@@ -178,7 +176,7 @@ def _text(records: Sequence[JobRecord]) -> str:
         prompt = " ".join(r.prompt.split())  # newlines and tabs would break the table
         if len(prompt) > PROMPT_WIDTH:
             prompt = prompt[: PROMPT_WIDTH - 3] + "..."
-        cost = "cached" if r.cached else render.format_cost(r.cost)
+        cost = "cached" if r.cached else endpoints.format_cost(r.cost)
         seed = "-" if r.seed is None else str(r.seed)
         cells.append((r.ref, _local(r), r.status, _kind(r), seed, cost, prompt))
     widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
@@ -190,7 +188,7 @@ def _text(records: Sequence[JobRecord]) -> str:
         lines.append("  ".join([*fields, row[-1]]).rstrip())
     if len(records) > MAX_ROWS:
         lines.append(_more(len(records) - MAX_ROWS))
-    lines.append(f"{_count(len(records))} · {render.format_cost(sum(r.cost for r in records))}")
+    lines.append(f"{_count(len(records))} · {endpoints.format_cost(sum(r.cost for r in records))}")
     return "\n".join(lines)
 
 
@@ -248,7 +246,7 @@ def _html_row(r: JobRecord, thumbnail: str) -> str:
         kind = f"{r.error_type}: " if r.error_type else ""
         extra += f'<div style="color:#b00020">{esc(kind + r.error)}</div>'
     colour = _STATUS_COLOUR.get(r.status, "inherit")
-    cost = esc(render.format_cost(r.cost)) + (' <span style="opacity:.6">cached</span>' if r.cached else "")
+    cost = esc(endpoints.format_cost(r.cost)) + (' <span style="opacity:.6">cached</span>' if r.cached else "")
     seed = "–" if r.seed is None else f"<b>{esc(str(r.seed))}</b>"
     return (
         f"{_ROW}"
@@ -272,7 +270,7 @@ def _html(records: Sequence[JobRecord]) -> str:
     )
     cells = _thumbnail_cells(records)
     body = "".join(_html_row(r, cells[i] if i < len(cells) else "") for i, r in enumerate(records[:MAX_ROWS]))
-    notes = [_count(len(records)), render.format_cost(sum(r.cost for r in records))]
+    notes = [_count(len(records)), endpoints.format_cost(sum(r.cost for r in records))]
     if len(records) > MAX_THUMBNAILS:
         notes.append(f"thumbnails for the first {MAX_THUMBNAILS} rows")
     more = ""

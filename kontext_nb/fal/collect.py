@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from . import endpoints
-from .errors import FalError, JobFailed
-from .falerrors import http_error
-from .images import decode_image, image_inputs
-from .result import Result
-
-if TYPE_CHECKING:
-    from .engine import Engine, _Run
+from .. import endpoints
+from ..errors import FalError, JobFailed
+from ..images import decode_image, image_inputs, sniff_content_type
+from ..jobs import Job
+from ..result import Result
+from .protocol import http_error
 
 
 async def fetch_output(http: httpx.AsyncClient, response_url: str, request_id: str) -> dict[str, Any]:
@@ -46,14 +44,22 @@ async def fetch_image(media: httpx.AsyncClient, url: str, request_id: str) -> by
     return response.content
 
 
-async def collect_result(engine: Engine, run: _Run) -> Result:
-    request_id = run.job.request_id or ""
-    http = await engine._http()
-    output = await fetch_output(http, run.handle.response_url, request_id)
+async def collect_result(
+    http: httpx.AsyncClient,
+    media: httpx.AsyncClient,
+    *,
+    job: Job,
+    endpoint: str,
+    arguments: dict[str, Any],
+    response_url: str,
+) -> Result:
+    """The finished job's output and every image, downloaded and decoded, as a Result."""
+    request_id = job.request_id or ""
+    output = await fetch_output(http, response_url, request_id)
     metas = [m for m in output.get("images") or [] if isinstance(m, dict) and m.get("url")]
     if not metas:
         raise JobFailed(f"fal returned no images for request {request_id}", request_id=request_id)
-    blobs = await asyncio.gather(*(fetch_image(engine._media, m["url"], request_id) for m in metas))
+    blobs = await asyncio.gather(*(fetch_image(media, m["url"], request_id) for m in metas))
     images = []
     for i, blob in enumerate(blobs):
         try:
@@ -62,14 +68,14 @@ async def collect_result(engine: Engine, run: _Run) -> Result:
             raise FalError(
                 f"image {i + 1} of request {request_id} is not a readable image", request_id=request_id
             ) from None
-    ep = endpoints.get_endpoint(run.endpoint)
+    ep = endpoints.get_endpoint(endpoint)
     nsfw = [bool(x) for x in output.get("has_nsfw_concepts") or []]
     return Result(
-        endpoint=run.endpoint,
+        endpoint=endpoint,
         request_id=request_id,
-        arguments=run.job.arguments,
+        arguments=job.arguments,
         seed=output.get("seed"),
-        prompt=str(output.get("prompt") or run.arguments.get("prompt", "")),
+        prompt=str(output.get("prompt") or arguments.get("prompt", "")),
         images=images,
         image_bytes=list(blobs),
         content_types=[str(m.get("content_type") or _sniff(b)) for m, b in zip(metas, blobs, strict=True)],
@@ -77,15 +83,15 @@ async def collect_result(engine: Engine, run: _Run) -> Result:
         has_nsfw_concepts=nsfw,
         timings=dict(output.get("timings") or {}),
         cost=ep.cost(len(images)),
-        inputs=image_inputs(run.arguments),
+        inputs=image_inputs(arguments),
         output=_elide(output),
-        logs=run.job.status.logs,
-        elapsed=run.job.status.elapsed,
+        logs=job.status.logs,
+        elapsed=job.status.elapsed,
     )
 
 
 def _sniff(blob: bytes) -> str:
-    return "image/png" if blob.startswith(b"\x89PNG") else endpoints.DEFAULT_CONTENT_TYPE
+    return sniff_content_type(blob) or endpoints.DEFAULT_CONTENT_TYPE
 
 
 def _elide(output: dict[str, Any]) -> dict[str, Any]:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from ..endpoints import format_cost
+from ..images import encode_thumbnail
+
 if TYPE_CHECKING:
-    from .result import Result
+    from ..result import Result
 
 THUMBNAIL_SIDE = 320
 
@@ -29,17 +31,9 @@ def set_thumbnail_side(side: int) -> None:
     THUMBNAIL_SIDE = side
 
 
-def thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> tuple[bytes, str]:
-    """A small encoded copy: JPEG, or PNG when the image has transparency."""
-    thumb = image.copy()
-    thumb.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    buf = io.BytesIO()
-    has_alpha = thumb.mode in ("RGBA", "LA") or (thumb.mode == "P" and "transparency" in thumb.info)
-    if has_alpha:
-        thumb.save(buf, "PNG", optimize=True)
-        return buf.getvalue(), "image/png"
-    thumb.convert("RGB").save(buf, "JPEG", quality=85)
-    return buf.getvalue(), "image/jpeg"
+def thumbnail(image: Image.Image, side: int | None = None) -> tuple[bytes, str]:
+    """A small encoded copy for an output, at the configured side unless one is given."""
+    return encode_thumbnail(image, side or THUMBNAIL_SIDE)
 
 
 def file_link(path: Path) -> str:
@@ -53,10 +47,6 @@ def file_link(path: Path) -> str:
 
 def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def format_cost(dollars: float) -> str:
-    return f"${dollars:.2f}"
 
 
 def settings_line(result: Result) -> str:

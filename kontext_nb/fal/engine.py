@@ -3,7 +3,7 @@
 A Jupyter kernel already runs an asyncio loop, so the engine owns one on a daemon thread
 and every fal request runs there. Callers get a Job at once; blocking calls wait on it.
 The engine knows nothing of IPython or widgets: it reports through Job callbacks and
-engine listeners.
+the JobHooks a caller passes.
 """
 
 from __future__ import annotations
@@ -21,22 +21,19 @@ import httpx
 from asyncstdlib import cached_property as async_cached_property
 from fal_client.auth import MissingCredentialsError
 
-from . import endpoints
-from .config import Settings
-from .errors import FalError, JobCancelled, JobFailed, JobTimeout, KontextError
-from .falerrors import fal_error
-from .images import ImageInput, labelled
-from .jobs import Job
-from .output import collect_result
-from .result import Result
+from .. import endpoints
+from ..config import Settings
+from ..errors import FalError, JobCancelled, JobFailed, JobTimeout, KontextError, RetriesExhausted
+from ..images import ImageInput, labelled
+from ..jobs import Job
+from ..result import Result
+from .collect import collect_result
+from .protocol import fal_error
 from .status import StreamUnavailable, follow_stream, poll_status
-from .transport import FalTransport, RetriesExhausted
+from .transport import FalTransport
 from .upload import StorageUploader
 
 log = logging.getLogger(__name__)
-
-Listener = Callable[[str, Job], None]
-"""``listener(event, job)`` with event one of created, submitted, finished."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +108,6 @@ class Engine:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self._listeners: list[Listener] = []
         self._runs: dict[Job, _Run] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kontext-engine", daemon=True)
@@ -147,7 +143,6 @@ class Engine:
         if run.hooks.prepare is not None:
             run.hooks.prepare(job)
         self._runs[job] = run
-        self._emit("created", job)
         asyncio.run_coroutine_threadsafe(self._start(run), self._loop)
         return job
 
@@ -187,9 +182,6 @@ class Engine:
     def active_jobs(self) -> list[Job]:
         return [j for j in self._runs.copy() if not j.done()]  # copy: the engine thread removes runs
 
-    def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
     def close(self, timeout: float = 5.0) -> None:
         """Stop the loop. Jobs in flight stay on fal; their request ids are on their Jobs."""
         if self.closed:
@@ -223,13 +215,6 @@ class Engine:
                 "or leave both unset to use the offline sandbox"
             ) from None
 
-    def _emit(self, event: str, job: Job) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event, job)
-            except Exception:
-                log.exception("an engine listener failed on %s", event)
-
     # -- one job --------------------------------------------------------------------------
     async def _start(self, run: _Run, attach: bool = False) -> None:
         run.task = asyncio.current_task()
@@ -250,7 +235,14 @@ class Engine:
                     request_id=run.job.request_id,
                 )
             run.phase = "collecting"
-            result = await collect_result(self, run)
+            result = await collect_result(
+                await self._http(),
+                self._media,
+                job=run.job,
+                endpoint=run.endpoint,
+                arguments=run.arguments,
+                response_url=run.handle.response_url,
+            )
             if run.hooks.finalize is not None:
                 try:
                     await asyncio.to_thread(run.hooks.finalize, result)
@@ -266,7 +258,6 @@ class Engine:
             self._fail(run, fal_error(exc, run.job.request_id))
         finally:
             self._runs.pop(run.job, None)  # the Job (and its images) belong to whoever holds it now
-            self._emit("finished", run.job)
 
     def _fail(self, run: _Run, error: BaseException) -> None:
         if run.hooks.on_failed is not None:
@@ -297,9 +288,8 @@ class Engine:
                     run.hooks.on_submitted(run.job)
                 except Exception:
                     log.exception("recording the submit of %s failed", run.job.request_id)
-            self._emit("submitted", run.job)
-            if run.cancel_requested:
-                await self._cancel_remote(run)
+            if run.cancel_requested:  # set by the user's thread while we awaited: mypy cannot see that
+                await self._cancel_remote(run)  # type: ignore[unreachable]
             return await self._watch(run)
 
     async def _submit(self, run: _Run, sent: dict[str, Any]) -> Any:

@@ -8,7 +8,7 @@ import httpx
 from fal_client.auth import MissingCredentialsError
 from fal_client.client import FalClientHTTPError
 
-from .errors import FalError, KontextError
+from ..errors import FalError, KontextError
 
 PROXY_HEADER = "x-kontext-proxy"  # on every answer a kontext_nb classroom proxy makes itself
 PROXY_LIMIT_HEADER = "x-kontext-limit"  # on its refusals: which limit (images-per-day, blocklist, ...)
@@ -78,10 +78,3 @@ def fal_error(exc: Any, request_id: str | None = None) -> KontextError:
     if isinstance(exc, httpx.TransportError):
         return FalError(f"could not reach fal: {type(exc).__name__}", request_id=request_id)
     return FalError(f"{type(exc).__name__}: {str(exc)[:200]}", request_id=request_id)
-
-
-def is_gone(exc: BaseException) -> bool:
-    """fal answered 404 for a request id: it no longer exists (or never did)."""
-    if isinstance(exc, FalClientHTTPError):
-        return exc.status_code == 404
-    return isinstance(exc, FalError) and exc.status_code == 404

@@ -1,0 +1,56 @@
+"""The run journal: every job, its seed, settings, outcome and files, in SQLite and the runs folder.
+
+db.py is the SQLite journal; folder.py alone knows the runs folder's layout (images/, thumbs/, inputs/, grids/) and
+that every path it hands out lies inside it; metadata.py writes how an image was made into the file itself;
+tracking.py is what the journal adds to a session (rows before submit, files on completion, cache, budget);
+pruning.py deletes; rerun.py rebuilds a job's request.
+
+May import: endpoints, errors, config, images, jobs, result, request and the fal layer's hooks. Never IPython or
+ipywidgets.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .db import JobRecord, Journal, default_folder, owner_alive
+    from .metadata import embed, read
+    from .pruning import delete_record, prune
+    from .rerun import rerun_request
+    from .tracking import Tracker
+
+_LAZY = {
+    "Journal": "db",
+    "JobRecord": "db",
+    "default_folder": "db",
+    "owner_alive": "db",
+    "Tracker": "tracking",
+    "embed": "metadata",
+    "read": "metadata",
+    "prune": "pruning",
+    "delete_record": "pruning",
+    "rerun_request": "rerun",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # names load on first use, so importing one submodule (and %load_ext) stays cheap
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'kontext_nb.journal' has no attribute {name!r}")
+
+
+__all__ = [
+    "JobRecord",
+    "Journal",
+    "Tracker",
+    "default_folder",
+    "delete_record",
+    "embed",
+    "owner_alive",
+    "prune",
+    "read",
+    "rerun_request",
+]

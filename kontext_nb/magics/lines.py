@@ -1,0 +1,128 @@
+"""From a %kontext line to checked requests: prompts, {name} filling, sources, options, confirmation."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import StdinNotImplementedError, UsageError
+
+from .. import api, endpoints
+from ..endpoints import format_cost
+from ..errors import KontextError, ValidationError
+from ..request import Request, build_request
+from .parse import Parsed, convert, option_for, shown
+
+if TYPE_CHECKING:
+    from . import Kontext
+
+
+PROMPT_SEPARATOR = re.compile(r"^\s*---\s*$", re.M)
+
+
+def split_at_dashes(tokens: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in tokens:
+        i = tokens.index("--")
+        return tokens[:i], tokens[i + 1 :]
+    return tokens, []
+
+
+def prompts_of(magics: Kontext, line_prompt: str, cell: str | None, *, expand: bool = True) -> list[str]:
+    """The line's prompt, or the cell body (``---`` lines separate prompts), with {name} filled in."""
+    if cell is not None and cell.strip():
+        if line_prompt.strip():
+            raise UsageError("give the prompt either on the %%kontext line or in the cell body, not both")
+        parts = [p.strip() for p in PROMPT_SEPARATOR.split(cell)]
+    else:
+        parts = [line_prompt.strip()]
+    prompts = [fill_names(p, magics.user_ns) if expand else p for p in parts if p]
+    if not prompts:
+        raise UsageError("no prompt given: %kontext a red fox in snow --seed 42 (see %kontext help)")
+    return prompts
+
+
+NAME_IN_BRACES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+
+
+def fill_names(prompt: str, namespace: dict[str, Any]) -> str:
+    """{name} (or {name.attribute}) from the notebook's variables; anything else in braces stays as written.
+
+    IPython's own expansion would evaluate any expression between braces, and $name too: a prompt pasted from a
+    web page must never run code, and "$5" is a price, not a variable.
+    """
+
+    def lookup(match: re.Match[str]) -> str:
+        first, *rest = match.group(1).split(".")
+        if first not in namespace:
+            return match.group(0)
+        value = namespace[first]
+        for attribute in rest:
+            if attribute.startswith("_") or not hasattr(value, attribute):
+                return match.group(0)
+            value = getattr(value, attribute)
+        return str(value)
+
+    return NAME_IN_BRACES.sub(lookup, prompt) if "{" in prompt else prompt
+
+
+def source_of(magics: Kontext, word: str) -> Any:
+    if word.startswith("$"):
+        name = word[1:]
+        if name not in magics.user_ns:
+            raise UsageError(f"no variable named {name!r} in the notebook (from {word})")
+        return magics.user_ns[name]
+    return word
+
+
+def model_of(magics: Kontext, parsed: Parsed) -> str:
+    model = magics.model if parsed.model is None else parsed.model
+    if model not in endpoints.MODELS:
+        raise UsageError(
+            f"--model {model!r} is not allowed: choose one of max, pro{endpoints.suggest(model, endpoints.MODELS)}"
+        )
+    return model
+
+
+def inputs_of(magics: Kontext, parsed: Parsed, mode: str) -> dict[str, Any]:
+    inputs = {name: convert(name, value) for name, value in parsed.inputs.items()}
+    inputs.setdefault("guidance_scale", magics.guidance)
+    inputs.setdefault("output_format", magics.output_format)
+    if mode == "text-to-image":
+        inputs.setdefault("aspect_ratio", magics.aspect_ratio)
+    return inputs
+
+
+def request_of(magics: Kontext, parsed: Parsed, mode: str, prompt: str) -> Request:
+    try:
+        return build_request(
+            mode, prompt, model=model_of(magics, parsed), private=parsed.private, **inputs_of(magics, parsed, mode)
+        )
+    except KontextError as exc:
+        raise UsageError(usage(exc, parsed)) from None
+
+
+def usage(exc: Exception, parsed: Parsed | None = None) -> str:
+    """A validation message in the words the user typed: '--guidance 25 is out of range: ...'."""
+    name = getattr(exc, "field", None)
+    if not isinstance(exc, ValidationError) or not name or name in ("prompt", "image_url", "image_urls", "model"):
+        return str(exc)
+    message = str(exc)
+    typed = parsed.inputs.get(name) if parsed is not None else None
+    if message.startswith(f"{name}=") and isinstance(typed, str):
+        typed = typed if len(typed) <= 40 else shown(typed)
+        return f"{option_for(name)} {typed} {message.split(' ', 1)[1]}"
+    return f"{option_for(name)}: {message}"
+
+
+def confirm(magics: Kontext, cost: float, what: str, yes: bool) -> None:
+    """Ask before spending more than the threshold (the API's confirm=True, asked as a question)."""
+    threshold = api.get_session().settings.confirm_above
+    if yes or cost <= threshold + 1e-9:
+        return
+    question = f"{what} will cost {format_cost(cost)} (more than {format_cost(threshold)}). Go ahead? [y/N] "
+    try:
+        answer = input(question)
+    except (StdinNotImplementedError, EOFError, OSError):
+        raise UsageError(f"{what} would cost {format_cost(cost)}: add --yes (-y) to go ahead") from None
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UsageError("nothing was sent")

@@ -1,0 +1,48 @@
+"""Pure views: results and journal records turned into HTML, text and PNG, for notebooks, terminals and files.
+
+render.py (one result), compare.py (side by side), grid.py (a sweep's labelled grid), history.py (journal records
+as a table), status.py (the status line of running jobs). Nothing here imports IPython or ipywidgets, so every view
+works in terminal IPython and in a saved notebook with no kernel.
+
+May import: endpoints, errors, images, jobs, result, sweep and the journal's records and files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compare import Comparison
+    from .grid import Grid
+    from .history import History
+    from .render import result_html, result_text
+    from .status import logs_text, status_text
+
+_LAZY = {
+    "Comparison": "compare",
+    "Grid": "grid",
+    "History": "history",
+    "result_html": "render",
+    "result_text": "render",
+    "status_text": "status",
+    "logs_text": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # names load on first use, so importing one submodule (and %load_ext) stays cheap
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'kontext_nb.views' has no attribute {name!r}")
+
+
+__all__ = [
+    "Comparison",
+    "Grid",
+    "History",
+    "logs_text",
+    "result_html",
+    "result_text",
+    "status_text",
+]
