@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shell import Shell  # tests/shell.py
 
 import kontext_nb
 import kontext_nb.sandbox
@@ -110,3 +111,24 @@ def module_session_restored() -> Iterator[None]:
     previous = kontext_nb.current_session()
     yield
     kontext_nb.set_session(previous)
+
+
+@pytest.fixture
+def shell(make_session: Callable[..., Session], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Shell]:
+    """IPython's global test shell with %kontext loaded, on a sandbox session of its own, in tmp_path.
+
+    The shell outlives the test: the variables a test (or -o) made and the settings it changed are taken back.
+    """
+    from IPython.testing import globalipapp
+
+    globalipapp.start_ipython()  # one global test shell, started on first use
+    ip = globalipapp.get_ipython()
+    monkeypatch.chdir(tmp_path)
+    kontext_nb.set_session(make_session())
+    ip.run_line_magic("load_ext", "kontext_nb")
+    names = set(ip.user_ns)
+    yield Shell(ip)
+    for name in set(ip.user_ns) - names:
+        del ip.user_ns[name]
+    ip.run_line_magic("unload_ext", "kontext_nb")
+    ip.config.pop("Kontext", None)

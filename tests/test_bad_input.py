@@ -3,7 +3,7 @@
 Every case is its own test id. A magic line must raise IPython's UsageError (one line, no traceback, short
 enough to read even when the input was 100k characters); a panel state must put its message beside the field
 at fault (or on the tab's error line). After each, the sandbox has seen no submission. The lines here are new:
-tests/test_magics.py's BAD_LINES are not repeated (a test checks that).
+tests/magics/test_magics.py's BAD_LINES are not repeated (a test checks that).
 
 Decisions written down here:
 - a 100k-character prompt is a clean run (fal takes it; the journal and the image metadata keep it whole);
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
+from magics.test_magics import BAD_LINES
 from PIL import Image
-from test_magics import BAD_LINES, Shell
+from shell import Shell  # tests/shell.py
 
 import kontext_nb as kx
 import kontext_nb.sandbox as sandbox
@@ -286,22 +286,11 @@ def test_corpus_is_new_and_large_enough() -> None:
 
 
 @pytest.fixture
-def shell(
-    sb: sandbox.SandboxServer, make_session: Callable[..., Session], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Shell]:
-    globalipapp.start_ipython()
-    ip = globalipapp.get_ipython()
-    monkeypatch.chdir(tmp_path)
-    kx.set_session(make_session())
+def shell(shell: Shell, tmp_path: Path) -> Shell:
+    """The shared test shell (tests/conftest.py) with the corpus's files and variables in place."""
     make_files(tmp_path)
-    ip.run_line_magic("load_ext", "kontext_nb")
-    names = set(ip.user_ns)
-    set_variables(ip.user_ns)
-    yield Shell(ip)
-    for name in set(ip.user_ns) - names:  # the shell outlives the test: take back what it was given (or -o made)
-        del ip.user_ns[name]
-    ip.run_line_magic("unload_ext", "kontext_nb")
-    ip.config.pop("Kontext", None)
+    set_variables(shell.ip.user_ns)
+    return shell
 
 
 def usage_error(shell: Shell, line: str, body: str | None) -> str:
@@ -404,7 +393,7 @@ def test_odd_unicode_in_a_real_prompt_is_a_clean_run(shell: Shell, sb: sandbox.S
 
 # -- panel states ------------------------------------------------------------------------------------------------------
 def upload(tab: CreateTab, *files: tuple[str, bytes]) -> None:
-    """What the browser sends when files are chosen (as in tests/test_widgets_panel.py)."""
+    """What the browser sends when files are chosen (as in tests/widgets/test_panel.py)."""
     value = [
         {"name": name, "type": "image/png", "size": len(data), "content": memoryview(data), "last_modified": 0}
         for name, data in files

@@ -12,7 +12,7 @@ import datetime as dt
 import html
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import waiting  # tests/waiting.py
-from IPython.testing import globalipapp
 
 import kontext_nb as kx
 import kontext_nb.sandbox as sandbox
@@ -208,19 +207,6 @@ def run_panel(session: Session, prompt: str, **_: Any) -> Run:
 RUNNERS = {"blocking": run_blocking, "bg": run_bg, "panel": run_panel}
 
 
-@pytest.fixture
-def ipshell(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    """IPython's test shell with %kontext loaded (terminal IPython: --bg returns the Job)."""
-    globalipapp.start_ipython()
-    ip = globalipapp.get_ipython()
-    monkeypatch.chdir(tmp_path)
-    ip.run_line_magic("load_ext", "kontext_nb")
-    yield ip
-    ip.run_line_magic("unload_ext", "kontext_nb")
-    ip.user_ns.pop("job", None)
-    ip.config.pop("Kontext", None)
-
-
 # -- the cells ---------------------------------------------------------------------------------------------
 def shorten(message: str, n: int = 60) -> str:
     """The first n characters, request ids masked (so the table does not change from run to run)."""
@@ -250,9 +236,9 @@ def test_cell(
         sb.configure(**fault.sandbox)
     session = make_session(retry=RETRY, poll_interval=0.02, **fault.settings)
     shell = None
-    if mode == "bg":
+    if mode == "bg":  # IPython's test shell is terminal IPython: --bg returns the Job
+        shell = request.getfixturevalue("shell").ip
         kx.set_session(session)
-        shell = request.getfixturevalue("ipshell")
     engine = session.engine
     sb.set_faults(fault.rules)
     run = RUNNERS[mode](session, f"fault matrix {fault.id} {mode}", shell=shell)

@@ -40,6 +40,7 @@ import waiting  # tests/waiting.py
 from canary import leaks as find_leaks
 from canary import new_canary
 from IPython.testing import globalipapp
+from shell import Shell  # tests/shell.py
 
 import kontext_nb as kx
 import kontext_nb.sandbox
@@ -772,18 +773,9 @@ def test_a_config_change_keeps_the_runs_folder_and_the_budget(
 
 # -- prompt text is data ---------------------------------------------------------------------------------------------
 @pytest.fixture
-def shell(make_session: Callable[..., Session], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    globalipapp.start_ipython()
-    ip = globalipapp.get_ipython()
-    monkeypatch.chdir(tmp_path)
-    kx.set_session(make_session())
-    ip.run_line_magic("load_ext", "kontext_nb")
-    names = set(ip.user_ns)
-    yield ip
-    for name in set(ip.user_ns) - names:
-        del ip.user_ns[name]
-    ip.run_line_magic("unload_ext", "kontext_nb")
-    ip.config.pop("Kontext", None)
+def shell(shell: Shell) -> Any:
+    """The shared test shell (tests/conftest.py), as IPython's own InteractiveShell."""
+    return shell.ip
 
 
 def test_braces_in_a_prompt_never_run_code(shell: Any, sb: kontext_nb.sandbox.SandboxServer) -> None:

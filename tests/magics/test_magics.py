@@ -2,59 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing import globalipapp
+from shell import Shell  # tests/shell.py
 
 import kontext_nb as kx
 import kontext_nb.sandbox as sandbox
 from kontext_nb.result import Result, Results
-from kontext_nb.session import Session
-
-
-class Shell:
-    """A test shell whose failing cells fail the test (as in jupysql's tests)."""
-
-    def __init__(self, ip: InteractiveShell) -> None:
-        self.ip = ip
-
-    def run(self, cell: str) -> Any:
-        result = self.ip.run_cell(cell, store_history=True)
-        if result.error_before_exec or result.error_in_exec:
-            raise result.error_before_exec or result.error_in_exec
-        return result.result
-
-    def line(self, line: str) -> Any:
-        return self.ip.run_line_magic("kontext", line)
-
-    def cell(self, line: str, body: str) -> Any:
-        return self.ip.run_cell_magic("kontext", line, body)
-
-    def usage_error(self, line: str) -> str:
-        with pytest.raises(UsageError) as info:
-            self.line(line)
-        message = str(info.value)
-        assert "\n" not in message and "Traceback" not in message
-        return message
-
-
-@pytest.fixture
-def shell(
-    sb: sandbox.SandboxServer, make_session: Callable[..., Session], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Shell]:
-    globalipapp.start_ipython()  # one global test shell, started on first use
-    ip = globalipapp.get_ipython()
-    monkeypatch.chdir(tmp_path)
-    kx.set_session(make_session())
-    ip.run_line_magic("load_ext", "kontext_nb")
-    yield Shell(ip)
-    ip.run_line_magic("unload_ext", "kontext_nb")
-    ip.config.pop("Kontext", None)  # the shell outlives the test: leave no settings behind
 
 
 def test_load_registers_and_unload_removes(shell: Shell) -> None:

@@ -236,3 +236,62 @@ def test_prune_age_then_size_counts_a_shared_file_once(journal: Journal) -> None
     assert images_bytes(folder) <= limit, f"{images(folder)} still there after deleting {deleted} jobs"
     assert ids(journal) == {newest} and deleted == 3
     assert middle not in ids(journal)
+
+
+# -- defects found while reorganising the package (issue 11) -------------------------------------------------
+def test_pruning_removes_thumbnails_and_inputs_with_the_last_row_that_names_them(journal: Journal) -> None:
+    from kontext_nb.journal import folder as runs
+
+    folder = journal.folder
+    image = write_image(folder, "a.png")
+    runs.save_thumbnail(folder, image, Image.open(folder / image))
+    kept_input = runs.save_input(folder, b"\x89PNG\r\n\x1a\nshared", "image/png", "ab" * 32)
+    own_input = runs.save_input(folder, b"\x89PNG\r\n\x1a\nown", "image/png", "cd" * 32)
+    old = journal.create(endpoint=T2I, arguments={"prompt": "old", "seed": 1}, input_hashes=["ab" * 32, "cd" * 32])
+    journal.submitted(old, "req-old")
+    journal.finished(old, status="done", cost=0.08, num_images=1, files=[image])
+    journal._db.execute("UPDATE jobs SET created = ? WHERE id = ?", (time.time() - 9 * DAY, old))
+    young = journal.create(endpoint=T2I, arguments={"prompt": "young", "seed": 1}, input_hashes=["ab" * 32])
+    journal.submitted(young, "req-young")
+    journal.finished(young, status="failed", cost=0.0, num_images=0, files=[])
+    thumb = runs.thumbnail_path(folder, image)
+    assert thumb.exists() and (folder / kept_input).exists() and (folder / own_input).exists()
+
+    assert prune(journal, older_than_days=7) == 1
+    assert not (folder / image).exists() and not thumb.exists(), "the image and its thumbnail went together"
+    assert not (folder / own_input).exists(), "an input no row names any more goes too"
+    assert (folder / kept_input).exists(), "an input another row still names stays"
+
+
+def test_a_journal_path_outside_the_runs_folder_is_refused_and_nothing_is_deleted(
+    journal: Journal, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside") / "precious.txt"
+    outside.write_text("not the runs folder's")
+    relative = Path("..", "..", *outside.parts[1:]).as_posix()  # climbs out of the runs folder
+    for name in (relative, str(outside), "images/../../x.png"):
+        job = add(journal, f"tampered {name}", files=[name], days_old=30)
+        with pytest.raises(JournalError, match="outside its runs folder"):
+            delete_record(journal, journal.get(job))
+        with pytest.raises(JournalError, match="outside its runs folder"):
+            prune(journal, older_than_days=1)
+        with pytest.raises(JournalError, match="outside its runs folder"):
+            journal.get(job).paths  # noqa: B018  (reading the paths is what is refused)
+        journal.delete(job)
+    assert outside.read_text() == "not the runs folder's"
+
+
+def test_prune_reads_the_journal_once_however_many_jobs_go(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(60):
+        add(journal, f"job {i}", files=[write_image(journal.folder, f"{i}.png", side=8, seed=i)], days_old=10)
+    searches = 0
+    real = journal.search
+
+    def counting(**filters: object) -> list[object]:
+        nonlocal searches
+        searches += 1
+        return real(**filters)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal, "search", counting)
+    assert prune(journal, older_than_days=5, max_bytes=0) == 60
+    assert searches <= 2, f"the journal was read {searches} times for 60 deletions (once per file before)"

@@ -459,3 +459,23 @@ def test_header_says_where_jobs_go_and_what_was_spent(make_session) -> None:
         assert "test-key" not in panel.header.value
     finally:
         panel.close()
+
+
+def test_the_compare_tab_exports_grids_into_the_configured_runs_folder(
+    make_session: Callable[..., Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grid whose cells all failed has no files to say where the runs folder is: the session's runs_dir decides,
+    not KONTEXT_HOME or the current folder."""
+    from kontext_nb.sweep import build_sweep
+    from kontext_nb.views.grid import Grid
+
+    monkeypatch.setenv("KONTEXT_HOME", str(tmp_path / "elsewhere"))
+    session = make_session(runs_dir=str(tmp_path / "configured"))
+    panel = Panel(session)
+    try:
+        sweep = build_sweep("a {cat|fox}", {"seed": "1"})
+        panel.compare.show_grid(Grid(sweep, [RuntimeError("failed"), RuntimeError("failed")]))
+        [saved] = panel.compare.export_grid()
+        assert saved.parent == tmp_path / "configured" / "grids"
+    finally:
+        panel.close()
