@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import io
 import os
@@ -37,6 +38,8 @@ class ImageInput:
     content_type: str | None = None
     size: tuple[int, int] | None = None
     downscaled_from: tuple[int, int] | None = None
+    journal_id: int | None = field(default=None, compare=False)
+    """The journal job this image is the result of (an edit records it as a parent)."""
 
     @property
     def sha256(self) -> str | None:
@@ -89,7 +92,8 @@ def prepare_image(source: Any, *, max_side: int = MAX_INPUT_SIDE) -> ImageInput:
     if images is not None and hasattr(source, "request_id"):
         if not images:
             raise ImageInputError("that Result has no images to use as a source")
-        return _from_bytes(bytes(images[0]), f"result {source.request_id}", max_side)
+        loaded = _from_bytes(bytes(images[0]), f"result {source.request_id}", max_side)
+        return dataclasses.replace(loaded, journal_id=getattr(source, "journal_id", None))
     if isinstance(source, Image.Image):
         return _from_pil(source, "PIL image", max_side)
     if isinstance(source, (bytes, bytearray, memoryview)):

@@ -64,8 +64,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_parent ON jobs (parent_id);
     CREATE INDEX jobs_status ON jobs (status);
     """,
+    # 2: every parent of a job (a multi-reference edit has 2-4), in order; parent_id stays the first, for older readers
+    """
+    ALTER TABLE jobs ADD COLUMN parents TEXT NOT NULL DEFAULT '[]';
+    UPDATE jobs SET parents = json_array(parent_id) WHERE parent_id IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+ORPHAN_SQL = """
+    UPDATE jobs SET parents = (SELECT json_group_array(value) FROM json_each(jobs.parents) WHERE value != ?)
+    WHERE EXISTS (SELECT 1 FROM json_each(jobs.parents) WHERE value = ?)
+"""
+"""Forget a deleted job as a parent (its children stay)."""
 SQLITE_MAX = 2**63 - 1  # SQLite's largest integer
 
 
@@ -97,6 +107,8 @@ class JobRecord(OfEndpoint):
     error: str | None
     error_type: str | None
     folder: Path = field(repr=False, compare=False, default=Path("."))
+    parents: tuple[int, ...] = ()
+    """Every job whose image this one edits, in order (``parent_id`` is the first)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -225,6 +237,7 @@ class Journal:
         arguments: dict[str, Any],
         input_hashes: Sequence[str] = (),
         parent_id: int | None = None,
+        parents: Sequence[int] = (),
         tags: Iterable[str] = (),
         source: str | None = None,
         session: str | None = None,
@@ -232,10 +245,12 @@ class Journal:
     ) -> int:
         """Write a job's row before it is submitted; returns its journal id."""
         now = time.time()
+        every = list(dict.fromkeys([*([parent_id] if parent_id is not None else []), *parents]))
         with self._write() as w:
             cur = w.execute(
-                "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, tags,"
-                " source, session, input_hashes, cache_key) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, parents,"
+                " tags, source, session, input_hashes, cache_key)"
+                " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     now,
                     now,
@@ -243,7 +258,8 @@ class Journal:
                     str(arguments.get("prompt", "")),
                     _dump(arguments),
                     arguments.get("seed"),
-                    parent_id,
+                    every[0] if every else None,
+                    _dump(every),
                     _dump(sorted(set(tags))),
                     source,
                     session,
@@ -298,8 +314,8 @@ class Journal:
         with self._write() as w:
             cur = w.execute(
                 "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, request_id, parent_id,"
-                " tags, source, session, input_hashes, cache_key, cached, cost, num_images, timings, nsfw,"
-                " output_prompt, files) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?, ?, ?)",
+                " parents, tags, source, session, input_hashes, cache_key, cached, cost, num_images, timings, nsfw,"
+                " output_prompt, files) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?, ?, ?)",
                 (
                     now,
                     now,
@@ -309,6 +325,7 @@ class Journal:
                     original.seed,
                     original.request_id,
                     original.parent_id,
+                    _dump(list(original.parents)),
                     _dump(sorted(set(tags))),
                     source,
                     session,
@@ -332,6 +349,10 @@ class Journal:
     def delete(self, job_id: int) -> None:
         with self._write() as w:
             w.execute("UPDATE jobs SET parent_id = NULL WHERE parent_id = ?", (job_id,))
+            w.execute(
+                ORPHAN_SQL,
+                (job_id, job_id),
+            )
             w.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     # -- reading --------------------------------------------------------------------------
@@ -378,7 +399,11 @@ class Journal:
         return [self._record(r) for r in rows]
 
     def children(self, job_id: int) -> list[JobRecord]:
-        rows = self._db.execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,)).fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE parent_id = ? OR EXISTS (SELECT 1 FROM json_each(jobs.parents) WHERE value = ?)"
+            " ORDER BY id",
+            (job_id, job_id),
+        ).fetchall()
         return [self._record(r) for r in rows]
 
     def lineage(self, job_id: int) -> list[JobRecord]:
@@ -468,6 +493,7 @@ class Journal:
             error=row["error"],
             error_type=row["error_type"],
             folder=self.folder,
+            parents=tuple(json.loads(row["parents"])),
         )
 
 

@@ -208,6 +208,7 @@ class Tracker:
     def begin(self, endpoint: str, arguments: dict[str, Any], *, parent_id: int | None, tags: Iterable[str]) -> int:
         """Keep the inputs and write the row, before anything is sent."""
         hashes = []
+        parents = [i.journal_id for i in image_inputs(arguments) if i.journal_id is not None]
         for image in image_inputs(arguments):
             if image.data is not None and image.sha256:
                 store.save_input(self.journal.folder, image.data, image.content_type or "", image.sha256)
@@ -219,6 +220,7 @@ class Tracker:
             arguments=labelled(arguments),
             input_hashes=hashes,
             parent_id=parent_id,
+            parents=parents,
             tags=tags,
             source=self.source,
             session=self.session_id,
