@@ -421,3 +421,7 @@ def _metadata_html(request_id: str | None, endpoint: str, arguments: dict[str, A
         for k, v in rows
     )
     return f'<table style="font:11px monospace;max-width:{SIDE}px">{cells}</table>'
+
+
+links_html = _links_html
+"""'open full size · download' for a result's first file (also under the newest result in Create)."""

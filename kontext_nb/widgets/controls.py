@@ -28,6 +28,13 @@ NO_DEFAULT_LABELS = {"aspect_ratio": "(keep the input's shape)"}
 NO_DEFAULT = ""
 """The Dropdown value for "send nothing, let fal choose" (None would read as "no selection")."""
 SEED_LIMIT = 2**31
+RANDOM = "-1"
+"""What the seed field holds for "draw a new seed" (AUTOMATIC1111's convention; empty means the same)."""
+ADVANCED = ("sync_mode",)
+"""Inputs most people never touch: behind an "advanced" fold."""
+LABEL_WIDTH = "120px"
+"""One width for every control's label, so the fields line up."""
+SHAPE_SIDE = 32
 ERROR_STYLE = "color:#c62828;font-size:12px"
 THUMB_SIDE = 96
 
@@ -61,12 +68,13 @@ def control_for(field: endpoints.Field) -> w.Widget:
     common: dict[str, Any] = {
         "description": _label(field),
         "tooltip": _tooltip(field),
-        "style": {"description_width": "initial"},
+        "style": {"description_width": LABEL_WIDTH},
     }
     default = field.default if field.has_default else None
     if field.name in SWEEP_FIELDS:
-        hint = "random" if field.name == "seed" else label(default)
-        return w.Text(value=_text(default), placeholder=f"{hint}, or a list: 1,2,3 / 1-4", **common)
+        hint = "-1: random" if field.name == "seed" else label(default)
+        value = RANDOM if field.name == "seed" else _text(default)
+        return w.Text(value=value, placeholder=f"{hint}, or a list: 1,2,3 / 1-4", **common)
     if field.kind == "boolean":
         return w.Checkbox(value=bool(default), indent=False, **common)
     if field.kind == "enum":
@@ -120,9 +128,14 @@ class InputControls:
         )
         self.randomize.on_click(lambda _: self.randomize_seed())
         self._seed_minimum = int(seed_field.minimum or 0)
-        self.widget = w.VBox()
+        self._shown_used: str | None = None
+        self.sliders: dict[str, w.FloatSlider] = {}
+        """A slider beside each bounded number typed as text (guidance): drag, or type a value or a list."""
+        self.shape = w.HTML(layout=w.Layout(margin="0 0 0 8px"))
+        """The aspect ratio's shape, drawn to scale."""
+        self.advanced = w.Accordion(layout=w.Layout(width="auto"))
+        self.widget = w.VBox(layout=w.Layout(overflow="hidden"))
         self.set_endpoint(endpoint)
-        self.randomize_seed()
 
     # -- building --------------------------------------------------------------------------------------------
     def set_endpoint(self, endpoint: endpoints.Endpoint) -> None:
@@ -136,20 +149,47 @@ class InputControls:
             control = control_for(f)
             if old is not None:  # a choice the user made survives; the old row goes (its error label stays)
                 kept = self.controls[f.name].value
-                if kept != _initial(old) and _allows(control, kept):
+                unset = f.name in NO_DEFAULT_LABELS and not f.has_default  # the edit's "keep the input's shape"
+                if kept != _initial(old) and _allows(control, kept) and not unset:
                     control.value = kept
                 self._rows[f.name].close()
                 self.controls[f.name].close()
             self.controls[f.name], self._fields[f.name] = control, f
             self.errors.setdefault(f.name, w.HTML())
             control.observe(lambda change, name=f.name: self._changed(name), "value")
-            extra = [self.seed_lock, self.randomize] if f.name == "seed" else []
-            self._rows[f.name] = w.HBox([control, *extra, self.errors[f.name]])
+            self._rows[f.name] = w.HBox([control, *self._extras(f, control), self.errors[f.name]])
         for name in set(self.controls) - {f.name for f in wanted}:
             for widget in (self._rows.pop(name), self.controls.pop(name), self.errors.pop(name)):
                 widget.close()
             del self._fields[name]
-        self.widget.children = [self._rows[f.name] for f in wanted]
+            self.sliders.pop(name, None)
+        plain = [self._rows[f.name] for f in wanted if f.name not in ADVANCED]
+        self.advanced.children = [w.VBox([self._rows[f.name] for f in wanted if f.name in ADVANCED])]
+        self.advanced.titles = ("advanced",)
+        self.widget.children = [*plain, self.advanced]
+        self._draw_shape()
+
+    def _extras(self, f: endpoints.Field, control: w.Widget) -> list[w.Widget]:
+        """What stands beside a control: the seed's lock and dice, guidance's slider, the aspect ratio's shape."""
+        if f.name == "seed":
+            return [self.seed_lock, self.randomize]
+        if f.name == "aspect_ratio":
+            control.observe(lambda _: self._draw_shape(), "value")
+            return [self.shape]
+        if f.name in SWEEP_FIELDS and f.minimum is not None and f.maximum is not None:
+            start = float(f.default if f.has_default else f.minimum)
+            slider = w.FloatSlider(
+                value=start, min=f.minimum, max=f.maximum, step=0.1, readout=False, layout=w.Layout(width="200px")
+            )
+            self.sliders[f.name] = slider
+            _link_slider(slider, control)
+            return [slider]
+        return []
+
+    def _draw_shape(self) -> None:
+        control = self.controls.get("aspect_ratio")
+        value = str(control.value) if control is not None else ""
+        self.shape.value = shape_html(value)
 
     def on_change(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(field_name)`` whenever a control's value changes."""
@@ -168,7 +208,9 @@ class InputControls:
         out: dict[str, Any] = {}
         for name, control in self.controls.items():
             value = control.value
-            if name in SWEEP_FIELDS:
+            if name == "seed" and self._draws_seed(value):
+                out[name] = random.randrange(self._seed_minimum, SEED_LIMIT)
+            elif name in SWEEP_FIELDS:
                 values = parse_values(name, value) if value.strip() else ()
                 out[name] = None if not values else values[0] if len(values) == 1 else values
             elif value == NO_DEFAULT and self._fields[name].kind == "enum":
@@ -195,18 +237,29 @@ class InputControls:
     def seed(self) -> w.Text:
         return self.controls["seed"]
 
+    def _draws_seed(self, text: str) -> bool:
+        """-1 (or nothing) draws a seed; so does the last run's seed shown while the lock is open."""
+        text = text.strip()
+        return text in ("", RANDOM) or (not self.seed_lock.value and text == self._shown_used)
+
     def randomize_seed(self) -> None:
-        self.seed.value = str(random.randrange(self._seed_minimum, SEED_LIMIT))
+        """Back to -1: each run draws a new seed."""
+        self.seed_lock.value = False
+        self.seed.value = RANDOM
 
     def set_seed(self, seed: int | None, *, lock: bool = True) -> None:
-        """Put a seed in the field (None: empty, fal draws) and, by default, lock it for the next runs."""
-        self.seed.value = "" if seed is None else str(seed)
-        self.seed_lock.value = lock
+        """Put a seed in the field (None: -1, random) and, by default, lock it for the next runs."""
+        self.seed.value = RANDOM if seed is None else str(seed)
+        self.seed_lock.value = lock and seed is not None
 
-    def after_run(self) -> None:
-        """What the lock means: unlocked, a single seed is replaced by a new random one."""
-        if not self.seed_lock.value and self.seed.value.strip().isdigit():
-            self.randomize_seed()
+    def after_run(self, seed: Any = None) -> None:
+        """Show the seed the run used (not the next random one). Unlocked, the next run still draws a new
+        one; locked, it uses this one again. A sweep's list is never replaced."""
+        if isinstance(seed, int) and not isinstance(seed, bool) and "," not in self.seed.value:
+            if self.seed_lock.value and self.seed.value.strip() not in ("", RANDOM):
+                return
+            self._shown_used = str(seed)
+            self.seed.value = self._shown_used
 
     # -- errors ----------------------------------------------------------------------------------------------
     def show_error(self, name: str, message: str) -> None:
@@ -221,7 +274,47 @@ class InputControls:
             label_.value = ""
 
 
+def shape_html(ratio: str) -> str:
+    """A small outlined box in the proportions of '16:9' (nothing for "keep the input's shape")."""
+    try:
+        wide, high = (float(x) for x in ratio.split(":"))
+    except ValueError:
+        return ""
+    scale = SHAPE_SIDE / max(wide, high)
+    width, height = round(wide * scale), round(high * scale)
+    return (
+        f'<div title="{html.escape(ratio)}" style="display:inline-block;vertical-align:middle;'
+        f'width:{width}px;height:{height}px;border:2px solid #1976d2;border-radius:2px"></div>'
+    )
+
+
+def _link_slider(slider: w.FloatSlider, text: w.Text) -> None:
+    """Slider and text show one number; a list typed in the text (a sweep) leaves the slider where it is."""
+
+    def from_slider(change: Any) -> None:
+        typed = text.value.strip()
+        if not typed or _number(typed) != change.new:
+            text.value = label(round(float(change.new), 2))
+
+    def from_text(change: Any) -> None:
+        number = _number(str(change.new).strip())
+        if number is not None and slider.min <= number <= slider.max and number != slider.value:
+            slider.value = number
+
+    slider.observe(from_slider, "value")
+    text.observe(from_text, "value")
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _initial(f: endpoints.Field) -> Any:
+    if f.name == "seed":
+        return RANDOM
     if f.name in SWEEP_FIELDS:
         return _text(f.default if f.has_default else None)
     return f.default if f.has_default else NO_DEFAULT
@@ -258,12 +351,13 @@ class SourcePicker:
             placeholder="a path or URL (multi-reference: one per line)",
             rows=1,
             continuous_update=False,
-            layout=w.Layout(width="420px"),
+            layout=w.Layout(width="auto", flex="1 1 200px", min_width="0"),
         )
         self.clear = w.Button(description="Clear", icon="times", layout=w.Layout(width="auto"))
-        self.preview = w.HBox()
+        self.preview = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.error = w.HTML()
-        self.widget = w.VBox([w.HBox([self.upload, self.paths, self.clear]), self.preview, self.error])
+        row = w.HBox([self.upload, self.paths, self.clear], layout=w.Layout(flex_flow="row wrap"))
+        self.widget = w.VBox([row, self.preview, self.error])
         self._picked: list[_Entry] = []
         self._uploaded: list[_Entry] = []
         self._typed: list[_Entry] = []
@@ -291,7 +385,27 @@ class SourcePicker:
         self._update()
 
     def add(self, source: Any, parent_id: int | None = None) -> None:
-        self._picked.append(self._entry(source, parent_id))
+        """Add a source (multi-reference); the same image twice is refused with a note."""
+        entry = self._entry(source, parent_id)
+        if entry.image is not None and any(_same(entry, e) for e in self.entries):
+            self.show_error(f"{entry.label} is already chosen")
+            return
+        self._picked.append(entry)
+        self._update()
+
+    def remove(self, index: int) -> None:
+        """Take one source out (its × button)."""
+        entry = self.entries[index]
+        typed = any(e is entry for e in self._typed)
+        for kept in (self._picked, self._uploaded, self._typed):
+            if any(e is entry for e in kept):
+                kept[:] = [e for e in kept if e is not entry]
+        if typed:
+            self._busy = True
+            try:
+                self.paths.value = "\n".join(e.label for e in self._typed)
+            finally:
+                self._busy = False
         self._update()
 
     def images(self) -> list[ImageInput]:
@@ -355,11 +469,16 @@ class SourcePicker:
 
     def _update(self) -> None:
         old = self.preview.children
-        self.preview.children = [_thumbnail(e) for e in self.entries]
+        self.preview.children = [self._thumbnail(i, e) for i, e in enumerate(self.entries)]
         close_tree(*old)
         self.clear_error()
         for listener in list(self._listeners):
             listener()
+
+    def _thumbnail(self, index: int, entry: _Entry) -> w.Widget:
+        remove = w.Button(icon="times", tooltip="remove this source", layout=w.Layout(width="28px", padding="0"))
+        remove.on_click(lambda _: self.remove(index))
+        return w.VBox([_thumbnail(entry), remove], layout=w.Layout(align_items="flex-start"))
 
     def show_error(self, message: str) -> None:
         self.error.value = error_html(message)
@@ -368,6 +487,13 @@ class SourcePicker:
         """Back to what the sources themselves say (an unusable file stays reported)."""
         errors = [e.error for e in self.entries if e.error]
         self.error.value = error_html(errors[0]) if errors else ""
+
+
+def _same(a: _Entry, b: _Entry) -> bool:
+    """The same image: same bytes, or the same URL."""
+    if a.image is None or b.image is None:
+        return False
+    return a.image.label() == b.image.label()
 
 
 def _thumbnail(entry: _Entry) -> w.Widget:

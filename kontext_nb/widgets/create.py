@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from ..sweep import Sweep, build_sweep
 from ..views.grid import Grid
 from ..views.status import logs_text, status_text
 from .cards import close_tree
-from .controls import InputControls, SourcePicker, error_html
+from .controls import SEED_LIMIT, InputControls, SourcePicker, error_html
+from .result_view import ResultView
 
 log = logging.getLogger(__name__)
 TICK = 1.0
@@ -92,18 +94,25 @@ class CreateTab:
         self.confirm_row = w.HBox([self.confirm_text, self.yes, self.no], layout=w.Layout(display="none"))
         self.error = w.HTML()
         self.status = w.HTML()
-        self.widget = w.VBox(
+        self.form = w.VBox(
             [
                 self.prompt,
                 self.prompt_error,
-                w.HBox([self.mode, self.model]),
+                w.HBox([self.mode, self.model], layout=w.Layout(flex_flow="row wrap")),
                 self.sources.widget,
                 self.inputs.widget,
                 w.HBox([self.generate_button, self.cancel_button]),
                 self.confirm_row,
                 self.error,
                 self.status,
-            ]
+            ],
+            layout=w.Layout(flex="1 1 480px", min_width="0"),
+        )
+        self.result_view = ResultView()
+        """The newest result of this tab, large, beside the form."""
+        self.result_view.callbacks.update(rerun=self.rerun)
+        self.widget = w.HBox(
+            [self.form, self.result_view.widget], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")
         )
         self.sources.widget.layout.display = "none"
         self.prompt.observe(lambda _: self._changed("prompt"), "value")
@@ -287,7 +296,19 @@ class CreateTab:
             _in_background([j.cancel for j in jobs])
             self.error.value = error_html(str(exc) if isinstance(exc, KontextError) else f"{type(exc).__name__}: {exc}")
             return []
-        batch = Batch(jobs, plan.sweep if plan.sweep.axes else None)
+        self._follow(Batch(jobs, plan.sweep if plan.sweep.axes else None))
+        return jobs
+
+    def rerun(self, result: Any) -> list[Job]:
+        """The newest result again with a new seed (its "rerun" button), followed like a click on Generate."""
+        job = self.session.rerun(result.journal_id, seed=random.randrange(SEED_LIMIT), wait=False)
+        assert isinstance(job, Job)
+        self._follow(Batch([job], None))
+        return [job]
+
+    def _follow(self, batch: Batch) -> None:
+        """Show the batch's progress, then its newest result beside the form."""
+        jobs = batch.jobs
         with self._lock:
             self._batch = batch
             self.jobs.extend(jobs)
@@ -296,11 +317,14 @@ class CreateTab:
         for callback in list(self._submitted):
             for job in jobs:
                 callback(job)
-        self.inputs.after_run()
+        if len(jobs) == 1:
+            self.inputs.after_run(jobs[0].arguments.get("seed"))
         self._refresh()
         self._start_ticker()
-        self._job_changed(batch, None, None)  # cached answers are finished before anyone listens
-        return jobs
+        for job in jobs:
+            if job.done():  # cached answers are finished before anyone listens
+                self._job_changed(batch, job, job.status)
+        self._job_changed(batch, None, None)
 
     def _job_changed(self, batch: Batch, job: Job | None, status: JobStatus | None) -> None:
         if self.closed:
@@ -308,6 +332,8 @@ class CreateTab:
         self._refresh()
         if status is not None and not status.finished:
             return
+        if job is not None and job.state == "done":
+            self._show_newest(job)
         with self._lock:
             if job is not None:
                 self._listening.pop(job, None)
@@ -318,6 +344,19 @@ class CreateTab:
         if batch.sweep is not None and self._sweeps_done:
             # a grid renders thumbnails: not on the engine thread, which carries every job's traffic
             threading.Thread(target=self._sweep_finished, args=(batch,), name="kontext-panel-grid", daemon=True).start()
+
+    def _show_newest(self, job: Job) -> None:
+        """Beside the form, in a worker thread (the images are encoded larger than thumbnails)."""
+
+        def show() -> None:
+            try:
+                if not self.closed:
+                    self.result_view.show(job.result(0))
+            except Exception as exc:
+                log.exception("showing the newest result failed")
+                self.error.value = error_html(f"could not show the result: {exc}")
+
+        threading.Thread(target=show, name="kontext-panel-newest", daemon=True).start()
 
     def _sweep_finished(self, batch: Batch) -> None:
         assert batch.sweep is not None
@@ -406,6 +445,7 @@ class CreateTab:
             unsubscribe()
         self._submitted.clear()
         self._sweeps_done.clear()
+        self.result_view.close()
         close_tree(self.widget)
 
 

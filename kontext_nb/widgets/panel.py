@@ -49,6 +49,7 @@ class Panel:
         self.gallery = Gallery(
             session, on_use_as_input=self._use_as_input, on_reuse_seed=self._reuse_seed, on_compare=self._compare
         )
+        self.create.result_view.callbacks.update(use=self._use_as_input, seed=self._reuse_seed, compare=self._compare)
         self.compare = CompareView(folder=session.runs_folder)
         self.history = HistoryView(session, on_load=self._load)
         self.tab = w.Tab(

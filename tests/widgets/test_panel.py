@@ -109,7 +109,7 @@ def test_typed_numbers_are_checked_against_the_spec_ranges() -> None:
             controls.values()
         assert info.value.field == "guidance_scale"
     controls.controls["guidance_scale"].value = ""
-    controls.controls["seed"].value = str(int(T2I.field("seed").minimum) - 1)
+    controls.controls["seed"].value = str(int(T2I.field("seed").minimum) - 2)  # -1 is "random"
     with pytest.raises(ValidationError) as info:
         controls.values()
     assert info.value.field == "seed"
@@ -282,9 +282,9 @@ def test_cancel_stops_the_running_job_on_fal(create: CreateTab, sb: sandbox.Sand
 
 def test_seed_lock_and_randomize(create: CreateTab) -> None:
     seed = create.inputs.seed
-    before = seed.value
+    seed.value = "42"
     create.inputs.randomize.click()
-    assert seed.value != before and int(seed.value) >= T2I.field("seed").minimum
+    assert seed.value == "-1"  # -1: each run draws a seed
     create.prompt.value = "a red fox"
     seed.value = "42"
     create.inputs.seed_lock.value = True
@@ -294,7 +294,9 @@ def test_seed_lock_and_randomize(create: CreateTab) -> None:
     assert seed.value == "42"
     create.inputs.seed_lock.value = False
     (third,) = create.generate()
-    assert third.arguments["seed"] == 42 and seed.value != "42"  # used, then a new one drawn for the next run
+    (fourth,) = create.generate()
+    assert third.arguments["seed"] == 42 and fourth.arguments["seed"] != 42  # used, then a new one for the next run
+    assert seed.value == str(fourth.arguments["seed"])  # the field shows the seed the last run used
     seed.value = "1,2"
     create.generate()
     assert seed.value == "1,2"  # a sweep's list is never replaced

@@ -1,0 +1,140 @@
+"""Issue 14: the Create tab shows its newest result beside the form; controls people expect from other tools."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from functools import partial
+
+import ipywidgets as w
+import pytest
+import waiting  # tests/waiting.py
+from PIL import Image
+
+from kontext_nb import endpoints
+from kontext_nb.result import Result
+from kontext_nb.session import Session
+from kontext_nb.widgets.controls import NO_DEFAULT, InputControls
+from kontext_nb.widgets.create import CreateTab
+from kontext_nb.widgets.panel import COMPARE, CREATE, Panel
+
+T2I = endpoints.endpoint_for("text-to-image", "max")
+wait_for = partial(waiting.wait_for, timeout=15.0)
+
+
+def png(colour: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def panel(session: Session) -> Iterator[Panel]:
+    p = Panel(session)
+    yield p
+    p.close()
+
+
+def walk(widget: w.Widget) -> Iterator[w.Widget]:
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from walk(child)
+
+
+# -- the newest result beside the form -------------------------------------------------------------------------------
+def test_the_newest_result_shows_beside_the_form(panel: Panel) -> None:
+    create = panel.create
+    assert create.result_view.widget in create.widget.children  # beside the form, not in another tab
+    create.prompt.value = "a red fox"
+    create.inputs.controls["num_images"].value = 2
+    (job,) = create.generate()
+    result = job.result(10)
+    wait_for(lambda: create.result_view.result is not None)
+    view = create.result_view
+    assert len(view.images.children) == 2  # every image, not only the first
+    assert f"seed {result.seed}" in view.caption.value
+    assert set(view.buttons) >= {"use", "seed", "rerun", "compare"}
+    assert "download" in view.links.value
+    view.buttons["seed"].click()
+    assert create.inputs.seed.value == str(result.seed) and create.inputs.seed_lock.value
+    view.buttons["compare"].click()
+    assert panel.tab.selected_index == COMPARE
+    view.buttons["use"].click()
+    assert panel.tab.selected_index == CREATE and create.mode.value == "edit"
+    (again,) = view.rerun()
+    assert again.arguments["prompt"] == "a red fox" and again.arguments["seed"] != result.seed
+    wait_for(lambda: view.result is not None and view.result.journal_id == again.journal_id)
+
+
+# -- controls ------------------------------------------------------------------------------------------------------
+def test_the_seed_field_shows_the_seed_the_last_job_used(session: Session) -> None:
+    create = CreateTab(session)
+    try:
+        seed = create.inputs.seed
+        assert seed.value == "-1"  # random, as in AUTOMATIC1111
+        create.prompt.value = "a red fox"
+        (first,) = create.generate()
+        assert seed.value == str(first.arguments["seed"])  # the seed used, not the next random one
+        (second,) = create.generate()  # unlocked: a new random seed each run
+        assert second.arguments["seed"] != first.arguments["seed"]
+        assert seed.value == str(second.arguments["seed"])
+        seed.value = "42"
+        create.inputs.seed_lock.value = True
+        runs = create.generate() + create.generate()
+        assert [j.arguments["seed"] for j in runs] == [42, 42]
+        create.inputs.randomize.click()
+        assert seed.value == "-1" and not create.inputs.seed_lock.value
+        for job in create.jobs:
+            job.result(10)
+    finally:
+        create.close()
+
+
+def test_guidance_is_a_slider_with_its_number() -> None:
+    controls = InputControls(T2I)
+    slider = controls.sliders["guidance_scale"]
+    assert isinstance(slider, w.FloatSlider)
+    slider.value = 6.5
+    assert controls.controls["guidance_scale"].value == "6.5" and controls.values()["guidance_scale"] == 6.5
+    controls.controls["guidance_scale"].value = "2.5"
+    assert slider.value == 2.5
+    controls.controls["guidance_scale"].value = "2,5"  # a sweep still types a list
+    assert controls.values()["guidance_scale"] == (2.0, 5.0)
+
+
+def test_aspect_ratio_shows_its_shape_and_sync_mode_is_advanced() -> None:
+    controls = InputControls(T2I)
+    controls.controls["aspect_ratio"].value = "16:9"
+    assert "width:32px;height:18px" in controls.shape.value
+    controls.controls["aspect_ratio"].value = "9:16"
+    assert "width:18px;height:32px" in controls.shape.value
+    advanced = controls.advanced
+    assert isinstance(advanced, w.Accordion) and advanced.titles == ("advanced",)
+    assert any(c is controls.controls["sync_mode"] for c in walk(advanced))
+    assert not any(c is controls.controls["sync_mode"] for row in controls.widget.children[:-1] for c in walk(row))
+
+
+def test_switching_to_edit_leaves_the_aspect_ratio_unset(session: Session) -> None:
+    create = CreateTab(session)
+    try:
+        create.inputs.controls["aspect_ratio"].value = "16:9"
+        create.mode.value = "edit"
+        assert create.inputs.controls["aspect_ratio"].value == NO_DEFAULT  # fal keeps the input's shape
+    finally:
+        create.close()
+
+
+def test_a_multi_reference_source_can_be_removed_and_is_not_added_twice(panel: Panel, session: Session) -> None:
+    a = session.generate("a cat", seed=1)
+    b = session.generate("a sofa", seed=2)
+    assert isinstance(a, Result) and isinstance(b, Result)
+    create = panel.create
+    create.mode.value = "multi"
+    create.use_as_input(a)
+    create.use_as_input(b)
+    create.use_as_input(a)
+    assert [e.label for e in create.sources.entries] == [a.ref, b.ref]
+    assert "already" in create.sources.error.value
+    create.sources.remove(0)
+    assert [e.label for e in create.sources.entries] == [b.ref]
+    assert len(create.sources.preview.children) == 1
