@@ -69,10 +69,10 @@ class ResultView:
         n = len(result.images)
         ref = f"{result.ref} · " if result.ref else ""
         prompt = result.prompt if len(result.prompt) <= 160 else result.prompt[:159] + "…"
-        flagged = " · flagged NSFW (hidden)" if any(result.has_nsfw_concepts) else ""
+        hidden = " · flagged NSFW (hidden)" if any(result.has_nsfw_concepts) else ""
         self.caption.value = (
             f'<div style="font:12px sans-serif"><b>{html.escape(ref)}seed {html.escape(str(result.seed))}</b> · '
-            f"{n} image{'s' if n != 1 else ''} · {html.escape(render.settings_line(result))}{html.escape(flagged)}"
+            f"{n} image{'s' if n != 1 else ''} · {html.escape(render.settings_line(result))}{html.escape(hidden)}"
             f'<div style="opacity:.8;overflow-wrap:anywhere">{html.escape(prompt)}</div></div>'
         )
         self.links.value = links_html(result)
