@@ -248,7 +248,7 @@ class Engine:
                     await asyncio.to_thread(run.hooks.finalize, result)
                 except Exception:  # the images are in hand: never lose them over a bookkeeping error
                     log.exception("finalizing request %s failed", run.job.request_id)
-            run.job._finish(result)
+            run.job.settle(result)
         except asyncio.CancelledError:
             self._fail(run, JobCancelled(_cancel_message(run)))
         except KontextError as exc:
@@ -265,7 +265,7 @@ class Engine:
                 error = run.hooks.on_failed(run.job, error) or error
             except Exception:
                 log.exception("recording the end of %s failed", run.job.request_id)
-        run.job._finish(error=error)
+        run.job.settle(error=error)
 
     async def _send_and_watch(self, run: _Run) -> dict[str, Any]:
         async with self._slots:
@@ -356,13 +356,13 @@ class Engine:
         status = data.get("status")
         logs = data.get("logs") or None
         if status == "IN_QUEUE":
-            run.job._update("queued", position=data.get("queue_position"), logs=logs)
+            run.job.update_status("queued", position=data.get("queue_position"), logs=logs)
         elif status == "IN_PROGRESS":
-            run.job._update("running", logs=logs)
+            run.job.update_status("running", logs=logs)
         elif status == "COMPLETED":
             run.completed_at = time.time()
             if logs:
-                run.job._update("running", logs=logs)
+                run.job.update_status("running", logs=logs)
 
     # -- cancel ---------------------------------------------------------------------------
     async def _cancel(self, run: _Run) -> bool:
