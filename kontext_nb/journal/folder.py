@@ -7,6 +7,7 @@ and renamed into place, so a crash never leaves half a file under a real name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -78,6 +79,29 @@ def save_thumbnail(folder: Path, image_relative: str, image: Image.Image) -> Non
     if not target.exists():
         data, _ = encode_thumbnail(image, THUMB_SIDE)
         _atomic_write(target, data)
+
+
+def read_thumbnail(folder: Path, image_relative: str) -> bytes | None:
+    """The small JPEG of a result image: the saved one, else made from the file now (and kept); None when the
+    image is gone or unreadable. Galleries and tables read these, never the full-size files."""
+    target = thumbnail_path(folder, image_relative)
+    try:
+        return target.read_bytes()
+    except OSError:
+        pass
+    from PIL import Image
+
+    from ..images import encode_thumbnail
+
+    try:
+        with Image.open(inside(folder, image_relative)) as image:
+            image.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
+            data: bytes = encode_thumbnail(image.convert("RGB"), THUMB_SIDE)[0]
+    except (OSError, ValueError, JournalError, Image.DecompressionBombError):
+        return None
+    with contextlib.suppress(OSError):  # a read-only runs folder: the thumbnail is made again next time
+        _atomic_write(target, data)
+    return data
 
 
 def save_input(folder: Path, data: bytes, content_type: str, sha256: str) -> str:

@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -25,6 +26,7 @@ from PIL import Image, ImageFilter
 from .. import endpoints
 from ..jobs import Job, JobStatus
 from ..journal import folder as store
+from ..journal.db import JobRecord
 from ..result import Result
 from ..views import render
 
@@ -122,13 +124,14 @@ class Card:
         *,
         job: Job | None = None,
         result: Result | None = None,
+        record: JobRecord | None = None,
         on_use_as_input: ResultCallback | None = None,
         on_reuse_seed: ResultCallback | None = None,
         on_compare: ResultCallback | None = None,
         on_new_job: Callable[[Job], Any] | None = None,
     ) -> None:
-        if (job is None) == (result is None):
-            raise ValueError("a card shows a job or a result: give exactly one of them")
+        if [job, result, record].count(None) != 2:
+            raise ValueError("a card shows a job, a result or a journal record: give exactly one of them")
         self.session = session
         self._callbacks = {"use": on_use_as_input, "seed": on_reuse_seed, "compare": on_compare}
         self._on_new_job = on_new_job
@@ -139,14 +142,18 @@ class Card:
         self._job_ref: weakref.ref[Job] | None = None
         self._result_ref: weakref.ref[Result] | None = None
         self._kept: Result | None = None
+        self._reloadable = False
         self._thumb, self._format = b"", "jpeg"
         self._done_html = ""
         self._metadata_html = ""
         self._unsubscribe: Callable[[], None] | None = None
         self._status_at = time.monotonic()
-        source: Job | Result = job if job is not None else result  # type: ignore[assignment]
-        self.journal_id: int | None = source.journal_id
+        self.journal_id: int | None = record.id if record is not None else (job or result).journal_id  # type: ignore[union-attr]
         self._build()
+        if record is not None:
+            self._finished = self._settled = True
+            self._show_record(record)
+            return
         if result is not None:
             self._finished = self._settled = True
             self._show_result(result)
@@ -170,7 +177,7 @@ class Card:
         if self._kept is not None:
             return self._kept
         found = self._result_ref() if self._result_ref is not None else None
-        if found is None and self._result_ref is not None and self.session is not None:
+        if found is None and self._reloadable and self.session is not None:
             found = self.session.result(self.journal_id)
             self._result_ref = weakref.ref(found)
         return found
@@ -265,6 +272,7 @@ class Card:
         reloadable = result.journal_id is not None and bool(result.files) and self._same_journal(result)
         if reloadable:
             self._result_ref = weakref.ref(result)
+            self._reloadable = True
         else:
             self._kept = result
         self._thumb, self._format = thumbnail_bytes(result)
@@ -282,6 +290,26 @@ class Card:
         self.status.value = self._done_html
         self.links.value = _links_html(result)
         self._metadata_html = _metadata_html(result.request_id, result.endpoint, result.arguments, result)
+        for button in self.buttons.values():
+            button.disabled = False
+
+    def _show_record(self, record: JobRecord) -> None:
+        """A finished job from the journal (an earlier kernel's): its saved thumbnail; the Result is read back
+        only when a button needs it."""
+        self._reloadable = True
+        thumb = store.read_thumbnail(record.folder, record.files[0]) if record.files else None
+        self._thumb, self._format = (thumb or placeholder()), "jpeg"
+        flagged = record.nsfw[:1] == (True,)
+        self.image.value = blurred(self._thumb) if flagged else self._thumb
+        if flagged:
+            self.reveal.layout = shared().shown
+        self.head.value = _badge(f"seed {record.seed}") + _meta_line(record.endpoint, record.cost, record.cached)
+        self.prompt.value = _prompt_html(record.output_prompt or record.prompt)
+        self._done_html = f'<span style="font:11px monospace">{html.escape(record.ref)} · from the journal</span>'
+        self.status.value = self._done_html
+        paths = record.paths
+        self.links.value = _record_links(paths[0]) if paths else ""
+        self._metadata_html = _metadata_html(record.request_id, record.endpoint, record.arguments, None)
         for button in self.buttons.values():
             button.disabled = False
 
@@ -401,6 +429,15 @@ def _links_html(result: Result) -> str:
         why = result.save_error or "not saved to the runs folder"
         return f'<span style="font:11px sans-serif;opacity:.7">{html.escape(why)}</span>'
     path = result.files[0]
+    href = html.escape(render.file_link(path))
+    return (
+        f'<span style="font:11px sans-serif"><a href="{href}" target="_blank">open full size</a> · '
+        f'<a href="{href}" download="{html.escape(path.name)}">download</a></span>'
+    )
+
+
+def _record_links(path: Path) -> str:
+    """The same links for a card made from a journal record (issue 14a reworks the links: keep both alike)."""
     href = html.escape(render.file_link(path))
     return (
         f'<span style="font:11px sans-serif"><a href="{href}" target="_blank">open full size</a> · '

@@ -20,6 +20,14 @@ from .cards import Card, ResultCallback, close_tree
 
 TICK = 1.0
 """Seconds between refreshes of the elapsed time on running cards."""
+PAGE = 48
+"""Results read from the journal at a time: the newest when the gallery opens, older ones on request."""
+NEW = "kontext-new"
+STYLE = (
+    f"<style>.{NEW}{{outline:3px solid #1976d2;outline-offset:1px}}"
+    ".kontext-gallery-grid{overflow-anchor:none}</style>"
+)
+"""New cards stand out; the grid does not hold its scroll position when cards arrive above (the newest show)."""
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -36,11 +44,17 @@ class Gallery:
         on_reuse_seed: ResultCallback | None = None,
         on_compare: ResultCallback | None = None,
         max_cards: int = 500,
+        page_size: int = PAGE,
     ) -> None:
         if max_cards < 1:
             raise ValueError(f"max_cards={max_cards} must be at least 1")
         self.session = session
         self.max_cards = max_cards
+        self.page_size = page_size
+        self._loaded = 0
+        """Journal rows read so far (load_recent / older)."""
+        self._new: list[Card] = []
+        self._new_listeners: list[Callable[[int], None]] = []
         self.cards: list[Card] = []
         """Newest first."""
         self._on_use_as_input, self._on_reuse_seed, self._on_compare = on_use_as_input, on_reuse_seed, on_compare
@@ -57,7 +71,10 @@ class Gallery:
                 display="flex", flex_flow="row wrap", align_items="flex-start", max_height="760px", overflow="auto"
             )
         )
-        self.widget = w.VBox([self.header, self.grid])
+        self.grid.add_class("kontext-gallery-grid")
+        self.older = w.Button(description="older results", icon="history", layout=w.Layout(display="none"))
+        self.older.on_click(lambda _: self.load_recent())
+        self.widget = w.VBox([self.header, self.grid, self.older])
         self._update_header()
 
     def _new_card(self, *, job: Job | None = None, result: Result | None = None) -> Card:
@@ -98,6 +115,50 @@ class Gallery:
                 self._insert(card)
             return card
 
+    def load_recent(self) -> int:
+        """The journal's next page of finished results (newest first) as cards below those shown: a new kernel's
+        gallery is not an empty page. Thumbnails are the small JPEGs saved beside the images. Returns how many."""
+        records = [r for r in self.session.history(status="done", limit=self._loaded + self.page_size)[self._loaded :]]
+        self._loaded += len(records)
+        added = 0
+        for record in records:
+            with self._lock:
+                if self._closed or len(self.cards) >= self.max_cards:
+                    break
+                if record.id in self._by_journal or not record.files:
+                    continue
+                card = Card(
+                    self.session,
+                    record=record,
+                    on_use_as_input=self._on_use_as_input,
+                    on_reuse_seed=self._on_reuse_seed,
+                    on_compare=self._on_compare,
+                    on_new_job=self.add_job,
+                )
+                self.cards.append(card)
+                self._by_journal[record.id] = card
+                added += 1
+        with self._lock:
+            if not self._closed:
+                self.grid.children = tuple(c.widget for c in self.cards)
+                full = len(records) == self.page_size and len(self.cards) < self.max_cards
+                self.older.layout.display = "" if full else "none"
+                self._update_header()
+        return added
+
+    def on_new(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(count)`` when new cards arrive or are seen (count: new cards not yet seen)."""
+        self._new_listeners.append(listener)
+
+    def seen(self) -> None:
+        """The new cards were looked at: they stop standing out."""
+        with self._lock:
+            new, self._new = self._new, []
+        for card in new:
+            card.widget.remove_class(NEW)
+        for listener in list(self._new_listeners):
+            listener(0)
+
     def follow(self) -> None:
         """Show every job the session starts from now on, from any cell, magic or the panel."""
         with self._lock:
@@ -124,6 +185,8 @@ class Gallery:
                 card.close()
             self.cards.clear()
             self._by_journal.clear()
+            self._new.clear()
+            self._new_listeners.clear()
             close_tree(self.widget)
 
     # -- inside ---------------------------------------------------------------------------------------
@@ -166,6 +229,8 @@ class Gallery:
         self.cards.insert(0, card)
         if card.journal_id is not None:
             self._by_journal[card.journal_id] = card
+        card.widget.add_class(NEW)
+        self._new.append(card)
         dropped = self.cards[self.max_cards :]
         del self.cards[self.max_cards :]
         self.grid.children = tuple(c.widget for c in self.cards)
@@ -173,11 +238,14 @@ class Gallery:
             if self._by_journal.get(old.journal_id) is old:  # type: ignore[arg-type]
                 del self._by_journal[old.journal_id]  # type: ignore[arg-type]
             old.close()
+        self._new = [c for c in self._new if c not in dropped]
         self._update_header()
+        for listener in list(self._new_listeners):
+            listener(len(self._new))
 
     def _update_header(self) -> None:
         n = len(self.cards)
         text = f"{n} result{'s' if n != 1 else ''}, newest first" if n else "no results yet: jobs appear here"
         if n == self.max_cards:
             text += f" (the newest {self.max_cards} are kept)"
-        self.header.value = f'<div style="font:12px sans-serif;opacity:.75">{html.escape(text)}</div>'
+        self.header.value = f'{STYLE}<div style="font:12px sans-serif;opacity:.75">{html.escape(text)}</div>'

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-from PIL import Image
 
 from .. import endpoints
 from ..endpoints import ENDPOINTS
 from ..journal import folder as store
 from ..journal.db import JobRecord
+from ..result import Result
 from ..views import render
 from .cards import close_tree
 
@@ -47,10 +47,17 @@ class HistoryView:
     """Search the journal, see one job's details and lineage, and load it back into Create."""
 
     def __init__(
-        self, session: Session, *, on_load: Callable[[JobRecord], None] | None = None, page_size: int = 50
+        self,
+        session: Session,
+        *,
+        on_load: Callable[[JobRecord], None] | None = None,
+        on_use: Callable[[Result], None] | None = None,
+        on_compare: Callable[[Result], None] | None = None,
+        page_size: int = 50,
     ) -> None:
         self.session = session
         self.on_load = on_load
+        self.on_use, self.on_compare = on_use, on_compare
         self.page_size = page_size
         self.records: list[JobRecord] = []
         self.selected: JobRecord | None = None
@@ -71,20 +78,33 @@ class HistoryView:
         self.details = w.HTML()
         self.lineage = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.load = w.Button(description="load into Create", icon="upload", disabled=True)
+        self.preview = w.Image(format="jpeg", layout=w.Layout(max_width=f"{store.THUMB_SIDE}px", display="none"))
+        """The picked job's first image (its saved thumbnail)."""
+        self.use = w.Button(description="use", tooltip="edit this image next", disabled=True)
+        self.compare_button = w.Button(description="compare", tooltip="add to the Compare tab", disabled=True)
+        for button in (self.load, self.use, self.compare_button):
+            button.layout.width = "auto"
         for field in (self.search, self.seed, self.model, self.tag, self.since):
             field.observe(self._filter_changed, "value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.more.on_click(self._more)
         self.rows.observe(self._picked, "value")
         self.load.on_click(self._load)
+        self.use.on_click(lambda _: self._with_result(self.on_use))
+        self.compare_button.on_click(lambda _: self._with_result(self.on_compare))
         filters = w.VBox(
             [
                 w.HBox([self.search, self.model, self.refresh_button]),
                 w.HBox([self.seed, self.seed_error, self.tag, self.since]),
             ]
         )
+        picked = w.VBox(
+            [self.preview, w.HBox([self.use, self.compare_button, self.load]), self.details],
+            layout=w.Layout(flex="1 1 300px", min_width="0"),
+        )
+        listing = w.VBox([self.rows, w.HBox([self.count, self.more])], layout=w.Layout(flex="2 1 420px", min_width="0"))
         self.widget = w.VBox(
-            [filters, self.error, self.rows, w.HBox([self.count, self.more]), self.details, self.lineage, self.load]
+            [filters, self.error, w.HBox([listing, picked], layout=w.Layout(flex_flow="row wrap")), self.lineage]
         )
         self.refresh()
 
@@ -176,32 +196,60 @@ class HistoryView:
         old = self.lineage.children
         self.lineage.children = tuple(self._lineage_items(chain, record))
         close_tree(*old)
+        thumb = store.read_thumbnail(record.folder, record.files[0]) if record.files else None
+        self.preview.value = thumb or b""
+        self.preview.layout.display = "" if thumb else "none"
         self.load.disabled = False
+        self.use.disabled = self.compare_button.disabled = not (record.status == "done" and record.files)
 
     def _lineage_items(self, chain: list[JobRecord], current: JobRecord) -> list[w.Widget]:
+        """original → ... → this; a multi-reference edit shows every source: @3 + @5 → @7."""
+        steps: list[list[JobRecord]] = [[r] for r in chain]
+        if len(current.parents) > 1:
+            sources = []
+            for parent in current.parents:
+                try:
+                    sources.append(self.session.record(parent))
+                except Exception:  # deleted since: the others still show
+                    continue
+            steps = [*steps[:-2], sources, [current]]
         items: list[w.Widget] = []
-        for k, record in enumerate(chain):
+        for k, step in enumerate(steps):
             if k:
                 items.append(w.HTML('<span style="font:18px sans-serif;padding:0 4px">→</span>'))
-            data = lineage_thumbnail(record)
-            picture: w.Widget = (
-                w.Image(value=data, format="jpeg", layout=w.Layout(width=f"{LINEAGE_SIDE}px"))
-                if data is not None
-                else w.HTML(f'<div style="width:{LINEAGE_SIDE}px;font:11px sans-serif;opacity:.6">no image</div>')
-            )
-            button = w.Button(
-                description=record.ref,
-                tooltip=record.prompt[:200],
-                disabled=record.id == current.id,
-                layout=w.Layout(width=f"{LINEAGE_SIDE}px"),
-            )
-            button.on_click(lambda _, i=record.id: self.select(i))
-            items.append(w.VBox([picture, button]))
+            for j, record in enumerate(step):
+                if j:
+                    items.append(w.HTML('<span style="font:18px sans-serif;padding:0 4px">+</span>'))
+                items.append(self._lineage_item(record, current))
         return items
+
+    def _lineage_item(self, record: JobRecord, current: JobRecord) -> w.Widget:
+        data = lineage_thumbnail(record)
+        picture: w.Widget = (
+            w.Image(value=data, format="jpeg", layout=w.Layout(width=f"{LINEAGE_SIDE}px"))
+            if data is not None
+            else w.HTML(f'<div style="width:{LINEAGE_SIDE}px;font:11px sans-serif;opacity:.6">no image</div>')
+        )
+        button = w.Button(
+            description=record.ref,
+            tooltip=record.prompt[:200],
+            disabled=record.id == current.id,
+            layout=w.Layout(width=f"{LINEAGE_SIDE}px"),
+        )
+        button.on_click(lambda _, i=record.id: self.select(i))
+        return w.VBox([picture, button])
 
     def _picked(self, change: dict[str, Any]) -> None:
         if not self._quiet and change["new"] is not None:
             self.select(change["new"])
+
+    def _with_result(self, callback: Callable[[Result], None] | None) -> None:
+        if self.selected is None or callback is None:
+            return
+        try:
+            callback(self.session.result(self.selected.id))
+        except Exception as exc:  # shown here, where the click was
+            self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
 
     def _load(self, _button: w.Button) -> None:
         if self.selected is not None and self.on_load is not None:
@@ -216,20 +264,7 @@ class HistoryView:
 
 def lineage_thumbnail(record: JobRecord) -> bytes | None:
     """A small JPEG of the job's first image: the saved thumbnail, else made from the file; None when gone."""
-    if not record.files:
-        return None
-    thumb = store.thumbnail_path(record.folder, record.files[0])
-    try:
-        return thumb.read_bytes()
-    except OSError:
-        pass
-    try:
-        with Image.open(record.paths[0]) as image:
-            image.draft("RGB", (LINEAGE_SIDE * 2, LINEAGE_SIDE * 2))
-            data, _ = render.thumbnail(image.convert("RGB"), LINEAGE_SIDE * 2)
-            return data
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
+    return store.read_thumbnail(record.folder, record.files[0]) if record.files else None
 
 
 def details_html(record: JobRecord, children: list[JobRecord]) -> str:
@@ -250,8 +285,8 @@ def details_html(record: JobRecord, children: list[JobRecord]) -> str:
     rows += [(k, esc(str(v))) for k, v in record.arguments.items() if k not in ("prompt", "seed")]
     if record.tags:
         rows.append(("tags", esc(" ".join("#" + t for t in record.tags))))
-    if record.parent_id is not None:
-        rows.append(("edit of", esc(f"@{record.parent_id}")))
+    if record.parents or record.parent_id is not None:
+        rows.append(("edit of", esc(", ".join(f"@{p}" for p in (record.parents or (record.parent_id,))))))
     if children:
         rows.append(("edited in", esc(", ".join(c.ref for c in children))))
     rows.append(("request id", esc(record.request_id or "–")))

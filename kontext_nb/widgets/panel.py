@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import logging
+import threading
 import weakref
 from typing import Any
 
@@ -19,6 +21,8 @@ from .history_view import HistoryView
 
 TITLES = ("Create", "Gallery", "Compare", "History")
 CREATE, GALLERY, COMPARE, HISTORY = range(len(TITLES))
+
+log = logging.getLogger(__name__)
 
 _current: weakref.ref[Panel] | None = None
 """The panel shown last: re-running its cell closes it, so handlers and threads never pile up."""
@@ -51,7 +55,7 @@ class Panel:
         )
         self.create.result_view.callbacks.update(use=self._use_as_input, seed=self._reuse_seed, compare=self._compare)
         self.compare = CompareView(folder=session.runs_folder)
-        self.history = HistoryView(session, on_load=self._load)
+        self.history = HistoryView(session, on_load=self._load, on_use=self._use_as_input, on_compare=self._compare)
         self.tab = w.Tab(
             children=[self.create.widget, self.gallery.widget, self.compare.widget, self.history.widget],
             titles=TITLES,
@@ -62,7 +66,26 @@ class Panel:
         self.create.on_sweep_done(self._show_grid)
         self.tab.observe(self._tab_changed, "selected_index")
         self.gallery.follow()
+        self.gallery.on_new(self._new_cards)
+        # the journal's recent results, read while the panel draws: a new kernel's Gallery is not empty
+        threading.Thread(target=self._load_gallery, name="kontext-gallery-load", daemon=True).start()
         _current = weakref.ref(self)
+
+    def _load_gallery(self) -> None:
+        try:
+            if not self.closed:
+                self.gallery.load_recent()
+        except Exception:  # an unreadable journal: the Gallery still shows this session's jobs
+            log.exception("reading the journal's recent results failed")
+
+    def _new_cards(self, count: int) -> None:
+        """'Gallery · 2 new' until the tab is looked at."""
+        if self.closed:
+            return
+        titles = list(self.tab.titles)
+        looking = self.tab.selected_index == GALLERY
+        titles[GALLERY] = TITLES[GALLERY] + (f" · {count} new" if count and not looking else "")
+        self.tab.titles = tuple(titles)
 
     # -- wiring ------------------------------------------------------------------------------------------
     def _use_as_input(self, result: Result) -> None:
@@ -89,6 +112,10 @@ class Panel:
     def _tab_changed(self, change: Any) -> None:
         if change.new == HISTORY:
             self.history.refresh()
+        if change.new == GALLERY:
+            self._new_cards(0)  # new cards stay outlined while the tab is looked at
+        elif change.old == GALLERY:
+            self.gallery.seen()
 
     def _header_text(self) -> str:
         """Where jobs go (never the key) and what this session has spent: teachers and students look here first."""
