@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from . import Kontext
 
 
+TERMINAL_PANEL = (
+    "kontext_nb: the panel needs a notebook front end (JupyterLab, Notebook 7, VS Code or Colab); "
+    "here, use the %kontext lines (%kontext help)"
+)
+
+
 # -- making images -------------------------------------------------------------------------------
 def cmd_generate(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     head, tail = split_at_dashes(tokens)
@@ -205,6 +211,9 @@ def cmd_panel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     """%kontext panel: the interactive panel (a new one closes the previous one)."""
     if tokens or (cell is not None and cell.strip()):
         raise UsageError("panel takes no arguments: %kontext panel")
+    if magics.terminal:
+        print(TERMINAL_PANEL)
+        return None
     from ..widgets.panel import Panel
 
     return Panel()

@@ -1,7 +1,8 @@
 """One output per run that updates in place while jobs are queued and running.
 
-In a notebook it is a display handle (or, for background runs, a small widget with a
-Cancel button); in terminal IPython it prints a line per state change instead.
+In a notebook it is a display handle (for background runs showing a small widget with a
+Cancel button, which becomes plain HTML once the jobs end, so a saved notebook keeps the
+images); in terminal IPython it is one line rewritten in place.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class LiveOutput:
         self.started = time.time()
         self._lock = threading.Lock()
         self._last_key: tuple[Any, ...] = ()
+        self._width = 0
+        self._ended = False
         self._done = threading.Event()
         self.widget: Any = None
         self.handle: Any = None
@@ -59,8 +62,12 @@ class LiveOutput:
                 self._print()
             elif self.widget is not None:
                 self.widget.children[0].value = self._html(body)
-                if self.finished:
-                    self.widget.children[1].layout.display = "none"
+                if self.finished:  # plain HTML from now on: a saved notebook has no widget to lose
+                    from IPython.display import HTML
+
+                    self.handle.update(HTML(self._html(body)))
+                    self.widget.close()
+                    self.widget = None
             elif self.handle is not None:
                 from IPython.display import HTML
 
@@ -69,11 +76,17 @@ class LiveOutput:
                 self._done.set()
 
     def _print(self) -> None:
-        # one line per change of state, not one per second
+        """One line, rewritten in place on every change of state (not every second); ended when all are done."""
+        if self._ended:
+            return
         key = tuple((job.state, job.status.position) for job in self.jobs)
         if key != self._last_key:
             self._last_key = key
-            print(f"kontext: {status_text(self.jobs, self.started)}", flush=True)
+            text = f"kontext: {status_text(self.jobs, self.started)}"
+            pad = max(0, self._width - len(text))
+            self._width = len(text)
+            self._ended = self.finished
+            print("\r" + text + " " * pad, end="\n" if self._ended else "", flush=True)
 
     def _tick(self) -> None:
         while not self._done.wait(TICK):
@@ -92,7 +105,9 @@ class LiveOutput:
 
         cancel.on_click(on_cancel)
         self.widget = w.VBox([status, cancel])
-        display(self.widget)
+        # the widget, with the status as HTML beside it for front ends without widgets
+        bundle = {**self.widget._repr_mimebundle_(), "text/html": self._html()}
+        self.handle = display(bundle, raw=True, display_id=True)
 
     def show_results(self, body_html: str) -> None:
         """Background runs put their images into the same output once done."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import keyword
+import random
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -167,6 +168,10 @@ def shown(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
+RANDOM_SEED = -1
+SEED_RANGE = 2**31
+
+
 def convert(name: str, text: Any) -> Any:
     """One option's text as the value fal expects; range checks are left to endpoints.validate."""
     if not isinstance(text, str):
@@ -175,9 +180,12 @@ def convert(name: str, text: Any) -> Any:
     option = option_for(name)
     if f.kind == "integer":
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
             raise UsageError(f"{option} {shown(text)} is not a whole number: give {f.allowed()}") from None
+        if name == "seed" and number == RANDOM_SEED:  # AUTOMATIC1111's "random", drawn here so the journal has it
+            return random.randrange(SEED_RANGE)
+        return number
     if f.kind == "float":
         try:
             value = float(text)

@@ -24,6 +24,11 @@ CREATE, GALLERY, COMPARE, HISTORY = range(len(TITLES))
 
 log = logging.getLogger(__name__)
 
+TERMINAL = (
+    "kontext_nb: the panel needs a notebook front end (JupyterLab, Notebook 7, VS Code or Colab); "
+    "here, use the %kontext lines or kx.generate"
+)
+
 _current: weakref.ref[Panel] | None = None
 """The panel shown last: re-running its cell closes it, so handlers and threads never pile up."""
 
@@ -64,6 +69,12 @@ class Panel:
         self.widget = w.VBox([self.header, self.tab])
         self._stop_header = session.on_job(self._watch_spending)
         self.create.on_sweep_done(self._show_grid)
+        self._record_lock = threading.Lock()
+        self.made: list[Result] = []
+        self._made_total = 0
+        """What this panel's Create tab made, newest first (kept in the saved notebook as plain HTML)."""
+        self._record: Any = None
+        self.create.on_submitted(self._follow_for_record)
         self.tab.observe(self._tab_changed, "selected_index")
         self.gallery.follow()
         self.gallery.on_new(self._new_cards)
@@ -144,14 +155,48 @@ class Panel:
         if job.done():
             refresh(job, job.status)
 
+    # -- the static record ------------------------------------------------------------------------------
+    def _follow_for_record(self, job: Any) -> None:
+        def done(j: Any, status: Any) -> None:
+            if status.finished and j.state == "done" and not self.closed:
+                self._add_to_record(j.result(0))
+
+        job.on_update(done)
+        if job.done():
+            done(job, job.status)
+
+    def _add_to_record(self, result: Result) -> None:
+        from ..views.record import KEEP, record_html
+
+        with self._record_lock:
+            if any(r is result for r in self.made):
+                return
+            self.made.insert(0, result)
+            del self.made[KEEP:]
+            self._made_total += 1
+            if self._record is not None:
+                from IPython.display import HTML
+
+                self._record.update(HTML(record_html(self.made, total=self._made_total)))
+
     # -- display and lifetime ----------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        """The panel, and below it a plain-HTML record of what it makes (updated through a display id), so a
+        saved notebook opened with no kernel and no widget state still shows the images."""
+        from IPython.display import HTML, display
 
+        from ..views.record import record_html
+
+        if not _in_notebook():
+            print(TERMINAL)
+            return
         display(self.widget)
+        self._record = display(HTML(record_html(self.made)), display_id=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        bundle["text/plain"] = TERMINAL
+        return bundle
 
     def close(self) -> None:
         """Stop following the session, stop the ticker, close every widget. Jobs in flight go on running."""
@@ -175,3 +220,11 @@ class Panel:
             "closed" if self.closed else f"{len(self.create.jobs)} jobs from Create, {len(self.gallery.cards)} cards"
         )
         return f"<kontext_nb Panel: {state}>"
+
+
+def _in_notebook() -> bool:
+    """A kernel with a front end that draws widgets (terminal IPython has no kernel)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")

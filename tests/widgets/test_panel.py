@@ -436,6 +436,7 @@ def test_kontext_panel_magic(
     kx.set_session(session)
     ip.run_line_magic("load_ext", "kontext_nb")
     try:
+        ip.magics_manager.registry["Kontext"].terminal = False  # as in a notebook (the test shell has no kernel)
         p = ip.run_line_magic("kontext", "panel")
         assert isinstance(p, Panel) and p.session is session
         with pytest.raises(UsageError, match="no arguments"):

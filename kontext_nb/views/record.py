@@ -1,0 +1,50 @@
+"""A static record of what a panel made: small embedded thumbnails with their seeds, as plain HTML.
+
+A saved notebook keeps no widget state by default, so a reader with no kernel sees "model not found" where the
+panel was; this record, shown below the panel and updated through a display id, keeps the images.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .render import data_uri, thumbnail
+
+if TYPE_CHECKING:
+    from ..result import Result
+
+SIDE = 128
+KEEP = 24
+"""The newest results kept in the record (a notebook stays small); the journal has them all."""
+
+
+def record_html(results: Sequence[Result], *, total: int | None = None) -> str:
+    """The newest results first, each image with its reference and seed."""
+    total = len(results) if total is None else total
+    esc = html.escape
+    if not results:
+        return (
+            '<div class="kontext-record" style="font:12px sans-serif;opacity:.6">'
+            "made in this panel: nothing yet (results are kept here in the saved notebook)</div>"
+        )
+    figures = []
+    for result in list(results)[:KEEP]:
+        for i, image in enumerate(result.images):
+            data, mime = thumbnail(image, SIDE)
+            flagged = i < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[i]
+            blur = "filter:blur(10px);" if flagged else ""
+            ref = f"{result.ref} · " if result.ref else ""
+            figures.append(
+                f'<figure style="margin:0 6px 6px 0;display:inline-block;vertical-align:top;max-width:{SIDE}px">'
+                f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" title="{esc(result.prompt)}"'
+                f' style="max-width:{SIDE}px;border-radius:3px;{blur}"/>'
+                f'<figcaption style="font:11px monospace">{esc(ref)}seed {esc(str(result.seed))}</figcaption></figure>'
+            )
+    shown = min(total, KEEP)
+    more = f" (the newest {shown} of {total})" if total > shown else ""
+    return (
+        f'<div class="kontext-record"><div style="font:12px sans-serif;opacity:.75;margin:4px 0">'
+        f"made in this panel{esc(more)}:</div>{''.join(figures)}</div>"
+    )
