@@ -67,14 +67,19 @@ def test_magics_notebook_runs_in_a_real_kernel(tmp_path: Path) -> None:
     )
     assert "a otter floating on a river" in text, "{animal} was filled from the notebook"
     assert "sweep of 2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64" in text
-    pages = sorted(tmp_path.glob("sweep*.png"))
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [], "nothing is written beside the notebook"
+    pages = sorted((tmp_path / "kontext-runs" / "grids").glob("sweep*.png"))
     assert [p.name for p in pages] == ["sweep-p1.png", "sweep-p2.png"], "one grid per guidance value"
     from kontext_nb.journal.metadata import read
 
     assert len(read(pages[0])["kontext_nb_grid"]["cells"]) == 4, "every cell's metadata is in the file"
     assert "backend: sandbox" in text and "fal key: not set" in text
     assert "this cell ran while the storm job was queued" in text or "storm job was running" in text
+    # (--bg ends as plain HTML through update_display_data, which nbclient applies only to messages of the cell it
+    # runs: tests/browser/test_saved.py checks it in JupyterLab)
     assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "--bg shows a widget with a Cancel button"
+    raft = _value(_cell(nb, "%kontext compare $clay $raft"))
+    assert "[claymation]" in raft and "[raft]" in raft, "the notebook's own jobs"
     assert text.count('<img src="data:image/') >= 10, "results and grids embed their thumbnails"
 
 
@@ -134,10 +139,10 @@ def test_editing_notebook_runs(tmp_path: Path) -> None:
     lineage = _stdout(_cell(nb, "for step, record in enumerate(kx.lineage(evening))")).splitlines()
     parents = ["None", "1", "2", "3"]
     assert lineage == [f"{i}. @{i + 1} (parent {parents[i]}): {p}" for i, p in enumerate(chain)], "original first"
-    table = _value(_cell(nb, "%kontext lineage @last"))
+    table = _value(_cell(nb, "%kontext lineage $evening"))
     rows = [line.split()[0] for line in table.splitlines()[1:5]]
     assert rows == ["@4", "@3", "@2", "@1"] and "4 jobs · $0.32" in table, "the magic shows it newest first"
-    assert '<img src="data:image/' in _value(_cell(nb, "%kontext lineage @last"), "text/html")
+    assert '<img src="data:image/' in _value(_cell(nb, "%kontext lineage $evening"), "text/html")
 
     children = _value(_cell(nb, "rug = kx.edit(sofa"))
     assert "'@3: add a brass floor lamp next to the sofa'" in children
@@ -151,27 +156,30 @@ def test_editing_notebook_runs(tmp_path: Path) -> None:
         "                @6 [multi] the evening light of the first room with the rug of the second",
         "            @7 [multi] move the brass lamp from the first image into the second room",
         "        @5 [edit] add a patterned Moroccan rug on the floor",
+        "            @6 [multi] the evening light of the first room with the rug of the second",
+        "            @7 [multi] move the brass lamp from the first image into the second room",
         f"        @8 [edit] {chain[2]}",
-    ], "two branches from @2, multi edits under their first source, the rerun beside the edit it repeats"
+    ], "two branches from @2, multi edits under each source, the rerun beside the edit it repeats"
 
     assert "@8 is @3 again with guidance 6.0" in text
     rerun = _value(_cell(nb, "literal = kx.rerun"))
     assert "Comparison of 2: @3, @8" in rerun and re.search(r"guidance_scale\s+3\.5\s+6\.0", rerun)
     assert "background:#ffe58a" in _value(_cell(nb, "literal = kx.rerun"), "text/html"), "the change is highlighted"
-    source = _value(_cell(nb, "%kontext compare @3"))
+    source = _value(_cell(nb, "%kontext compare $lamp"))
     assert source.startswith("Comparison of 2: source, @3") and "prompt: add a brass floor lamp" in source
-    assert _value(_cell(nb, "%kontext compare @3"), "text/html").count('<img src="data:image/') == 2
+    assert _value(_cell(nb, "%kontext compare $lamp"), "text/html").count('<img src="data:image/') == 2
 
     meta = _value(_cell(nb, "meta = kx.read_metadata"))
     assert "'parent': 2" in meta and "'journal_id': 3" in meta and "'seed': 5" in meta
 
-    records = _journal(tmp_path / "kontext-runs-editing")
+    records = _journal(tmp_path / "kontext-runs")
     assert [(r.id, r.parent_id, r.status) for r in records] == [
         (1, None, "done"), (2, 1, "done"), (3, 2, "done"), (4, 3, "done"),
         (5, 2, "done"), (6, 4, "done"), (7, 3, "done"), (8, 2, "done"),
     ]  # fmt: skip
     multi = [r for r in records if r.endpoint.endswith("/multi")]
     assert [r.id for r in multi] == [6, 7] and all(len(r.input_hashes) == 2 for r in multi), "two sources each"
+    assert [r.parents for r in multi] == [(4, 5), (3, 5)], "the journal keeps every source as a parent"
     assert records[7].arguments["guidance_scale"] == 6 and records[7].seed == records[2].seed == 5
     assert records[7].input_hashes == records[2].input_hashes, "the rerun edits the same source image"
     assert text.count('<img src="data:image/') >= 10
@@ -185,7 +193,7 @@ def test_comparing_notebook_runs(tmp_path: Path) -> None:
     text = outputs_text(nb)
     assert _problems(nb) == [] and [o for c in nb.cells for o in c.get("outputs", []) if "ename" in o] == []
 
-    for start in ("sunset = kx.generate", "%kontext compare @-2 @last"):
+    for start in ("sunset = kx.generate", "%kontext compare $sunset $storm"):
         words = _value(_cell(nb, start))
         assert "a lighthouse on a rocky coast [at] [sunset,] oil painting" in words, start
         assert "a lighthouse on a rocky coast [in] [a] [storm,] oil painting" in words, start
@@ -198,12 +206,12 @@ def test_comparing_notebook_runs(tmp_path: Path) -> None:
 
     assert "sweep of 2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64" in text
     assert "Grid: a {cat|fox} asleep in a wicker basket" in _value(_cell(nb, "%kontext sweep"))
-    assert _value(_cell(nb, 'pages = grid.save("grid.png")')) == "['grid-p1.png', 'grid-p2.png']"
+    assert _value(_cell(nb, "grids = kx.get_session()")) == "['grid-p1.png', 'grid-p2.png']"
     from kontext_nb.journal.metadata import read
 
     seen = set()
     for page, guidance in (("grid-p1.png", 2.0), ("grid-p2.png", 5.0)):
-        grid = read(tmp_path / page)["kontext_nb_grid"]
+        grid = read(tmp_path / "kontext-runs" / "grids" / page)["kontext_nb_grid"]
         cells = grid["cells"]
         assert grid["summary"] == "2 prompts × 2 seeds × 2 guidance_scale values = 8 images · $0.64"
         assert len(cells) == 4 and {c["status"] for c in cells} == {"done"}
@@ -225,6 +233,27 @@ def test_comparing_notebook_runs(tmp_path: Path) -> None:
     summary = _value(_cell(nb, "table = kx.history().to_pandas()"))
     assert "[1234, 1235, 1236]" in summary and "a portrait of an old fisherman, oil painting" in summary
     assert len(_journal(tmp_path / "kontext-runs")) == 1 + 1 + 3 + 8 + 4
+
+
+@pytest.mark.slow
+def test_the_notebooks_run_in_any_order_on_one_runs_folder(tmp_path: Path) -> None:
+    """After the quickstart (and each other) on one shared runs folder, each notebook still shows its own jobs, and
+    nothing is written beside the notebooks but the (git-ignored) runs folder."""
+    for name in ("quickstart", "comparing", "magics", "editing"):
+        nb = run_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path)
+        assert [o for c in nb.cells for o in c.get("outputs", []) if "ename" in o] == [], name
+        if name == "magics":
+            raft = _value(_cell(nb, "%kontext compare $clay $raft"))
+            assert "[claymation]" in raft and "[raft]" in raft, "its own jobs, not @1 and @3 of the folder"
+            (alone,) = [c for c in nb.cells if c.source == "%kontext compare $clay"]
+            assert "make it claymation" in _value(alone), "an edit beside its own source"
+        if name == "editing":
+            assert "Comparison of 2: source, @" in _value(_cell(nb, "%kontext compare $lamp"))
+            assert "add a brass floor lamp" in _value(_cell(nb, "%kontext compare $lamp"))
+        if name == "quickstart":
+            panel = _cell(nb, "kx.Panel()")
+            assert any("made in this panel" in str(o.get("data", {})) for o in panel.outputs), "the static record"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kontext-runs"]
 
 
 @pytest.mark.slow

@@ -87,7 +87,8 @@ def cmd_rerun(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     from ..journal.rerun import rerun_request
 
     try:
-        request, parent = rerun_request(session.record(parsed.words[0]), changes, session.settings.max_input_side)
+        record = session.record(source_of(magics, parsed.words[0]))
+        request, parent = rerun_request(record, changes, session.settings.max_input_side)
     except KontextError as exc:
         raise UsageError(usage(exc, parsed)) from None
     return run(magics, session, [(request, parent)], parsed)
@@ -128,10 +129,11 @@ def _int(option: str) -> Any:
     return convert_int
 
 
-def _one_ref(command: str, tokens: list[str]) -> str:
+def _one_ref(command: str, tokens: list[str], magics: Kontext | None = None) -> Any:
+    """The one job a command names: @12, @last, @-2, or $name (a notebook's own result, right in any order)."""
     if len(tokens) != 1:
-        raise UsageError(f"{command} takes one job reference: %kontext {command} @12 (or @last, @-2)")
-    return tokens[0]
+        raise UsageError(f"{command} takes one job reference: %kontext {command} @12 (or @last, @-2, $name)")
+    return source_of(magics, tokens[0]) if magics is not None else tokens[0]
 
 
 def _guard(fn: Any, *args: Any) -> Any:
@@ -142,13 +144,13 @@ def _guard(fn: Any, *args: Any) -> Any:
 
 
 def cmd_show(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
-    return _guard(kx.load, _one_ref("show", tokens))
+    return _guard(kx.load, _one_ref("show", tokens, magics))
 
 
 def cmd_lineage(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     from ..views.history import History
 
-    chain = _guard(kx.lineage, _one_ref("lineage", tokens))
+    chain = _guard(kx.lineage, _one_ref("lineage", tokens, magics))
     return History(list(reversed(chain)))
 
 
@@ -157,7 +159,7 @@ def cmd_cancel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     if tokens == ["all"]:
         jobs = session.active_jobs()
     else:
-        job = _guard(session.job, _one_ref("cancel", tokens))
+        job = _guard(session.job, _one_ref("cancel", tokens, magics))
         if job is None:
             raise UsageError(f"{tokens[0]} is not running in this session: nothing to cancel")
         jobs = [job]
@@ -198,7 +200,7 @@ def cmd_compare(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
 
     if not tokens:
         raise UsageError("compare takes job references: %kontext compare @3 @5 (or one edit: with its source)")
-    results = [_guard(kx.load, t) for t in tokens]
+    results = [_guard(kx.load, source_of(magics, t)) for t in tokens]
     if len(results) == 1:
         try:
             return Comparison.edit_and_source(results[0])
