@@ -77,7 +77,9 @@ class CreateTab:
         self._stop = threading.Event()
         self.closed = False
 
-        self.prompt = w.Textarea(placeholder="Describe the image, or the edit", layout=w.Layout(width="100%"), rows=3)
+        self.prompt = w.Textarea(
+            placeholder="Describe the image, or the edit", layout=w.Layout(width="calc(100% - 8px)"), rows=3
+        )
         self.prompt_error = w.HTML()
         self.mode = w.ToggleButtons(options=[(MODE_LABELS.get(m, m), m) for m in endpoints.MODES])
         self.model = w.ToggleButtons(

@@ -57,7 +57,9 @@ class ResultView:
             data, mime = render.thumbnail(image, SIDE)
             flagged = i < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[i]
             picture = w.Image(
-                value=data, format=mime.split("/")[1], layout=w.Layout(max_width="100%", margin="0 6px 6px 0")
+                value=data,
+                format=mime.split("/")[1],
+                layout=w.Layout(max_width="calc(100% - 8px)", margin="0 6px 6px 0"),
             )
             if flagged:
                 picture.layout.visibility = "hidden"
