@@ -29,6 +29,8 @@ TERMINAL = (
     "here, use the %kontext lines or kx.generate"
 )
 
+SAVED = "kontext_nb panel (it needs a running kernel; what it made is kept below)"
+
 _current: weakref.ref[Panel] | None = None
 """The panel shown last: re-running its cell closes it, so handlers and threads never pile up."""
 
@@ -190,7 +192,8 @@ class Panel:
         if not _in_notebook():
             print(TERMINAL)
             return
-        display(self.widget)
+        # without a kernel or widget state a front end shows text/plain: a sentence, not "VBox(children=..."
+        display({**self.widget._repr_mimebundle_(), "text/plain": SAVED}, raw=True)
         self._record = display(HTML(record_html(self.made)), display_id=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
