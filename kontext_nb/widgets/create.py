@@ -74,6 +74,8 @@ class CreateTab:
         self._listening: dict[Job, Callable[[], None]] = {}
         self._lock = threading.RLock()
         self._ticker: threading.Thread | None = None
+        self._newest: Job | None = None
+        self._drawing = False
         self._stop = threading.Event()
         self.closed = False
 
@@ -334,7 +336,7 @@ class CreateTab:
         self._refresh()
         if status is not None and not status.finished:
             return
-        if job is not None and job.state == "done":
+        if job is not None and job.state == "done" and batch.sweep is None:  # a sweep shows its grid in Compare
             self._show_newest(job)
         with self._lock:
             if job is not None:
@@ -348,17 +350,27 @@ class CreateTab:
             threading.Thread(target=self._sweep_finished, args=(batch,), name="kontext-panel-grid", daemon=True).start()
 
     def _show_newest(self, job: Job) -> None:
-        """Beside the form, in a worker thread (the images are encoded larger than thumbnails)."""
+        """Beside the form, in one worker thread (the images are encoded larger than thumbnails); when several
+        jobs finish at once only the last is drawn."""
+        with self._lock:
+            self._newest = job
+            if self._drawing:
+                return
+            self._drawing = True
+        threading.Thread(target=self._draw_newest, name="kontext-panel-newest", daemon=True).start()
 
-        def show() -> None:
+    def _draw_newest(self) -> None:
+        while True:
+            with self._lock:
+                job, self._newest = self._newest, None
+                if job is None or self.closed:
+                    self._drawing = False
+                    return
             try:
-                if not self.closed:
-                    self.result_view.show(job.result(0))
+                self.result_view.show(job.result(0))
             except Exception as exc:
                 log.exception("showing the newest result failed")
                 self.error.value = error_html(f"could not show the result: {exc}")
-
-        threading.Thread(target=show, name="kontext-panel-newest", daemon=True).start()
 
     def _sweep_finished(self, batch: Batch) -> None:
         assert batch.sweep is not None
