@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MODELS = ("any", *sorted({ep.model for ep in ENDPOINTS.values()}))
 LINEAGE_SIDE = 96
+ROW_SIDE = 72
 PROMPT_CHARS = 60
 RED = "#b00020"
 STATUS_COLOUR = {"done": "#2a7d2a", "failed": RED, "cancelled": "#8a6d00"}
@@ -75,6 +76,11 @@ class HistoryView:
         self.count = w.HTML()
         self.error = w.HTML()
         self.rows = w.Select(options=[], rows=12, layout=w.Layout(width="100%"))
+        self.thumbnails = w.Box(
+            layout=w.Layout(display="flex", flex_flow="row wrap", max_height="300px", overflow="auto")
+        )
+        """The listed jobs as thumbnails (with their references), newest first."""
+        self._thumbs: dict[int, w.VBox] = {}
         self.details = w.HTML()
         self.lineage = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.load = w.Button(description="load into Create", icon="upload", disabled=True)
@@ -102,7 +108,10 @@ class HistoryView:
             [self.preview, w.HBox([self.use, self.compare_button, self.load]), self.details],
             layout=w.Layout(flex="1 1 300px", min_width="0"),
         )
-        listing = w.VBox([self.rows, w.HBox([self.count, self.more])], layout=w.Layout(flex="2 1 420px", min_width="0"))
+        listing = w.VBox(
+            [self.rows, w.HBox([self.count, self.more]), self.thumbnails],
+            layout=w.Layout(flex="2 1 420px", min_width="0"),
+        )
         self.widget = w.VBox(
             [filters, self.error, w.HBox([listing, picked], layout=w.Layout(flex_flow="row wrap")), self.lineage]
         )
@@ -133,6 +142,7 @@ class HistoryView:
         text = f"{n} job{'s' if n != 1 else ''}" + (" (the newest; “more” shows older ones)" if more else "")
         self.count.value = f'<span style="font:12px sans-serif;opacity:.75">{html.escape(text)}</span>'
         self.more.disabled = not more
+        self._show_thumbnails(records)
 
     def _filters(self) -> dict[str, Any] | None:
         filters: dict[str, Any] = {}
@@ -258,8 +268,29 @@ class HistoryView:
             except Exception as exc:  # shown here, where the click was
                 self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
 
+    def _show_thumbnails(self, records: list[JobRecord]) -> None:
+        """The listed jobs as small thumbnails, newest first; a click picks one. Items of jobs still listed are
+        kept, so a refresh only makes the new ones."""
+        items = []
+        for record in records:
+            item = self._thumbs.get(record.id)
+            if item is None:
+                data = store.read_thumbnail(record.folder, record.files[0]) if record.files else None
+                picture = w.Image(value=data or b"", format="jpeg", layout=w.Layout(width=f"{ROW_SIDE}px"))
+                button = w.Button(
+                    description=record.ref, tooltip=record.prompt[:200], layout=w.Layout(width=f"{ROW_SIDE}px")
+                )
+                button.on_click(lambda _, i=record.id: self.select(i))
+                item = self._thumbs[record.id] = w.VBox([picture, button], layout=w.Layout(margin="0 4px 4px 0"))
+            items.append(item)
+        self.thumbnails.children = items
+        listed = {r.id for r in records}
+        gone = [self._thumbs.pop(i) for i in list(self._thumbs) if i not in listed]
+        close_tree(*gone)
+
     def close(self) -> None:
-        close_tree(self.widget)
+        close_tree(self.widget, *self._thumbs.values())
+        self._thumbs.clear()
 
 
 def lineage_thumbnail(record: JobRecord) -> bytes | None:

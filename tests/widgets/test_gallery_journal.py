@@ -81,3 +81,17 @@ def test_history_shows_the_picked_job_with_actions(session: Session) -> None:
         assert a.ref in refs and b.ref in refs  # every source of the multi-reference edit
     finally:
         view.close()
+
+
+def test_history_rows_have_thumbnails(session: Session) -> None:
+    made = [session.generate(f"a row picture {i}", seed=40 + i) for i in range(2)]
+    view = HistoryView(session)
+    try:
+        view.search.value = "row picture"
+        items = view.thumbnails.children
+        assert [i.children[1].description for i in items] == [made[1].ref, made[0].ref]  # newest first, like the list
+        assert bytes(items[0].children[0].value)[:2] == b"\xff\xd8"
+        items[1].children[1].click()
+        assert view.selected is not None and view.selected.id == made[0].journal_id
+    finally:
+        view.close()
