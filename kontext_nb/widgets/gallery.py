@@ -72,9 +72,11 @@ class Gallery:
             )
         )
         self.grid.add_class("kontext-gallery-grid")
+        self.fresh = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap", align_items="flex-start"))
+        """New cards, above the scrolling grid: seen wherever the grid is scrolled to, until the tab is left."""
         self.older = w.Button(description="older results", icon="history", layout=w.Layout(display="none"))
         self.older.on_click(lambda _: self.load_recent())
-        self.widget = w.VBox([self.header, self.grid, self.older])
+        self.widget = w.VBox([self.header, self.fresh, self.grid, self.older])
         self._update_header()
 
     def _new_card(self, *, job: Job | None = None, result: Result | None = None) -> Card:
@@ -140,7 +142,7 @@ class Gallery:
                 added += 1
         with self._lock:
             if not self._closed:
-                self.grid.children = tuple(c.widget for c in self.cards)
+                self._lay_out()
                 full = len(records) == self.page_size and len(self.cards) < self.max_cards
                 self.older.layout.display = "" if full else "none"
                 self._update_header()
@@ -154,6 +156,8 @@ class Gallery:
         """The new cards were looked at: they stop standing out."""
         with self._lock:
             new, self._new = self._new, []
+            if new and not self._closed:
+                self._lay_out()
         for card in new:
             card.widget.remove_class(NEW)
         for listener in list(self._new_listeners):
@@ -220,7 +224,7 @@ class Gallery:
         self.cards[self.cards.index(old)] = new
         if new.journal_id is not None:
             self._by_journal[new.journal_id] = new
-        self.grid.children = tuple(c.widget for c in self.cards)
+        self._lay_out()
         old.close()
 
     def _insert(self, card: Card) -> None:
@@ -233,7 +237,7 @@ class Gallery:
         self._new.append(card)
         dropped = self.cards[self.max_cards :]
         del self.cards[self.max_cards :]
-        self.grid.children = tuple(c.widget for c in self.cards)
+        self._lay_out()
         for old in dropped:
             if self._by_journal.get(old.journal_id) is old:  # type: ignore[arg-type]
                 del self._by_journal[old.journal_id]  # type: ignore[arg-type]
@@ -242,6 +246,12 @@ class Gallery:
         self._update_header()
         for listener in list(self._new_listeners):
             listener(len(self._new))
+
+    def _lay_out(self) -> None:
+        """New cards in the row above the grid, the others in the grid; newest first in both."""
+        new = {id(c) for c in self._new}
+        self.fresh.children = tuple(c.widget for c in self.cards if id(c) in new)
+        self.grid.children = tuple(c.widget for c in self.cards if id(c) not in new)
 
     def _update_header(self) -> None:
         n = len(self.cards)

@@ -38,8 +38,11 @@ def test_a_new_kernel_s_gallery_shows_the_journal(make_session: Callable[..., Se
         gallery.add_result(fresh)
         assert gallery.cards[0].journal_id == fresh.journal_id  # new results go first, old ones stay below
         assert "kontext-new" in gallery.cards[0].widget._dom_classes
+        assert gallery.fresh.children == (gallery.cards[0].widget,)  # above the grid, however it is scrolled
+        assert gallery.cards[0].widget not in gallery.grid.children
         gallery.seen()
         assert "kontext-new" not in gallery.cards[0].widget._dom_classes
+        assert gallery.fresh.children == () and gallery.grid.children[0] is gallery.cards[0].widget
     finally:
         gallery.close()
         later.close()
