@@ -80,6 +80,9 @@ def test_panel_in_a_terminal_says_so_in_one_line(shell: Shell, capsys: pytest.Ca
     assert shell.line("panel") is None
     out = capsys.readouterr().out.strip()
     assert out.count("\n") == 0 and "notebook" in out and "VBox" not in out
+    shell.run("import kontext_nb as kx\nkx.Panel()")
+    out = capsys.readouterr().out.strip()
+    assert out.count("\n") == 0 and "needs a notebook front end" in out and "VBox" not in out
 
 
 def test_a_sweep_in_a_terminal_shows_one_updating_line(
