@@ -94,7 +94,7 @@ class ConnectionLimits:
     """
 
     max_connections: int = 1000
-    per_client: int = 64
+    per_client: int = 256
     head_seconds: float = 10.0
     """A connection that has not sent a whole request head this long after connecting (or after its
     last answer) is closed."""

@@ -217,6 +217,9 @@ class TargetUrl:
             await answer(scope, receive, send)
             return
         path = parts.path or "/"
+        if path.startswith(("/instructor", "/_sandbox")):
+            await JSONResponse({"detail": "Not found"}, 404)(scope, receive, send)
+            return
         scope = {
             **scope,
             "path": unquote(path),
