@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kontext_nb.serving import SlowBody
+
 from . import policy
 from .classroom import Classroom, Student, today
 from .dispatch import Dispatcher, ProxyJob
@@ -183,6 +185,8 @@ def guarded(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Reques
             return await route(request)
         except RecursionError:
             return error(400, "the request is nested too deeply to read")
+        except SlowBody as exc:
+            return error(408, f"request timeout: {exc}")
         except Exception as exc:
             proxy = proxy_of(request)
             if isinstance(exc, UpstreamRefused):
