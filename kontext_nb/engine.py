@@ -24,7 +24,7 @@ from fal_client.auth import MissingCredentialsError
 from . import endpoints
 from .config import Settings
 from .errors import FalError, JobCancelled, JobFailed, JobTimeout, KontextError
-from .falerrors import fal_error
+from .falerrors import CANCEL_ERROR_TYPES, fal_error
 from .images import ImageInput, labelled
 from .jobs import Job
 from .output import collect_result
@@ -241,7 +241,8 @@ class Engine:
                 final = await self._watch(run)
             else:
                 final = await self._send_and_watch(run)
-            if final.get("error") and (run.cancelled_remotely or final.get("error_type") == "request_cancelled"):
+            cancelled = final.get("error_type") in CANCEL_ERROR_TYPES
+            if final.get("error") and (run.cancelled_remotely or cancelled):
                 raise asyncio.CancelledError
             if final.get("error"):
                 raise JobFailed(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kontext_nb import endpoints
-from kontext_nb.falerrors import http_error
+from kontext_nb.falerrors import CANCEL_ERROR_TYPES, http_error
 
 from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
 from .limits import to_micros
@@ -30,7 +30,7 @@ from .upstream import Upstream
 log = logging.getLogger("kontext_nb.proxy")
 
 CANCELLED = {"detail": "Request was cancelled", "error_type": "request_cancelled"}
-CANCEL_TYPES = ("request_cancelled", "client_cancelled")  # fal documents both; client_cancelled is HTTP 499
+CANCEL_TYPES = CANCEL_ERROR_TYPES  # fal documents both; client_cancelled is HTTP 499
 WATCH_ATTEMPTS = 12  # consecutive failures to follow a job before _collect pauses and starts again
 COLLECT_PAUSE, COLLECT_PAUSE_MAX = 1.0, 60.0  # seconds between tries to reach an upstream that keeps failing
 
