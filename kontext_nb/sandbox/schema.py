@@ -11,8 +11,9 @@ kontext_nb's own validator (``endpoints.validate``) stays stricter on purpose: i
 typo'd field or a string number before anything is sent.
 
 Not documented by fal, so chosen here and said so: ``null`` for an optional field counts as
-not given; ``seed`` keeps endpoints.py's range (0 to 2**63-1); an empty prompt passes (pydantic's ``str`` has no
-minimum length); the 2-4 bound on ``image_urls`` is kontext_nb's reading of fal's page.
+not given; ``seed`` keeps endpoints.py's range (0 to 2**63-1); an empty prompt is refused as
+pydantic's ``string_too_short`` (fal's page gives the prompt no minimum length); the 2-4 bound
+on ``image_urls`` is kontext_nb's reading of fal's page.
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ def _convert(field: endpoints.Field, value: Any) -> Any:
         if high is not None and len(value) > high:
             raise Invalid("too_long", f"List should have at most {high} items after validation, not {len(value)}")
         return [_string(v) for v in value]
-    return _string(value)
+    text = _string(value)
+    if field.required and not text.strip():
+        raise Invalid("string_too_short", "String should have at least 1 character", min_length=1)
+    return text
 
 
 def validate(ep: endpoints.Endpoint, body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
