@@ -75,8 +75,26 @@ VARIED_PICTURE = """img => {
 def open_notebook(page: Page, lab: Lab, name: str) -> None:
     page.goto(lab.notebook_url(name))
     expect(page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first).to_be_visible(timeout=WAIT)
+    wait_for_kernel(page, lab, name)
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(timeout=WAIT)
     time.sleep(SETTLE)
+
+
+def wait_for_kernel(page: Page, lab: Lab, name: str) -> None:
+    """Until the server has a kernel session for the notebook. On a loaded machine Lab may open the notebook
+    before it knows the kernel specs and ask which kernel to start: the default is the right one."""
+    import httpx
+
+    deadline = time.monotonic() + WAIT / 1000
+    chooser = page.locator(".jp-Dialog", has_text="Select Kernel")
+    while time.monotonic() < deadline:
+        if chooser.count():
+            chooser.get_by_role("button", name="Select").click()
+        sessions = httpx.get(f"{lab.url}/api/sessions", params={"token": lab.token}, timeout=10, trust_env=False)
+        if any(s["path"].endswith(name) and s.get("kernel") for s in sessions.json()):
+            return
+        time.sleep(0.25)
+    pytest.fail(f"no kernel started for {name} within {WAIT / 1000:.0f} s", pytrace=False)
 
 
 def cell(page: Page, index: int) -> Locator:
