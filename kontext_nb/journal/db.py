@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_parent ON jobs (parent_id);
     CREATE INDEX jobs_status ON jobs (status);
     """,
+    # 2: money held for a job while it may still be billed (its price, from submit until it ends)
+    """
+    ALTER TABLE jobs ADD COLUMN reserved REAL NOT NULL DEFAULT 0
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_MAX = 2**63 - 1  # SQLite's largest integer
@@ -97,6 +101,8 @@ class JobRecord(OfEndpoint):
     error: str | None
     error_type: str | None
     folder: Path = field(repr=False, compare=False, default=Path("."))
+    reserved: float = 0.0
+    """Dollars held for this job while fal may still bill it (its price from submit until it ends)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -229,29 +235,48 @@ class Journal:
         source: str | None = None,
         session: str | None = None,
         cache_key: str | None = None,
+        reserved: float = 0.0,
     ) -> int:
         """Write a job's row before it is submitted; returns its journal id."""
+        row = NewJob(endpoint, arguments, tuple(input_hashes), parent_id, tuple(tags), source, session, cache_key)
+        return self.create_all([row], reserved=[reserved])[0]
+
+    def create_all(
+        self, rows: Sequence[NewJob], *, reserved: Sequence[float], guard: Callable[[Holdings], None] | None = None
+    ) -> list[int]:
+        """Write the rows of jobs about to be sent, each holding its price, in one write transaction.
+
+        ``guard`` sees what is spent and held *inside* that transaction (``BEGIN IMMEDIATE``: one writer at a
+        time across every process on the runs folder) and may raise to refuse them all: so kernels sharing a
+        runs folder can never together reserve past a cap, and a refused batch writes nothing."""
         now = time.time()
         with self._write() as w:
-            cur = w.execute(
-                "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, tags,"
-                " source, session, input_hashes, cache_key) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    now,
-                    now,
-                    endpoint,
-                    str(arguments.get("prompt", "")),
-                    _dump(arguments),
-                    arguments.get("seed"),
-                    parent_id,
-                    _dump(sorted(set(tags))),
-                    source,
-                    session,
-                    _dump(list(input_hashes)),
-                    cache_key,
-                ),
-            )
-            return int(cur.lastrowid or 0)
+            if guard is not None:
+                guard(Holdings(w))
+            ids = []
+            for row, price in zip(rows, reserved, strict=True):
+                cur = w.execute(
+                    "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, tags,"
+                    " source, session, input_hashes, cache_key, reserved)"
+                    " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        now,
+                        now,
+                        row.endpoint,
+                        str(row.arguments.get("prompt", "")),
+                        _dump(row.arguments),
+                        row.arguments.get("seed"),
+                        row.parent_id,
+                        _dump(sorted(set(row.tags))),
+                        row.source,
+                        row.session,
+                        _dump(list(row.input_hashes)),
+                        row.cache_key,
+                        price,
+                    ),
+                )
+                ids.append(int(cur.lastrowid or 0))
+            return ids
 
     def submitted(self, job_id: int, request_id: str) -> None:
         self._update(job_id, status="submitted", request_id=request_id)
@@ -288,7 +313,19 @@ class Journal:
             changes["seed"] = seed
         if request_id is not None:
             changes["request_id"] = request_id
+        if status in FINAL:  # the job's price is no longer held: it became its real cost, or nothing
+            changes["reserved"] = 0.0
         self._update(job_id, **changes)
+
+    def unconfirmed(self, job_id: int, *, error: str, request_id: str | None = None) -> None:
+        """A submit fal may have received but never confirmed: its price counts as spent (never undercount)."""
+        now = time.time()
+        with self._write() as w:
+            w.execute(
+                "UPDATE jobs SET status = 'unconfirmed', cost = reserved, reserved = 0, error = ?,"
+                " request_id = COALESCE(?, request_id), updated = ? WHERE id = ?",
+                (error, request_id, now, job_id),
+            )
 
     def record_cached(
         self, original: JobRecord, *, session: str | None, source: str | None, tags: Iterable[str]
@@ -432,15 +469,15 @@ class Journal:
         return [self._record(r) for r in self._db.execute(sql, params).fetchall()]
 
     def spent(self, *, since: float | None = None, session: str | None = None) -> float:
-        sql = "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE 1 = 1"
-        params: list[str | float] = []
-        if since is not None:
-            sql += " AND created >= ?"
-            params.append(since)
-        if session is not None:
-            sql += " AND session = ?"
-            params.append(session)
-        return float(self._db.execute(sql, params).fetchone()[0])
+        return self.holdings().of(since=since, session=session)[0]
+
+    def holdings(self) -> Holdings:
+        """Money spent and held, read outside any transaction (for reports, not for reserving)."""
+        return Holdings(_Tx(self._db))
+
+    def held(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
+        """(spent, reserved): real costs so far, and prices held for jobs that may still be billed."""
+        return self.holdings().of(since=since, session=session)
 
     def _record(self, row: sqlite3.Row) -> JobRecord:
         return JobRecord(
@@ -468,7 +505,54 @@ class Journal:
             error=row["error"],
             error_type=row["error_type"],
             folder=self.folder,
+            reserved=row["reserved"],
         )
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job's row as written before it is sent."""
+
+    endpoint: str
+    arguments: dict[str, Any]
+    input_hashes: tuple[str, ...] = ()
+    parent_id: int | None = None
+    tags: tuple[str, ...] = ()
+    source: str | None = None
+    session: str | None = None
+    cache_key: str | None = None
+
+
+class Holdings:
+    """Money spent and held, read through one connection (inside a write transaction when reserving)."""
+
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    def of(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
+        sql = "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(reserved), 0) FROM jobs WHERE 1 = 1"
+        params: list[str | float] = []
+        if since is not None:
+            sql += " AND created >= ?"
+            params.append(since)
+        if session is not None:
+            sql += " AND session = ?"
+            params.append(session)
+        spent, reserved = self._tx.execute(sql, params).fetchone()
+        return float(spent), float(reserved)
+
+
+def left_behind(
+    records: Iterable[JobRecord], *, session: str | None = None, active: Iterable[int] = ()
+) -> list[JobRecord]:
+    """The one rule for jobs to collect: unfinished rows whose owner is gone (another process that ended),
+    or this session's own rows no longer in flight."""
+    busy = set(active)
+    return [
+        r
+        for r in records
+        if r.id not in busy and ((session is not None and r.session == session) or not owner_alive(r.session))
+    ]
 
 
 class _Tx:

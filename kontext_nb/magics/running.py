@@ -41,18 +41,11 @@ def run(magics: Kontext, session: Session, requests: list[tuple[Request, int | N
 
 
 def submit_all(session: Session, requests: list[tuple[Request, int | None]], parsed: Parsed) -> list[Job]:
-    """Send every request (already paid for in the user's mind: confirm=True); all or none."""
-    jobs: list[Job] = []
+    """Send every request (already confirmed: confirm=True) through the session's one batch rule: all or none."""
     try:
-        for request, parent in requests:
-            jobs.append(
-                session.submit(request, cache=not parsed.no_cache, confirm=True, tags=parsed.tags, parent_id=parent)
-            )
-    except KontextError as exc:  # a budget cap reached part way: take back what was sent
-        for job in jobs:
-            job.cancel()
+        return session.submit_all(requests, cache=not parsed.no_cache, confirm=True, tags=parsed.tags)
+    except KontextError as exc:
         raise UsageError(str(exc)) from None
-    return jobs
 
 
 def wait_all(jobs: list[Job], live: LiveOutput, *, keep_errors: bool = False) -> list[Any]:

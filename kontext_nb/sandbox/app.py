@@ -156,6 +156,10 @@ class Sandbox:
                 return HTMLResponse(_INGRESS_HTML.format(code=code, reason=_REASONS[code]), code)
             elif kind == "drop":
                 return DropResponse()
+            elif kind == "403":
+                return _error(403, "Forbidden (sandbox fault)", "forbidden", request_id)
+            elif kind == "lost-reply":
+                request.state.lost_reply = True
             elif kind == "vanish":
                 if request_id is not None:
                     self.queue.forget(request_id)
@@ -297,6 +301,8 @@ async def submit(request: Request) -> Response:
     )
     sb.submits += 1
     sb.queue.submit(job, forget=getattr(request.state, "vanish", False))
+    if getattr(request.state, "lost_reply", False):
+        return DropResponse()
     position = sb.queue.position(job)
     return _json(
         {

@@ -275,16 +275,11 @@ class CreateTab:
         self.confirm_row.layout.display = "none"
 
     def _send(self, plan: Plan) -> list[Job]:
-        jobs: list[Job] = []
-        try:
-            for request in plan.requests:
-                job = self.session.submit(request, confirm=True, parent_id=plan.parent_id)
-                assert isinstance(job, Job)
-                jobs.append(job)
-        except Exception as exc:  # a budget cap reached part way: take back what was sent
+        try:  # the session's one batch rule: every job of the click is sent, or none
+            jobs = self.session.submit_all([(r, plan.parent_id) for r in plan.requests], confirm=True)
+        except Exception as exc:
             if not isinstance(exc, KontextError):
                 log.exception("the panel could not send the request")
-            _in_background([j.cancel for j in jobs])
             self.error.value = error_html(str(exc) if isinstance(exc, KontextError) else f"{type(exc).__name__}: {exc}")
             return []
         batch = Batch(jobs, plan.sweep if plan.sweep.axes else None)
