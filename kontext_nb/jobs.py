@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import JobCancelled
+from .endpoints import format_cost
+from .errors import Interrupted, JobCancelled
 
 if TYPE_CHECKING:
     from .result import Result
@@ -105,8 +106,7 @@ class Job:
         except concurrent.futures.CancelledError:
             raise JobCancelled(f"job {self.request_id} was cancelled") from None
         except KeyboardInterrupt:
-            self.cancel()
-            raise
+            raise interrupted([self]) from None
 
     def _wait(self, timeout: float | None) -> Result:
         # Wait in slices: a blocked lock wait may not see a SIGINT delivered to another
@@ -208,6 +208,21 @@ class Job:
             return self._future.result()._repr_mimebundle_(include, exclude)
         text = repr(self)
         return {"text/plain": text, "text/html": f"<code>{html.escape(text)}</code>"}
+
+
+def interrupted(jobs: list[Job]) -> Interrupted:
+    """Cancel the jobs of a run a kernel interrupt stopped, and say in one line what was cancelled and what it cost
+    (fal bills only finished images: a cancelled job costs nothing)."""
+    cancelled = [j for j in jobs if j.cancel()]
+    finished = [j for j in jobs if j.state == "done"]
+    cost = sum(j.result(0).cost for j in finished)
+    n = len(cancelled)
+    parts = [
+        f"interrupted: cancelled {n} job{'s' if n != 1 else ''} on fal (nothing charged for {'them' if n != 1 else 'it'})"
+    ]
+    if finished:
+        parts.append(f"{len(finished)} had already finished (${cost:.2f}; kx.load('@last') shows the latest)")
+    return Interrupted("; ".join(parts))
 
 
 def _merge_logs(old: tuple[dict[str, Any], ...], new: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:

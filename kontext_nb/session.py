@@ -53,6 +53,7 @@ class Session:
         self._enhance_said = False
         self._listeners: list[Callable[[Job], None]] = []
         self._flying: dict[str, Job] = {}
+        self._flying_lock = threading.Lock()  # not self._lock: close() holds that while jobs end on the engine thread
         """Jobs in flight by cache key: an identical request joins them instead of being sent again."""
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
@@ -269,19 +270,19 @@ class Session:
         return jobs
 
     def _in_flight(self, cache_key: str | None) -> Job | None:
-        with self._lock:
+        with self._flying_lock:
             job = self._flying.get(cache_key) if cache_key else None
             return job if job is not None and not job.done() else None
 
     def _track_in_flight(self, cache_key: str | None, job: Job) -> None:
         if cache_key is None:
             return
-        with self._lock:
+        with self._flying_lock:
             self._flying[cache_key] = job
 
         def landed(job: Job, status: Any) -> None:
             if status.finished:
-                with self._lock:
+                with self._flying_lock:
                     if self._flying.get(cache_key) is job:
                         del self._flying[cache_key]
 

@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Enum, Float, Int, Unicode, observe
 
 from .. import endpoints
-from .parse import SUBCOMMANDS, help_text, split
+from .parse import SUBCOMMANDS, help_text, misspelt_subcommand, split
 
 _T2I = endpoints.endpoint_for("text-to-image", "max")
 
@@ -104,6 +104,8 @@ class Kontext(Magics):
         tokens = split(line)
         command = tokens[0] if tokens and tokens[0] in SUBCOMMANDS else ""
         rest = tokens[1:] if command else tokens
+        if not command and cell is None:
+            misspelt_subcommand(line, tokens)
         if command == "help":
             print(help_text())
             return None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..errors import KontextError
-from ..jobs import Job
+from ..jobs import Job, interrupted
 from ..request import Request
 from ..result import Results
 from .lines import confirm
@@ -59,10 +59,8 @@ def wait_all(jobs: list[Job], live: LiveOutput, *, keep_errors: bool = False) ->
                 if not keep_errors:
                     raise
                 outcomes.append(exc)
-    except KeyboardInterrupt:
-        for job in jobs:
-            job.cancel()
-        raise
+    except KeyboardInterrupt:  # one line (what was cancelled, what it cost), not a traceback into the library
+        raise interrupted(jobs) from None
     finally:
         live.refresh()
     return outcomes
