@@ -217,11 +217,10 @@ def interrupted(jobs: list[Job]) -> Interrupted:
     finished = [j for j in jobs if j.state == "done"]
     cost = sum(j.result(0).cost for j in finished)
     n = len(cancelled)
-    parts = [
-        f"interrupted: cancelled {n} job{'s' if n != 1 else ''} on fal (nothing charged for {'them' if n != 1 else 'it'})"
-    ]
+    them = "them" if n != 1 else "it"
+    parts = [f"interrupted: cancelled {n} job{'s' if n != 1 else ''} on fal (nothing is charged for {them})"]
     if finished:
-        parts.append(f"{len(finished)} had already finished (${cost:.2f}; kx.load('@last') shows the latest)")
+        parts.append(f"{len(finished)} had already finished ({format_cost(cost)}, kept in the journal)")
     return Interrupted("; ".join(parts))
 
 
