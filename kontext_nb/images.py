@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,7 +185,9 @@ def _from_bytes(data: bytes, description: str, max_side: int) -> ImageInput:
     if not data:
         raise ImageInputError(f"{description} is empty")
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        with warnings.catch_warnings():  # PIL's own bomb warning: the pixel count is checked right here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
         fmt, size = image.format, image.size
         if size[0] * size[1] > MAX_INPUT_PIXELS:
             raise ImageInputError(

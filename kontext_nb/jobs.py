@@ -79,6 +79,8 @@ class Job:
         self._callbacks: list[Callback] = []
         self._future: concurrent.futures.Future[Result] = concurrent.futures.Future()
         self._started: float | None = None
+        self.interrupted = False
+        """Whether a kernel interrupt cancelled this job (so a report of the interrupted run counts it once)."""
 
     # -- reading ------------------------------------------------------------------------
     @property
@@ -213,12 +215,14 @@ class Job:
 def interrupted(jobs: list[Job]) -> Interrupted:
     """Cancel the jobs of a run a kernel interrupt stopped, and say in one line what was cancelled and what it cost
     (fal bills only finished images: a cancelled job costs nothing)."""
-    cancelled = [j for j in jobs if j.cancel()]
+    for job in jobs:
+        job.interrupted = job.cancel() or job.interrupted
+    cancelled = [j for j in jobs if j.interrupted]
     finished = [j for j in jobs if j.state == "done"]
     cost = sum(j.result(0).cost for j in finished)
     n = len(cancelled)
     them = "them" if n != 1 else "it"
-    parts = [f"interrupted: cancelled {n} job{'s' if n != 1 else ''} on fal (nothing is charged for {them})"]
+    parts = [f"cancelled {n} job{'s' if n != 1 else ''} on fal (nothing is charged for {them})"]
     if finished:
         parts.append(f"{len(finished)} had already finished ({format_cost(cost)}, kept in the journal)")
     return Interrupted("; ".join(parts))

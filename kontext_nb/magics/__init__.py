@@ -102,7 +102,8 @@ class Kontext(Magics):
         from . import commands
 
         tokens = split(line)
-        command = tokens[0] if tokens and tokens[0] in SUBCOMMANDS else ""
+        quoted = line.lstrip().startswith(("'", '"'))  # %kontext "history": a prompt, never a subcommand
+        command = tokens[0] if tokens and tokens[0] in SUBCOMMANDS and not quoted else ""
         rest = tokens[1:] if command else tokens
         if not command and cell is None:
             misspelt_subcommand(line, tokens)

@@ -1,0 +1,290 @@
+"""Money and trust (issue 12): caps that hold for every kind of submit, nothing billed twice by accident, no paid
+image dropped, the key never in a prompt. Every test runs against the real sandbox over HTTP, with a real journal.
+"""
+
+from __future__ import annotations
+
+import _thread
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from shell import Shell  # tests/shell.py
+from waiting import wait_for
+
+import kontext_nb as kx
+from kontext_nb.config import RetryPolicy
+from kontext_nb.errors import (
+    BudgetError,
+    DownloadFailed,
+    ImageInputError,
+    Interrupted,
+    SubmitUnconfirmed,
+    ValidationError,
+)
+from kontext_nb.fal.transport import FalTransport
+from kontext_nb.jobs import Job
+from kontext_nb.journal import Journal
+from kontext_nb.session import Session
+from kontext_nb.widgets.create import CreateTab
+
+MakeSession = Callable[..., Session]
+
+
+# -- 1. a job's price is reserved at submit; a run that would cross a cap is refused whole -------------------------
+def test_non_blocking_calls_reserve_their_price_until_they_end(make_session: MakeSession, sb: Any) -> None:
+    sb.configure(inference_time=1.5)
+    s = make_session(budget_session=0.20)
+    first, second = (s.generate(f"a fox {i}", wait=False) for i in range(2))
+    with pytest.raises(BudgetError, match=r"cap is \$0.20 and \$0.00 is spent \+ \$0.16 reserved") as info:
+        s.generate("a third fox", wait=False)
+    assert "\n" not in str(info.value) and "nothing was sent" in str(info.value)
+    assert s.budget()["session_reserved"] == pytest.approx(0.16) and s.budget()["session_left"] == pytest.approx(0.04)
+    assert isinstance(first, Job) and isinstance(second, Job)
+    wait_for(lambda: first.request_id and second.request_id)
+    first.cancel()  # a cancelled job gives its reservation back
+    wait_for(lambda: s.budget()["session_reserved"] == pytest.approx(0.08))
+    second.result(30)  # a finished one turns it into its real cost
+    assert s.budget()["session"] == pytest.approx(0.08) and s.budget()["session_reserved"] == 0
+    assert sb.stats()["submits"] == 2
+
+
+def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
+    kx.configure(budget_session=0.20)
+    message = shell.usage_error('sweep "a {cat|fox|owl} in snow" --seed 1,2,3 --yes')
+    assert "$0.72" in message and "cap is $0.20" in message and "nothing was sent" in message
+    assert sb.stats()["submits"] == 0 and kx.budget()["session_reserved"] == 0
+
+
+def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
+    kx.configure(budget_session=0.20)
+    with pytest.raises(Exception, match=r"3 jobs \(3 images\) would cost \$0.24.*cap is \$0.20"):
+        shell.cell("--seed 5", "a red fox\n---\na grey owl\n---\na white hare")
+    assert sb.stats()["submits"] == 0
+
+
+def test_a_panel_run_over_the_cap_sends_nothing(make_session: MakeSession, sb: Any) -> None:
+    tab = CreateTab(make_session(budget_session=0.20))
+    try:
+        tab.prompt.value = "a lighthouse"
+        tab.inputs.seed.value = "1-4"
+        tab.generate_button.click()
+        assert "cap is $0.20" in tab.error.value and "$0.32" in tab.error.value and tab.jobs == []
+        assert sb.stats()["submits"] == 0
+    finally:
+        tab.close()
+
+
+CONCURRENT_KERNEL = """
+import sys
+from kontext_nb.config import RetryPolicy, Settings
+from kontext_nb.errors import BudgetError
+from kontext_nb.session import Session
+
+url, runs, me = sys.argv[1], sys.argv[2], sys.argv[3]
+s = Session(Settings(base_url=url, key="test-key-0123456789abcdef", runs_dir=runs, budget_daily=0.40,
+                     retry=RetryPolicy(attempts=3, base_delay=0.01)), notice=lambda m: None)
+jobs, refused = [], 0
+for i in range(4):
+    try:
+        jobs.append(s.generate(f"kernel {me} job {i}", wait=False))
+    except BudgetError:
+        refused += 1
+for job in jobs:
+    job.result(60)
+print(len(jobs), refused)
+s.close()
+"""
+
+
+def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(sb: Any, tmp_path: Path) -> None:
+    """Each of 4 processes tries 4 jobs ($1.28 in all) under a shared $0.40 daily cap: exactly 5 are sent."""
+    sb.configure(inference_time=0.3)
+    runs = tmp_path / "shared-runs"
+    kernels = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_KERNEL, sb.url, str(runs), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    outputs = [k.communicate(timeout=120) for k in kernels]
+    assert all(k.returncode == 0 for k in kernels), [err for _, err in outputs]
+    sent = sum(int(out.split()[0]) for out, _ in outputs)
+    assert sent == 5 and sb.stats()["submits"] == 5
+    journal = Journal(runs)
+    assert journal.held() == (pytest.approx(0.40), 0.0)
+    journal.close()
+
+
+# -- 2. the same intention is sent once ------------------------------------------------------------------------------
+def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any) -> None:
+    sb.configure(inference_time=0.5)
+    first = session.generate("one lighthouse", seed=8, wait=False)
+    again = session.generate("one lighthouse", seed=8, wait=False)
+    assert isinstance(first, Job) and isinstance(again, Job)
+    assert again.result(30).images == first.result(30).images
+    assert sb.stats()["submits"] == 1 and session.budget()["session"] == pytest.approx(0.08)
+
+
+def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> None:
+    """The second click arrives while the first is being submitted (here: from inside the submit itself)."""
+    tab = CreateTab(session)
+    seen: list[bool] = []
+
+    def second_click(job: Job) -> None:
+        seen.append(tab.generate_button.disabled)
+        if len(seen) == 1:
+            tab.generate_button.click()
+
+    session.on_job(second_click)
+    try:
+        tab.prompt.value = "a paper boat"  # the seed is drawn anew for each run: the cache cannot dedupe these
+        tab.generate_button.click()
+        assert seen == [True] and len(tab.jobs) == 1 and not tab.generate_button.disabled
+        tab.jobs[0].result(30)
+        assert sb.stats()["submits"] == 1
+    finally:
+        tab.close()
+
+
+# -- 3. a misspelt subcommand is not a paid prompt ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("line", "meant"),
+    [("histroy", "history"), ("comapre @1 @2", "compare @1 @2"), ("Panel", "panel"), ("rerun@1", "rerun @1")],
+)
+def test_a_misspelt_subcommand_sends_nothing(shell: Shell, sb: Any, line: str, meant: str) -> None:
+    message = shell.usage_error(line)
+    assert f"did you mean %kontext {meant}?" in message and "nothing was sent" in message
+    assert sb.stats()["submits"] == 0
+
+
+def test_a_one_word_prompt_is_still_possible(shell: Shell, sb: Any) -> None:
+    shell.line('"history" --seed 1')
+    shell.line("--seed 2 -- panel")
+    assert [r.prompt for r in kx.history(limit=2)] == ["panel", "history"]
+    assert "%kontext -- snow" in shell.ip.find_line_magic("kontext").__doc__
+
+
+# -- 4. a submit that may have reached fal is never sent again -----------------------------------------------------
+def test_a_lost_submit_reply_is_not_resent_and_is_counted(session: Session, sb: Any) -> None:
+    sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}])
+    with pytest.raises(SubmitUnconfirmed, match=r"fal may have accepted it; it may cost \$0.08") as info:
+        session.generate("accepted in silence", seed=4)
+    assert "\n" not in str(info.value)
+    assert sb.stats()["submits"] == 1, "fal queued it once and was not asked again"
+    row = session.record("@last")
+    assert row.status == "unconfirmed" and row.cost == pytest.approx(0.08) and row.reserved == 0
+    assert session.budget()["session"] == pytest.approx(0.08)
+
+
+def test_a_refused_connection_is_retried(tmp_path: Path) -> None:
+    """Connection refused provably never reached the server: safe to send again."""
+    import asyncio
+
+    import httpx
+
+    with __import__("socket").socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the socket closes
+    transport = FalTransport(f"http://127.0.0.1:{port}", RetryPolicy(attempts=3, base_delay=0.01))
+
+    async def post() -> None:
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.post("https://queue.fal.run/fal-ai/flux-pro/kontext/max/text-to-image", json={})
+
+    with pytest.raises(Exception, match="tried 3 times"):
+        asyncio.run(post())
+    assert transport.requests_sent == 3
+
+
+# -- 5. a paid image is not dropped after one failed download ------------------------------------------------------
+@pytest.mark.parametrize("kind", ["403", "vanish"])
+def test_a_failed_download_stays_collectable(session: Session, sb: Any, kind: str) -> None:
+    sb.set_faults([{"route": "media", "kind": kind, "count": 1}])
+    with pytest.raises(DownloadFailed, match=r"kx\.resume"):
+        session.generate("paid for", seed=21)
+    row = session.record("@last")
+    assert row.status == "submitted" and row.request_id and row.reserved == pytest.approx(0.08)
+    (collected,) = session.resume()
+    assert collected.images and session.record("@last").status == "done"
+    assert sb.stats()["submits"] == 1
+
+
+# -- 6. the key never reaches a prompt ---------------------------------------------------------------------------
+@pytest.mark.parametrize("braces", ["{os.environ}", "{env}", "{os.sep}", "{In}", "{things}"])
+def test_only_plain_values_fill_a_prompt(shell: Shell, sb: Any, braces: str) -> None:
+    shell.run("import os\nenv = os.environ\nthings = ['a', 'b']")
+    message = shell.usage_error(f"a poster of {braces} --seed 1")
+    assert braces in message and "only text and numbers" in message
+    assert sb.stats()["submits"] == 0
+
+
+def test_plain_values_and_attributes_still_fill(shell: Shell) -> None:
+    shell.run("animal = 'fox'\nclass Scene: place = 'snow'\nn = 3")
+    r = shell.line("{n} {animal}s in {Scene.place} --seed 1")
+    assert r.arguments["prompt"] == "3 foxs in snow"
+
+
+def test_a_request_holding_the_key_is_refused_and_nothing_written(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAL_KEY", "3f2a9c1e-aaaa-bbbb:0123456789abcdefsecret")
+    s = make_session()
+    journal = s.tracker.journal
+    for prompt in ("a poster of 3f2a9c1e-aaaa-bbbb:0123456789abcdefsecret", "just 0123456789abcdefsecret"):
+        with pytest.raises(ValidationError, match="prompt contains your fal key") as info:
+            s.generate(prompt)
+        assert "0123456789abcdefsecret" not in str(info.value)
+    assert journal.count() == 0 and sb.stats()["submits"] == 0
+
+
+# -- 8. small files that decode to huge images ---------------------------------------------------------------------
+def huge_png(side: int = 13000) -> bytes:
+    """A real, valid grey PNG of side x side pixels, a few hundred KB (made row by row: never held decoded)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def test_a_source_of_too_many_pixels_is_refused_from_its_header(session: Session, sb: Any) -> None:
+    data = huge_png()
+    assert len(data) < 1_000_000
+    with pytest.raises(ImageInputError, match=r"13000x13000 \(169 megapixels\); the largest accepted is 50") as info:
+        session.edit(data, "make it blue")
+    assert "\n" not in str(info.value)
+    assert sb.stats()["submits"] == 0 and session.tracker.journal.count() == 0
+
+
+# -- 9. an interrupt says one line --------------------------------------------------------------------------------
+def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    sb.configure(inference_time=5.0)
+    session = kx.get_session()
+
+    def interrupt_when_running() -> None:
+        wait_for(lambda: any(j.state == "running" for j in session.active_jobs()), timeout=30)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    capsys.readouterr()
+    result = shell.ip.run_cell("%kontext a very slow fox --seed 3")
+    out = capsys.readouterr()
+    assert isinstance(result.error_in_exec, Interrupted)
+    text = out.out + out.err
+    assert "Interrupted: cancelled 1 job on fal (nothing is charged for it)" in text
+    assert "Traceback" not in text and 'File "' not in text  # the live status lines, then that one line
+    wait_for(lambda: session.record("@last").status == "cancelled")
