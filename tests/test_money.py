@@ -35,6 +35,31 @@ from kontext_nb.session import Session
 from kontext_nb.widgets.create import CreateTab
 
 MakeSession = Callable[..., Session]
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+MONEY_START, MONEY_END = "<!-- money: written by tests/test_money.py -->", "<!-- /money -->"
+PRICE = 0.08  # every job here is one image of [max]
+MONEY: dict[str, tuple[str, str, str, str]] = {}
+"""scenario -> (sent, billed, what the journal says, what kx.budget() says), filled by the tests below."""
+
+
+def record_money(scenario: str, sb: Any, session: Session | None, journal: str | None = None) -> None:
+    """One row of the money table: what reached the sandbox (fal), what it would bill (completed images), what the
+    journal and kx.budget() say. Read from the real sandbox and journal, never written by hand."""
+    stats = sb.stats()
+    wait_for(lambda: sb.stats()["in_queue"] + sb.stats()["in_progress"] == 0, timeout=30)
+    stats = sb.stats()
+    billed = f"${stats['completed'] * PRICE:.2f}"
+    if journal is None and session is not None:
+        rows = session.tracker.journal.search()
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        journal = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing written"
+    budget = "-"
+    if session is not None:
+        b = session.budget()
+        budget = f"spent ${b['session']:.2f}, reserved ${b['session_reserved']:.2f}"
+    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget)
 
 
 # -- 1. a job's price is reserved at submit; a run that would cross a cap is refused whole -------------------------
@@ -53,6 +78,23 @@ def test_non_blocking_calls_reserve_their_price_until_they_end(make_session: Mak
     second.result(30)  # a finished one turns it into its real cost
     assert s.budget()["session"] == pytest.approx(0.08) and s.budget()["session_reserved"] == 0
     assert sb.stats()["submits"] == 2
+    record_money("3 × `generate(wait=False)` under a $0.20 session cap; the 1st cancelled", sb, s)
+
+
+def test_ten_non_blocking_calls_stop_at_the_cap(make_session: MakeSession, sb: Any) -> None:
+    s = make_session(budget_session=0.20)
+    sent, refused = [], 0
+    for i in range(10):
+        try:
+            sent.append(s.generate(f"a lighthouse {i}", wait=False))
+        except BudgetError:
+            refused += 1
+    assert len(sent) == 2 and refused == 8
+    for job in sent:
+        assert isinstance(job, Job)
+        job.result(30)
+    assert sb.stats()["submits"] == 2 and s.budget()["session"] == pytest.approx(0.16)
+    record_money("10 × `generate(wait=False)` under a $0.20 session cap", sb, s)
 
 
 def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
@@ -60,6 +102,7 @@ def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
     message = shell.usage_error('sweep "a {cat|fox|owl} in snow" --seed 1,2,3 --yes')
     assert "$0.72" in message and "cap is $0.20" in message and "nothing was sent" in message
     assert sb.stats()["submits"] == 0 and kx.budget()["session_reserved"] == 0
+    record_money("`%kontext sweep` of 9 images with `--yes` over a $0.20 cap", sb, kx.get_session())
 
 
 def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
@@ -67,6 +110,7 @@ def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
     with pytest.raises(Exception, match=r"3 jobs \(3 images\) would cost \$0.24.*cap is \$0.20"):
         shell.cell("--seed 5", "a red fox\n---\na grey owl\n---\na white hare")
     assert sb.stats()["submits"] == 0
+    record_money("`%%kontext` batch of 3 prompts over a $0.20 cap", sb, kx.get_session())
 
 
 def test_a_panel_run_over_the_cap_sends_nothing(make_session: MakeSession, sb: Any) -> None:
@@ -77,6 +121,7 @@ def test_a_panel_run_over_the_cap_sends_nothing(make_session: MakeSession, sb: A
         tab.generate_button.click()
         assert "cap is $0.20" in tab.error.value and "$0.32" in tab.error.value and tab.jobs == []
         assert sb.stats()["submits"] == 0
+        record_money("panel sweep (seed 1-4) over a $0.20 cap", sb, tab.session)
     finally:
         tab.close()
 
@@ -122,7 +167,14 @@ def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(sb: Any, tmp_p
     assert sent == 5 and sb.stats()["submits"] == 5
     journal = Journal(runs)
     assert journal.held() == (pytest.approx(0.40), 0.0)
+    done = len(journal.search(status="done"))
     journal.close()
+    record_money(
+        "4 kernels on one runs folder, 4 `wait=False` jobs each, $0.40 daily cap",
+        sb,
+        None,
+        f"{done} done, $0.40 spent today (all kernels)",
+    )
 
 
 # -- 2. the same intention is sent once ------------------------------------------------------------------------------
@@ -133,6 +185,7 @@ def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any) -> N
     assert isinstance(first, Job) and isinstance(again, Job)
     assert again.result(30).images == first.result(30).images
     assert sb.stats()["submits"] == 1 and session.budget()["session"] == pytest.approx(0.08)
+    record_money("the same seeded call twice while the first runs", sb, session)
 
 
 def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> None:
@@ -152,6 +205,7 @@ def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> Non
         assert seen == [True] and len(tab.jobs) == 1 and not tab.generate_button.disabled
         tab.jobs[0].result(30)
         assert sb.stats()["submits"] == 1
+        record_money("double click on Generate", sb, session)
     finally:
         tab.close()
 
@@ -165,6 +219,7 @@ def test_a_misspelt_subcommand_sends_nothing(shell: Shell, sb: Any, line: str, m
     message = shell.usage_error(line)
     assert f"did you mean %kontext {meant}?" in message and "nothing was sent" in message
     assert sb.stats()["submits"] == 0
+    record_money(f"`%kontext {line}` (a typo)", sb, kx.get_session())
 
 
 def test_a_one_word_prompt_is_still_possible(shell: Shell, sb: Any) -> None:
@@ -184,6 +239,7 @@ def test_a_lost_submit_reply_is_not_resent_and_is_counted(session: Session, sb: 
     row = session.record("@last")
     assert row.status == "unconfirmed" and row.cost == pytest.approx(0.08) and row.reserved == 0
     assert session.budget()["session"] == pytest.approx(0.08)
+    record_money("submit accepted by fal, reply lost (`lost-reply` fault)", sb, session)
 
 
 def test_a_refused_connection_is_retried(tmp_path: Path) -> None:
@@ -217,6 +273,7 @@ def test_a_failed_download_stays_collectable(session: Session, sb: Any, kind: st
     (collected,) = session.resume()
     assert collected.images and session.record("@last").status == "done"
     assert sb.stats()["submits"] == 1
+    record_money(f"first image download fails (`{kind}`), then `kx.resume()`", sb, session)
 
 
 # -- 6. the key never reaches a prompt ---------------------------------------------------------------------------
@@ -226,6 +283,7 @@ def test_only_plain_values_fill_a_prompt(shell: Shell, sb: Any, braces: str) -> 
     message = shell.usage_error(f"a poster of {braces} --seed 1")
     assert braces in message and "only text and numbers" in message
     assert sb.stats()["submits"] == 0
+    record_money(f"`%kontext a poster of {braces}`", sb, kx.get_session())
 
 
 def test_plain_values_and_attributes_still_fill(shell: Shell) -> None:
@@ -245,6 +303,7 @@ def test_a_request_holding_the_key_is_refused_and_nothing_written(
             s.generate(prompt)
         assert "0123456789abcdefsecret" not in str(info.value)
     assert journal.count() == 0 and sb.stats()["submits"] == 0
+    record_money("a prompt holding the fal key (or its secret half)", sb, s)
 
 
 # -- 8. small files that decode to huge images ---------------------------------------------------------------------
@@ -268,6 +327,7 @@ def test_a_source_of_too_many_pixels_is_refused_from_its_header(session: Session
         session.edit(data, "make it blue")
     assert "\n" not in str(info.value)
     assert sb.stats()["submits"] == 0 and session.tracker.journal.count() == 0
+    record_money("a PNG of 13000×13000 pixels (under 1 MB) as an edit source", sb, session)
 
 
 # -- 9. an interrupt says one line --------------------------------------------------------------------------------
@@ -288,3 +348,36 @@ def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureF
     assert "Interrupted: cancelled 1 job on fal (nothing is charged for it)" in text
     assert "Traceback" not in text and 'File "' not in text  # the live status lines, then that one line
     wait_for(lambda: session.record("@last").status == "cancelled")
+    record_money("kernel interrupt during a blocking `%kontext`", sb, session)
+
+
+# -- the table (last: pytest runs tests in file order) ---------------------------------------------------------
+def test_write_the_money_table() -> None:
+    """docs/reliability.md's money section, between its markers (the fault matrix keeps it when it rewrites)."""
+    assert len(MONEY) >= 15, f"only {len(MONEY)} scenarios ran: run the whole file"
+    rows = [
+        "| scenario | sent to fal | billed by fal | the journal says | `kx.budget()` says |",
+        "|---|---|---|---|---|",
+    ]
+    rows += [f"| {scenario} | " + " | ".join(cells) + " |" for scenario, cells in MONEY.items()]
+    section = f"""{MONEY_START}
+## Money: what was sent, what was billed, what kontext_nb says
+
+Produced by `pytest tests/test_money.py` against the offline sandbox over HTTP (one image of [max] is $0.08;
+"billed" counts the images the sandbox completed, as fal bills completed outputs). A job's price is reserved
+in the journal when it is submitted and counts against the caps until it ends: cancelled and failed jobs give it
+back, finished ones turn it into their real cost, and a submit whose reply was lost stays counted as
+`unconfirmed`. Reservations live in the runs folder's journal, so every kernel sharing it sees them.
+
+{chr(10).join(rows)}
+{MONEY_END}"""
+    old = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    if MONEY_START in old:
+        before, _, rest = old.partition(MONEY_START)
+        _, _, after = rest.partition(MONEY_END)
+        text = before + section + after
+    else:
+        text = old.rstrip("\n") + "\n\n" + section + "\n"
+    if text != old:
+        DOC.write_text(text, encoding="utf-8")
+    assert all(scenario in DOC.read_text(encoding="utf-8") for scenario in MONEY)
