@@ -5,6 +5,7 @@ image dropped, the key never in a prompt. Every test runs against the real sandb
 from __future__ import annotations
 
 import _thread
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from kontext_nb.errors import (
     DownloadFailed,
     ImageInputError,
     Interrupted,
+    JournalError,
     SubmitUnconfirmed,
     ValidationError,
 )
@@ -35,6 +37,7 @@ from kontext_nb.session import Session
 from kontext_nb.widgets.create import CreateTab
 
 MakeSession = Callable[..., Session]
+T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 MONEY_START, MONEY_END = "<!-- money: written by tests/test_money.py -->", "<!-- /money -->"
 PRICE = 0.08  # every job here is one image of [max]
@@ -304,6 +307,50 @@ def test_a_request_holding_the_key_is_refused_and_nothing_written(
         assert "0123456789abcdefsecret" not in str(info.value)
     assert journal.count() == 0 and sb.stats()["submits"] == 0
     record_money("a prompt holding the fal key (or its secret half)", sb, s)
+
+
+# -- 7. a damaged journal is one line, salvaged and moved aside ----------------------------------------------------
+def damage_a_page(path: Path) -> None:
+    """Overwrite one page of the jobs table's rows, chosen so a full scan fails and the first row still reads."""
+    pristine = path.read_bytes()
+    size = int.from_bytes(pristine[16:18], "big")  # the page size, from the file's header
+    for page in range(len(pristine) // size // 2, len(pristine) // size):
+        spoiled = bytearray(pristine)
+        spoiled[(page - 1) * size : page * size] = b"\xde\xad\xbe\xef" * (size // 4)
+        path.write_bytes(bytes(spoiled))
+        probe = sqlite3.connect(path)
+        try:
+            probe.execute("SELECT * FROM jobs WHERE id = 1").fetchall()
+            probe.execute("SELECT SUM(cost) FROM jobs WHERE session = 'x'").fetchall()
+        except sqlite3.DatabaseError as exc:
+            if "malformed" in str(exc):
+                return
+        finally:
+            probe.close()
+    raise AssertionError("no page of the journal could be damaged as wanted")
+
+
+def test_a_damaged_journal_is_one_line_then_salvaged(make_session: MakeSession, sb: Any, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    journal = Journal(runs)
+    for i in range(300):
+        job = journal.create(endpoint=T2I, arguments={"prompt": f"job {i} " + "words " * 80}, session="gone:1:x")
+        journal.finished(job, status="done", cost=PRICE, num_images=1)
+    journal.close()
+    damage_a_page(runs / "journal.sqlite3")
+    s = make_session(budget_daily=100.0)  # checking the cap reads every row of today
+    with pytest.raises(
+        JournalError, match=r"is damaged \(database disk image is malformed\): \d+ readable jobs"
+    ) as info:
+        s.generate("after the damage")
+    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+    assert sb.stats()["submits"] == 0
+    (aside,) = [p for p in runs.glob("journal.sqlite3.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert aside.name in str(info.value) and aside.stat().st_size > 0
+    kept = s.tracker.journal.count()
+    assert 200 < kept < 300 and s.record(1).prompt.startswith("job 0 ")
+    assert s.generate("after the damage").images and s.tracker.journal.count() == kept + 1
+    record_money("a damaged journal page, then two `generate` calls", sb, s, f"{kept} of 300 rows kept, 1 done")
 
 
 # -- 8. small files that decode to huge images ---------------------------------------------------------------------

@@ -15,13 +15,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..endpoints import OfEndpoint
 from ..errors import JournalError
+from . import salvage
 from .folder import inside
 
 HOME_ENV = "KONTEXT_HOME"
@@ -140,6 +141,8 @@ class Journal:
         self.folder = Path(folder).expanduser().resolve() if folder is not None else default_folder()
         self.path = self.folder / DB_NAME
         self._local = threading.local()
+        self._opened = False
+        self._generation = 0  # bumped when the file is replaced: every thread then reconnects to the new one
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -166,8 +169,12 @@ class Journal:
     @property
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
+            conn.close()  # the file was moved aside by another thread: use the new journal
+            conn = None
         if conn is None:
             conn = self._local.conn = self._connect()
+            self._local.generation = self._generation
         return conn
 
     def _open_checked(self) -> None:
@@ -179,15 +186,52 @@ class Journal:
             raise JournalError(f"cannot use the journal {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             self.close()
-            aside = _free_name(self.path.with_name(f"{DB_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"))
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
-                if src.exists():
-                    src.rename(Path(str(aside) + suffix))
+            aside = salvage.move_aside(self.path)
             raise JournalError(
                 f"the journal {self.path} is not readable ({exc}); it was moved aside to {aside.name} "
                 "and a new journal starts on the next call"
             ) from None
+        self._opened = True
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite errors as one JournalError line; a journal found damaged in use is salvaged and moved aside."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:  # full disk, locked, read-only: nothing is moved
+            if not self._opened:
+                raise
+            raise JournalError(f"cannot use the journal {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            if not self._opened:
+                raise
+            raise self._salvaged(exc) from None
+
+    def _salvaged(self, damage: sqlite3.DatabaseError) -> JournalError:
+        """Copy every readable row into a fresh journal, the damaged file moved aside (never overwritten)."""
+        self.close()
+        columns, rows = salvage.readable_rows(self.path)
+        aside = salvage.move_aside(self.path)
+        self._generation += 1
+        kept = 0
+        if rows:
+            self._migrate()
+            ours = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            names = [c for c in columns if c in ours]
+            at = [columns.index(c) for c in names]
+            marks = ", ".join("?" for _ in names)
+            with self._write() as w:
+                for row in rows:
+                    w.execute(f"INSERT INTO jobs ({', '.join(names)}) VALUES ({marks})", [row[i] for i in at])
+                    kept += 1
+        return JournalError(
+            f"the journal {self.path} is damaged ({damage}): {kept} readable job{'s' if kept != 1 else ''} were "
+            f"copied into a new journal and the damaged file was moved aside to {aside.name}; try again"
+        )
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._guard():
+            return self._db.execute(sql, params).fetchall()
 
     def _migrate(self) -> None:
         db = self._db
@@ -208,14 +252,16 @@ class Journal:
 
     @contextmanager
     def _write(self) -> Iterator[_Tx]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield _Tx(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._guard():
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(db)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -375,7 +421,7 @@ class Journal:
     def get(self, job_id: int) -> JobRecord:
         row = None
         if 0 <= job_id <= SQLITE_MAX:  # beyond: no such row (and SQLite could not even take the number)
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = next(iter(self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))), None)
         if row is None:
             raise JournalError(f"no job @{job_id} in the journal {self.path}")
         return self._record(row)
@@ -386,7 +432,7 @@ class Journal:
             raise JournalError(f"there is no job @-{n}: count back from @-1 (the latest)")
         row = None
         if n <= SQLITE_MAX:
-            row = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1 OFFSET ?", (n - 1,)).fetchone()
+            row = next(iter(self._query("SELECT * FROM jobs ORDER BY id DESC LIMIT 1 OFFSET ?", (n - 1,))), None)
         if row is None:
             count = self.count()
             raise JournalError(
@@ -397,13 +443,19 @@ class Journal:
         return self._record(row)
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+        return int(self._query("SELECT COUNT(*) FROM jobs")[0][0])
 
     def find_cached(self, cache_key: str) -> JobRecord | None:
-        row = self._db.execute(
-            "SELECT * FROM jobs WHERE cache_key = ? AND status = 'done' AND files != '[]' ORDER BY id DESC LIMIT 1",
-            (cache_key,),
-        ).fetchone()
+        row = next(
+            iter(
+                self._query(
+                    "SELECT * FROM jobs WHERE cache_key = ? AND status = 'done' AND files != '[]' ORDER BY id DESC"
+                    " LIMIT 1",
+                    (cache_key,),
+                )
+            ),
+            None,
+        )
         if row is None:
             return None
         record = self._record(row)
@@ -411,11 +463,11 @@ class Journal:
 
     def uncollected(self) -> list[JobRecord]:
         """Jobs that reached fal (or may have) and never ended here: what resume collects."""
-        rows = self._db.execute("SELECT * FROM jobs WHERE status IN ('pending', 'submitted') ORDER BY id").fetchall()
+        rows = self._query("SELECT * FROM jobs WHERE status IN ('pending', 'submitted') ORDER BY id")
         return [self._record(r) for r in rows]
 
     def children(self, job_id: int) -> list[JobRecord]:
-        rows = self._db.execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,)).fetchall()
+        rows = self._query("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,))
         return [self._record(r) for r in rows]
 
     def lineage(self, job_id: int) -> list[JobRecord]:
@@ -466,14 +518,14 @@ class Journal:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [self._record(r) for r in self._db.execute(sql, params).fetchall()]
+        return [self._record(r) for r in self._query(sql, params)]
 
     def spent(self, *, since: float | None = None, session: str | None = None) -> float:
         return self.holdings().of(since=since, session=session)[0]
 
     def holdings(self) -> Holdings:
         """Money spent and held, read outside any transaction (for reports, not for reserving)."""
-        return Holdings(_Tx(self._db))
+        return Holdings(_Tx(self._db, self._guard))
 
     def held(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
         """(spent, reserved): real costs so far, and prices held for jobs that may still be billed."""
@@ -558,11 +610,13 @@ def left_behind(
 class _Tx:
     """A write transaction's connection, with executescript that stays inside the transaction."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, guard: Callable[[], AbstractContextManager[None]] | None = None) -> None:
         self.db = db
+        self._guard = guard or nullcontext
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self.db.execute(sql, params)
+        with self._guard():
+            return self.db.execute(sql, params)
 
     def executescript_in_tx(self, script: str) -> None:
         for statement in script.split(";"):
@@ -572,15 +626,6 @@ class _Tx:
 
 def _contains(text: str | None, word: str) -> bool:
     return text is not None and word in text.casefold()  # word arrives casefolded
-
-
-def _free_name(path: Path) -> Path:
-    """``path``, or ``path-2``, ``path-3``...: a name nothing has yet (moved-aside files are never overwritten)."""
-    candidate, n = path, 1
-    while any(Path(str(candidate) + s).exists() for s in ("", "-wal", "-shm")):
-        n += 1
-        candidate = path.with_name(f"{path.name}-{n}")
-    return candidate
 
 
 def _dump(value: Any) -> str:

@@ -324,19 +324,23 @@ class Tracker:
             self._record_save_error(journal_id, result)
             return
         result.files = [self.journal.folder / f for f in files]
-        self.journal.finished(
-            journal_id,
-            status="done",
-            seed=result.seed,
-            cost=result.cost,
-            num_images=len(result.images),
-            timings=result.timings,
-            nsfw=result.has_nsfw_concepts,
-            output_prompt=result.prompt,
-            files=files,
-            error=result.save_error,
-            request_id=result.request_id,
-        )
+        try:
+            self.journal.finished(
+                journal_id,
+                status="done",
+                seed=result.seed,
+                cost=result.cost,
+                num_images=len(result.images),
+                timings=result.timings,
+                nsfw=result.has_nsfw_concepts,
+                output_prompt=result.prompt,
+                files=files,
+                error=result.save_error,
+                request_id=result.request_id,
+            )
+        except JournalError as exc:  # the journal cannot be written (a full disk): the row stays collectable
+            result.save_error = str(exc)
+            self.notice(f"kontext_nb: {exc}; the images are still in result.images, and kx.resume() records them later")
         self._active.discard(journal_id)
 
     def _record_save_error(self, journal_id: int, result: Result) -> None:
