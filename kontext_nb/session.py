@@ -216,7 +216,7 @@ class Session:
             if not isinstance(tag, str) or not tag.strip() or text_problem(tag):
                 raise ValidationError(f"tags: {tag!r} is not a tag: give non-empty text", field="tags")
         for request, _ in requests:
-            refuse_secrets(request, self.settings.key)
+            refuse_secrets(request, self.settings)
         tracker = self.tracker
         plan: list[Job | JobRecord | tuple[Request, int | None]] = []
         for request, parent_id in requests:
@@ -439,25 +439,28 @@ class Session:
         return self.tracker.spending()
 
 
-def refuse_secrets(request: Request, key: str | None) -> None:
+def refuse_secrets(request: Request, settings: Settings) -> None:
     """Refuse a request whose text holds the fal key or its id or secret half (a prompt filled from the wrong
-    variable), before anything is written or sent. The error names the field, never the key."""
-    parts = secret_parts(key)
-    if not parts:
-        return
+    variable), before anything is written or sent. The error names the field, never the key; no frame that can
+    fail holds the key in a local variable (a verbose traceback prints them)."""
     texts: list[tuple[str, str]] = [("webhook_url", request.options.webhook_url or "")]
     for name, value in request.arguments.items():
         for item in value if isinstance(value, list) else [value]:
             text = item.url if isinstance(item, ImageInput) else item
             if isinstance(text, str):
                 texts.append((name, text))
-    for name, text in texts:
-        if any(part in text for part in parts):
-            raise ValidationError(
-                f"{name} contains your fal key (or part of it): refused, nothing was sent or written; "
-                "take the key out of the text",
-                field=name,
-            )
+    holder = _holding_secret(texts, settings)
+    if holder is not None:
+        raise ValidationError(
+            f"{holder} contains your fal key (or part of it): refused, nothing was sent or written; "
+            "take the key out of the text",
+            field=holder,
+        )
+
+
+def _holding_secret(texts: list[tuple[str, str]], settings: Settings) -> str | None:
+    parts = secret_parts(settings.key)
+    return next((name for name, text in texts if any(part in text for part in parts)), None)
 
 
 def _finished_job(result: Result) -> Job:
