@@ -150,7 +150,10 @@ class Session:
             "jobs_in_flight": len(engine.active_jobs()),
             "concurrency": engine.settings.concurrency,
             "runs_dir": str(self.tracker.journal.folder),
-            **{f"spent_{k}" if not k.endswith(("cap", "left", "above")) else k: v for k, v in self.budget().items()},
+            **{
+                f"spent_{k}" if not k.endswith(("cap", "left", "above", "reserved")) else k: v
+                for k, v in self.budget().items()
+            },
         }
 
     def close(self) -> None:
