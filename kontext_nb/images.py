@@ -251,9 +251,19 @@ def _has_rotation(image: Image.Image) -> bool:
         return False
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode a downloaded result fully (a truncated download must fail here, not later)."""
-    image = Image.open(io.BytesIO(data))
+def decode_image(data: bytes, max_pixels: int = MAX_INPUT_PIXELS) -> Image.Image:
+    """Decode a downloaded result fully (a truncated download must fail here, not later). A JPEG of more than
+    ``max_pixels`` is decoded at 1/2, 1/4 or 1/8 scale (PIL's draft mode), so memory follows what is shown; the
+    bytes fal returned are kept and saved whole either way."""
+    with warnings.catch_warnings():  # a paid result is never refused: PIL's bomb warning says nothing useful here
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if image.format == "JPEG" and width * height > max_pixels:
+        scale = 2
+        while scale < 8 and (width // scale) * (height // scale) > max_pixels:
+            scale *= 2
+        image.draft(image.mode, (width // scale, height // scale))
     image.load()
     return image
 
