@@ -145,7 +145,8 @@ def prune(*, older_than_days: float | None = None, max_bytes: int | None = None)
 
 
 def budget() -> dict[str, Any]:
-    """Dollars spent this session, today and in total, the caps, and what is left."""
+    """Dollars spent this session, today and in total, what is reserved for jobs still running (and counted
+    against the caps), the caps, and what is left."""
     return get_session().budget()
 
 

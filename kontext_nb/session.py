@@ -438,7 +438,7 @@ class Session:
         return prune(self.tracker.journal, older_than_days=older_than_days, max_bytes=max_bytes)
 
     def budget(self) -> dict[str, Any]:
-        """Dollars spent this session, today and in total, with the caps and what is left."""
+        """Dollars spent this session, today and in total, reserved for jobs in flight, the caps and what is left."""
         return self.tracker.spending()
 
 
