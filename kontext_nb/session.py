@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,39 @@ ENHANCE_NOTICE = (
 
 def _print_notice(message: str) -> None:
     print(message)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a checked request is run, besides fal's inputs: the one list of these options.
+
+    Every entry point (``generate``, ``edit``, ``rerun``, ``run``, ``submit``, ``submit_all``) takes them as keywords
+    and hands them here, so a new option is added in one place.
+    """
+
+    timeout: float | None = None
+    """Seconds a blocking call waits for the Result (the job goes on on fal after that)."""
+    on_update: Callable[..., None] | None = None
+    """``callback(job, status)`` on every status change."""
+    cache: bool = True
+    """False: always run, even when the journal holds an identical earlier request with an explicit seed."""
+    confirm: bool = False
+    """True: go ahead above the ``confirm_above`` threshold."""
+    tags: tuple[str, ...] = ()
+    """Tags kept with the job in the journal (one string or several)."""
+
+    @classmethod
+    def take(cls, keywords: dict[str, Any]) -> RunOptions:
+        """Pop the run options out of a call's keywords, leaving fal's inputs; tags are checked here."""
+        names = {f.name for f in fields(cls)}
+        found = {k: keywords.pop(k) for k in list(keywords) if k in names}
+        tags = found.get("tags", ())
+        tag_list = [tags] if isinstance(tags, str) else list(tags)
+        for tag in tag_list:
+            if not isinstance(tag, str) or not tag.strip() or text_problem(tag):
+                raise ValidationError(f"tags: {tag!r} is not a tag: give non-empty text", field="tags")
+        found["tags"] = tuple(tag_list)
+        return cls(**found)
 
 
 class Session:
@@ -175,38 +209,28 @@ class Session:
         request: Request,
         *,
         wait: bool = True,
-        timeout: float | None = None,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
         parent_id: int | None = None,
+        options: RunOptions | None = None,
+        **keywords: Any,
     ) -> Result | Job:
         """Send a checked request; block for the Result, or return the Job at once."""
-        job = self.submit(request, on_update=on_update, cache=cache, confirm=confirm, tags=tags, parent_id=parent_id)
-        return job.result(timeout) if wait else job
+        run = options or RunOptions.take(keywords)
+        _no_more(keywords)
+        job = self.submit_all([(request, parent_id)], options=run)[0]
+        return job.result(run.timeout) if wait else job
 
     def submit(
-        self,
-        request: Request,
-        *,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
-        parent_id: int | None = None,
+        self, request: Request, *, parent_id: int | None = None, options: RunOptions | None = None, **keywords: Any
     ) -> Job:
         """Send a checked request and return its Job at once (a finished one when the journal answers it)."""
-        return self.submit_all([(request, parent_id)], on_update=on_update, cache=cache, confirm=confirm, tags=tags)[0]
+        return self.submit_all([(request, parent_id)], options=options, **keywords)[0]
 
     def submit_all(
         self,
         requests: Sequence[tuple[Request, int | None]],
         *,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
+        options: RunOptions | None = None,
+        **keywords: Any,
     ) -> list[Job]:
         """Send checked requests (each with the journal id of the job it edits), all or none.
 
@@ -214,10 +238,9 @@ class Session:
         the journal; a request identical to one in flight joins it (one fal request, both callers get its
         Result); the rest reserve their price in the journal in one transaction checked against the session and
         daily caps, so a run that would cross a cap is refused whole, before anything is sent."""
-        tag_list = [tags] if isinstance(tags, str) else list(tags)
-        for tag in tag_list:
-            if not isinstance(tag, str) or not tag.strip() or text_problem(tag):
-                raise ValidationError(f"tags: {tag!r} is not a tag: give non-empty text", field="tags")
+        run = options or RunOptions.take(keywords)
+        _no_more(keywords)
+        on_update, cache, confirm, tag_list = run.on_update, run.cache, run.confirm, list(run.tags)
         for request, _ in requests:
             refuse_secrets(request, self.settings)
         tracker = self.tracker
@@ -297,17 +320,12 @@ class Session:
         *,
         model: str = "max",
         wait: bool = True,
-        timeout: float | None = None,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
         **arguments: Any,
     ) -> Result | Job:
+        """Text to image; ``arguments`` are fal's inputs and the run options (``RunOptions``)."""
+        options = RunOptions.take(arguments)
         request = build_request("text-to-image", prompt, model=model, **arguments)
-        return self.run(
-            request, wait=wait, timeout=timeout, on_update=on_update, cache=cache, confirm=confirm, tags=tags
-        )
+        return self.run(request, wait=wait, options=options)
 
     def edit(
         self,
@@ -316,18 +334,12 @@ class Session:
         *,
         model: str = "max",
         wait: bool = True,
-        timeout: float | None = None,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
         **arguments: Any,
     ) -> Result | Job:
+        """Edit one image (or 2-4: multi-reference); ``arguments`` are fal's inputs and the run options."""
+        options = RunOptions.take(arguments)
         request, parent_id = self.prepare_edit(source, prompt, model=model, **arguments)
-        return self.run(
-            request, wait=wait, timeout=timeout, on_update=on_update, cache=cache, confirm=confirm, tags=tags,
-            parent_id=parent_id,
-        )  # fmt: skip
+        return self.run(request, wait=wait, parent_id=parent_id, options=options)
 
     def prepare_edit(
         self, source: Any, prompt: str, *, model: str = "max", **arguments: Any
@@ -375,9 +387,9 @@ class Session:
         from .journal.rerun import rerun_request
 
         record = self.record(ref)
-        options = {k: changes.pop(k) for k in ("cache", "confirm", "tags", "timeout", "on_update") if k in changes}
+        options = RunOptions.take(changes)
         request, parent_id = rerun_request(record, changes, self.settings.max_input_side)
-        return self.run(request, wait=wait, parent_id=parent_id, **options)
+        return self.run(request, wait=wait, parent_id=parent_id, options=options)
 
     def resume(self, *, wait: bool = True) -> list[Result] | list[Job]:
         """Collect jobs submitted but never collected (restart, crash, timeout). Never submits."""
@@ -471,3 +483,11 @@ def _finished_job(result: Result) -> Job:
     job.request_id, job.journal_id = result.request_id, result.journal_id
     job.settle(result)
     return job
+
+
+def _no_more(keywords: dict[str, Any]) -> None:
+    """Keywords left after the run options are taken are a mistake: name them and what is allowed."""
+    if keywords:
+        allowed = ", ".join(f.name for f in fields(RunOptions))
+        name = next(iter(keywords))
+        raise ValidationError(f"unknown option {name!r}: the run options are {allowed}", field=name)
