@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .jobs import Job
-    from .judging.changes import Changes
     from .journal.db import JobRecord
+    from .judging.changes import Changes
     from .result import Result
     from .session import Session
     from .views.history import History

@@ -135,12 +135,14 @@ def compute(source: Image.Image, edit: Image.Image, mask: Image.Image | None = N
     source = ImageOps.exif_transpose(source).convert("RGB")
     if max(edit.size) > WORK_SIDE:
         scale = WORK_SIDE / max(edit.size)
-        edit = edit.resize((max(1, round(edit.width * scale)), max(1, round(edit.height * scale))), Image.BILINEAR)
+        edit = edit.resize(
+            (max(1, round(edit.width * scale)), max(1, round(edit.height * scale))), Image.Resampling.BILINEAR
+        )
     if source.size != edit.size:
-        source = source.resize(edit.size, Image.BILINEAR)
+        source = source.resize(edit.size, Image.Resampling.BILINEAR)
     region = None
     if mask is not None:
-        region = np.asarray(mask.convert("L").resize(edit.size, Image.NEAREST)) < 128  # outside the mask
+        region = np.asarray(mask.convert("L").resize(edit.size, Image.Resampling.NEAREST)) < 128  # outside the mask
     difference = ImageChops.difference(source, edit).convert("L").filter(ImageFilter.BoxBlur(2))
     diff = np.asarray(difference)
     changed = diff > THRESHOLD
@@ -149,9 +151,9 @@ def compute(source: Image.Image, edit: Image.Image, mask: Image.Image | None = N
     # 256 px, where its 7-px window sees structure rather than noise; float32 halves the filtering time
     factor = max(1, round(min(edit.size) / 256))
     size = (max(1, edit.width // factor), max(1, edit.height // factor))
-    grey_a = np.asarray(source.convert("L").resize(size, Image.BOX), dtype=np.float32)
-    grey_b = np.asarray(edit.convert("L").resize(size, Image.BOX), dtype=np.float32)
-    outside_small = np.asarray(Image.fromarray(outside).resize(size, Image.NEAREST))
+    grey_a = np.asarray(source.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float32)
+    grey_b = np.asarray(edit.convert("L").resize(size, Image.Resampling.BOX), dtype=np.float32)
+    outside_small = np.asarray(Image.fromarray(outside).resize(size, Image.Resampling.NEAREST))
     if min(size) < 7:  # too small for SSIM's window: identical pixels or not
         ssim_map = (grey_a == grey_b).astype(np.float32)
     else:

@@ -47,7 +47,8 @@ class Fit:
 
     @property
     def comparisons(self) -> np.ndarray:
-        return self.wins + self.losses + self.ties
+        total: np.ndarray = self.wins + self.losses + self.ties
+        return total
 
 
 def fit(ids: Sequence[int], votes: Sequence[Vote], *, iterations: int = 50) -> Fit:

@@ -68,5 +68,5 @@ def test_bad_stars_are_refused_in_one_line(made: Callable[..., list[Result]], st
 def test_min_rating_is_checked(made: Callable[..., list[Result]]) -> None:
     made(1)
     for bad in (0, 6, "4"):
-        with pytest.raises(ValidationError, match="min_rating|stars"):
+        with pytest.raises(ValidationError, match=r"min_rating|stars"):
             kx.history(min_rating=bad)  # type: ignore[arg-type]
