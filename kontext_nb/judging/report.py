@@ -100,6 +100,7 @@ def build_html(
     ranking_html = ""
     if votes:
         frame = ranking.table(ids, votes)
+        frame = frame[frame["comparisons"] > 0]  # a result nobody voted on has no place in the ranking
         rows = []
         for position, row in enumerate(frame.itertuples(index=False), start=1):
             job = int(str(row.ref).lstrip("@"))
@@ -117,7 +118,7 @@ def build_html(
             '<table class="rank"><tr><th>#</th><th>result</th><th>score</th><th>wins</th><th>losses</th>'
             f"<th>ties</th><th>compared</th></tr>{''.join(rows)}</table>"
         )
-    cards = [_card(tracker, r, size, ranks, len(ids), changes) for r in records]
+    cards = [_card(tracker, r, size, ranks, len(ranks), changes) for r in records]
     total = endpoints.format_cost(sum(r.cost for r in records))
     heading = title or "kontext_nb report"
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -195,7 +196,7 @@ def _change_rows(tracker: Tracker, r: JobRecord, pictures: list[str], compute: b
         return [("changes", f'<span style="color:#888">{html.escape(str(exc))}</span>')]
     pictures.append(
         f'<img class="main" src="{_picture(found.image, 256)}" alt="what changed in {html.escape(r.ref)}"'
-        ' title="what changed (red)" width="256">'
+        ' title="what changed (red)" width="256"><div class="meta">what changed (red)</div>'
     )
     return [("changes", html.escape(summary(found.as_dict())))]
 

@@ -71,6 +71,13 @@ INSTALL_HINT = 'pip install -e ".[test]" (the test extra has jupyterlab and play
 # the notebooks the tests open besides the quickstart: {file name: [cell sources]}
 NOTEBOOKS = {
     "panel.ipynb": ["import kontext_nb as kx\n\npanel = kx.Panel()\npanel"],
+    "duel.ipynb": [
+        "import kontext_nb as kx\n\n"
+        "refs = [kx.generate('a lighthouse', seed=s).ref for s in (1, 2, 3)]\n"
+        "view = kx.duel(refs, voter='lab')\nview",
+        "votes = kx.get_session().tracker.journal.votes()\n"
+        "print('votes', len(votes), 'ties', sum(v.tie for v in votes))",
+    ],
     "background.ipynb": [
         "import kontext_nb as kx\n\n%load_ext kontext_nb",
         # slow enough to see a background run queued or running while another cell runs: the sandbox the jobs go
