@@ -29,7 +29,9 @@ def test_a_duel_shows_two_hidden_results_and_records_votes(made: Callable[..., l
     left_key, right_key = view.pair.left.key, view.pair.right.key  # type: ignore[union-attr]
     view._on_message(view, {"type": "vote", "choice": "right", "number": 1}, [])  # what the browser sends
     votes = judged.tracker.journal.votes()
-    assert [(f"@{v.winner_id}", f"@{v.loser_id}", v.tie, v.voter) for v in votes] == [(right_key, left_key, False, "ada")]
+    assert [(f"@{v.winner_id}", f"@{v.loser_id}", v.tie, v.voter) for v in votes] == [
+        (right_key, left_key, False, "ada")
+    ]
     assert view.number == 2 and view.voted == 1
     assert view.last["choice"] == "right" and view.last["right"]["ref"] == right_key
     assert view.last["left"]["prompt"] == "a lighthouse" and "seed" in view.last["left"]
@@ -83,7 +85,7 @@ def test_magics_duel_rate_ranking_changes_report(shell: Shell, tmp_path: object)
     shell.line("rate @1 5")
     assert [r.id for r in kx.history(min_rating=5)] == [1]
     table = shell.line("ranking")
-    assert list(table["ref"])[0] == f"@{view.last['left']['ref'][1:]}"
+    assert table["ref"].iloc[0] == view.last["left"]["ref"]
     found = shell.line("changes @3")
     assert 0 <= found.changed_fraction <= 1
     shell.line("report @1 @2 @3 -o out.html --size 128")
