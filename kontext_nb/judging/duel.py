@@ -49,7 +49,8 @@ class DuelSource(Protocol):
 
     def next_pair(self) -> Pair | None: ...
 
-    def vote(self, pair: Pair, choice: str) -> None: ...
+    def vote(self, pair: Pair, choice: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Record the vote; may return what the two were (revealed now), else the pair's own reveals are shown."""
 
 
 def default_voter() -> str:

@@ -387,10 +387,11 @@ def create_app(proxy: Proxy) -> Starlette:
         await proxy.upstream.aclose()
         proxy.flush_seen()
 
-    from . import storage
+    from . import duel, storage
 
     routes = [
         *instructor.routes(),
+        *duel.routes(),
         Route("/storage/auth/token", storage.storage_token, methods=["POST"]),
         Route("/storage/upload/initiate", storage.storage_initiate, methods=["POST"]),
         Route("/storage/uploads/{upload_id}", storage.storage_put, methods=["PUT"]),

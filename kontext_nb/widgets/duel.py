@@ -66,7 +66,7 @@ class DuelView(anywidget.AnyWidget):
         with self.hold_sync():
             self.left_image = pair.left.image if pair else b""
             self.right_image = pair.right.image if pair else b""
-            self.message = "" if pair else "nothing to compare yet"
+            self.message = "" if pair else "no pair left to judge: thank you"
             self.number = pair.number if pair else 0
 
     def choose(self, choice: str) -> None:
@@ -76,12 +76,13 @@ class DuelView(anywidget.AnyWidget):
             self.message = "nothing to vote on"
             return
         try:
-            self.source.vote(pair, choice)
+            revealed = self.source.vote(pair, choice)
         except KontextError as exc:
             self.message = str(exc)
             return
+        left, right = revealed or (pair.left.reveal, pair.right.reveal)
         self.voted += 1
-        self.last = {"left": pair.left.reveal, "right": pair.right.reveal, "choice": choice}
+        self.last = {"left": left, "right": right, "choice": choice}
         self.advance()
 
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
@@ -105,13 +106,23 @@ def duel(refs: Any = None, *, voter: str | None = None, session: Session | None 
     """A blind duel over results: ``kx.duel(["@3", "@5", "@7"])``, a History, or None for the last 12 finished.
 
     Keys ← → pick the winner and = a tie (click the view first); votes are journal rows under ``voter``
-    (default: the login name). ``kx.ranking()`` ranks what was voted on.
+    (default: the login name). ``kx.ranking()`` ranks what was voted on. In a classroom (the session's base URL
+    is the class proxy) ``kx.duel()`` with no references joins the duel the instructor started: the pairs come
+    from the class's images and the votes are recorded on the proxy, one per student per pair.
     """
     if session is None:
         from .. import api
 
         session = api.get_session()
     from ..judging.report import records_of
+
+    settings = session.engine.settings
+    if refs is None and session.backend == "custom" and settings.base_url and settings.key:
+        from ..judging.classroom import ClassDuel
+
+        class_duel = ClassDuel.running(settings.base_url, settings.key)
+        if class_duel is not None:
+            return DuelView(class_duel, title="class duel: ← left · → right · = tie")
 
     tracker = session.tracker
     records = tracker.journal.search(status="done", limit=RECENT) if refs is None else records_of(tracker, refs)
