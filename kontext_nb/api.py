@@ -140,10 +140,10 @@ def history(
     """
     filters: dict[str, Any] = {}
     if min_rating is not None:
-        from .judging.ratings import check_stars
-
-        if check_stars(min_rating) == 0:
-            raise ValidationError("min_rating=0 is not allowed: give 1 to 5 (leave it out for every job)")
+        if isinstance(min_rating, bool) or not isinstance(min_rating, int) or not 1 <= min_rating <= 5:
+            raise ValidationError(
+                f"min_rating={min_rating!r} is not allowed: give a whole number from 1 to 5", field="min_rating"
+            )
         filters["min_rating"] = min_rating
     return get_session().history(
         search=search, seed=seed, endpoint=endpoint, status=status, tag=tag, since=since, limit=limit, **filters

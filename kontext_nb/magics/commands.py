@@ -97,10 +97,20 @@ def cmd_history(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     p.add_argument("--limit", type=_int("--limit"), default=50)
     p.add_argument("--tag")
     p.add_argument("--status")
+    p.add_argument("--min-rating", type=_int("--min-rating"))
     args = p.parse_intermixed_args(tokens)
     _text_ok("search words", " ".join(args.words))
     _text_ok("--tag", args.tag or "")
-    return kx.history(" ".join(args.words) or None, seed=args.seed, limit=args.limit, tag=args.tag, status=args.status)
+    return _guard(
+        lambda: kx.history(
+            " ".join(args.words) or None,
+            seed=args.seed,
+            limit=args.limit,
+            tag=args.tag,
+            status=args.status,
+            min_rating=args.min_rating,
+        )
+    )
 
 
 def _text_ok(what: str, text: str) -> None:

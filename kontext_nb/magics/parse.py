@@ -218,7 +218,7 @@ HELP = """
   %kontext sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,3.5,5     a labelled grid
   %kontext sweep edit @last "make it {winter|night}" --seed 1-4
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
-  %kontext history fox --seed 42 --limit 20
+  %kontext history fox --seed 42 --limit 20 --min-rating 4
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
   %kontext panel                      the interactive panel: Create, Gallery, Compare, History, Duel
   %kontext rate @12 4                 1-5 stars (0 clears); kx.history(min_rating=4) finds them

@@ -84,6 +84,8 @@ def test_magics_duel_rate_ranking_changes_report(shell: Shell, tmp_path: object)
     view.choose("left")
     shell.line("rate @1 5")
     assert [r.id for r in kx.history(min_rating=5)] == [1]
+    assert [r.id for r in shell.line("history --min-rating 4")] == [1]
+    assert "min_rating=9 is not allowed: give a whole number from 1 to 5" in shell.usage_error("history --min-rating 9")
     table = shell.line("ranking")
     assert table["ref"].iloc[0] == view.last["left"]["ref"]
     found = shell.line("changes @3")

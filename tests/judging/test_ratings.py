@@ -67,6 +67,7 @@ def test_bad_stars_are_refused_in_one_line(made: Callable[..., list[Result]], st
 
 def test_min_rating_is_checked(made: Callable[..., list[Result]]) -> None:
     made(1)
-    for bad in (0, 6, "4"):
-        with pytest.raises(ValidationError, match=r"min_rating|stars"):
+    for bad in (0, 6, "4", True):
+        with pytest.raises(ValidationError) as info:
             kx.history(min_rating=bad)  # type: ignore[arg-type]
+        assert f"min_rating={bad!r} is not allowed: give a whole number from 1 to 5" == str(info.value)
