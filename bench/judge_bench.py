@@ -7,8 +7,8 @@
   journal edit (reading both images back from the runs folder, keeping the numbers in the journal).
 - A vote's round trip in the duel view, in the kernel: ``DuelView`` receives the browser's message, records the
   vote in the journal, fits Bradley–Terry, picks the next pair and encodes its two images (12 results, the
-  sandbox's 1024 px images). The browser adds one comm message each way (loopback: well under a millisecond);
-  the keys themselves are handled in the browser.
+  sandbox's 1024 px images); and in a real browser (bench/duel_browser.py: JupyterLab, headless Chromium): from
+  the key press to the next pair drawn, as a voter sees it.
 - ``kx.report`` over 100 results (90 text-to-image, 10 edits with change scores, 40 votes, some ratings), images
   at 512 px: time and file size.
 
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from common import sandbox_process
+from duel_browser import browser_round_trip
 from PIL import Image, ImageDraw
 
 import kontext_nb as kx
@@ -126,6 +127,14 @@ def main() -> int:
         )
         session.close()
 
+    browser = browser_round_trip()
+    rows.append(
+        (
+            "a duel vote's round trip in the browser: key press → next pair drawn (JupyterLab, Chromium)",
+            fmt(browser),
+            "—",
+        )
+    )
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# kontext_nb judging benchmark",
