@@ -376,8 +376,15 @@ class Journal:
 
     def add_scores(self, job_id: int, scores: dict[str, float]) -> None:
         """Keep change scores beside a job (merged with those it has)."""
-        current = self.get(job_id).scores
-        self._update(job_id, scores=_dump({**current, **scores}))
+        with self._write() as w:  # read and write in one transaction: two kernels scoring at once keep both
+            row = w.execute("SELECT scores FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JournalError(f"no job @{job_id} in the journal {self.path}")
+            current = json.loads(row["scores"]) if row["scores"] else {}
+            w.execute(
+                "UPDATE jobs SET scores = ?, updated = ? WHERE id = ?",
+                (_dump({**current, **scores}), time.time(), job_id),
+            )
 
     def add_vote(self, winner_id: int, loser_id: int, *, tie: bool, voter: str, session: str | None = None) -> int:
         """Record one pairwise vote; returns its id."""

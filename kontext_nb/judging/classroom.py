@@ -58,8 +58,14 @@ class ClassDuel:
             )
         return body if isinstance(body, dict) else {}
 
+    def _get(self, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.client.get(url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise FalError(f"cannot reach the classroom proxy at {self.base_url}: {type(exc).__name__}") from None
+
     def next_pair(self) -> Pair | None:
-        body = self._answer(self.client.get(self.base_url + PAIR_PATH, headers=self._headers))
+        body = self._answer(self._get(self.base_url + PAIR_PATH, headers=self._headers))
         self.duel_id = body.get("duel")
         if body.get("done"):
             self.done = True
@@ -70,7 +76,7 @@ class ClassDuel:
             url = item.get("url") or ""
             if url.startswith("/"):
                 url = self.base_url + url
-            image = self.client.get(url)
+            image = self._get(url)
             if image.status_code != 200:
                 raise FalError(f"the classroom proxy could not give a duel image (HTTP {image.status_code})")
             sides.append(Contender(str(item["key"]), image.content))
@@ -81,5 +87,9 @@ class ClassDuel:
         if self.duel_id is None:
             raise ValidationError("no pair was shown yet: nothing to vote on")
         body = {"duel": self.duel_id, "left": pair.left.key, "right": pair.right.key, "choice": choice}
-        answer = self._answer(self.client.post(self.base_url + VOTE_PATH, json=body, headers=self._headers))
+        try:
+            response = self.client.post(self.base_url + VOTE_PATH, json=body, headers=self._headers)
+        except httpx.HTTPError as exc:
+            raise FalError(f"cannot reach the classroom proxy at {self.base_url}: {type(exc).__name__}") from None
+        answer = self._answer(response)
         return dict(answer.get("left") or {}), dict(answer.get("right") or {})

@@ -116,17 +116,29 @@ def duel(refs: Any = None, *, voter: str | None = None, session: Session | None 
         session = api.get_session()
     from ..judging.report import records_of
 
-    settings = session.engine.settings
-    if refs is None and session.backend == "custom" and settings.base_url and settings.key:
-        from ..judging.classroom import ClassDuel
-
-        class_duel = ClassDuel.running(settings.base_url, settings.key)
-        if class_duel is not None:
-            return DuelView(class_duel, title="class duel: ← left · → right · = tie")
+    if refs is None:
+        joined = class_duel(session)
+        if joined is not None:
+            return joined
 
     tracker = session.tracker
     records = tracker.journal.search(status="done", limit=RECENT) if refs is None else records_of(tracker, refs)
     return DuelView(LocalDuel(tracker.journal, records, voter=voter, session=tracker.session_id))
+
+
+def class_duel(session: Session) -> DuelView | None:
+    """The class duel the instructor runs, when the session's base URL is a classroom proxy running one."""
+    import os
+
+    from ..config import env_base_url
+    from ..judging.classroom import ClassDuel
+
+    base = session.settings.base_url or env_base_url()
+    key = session.settings.key or os.environ.get("FAL_KEY")
+    if not base or not key:
+        return None
+    found = ClassDuel.running(base, key)
+    return DuelView(found, title="class duel: ← left · → right · = tie") if found is not None else None
 
 
 class DuelTab:
@@ -152,8 +164,16 @@ class DuelTab:
             self.new_duel()
 
     def new_duel(self) -> DuelView | None:
+        """A class duel when the session is on a classroom proxy running one, else one over the last results."""
         from ..judging.duel import LocalDuel
 
+        joined = class_duel(self.session)
+        if joined is not None:
+            self.close_view()
+            self.message.value = ""
+            self.view = joined
+            self.area.children = (joined,)
+            return joined
         tracker = self.session.tracker
         records = tracker.journal.search(status="done", limit=int(self.count.value))
         try:

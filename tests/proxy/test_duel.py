@@ -16,6 +16,7 @@ from kontext_nb.proxy.duel import DB_NAME
 from kontext_nb.result import Result
 from kontext_nb.session import Session
 from kontext_nb.widgets.duel import DuelView, duel
+from kontext_nb.widgets.panel import Panel
 
 from .conftest import auth
 
@@ -74,9 +75,14 @@ def test_a_class_duel_from_the_instructor_page_to_the_students_notebooks(
     assert "lighthouse" in view.last["left"]["prompt"]  # revealed after the vote: the prompt, not the author
     assert set(view.last["left"]) == {"ref", "prompt", "model", "settings"}
 
-    grace = duel(session=sessions["Grace"])
-    grace.choose("tie")
-    grace.choose("right")
+    panel = Panel(sessions["Grace"])  # the panel's Duel tab joins the class duel too
+    try:
+        grace = panel.duel.new_duel()
+        assert grace is not None and grace.title.startswith("class duel")
+        grace.choose("tie")
+        grace.choose("right")
+    finally:
+        panel.close()
 
     # one vote per student per pair, however it is sent
     with httpx.Client(base_url=server.url, trust_env=False) as raw:
