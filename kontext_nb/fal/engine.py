@@ -28,7 +28,7 @@ from ..images import ImageInput, labelled
 from ..jobs import Job
 from ..result import Result
 from .collect import collect_result
-from .protocol import fal_error
+from .protocol import CANCEL_ERROR_TYPES, fal_error
 from .status import StreamUnavailable, follow_stream, poll_status
 from .transport import FalTransport
 from .upload import StorageUploader
@@ -226,7 +226,8 @@ class Engine:
                 final = await self._watch(run)
             else:
                 final = await self._send_and_watch(run)
-            if final.get("error") and (run.cancelled_remotely or final.get("error_type") == "request_cancelled"):
+            cancelled = final.get("error_type") in CANCEL_ERROR_TYPES
+            if final.get("error") and (run.cancelled_remotely or cancelled):
                 raise asyncio.CancelledError
             if final.get("error"):
                 raise JobFailed(

@@ -12,6 +12,7 @@ from ..errors import FalError, KontextError
 
 PROXY_HEADER = "x-kontext-proxy"  # on every answer a kontext_nb classroom proxy makes itself
 PROXY_LIMIT_HEADER = "x-kontext-limit"  # on its refusals: which limit (images-per-day, blocklist, ...)
+CANCEL_ERROR_TYPES = ("request_cancelled", "client_cancelled")  # fal documents both (client_cancelled: HTTP 499)
 
 
 def field_errors(detail: Any) -> list[tuple[str, str]]:

@@ -27,12 +27,13 @@ from starlette.routing import Route
 
 from kontext_nb.journal.db import Vote
 from kontext_nb.judging.ranking import fit, next_pair
-from kontext_nb.sandbox.app import read_body
+from kontext_nb.serving import read_body
 
 from . import instructor
+from .state import proxy_of
 
 if TYPE_CHECKING:
-    from .app import Proxy
+    from .state import Proxy
 
 DB_NAME = "duel.db"
 DEFAULT_COUNT = 12
@@ -128,10 +129,6 @@ def duels_of(proxy: Proxy) -> Duels:
         if found is None:
             found = _OPEN[proxy] = Duels(proxy.classroom.state_dir / DB_NAME)
         return found
-
-
-def proxy_of(request: Request) -> Proxy:
-    return request.app.state.proxy  # type: ignore[no-any-return]
 
 
 def error(status: int, detail: Any) -> JSONResponse:
