@@ -77,6 +77,10 @@ NOTEBOOKS = {
         "view = kx.duel(refs, voter='lab')\nview",
         "votes = kx.get_session().tracker.journal.votes()\n"
         "print('votes', len(votes), 'ties', sum(v.tie for v in votes))",
+        # the stars gallery cards and the compare view mount, on their own
+        "from kontext_nb.widgets.rating import RatingStars\n\n"
+        "stars = RatingStars()\nstars.bind(kx.get_session(), int(refs[0][1:]))\nstars",
+        "print('rating', kx.load(refs[0]).journal_id, kx.history(min_rating=1)[0].rating)",
     ],
     "background.ipynb": [
         "import kontext_nb as kx\n\n%load_ext kontext_nb",

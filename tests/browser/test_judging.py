@@ -4,7 +4,6 @@ the duel view in JupyterLab takes ← → and = from the keyboard and records th
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,7 +67,7 @@ def test_the_report_opens_offline_with_every_image_and_no_request(
 
 
 def test_the_duel_view_takes_keys_in_jupyterlab(lab: Lab, page: Any, screenshot: Callable[[Any, str], Path]) -> None:
-    from .test_lab import cell, open_notebook, outputs, run_cell, wait_finished
+    from .test_lab import open_notebook, outputs, run_cell, show, wait_finished
 
     open_notebook(page, lab, "duel.ipynb")
     wait_finished(run_cell(page, 0))  # three results and the duel over them
@@ -94,5 +93,15 @@ def test_the_duel_view_takes_keys_in_jupyterlab(lab: Lab, page: Any, screenshot:
     target = run_cell(page, 1)  # the votes, read back in the kernel
     wait_finished(target)
     expect(outputs(target)).to_contain_text("votes 3 ties 1")
-    time.sleep(0.2)
-    assert cell(page, 1).is_visible()
+
+    wait_finished(run_cell(page, 2))  # a RatingStars: click the fourth star
+    stars = page.locator(".kx-stars")
+    expect(stars).to_have_attribute("data-value", "0", timeout=WAIT)
+    stars.locator(".kx-star[data-n='4']").click()
+    expect(stars).to_have_attribute("data-value", "4")
+    expect(stars.locator(".kx-star").first).to_have_text("★")
+    show(stars)
+    screenshot(page, "stars")
+    target = run_cell(page, 3)
+    wait_finished(target)
+    expect(outputs(target)).to_contain_text(re.compile(r"rating \d+ 4"))
