@@ -71,6 +71,7 @@ def fmt(values: list[float]) -> str:
 
 
 def main() -> int:
+    load_before = os.getloadavg()[0]
     rows: list[tuple[str, str, str]] = []
     one, four = changes_pair(1024), changes_pair(2048)
     rows.append(("kx.changes computation, 1 MP pair (1024 x 1024)", fmt(one), "< 200 ms"))
@@ -147,7 +148,8 @@ def main() -> int:
         "",
         *(f"- {n}" for n in notes),
         "- sandbox in its own process (8 workers, image_scale 1.0: 1024 px JPEG results); other work on the machine"
-        " shares its 2 CPUs, so figures vary run to run",
+        f" shares its CPUs (load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), so"
+        " figures vary run to run: the minimum is what an idle machine gives",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
