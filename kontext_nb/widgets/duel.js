@@ -23,7 +23,7 @@ function revealCard(info, url, verdict) {
   img.alt = info.ref || "";
   card.append(img);
   const text = el("div", "kx-duel-reveal-text");
-  text.append(el("b", "", `${info.ref || ""} · ${verdict}`));
+  text.append(el("b", "", [info.ref, verdict].filter(Boolean).join(" · ")));
   text.append(el("div", "", info.prompt || ""));
   const bits = [];
   if (info.seed !== null && info.seed !== undefined) bits.push(`seed ${info.seed}`);
@@ -56,7 +56,7 @@ function render({ model, el: root }) {
     frame.append(img);
     frame.addEventListener("click", () => vote(side));
     stage.append(frame);
-    sides[side] = { frame, img, url: "" };
+    sides[side] = { frame, img };
   }
   const labels = [["left", "← left is better"], ["tie", "= tie"], ["right", "right is better →"]];
   for (const [choice, label] of labels) {
@@ -68,6 +68,7 @@ function render({ model, el: root }) {
 
   let pending = false;
   let shown = { left: "", right: "" };
+  let previous = { left: "", right: "" };
 
   function vote(choice) {
     const number = model.get("number");
@@ -81,7 +82,9 @@ function render({ model, el: root }) {
   function draw() {
     const number = model.get("number");
     head.textContent = model.get("title") + (number ? ` · pair ${number} · ${model.get("voted")} votes` : "");
-    const previous = shown;
+    // the pair just voted stays for the reveal; the one before it is let go (no blob piles up over a long duel)
+    for (const url of Object.values(previous)) if (url) URL.revokeObjectURL(url);
+    previous = shown;
     shown = {};
     for (const side of ["left", "right"]) {
       const url = blobUrl(model.get(`${side}_image`));
@@ -117,7 +120,9 @@ function render({ model, el: root }) {
   model.on("change:message", () => { note.textContent = model.get("message"); pending = false; });
   draw();
   setTimeout(() => box.focus({ preventScroll: true }), 0);
-  return () => { for (const side of ["left", "right"]) URL.revokeObjectURL(sides[side].url); };
+  return () => {
+    for (const url of [...Object.values(shown), ...Object.values(previous)]) if (url) URL.revokeObjectURL(url);
+  };
 }
 
 export default { render };
