@@ -69,7 +69,7 @@ def test_the_report_opens_offline_with_every_image_and_no_request(
 def test_the_duel_view_takes_keys_in_jupyterlab(lab: Lab, page: Any, screenshot: Callable[[Any, str], Path]) -> None:
     from .test_lab import open_notebook, outputs, run_cell, show, wait_finished
 
-    open_notebook(page, lab, "duel.ipynb")
+    open_notebook(page, lab, "judging/duel.ipynb")
     wait_finished(run_cell(page, 0))  # three results and the duel over them
     duel = page.locator(".kx-duel")
     expect(duel).to_be_visible(timeout=WAIT)
