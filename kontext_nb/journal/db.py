@@ -69,6 +69,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN reserved REAL NOT NULL DEFAULT 0
     """,
+    # 3: judging: a job's star rating and change scores; blind pairwise votes (who voted when)
+    """
+    ALTER TABLE jobs ADD COLUMN rating INTEGER;
+    ALTER TABLE jobs ADD COLUMN scores TEXT;
+    CREATE TABLE votes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created REAL NOT NULL,
+        winner_id INTEGER NOT NULL,
+        loser_id INTEGER NOT NULL,
+        tie INTEGER NOT NULL DEFAULT 0,
+        voter TEXT NOT NULL,
+        session TEXT
+    );
+    CREATE INDEX votes_winner ON votes (winner_id);
+    CREATE INDEX votes_loser ON votes (loser_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_MAX = 2**63 - 1  # SQLite's largest integer
@@ -102,6 +118,10 @@ class JobRecord(OfEndpoint):
     error: str | None
     error_type: str | None
     folder: Path = field(repr=False, compare=False, default=Path("."))
+    rating: int | None = None
+    """Stars from 1 to 5 given with ``kx.rate``; None when not rated."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """Change scores kept by ``kx.changes`` (changed_fraction, ssim_outside, phash_distance, plug-ins)."""
     reserved: float = 0.0
     """Dollars held for this job while fal may still bill it (its price from submit until it ends)."""
 
@@ -113,6 +133,19 @@ class JobRecord(OfEndpoint):
     @property
     def ref(self) -> str:
         return f"@{self.id}"
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One blind pairwise vote: ``winner_id`` beat ``loser_id`` (or they tied), said by ``voter`` at ``created``."""
+
+    id: int
+    created: float
+    winner_id: int
+    loser_id: int
+    tie: bool
+    voter: str
+    session: str | None
 
 
 def owner_alive(session: str | None) -> bool:
@@ -416,6 +449,44 @@ class Journal:
         with self._write() as w:
             w.execute("UPDATE jobs SET parent_id = NULL WHERE parent_id = ?", (job_id,))
             w.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            w.execute("DELETE FROM votes WHERE winner_id = ? OR loser_id = ?", (job_id, job_id))
+
+    # -- judging --------------------------------------------------------------------------
+    def set_rating(self, job_id: int, stars: int | None) -> None:
+        """A job's stars (1-5), or None to clear them."""
+        self.get(job_id)  # a clear error for a job that is not there
+        self._update(job_id, rating=stars)
+
+    def add_scores(self, job_id: int, scores: dict[str, float]) -> None:
+        """Keep change scores beside a job (merged with those it has)."""
+        with self._write() as w:  # read and write in one transaction: two kernels scoring at once keep both
+            row = w.execute("SELECT scores FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JournalError(f"no job @{job_id} in the journal {self.path}")
+            current = json.loads(row["scores"]) if row["scores"] else {}
+            w.execute(
+                "UPDATE jobs SET scores = ?, updated = ? WHERE id = ?",
+                (_dump({**current, **scores}), time.time(), job_id),
+            )
+
+    def add_vote(self, winner_id: int, loser_id: int, *, tie: bool, voter: str, session: str | None = None) -> int:
+        """Record one pairwise vote; returns its id."""
+        with self._write() as w:
+            cur = w.execute(
+                "INSERT INTO votes (created, winner_id, loser_id, tie, voter, session) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), winner_id, loser_id, int(tie), voter, session),
+            )
+            return int(cur.lastrowid or 0)
+
+    def votes(self, job_ids: Iterable[int] | None = None) -> list[Vote]:
+        """Every vote, oldest first; with ``job_ids`` only votes between two of those jobs."""
+        rows = self._db.execute("SELECT * FROM votes ORDER BY id").fetchall()
+        wanted = None if job_ids is None else set(job_ids)
+        return [
+            Vote(r["id"], r["created"], r["winner_id"], r["loser_id"], bool(r["tie"]), r["voter"], r["session"])
+            for r in rows
+            if wanted is None or (r["winner_id"] in wanted and r["loser_id"] in wanted)
+        ]
 
     # -- reading --------------------------------------------------------------------------
     def get(self, job_id: int) -> JobRecord:
@@ -493,6 +564,7 @@ class Journal:
         since: float | None = None,
         session: str | None = None,
         limit: int | None = None,
+        min_rating: int | None = None,
     ) -> list[JobRecord]:
         """Newest first. ``search`` matches every word in the prompt, case-insensitively."""
         if seed is not None and not 0 <= seed <= SQLITE_MAX:
@@ -514,6 +586,9 @@ class Journal:
         if since is not None:
             where.append("created >= ?")
             params.append(since)
+        if min_rating is not None:
+            where.append("rating >= ?")
+            params.append(min_rating)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -557,6 +632,8 @@ class Journal:
             error=row["error"],
             error_type=row["error_type"],
             folder=self.folder,
+            rating=row["rating"],
+            scores=json.loads(row["scores"]) if row["scores"] else {},
             reserved=row["reserved"],
         )
 
