@@ -30,6 +30,7 @@ from .api import (
     get_session,
     help,
     history,
+    inpaint,
     lineage,
     load,
     prune,
@@ -71,6 +72,8 @@ _LAZY = {
     "prepare_image": "images",
     "sandbox": None,
     "Panel": "widgets.panel",
+    "mask": "widgets.mask",
+    "MaskPainter": "widgets.mask",
 }
 
 
@@ -110,6 +113,7 @@ __all__ = [
     "JobTimeout",
     "JournalError",
     "KontextError",
+    "MaskPainter",
     "Panel",
     "Result",
     "Session",
@@ -129,8 +133,10 @@ __all__ = [
     "get_session",
     "help",
     "history",
+    "inpaint",
     "lineage",
     "load",
+    "mask",
     "prepare_image",
     "prune",
     "read_metadata",

@@ -24,7 +24,7 @@ from fal_client.auth import MissingCredentialsError
 from .. import endpoints
 from ..config import Settings
 from ..errors import FalError, JobCancelled, JobFailed, JobTimeout, KontextError, RetriesExhausted
-from ..images import ImageInput, labelled
+from ..images import ImageInput, LoraFile, labelled
 from ..jobs import Job
 from ..result import Result
 from .collect import collect_result
@@ -307,11 +307,21 @@ class Engine:
         """Turn ImageInputs into what fal accepts: their URL, a data URI, or an upload."""
         out: dict[str, Any] = {}
         for key, value in arguments.items():
-            if isinstance(value, list):
+            if key == "loras" and isinstance(value, list):
+                out[key] = [await self._lora(v) for v in value]
+            elif isinstance(value, list):
                 out[key] = [await self._image_url(v) for v in value]
             else:
                 out[key] = await self._image_url(value) if isinstance(value, ImageInput) else value
         return out
+
+    async def _lora(self, lora: Any) -> Any:
+        """A LoRA whose path is a local file: uploaded through fal's storage protocol, sent as its URL."""
+        if isinstance(lora, dict) and isinstance(lora.get("path"), LoraFile):
+            file = lora["path"]
+            url = await self._uploader.upload(file.data, "application/octet-stream", file.filename())
+            return {**lora, "path": url}
+        return lora
 
     async def _image_url(self, image: Any) -> Any:
         if not isinstance(image, ImageInput):

@@ -236,11 +236,11 @@ async def submit(request: Request) -> Response:
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, prompt)
     given = args.get("safety_tolerance") if body.get("safety_tolerance") is not None else policy.MISSING
-    safety = policy.enforce_safety(given, proxy.limits.max_safety_tolerance)
+    safety = policy.safety_checker_refusal(args) or policy.enforce_safety(given, proxy.limits.max_safety_tolerance)
     if isinstance(safety, Refusal):
         return proxy.refuse(student.name, safety, endpoint_id, prompt)
     images = int(args["num_images"])
-    cost = to_micros(ep.cost(images))
+    cost = to_micros(ep.estimate(args))  # per megapixel: from the requested size, or the largest input (errs high)
     day, session = today(), proxy.session
     refusal = check(
         proxy.limits,
@@ -251,7 +251,8 @@ async def submit(request: Request) -> Response:
     )
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, prompt)
-    sent = proxy.upstream.inbound({**body, "safety_tolerance": safety[0]}, (proxy.base(request), *proxy.local_bases))
+    forced = {"safety_tolerance": safety[0]} if policy.has_safety_tolerance(ep) else {}
+    sent = proxy.upstream.inbound({**body, **forced}, (proxy.base(request), *proxy.local_bases))
     job = ProxyJob(str(uuid.uuid4()), student.name, endpoint_id, sent, pick_headers(request.headers, SUBMIT_HEADERS))
     proxy.classroom.add_job(
         {
@@ -268,8 +269,8 @@ async def submit(request: Request) -> Response:
             "images": images,
             "cost_reserved": cost,
             "cost": cost,
-            "safety_tolerance": safety[0],
-            "safety_note": safety[1],
+            "safety_tolerance": safety[0] if forced else None,
+            "safety_note": safety[1] if forced else None,
             "state": job.state,
             "created": time.time(),
         }

@@ -20,6 +20,8 @@ _LAZY = {
     "Card": "cards",
     "CompareView": "compare_view",
     "HistoryView": "history_view",
+    "MaskPainter": "mask",
+    "mask": "mask",
 }
 
 
