@@ -274,7 +274,7 @@ class CreateTab:
                     else f"edit takes one image and {len(images)} are chosen: use multi-reference, or clear some",
                     field="image_url",
                 )
-            spec = endpoints.endpoint_for("multi", self.model.value).field("image_urls")
+            spec = endpoints.endpoint_for("multi", "max").field("image_urls")
             if mode == "multi" and not (spec.min_items or 0) <= len(images) <= (spec.max_items or 0):
                 raise ValidationError(
                     f"multi-reference takes {spec.min_items} to {spec.max_items} images; "
