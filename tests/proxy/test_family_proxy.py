@@ -1,0 +1,92 @@
+"""The classroom proxy with the whole family: the new endpoints are allowed, validated before the upstream sees
+them, reserved at the per-megapixel estimate and settled from the returned sizes; the safety checker stays on."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from kontext_nb import endpoints
+from kontext_nb.proxy import Limits, ProxyServer
+from kontext_nb.sandbox import SandboxServer
+
+from .conftest import UNLIMITED, auth, wait_completed
+
+DEV = "fal-ai/flux-kontext/dev"
+INPAINT = "fal-ai/flux-kontext-lora/inpaint"
+
+
+def data_uri(size: tuple[int, int], colour: str = "teal") -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+async def submit(server: ProxyServer, token: str, endpoint: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
+        return await client.post(f"{server.url}/{endpoint}", json=body, headers=auth(token))
+
+
+async def complete(server: ProxyServer, token: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = await submit(server, token, endpoint, body)
+    assert response.status_code == 200, response.text
+    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
+        await wait_completed(client, response.json()["status_url"], token)
+        return dict(response.json())
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "words"),
+    [
+        (DEV, {"num_inference_steps": 3}, "num_inference_steps=3 is out of range"),
+        (DEV, {"acceleration": "warp"}, "acceleration='warp' is not allowed"),
+        ("fal-ai/flux-kontext-lora", {"loras": [{"path": "https://e.org/x", "scale": 9}]}, "loras[0].scale=9"),
+        (INPAINT, {"strength": 3}, "strength=3 is out of range"),
+    ],
+)
+def test_bad_values_are_refused_before_the_upstream(
+    make_proxy: Callable[..., ProxyServer], upstream: SandboxServer, endpoint: str, body: dict[str, Any], words: str
+) -> None:
+    server = make_proxy(UNLIMITED)
+    token = server.classroom.add_student("Ada")
+    args: dict[str, Any] = {"prompt": "x", "image_url": data_uri((64, 64))}
+    if endpoint == INPAINT:
+        args |= {"mask_url": data_uri((64, 64), "white"), "reference_image_url": data_uri((64, 64))}
+    response = asyncio.run(submit(server, token, endpoint, {**args, **body}))
+    assert response.status_code == 422 and words in response.text
+    assert upstream.stats()["submits"] == 0
+
+
+def test_the_safety_checker_stays_on_in_a_class(
+    make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
+) -> None:
+    server = make_proxy(UNLIMITED)
+    token = server.classroom.add_student("Ada")
+    body = {"prompt": "x", "image_url": data_uri((64, 64)), "enable_safety_checker": False}
+    response = asyncio.run(submit(server, token, DEV, body))
+    assert response.status_code == 403 and "safety checker stays on" in response.text
+    assert upstream.stats()["submits"] == 0
+
+
+def test_dev_is_reserved_at_the_estimate_and_settled_from_the_returned_sizes(
+    make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
+) -> None:
+    upstream.configure(image_scale=1.0)
+    server = make_proxy(Limits(images_per_day=None, dollars_per_session=0.2, jobs_in_flight=None, class_in_flight=8))
+    token = server.classroom.add_student("Ada")
+    # an input the proxy does not measure is reserved as the largest kontext_nb sends: 4 MP x $0.025 = $0.10
+    body = {"prompt": "x", "image_url": data_uri((320, 240)), "num_images": 2}
+    sub = asyncio.run(complete(server, token, DEV, body))
+    row = server.classroom.job(sub["request_id"])
+    assert row is not None and row["outcome"] == "ok"
+    assert row["cost_reserved"] == pytest.approx(2 * 4 * endpoints.PRICE_PER_MEGAPIXEL["dev"] * 1e6, rel=1e-6)
+    # what it cost: two 320x240 images, 1 MP each (match_input), nothing sent to fal named a safety_tolerance
+    assert row["cost"] == pytest.approx(2 * endpoints.PRICE_PER_MEGAPIXEL["dev"] * 1e6, rel=1e-6)
+    assert "safety_tolerance" not in upstream.request_info(row["upstream_id"] or sub["request_id"])["arguments"]
