@@ -194,3 +194,15 @@ def test_module_level_inpaint_and_mask_validation(session: Session) -> None:
     buf = io.BytesIO()
     box_mask().save(buf, "PNG")
     assert result(kx.inpaint(picture(), "a hat", mask=buf.getvalue(), seed=12)).cached
+
+
+def test_history_and_compare_show_the_mask_and_the_loras(session: Session) -> None:
+    from kontext_nb.views.compare import Comparison
+
+    painted = result(session.inpaint(picture(), "a hat", mask=box_mask(), seed=13))
+    styled = result(session.edit(picture(), "styled", model="lora", seed=13, loras=["https://e.org/a.safetensors:0.5"]))
+    table = session.history(limit=5)._repr_mimebundle_()["text/html"]
+    assert 'alt="mask"' in table and "LoRA a.safetensors×0.5" in table
+    comparison = Comparison.edit_and_source(session.result(painted.journal_id))
+    assert comparison.labels[:2] == ["source", "mask"] and len(comparison.items) == 3
+    assert "loras" in Comparison([styled, painted]).differences()
