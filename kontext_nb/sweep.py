@@ -67,6 +67,8 @@ class Sweep:
     """The prompt as written, with its {a|b} groups."""
     mode: str = "text-to-image"
     """text-to-image or edit: with the model, it names each cell's endpoint."""
+    input_size: tuple[int, int] | None = None
+    """An edit's source size, when known: per-megapixel cells are priced from it."""
 
     def count(self) -> int:
         return len(self.cells)
@@ -79,11 +81,11 @@ class Sweep:
 
     def cost(self, input_size: tuple[int, int] | None = None) -> float:
         """Dollars if every cell succeeds, each priced by its own model (per megapixel: estimated, high)."""
-        total = 0.0
+        total, size = 0.0, input_size or self.input_size
         for c in self.cells:
             ep = self.endpoint(c)
             args = {**ep.defaults(), **{k: v for k, v in c.arguments.items() if v is not None}}
-            total += ep.estimate(args, input_size)
+            total += ep.estimate(args, size)
         return round(total, 4)
 
     @property

@@ -56,6 +56,11 @@ def run_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
                 requests.append((build_request(mode, text, model=c.model, **args), None))
     except KontextError as exc:
         raise UsageError(usage(exc, parsed)) from None
+    sizes = [r.input_size for r, _ in requests if r.input_size]
+    if sizes:  # the grid's line then prices per-megapixel cells from the source, as the requests do
+        from dataclasses import replace
+
+        sweep = replace(sweep, input_size=sizes[0])
     print(f"kontext_nb: sweep of {_describe(sweep, requests)}")
     cost = sum(r.cost for r, _ in requests)  # each cell priced by its own model, from its own request
     estimated = any(r.estimated for r, _ in requests)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import logging
@@ -287,6 +288,8 @@ class CreateTab:
             if len(masks) != 1:
                 raise ValidationError("choose a mask: paint one, upload one, or give its path", field="mask_url")
             extra["mask"] = masks[0]
+        if images and images[0].size:  # the grid's line prices per-megapixel cells from the source
+            sweep = dataclasses.replace(sweep, input_size=images[0].size)
         side = self.session.settings.max_input_side
         requests = [
             build_request(mode, c.prompt, model=c.model, sources=images, max_input_side=side, **extra, **c.arguments)
