@@ -50,7 +50,7 @@ function render({ model, el }) {
   };
   const dab = (p, q) => {
     ctx.globalCompositeOperation = tool === "paint" ? "source-over" : "destination-out";
-    ctx.strokeStyle = ctx.fillStyle = "rgba(255,255,255,1)";
+    ctx.strokeStyle = ctx.fillStyle = "rgb(255,40,90)";  // shown in red; the mask is the alpha
     ctx.lineWidth = Number(size.value); ctx.lineCap = ctx.lineJoin = "round";
     ctx.beginPath(); ctx.moveTo(p[0], p[1]); ctx.lineTo(q[0], q[1]); ctx.stroke();
   };
@@ -74,7 +74,7 @@ function render({ model, el }) {
       const d = ctx.getImageData(0, 0, w, h), px = d.data;
       for (let i = 0; i < px.length; i += 4) {
         const a = 255 - px[i + 3];
-        px[i] = px[i + 1] = px[i + 2] = 255; px[i + 3] = a;
+        px[i] = 255; px[i + 1] = 40; px[i + 2] = 90; px[i + 3] = a;
       }
       ctx.putImageData(d, 0, 0); dirty();
     },
@@ -117,6 +117,11 @@ _CSS = """
 """
 
 
+def _bytes_from_json(js: Any, widget: Any) -> bytes:
+    """The browser's binary buffer (a memoryview) as bytes: traitlets.Bytes takes nothing else."""
+    return b"" if js is None else bytes(js)
+
+
 class MaskPainter(anywidget.AnyWidget):
     """Paint a mask over ``source``; ``mask_image`` (or ``mask=painter``) is the result, once "Use mask" is pressed."""
 
@@ -130,7 +135,7 @@ class MaskPainter(anywidget.AnyWidget):
     height = traitlets.Int(0).tag(sync=True)
     brush = traitlets.Int(40).tag(sync=True)
     """Brush diameter in source pixels."""
-    mask = traitlets.Bytes(b"").tag(sync=True)
+    mask = traitlets.Bytes(b"").tag(sync=True, from_json=_bytes_from_json)
     """The finished mask PNG, set by the browser when "Use mask" is pressed."""
     status = traitlets.Unicode("").tag(sync=True)
 
