@@ -85,7 +85,10 @@ def read_lora_file(path: str | os.PathLike[str]) -> LoraFile:
         raise ImageInputError(f"LoRA {str(path)!r} is not a .safetensors file (or give its URL)")
     if not p.is_file():
         raise ImageInputError(f"LoRA file {str(path)!r} does not exist")
-    return LoraFile(str(p), p.read_bytes())
+    data = p.read_bytes()
+    if not is_safetensors(data):
+        raise ImageInputError(f"LoRA file {str(path)!r} is not in the safetensors format (its header is not)")
+    return LoraFile(str(p), data)
 
 
 def image_inputs(arguments: dict[str, Any]) -> list[ImageInput]:
@@ -283,19 +286,46 @@ def encode_thumbnail(image: Image.Image, side: int) -> tuple[bytes, str]:
     return buf.getvalue(), "image/jpeg"
 
 
-IMAGE_SIGNATURES = (
+IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
 )
+SNIFFED_TYPES = "PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF or HEIC"
+
+
+def is_safetensors(data: bytes) -> bool:
+    """A .safetensors file by its bytes: an 8-byte little-endian header length, then that much JSON."""
+    if len(data) < 10:
+        return False
+    n = int.from_bytes(data[:8], "little")
+    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
+
+
+def sniff_upload(data: bytes) -> str | None:
+    """What may go to fal's storage from kontext_nb: an image (its type), a LoRA (.safetensors), else None."""
+    return sniff_content_type(data) or ("application/octet-stream" if is_safetensors(data) else None)
 
 
 def sniff_content_type(data: bytes) -> str | None:
-    """The image type the bytes themselves say (PNG, JPEG, WebP, GIF), whatever a header or name claims."""
+    """The image type the bytes themselves say, whatever a header, a name or a client claims; None: not an image.
+
+    The one place image bytes are recognised: file endings in the runs folder, collected results, and what the
+    sandbox and the classroom proxy agree to store and serve.
+    """
     for signature, content_type in IMAGE_SIGNATURES:
         if data.startswith(signature):
             return content_type
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"avif", b"avis"):
+            return "image/avif"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"heif"):
+            return "image/heic"
     return None
