@@ -98,3 +98,27 @@ def test_dev_is_reserved_at_the_estimate_and_settled_from_the_returned_sizes(
     # what it cost: two 320x240 images, 1 MP each (match_input), nothing sent to fal named a safety_tolerance
     assert row["cost"] == pytest.approx(2 * endpoints.PRICE_PER_MEGAPIXEL["dev"] * 1e6, rel=1e-6)
     assert "safety_tolerance" not in upstream.request_info(row["upstream_id"] or sub["request_id"])["arguments"]
+
+
+def test_a_student_inpaints_with_a_local_lora_through_the_proxy(
+    make_proxy: Callable[..., ProxyServer], upstream: SandboxServer, make_session: Callable[..., Any], tmp_path: Any
+) -> None:
+    from kontext_nb.config import RetryPolicy
+    from kontext_nb.result import Result
+
+    server = make_proxy(UNLIMITED)
+    session = make_session(
+        base_url=server.url,
+        key=server.classroom.add_student("Ada"),
+        retry=RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.2),
+        runs_dir=str(tmp_path / "ada-runs"),
+    )
+    lora = tmp_path / "ink.safetensors"
+    lora.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + bytes(100))
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (16, 12, 48, 36))
+    out = session.inpaint(Image.new("RGB", (64, 48), "teal"), "ink", mask=mask, seed=1, loras=[(str(lora), 0.7)])
+    assert isinstance(out, Result) and out.endpoint == INPAINT
+    row = server.classroom.job(out.request_id)
+    assert row is not None and row["outcome"] == "ok" and row["safety_tolerance"] is None
+    assert any("Loaded LoRA ink.safetensors" in line["message"] for line in out.logs)  # uploaded, then fetched upstream
