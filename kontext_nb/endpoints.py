@@ -732,6 +732,10 @@ def overview() -> str:
     lines = ["Endpoints (model=..., and edit with one source or 2-4 sources for multi):"]
     for ep in ENDPOINTS.values():
         lines.append(f"  {ep.model:<4} {ep.mode:<14} {ep.id:<44} {ep.price_text()}")
+    lines.append(
+        "  Per megapixel: estimated before a job from the requested or input size (each image rounded up to whole"
+    )
+    lines.append("  megapixels of 1024x1024 px: fal does not publish its rounding), recorded from the returned sizes.")
     lines.append("")
     lines.append("Inputs (fal's names):")
     # one line per input and range: [max]/[pro] and [dev]/LoRA may allow different values under one name
@@ -747,23 +751,34 @@ def overview() -> str:
             [] if len(modes) == len(MODES) else [", ".join(modes)]
         )
         where = f" ({'; '.join(parts)})" if parts else ""
-        defaults: dict[str, Any] = {}
-        for ep, g in uses:
-            if g.has_default:
-                defaults.setdefault(f"{ep.model} {ep.mode}", g.default)
-        if len({repr(d) for d in defaults.values()}) == 1 and all(g.has_default for _, g in uses):
-            defaults = {}
-        if f.required:
-            note = " [required]"
-        elif not defaults and all(g.has_default for _, g in uses):
-            note = f" [default {f.default!r}]"
-        elif defaults:
-            shown = ", ".join(f"{d!r} for {m}" for m, d in defaults.items())
-            note = f" [default {shown}; otherwise fal's choice]"
-        else:
-            note = ""
+        note = " [required]" if f.required else _defaults_note(uses)
         lines.append(f"  {name}{where}: {f.allowed()}{note} — {f.description}")
     return "\n".join(lines)
+
+
+def _defaults_note(uses: list[tuple[Endpoint, Field]]) -> str:
+    """' [default X]', or the defaults by model (by model and mode where a model's endpoints differ)."""
+
+    def shown(value: Any) -> str:
+        return repr(list(value) if isinstance(value, tuple) else value)
+
+    by_model: dict[str, set[str]] = {}
+    for ep, g in uses:
+        by_model.setdefault(ep.model, set()).add(shown(g.default) if g.has_default else "")
+    values = {v for vs in by_model.values() for v in vs}
+    if not values - {""}:
+        return ""
+    tail = "; otherwise fal's choice" if "" in values else ""
+    if len(values) == 1:
+        return f" [default {values.pop()}]"
+    groups: dict[str, list[str]] = {}
+    for ep, g in uses:
+        if not g.has_default:
+            continue
+        where = ep.model if len(by_model[ep.model]) == 1 else f"{ep.model} {ep.mode}"
+        if where not in groups.setdefault(shown(g.default), []):
+            groups[shown(g.default)].append(where)
+    return " [default " + "; ".join(f"{v} for {', '.join(ws)}" for v, ws in groups.items()) + tail + "]"
 
 
 def describe(endpoint: Endpoint) -> str:
