@@ -733,9 +733,9 @@ def overview() -> str:
     for ep in ENDPOINTS.values():
         lines.append(f"  {ep.model:<4} {ep.mode:<14} {ep.id:<44} {ep.price_text()}")
     lines.append(
-        "  Per megapixel: estimated before a job from the requested or input size (each image rounded up to whole"
+        "Per megapixel: estimated before a job from the requested or input size (each image rounded up to whole"
     )
-    lines.append("  megapixels of 1024x1024 px: fal does not publish its rounding), recorded from the returned sizes.")
+    lines.append("megapixels of 1024x1024 px: fal does not publish its rounding), recorded from the returned sizes.")
     lines.append("")
     lines.append("Inputs (fal's names):")
     # one line per input and range: [max]/[pro] and [dev]/LoRA may allow different values under one name
