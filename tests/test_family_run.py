@@ -206,3 +206,19 @@ def test_history_and_compare_show_the_mask_and_the_loras(session: Session) -> No
     comparison = Comparison.edit_and_source(session.result(painted.journal_id))
     assert comparison.labels[:2] == ["source", "mask"] and len(comparison.items) == 3
     assert "loras" in Comparison([styled, painted]).differences()
+
+
+def test_an_inpaint_whose_download_failed_is_resumed_and_priced_from_its_size(
+    make_session: object, sb: SandboxServer
+) -> None:
+    sb.configure(image_scale=1.0)
+    s = make_session()  # type: ignore[operator]
+    sb.set_faults([{"route": "media", "kind": "500", "count": 100}])
+    job = s.inpaint(picture((1500, 1000)), "a hat", mask=box_mask((1500, 1000)), seed=3, wait=False)
+    with pytest.raises(Exception, match="HTTP 500"):
+        job.result(timeout=20)
+    sb.set_faults([])
+    (collected,) = s.resume()
+    assert collected.endpoint == "fal-ai/flux-kontext-lora/inpaint" and collected.images[0].size == (1504, 1008)
+    assert collected.cost == pytest.approx(2 * endpoints.PRICE_PER_MEGAPIXEL["lora"])  # 1.45 MP, billed as 2
+    assert sb.stats()["submits"] == 1
