@@ -201,7 +201,11 @@ def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     caps = []
     for name, label in (("session", "session"), ("daily", "today")):
         cap = info.get(f"{name}_cap")
-        caps.append(f"{label} {format_cost(info[f'spent_{label}'])}" + (f" of {format_cost(cap)}" if cap else ""))
+        held = info.get(f"{name if name == 'session' else 'today'}_reserved") or 0
+        reserved = f" + {format_cost(held)} reserved" if held else ""
+        caps.append(
+            f"{label} {format_cost(info[f'spent_{label}'])}{reserved}" + (f" of {format_cost(cap)}" if cap else "")
+        )
     lines = [
         f"backend: {info['backend']} ({info['url']})",
         f"fal key: {'set' if info['key_set'] else 'not set'}",
