@@ -21,6 +21,7 @@ from ._version import __version__
 from .api import (
     attach,
     budget,
+    changes,
     children,
     configure,
     current_session,
@@ -30,13 +31,19 @@ from .api import (
     get_session,
     help,
     history,
+    inpaint,
     lineage,
     load,
     prune,
+    ranking,
+    rate,
     read_metadata,
+    register_score,
+    report,
     rerun,
     resume,
     set_session,
+    vote,
 )
 from .errors import (
     BudgetError,
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
     from .jobs import Job, JobStatus
     from .result import Result
     from .session import Session
+    from .widgets.duel import duel
     from .widgets.panel import Panel
 
 _LAZY = {
@@ -71,6 +79,9 @@ _LAZY = {
     "prepare_image": "images",
     "sandbox": None,
     "Panel": "widgets.panel",
+    "duel": "widgets.duel",
+    "mask": "widgets.mask",
+    "MaskPainter": "widgets.mask",
 }
 
 
@@ -110,6 +121,7 @@ __all__ = [
     "JobTimeout",
     "JournalError",
     "KontextError",
+    "MaskPainter",
     "Panel",
     "Result",
     "Session",
@@ -119,22 +131,31 @@ __all__ = [
     "__version__",
     "attach",
     "budget",
+    "changes",
     "children",
     "configure",
     "current_session",
     "delete",
+    "duel",
     "edit",
     "endpoints",
     "generate",
     "get_session",
     "help",
     "history",
+    "inpaint",
     "lineage",
     "load",
+    "mask",
     "prepare_image",
     "prune",
+    "ranking",
+    "rate",
     "read_metadata",
+    "register_score",
+    "report",
     "rerun",
     "resume",
     "set_session",
+    "vote",
 ]

@@ -12,7 +12,9 @@ import dataclasses
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -22,6 +24,10 @@ from .errors import ImageInputError
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 """Image files larger than this are refused before they are read (a photo is a few MB; 50 MB is no photo)."""
+MAX_INPUT_PIXELS = 50_000_000
+"""Sources with more pixels than this (a 50-megapixel camera's frame) are refused from their header, before
+decoding: a small PNG can hold a 13000x13000 image that decodes to gigabytes. FLUX.1 Kontext works at about one
+megapixel, and kontext_nb sends at most max_input_side (2048 px) a side anyway."""
 # Formats fal decodes as they are; anything else PIL reads is re-encoded as PNG.
 PASSTHROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
@@ -60,6 +66,39 @@ class ImageInput:
         return f"input-{(self.sha256 or 'x')[:12]}.{ext}"
 
 
+@dataclass(frozen=True)
+class LoraFile:
+    """A local LoRA (.safetensors) to upload to fal's storage before the job; journaled by its hash."""
+
+    __kontext_lora__ = True
+
+    description: str
+    data: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def label(self) -> str:
+        return f"file:{Path(self.description).name};sha256={self.sha256}"
+
+    def filename(self) -> str:
+        return Path(self.description).name or f"lora-{self.sha256[:12]}.safetensors"
+
+
+def read_lora_file(path: str | os.PathLike[str]) -> LoraFile:
+    """A local .safetensors file, checked and read (an ImageInputError names the problem)."""
+    p = Path(path).expanduser()
+    if p.suffix.lower() != ".safetensors":
+        raise ImageInputError(f"LoRA {str(path)!r} is not a .safetensors file (or give its URL)")
+    if not p.is_file():
+        raise ImageInputError(f"LoRA file {str(path)!r} does not exist")
+    data = p.read_bytes()
+    if not is_safetensors(data):
+        raise ImageInputError(f"LoRA file {str(path)!r} is not in the safetensors format (its header is not)")
+    return LoraFile(str(p), data)
+
+
 def image_inputs(arguments: dict[str, Any]) -> list[ImageInput]:
     """The ImageInputs among a request's arguments (image_url, or each of image_urls)."""
     found = []
@@ -72,8 +111,10 @@ def labelled(arguments: dict[str, Any]) -> dict[str, Any]:
     """Arguments to show and store: each inline image as a short hash label, not its bytes."""
 
     def label(value: Any) -> Any:
-        if isinstance(value, ImageInput):
+        if isinstance(value, (ImageInput, LoraFile)):
             return value.label()
+        if isinstance(value, dict):
+            return {k: label(v) for k, v in value.items()}
         return [label(v) for v in value] if isinstance(value, list) else value
 
     return {k: label(v) for k, v in arguments.items()}
@@ -88,6 +129,9 @@ def prepare_image(source: Any, *, max_side: int = MAX_INPUT_SIDE) -> ImageInput:
     """
     if isinstance(source, ImageInput):
         return source
+    offered = getattr(source, "kontext_image", None)
+    if callable(offered):  # e.g. the mask painter: its finished mask
+        return prepare_image(offered(), max_side=max_side)
     images = getattr(source, "image_bytes", None)
     if images is not None and hasattr(source, "request_id"):
         if not images:
@@ -184,25 +228,44 @@ def _from_bytes(data: bytes, description: str, max_side: int) -> ImageInput:
     if not data:
         raise ImageInputError(f"{description} is empty")
     try:
-        image = Image.open(io.BytesIO(data))
-        fmt = image.format
+        with warnings.catch_warnings():  # PIL's own bomb warning: the pixel count is checked right here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+        fmt, size = image.format, image.size
+        if size[0] * size[1] > MAX_INPUT_PIXELS:
+            raise ImageInputError(
+                f"{description} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} megapixels); the largest "
+                f"accepted is {MAX_INPUT_PIXELS / 1e6:.0f} megapixels (scale it down first)"
+            )
+        if fmt == "JPEG" and max(size) > max_side:
+            image.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale: memory follows what is sent
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, ImageInputError):
+            raise
         why = "not an image PIL can read" if isinstance(exc, UnidentifiedImageError) else f"corrupt ({exc})"
         raise ImageInputError(f"{description} is {why}") from None
-    return _encode(image, description, max_side, fmt=fmt, original=data)
+    return _encode(image, description, max_side, fmt=fmt, original=data, decoded_from=size)
 
 
 def _encode(
-    image: Image.Image, description: str, max_side: int, *, fmt: str | None, original: bytes | None
+    image: Image.Image,
+    description: str,
+    max_side: int,
+    *,
+    fmt: str | None,
+    original: bytes | None,
+    decoded_from: tuple[int, int] | None = None,
 ) -> ImageInput:
     """Keep the original bytes when they can go as they are; otherwise encode once."""
     changed = _has_rotation(image)
     if changed:
         image = ImageOps.exif_transpose(image)
     downscaled_from = None
+    if decoded_from is not None and decoded_from != image.size and not changed:  # decoded as a JPEG draft
+        downscaled_from, changed = decoded_from, True
     if max(image.size) > max_side:
-        downscaled_from = image.size
+        downscaled_from = downscaled_from or image.size
         image = image.copy()
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         changed = True
@@ -231,9 +294,19 @@ def _has_rotation(image: Image.Image) -> bool:
         return False
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode a downloaded result fully (a truncated download must fail here, not later)."""
-    image = Image.open(io.BytesIO(data))
+def decode_image(data: bytes, max_pixels: int = MAX_INPUT_PIXELS) -> Image.Image:
+    """Decode a downloaded result fully (a truncated download must fail here, not later). A JPEG of more than
+    ``max_pixels`` is decoded at 1/2, 1/4 or 1/8 scale (PIL's draft mode), so memory follows what is shown; the
+    bytes fal returned are kept and saved whole either way."""
+    with warnings.catch_warnings():  # a paid result is never refused: PIL's bomb warning says nothing useful here
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if image.format == "JPEG" and width * height > max_pixels:
+        scale = 2
+        while scale < 8 and (width // scale) * (height // scale) > max_pixels:
+            scale *= 2
+        image.draft(image.mode, (width // scale, height // scale))
     image.load()
     return image
 
@@ -261,6 +334,19 @@ IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"MM\x00*", "image/tiff"),
 )
 SNIFFED_TYPES = "PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF or HEIC"
+
+
+def is_safetensors(data: bytes) -> bool:
+    """A .safetensors file by its bytes: an 8-byte little-endian header length, then that much JSON."""
+    if len(data) < 10:
+        return False
+    n = int.from_bytes(data[:8], "little")
+    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
+
+
+def sniff_upload(data: bytes) -> str | None:
+    """What may go to fal's storage from kontext_nb: an image (its type), a LoRA (.safetensors), else None."""
+    return sniff_content_type(data) or ("application/octet-stream" if is_safetensors(data) else None)
 
 
 def sniff_content_type(data: bytes) -> str | None:

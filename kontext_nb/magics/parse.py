@@ -19,6 +19,7 @@ from .. import endpoints
 
 SUBCOMMANDS = (
     "edit",
+    "inpaint",
     "sweep",
     "compare",
     "history",
@@ -29,6 +30,11 @@ SUBCOMMANDS = (
     "resume",
     "status",
     "panel",
+    "rate",
+    "duel",
+    "ranking",
+    "changes",
+    "report",
     "help",
 )
 
@@ -40,8 +46,14 @@ INPUT_OPTIONS: dict[str, str] = {
     "--guidance": "guidance_scale",
     "--format": "output_format",
     "--safety": "safety_tolerance",
+    "--steps": "num_inference_steps",
+    "--accel": "acceleration",
+    "--resolution": "resolution_mode",
+    "--image-size": "image_size",
+    "--strength": "strength",
 }
 FLAG_INPUTS: dict[str, str] = {"--enhance": "enhance_prompt", "--sync": "sync_mode"}
+OFF_FLAGS: dict[str, str] = {"--no-safety-checker": "enable_safety_checker"}
 ALIASES = {"--ar": "--aspect-ratio", "-n": "--num-images"}
 
 
@@ -88,13 +100,26 @@ def make_parser(command: str, *, sweep: bool = False) -> UsageParser:
         )
     for option, name in FLAG_INPUTS.items():
         p.add_argument(option, dest=name, action=_OnceFlag, default=None, help=_field(name).description)
+    for option, name in OFF_FLAGS.items():
+        p.add_argument(option, dest=name, action="store_const", const=False, default=None, help=f"send {name}=False")
+    p.add_argument(
+        "--lora",
+        dest="loras",
+        action="append",
+        default=None,
+        metavar="URL[:SCALE]",
+        help="a LoRA (URL, Hugging Face name or local .safetensors), with its scale; repeatable (--model lora)",
+    )
     p.add_argument(
         "--model",
         dest="model",
         action=_Once,
-        metavar="max|pro" + ("[,...]" if sweep else ""),
-        help="FLUX.1 Kontext [max] or [pro]",
+        metavar="|".join(endpoints.MODELS) + ("[,...]" if sweep else ""),
+        help="FLUX.1 Kontext [max], [pro], [dev] (edit) or lora (with --lora), or an endpoint id",
     )
+    if command == "inpaint":
+        p.add_argument("--mask", dest="mask", action=_Once, metavar="MASK", help="white = repaint: path, @12, $m")
+        p.add_argument("--ref", dest="ref", action=_Once, metavar="IMAGE", help="reference_image_url (default: SOURCE)")
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="run even if the journal has this result")
     p.add_argument(
         "--bg", dest="bg", action="store_true", default=None, help="return at once; the output keeps updating"
@@ -107,7 +132,7 @@ def make_parser(command: str, *, sweep: bool = False) -> UsageParser:
 
 
 def _field(name: str) -> endpoints.Field:
-    return endpoints.endpoint_for("text-to-image", "max").field(name)
+    return endpoints.field_spec(name)
 
 
 def _metavar(f: endpoints.Field) -> str:
@@ -130,6 +155,8 @@ class Parsed:
     inputs: dict[str, Any] = field(default_factory=dict)
     """Option values as typed (strings), keyed by fal input name."""
     model: str | None = None
+    mask: str | None = None
+    ref: str | None = None
     no_cache: bool = False
     bg: bool | None = None
     tags: list[str] = field(default_factory=list)
@@ -141,9 +168,8 @@ class Parsed:
 def parse(command: str, tokens: list[str], *, sweep: bool = False) -> Parsed:
     namespace = make_parser(command, sweep=sweep).parse_intermixed_args(tokens)
     values = vars(namespace)
-    inputs = {
-        name: values[name] for name in [*INPUT_OPTIONS.values(), *FLAG_INPUTS.values()] if values.get(name) is not None
-    }
+    names = [*INPUT_OPTIONS.values(), *FLAG_INPUTS.values(), *OFF_FLAGS.values(), "loras"]
+    inputs = {name: values[name] for name in names if values.get(name) is not None}
     for tag in values["tags"]:
         if not tag.strip() or endpoints.text_problem(tag):
             raise UsageError(f"--tag {shown(tag)}: a tag must be non-empty, valid text")
@@ -154,6 +180,8 @@ def parse(command: str, tokens: list[str], *, sweep: bool = False) -> Parsed:
         words=list(values["words"]),
         inputs=inputs,
         model=values["model"],
+        mask=values.get("mask"),
+        ref=values.get("ref"),
         no_cache=values["no_cache"],
         bg=values["bg"],
         tags=values["tags"],
@@ -177,6 +205,14 @@ def convert(name: str, text: Any) -> Any:
     if not isinstance(text, str):
         return text
     f = _field(name)
+    if f.kind == "size" and "x" in text:  # --image-size 640x480
+        w, _, h = text.partition("x")
+        try:
+            return {"width": int(w), "height": int(h)}
+        except ValueError:
+            raise UsageError(
+                f"{option_for(name)} {shown(text)}: give a preset or WIDTHxHEIGHT ({f.allowed()})"
+            ) from None
     option = option_for(name)
     if f.kind == "integer":
         try:
@@ -199,10 +235,31 @@ def convert(name: str, text: Any) -> Any:
 
 def option_for(name: str) -> str:
     """The option a user types for a fal input (for messages)."""
-    for option, target in {**INPUT_OPTIONS, **FLAG_INPUTS}.items():
+    if name == "loras":
+        return "--lora"
+    for option, target in {**INPUT_OPTIONS, **FLAG_INPUTS, **OFF_FLAGS}.items():
         if target == name:
             return option
     return f"--{name}"
+
+
+def misspelt_subcommand(line: str, tokens: list[str]) -> None:
+    """A one-word line (or 'word @ref ...') close to a subcommand is a typo, not a paid prompt: a UsageError with a
+    did-you-mean. A quoted line or one starting with -- is always a prompt."""
+    if not tokens or line.lstrip().startswith(("'", '"', "--")):
+        return
+    first, refs = tokens[0], tokens[1:]
+    head = first.split("@", 1)[0] if "@" in first[1:] else first
+    if not head or not all(t.startswith(("@", "$")) or t.isdigit() for t in refs):
+        return
+    word = head.casefold()
+    close = [word] if word in SUBCOMMANDS else difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.8)
+    if close:
+        raise UsageError(
+            f"{first!r} is not a subcommand (did you mean %kontext {close[0]}{' ' if refs or head != first else ''}"
+            f"{' '.join(refs) if refs else first[len(head) :]}?); nothing was sent. For an image of the word "
+            f'itself, quote it (%kontext "{first}") or write %kontext -- {first}'
+        )
 
 
 def help_text() -> str:
@@ -218,16 +275,27 @@ HELP = """
   %%kontext --seed 7                  the cell body is the prompt; a line --- separates prompts
   %kontext edit photo.jpg make it claymation --seed 7     SOURCE: path, URL, @last, @12, @-2, $var
   %kontext edit a.png b.png -- put both cats on one sofa --seed 3    2-4 sources: multi-reference
+  %kontext edit photo.jpg make it night --model dev --steps 20 --accel regular --resolution auto
+  %kontext edit photo.jpg in the style --model lora --lora https://.../style.safetensors:0.8
+  %kontext inpaint photo.jpg --mask $m --ref other.png a red hat     repaint the white of the mask
   %kontext sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,3.5,5     a labelled grid
+  %kontext sweep edit @last "make it night" --model max,pro,dev --seed 1,2   one grid across models
   %kontext sweep edit @last "make it {winter|night}" --seed 1-4
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
-  %kontext history fox --seed 42 --limit 20
+  %kontext history fox --seed 42 --limit 20 --min-rating 4
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
-  %kontext panel                      the interactive panel: Create, Gallery, Compare, History
+  %kontext panel                      the interactive panel: Create, Gallery, Compare, History, Duel
+  %kontext rate @12 4                 1-5 stars (0 clears); kx.history(min_rating=4) finds them
+  %kontext duel @3 @5 @7              a blind duel: ← → pick the better one, = a tie (no refs: the last 12)
+  %kontext ranking @3 @5 @7           the results ranked from the votes (Bradley–Terry)
+  %kontext changes @12                what an edit changed: heat map, changed share, SSIM outside, pHash
+  %kontext report @3 @5 @7 -o report.html --size 512 --zip    one self-contained HTML file to share
 
 {name} (or {name.attr}) in a prompt is filled from the notebook's variables; nothing else in
-braces is evaluated, and $ stays a dollar sign. Quote a prompt that starts with a
-subcommand's name ("edit the photo"). In %kontext PROMPT, words after -- are all prompt
+braces is evaluated, and $ stays a dollar sign; only text and numbers fill a prompt. Quote a
+prompt that starts with a subcommand's name ("edit the photo"). A one-word line close to a
+subcommand (histroy, Panel, rerun@1) is taken for a typo and sends nothing: quote the word
+(%kontext "snow") or write %kontext -- snow to make an image of it. In %kontext PROMPT, words after -- are all prompt
 (for prompts with option-like words); in edit, -- separates the sources from the prompt.
 Settings: %config Kontext.model = 'pro' (also aspect_ratio, output_format, guidance, concurrency,
 background, runs_dir, thumbnail_size, budget_session, budget_daily, confirm_above), or

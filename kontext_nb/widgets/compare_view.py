@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 from PIL import Image
@@ -24,6 +25,10 @@ from ..views import render
 from ..views.compare import Comparison
 from ..views.grid import Grid
 from .cards import blurred, close_tree
+from .rating import RatingStars
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 SIDE = 320
 RED = "#b00020"
@@ -42,8 +47,10 @@ class CompareView:
     """Results side by side with what differs highlighted, a before/after slider and flicker for a pair,
     and a sweep's labelled grid with PNG export."""
 
-    def __init__(self, *, folder: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, *, folder: str | os.PathLike[str] | None = None, session: Session | None = None) -> None:
         self.items: list[Result] = []
+        self.session = session
+        """For the stars: ratings go to this session's journal (None: no stars)."""
         self.folder = Path(folder) if folder is not None else None
         """Where exported grids go (``grids/`` inside it); default: the runs folder of the grid's results."""
         self.grid: Grid | None = None
@@ -55,17 +62,31 @@ class CompareView:
         self.comparison = w.HTML()
         self.slider = w.IntSlider(value=50, min=0, max=100, description="after %", continuous_update=True)
         self.flicker = w.ToggleButton(value=False, description="flicker", tooltip="swap which image is on top")
+        self.changes = w.ToggleButton(value=False, description="what changed", tooltip="overlay the change heat map")
         self.before_after = w.HTML()
-        self.pair_box = w.VBox([w.HBox([self.slider, self.flicker]), self.before_after], layout=w.Layout())
+        self.pair_box = w.VBox(
+            [w.HBox([self.slider, self.flicker, self.changes]), self.before_after], layout=w.Layout()
+        )
         self.slider.observe(self._draw_pair, "value")
         self.flicker.observe(self._draw_pair, "value")
+        self.changes.observe(self._draw_pair, "value")
+        self._pair_images: tuple[Image.Image, Image.Image] | None = None
+        self.stars = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        """A RatingStars per result in the journal (kx.rate from the comparison)."""
         self.grid_html = w.HTML()
         self.export = w.Button(description="export PNG", icon="download", tooltip="save the grid with its metadata")
         self.export.on_click(lambda _: self.export_grid())
         self.export_status = w.HTML()
         self.grid_box = w.VBox([self.grid_html, w.HBox([self.export, self.export_status])], layout=w.Layout())
         self.widget = w.VBox(
-            [w.HBox([self.chips, self.clear_button]), self.message, self.comparison, self.pair_box, self.grid_box]
+            [
+                w.HBox([self.chips, self.clear_button]),
+                self.message,
+                self.comparison,
+                self.stars,
+                self.pair_box,
+                self.grid_box,
+            ]
         )
         self._render()
         self._show(self.grid_box, False)
@@ -138,15 +159,34 @@ class CompareView:
             if len(self.items) == 1:
                 self.message.value = _note("add another result to see what differs")
         self.comparison.value = comparison._repr_mimebundle_()["text/html"] if comparison is not None else ""
+        self._pair_images = None
         if comparison is not None and len(comparison.items) == 2:
             self._pair = (
                 _shot(comparison.items[0], comparison.labels[0]),
                 _shot(comparison.items[1], comparison.labels[1]),
             )
+            first, second = comparison.items
+            self._pair_images = (
+                first.images[0] if isinstance(first, Result) else first,
+                second.images[0] if isinstance(second, Result) else second,
+            )
         self._show(self.pair_box, self._pair is not None)
         self._draw_pair()
 
+    def _render_stars(self) -> None:
+        old = self.stars.children
+        rows = []
+        for item in self.items:
+            if item.journal_id is None or self.session is None:
+                continue
+            stars = RatingStars()
+            stars.bind(self.session, item.journal_id)
+            rows.append(w.HBox([w.HTML(_note(item.ref or "")), stars]))
+        self.stars.children = tuple(rows)
+        close_tree(*old)
+
     def _render_chips(self) -> None:
+        self._render_stars()
         old = self.chips.children
         chips = []
         for i, item in enumerate(self.items):
@@ -163,11 +203,27 @@ class CompareView:
             self.before_after.value = ""
             return
         before, after = self._pair
+        if self.changes.value and self._pair_images is not None:
+            self.before_after.value = changes_html(*self._pair_images)
+            return
         top, bottom = (before, after) if self.flicker.value else (after, before)
         self.before_after.value = pair_html(bottom, top, self.slider.value)
 
     def _show(self, box: w.Box, visible: bool) -> None:
         box.layout.display = None if visible else "none"
+
+
+def changes_html(before: Image.Image, after: Image.Image, side: int = SIDE) -> str:
+    """The change heat map of ``after`` against ``before`` (what kx.changes shows), with its numbers."""
+    from ..judging.changes import compute, summary
+
+    found = compute(before, after)
+    data, mime = render.thumbnail(found.image, side)
+    return (
+        f'<div class="kontext-changes" style="font:12px sans-serif"><img src="{render.data_uri(data, mime)}"'
+        f' alt="what changed" style="width:{side}px;display:block"/>'
+        f"<div>{html.escape(summary(found.as_dict()))}</div></div>"
+    )
 
 
 def pair_html(bottom: Shot, top: Shot, percent: int, side: int = SIDE) -> str:

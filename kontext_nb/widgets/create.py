@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import logging
@@ -15,7 +16,7 @@ from typing import Any
 import ipywidgets as w
 
 from .. import endpoints
-from ..endpoints import format_cost
+from ..endpoints import format_cost, format_price
 from ..errors import ImageInputError, JournalError, KontextError, ValidationError
 from ..jobs import Job, JobStatus
 from ..journal.db import JobRecord
@@ -34,6 +35,7 @@ TICK = 1.0
 """Seconds between status refreshes while jobs run (elapsed time moves even when fal says nothing)."""
 MODE_LABELS = {"multi": "multi-reference"}
 SOURCE_FIELDS = ("image_url", "image_urls")
+MASK_FIELDS = ("mask_url", "mask")
 
 
 @dataclass
@@ -73,6 +75,8 @@ class CreateTab:
         self._sweeps_done: list[Callable[[Grid], None]] = []
         self._listening: dict[Job, Callable[[], None]] = {}
         self._lock = threading.RLock()
+        self._sending = threading.Lock()
+        """Held from a click until its submit is accepted or refused (a second click meanwhile does nothing)."""
         self._ticker: threading.Thread | None = None
         self._newest: Job | None = None
         self._drawing = False
@@ -84,10 +88,16 @@ class CreateTab:
         )
         self.prompt_error = w.HTML()
         self.mode = w.ToggleButtons(options=[(MODE_LABELS.get(m, m), m) for m in endpoints.MODES])
-        self.model = w.ToggleButtons(
-            options=[(f"{m} · {format_cost(endpoints.PRICE_PER_IMAGE[m])}/image", m) for m in endpoints.MODELS]
-        )
+        self.model = w.ToggleButtons(options=_model_options("text-to-image"))
         self.sources = SourcePicker(max_side=session.settings.max_input_side)
+        self.masks = SourcePicker(max_side=session.settings.max_input_side)
+        """Inpaint: the mask (white = repaint), from an upload, a path, or the painter."""
+        self.paint_button = w.Button(description="Paint a mask", icon="paint-brush", layout=w.Layout(width="auto"))
+        self.painter_box = w.VBox()
+        self.mask_box = w.VBox(
+            [w.HTML("<b>mask</b> (white = repaint)"), w.HBox([self.paint_button]), self.masks.widget, self.painter_box],
+            layout=w.Layout(display="none"),
+        )
         self.inputs = InputControls(self._endpoint())
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.layout.width = "auto"
@@ -104,6 +114,7 @@ class CreateTab:
                 self.prompt_error,
                 w.HBox([self.mode, self.model], layout=w.Layout(flex_flow="row wrap")),
                 self.sources.widget,
+                self.mask_box,
                 self.inputs.widget,
                 w.HBox([self.generate_button, self.cancel_button]),
                 self.confirm_row,
@@ -124,6 +135,8 @@ class CreateTab:
         self.model.observe(self._mode_changed, "value")
         self.inputs.on_change(self._changed)
         self.sources.on_change(lambda: self._changed("image_url"))
+        self.masks.on_change(lambda: self._changed("mask_url"))
+        self.paint_button.on_click(lambda _: self.open_painter())
         self.generate_button.on_click(lambda _: self.generate())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.yes.on_click(lambda _: self._confirmed())
@@ -162,7 +175,11 @@ class CreateTab:
         self.prompt.value = str(rec.arguments.get("prompt", rec.prompt))
         self.inputs.set_values(rec.arguments)
         self.inputs.set_seed(rec.seed)
-        if rec.mode != "text-to-image":
+        if rec.mode == "inpaint":
+            found = self._record_inputs(rec)
+            self.sources.set(found[:1], parent_id=rec.parent_id)
+            self.masks.set(found[1:2])
+        elif rec.mode != "text-to-image":
             self.sources.set(self._record_inputs(rec), parent_id=rec.parent_id)
 
     def _record_inputs(self, rec: JobRecord) -> list[Any]:
@@ -179,8 +196,16 @@ class CreateTab:
     def _endpoint(self) -> endpoints.Endpoint:
         return endpoints.endpoint_for(self.mode.value, self.model.value)
 
-    def _mode_changed(self, _: Any) -> None:
+    def _mode_changed(self, change: Any) -> None:
+        if getattr(change, "name", None) == "value" and change.owner is self.mode:
+            # each mode offers the models that serve it (inpainting: LoRA only; [dev] edits only)
+            options = _model_options(self.mode.value)
+            keep = self.model.value if self.model.value in [v for _, v in options] else options[0][1]
+            with self.model.hold_trait_notifications():
+                self.model.options = options
+                self.model.value = keep
         self.inputs.set_endpoint(self._endpoint())
+        self.mask_box.layout.display = "" if self.mode.value == "inpaint" else "none"
         self.sources.set_multiple(self.mode.value == "multi")
         self.sources.widget.layout.display = "none" if self.mode.value == "text-to-image" else ""
         self._changed("mode")
@@ -199,7 +224,7 @@ class CreateTab:
         values = self.inputs.values()
         lists = {k: v for k, v in values.items() if isinstance(v, tuple)}
         fixed = {k: v for k, v in values.items() if v is not None and not isinstance(v, tuple)}
-        return build_sweep(self.prompt.value, lists, model=self.model.value, base=fixed)
+        return build_sweep(self.prompt.value, lists, model=self.model.value, base=fixed, mode=self.mode.value)
 
     def _update_cost(self) -> None:
         try:
@@ -210,17 +235,32 @@ class CreateTab:
             return
         n = sweep.images()
         tail = " (sweep)" if sweep.axes else ""
-        self.generate_button.description = (
-            f"Generate · {n} image{'s' if n != 1 else ''} · {format_cost(sweep.cost())}{tail}"
-        )
+        price = format_price(sweep.cost(self._input_size()), estimate=sweep.estimated)
+        self.generate_button.description = f"Generate · {n} image{'s' if n != 1 else ''} · {price}{tail}"
+
+    def _input_size(self) -> tuple[int, int] | None:
+        """The chosen source's size (per-megapixel prices follow it), or None."""
+        if self.mode.value == "text-to-image":
+            return None
+        sized = [e.image.size for e in self.sources.entries if e.image is not None and e.image.size]
+        return sized[0] if sized else None
 
     # -- generating ----------------------------------------------------------------------------------------
     def generate(self) -> list[Job]:
         """What the Generate button does: check everything, then send (or ask first above the threshold).
 
-        Returns the jobs sent (none when something is invalid or a confirmation is asked for)."""
-        if self.closed:
+        Returns the jobs sent (none when something is invalid or a confirmation is asked for). The button is
+        disabled from the click until the submit is accepted or refused: a double click sends once."""
+        if self.closed or not self._sending.acquire(blocking=False):
             return []
+        self.generate_button.disabled = True
+        try:
+            return self._generate()
+        finally:
+            self.generate_button.disabled = False
+            self._sending.release()
+
+    def _generate(self) -> list[Job]:
         self._clear_errors()
         self._hide_confirmation()
         try:
@@ -236,8 +276,9 @@ class CreateTab:
         if plan.cost > threshold + 1e-9:
             self._pending = plan
             n = sum(r.num_images for r in plan.requests)
+            price = format_price(plan.cost, estimate=any(r.estimated for r in plan.requests))
             self.confirm_text.value = html.escape(
-                f"This run makes {n} image{'s' if n != 1 else ''} for {format_cost(plan.cost)}, "
+                f"This run makes {n} image{'s' if n != 1 else ''} for {price}, "
                 f"more than {format_cost(threshold)}. Send it?"
             )
             self.confirm_row.layout.display = ""
@@ -251,23 +292,31 @@ class CreateTab:
         mode, images, parent_id = self.mode.value, None, None
         if mode != "text-to-image":
             images, parent_id = self.sources.images(), self.sources.parent_id
-            if mode == "edit" and len(images) != 1:
+            if mode in ("edit", "inpaint") and len(images) != 1:
                 raise ValidationError(
                     "choose the image to edit: upload one, give a path or URL, or use a result from the Gallery"
                     if not images
                     else f"edit takes one image and {len(images)} are chosen: use multi-reference, or clear some",
                     field="image_url",
                 )
-            spec = endpoints.endpoint_for("multi", self.model.value).field("image_urls")
+            spec = endpoints.endpoint_for("multi", "max").field("image_urls")
             if mode == "multi" and not (spec.min_items or 0) <= len(images) <= (spec.max_items or 0):
                 raise ValidationError(
                     f"multi-reference takes {spec.min_items} to {spec.max_items} images; "
                     f"{len(images)} {'is' if len(images) == 1 else 'are'} chosen",
                     field="image_url",
                 )
+        extra: dict[str, Any] = {}
+        if mode == "inpaint":
+            masks = self.masks.images()
+            if len(masks) != 1:
+                raise ValidationError("choose a mask: paint one, upload one, or give its path", field="mask_url")
+            extra["mask"] = masks[0]
+        if images and images[0].size:  # the grid's line prices per-megapixel cells from the source
+            sweep = dataclasses.replace(sweep, input_size=images[0].size)
         side = self.session.settings.max_input_side
         requests = [
-            build_request(mode, c.prompt, model=c.model, sources=images, max_input_side=side, **c.arguments)
+            build_request(mode, c.prompt, model=c.model, sources=images, max_input_side=side, **extra, **c.arguments)
             for c in sweep.cells
         ]
         return Plan(sweep, requests, parent_id)
@@ -275,8 +324,14 @@ class CreateTab:
     def _confirmed(self) -> None:
         plan, self._pending = self._pending, None
         self._hide_confirmation()
-        if plan is not None:
+        if plan is None or not self._sending.acquire(blocking=False):
+            return
+        self.yes.disabled = self.generate_button.disabled = True
+        try:
             self._send(plan)
+        finally:
+            self.yes.disabled = self.generate_button.disabled = False
+            self._sending.release()
 
     def _declined(self) -> None:
         self._pending = None
@@ -288,16 +343,11 @@ class CreateTab:
         self.confirm_row.layout.display = "none"
 
     def _send(self, plan: Plan) -> list[Job]:
-        jobs: list[Job] = []
-        try:
-            for request in plan.requests:
-                job = self.session.submit(request, confirm=True, parent_id=plan.parent_id)
-                assert isinstance(job, Job)
-                jobs.append(job)
-        except Exception as exc:  # a budget cap reached part way: take back what was sent
+        try:  # the session's one batch rule: every job of the click is sent, or none
+            jobs = self.session.submit_all([(r, plan.parent_id) for r in plan.requests], confirm=True)
+        except Exception as exc:
             if not isinstance(exc, KontextError):
                 log.exception("the panel could not send the request")
-            _in_background([j.cancel for j in jobs])
             self.error.value = error_html(str(exc) if isinstance(exc, KontextError) else f"{type(exc).__name__}: {exc}")
             return []
         self._follow(Batch(jobs, plan.sweep if plan.sweep.axes else None))
@@ -437,6 +487,8 @@ class CreateTab:
         name = getattr(exc, "field", None)
         if name == "prompt":
             self.prompt_error.value = error_html(str(exc))
+        elif name in MASK_FIELDS:
+            self.masks.show_error(str(exc))
         elif name in SOURCE_FIELDS or isinstance(exc, ImageInputError):
             self.sources.show_error(str(exc))
         elif name in self.inputs.controls:
@@ -448,6 +500,26 @@ class CreateTab:
         self.prompt_error.value = self.error.value = ""
         self.inputs.clear_errors()
         self.sources.clear_error()
+        self.masks.clear_error()
+
+    # -- inpainting: the mask painter ----------------------------------------------------------------------
+    def open_painter(self) -> Any:
+        """Paint the mask over the chosen source (full resolution, in the browser); 'Use mask' puts it here."""
+        from .mask import MaskPainter
+
+        try:
+            images = self.sources.images()
+        except ValidationError as exc:
+            self._show_error(exc)
+            return None
+        if len(images) != 1:
+            self.masks.show_error("choose the image to inpaint first: the mask is painted over it")
+            return None
+        painter = MaskPainter(images[0], on_mask=lambda png: self.masks.set([png]))
+        old = self.painter_box.children
+        self.painter_box.children = [painter]
+        close_tree(*old)
+        return painter
 
     def close(self) -> None:
         """Stop the ticker and stop listening to jobs (they go on running in the session)."""
@@ -461,6 +533,16 @@ class CreateTab:
         self._sweeps_done.clear()
         self.result_view.close()
         close_tree(self.widget)
+
+
+def _model_options(mode: str) -> list[tuple[str, str]]:
+    """The models serving a mode, each with its price: '$0.08/image' or '$0.035/MP'."""
+    out = []
+    for m in endpoints.models_for(mode):
+        ep = endpoints.endpoint_for(mode, m)
+        unit = "image" if ep.unit == "image" else "MP"
+        out.append((f"{m} · ${ep.price:.3f}".rstrip("0").rstrip(".") + f"/{unit}", m))
+    return out
 
 
 def _max_sources() -> int:

@@ -16,11 +16,12 @@ from ..views.grid import Grid
 from .cards import close_tree
 from .compare_view import CompareView
 from .create import CreateTab
+from .duel import DuelTab
 from .gallery import Gallery
 from .history_view import HistoryView
 
-TITLES = ("Create", "Gallery", "Compare", "History")
-CREATE, GALLERY, COMPARE, HISTORY = range(len(TITLES))
+TITLES = ("Create", "Gallery", "Compare", "History", "Duel")
+CREATE, GALLERY, COMPARE, HISTORY, DUEL = range(len(TITLES))
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,17 @@ class Panel:
             session, on_use_as_input=self._use_as_input, on_reuse_seed=self._reuse_seed, on_compare=self._compare
         )
         self.create.result_view.callbacks.update(use=self._use_as_input, seed=self._reuse_seed, compare=self._compare)
-        self.compare = CompareView(folder=session.runs_folder)
+        self.compare = CompareView(folder=session.runs_folder, session=session)
         self.history = HistoryView(session, on_load=self._load, on_use=self._use_as_input, on_compare=self._compare)
+        self.duel = DuelTab(session)
         self.tab = w.Tab(
-            children=[self.create.widget, self.gallery.widget, self.compare.widget, self.history.widget],
+            children=[
+                self.create.widget,
+                self.gallery.widget,
+                self.compare.widget,
+                self.history.widget,
+                self.duel.widget,
+            ],
             titles=TITLES,
         )
         self.header = w.HTML(self._header_text())
@@ -125,6 +133,8 @@ class Panel:
     def _tab_changed(self, change: Any) -> None:
         if change.new == HISTORY:
             self.history.refresh()
+        elif change.new == DUEL:
+            self.duel.show()
         if change.new == GALLERY:
             self._new_cards(0)  # new cards stay outlined while the tab is looked at
         elif change.old == GALLERY:
@@ -210,7 +220,7 @@ class Panel:
         self._stop_header()
         self.create.close()
         self.gallery.close()
-        for view in (self.compare, self.history):
+        for view in (self.compare, self.history, self.duel):
             close = getattr(view, "close", None)
             if close is not None:
                 close()
