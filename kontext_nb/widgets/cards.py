@@ -27,6 +27,7 @@ from ..jobs import Job, JobStatus
 from ..journal import folder as store
 from ..result import Result
 from ..views import render
+from . import files
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -400,12 +401,7 @@ def _links_html(result: Result) -> str:
     if not result.files:
         why = result.save_error or "not saved to the runs folder"
         return f'<span style="font:11px sans-serif;opacity:.7">{html.escape(why)}</span>'
-    path = result.files[0]
-    href = html.escape(render.file_link(path))
-    return (
-        f'<span style="font:11px sans-serif"><a href="{href}" target="_blank">open full size</a> · '
-        f'<a href="{href}" download="{html.escape(path.name)}">download</a></span>'
-    )
+    return files.links_html(result)  # served by the panel's FileServer: works wherever the runs folder is
 
 
 def _metadata_html(request_id: str | None, endpoint: str, arguments: dict[str, Any], result: Result | None) -> str:

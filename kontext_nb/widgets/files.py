@@ -24,6 +24,7 @@ from ..result import Result
 from ..views.names import readable_name
 from . import front
 
+LINK = "color:#2f6fd6;text-decoration:underline;cursor:pointer"
 _paths: dict[str, Path] = {}
 _lock = threading.Lock()
 
@@ -40,7 +41,7 @@ def link(path: Path, name: str, text: str, action: str, title: str = "") -> str:
     """One link: ``action`` is "download" (save as ``name``) or "open" (the image in a new tab)."""
     esc = html.escape
     return (
-        f'<a href="#" class="kx-file" data-kx-file="{token(path)}" data-kx-action="{action}"'
+        f'<a href="#" class="kx-file" style="{LINK}" data-kx-file="{token(path)}" data-kx-action="{action}"'
         f' data-kx-name="{esc(name)}" title="{esc(title or name)}">{esc(text)}</a>'
     )
 

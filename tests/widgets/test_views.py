@@ -8,7 +8,6 @@ import io
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import ipywidgets
@@ -64,9 +63,11 @@ def test_job_card_shows_queued_then_running_then_the_result(session: Session, sb
     assert card.image.value != placeholder() and image_of(card.image.value).format == "JPEG"
     assert "seed 42" in card.head.value and "$0.08" in card.head.value and "cached" not in card.head.value
     assert "max · text-to-image" in card.head.value
-    href = re.escape(Path(result.files[0]).name)
-    assert re.search(rf'<a href="[^"]*{href}" target="_blank">open full size</a>', card.links.value)
-    assert re.search(rf'<a href="[^"]*{href}" download=', card.links.value)
+    # open / download go through the panel's FileServer (a token, never a path or a file:// link)
+    name = f"{result.journal_id:04d}-seed42-a-lighthouse-at-dusk.jpg"
+    assert f'data-kx-action="open" data-kx-name="{name}"' in card.links.value
+    assert f'data-kx-action="download" data-kx-name="{name}"' in card.links.value
+    assert "file://" not in card.links.value and result.files[0].name not in card.links.value
     assert card.result is result and gallery.cards == [card]
     assert not any(b.disabled for b in card.buttons.values())
     gallery.close()

@@ -259,7 +259,9 @@ function render({ model, el }) {
       box.appendChild(layer.node);
       figure.append(box, caption(item, i), actions(images[i], item.label));
       grid.appendChild(figure);
-      viewports.push({ box, layers: [layer] });
+      const vp = { box, layers: [layer] };
+      viewports.push(vp);
+      attach(vp);
     });
     body.appendChild(grid);
     hint.textContent = "drag: pan · wheel or + −: zoom, all images together";
@@ -293,6 +295,7 @@ function render({ model, el }) {
     under.append(actions(A, items[a].label), actions(B, items[b].label));
     body.append(box, labels, under);
     viewports.push(vp);
+    attach(vp);
     const hints = {
       slider: "drag on the image: move the divider · shift+drag or middle button: pan · wheel: zoom · f: swap",
       flicker: "f or space: swap · ▶ flicker: swap by itself · drag: pan · wheel: zoom",
