@@ -138,7 +138,10 @@ class CompareView:
             if len(self.items) == 1:
                 self.message.value = _note("add another result to see what differs")
         self.comparison = comparison
-        self.view.show(comparison)
+        source = (
+            self.items[0].inputs[0].data if comparison is not None and len(comparison.items) > len(self.items) else None
+        )
+        self.view.show(comparison, source)
         self._show(self.view, comparison is not None)
 
     def _render_chips(self) -> None:

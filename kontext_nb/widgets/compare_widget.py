@@ -56,15 +56,16 @@ class CompareWidget(anywidget.AnyWidget):
             raise ValueError(f"mode={kwargs['mode']!r}: choose one of {', '.join(MODES)}")
         super().__init__(**kwargs)
 
-    def show(self, comparison: Comparison | None) -> None:
-        """Show a comparison (None: nothing). At most MAX_ITEMS items."""
+    def show(self, comparison: Comparison | None, source: bytes | None = None) -> None:
+        """Show a comparison (None: nothing). At most MAX_ITEMS items. ``source``: the file of an edit's source
+        image, sent as it is instead of re-encoding its first item."""
         if comparison is None:
             self._set([], [], "", "")
             return
         if len(comparison.items) > MAX_ITEMS:
             raise ValueError(f"{len(comparison.items)} results: the compare view shows at most {MAX_ITEMS}")
         words = comparison.prompt_diff() if "prompt" in comparison.differences() else [[] for _ in comparison.items]
-        items = []
+        items: list[dict[str, Any]] = []
         for item, label, caption, marked in zip(
             comparison.items, comparison.labels, comparison.captions(), words, strict=True
         ):
@@ -75,7 +76,7 @@ class CompareWidget(anywidget.AnyWidget):
                     "caption": caption,
                     "words": [[word, changed] for word, changed in marked],
                     "flagged": flagged,
-                    "image": self._buffer(item),
+                    "image": self._buffer(item, source if not items else None),
                 }
             )
         rows = [[name, values, hot] for name, values, hot in comparison.rows()]
@@ -92,10 +93,10 @@ class CompareWidget(anywidget.AnyWidget):
                 del self._buffers[key], self._sources[key]
                 buffer.close()
 
-    def _buffer(self, item: Result | Image.Image) -> front.ImageBuffer:
+    def _buffer(self, item: Result | Image.Image, data: bytes | None = None) -> front.ImageBuffer:
         key = id(item)
         if key not in self._buffers:
-            self._buffers[key] = image_buffer_of(item)
+            self._buffers[key] = image_buffer_of(item, data)
             self._sources[key] = item  # kept so its id is not reused while the buffer lives
         return self._buffers[key]
 
@@ -107,15 +108,19 @@ class CompareWidget(anywidget.AnyWidget):
         super().close()
 
 
-def image_buffer_of(item: Result | Image.Image) -> front.ImageBuffer:
-    """A result's first image file as saved (metadata inside, readable name), or a plain image as PNG."""
+def image_buffer_of(item: Result | Image.Image, data: bytes | None = None) -> front.ImageBuffer:
+    """A result's first image file as saved (metadata inside, readable name); a plain image as its file ``data``
+    when given, else as PNG."""
     if isinstance(item, Result):
-        data = item.image_bytes[0]
-        mime = sniff_content_type(data) or item.content_types[0]
+        file = item.image_bytes[0]
+        kind = sniff_content_type(file) or item.content_types[0]
         name = readable_name(
-            prompt=item.prompt, seed=item.seed, journal_id=item.journal_id, mime=mime, count=len(item.images)
+            prompt=item.prompt, seed=item.seed, journal_id=item.journal_id, mime=kind, count=len(item.images)
         )
-        return front.image_buffer(data, mime, name, item.images[0].size)
-    out = io.BytesIO()
-    item.save(out, "PNG")
-    return front.image_buffer(out.getvalue(), "image/png", readable_name(kind="source", mime="image/png"), item.size)
+        return front.image_buffer(file, kind, name, item.images[0].size)
+    mime = sniff_content_type(data) if data is not None else None
+    if data is None or mime is None:
+        out = io.BytesIO()
+        item.save(out, "PNG")
+        data, mime = out.getvalue(), "image/png"
+    return front.image_buffer(data, mime, readable_name(kind="source", mime=mime), item.size)

@@ -76,7 +76,7 @@ def test_an_edit_alone_is_overlaid_on_its_source(session: Session) -> None:
     view = CompareView()
     view.add(edit)
     assert [i["label"] for i in view.view.items] == ["source", edit.ref] and view.view.mode == "slider"
-    assert view.view.items[0]["image"].mime == "image/png"
+    assert view.view.items[0]["image"].value == edit.inputs[0].data  # the source file as it was, not re-encoded
     view.add(source)
     assert ["blue", True] in view.view.items[0]["words"]
     view.remove(0)

@@ -130,7 +130,11 @@ function render({ model, el }) {
       const r = vp.box.getBoundingClientRect();
       const divider = vp.divider && e.button === 0 && !e.shiftKey && view.mode === "slider";
       drag = { divider, x: e.clientX, y: e.clientY, cx: view.cx, cy: view.cy, r };
-      vp.box.setPointerCapture(e.pointerId);
+      try {
+        vp.box.setPointerCapture(e.pointerId);
+      } catch {
+        // a synthetic pointer (a script, a test) has nothing to capture
+      }
       if (divider) moveCut(e, r);
     });
     vp.box.addEventListener("pointermove", (e) => {
