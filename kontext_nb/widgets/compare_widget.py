@@ -41,7 +41,8 @@ class CompareWidget(anywidget.AnyWidget):
     common_prompt = t.Unicode("").tag(sync=True)
     """The prompt, once, when every result has the same one."""
     mode = t.Unicode("slider").tag(sync=True)
-    """The view a pair opens in; the user's later choice stays in the browser."""
+    """The view a comparison opens in: the ``mode`` given for two images (default: the divider), side by side
+    for more. The user's later choices stay in the browser."""
     pair = t.List(t.Int(), default_value=[0, 1]).tag(sync=True)
     """The two items a pair view overlays (first on the left)."""
 
@@ -55,6 +56,7 @@ class CompareWidget(anywidget.AnyWidget):
         if kwargs.get("mode", "slider") not in MODES:
             raise ValueError(f"mode={kwargs['mode']!r}: choose one of {', '.join(MODES)}")
         super().__init__(**kwargs)
+        self._pair_mode = str(self.mode)
 
     def show(self, comparison: Comparison | None, source: bytes | None = None) -> None:
         """Show a comparison (None: nothing). At most MAX_ITEMS items. ``source``: the file of an edit's source
@@ -87,6 +89,7 @@ class CompareWidget(anywidget.AnyWidget):
         with self.hold_sync():
             self.rows, self.note, self.common_prompt = rows, note, prompt
             self.pair = [0, 1]
+            self.mode = self._pair_mode if len(items) == 2 else "side by side"
             self.items = items
         for key, buffer in list(self._buffers.items()):
             if id(buffer) not in keep:

@@ -105,22 +105,7 @@ def test_compare_and_files_in_the_browser(lab: Lab, page: Page, screenshot: Shot
     tag = f"compare-{front}"
     runs = lab.base / f"runs-{front}"  # beside the server's root, not below it
     name = f"{tag}.ipynb"
-    notebook = {
-        "cells": [
-            {
-                "cell_type": "code",
-                "execution_count": None,
-                "id": "c0",
-                "metadata": {},
-                "outputs": [],
-                "source": source(runs),
-            }
-        ],
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-    (lab.root / name).write_text(json.dumps(notebook))
+    (lab.root / name).write_text(json.dumps(one_cell_notebook(source(runs))))
     frames = Frames(page)
     open_in(page, lab, front, name)
     run_first_cell(page)
@@ -252,3 +237,57 @@ def check_image_tab(tab_page: Page, tag: str, screenshot: Shot) -> None:
     assert tab_page.locator(".jp-LabShell, #main").count() == 0
     screenshot(tab_page, f"{tag}-open-full-size")
     tab_page.close()
+
+
+def test_several_results_side_by_side_with_what_differs(lab: Lab, page: Page, screenshot: Shot) -> None:
+    name = "compare-several.ipynb"
+    code = (
+        "import kontext_nb as kx\n"
+        "from kontext_nb.widgets import CompareView\n\n"
+        f"kx.configure(runs_dir={str(lab.base / 'runs-several')!r})\n"
+        "view = CompareView()\n"
+        'view.add(kx.generate("a red fox in the snow", seed=1))\n'
+        'view.add(kx.generate("a red fox in the rain", seed=2))\n'
+        'view.add(kx.generate("a red fox in the rain", seed=2, guidance_scale=6))\n'
+        "view.widget"
+    )
+    (lab.root / name).write_text(json.dumps(one_cell_notebook(code)))
+    frames = Frames(page)
+    open_in(page, lab, "lab", name)
+    run_first_cell(page)
+    viewer = outputs(page.locator(".jp-Notebook .jp-Cell").first).locator(".kx-compare")
+    expect(viewer).to_have_attribute("data-ready", "true", timeout=WAIT)
+    expect(viewer).to_have_attribute("data-mode", "side by side")  # three results open side by side
+    figures = viewer.locator(".kx-figure")
+    expect(figures).to_have_count(3)
+    sizes = figures.locator(".kx-stage").evaluate_all("els => els.map(e => [e.clientWidth, e.clientHeight])")
+    assert len({tuple(s) for s in sizes}) == 1, f"not at equal size: {sizes}"
+    expect(figures.nth(1).locator("mark")).to_have_text("rain")
+    expect(figures.nth(0).locator("mark")).to_have_text("snow")
+    hot = viewer.locator("td.kx-hot")
+    expect(hot).to_have_count(3)  # seed 2 twice, guidance 6 once
+    expect(viewer.locator("tr", has=page.locator("th", has_text="guidance_scale")).locator("td.kx-hot")).to_have_text(
+        "6.0"
+    )
+    viewer.scroll_into_view_if_needed()
+    time.sleep(1.0)
+    mark = frames.mark()
+    box = figures.nth(0).locator(".kx-stage").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -500)
+    expect(viewer).not_to_have_attribute("data-zoom", "1.0000")
+    transforms = figures.locator("img.kx-layer").evaluate_all("els => els.map(e => e.style.transform)")
+    assert len(set(transforms)) == 1, f"all three zoom together: {transforms}"
+    screenshot(page, "compare-several-side-by-side-zoomed")
+    viewer.locator(".kx-pick-b").select_option("2")  # overlay the first and the third
+    viewer.locator("button.kx-mode[data-mode='slider']").click()
+    expect(viewer.locator(".kx-labels")).to_contain_text(re.compile(r"@\d+ ▶"))
+    screenshot(page, "compare-several-slider-first-and-third")
+    assert frames.since(mark)[0] == 0, "zooming and picking the pair stay in the browser"
+
+
+def one_cell_notebook(code: str) -> dict[str, Any]:
+    kernelspec = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    cell = {"cell_type": "code", "execution_count": None, "id": "c0", "metadata": {}, "outputs": [], "source": code}
+    return {"cells": [cell], "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}

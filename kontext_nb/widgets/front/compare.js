@@ -378,8 +378,7 @@ function render({ model, el }) {
     view.pair = pair.length === 2 && pair.every((i) => i < images.length) ? pair : [0, Math.min(1, images.length - 1)];
     view.zoom = 1;
     view.cx = view.cy = 0.5;
-    if (!overlayable()) view.mode = "side by side";
-    else if (model.get("mode") && view.mode === "side by side") view.mode = model.get("mode");
+    view.mode = overlayable() && KX_MODES.includes(model.get("mode")) ? model.get("mode") : "side by side";
     if (view.mode !== "flicker") stopFlicker();
     root.dataset.ready = "true";
     draw();
