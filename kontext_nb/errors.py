@@ -33,11 +33,14 @@ class FalError(KontextError):
         status_code: int | None = None,
         error_type: str | None = None,
         request_id: str | None = None,
+        field_errors: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.error_type = error_type
         self.request_id = request_id
+        self.field_errors: list[tuple[str, str]] = list(field_errors or [])
+        """For a 422: (field, message) for every input fal refused."""
 
 
 class JobFailed(FalError):

@@ -247,19 +247,33 @@ def encode_thumbnail(image: Image.Image, side: int) -> tuple[bytes, str]:
     return buf.getvalue(), "image/jpeg"
 
 
-IMAGE_SIGNATURES = (
+IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"GIF87a", "image/gif"),
     (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
 )
+SNIFFED_TYPES = "PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF or HEIC"
 
 
 def sniff_content_type(data: bytes) -> str | None:
-    """The image type the bytes themselves say (PNG, JPEG, WebP, GIF), whatever a header or name claims."""
+    """The image type the bytes themselves say, whatever a header, a name or a client claims; None: not an image.
+
+    The one place image bytes are recognised: file endings in the runs folder, collected results, and what the
+    sandbox and the classroom proxy agree to store and serve.
+    """
     for signature, content_type in IMAGE_SIGNATURES:
         if data.startswith(signature):
             return content_type
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"avif", b"avis"):
+            return "image/avif"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"heif"):
+            return "image/heic"
     return None

@@ -147,8 +147,9 @@ class Job:
 
         return unsubscribe
 
-    # -- engine side --------------------------------------------------------------------
-    def _update(self, state: State, **fields: Any) -> None:
+    # -- the engine's side: whoever runs the job reports through these ------------------------
+    def update_status(self, state: State, **fields: Any) -> None:
+        """A new state from fal (queued with a position, running with logs); callbacks hear of real changes."""
         self._fire(self._set(state, **fields))
 
     def _set(self, state: State, **fields: Any) -> JobStatus | None:
@@ -182,8 +183,8 @@ class Job:
             except Exception:
                 log.exception("a job callback failed")
 
-    def _finish(self, result: Result | None = None, error: BaseException | None = None) -> None:
-        """Record the outcome; the result is readable before callbacks hear of it."""
+    def settle(self, result: Result | None = None, error: BaseException | None = None) -> None:
+        """Record the outcome (once; later calls are ignored): the result is readable before callbacks hear of it."""
         if self._future.done():
             return
         if result is not None:

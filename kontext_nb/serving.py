@@ -6,9 +6,12 @@ port at once and a taken port fails where the caller can report it.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -32,9 +35,12 @@ def listen(host: str, port: int) -> tuple[socket.socket, int, str]:
 class ServerThread:
     """uvicorn serving ``app`` on ``sock`` in a daemon thread; ``start()`` returns once it accepts connections."""
 
-    def __init__(self, app: Any, sock: socket.socket, name: str) -> None:
+    def __init__(self, app: Any, sock: socket.socket, name: str, limits: ConnectionLimits | None = None) -> None:
         import uvicorn
 
+        limits = limits or ConnectionLimits()
+        if hasattr(app, "state"):
+            app.state.body_seconds = limits.body_seconds
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -43,8 +49,11 @@ class ServerThread:
             lifespan="on",
             ws="none",
             loop="asyncio",
-            http="h11",
+            http=guarded_protocol(limits),
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=max(1, round(limits.keep_alive_seconds)),
+            limit_concurrency=limits.max_connections,
+            h11_max_incomplete_event_size=16 * 1024,
         )
         self._server = uvicorn.Server(config)
         self._socket = sock
@@ -71,3 +80,109 @@ class ServerThread:
         """Ask uvicorn to shut down (it lets open requests end) and join the thread."""
         self._server.should_exit = True
         self._thread.join(timeout)
+
+
+# ---- defences of a server that faces a network ---------------------------------------------
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one server lets clients hold open; the rest of what a hostile network needs is in front of it.
+
+    uvicorn bounds header size (h11, 16 KiB) and idle keep-alive connections; these add a cap on
+    connections in all and per client address, and a deadline for a request's head, so idle or
+    slow-header connections cannot use up the process's file descriptors. Bodies are bounded by
+    ``read_body``. Behind a reverse proxy every client has its address: raise ``per_client``.
+    """
+
+    max_connections: int = 1000
+    per_client: int = 256
+    head_seconds: float = 10.0
+    """A connection that has not sent a whole request head this long after connecting (or after its
+    last answer) is closed."""
+    keep_alive_seconds: float = 5.0
+    body_seconds: float = 60.0
+    """A request body still arriving after this long is refused (408)."""
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with a cap on connections (all, and per client address) and a deadline for heads."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    per_address: Counter[str] = Counter()
+
+    class GuardedH11Protocol(H11Protocol):
+        _address: str | None = None
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if peer else "?"
+            if len(self.connections) > limits.max_connections or per_address[address] >= limits.per_client:
+                transport.abort()  # no answer: a client over its share gets a reset, not a slot
+                return
+            self._address = address
+            per_address[address] += 1
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._address is not None:
+                per_address[self._address] -= 1
+                if per_address[self._address] <= 0:
+                    del per_address[self._address]
+                self._address = None
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            before = self.cycle
+            super().data_received(data)
+            if self.cycle is not before:
+                self._disarm()  # a whole head arrived
+            elif self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm()  # the next request's head has begun
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(limits.head_seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
+class SlowBody(Exception):
+    """A request body that kept arriving past ConnectionLimits.body_seconds (answered 408)."""
+
+
+async def read_body(request: Any, limit: int, seconds: float | None = None) -> bytes | None:
+    """The body, or None if it is (or says it will be) larger than ``limit``: the caller answers 413.
+
+    Raises SlowBody when it takes longer than ``seconds`` (default: the server's body_seconds).
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    if seconds is None:
+        seconds = getattr(request.app.state, "body_seconds", ConnectionLimits.body_seconds)
+
+    async def read() -> bytes | None:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), seconds)
+    except asyncio.TimeoutError:
+        raise SlowBody(f"the request body did not arrive within {seconds:g} s") from None

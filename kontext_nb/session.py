@@ -316,7 +316,7 @@ class Session:
                 )
                 continue
             hooks = tracker.hooks(record.id, record.parent_id)
-            tracker._active.add(record.id)
+            tracker.mark_active(record.id)
             job = self.engine.attach(record.endpoint, record.request_id, hooks=hooks, arguments=record.arguments)
             self._announce(job)
             jobs.append(job)
@@ -366,5 +366,5 @@ class Session:
 def _finished_job(result: Result) -> Job:
     job = Job(result.endpoint, result.arguments, lambda j: False)
     job.request_id, job.journal_id = result.request_id, result.journal_id
-    job._finish(result)
+    job.settle(result)
     return job

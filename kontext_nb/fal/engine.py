@@ -28,7 +28,7 @@ from ..images import ImageInput, labelled
 from ..jobs import Job
 from ..result import Result
 from .collect import collect_result
-from .protocol import fal_error
+from .protocol import CANCEL_ERROR_TYPES, fal_error
 from .status import StreamUnavailable, follow_stream, poll_status
 from .transport import FalTransport
 from .upload import StorageUploader
@@ -226,7 +226,8 @@ class Engine:
                 final = await self._watch(run)
             else:
                 final = await self._send_and_watch(run)
-            if final.get("error") and (run.cancelled_remotely or final.get("error_type") == "request_cancelled"):
+            cancelled = final.get("error_type") in CANCEL_ERROR_TYPES
+            if final.get("error") and (run.cancelled_remotely or cancelled):
                 raise asyncio.CancelledError
             if final.get("error"):
                 raise JobFailed(
@@ -248,7 +249,7 @@ class Engine:
                     await asyncio.to_thread(run.hooks.finalize, result)
                 except Exception:  # the images are in hand: never lose them over a bookkeeping error
                     log.exception("finalizing request %s failed", run.job.request_id)
-            run.job._finish(result)
+            run.job.settle(result)
         except asyncio.CancelledError:
             self._fail(run, JobCancelled(_cancel_message(run)))
         except KontextError as exc:
@@ -265,7 +266,7 @@ class Engine:
                 error = run.hooks.on_failed(run.job, error) or error
             except Exception:
                 log.exception("recording the end of %s failed", run.job.request_id)
-        run.job._finish(error=error)
+        run.job.settle(error=error)
 
     async def _send_and_watch(self, run: _Run) -> dict[str, Any]:
         async with self._slots:
@@ -356,13 +357,13 @@ class Engine:
         status = data.get("status")
         logs = data.get("logs") or None
         if status == "IN_QUEUE":
-            run.job._update("queued", position=data.get("queue_position"), logs=logs)
+            run.job.update_status("queued", position=data.get("queue_position"), logs=logs)
         elif status == "IN_PROGRESS":
-            run.job._update("running", logs=logs)
+            run.job.update_status("running", logs=logs)
         elif status == "COMPLETED":
             run.completed_at = time.time()
             if logs:
-                run.job._update("running", logs=logs)
+                run.job.update_status("running", logs=logs)
 
     # -- cancel ---------------------------------------------------------------------------
     async def _cancel(self, run: _Run) -> bool:

@@ -12,6 +12,7 @@ from ..errors import FalError, KontextError
 
 PROXY_HEADER = "x-kontext-proxy"  # on every answer a kontext_nb classroom proxy makes itself
 PROXY_LIMIT_HEADER = "x-kontext-limit"  # on its refusals: which limit (images-per-day, blocklist, ...)
+CANCEL_ERROR_TYPES = ("request_cancelled", "client_cancelled")  # fal documents both (client_cancelled: HTTP 499)
 
 
 def field_errors(detail: Any) -> list[tuple[str, str]]:
@@ -44,9 +45,12 @@ def http_error(response: httpx.Response, request_id: str | None = None) -> FalEr
     pairs = field_errors(detail)
     if status == 422 and pairs:
         text = "; ".join(f"{f}: {m}" for f, m in pairs)
-        err = FalError(f"fal rejected the input: {text}", status_code=422, error_type=error_type or "validation")
-        err.field_errors = pairs  # type: ignore[attr-defined]
-        return err
+        return FalError(
+            f"fal rejected the input: {text}",
+            status_code=422,
+            error_type=error_type or "validation",
+            field_errors=pairs,
+        )
     if not isinstance(detail, str):
         detail = response.text.strip().splitlines()[0][:200] if response.text.strip() else response.reason_phrase
     rid = f" for request {request_id}" if request_id else ""

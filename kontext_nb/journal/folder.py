@@ -11,13 +11,14 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from ..errors import JournalError
-from ..images import encode_thumbnail, sniff_content_type
-from . import metadata
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# PIL and the metadata writer load only when a file is written: reading the journal (and %load_ext) stays cheap
 
 RESULTS = "images"
 INPUTS = "inputs"
@@ -42,12 +43,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def extension(content_type: str, data: bytes) -> str:
     """The file ending the bytes call for; the claimed type only when the bytes say nothing."""
+    from ..images import sniff_content_type
+
     return EXTENSIONS.get(sniff_content_type(data) or content_type, ".bin")
 
 
 def save_result_image(folder: Path, data: bytes, content_type: str, meta: dict[str, Any]) -> tuple[str, bytes]:
     """Write one result image with its metadata; returns its path (relative to the runs folder)
     and the bytes on disk. The same image saved again keeps the file (and metadata) it has."""
+    from . import metadata
+
     name = hashlib.sha256(data).hexdigest()[:32] + extension(content_type, data)
     relative = Path(RESULTS) / name
     target = folder / relative
@@ -67,6 +72,8 @@ def thumbnail_path(folder: Path, image_relative: str) -> Path:
 
 def save_thumbnail(folder: Path, image_relative: str, image: Image.Image) -> None:
     """A small JPEG beside each result, so tables and galleries never decode full-size files."""
+    from ..images import encode_thumbnail
+
     target = thumbnail_path(folder, image_relative)
     if not target.exists():
         data, _ = encode_thumbnail(image, THUMB_SIDE)

@@ -142,6 +142,10 @@ class Tracker:
                 found.append(ImageInput(f"input of {record.ref}", data=data, content_type=ctype))
         return found
 
+    def mark_active(self, journal_id: int) -> None:
+        """This session is collecting the job now: no other resume should take it."""
+        self._active.add(journal_id)
+
     # -- cache and budget -------------------------------------------------------------------
     @staticmethod
     def cache_key(endpoint: str, arguments: dict[str, Any]) -> str | None:

@@ -27,8 +27,16 @@ Manage a class, with or without a server running on the same folder::
 
 Modules: limits.py (quota arithmetic), policy.py (endpoints, safety, blocklist), roster.py
 (tokens, CSV), classroom.py (SQLite), upstream.py (the real key, URL rewriting, scrubbing),
-dispatch.py (fair queue, upstream watcher), app.py (fal's queue routes), storage.py (uploads,
-media), instructor.py (the page), __main__.py (the command line).
+dispatch.py (fair queue, upstream watcher), state.py (shared server state and answers),
+queue_routes.py (fal's queue), storage.py (uploads, media), instructor.py (the page), app.py
+(assembles them), __main__.py (the command line).
+
+Layer: a server in front of fal. It may import endpoints.py, errors.py, config.py, serving.py,
+fal's status/transport/error modules (to reach upstream as the engine does) and the sandbox
+(its wire protocol and schema, and as a rehearsal upstream) — never the journal, views or
+presentation. Put it on a network as the README's classroom section says: it bounds what one
+client can hold open and reads no body before a token, but TLS and per-address rate limits
+belong to a reverse proxy in front of it.
 """
 
 from __future__ import annotations
@@ -42,12 +50,15 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kontext_nb.config import RetryPolicy
-from kontext_nb.serving import ServerThread, listen
+from kontext_nb.serving import ConnectionLimits, ServerThread, listen
 
 from .classroom import Classroom
+
+if TYPE_CHECKING:
+    from kontext_nb.sandbox import SandboxServer
 from .limits import Limits
 
 __all__ = ["Classroom", "Limits", "ProxyConfig", "ProxyError", "ProxyServer", "start"]
@@ -89,6 +100,8 @@ class ProxyConfig:
     """Seconds between upstream status polls when the upstream has no status stream."""
     retry: RetryPolicy | None = None
     """Retries of upstream requests; None is kontext_nb's default policy."""
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    """Caps on open connections (in all and per client address) and deadlines for heads and bodies."""
 
 
 def fal_key_from_env() -> str | None:
@@ -125,12 +138,15 @@ _LOGGERS = ("kontext_nb.proxy", "uvicorn", "uvicorn.error", "uvicorn.access", "k
 class ProxyServer:
     """A running proxy: uvicorn in a daemon thread (as kontext_nb.sandbox runs). ``stop()`` ends it."""
 
+    sandbox: SandboxServer | None
+    """The rehearsal sandbox this proxy started as its upstream (``--upstream sandbox``), else None."""
+
     def __init__(self, config: ProxyConfig) -> None:
-        from .app import Proxy, create_app
+        from .app import create_app
+        from .state import Proxy
         from .upstream import Upstream
 
         self.config = config
-        self.sandbox: Any = None
         self.new_tokens: dict[str, str] = {}
         """Tokens issued for the roster's new students (shown once; also in tokens_file)."""
         self.tokens_file: Path | None = None
@@ -163,7 +179,7 @@ class ProxyServer:
         for name in _LOGGERS:
             logging.getLogger(name).addFilter(self._redact)
         self.app = create_app(self.proxy)
-        self._thread = ServerThread(self.app, self._socket, f"kontext-proxy-{self.port}")
+        self._thread = ServerThread(self.app, self._socket, f"kontext-proxy-{self.port}", config.connections)
 
     def _key(self, config: ProxyConfig) -> tuple[str, str]:
         """The upstream key and a label for the upstream; starts the rehearsal sandbox when asked."""
@@ -174,16 +190,17 @@ class ProxyServer:
             self.sandbox = sandbox.start(require_key=key, port=0)
             self._target = self.sandbox.url
             return key, "sandbox (in-process rehearsal)"
+        self.sandbox = None
         if config.upstream != "fal" and not config.upstream.startswith(("http://", "https://")):
             raise ProxyError(f"--upstream must be fal, sandbox or an http(s) URL, not {config.upstream!r}")
-        key = config.fal_key or fal_key_from_env()
-        if not key:
+        fal_key = config.fal_key or fal_key_from_env()
+        if not fal_key:
             raise ProxyError(
                 "no fal key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET) in the proxy's environment, "
                 "or use --upstream sandbox to rehearse without one"
             )
         self._target = config.upstream
-        return key, ("fal" if config.upstream == "fal" else config.upstream)
+        return fal_key, ("fal" if config.upstream == "fal" else config.upstream)
 
     def _start(self, timeout: float = 10.0) -> None:
         try:

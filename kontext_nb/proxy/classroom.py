@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL,
     metrics TEXT,
     result_status INTEGER,
+    result_headers TEXT,
     result TEXT,                     -- the result body as served (JSON text, upstream addresses)
     image_urls TEXT
 );
@@ -81,7 +82,15 @@ CREATE TABLE IF NOT EXISTS refusals (
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_JSON_COLUMNS = ("arguments", "body", "headers", "upstream_urls", "metrics", "image_urls")  # result stays text
+_JSON_COLUMNS = (
+    "arguments",
+    "body",
+    "headers",
+    "upstream_urls",
+    "metrics",
+    "image_urls",
+    "result_headers",
+)  # result stays text
 
 
 def today() -> str:
@@ -107,6 +116,9 @@ class Classroom:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "result_headers" not in columns:  # a state folder from before fal's error headers were kept
+            self._db.execute("ALTER TABLE jobs ADD COLUMN result_headers TEXT")
         self._tokens: dict[str, Student] = {}
         self._tokens_version: int | None = None
         self.last_tokens_file: Path | None = None

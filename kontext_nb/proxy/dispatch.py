@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kontext_nb import endpoints
-from kontext_nb.fal.protocol import http_error
+from kontext_nb.fal.protocol import CANCEL_ERROR_TYPES, http_error
 
 from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
 from .limits import to_micros
@@ -30,6 +30,7 @@ from .upstream import Upstream
 log = logging.getLogger("kontext_nb.proxy")
 
 CANCELLED = {"detail": "Request was cancelled", "error_type": "request_cancelled"}
+CANCEL_TYPES = CANCEL_ERROR_TYPES  # fal documents both; client_cancelled is HTTP 499
 WATCH_ATTEMPTS = 12  # consecutive failures to follow a job before _collect pauses and starts again
 COLLECT_PAUSE, COLLECT_PAUSE_MAX = 1.0, 60.0  # seconds between tries to reach an upstream that keeps failing
 
@@ -305,8 +306,8 @@ class Dispatcher:
                 if final is None:
                     return
                 assert job.urls is not None
-                status, body = await self.upstream.get_json(job.urls["response_url"])
-                self._complete(job, final, status, body)
+                status, body, headers = await self.upstream.result(job.urls["response_url"])
+                self._complete(job, final, status, body, headers)
                 return
             except asyncio.CancelledError:
                 raise
@@ -354,17 +355,25 @@ class Dispatcher:
         if (job.upstream_status, job.upstream_position, len(job.logs)) != before:
             job.notify()
 
-    def _complete(self, job: ProxyJob, final: dict[str, Any], status: int, body: Any) -> None:
+    def _complete(self, job: ProxyJob, final: dict[str, Any], status: int, body: Any, headers: dict[str, str]) -> None:
+        """The upstream said COMPLETED and answered the result read: whatever it says is the job's end."""
         job.metrics = dict(final.get("metrics") or {})
         error, error_type = final.get("error"), final.get("error_type")
+        error_type = error_type or headers.get("x-fal-error-type")
         if status == 200 and not error and isinstance(body, dict):
             self._finish(job, "ok", 200, body)
-        elif "request_cancelled" in (error_type, body.get("error_type") if isinstance(body, dict) else None):
-            self._finish(job, "cancelled", status, body, error="Request was cancelled", error_type="request_cancelled")
+            return
+        types = (error_type, body.get("error_type") if isinstance(body, dict) else None)
+        cancelled = next((t for t in types if t in CANCEL_TYPES), None)
+        if cancelled is not None or status == 499:
+            kind = cancelled or "client_cancelled"
+            self._finish(
+                job, "cancelled", status, body, error="Request was cancelled", error_type=kind, headers=headers
+            )
         else:
             detail = body.get("detail") if isinstance(body, dict) else None
             text = error or (detail if isinstance(detail, str) else None) or f"upstream answered HTTP {status}"
-            self._finish(job, "failed", status, body, error=str(text), error_type=error_type)
+            self._finish(job, "failed", status, body, error=str(text), error_type=error_type, headers=headers)
 
     def _finish(
         self,
@@ -375,8 +384,9 @@ class Dispatcher:
         *,
         error: str | None = None,
         error_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """Store the result, settle (or release) the reservation, then tell the student COMPLETED."""
+        """Store the result (with fal's error headers), settle or release the reservation, then tell COMPLETED."""
         if job.done:
             return
         if outcome == "ok":
@@ -404,6 +414,7 @@ class Dispatcher:
             metrics=job.metrics,
             result_status=status,
             result=text,
+            result_headers=headers or None,
             image_urls=urls,
             body=None,
         )

@@ -12,19 +12,18 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .roster import token_hash
+from kontext_nb.serving import read_body
 
-if TYPE_CHECKING:
-    from .app import Proxy
+from .roster import token_hash
+from .state import LoginSession, Proxy, proxy_of
 
 COOKIE = "kontext_instructor"
 PAGE_HEADERS = {
@@ -50,21 +49,8 @@ figcaption{font-size:.8em;overflow-wrap:anywhere}.error{color:#b00}
 """
 
 
-@dataclass
-class LoginSession:
-    """A logged-in browser: ends when the instructor token it was opened with is replaced."""
-
-    token_hash: str
-    csrf: str
-    created: float
-
-
-def _proxy(request: Request) -> Proxy:
-    return request.app.state.proxy  # type: ignore[no-any-return]
-
-
 def _current(request: Request) -> tuple[Proxy, LoginSession | None]:
-    proxy = _proxy(request)
+    proxy = proxy_of(request)
     wanted = proxy.classroom.instructor_token_hash()
     if wanted is None:
         return proxy, None
@@ -79,7 +65,6 @@ def _current(request: Request) -> tuple[Proxy, LoginSession | None]:
 
 async def _form(request: Request) -> dict[str, str]:
     """A small urlencoded form (no python-multipart needed); anything over 16 KB reads as empty."""
-    from .app import read_body
 
     raw = await read_body(request, 16384)
     return {k: v[0] for k, v in parse_qs((raw or b"").decode("utf-8", "replace")).items()}
@@ -114,7 +99,7 @@ async def page(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    proxy = _proxy(request)
+    proxy = proxy_of(request)
     wanted = proxy.classroom.instructor_token_hash()
     given = (await _form(request)).get("token", "").strip()
     if wanted is None or not given or not hmac.compare_digest(token_hash(given), wanted):
@@ -128,7 +113,7 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    proxy = _proxy(request)
+    proxy = proxy_of(request)
     proxy.instructor_sessions.pop(request.cookies.get(COOKIE, ""), None)
     response = RedirectResponse("/instructor", 303)
     response.delete_cookie(COOKIE, path="/instructor")

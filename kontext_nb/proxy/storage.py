@@ -8,7 +8,6 @@ never leaves the proxy. Media is relayed without auth: like fal's, its URLs are 
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -16,16 +15,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .app import _proxy, error, guarded, invalid, read_body, too_large
-from .upstream import MEDIA_HEADERS, UPLOAD_HEADERS, pick_headers
+from kontext_nb.images import sniff_content_type
+from kontext_nb.sandbox import wire
+
+from .state import error, guarded, invalid, proxy_of, too_large
+from .upstream import UPLOAD_HEADERS, pick_headers
 
 log = logging.getLogger("kontext_nb.proxy")
+
+MAX_PENDING_UPLOADS = 10_000
+SERVED_HEADERS = ("cache-control", "etag", "last-modified")
 
 
 @guarded
 async def storage_token(request: Request) -> Response:
     """A CDN token for the student: their own token again, so the upload comes back here with it."""
-    proxy = _proxy(request)
+    proxy = proxy_of(request)
     student = proxy.authenticate(request, record="storage")
     if isinstance(student, Response):
         return student
@@ -52,14 +57,18 @@ def _upstream_failure(response: Any) -> Response | None:
 
 @guarded
 async def cdn_upload(request: Request) -> Response:
-    proxy = _proxy(request)
+    proxy = proxy_of(request)
     student = proxy.authenticate(request, record="upload")
     if isinstance(student, Response):
         return student
-    data = await read_body(request, proxy.config.max_upload_bytes)
+    data = await wire.read_body(request, proxy.config.max_upload_bytes)
     if data is None:
         return too_large(proxy.config.max_upload_bytes)
-    response = await proxy.upstream.upload(data, pick_headers(request.headers, UPLOAD_HEADERS))
+    kind = sniff_content_type(data)
+    if kind is None:
+        return error(415, wire.not_an_image(request.headers.get("content-type")))
+    headers = {**pick_headers(request.headers, UPLOAD_HEADERS), "content-type": kind}
+    response = await proxy.upstream.upload(data, headers)
     failed = _upstream_failure(response)
     if failed is not None:
         return failed
@@ -69,37 +78,55 @@ async def cdn_upload(request: Request) -> Response:
 
 @guarded
 async def storage_initiate(request: Request) -> Response:
-    proxy = _proxy(request)
+    proxy = proxy_of(request)
     student = proxy.authenticate(request, record="upload")
     if isinstance(student, Response):
         return student
-    raw = await read_body(request, 64 * 1024)
+    raw = await wire.read_body(request, 64 * 1024)
     if raw is None:
         return too_large(64 * 1024)
     try:
-        body = json.loads(raw or b"{}")
+        body = wire.parse_json(raw or b"{}")
     except ValueError:
         return invalid(None, "Expected a JSON object with file_name and content_type")
     params = {k: v for k, v in request.query_params.items() if k == "storage_type"}
     response = await proxy.upstream.initiate(params, body)
-    return _upstream_failure(response) or proxy.relay(response.json(), request)
+    failed = _upstream_failure(response)
+    if failed is not None:
+        return failed
+    answer = response.json()
+    upload_id = str(answer.get("upload_url", "")).rstrip("/").rsplit("/storage/uploads/", 1)[-1]
+    if upload_id and "/" not in upload_id:
+        if len(proxy.uploads) >= MAX_PENDING_UPLOADS:
+            proxy.uploads.pop(next(iter(proxy.uploads)))
+        proxy.uploads[upload_id] = student.name
+    return proxy.relay(answer, request)
 
 
 @guarded
 async def storage_put(request: Request) -> Response:
-    """The signed-URL PUT when the upstream's upload URLs point at itself (the sandbox); the id is the credential."""
-    proxy = _proxy(request)
-    data = await read_body(request, proxy.config.max_upload_bytes)
+    """The signed-URL PUT when the upstream's upload URLs point at itself (the sandbox); the id is the credential.
+
+    Only ids this proxy handed out are read at all: any other PUT is refused before its body.
+    """
+    proxy = proxy_of(request)
+    if request.path_params["upload_id"] not in proxy.uploads:
+        return error(404, "Unknown upload URL")
+    data = await wire.read_body(request, proxy.config.max_upload_bytes)
     if data is None:
         return too_large(proxy.config.max_upload_bytes)
-    response = await proxy.upstream.put_signed(request.url.path, data, pick_headers(request.headers, ("content-type",)))
+    kind = sniff_content_type(data)
+    if kind is None:
+        return error(415, wire.not_an_image(request.headers.get("content-type")))
+    proxy.uploads.pop(request.path_params["upload_id"], None)
+    response = await proxy.upstream.put_signed(request.url.path, data, {"content-type": kind})
     return _upstream_failure(response) or JSONResponse({}, 200)
 
 
 @guarded
 async def media(request: Request) -> Response:
     """Images and uploads, relayed without auth: like fal's media URLs, the path is the capability."""
-    proxy = _proxy(request)
+    proxy = proxy_of(request)
     path = request.url.path
     if ".." in path.split("/"):
         return error(404, "File not found")
@@ -108,4 +135,6 @@ async def media(request: Request) -> Response:
         return error(404, "File not found")
     if response.status_code >= 400:
         return error(502, f"upstream error: media answered HTTP {response.status_code}")
-    return Response(response.content, 200, headers=pick_headers(response.headers, MEDIA_HEADERS))
+    kind = sniff_content_type(response.content)  # served only as the image its bytes are, never as a page
+    headers = {**pick_headers(response.headers, SERVED_HEADERS), **wire.FILE_HEADERS}
+    return Response(response.content, 200, headers=headers, media_type=kind or "application/octet-stream")

@@ -60,6 +60,9 @@ class Upstream:
             transport=FalTransport(route, retry), headers={"Authorization": f"Key {key}"}, timeout=60.0
         )
         self._plain = httpx.AsyncClient(transport=FalTransport(route, retry), timeout=60.0)  # no key: media, CDN
+        self._once = httpx.AsyncClient(  # no retries: a stored result is final, whatever its status
+            transport=_RouteOnly(FalTransport(route, retry)), headers={"Authorization": f"Key {key}"}, timeout=60.0
+        )
         bases = sorted({self.bases.queue, self.bases.storage, self.bases.media}, key=len, reverse=True)
         self._outbound = re.compile("(?:" + "|".join(map(re.escape, bases)) + r")(?=[/\"'?#\s\\]|$)")
         self._stream: bool | None = None
@@ -75,6 +78,7 @@ class Upstream:
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._plain.aclose()
+        await self._once.aclose()
 
     # ---- what students see ---------------------------------------------------------------
     def scrub(self, text: str) -> str:
@@ -133,6 +137,19 @@ class Upstream:
         response = await self._http.request(method, url)
         return response.status_code, _json_or_detail(response)
 
+    async def result(self, url: str) -> tuple[int, Any, dict[str, str]]:
+        """(status, body, fal's error headers) of a COMPLETED request's result: final, whatever the status.
+
+        A 5xx that carries fal's request id or error type is the request's stored result (fal's
+        500 runner_server_error, 504 request_timeout), not an outage; only one without them (the
+        load balancer's) raises UpstreamOutage, to be tried again later.
+        """
+        response = await self._once.get(url)
+        status = response.status_code
+        if status >= 500 and not any(h in response.headers for h in ("x-fal-request-id", "x-fal-error-type")):
+            raise UpstreamOutage(f"the upstream answered HTTP {status} to a result read")
+        return status, _json_or_detail(response), pick_headers(response.headers, ERROR_HEADERS)
+
     # ---- storage and media ---------------------------------------------------------------
     async def _cdn_token(self, fresh: bool = False) -> dict[str, Any]:
         async with self._cdn_lock:
@@ -174,6 +191,23 @@ class Upstream:
 
     async def media(self, path: str) -> httpx.Response:
         return await self._plain.get(self.bases.media + path)
+
+
+class _RouteOnly(httpx.AsyncBaseTransport):
+    """FalTransport's routing of fal's hosts, without its retries."""
+
+    def __init__(self, fal: FalTransport) -> None:
+        self.fal, self.inner = fal, httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(self.fal.route(request))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class UpstreamOutage(Exception):
+    """The upstream could not answer now (its load balancer's 5xx): try again later."""
 
 
 class UpstreamRefused(Exception):

@@ -7,6 +7,16 @@ connections, lost requests) can be switched on to prove a client survives them.
 
     with kontext_nb.sandbox.running(inference_time=0.05) as url:
         ...  # talk to url as to https://queue.fal.run
+
+It behaves as fal's servers do where fal documents them (queue, storage, errors, webhooks,
+``x-fal-target-url``, pydantic-style validation in schema.py) and says so where it had to choose.
+It reads input images only from data URIs and its own storage, so it is safe to run behind a
+classroom proxy, and stores uploads only when their bytes are an image.
+
+Layer: a server beside the engine. It may import endpoints.py, errors.py and serving.py, never
+the engine (fal/), the journal, views or presentation. Modules: state.py (shared server state
+and answers), app.py (assembles routes), queue_routes.py, storage.py, control_routes.py,
+queue.py, schema.py, render.py, faults.py, wire.py (fal's HTTP surface, shared with the proxy).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from ..serving import ServerThread, listen
+from ..serving import ConnectionLimits, ServerThread, listen
 
 __all__ = ["SandboxConfig", "SandboxControl", "SandboxServer", "control", "running", "start"]
 
@@ -44,6 +54,7 @@ class SandboxConfig:
     require_key: str | None = field(default=None, repr=False)  # None: any non-empty key is accepted
     faults: list[Mapping[str, Any]] = field(default_factory=list)  # rules, see faults.py
     fault_seed: int | None = None
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)  # caps and deadlines (serving.py)
 
 
 @lru_cache(maxsize=1)
@@ -105,7 +116,7 @@ class SandboxServer(SandboxControl):
         super().__init__(config.public_url or bound)
         local = {bound, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
         self.app = create_app(config, self.url, local)
-        self._thread = ServerThread(self.app, self._socket, f"kontext-sandbox-{self.port}")
+        self._thread = ServerThread(self.app, self._socket, f"kontext-sandbox-{self.port}", config.connections)
 
     def _start(self, timeout: float = 10.0) -> None:
         try:

@@ -7,15 +7,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .app import RUNTIME_SETTINGS, _sb
+from .state import RUNTIME_SETTINGS, sandbox_of
 
 
 async def control_stats(request: Request) -> Response:
-    return JSONResponse(_sb(request).stats())
+    return JSONResponse(sandbox_of(request).stats())
 
 
 async def control_request(request: Request) -> Response:
-    sb = _sb(request)
+    sb = sandbox_of(request)
     job = sb.queue.jobs.get(request.path_params["request_id"])
     if job is None:
         return JSONResponse({"detail": "Request not found", "error_type": "not_found"}, 404)
@@ -23,7 +23,7 @@ async def control_request(request: Request) -> Response:
 
 
 async def control_faults(request: Request) -> Response:
-    sb = _sb(request)
+    sb = sandbox_of(request)
     if request.method == "POST":
         try:
             body = await request.json()
@@ -37,7 +37,7 @@ async def control_faults(request: Request) -> Response:
 
 
 async def control_config(request: Request) -> Response:
-    sb = _sb(request)
+    sb = sandbox_of(request)
     if request.method == "POST":
         try:
             changes = await request.json()
@@ -71,13 +71,13 @@ def _setting(key: str, value: Any) -> Any:
 
 
 async def control_reset(request: Request) -> Response:
-    _sb(request).reset()
+    sandbox_of(request).reset()
     return JSONResponse({"ok": True})
 
 
 async def control_webhooks(request: Request) -> Response:
     """A webhook receiver for tests: POST stores the body, GET lists what arrived."""
-    sb = _sb(request)
+    sb = sandbox_of(request)
     if request.method == "POST":
         try:
             sb.webhooks.append(await request.json())

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 IN_QUEUE, IN_PROGRESS, COMPLETED = "IN_QUEUE", "IN_PROGRESS", "COMPLETED"
 CANCELLED_MESSAGE = "Request was cancelled"
 _NSFW = re.compile(r"\bnsfw\b", re.IGNORECASE)
+RUNNER_ERROR_MARK = "[sandbox:runner_server_error]"
+"""A prompt containing this ends its job with fal's stored 500 runner_server_error (to test clients)."""
 _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
 
@@ -51,6 +53,13 @@ class JobError(Exception):
         self.error_type = error_type
         self.status_code = status_code
         self.field = field
+
+    def payload(self) -> dict[str, Any]:
+        """The error body fal's result route answers for this failure."""
+        if self.field is not None:
+            item = {"loc": ["body", self.field], "msg": str(self), "type": self.error_type}
+            return {"detail": [{**item, "url": f"https://docs.fal.ai/errors/#{self.error_type}"}]}
+        return {"detail": str(self), "error_type": self.error_type}
 
 
 @dataclass(eq=False)
@@ -344,6 +353,10 @@ class JobQueue:
         if args.get("seed") is None:
             args["seed"] = random.randrange(2**31)
         prompt, nonce = args["prompt"], ""
+        if RUNNER_ERROR_MARK in prompt:
+            raise JobError(
+                "Internal server error (sandbox: the prompt asked for a runner error)", "runner_server_error"
+            )
         if args.get("enhance_prompt"):
             prompt, nonce = enhance(prompt), uuid.uuid4().hex
             self._log(job, f"Enhanced prompt: {prompt}")
@@ -395,7 +408,12 @@ class JobQueue:
         return {"url": url, "width": img.width, "height": img.height, "content_type": img.content_type}
 
     async def _fetch(self, url: str, name: str) -> bytes:
-        """Input bytes from a data URI, this sandbox's own storage, or any http(s) URL (5 s timeout)."""
+        """Input bytes from a data URI or this sandbox's own storage and media, nothing else.
+
+        The sandbox never fetches another address: run behind a classroom proxy (or on a shared
+        machine) it would otherwise fetch whatever a student names, from inside. The refusal is
+        the same line for every other URL, so it tells nothing about what is listening where.
+        """
         if url.startswith("data:"):
             header, comma, payload = url.partition(",")
             try:
@@ -407,47 +425,48 @@ class JobQueue:
                     f"Failed to load the image given as {name}: bad data URI ({exc})", "image_load_error", 422, name
                 ) from None
         parts = urlsplit(url)
-        shown = url if len(url) <= 120 else url[:117] + "..."
         if f"{parts.scheme}://{parts.netloc}" in self.local_bases and parts.path.startswith(("/files/", "/media/")):
             blob = self.blobs.get(parts.path)
-            if blob is None:
-                raise JobError(
-                    f"Failed to download the file from {shown}: not found (404)", "file_download_error", 422, name
-                )
-            return blob[0]
-        if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=True, timeout=5.0)
-        try:
-            response = await self._http.get(url)
-        except httpx.HTTPError as exc:
+            if blob is not None:
+                return blob[0]
+            shown = url if len(url) <= 120 else url[:117] + "..."
             raise JobError(
-                f"Failed to download the file from {shown}: {type(exc).__name__}", "file_download_error", 422, name
-            ) from None
-        if response.status_code >= 400:
-            raise JobError(
-                f"Failed to download the file from {shown}: HTTP {response.status_code}",
-                "file_download_error",
-                422,
-                name,
+                f"Failed to download the file from {shown}: not found (404)", "file_download_error", 422, name
             )
-        return response.content
+        raise JobError(
+            f"Failed to download the file given as {name}: the sandbox reads only data URIs and its own "
+            "storage and media URLs (upload the image first)",
+            "file_download_error",
+            422,
+            name,
+        )
 
     async def _deliver(self, job: Job) -> None:
-        """POST the final status to the job's webhook; failures are ignored (best effort, as documented)."""
-        body = {
-            "request_id": job.id,
-            "gateway_request_id": job.id,
-            "status": "OK" if job.error is None else "ERROR",
-            "payload": job.result,
-            "error": None if job.error is None else str(job.error),
-            "error_type": None if job.error is None else job.error.error_type,
-        }
+        """POST fal's webhook body to the job's webhook; failures are ignored (best effort, as documented).
+
+        fal's documented shape: ``status`` OK or ERROR; on ERROR ``error`` is a message and
+        ``payload`` the error body the result route would answer.
+        """
+        body: dict[str, Any] = {"request_id": job.id, "gateway_request_id": job.id}
+        if job.error is None:
+            body.update(status="OK", payload=job.result, error=None)
+        else:
+            body.update(
+                status="ERROR",
+                error=f"Invalid status code: {job.error.status_code}",
+                payload=job.error.payload(),
+            )
         if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=True, timeout=5.0)
+            self._http = httpx.AsyncClient(follow_redirects=False, timeout=5.0, trust_env=False)
         try:
             await self._http.post(job.webhook or "", json=body)
         except httpx.HTTPError as exc:
             log.debug("webhook for %s not delivered: %r", job.id, exc)
+
+    async def wait(self, job: Job) -> None:
+        """Until the job is COMPLETED (or forgotten, or the sandbox closes)."""
+        while not (job.done or job.forgotten or self.closing):
+            await job.changed.wait()
 
 
 def enhance(prompt: str) -> str:

@@ -81,8 +81,10 @@ def test_the_class_key_is_never_shown(
         async with recorder.client() as client:
             base, head = server.url, auth(token)
             options = {**head, "X-Fal-Queue-Priority": "low", "X-Other": "dropped"}
-            webhook = "?fal_webhook=http://example.invalid/x"
-            job = (await client.post(f"{base}/{T2I}{webhook}", json={"prompt": "fox"}, headers=options)).json()
+            webhook = "?fal_webhook=http://example.invalid/x"  # issue 13: refused with a clear 400, not dropped
+            refused = await client.post(f"{base}/{T2I}{webhook}", json={"prompt": "fox"}, headers=options)
+            assert refused.status_code == 400 and "webhooks are not available" in refused.json()["detail"]
+            job = (await client.post(f"{base}/{T2I}", json={"prompt": "fox"}, headers=options)).json()
             await wait_completed(client, job["status_url"], token)
             await poll_completed(client, job["status_url"], token)
             await client.get(job["status_url"], params={"logs": "1"}, headers=head)

@@ -215,8 +215,11 @@ def test_validation_422_lists_every_bad_field(http: httpx.Client, ctl: Any) -> N
     response = http.post(f"/{T2I}", json=body)
     assert response.status_code == 422
     detail = response.json()["detail"]
-    assert sorted(d["loc"][1] for d in detail) == ["aspect_ratio", "colour", "prompt", "seed"]
-    assert all(d["loc"][0] == "body" and d["type"] == "value_error" and d["msg"] for d in detail)
+    # issue 13: like fal's pydantic models, unknown fields ("colour") are ignored and types use pydantic's names
+    assert sorted(d["loc"][1] for d in detail) == ["aspect_ratio", "prompt", "seed"]
+    types = {d["loc"][1]: d["type"] for d in detail}
+    assert types == {"aspect_ratio": "literal_error", "prompt": "string_type", "seed": "greater_than_equal"}
+    assert all(d["loc"][0] == "body" and d["msg"] for d in detail)
     missing = http.post(f"/{EDIT}", json={"prompt": "no image"}).json()["detail"]
     assert [d["loc"] for d in missing] == [["body", "image_url"]]
     assert http.post(f"/{T2I}", content=b"{not json").status_code == 422

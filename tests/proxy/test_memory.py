@@ -1,0 +1,72 @@
+"""Issue 13, point 2: 30 connections each announcing 20 MB without a token leave the proxy's memory where it was.
+
+The proxy runs in a process of its own (so its resident memory is its own); the attack is 30
+raw sockets on loopback, each sending as much of its body as the kernel will take without
+blocking. Before the fix each such upload was buffered whole before any check (47 -> 622 MB).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SERVE = textwrap.dedent(
+    """
+    import sys, time
+    from kontext_nb.proxy import start
+    server = start(state_dir=sys.argv[1], port=0, upstream="sandbox")
+    print(server.port, flush=True)
+    sys.stdin.read()
+    server.stop()
+    """
+)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_unauthenticated_uploads_do_not_grow_memory(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(tmp_path / "state")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        baseline = rss_mb(proc.pid)
+        attackers = []
+        chunk = b"x" * (1024 * 1024)
+        for i in range(30):
+            path = f"/storage/uploads/guess{i}" if i % 2 else "/files/upload"
+            method = "PUT" if i % 2 else "POST"
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {20 * 1024 * 1024}\r\n\r\n".encode())
+            sock.setblocking(False)
+            for _ in range(20):
+                try:
+                    sock.send(chunk)
+                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    break
+            attackers.append(sock)
+        for sock in attackers:
+            sock.settimeout(10)  # not a timing assertion: before the fix no answer ever came (the body was awaited)
+            answer = sock.recv(64)  # every one is answered from its headers alone
+            assert answer.split(b" ")[1] in (b"401", b"404"), answer
+        during = rss_mb(proc.pid)
+        for sock in attackers:
+            sock.close()
+        assert during - baseline < 60, (baseline, during)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=30)
