@@ -179,8 +179,13 @@ function render({ model, el }) {
   function setPair(a, b) {
     if (a === b) b = images.findIndex((_, i) => i !== a);
     view.pair = [a, b];
-    diff = null;
+    dropDiff();
     draw();
+  }
+
+  function dropDiff() {
+    if (diff && diff.url) URL.revokeObjectURL(diff.url);
+    diff = null;
   }
 
   function startFlicker() {
@@ -277,9 +282,10 @@ function render({ model, el }) {
     const B = images[b];
     const box = stageBox(A.width / A.height);
     box.classList.add(`kx-${view.mode.replace(/ /g, "-")}`);
-    const bottom = layerOf(B);
+    const blur = (i) => (items[i].flagged ? "kx-flagged" : "");
+    const bottom = layerOf(B, blur(b));
     const topWrap = h("div", "kx-top");
-    const top = view.mode === "difference" ? null : layerOf(A);
+    const top = view.mode === "difference" ? null : layerOf(A, blur(a));
     const vp = { box, layers: [bottom], top: topWrap, caption: h("div", "kx-showing") };
     box.appendChild(bottom.node);
     if (top) {
@@ -311,7 +317,10 @@ function render({ model, el }) {
 
   async function showDifference(vp, A, B) {
     const key = `${view.pair[0]}-${view.pair[1]}-${A.url}-${B.url}`;
-    if (!diff || diff.key !== key) diff = { key, ...(await difference(A, B)) };
+    if (!diff || diff.key !== key) {
+      dropDiff();
+      diff = { key, ...(await difference(A, B)) };
+    }
     if (!viewports.includes(vp)) return;
     const layer = layerOf({ ...A, url: diff.url, width: A.width, height: A.height }, "kx-diff");
     vp.layers.push(layer);
@@ -373,7 +382,7 @@ function render({ model, el }) {
     const loaded = await Promise.all(items.map((it) => imageOf(model, it.image)));
     if (mine !== generation) return;
     images = loaded;
-    diff = null;
+    dropDiff();
     const pair = model.get("pair");
     view.pair = pair.length === 2 && pair.every((i) => i < images.length) ? pair : [0, Math.min(1, images.length - 1)];
     view.zoom = 1;
@@ -418,6 +427,7 @@ function render({ model, el }) {
   load();
   return () => {
     stopFlicker();
+    dropDiff();
     resize.disconnect();
     model.off("change:items", load);
     model.off("change:rows", drawTable);

@@ -21,6 +21,7 @@ async function imageOf(model, ref) {
     const image = { bytes, url, mime, width: child.get("width"), height: child.get("height") };
     Object.assign(image, { name: child.get("name"), full: child.get("full") });
     KX_IMAGES.set(child, Promise.resolve(image));
+    child.once("destroy", () => URL.revokeObjectURL(url)); // the buffer was closed in the kernel
   }
   return KX_IMAGES.get(child);
 }
