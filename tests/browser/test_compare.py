@@ -248,11 +248,13 @@ def test_several_results_side_by_side_with_what_differs(lab: Lab, page: Page, sc
         "view = CompareView()\n"
         'view.add(kx.generate("a red fox in the snow", seed=1))\n'
         'view.add(kx.generate("a red fox in the rain", seed=2))\n'
-        'view.add(kx.generate("a red fox in the rain", seed=2, guidance_scale=6))\n'
+        'view.add(kx.generate("a red fox in the rain <img src=x onerror=alert(1)>", seed=2, guidance_scale=6))\n'
         "view.widget"
     )
     (lab.root / name).write_text(json.dumps(one_cell_notebook(code)))
     frames = Frames(page)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     open_in(page, lab, "lab", name)
     run_first_cell(page)
     viewer = outputs(page.locator(".jp-Notebook .jp-Cell").first).locator(".kx-compare")
@@ -264,6 +266,9 @@ def test_several_results_side_by_side_with_what_differs(lab: Lab, page: Page, sc
     assert len({tuple(s) for s in sizes}) == 1, f"not at equal size: {sizes}"
     expect(figures.nth(1).locator("mark")).to_have_text("rain")
     expect(figures.nth(0).locator("mark")).to_have_text("snow")
+    expect(figures.nth(2)).to_contain_text("rain <img src=x onerror=alert(1)>")  # a prompt is text, never markup
+    expect(figures.nth(2).locator("img")).to_have_count(1)
+    assert dialogs == []
     hot = viewer.locator("td.kx-hot")
     expect(hot).to_have_count(3)  # seed 2 twice, guidance 6 once
     expect(viewer.locator("tr", has=page.locator("th", has_text="guidance_scale")).locator("td.kx-hot")).to_have_text(
