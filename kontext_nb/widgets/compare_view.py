@@ -113,8 +113,8 @@ class CompareView:
         if self.folder is not None:
             return grids_folder(self.folder)
         results = self.grid.results if self.grid is not None else []
-        files = [r.files[0] for r in results if isinstance(r, Result) and r.files]
-        return grids_folder(files[0].parent.parent if files else default_folder())
+        saved = [r.files[0] for r in results if isinstance(r, Result) and r.files]
+        return grids_folder(saved[0].parent.parent if saved else default_folder())
 
     # -- drawing -----------------------------------------------------------------------------------
     def close(self) -> None:

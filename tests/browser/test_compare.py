@@ -34,6 +34,7 @@ pytestmark = pytest.mark.browser
 Shot = Callable[[Any, str], Path]
 FRONTS = ("lab", "notebook7")
 SETTLE = 2.0
+FOLDER = "compare"
 
 
 def source(runs: Path) -> str:
@@ -70,6 +71,7 @@ class Frames:
 
 
 def open_in(page: Page, lab: Lab, front: str, name: str) -> None:
+    name = f"{FOLDER}/{name}"
     if front == "lab":
         page.goto(lab.notebook_url(name))
         expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(timeout=WAIT)
@@ -105,7 +107,7 @@ def test_compare_and_files_in_the_browser(lab: Lab, page: Page, screenshot: Shot
     tag = f"compare-{front}"
     runs = lab.base / f"runs-{front}"  # beside the server's root, not below it
     name = f"{tag}.ipynb"
-    (lab.root / name).write_text(json.dumps(one_cell_notebook(source(runs))))
+    write_notebook(lab, name, source(runs))
     frames = Frames(page)
     open_in(page, lab, front, name)
     run_first_cell(page)
@@ -251,7 +253,7 @@ def test_several_results_side_by_side_with_what_differs(lab: Lab, page: Page, sc
         'view.add(kx.generate("a red fox in the rain <img src=x onerror=alert(1)>", seed=2, guidance_scale=6))\n'
         "view.widget"
     )
-    (lab.root / name).write_text(json.dumps(one_cell_notebook(code)))
+    write_notebook(lab, name, code)
     frames = Frames(page)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
@@ -290,6 +292,13 @@ def test_several_results_side_by_side_with_what_differs(lab: Lab, page: Page, sc
     expect(viewer.locator(".kx-labels")).to_contain_text(re.compile(r"@\d+ ▶"))
     screenshot(page, "compare-several-slider-first-and-third")
     assert frames.since(mark)[0] == 0, "zooming and picking the pair stay in the browser"
+
+
+def write_notebook(lab: Lab, name: str, code: str) -> None:
+    """A notebook of one cell in compare/ below the server's root (its checkpoints stay apart from test_lab's)."""
+    folder = lab.root / FOLDER
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(json.dumps(one_cell_notebook(code)))
 
 
 def one_cell_notebook(code: str) -> dict[str, Any]:
