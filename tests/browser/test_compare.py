@@ -230,8 +230,8 @@ def test_compare_and_files_in_the_browser(lab: Lab, page: Page, screenshot: Shot
 
 def check_image_tab(tab_page: Page, tag: str, screenshot: Shot) -> None:
     """A new tab showing the image itself (a blob: URL), not a JupyterLab page."""
+    tab_page.wait_for_url(re.compile(r"^blob:"), timeout=WAIT)  # a card's tab opens at once, then gets the file
     tab_page.wait_for_load_state()
-    assert tab_page.url.startswith("blob:"), tab_page.url
     size = tab_page.evaluate(
         "() => { const i = document.images[0]; return i ? [i.naturalWidth, i.naturalHeight] : null }"
     )
