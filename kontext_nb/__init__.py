@@ -21,6 +21,7 @@ from ._version import __version__
 from .api import (
     attach,
     budget,
+    changes,
     children,
     configure,
     current_session,
@@ -33,10 +34,15 @@ from .api import (
     lineage,
     load,
     prune,
+    ranking,
+    rate,
     read_metadata,
+    register_score,
+    report,
     rerun,
     resume,
     set_session,
+    vote,
 )
 from .errors import (
     BudgetError,
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
     from .jobs import Job, JobStatus
     from .result import Result
     from .session import Session
+    from .widgets.duel import duel
     from .widgets.panel import Panel
 
 _LAZY = {
@@ -71,6 +78,7 @@ _LAZY = {
     "prepare_image": "images",
     "sandbox": None,
     "Panel": "widgets.panel",
+    "duel": "widgets.duel",
 }
 
 
@@ -119,10 +127,12 @@ __all__ = [
     "__version__",
     "attach",
     "budget",
+    "changes",
     "children",
     "configure",
     "current_session",
     "delete",
+    "duel",
     "edit",
     "endpoints",
     "generate",
@@ -133,8 +143,13 @@ __all__ = [
     "load",
     "prepare_image",
     "prune",
+    "ranking",
+    "rate",
     "read_metadata",
+    "register_score",
+    "report",
     "rerun",
     "resume",
     "set_session",
+    "vote",
 ]

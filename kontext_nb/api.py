@@ -13,8 +13,15 @@ from .config import Settings
 from .errors import ValidationError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    import pandas
+    from PIL import Image
+
     from .jobs import Job
     from .journal.db import JobRecord
+    from .judging.changes import Changes
     from .result import Result
     from .session import Session
     from .views.history import History
@@ -124,14 +131,107 @@ def history(
     tag: str | None = None,
     since: Any = None,
     limit: int | None = None,
+    min_rating: int | None = None,
 ) -> History:
     """Journal records, newest first; a table in a notebook, ``.to_pandas()``, ``.to_csv()``, ``.to_json()``.
 
-    ``search`` matches every word in the prompt; ``since`` is a datetime or a Unix time.
+    ``search`` matches every word in the prompt; ``since`` is a datetime or a Unix time; ``min_rating=4`` keeps
+    jobs rated 4 or 5 stars (``kx.rate``).
     """
+    filters: dict[str, Any] = {}
+    if min_rating is not None:
+        if isinstance(min_rating, bool) or not isinstance(min_rating, int) or not 1 <= min_rating <= 5:
+            raise ValidationError(
+                f"min_rating={min_rating!r} is not allowed: give a whole number from 1 to 5", field="min_rating"
+            )
+        filters["min_rating"] = min_rating
     return get_session().history(
-        search=search, seed=seed, endpoint=endpoint, status=status, tag=tag, since=since, limit=limit
+        search=search, seed=seed, endpoint=endpoint, status=status, tag=tag, since=since, limit=limit, **filters
     )
+
+
+# -- judging ---------------------------------------------------------------------------------------
+def rate(ref: Any, stars: int) -> int | None:
+    """Give a result 1-5 stars (0 clears them): kept in the journal, shown in history, cards and reports, and
+    written into the image files' embedded metadata. Returns the rating now kept (None when cleared)."""
+    from .judging.ratings import rate as rate_record
+
+    tracker = get_session().tracker
+    return rate_record(tracker.journal, tracker.resolve(ref), stars)
+
+
+def vote(winner: Any, loser: Any, tie: bool = False, *, voter: str | None = None) -> None:
+    """Record one blind pairwise vote: ``winner`` beat ``loser`` (or, with ``tie=True``, neither did).
+
+    ``voter`` defaults to the login name; several voters can share one runs folder.
+    """
+    from .judging.duel import default_voter
+
+    if not isinstance(tie, bool):
+        raise ValidationError(f"tie={tie!r} is not allowed: give True or False", field="tie")
+    if voter is not None and (not isinstance(voter, str) or not voter.strip()):
+        raise ValidationError(f"voter={voter!r} is not allowed: give a non-empty name", field="voter")
+    tracker = get_session().tracker
+    a, b = tracker.resolve(winner), tracker.resolve(loser)
+    if a.id == b.id:
+        raise ValidationError(f"a vote needs two different results; got {a.ref} twice")
+    for record in (a, b):
+        if record.status != "done":
+            raise ValidationError(f"{record.ref} cannot be voted on: its status is {record.status}")
+    tracker.journal.add_vote(a.id, b.id, tie=tie, voter=(voter or default_voter()).strip(), session=tracker.session_id)
+
+
+def ranking(refs: Any = None) -> pandas.DataFrame:
+    """The results ranked from the votes, best first: ``ref``, ``score`` (Bradley–Terry, natural-log units),
+    ``uncertainty`` (its standard error), ``wins``, ``losses``, ``ties``, ``comparisons``.
+
+    ``refs``: the results to rank (a list of references or a History); None ranks every result anyone voted on.
+    """
+    from .judging.ranking import table
+    from .judging.report import records_of
+
+    tracker = get_session().tracker
+    if refs is None:
+        votes = tracker.journal.votes()
+        ids = list(dict.fromkeys(i for v in votes for i in (v.winner_id, v.loser_id)))
+    else:
+        ids = [r.id for r in records_of(tracker, refs)]
+        votes = tracker.journal.votes(ids)
+    return table(ids, votes)
+
+
+def changes(edit: Any, *, source: Any = None, mask: Any = None) -> Changes:
+    """How an edit differs from its source: ``image`` (a heat map), ``changed_fraction``, ``ssim_outside``
+    (similarity where nothing should have changed: outside ``mask`` for an inpaint, outside the changed area
+    otherwise) and ``phash_distance``, plus any ``kx.register_score`` plug-ins. Kept in the journal for history.
+    """
+    from .judging.changes import changes_of
+
+    return changes_of(get_session().tracker, edit, source=source, mask=mask)
+
+
+def register_score(name: str, fn: Callable[[Image.Image, Image.Image, Image.Image | None], float] | None) -> None:
+    """Add a model-based score (CLIP, DINO, ImageReward... with weights you supply) to every ``kx.changes``:
+    ``fn(source, edit, mask) -> float``. None removes it. kontext_nb never downloads weights."""
+    from .judging.changes import register_score as register
+
+    register(name, fn)
+
+
+def report(
+    refs_or_history: Any,
+    path: Any = "report.html",
+    *,
+    size: int = 512,
+    title: str | None = None,
+    zip: bool = False,
+) -> Path:
+    """Write one self-contained HTML file: every image inline (``size`` px on the longer side), prompt, seed,
+    settings, model, cost, rating, ranking, change scores and lineage. No external URL: it opens offline and
+    prints well. ``zip=True`` also writes ``<name>.zip`` with the full-size files and a CSV."""
+    from .judging.report import write_report
+
+    return write_report(get_session().tracker, refs_or_history, path, size=size, title=title, full_size_zip=zip)
 
 
 def delete(ref: Any, *, files: bool = True) -> None:
@@ -145,7 +245,8 @@ def prune(*, older_than_days: float | None = None, max_bytes: int | None = None)
 
 
 def budget() -> dict[str, Any]:
-    """Dollars spent this session, today and in total, the caps, and what is left."""
+    """Dollars spent this session, today and in total, what is reserved for jobs still running (and counted
+    against the caps), the caps, and what is left."""
     return get_session().budget()
 
 

@@ -85,3 +85,24 @@ def has_fal_credentials() -> bool:
     except ImportError:  # pragma: no cover - older fal_client
         return False
     return bool(get_colab_token())
+
+
+MIN_SECRET_PART = 8
+"""Shorter pieces of a key are not searched for (they would match ordinary words)."""
+
+
+def secret_parts(key: str | None = None) -> list[str]:
+    """The fal key in use and its id and secret halves (fal keys are 'id:secret'), from ``key`` and the
+    environment, longest first: what must never leave in a request's text."""
+    found = {
+        key or "",
+        os.environ.get("FAL_KEY", ""),
+        os.environ.get("FAL_KEY_ID", ""),
+        os.environ.get("FAL_KEY_SECRET", ""),
+    }
+    parts = set()
+    for value in found:
+        for piece in (value, *value.split(":")):
+            if len(piece.strip()) >= MIN_SECRET_PART:
+                parts.add(piece.strip())
+    return sorted(parts, key=len, reverse=True)

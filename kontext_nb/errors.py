@@ -73,3 +73,18 @@ class PandasMissing(KontextError, ImportError):
 
 class RetriesExhausted(FalError):
     """A request kept failing with a retryable error; the last one is described."""
+
+
+class SubmitUnconfirmed(FalError):
+    """A submit's connection broke after the request was sent: fal may have accepted (and may bill) it.
+
+    Never retried (that could run and bill the job twice); the journal records it as 'unconfirmed'."""
+
+
+class DownloadFailed(FalError):
+    """A finished job's image could not be downloaded this time; the job stays collectable (kx.resume)."""
+
+
+class Interrupted(JobCancelled, KeyboardInterrupt):
+    """A kernel interrupt stopped a blocking run: its jobs were cancelled on fal. Still a KeyboardInterrupt,
+    so scripts stop as they would; IPython shows only the one line."""

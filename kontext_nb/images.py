@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,10 @@ from .errors import ImageInputError
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 """Image files larger than this are refused before they are read (a photo is a few MB; 50 MB is no photo)."""
+MAX_INPUT_PIXELS = 50_000_000
+"""Sources with more pixels than this (a 50-megapixel camera's frame) are refused from their header, before
+decoding: a small PNG can hold a 13000x13000 image that decodes to gigabytes. FLUX.1 Kontext works at about one
+megapixel, and kontext_nb sends at most max_input_side (2048 px) a side anyway."""
 # Formats fal decodes as they are; anything else PIL reads is re-encoded as PNG.
 PASSTHROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
@@ -180,25 +185,44 @@ def _from_bytes(data: bytes, description: str, max_side: int) -> ImageInput:
     if not data:
         raise ImageInputError(f"{description} is empty")
     try:
-        image = Image.open(io.BytesIO(data))
-        fmt = image.format
+        with warnings.catch_warnings():  # PIL's own bomb warning: the pixel count is checked right here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+        fmt, size = image.format, image.size
+        if size[0] * size[1] > MAX_INPUT_PIXELS:
+            raise ImageInputError(
+                f"{description} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} megapixels); the largest "
+                f"accepted is {MAX_INPUT_PIXELS / 1e6:.0f} megapixels (scale it down first)"
+            )
+        if fmt == "JPEG" and max(size) > max_side:
+            image.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale: memory follows what is sent
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, ImageInputError):
+            raise
         why = "not an image PIL can read" if isinstance(exc, UnidentifiedImageError) else f"corrupt ({exc})"
         raise ImageInputError(f"{description} is {why}") from None
-    return _encode(image, description, max_side, fmt=fmt, original=data)
+    return _encode(image, description, max_side, fmt=fmt, original=data, decoded_from=size)
 
 
 def _encode(
-    image: Image.Image, description: str, max_side: int, *, fmt: str | None, original: bytes | None
+    image: Image.Image,
+    description: str,
+    max_side: int,
+    *,
+    fmt: str | None,
+    original: bytes | None,
+    decoded_from: tuple[int, int] | None = None,
 ) -> ImageInput:
     """Keep the original bytes when they can go as they are; otherwise encode once."""
     changed = _has_rotation(image)
     if changed:
         image = ImageOps.exif_transpose(image)
     downscaled_from = None
+    if decoded_from is not None and decoded_from != image.size and not changed:  # decoded as a JPEG draft
+        downscaled_from, changed = decoded_from, True
     if max(image.size) > max_side:
-        downscaled_from = image.size
+        downscaled_from = downscaled_from or image.size
         image = image.copy()
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         changed = True
@@ -227,9 +251,19 @@ def _has_rotation(image: Image.Image) -> bool:
         return False
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode a downloaded result fully (a truncated download must fail here, not later)."""
-    image = Image.open(io.BytesIO(data))
+def decode_image(data: bytes, max_pixels: int = MAX_INPUT_PIXELS) -> Image.Image:
+    """Decode a downloaded result fully (a truncated download must fail here, not later). A JPEG of more than
+    ``max_pixels`` is decoded at 1/2, 1/4 or 1/8 scale (PIL's draft mode), so memory follows what is shown; the
+    bytes fal returned are kept and saved whole either way."""
+    with warnings.catch_warnings():  # a paid result is never refused: PIL's bomb warning says nothing useful here
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if image.format == "JPEG" and width * height > max_pixels:
+        scale = 2
+        while scale < 8 and (width // scale) * (height // scale) > max_pixels:
+            scale *= 2
+        image.draft(image.mode, (width // scale, height // scale))
     image.load()
     return image
 

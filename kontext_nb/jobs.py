@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import JobCancelled
+from .endpoints import format_cost
+from .errors import Interrupted, JobCancelled
 
 if TYPE_CHECKING:
     from .result import Result
@@ -78,6 +79,8 @@ class Job:
         self._callbacks: list[Callback] = []
         self._future: concurrent.futures.Future[Result] = concurrent.futures.Future()
         self._started: float | None = None
+        self.interrupted = False
+        """Whether a kernel interrupt cancelled this job (so a report of the interrupted run counts it once)."""
 
     # -- reading ------------------------------------------------------------------------
     @property
@@ -105,8 +108,7 @@ class Job:
         except concurrent.futures.CancelledError:
             raise JobCancelled(f"job {self.request_id} was cancelled") from None
         except KeyboardInterrupt:
-            self.cancel()
-            raise
+            raise interrupted([self]) from None
 
     def _wait(self, timeout: float | None) -> Result:
         # Wait in slices: a blocked lock wait may not see a SIGINT delivered to another
@@ -209,6 +211,22 @@ class Job:
             return self._future.result()._repr_mimebundle_(include, exclude)
         text = repr(self)
         return {"text/plain": text, "text/html": f"<code>{html.escape(text)}</code>"}
+
+
+def interrupted(jobs: list[Job]) -> Interrupted:
+    """Cancel the jobs of a run a kernel interrupt stopped, and say in one line what was cancelled and what it cost
+    (fal bills only finished images: a cancelled job costs nothing)."""
+    for job in jobs:
+        job.interrupted = job.cancel() or job.interrupted
+    cancelled = [j for j in jobs if j.interrupted]
+    finished = [j for j in jobs if j.state == "done"]
+    cost = sum(j.result(0).cost for j in finished)
+    n = len(cancelled)
+    them = "them" if n != 1 else "it"
+    parts = [f"cancelled {n} job{'s' if n != 1 else ''} on fal (nothing is charged for {them})"]
+    if finished:
+        parts.append(f"{len(finished)} had already finished ({format_cost(cost)}, kept in the journal)")
+    return Interrupted("; ".join(parts))
 
 
 def _merge_logs(old: tuple[dict[str, Any], ...], new: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:

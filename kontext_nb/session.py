@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials
+from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, secret_parts
 from .endpoints import text_problem
 from .errors import ValidationError
 from .fal.engine import Engine
+from .images import ImageInput
 from .jobs import Job
 from .journal.db import JobRecord
 from .journal.tracking import Tracker, describe_request, is_ref
@@ -39,6 +41,39 @@ def _print_notice(message: str) -> None:
     print(message)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a checked request is run, besides fal's inputs: the one list of these options.
+
+    Every entry point (``generate``, ``edit``, ``rerun``, ``run``, ``submit``, ``submit_all``) takes them as keywords
+    and hands them here, so a new option is added in one place.
+    """
+
+    timeout: float | None = None
+    """Seconds a blocking call waits for the Result (the job goes on on fal after that)."""
+    on_update: Callable[..., None] | None = None
+    """``callback(job, status)`` on every status change."""
+    cache: bool = True
+    """False: always run, even when the journal holds an identical earlier request with an explicit seed."""
+    confirm: bool = False
+    """True: go ahead above the ``confirm_above`` threshold."""
+    tags: tuple[str, ...] = ()
+    """Tags kept with the job in the journal (one string or several)."""
+
+    @classmethod
+    def take(cls, keywords: dict[str, Any]) -> RunOptions:
+        """Pop the run options out of a call's keywords, leaving fal's inputs; tags are checked here."""
+        names = {f.name for f in fields(cls)}
+        found = {k: keywords.pop(k) for k in list(keywords) if k in names}
+        tags = found.get("tags", ())
+        tag_list = [tags] if isinstance(tags, str) else list(tags)
+        for tag in tag_list:
+            if not isinstance(tag, str) or not tag.strip() or text_problem(tag):
+                raise ValidationError(f"tags: {tag!r} is not a tag: give non-empty text", field="tags")
+        found["tags"] = tuple(tag_list)
+        return cls(**found)
+
+
 class Session:
     """One engine, one backend, one journal, and the calls users make."""
 
@@ -51,6 +86,9 @@ class Session:
         self._retired: list[Engine] = []
         self._enhance_said = False
         self._listeners: list[Callable[[Job], None]] = []
+        self._flying: dict[str, Job] = {}
+        self._flying_lock = threading.Lock()  # not self._lock: close() holds that while jobs end on the engine thread
+        """Jobs in flight by cache key: an identical request joins them instead of being sent again."""
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
@@ -146,7 +184,10 @@ class Session:
             "jobs_in_flight": len(engine.active_jobs()),
             "concurrency": engine.settings.concurrency,
             "runs_dir": str(self.tracker.journal.folder),
-            **{f"spent_{k}" if not k.endswith(("cap", "left", "above")) else k: v for k, v in self.budget().items()},
+            **{
+                f"spent_{k}" if not k.endswith(("cap", "left", "above", "reserved")) else k: v
+                for k, v in self.budget().items()
+            },
         }
 
     def close(self) -> None:
@@ -168,52 +209,110 @@ class Session:
         request: Request,
         *,
         wait: bool = True,
-        timeout: float | None = None,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
         parent_id: int | None = None,
+        options: RunOptions | None = None,
+        **keywords: Any,
     ) -> Result | Job:
         """Send a checked request; block for the Result, or return the Job at once."""
-        job = self.submit(request, on_update=on_update, cache=cache, confirm=confirm, tags=tags, parent_id=parent_id)
-        return job.result(timeout) if wait else job
+        run = options or RunOptions.take(keywords)
+        _no_more(keywords)
+        job = self.submit_all([(request, parent_id)], options=run)[0]
+        return job.result(run.timeout) if wait else job
 
     def submit(
-        self,
-        request: Request,
-        *,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
-        parent_id: int | None = None,
+        self, request: Request, *, parent_id: int | None = None, options: RunOptions | None = None, **keywords: Any
     ) -> Job:
         """Send a checked request and return its Job at once (a finished one when the journal answers it)."""
-        tag_list = [tags] if isinstance(tags, str) else list(tags)
-        for tag in tag_list:
-            if not isinstance(tag, str) or not tag.strip() or text_problem(tag):
-                raise ValidationError(f"tags: {tag!r} is not a tag: give non-empty text", field="tags")
-        endpoint, args = request.endpoint.id, request.arguments
-        if args.get("enhance_prompt") and not self._enhance_said:
+        return self.submit_all([(request, parent_id)], options=options, **keywords)[0]
+
+    def submit_all(
+        self,
+        requests: Sequence[tuple[Request, int | None]],
+        *,
+        options: RunOptions | None = None,
+        **keywords: Any,
+    ) -> list[Job]:
+        """Send checked requests (each with the journal id of the job it edits), all or none.
+
+        The one way jobs are sent (the API, the magics' batches and sweeps, the panel): repeats are answered from
+        the journal; a request identical to one in flight joins it (one fal request, both callers get its
+        Result); the rest reserve their price in the journal in one transaction checked against the session and
+        daily caps, so a run that would cross a cap is refused whole, before anything is sent."""
+        run = options or RunOptions.take(keywords)
+        _no_more(keywords)
+        on_update, cache, confirm, tag_list = run.on_update, run.cache, run.confirm, list(run.tags)
+        for request, _ in requests:
+            refuse_secrets(request, self.settings)
+        tracker = self.tracker
+        plan: list[Job | JobRecord | tuple[Request, int | None]] = []
+        for request, parent_id in requests:
+            endpoint, args = request.endpoint.id, request.arguments
+            hit = tracker.find_cached(endpoint, args) if cache else None
+            joined = self._in_flight(tracker.cache_key(endpoint, args)) if cache else None
+            plan.append(hit or joined or (request, parent_id))
+        fresh = [item for item in plan if isinstance(item, tuple)]
+        cost = round(sum(r.cost for r, _ in fresh), 6)
+        images = sum(r.num_images for r, _ in fresh)
+        what = (
+            describe_request(fresh[0][0].endpoint.id, images)
+            if len(fresh) == 1
+            else f"this run of {len(fresh)} jobs ({images} image{'s' if images != 1 else ''})"
+        )
+        if fresh:
+            tracker.check_confirm(cost, what, confirm)
+        if any(r.arguments.get("enhance_prompt") for r, _ in fresh) and not self._enhance_said:
             self._enhance_said = True
             self.notice(ENHANCE_NOTICE)
-        tracker = self.tracker
-        hit = tracker.cached(endpoint, args, tag_list) if cache else None
-        if hit is not None:
-            hit.parent_id = parent_id if parent_id is not None else hit.parent_id
-            done = _finished_job(hit)
-            self._announce(done)
-            return done
-        tracker.check_budget(request.cost, describe_request(endpoint, request.num_images), confirm)
-        for message in request.notices:
-            self.notice(f"kontext_nb: {message}")
-        journal_id = tracker.begin(endpoint, args, parent_id=parent_id, tags=tag_list)
-        job = self.engine.submit(
-            endpoint, args, options=request.options, on_update=on_update, hooks=tracker.hooks(journal_id, parent_id)
+        ids = tracker.begin_all(
+            [(r.endpoint.id, r.arguments, parent, r.cost) for r, parent in fresh],
+            tags=tag_list,
+            guard=tracker.cap_guard(cost, what),
         )
-        self._announce(job)
-        return job
+        journal_ids = iter(ids)
+        jobs: list[Job] = []
+        for item, (_, parent_id) in zip(plan, requests, strict=True):
+            if isinstance(item, Job):
+                jobs.append(item)  # joined: already announced when it was sent
+                continue
+            if isinstance(item, JobRecord):
+                hit_result = tracker.answer_cached(item, tag_list)
+                hit_result.parent_id = parent_id if parent_id is not None else hit_result.parent_id
+                job = _finished_job(hit_result)
+            else:
+                request = item[0]
+                for message in request.notices:
+                    self.notice(f"kontext_nb: {message}")
+                journal_id = next(journal_ids)
+                job = self.engine.submit(
+                    request.endpoint.id,
+                    request.arguments,
+                    options=request.options,
+                    on_update=on_update,
+                    hooks=tracker.hooks(journal_id, parent_id),
+                )
+                self._track_in_flight(tracker.cache_key(request.endpoint.id, request.arguments), job)
+            self._announce(job)
+            jobs.append(job)
+        return jobs
+
+    def _in_flight(self, cache_key: str | None) -> Job | None:
+        with self._flying_lock:
+            job = self._flying.get(cache_key) if cache_key else None
+            return job if job is not None and not job.done() else None
+
+    def _track_in_flight(self, cache_key: str | None, job: Job) -> None:
+        if cache_key is None:
+            return
+        with self._flying_lock:
+            self._flying[cache_key] = job
+
+        def landed(job: Job, status: Any) -> None:
+            if status.finished:
+                with self._flying_lock:
+                    if self._flying.get(cache_key) is job:
+                        del self._flying[cache_key]
+
+        job.on_update(landed)
 
     def generate(
         self,
@@ -221,17 +320,12 @@ class Session:
         *,
         model: str = "max",
         wait: bool = True,
-        timeout: float | None = None,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
         **arguments: Any,
     ) -> Result | Job:
+        """Text to image; ``arguments`` are fal's inputs and the run options (``RunOptions``)."""
+        options = RunOptions.take(arguments)
         request = build_request("text-to-image", prompt, model=model, **arguments)
-        return self.run(
-            request, wait=wait, timeout=timeout, on_update=on_update, cache=cache, confirm=confirm, tags=tags
-        )
+        return self.run(request, wait=wait, options=options)
 
     def edit(
         self,
@@ -240,18 +334,12 @@ class Session:
         *,
         model: str = "max",
         wait: bool = True,
-        timeout: float | None = None,
-        on_update: Callable[..., None] | None = None,
-        cache: bool = True,
-        confirm: bool = False,
-        tags: Iterable[str] | str = (),
         **arguments: Any,
     ) -> Result | Job:
+        """Edit one image (or 2-4: multi-reference); ``arguments`` are fal's inputs and the run options."""
+        options = RunOptions.take(arguments)
         request, parent_id = self.prepare_edit(source, prompt, model=model, **arguments)
-        return self.run(
-            request, wait=wait, timeout=timeout, on_update=on_update, cache=cache, confirm=confirm, tags=tags,
-            parent_id=parent_id,
-        )  # fmt: skip
+        return self.run(request, wait=wait, parent_id=parent_id, options=options)
 
     def prepare_edit(
         self, source: Any, prompt: str, *, model: str = "max", **arguments: Any
@@ -299,20 +387,23 @@ class Session:
         from .journal.rerun import rerun_request
 
         record = self.record(ref)
-        options = {k: changes.pop(k) for k in ("cache", "confirm", "tags", "timeout", "on_update") if k in changes}
+        options = RunOptions.take(changes)
         request, parent_id = rerun_request(record, changes, self.settings.max_input_side)
-        return self.run(request, wait=wait, parent_id=parent_id, **options)
+        return self.run(request, wait=wait, parent_id=parent_id, options=options)
 
     def resume(self, *, wait: bool = True) -> list[Result] | list[Job]:
         """Collect jobs submitted but never collected (restart, crash, timeout). Never submits."""
         tracker = self.tracker
         jobs: list[Job] = []
         for record in tracker.resumable():
-            if record.request_id is None:
-                tracker.journal.finished(
+            if record.request_id is None:  # stopped between sending and fal's answer: it may have been accepted
+                tracker.journal.unconfirmed(
                     record.id,
-                    status="failed",
-                    error="interrupted before fal confirmed the submission: there is no request to collect",
+                    error=(
+                        "the kernel stopped while the job was being sent, before fal's answer was recorded: fal may "
+                        "have accepted it (and may bill it), but its request id is unknown, so kontext_nb cannot "
+                        "collect it; look for it in fal's request history (fal.ai/dashboard)"
+                    ),
                 )
                 continue
             hooks = tracker.hooks(record.id, record.parent_id)
@@ -359,8 +450,32 @@ class Session:
         return prune(self.tracker.journal, older_than_days=older_than_days, max_bytes=max_bytes)
 
     def budget(self) -> dict[str, Any]:
-        """Dollars spent this session, today and in total, with the caps and what is left."""
+        """Dollars spent this session, today and in total, reserved for jobs in flight, the caps and what is left."""
         return self.tracker.spending()
+
+
+def refuse_secrets(request: Request, settings: Settings) -> None:
+    """Refuse a request whose text holds the fal key or its id or secret half (a prompt filled from the wrong
+    variable), before anything is written or sent. The error names the field, never the key; no frame that can
+    fail holds the key in a local variable (a verbose traceback prints them)."""
+    texts: list[tuple[str, str]] = [("webhook_url", request.options.webhook_url or "")]
+    for name, value in request.arguments.items():
+        for item in value if isinstance(value, list) else [value]:
+            text = item.url if isinstance(item, ImageInput) else item
+            if isinstance(text, str):
+                texts.append((name, text))
+    holder = _holding_secret(texts, settings)
+    if holder is not None:
+        raise ValidationError(
+            f"{holder} contains your fal key (or part of it): refused, nothing was sent or written; "
+            "take the key out of the text",
+            field=holder,
+        )
+
+
+def _holding_secret(texts: list[tuple[str, str]], settings: Settings) -> str | None:
+    parts = secret_parts(settings.key)
+    return next((name for name, text in texts if any(part in text for part in parts)), None)
 
 
 def _finished_job(result: Result) -> Job:
@@ -368,3 +483,11 @@ def _finished_job(result: Result) -> Job:
     job.request_id, job.journal_id = result.request_id, result.journal_id
     job.settle(result)
     return job
+
+
+def _no_more(keywords: dict[str, Any]) -> None:
+    """Keywords left after the run options are taken are a mistake: name them and what is allowed."""
+    if keywords:
+        allowed = ", ".join(f.name for f in fields(RunOptions))
+        name = next(iter(keywords))
+        raise ValidationError(f"unknown option {name!r}: the run options are {allowed}", field=name)

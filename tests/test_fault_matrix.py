@@ -67,6 +67,7 @@ def rule(route: str, kind: str, count: int | None = None) -> dict[str, Any]:
 STATUS_EXHAUSTED = r"(?=.*{rid})(?=.*HTTP {code}\b)"  # both, in either order
 SUBMIT_EXHAUSTED = r"HTTP {code}\b"
 DROPPED = r"could not reach|connection"
+UNCONFIRMED = r"fal may have accepted it; it may cost \$0\.08"
 
 FAULTS = [
     Fault("429-submit", "429 + Retry-After: 1 on submit, ×2", [rule("submit", "429", 2)], "ok", retries=2,
@@ -92,9 +93,11 @@ FAULTS = [
           settings=POLL),
     Fault("503-status-persistent", "503 ingress on status, persistent", [rule("status", "503")], "resume",
           error=STATUS_EXHAUSTED.format(rid="{rid}", code=503), injected=4, settings=POLL),
-    Fault("drop-submit", "dropped connection on submit, once", [rule("submit", "drop", 1)], "ok", retries=1),
-    Fault("drop-submit-persistent", "dropped connection on submit, persistent", [rule("submit", "drop")], "error",
-          error=DROPPED, submits=0, injected=4),
+    # a submit's connection that breaks after sending may have reached fal: never resent, counted as unconfirmed
+    Fault("drop-submit", "dropped connection on submit, once", [rule("submit", "drop", 1)], "unconfirmed",
+          error=UNCONFIRMED, submits=0),
+    Fault("lost-reply-submit", "submit accepted, reply lost", [rule("submit", "lost-reply", 1)], "unconfirmed",
+          error=UNCONFIRMED, submits=1),
     Fault("drop-stream", "dropped connection on the status stream, once", [rule("stream", "drop", 1)], "ok",
           retries=0, note="fell back to polling"),
     Fault("drop-stream-persistent", "dropped connection on the status stream, persistent", [rule("stream", "drop")],
@@ -273,6 +276,12 @@ def test_cell(
     if tried:  # the count it claims is the count the server saw (no retry loop inside another)
         assert int(tried.group(1)) == RETRY.attempts == stats["requests"][fault.rules[0]["route"]], stats
 
+    if fault.expect == "unconfirmed":  # it may be billed: counted as spent, never sent again
+        assert row.status == "unconfirmed" and row.error == message and row.cost == 0.08, row
+        assert session.budget()["session"] == 0.08 and session.budget()["session_reserved"] == 0
+        OUTCOMES[fault.id, mode] = f"unconfirmed, counted as spent: `{shorten(message)}`"
+        return
+
     if fault.expect == "error":
         assert row.status == "failed" and row.error == message, row
         assert not row.files
@@ -335,6 +344,8 @@ fault is cleared); and that the sandbox's submit count shows no double submissio
 - **ok after N retries**: images; N is the number of HTTP retries the transport made.
 - **clear error**: the first 60 characters of the message (request ids shown as `<id>`); nothing was
   completed on fal, so nothing paid for is lost.
+- **unconfirmed**: the submit's connection broke after the request was sent, so fal may have the job: it
+  is not sent again, its row says `unconfirmed` and its price counts as spent (see the money table below).
 - **collected by resume**: the job failed with that message, its row stayed `submitted`, and `kx.resume()`
   (`%kontext resume` in the --bg column) collected the images without submitting again.
 
@@ -348,6 +359,9 @@ def test_write_the_matrix() -> None:
     today = dt.date.today().isoformat()
     text = render(OUTCOMES, today)
     old = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    money = re.search(r"<!-- money:.*?<!-- /money -->", old, re.S)  # tests/test_money.py's section is kept
+    if money:
+        text += "\n" + money.group(0) + "\n"
     undated = re.compile(r"date: \d{4}-\d{2}-\d{2}")
     if undated.sub("", old) != undated.sub("", text):
         DOC.parent.mkdir(parents=True, exist_ok=True)

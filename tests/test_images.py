@@ -140,3 +140,18 @@ def test_data_uri_form() -> None:
     assert item.data_uri().startswith("data:image/png;base64,")
     assert base64.b64decode(item.data_uri().split(",", 1)[1]) == item.data
     assert item.label() == f"data:image/png;sha256={item.sha256}"
+
+
+def test_a_huge_jpeg_result_is_decoded_at_a_reduced_scale() -> None:
+    """Memory follows what is shown: a result over the pixel limit decodes as a JPEG draft (its bytes stay whole)."""
+    import io
+
+    from PIL import Image
+
+    from kontext_nb.images import decode_image
+
+    buf = io.BytesIO()
+    Image.new("L", (4000, 3000), 128).save(buf, "JPEG")
+    full = decode_image(buf.getvalue())
+    reduced = decode_image(buf.getvalue(), max_pixels=4_000_000)
+    assert full.size == (4000, 3000) and reduced.size == (2000, 1500)  # the largest draft within the limit

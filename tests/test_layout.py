@@ -85,7 +85,7 @@ def test_the_package_root_holds_at_most_14_modules() -> None:
 
 
 def test_the_layers_have_folders_with_a_public_face() -> None:
-    for layer in ("fal", "journal", "views", "magics", "widgets", "sandbox", "proxy"):
+    for layer in ("fal", "journal", "views", "magics", "widgets", "sandbox", "proxy", "judging"):
         init = PACKAGE / layer / "__init__.py"
         tree = ast.parse(init.read_text(encoding="utf-8"))
         assert ast.get_docstring(tree), f"{layer}/__init__.py says what the layer is for"

@@ -239,15 +239,15 @@ def test_classroom_notebook_runs(tmp_path: Path) -> None:
     assert [[o.get("text", "").strip() for o in c.outputs] for c in refused] == [
         ["UsageError: 4 images would cost $0.32: add --yes (-y) to go ahead"],
         [
-            "UsageError: 1 image of max would cost $0.08, but this session has spent $0.48 of its $0.50 budget: "
-            "raise budget_session to go on"
+            "UsageError: 1 image of max would cost $0.08, but this session's cap is $0.50 and $0.48 is spent + "
+            "$0.00 reserved for jobs in flight: nothing was sent (raise budget_session to go on)"
         ],
     ]
     caps = _value(_cell(nb, "%config Kontext.budget_session"))
     assert "'session_cap': 0.5" in caps and "'confirm_above': 0.3" in caps and "'session': 0.0" in caps
     assert "not sent: 4 images of max would cost $0.32, more than $0.30: pass confirm=True to go ahead" in text
     assert "4 images (1024x1024, 1024x1024, 1024x1024, 1024x1024)" in text, "confirm=True went ahead"
-    assert "refused: 1 image of pro would cost $0.04, but this session has spent $0.48 of its $0.50 budget" in text
+    assert "refused: 1 image of pro would cost $0.04, but this session's cap is $0.50 and $0.48 is spent" in text
     status = _stdout(_cell(nb, "%kontext status"))
     assert "backend: sandbox" in status and "fal key: not set" in status
     assert "spent: session $0.48 of $0.50" in status
@@ -273,3 +273,24 @@ def test_classroom_notebook_runs(tmp_path: Path) -> None:
     assert [r.tags for r in records] == [("water-cycle",)] * 3 + [("moon",)]
     assert not any("volcano" in r.prompt for r in records), "refused runs send nothing"
     assert records[3].request_id == request_id[1] and records[3].cost == 0.04
+
+
+@pytest.mark.slow
+def test_judging_notebook_runs(tmp_path: Path) -> None:
+    """A sweep, ratings, a duel, the ranking, change scores with a plug-in, and a report, in a real kernel."""
+    nb = run_notebook(NOTEBOOKS / "judging.ipynb", tmp_path)
+    errors = [
+        (c.source, o.get("ename")) for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
+    assert errors == []
+    text = outputs_text(nb)
+    assert "rated 4 or more: ['@2', '@1']" in text and "in the file: 5" in text
+    assert "8 votes in the view" in text
+    assert "uncertainty" in text and "comparisons" in text, "the ranking's table"
+    assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "the duel is a widget"
+    assert "pHash distance" in text and "changed_fraction" in text
+    assert "colourfulness_gain" in text
+    report = tmp_path / "judging-report.html"
+    page = report.read_text(encoding="utf-8")
+    assert page.count('src="data:image/') >= 7 and "http://" not in page and "https://" not in page
+    assert (tmp_path / "judging-report.zip").exists() and (tmp_path / "small-report.html").exists()

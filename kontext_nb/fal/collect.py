@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from .. import endpoints
-from ..errors import FalError, JobFailed
+from ..errors import DownloadFailed, FalError, JobFailed
 from ..images import decode_image, image_inputs, sniff_content_type
 from ..jobs import Job
 from ..result import Result
@@ -35,7 +35,7 @@ async def fetch_image(media: httpx.AsyncClient, url: str, request_id: str) -> by
         return base64.b64decode(payload)
     response = await media.get(url)
     if response.status_code >= 400:
-        raise FalError(
+        raise DownloadFailed(
             f"could not download an image of request {request_id} (HTTP {response.status_code}); "
             "it stays on fal until its URL expires",
             status_code=response.status_code,

@@ -7,6 +7,11 @@ It does two things, so that nothing else has to:
 - retries, with exponential backoff and jitter, what is worth retrying: 429 (honouring
   Retry-After), 408, fal's ingress 502-504 and dropped connections; for reads (GET, PUT
   cancel) also any 5xx, because a lost status or result read could lose a paid image.
+  A submit (a POST to fal's queue or run hosts, which fal bills) is sent again after a broken
+  connection only when it provably never reached the server: the connection was refused or
+  timed out while connecting, or the host name did not resolve (fal_client's own failover
+  retries exactly these). Any other break raises ``SubmitUnconfirmed`` at once: fal may have
+  accepted the job, and sending it again could run and bill it twice.
   A classroom proxy's refusal (X-Kontext-Limit) is final: raised at once as a FalError.
 
 When retries run out it raises ``RetriesExhausted`` — deliberately not an httpx error, so
@@ -22,13 +27,17 @@ import time
 import httpx
 
 from ..config import RetryPolicy
-from ..errors import RetriesExhausted
+from ..errors import RetriesExhausted, SubmitUnconfirmed
 from .protocol import PROXY_LIMIT_HEADER, http_error
 
 FAL_HOSTS = frozenset({"queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media", "queue.falrun.com", "falrun.com"})
 RETRY_STATUSES = frozenset({408, 429})
 INGRESS_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "OPTIONS"})
+BILLED_HOSTS = frozenset({"queue.fal.run", "fal.run", "queue.falrun.com", "falrun.com"})
+"""Where a POST submits a job fal bills (storage uploads are free, and retried like reads)."""
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Breaks that prove the request never reached the server (a DNS failure is a ConnectError)."""
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -78,6 +87,7 @@ class FalTransport(httpx.AsyncBaseTransport):
         return httpx.Request(request.method, url, headers=headers, stream=request.stream, extensions=request.extensions)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        billed = request.method == "POST" and request.url.host in BILLED_HOSTS
         request = self.route(request)
         idempotent = request.method in IDEMPOTENT
         attempts = self.policy.attempts
@@ -88,6 +98,11 @@ class FalTransport(httpx.AsyncBaseTransport):
                 if not _is_event_stream(request, response):
                     response = await _buffered(response)
             except httpx.TransportError as exc:
+                if billed and not isinstance(exc, NEVER_SENT):
+                    raise SubmitUnconfirmed(
+                        f"the connection broke after the request was sent to {request.url.host} "
+                        f"({type(exc).__name__}{' ' + _short(exc) if _short(exc) else ''}): fal may have accepted it"
+                    ) from None
                 if attempt == attempts:
                     raise RetriesExhausted(
                         f"could not reach {request.url.host}: {type(exc).__name__} {_short(exc)} "

@@ -14,14 +14,15 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..endpoints import OfEndpoint
 from ..errors import JournalError
+from . import salvage
 from .folder import inside
 
 HOME_ENV = "KONTEXT_HOME"
@@ -64,6 +65,26 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_parent ON jobs (parent_id);
     CREATE INDEX jobs_status ON jobs (status);
     """,
+    # 2: money held for a job while it may still be billed (its price, from submit until it ends)
+    """
+    ALTER TABLE jobs ADD COLUMN reserved REAL NOT NULL DEFAULT 0
+    """,
+    # 3: judging: a job's star rating and change scores; blind pairwise votes (who voted when)
+    """
+    ALTER TABLE jobs ADD COLUMN rating INTEGER;
+    ALTER TABLE jobs ADD COLUMN scores TEXT;
+    CREATE TABLE votes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created REAL NOT NULL,
+        winner_id INTEGER NOT NULL,
+        loser_id INTEGER NOT NULL,
+        tie INTEGER NOT NULL DEFAULT 0,
+        voter TEXT NOT NULL,
+        session TEXT
+    );
+    CREATE INDEX votes_winner ON votes (winner_id);
+    CREATE INDEX votes_loser ON votes (loser_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SQLITE_MAX = 2**63 - 1  # SQLite's largest integer
@@ -97,6 +118,12 @@ class JobRecord(OfEndpoint):
     error: str | None
     error_type: str | None
     folder: Path = field(repr=False, compare=False, default=Path("."))
+    rating: int | None = None
+    """Stars from 1 to 5 given with ``kx.rate``; None when not rated."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """Change scores kept by ``kx.changes`` (changed_fraction, ssim_outside, phash_distance, plug-ins)."""
+    reserved: float = 0.0
+    """Dollars held for this job while fal may still bill it (its price from submit until it ends)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -106,6 +133,19 @@ class JobRecord(OfEndpoint):
     @property
     def ref(self) -> str:
         return f"@{self.id}"
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One blind pairwise vote: ``winner_id`` beat ``loser_id`` (or they tied), said by ``voter`` at ``created``."""
+
+    id: int
+    created: float
+    winner_id: int
+    loser_id: int
+    tie: bool
+    voter: str
+    session: str | None
 
 
 def owner_alive(session: str | None) -> bool:
@@ -134,6 +174,8 @@ class Journal:
         self.folder = Path(folder).expanduser().resolve() if folder is not None else default_folder()
         self.path = self.folder / DB_NAME
         self._local = threading.local()
+        self._opened = False
+        self._generation = 0  # bumped when the file is replaced: every thread then reconnects to the new one
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -160,8 +202,12 @@ class Journal:
     @property
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
+            conn.close()  # the file was moved aside by another thread: use the new journal
+            conn = None
         if conn is None:
             conn = self._local.conn = self._connect()
+            self._local.generation = self._generation
         return conn
 
     def _open_checked(self) -> None:
@@ -173,15 +219,52 @@ class Journal:
             raise JournalError(f"cannot use the journal {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             self.close()
-            aside = _free_name(self.path.with_name(f"{DB_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"))
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
-                if src.exists():
-                    src.rename(Path(str(aside) + suffix))
+            aside = salvage.move_aside(self.path)
             raise JournalError(
                 f"the journal {self.path} is not readable ({exc}); it was moved aside to {aside.name} "
                 "and a new journal starts on the next call"
             ) from None
+        self._opened = True
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite errors as one JournalError line; a journal found damaged in use is salvaged and moved aside."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:  # full disk, locked, read-only: nothing is moved
+            if not self._opened:
+                raise
+            raise JournalError(f"cannot use the journal {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            if not self._opened:
+                raise
+            raise self._salvaged(exc) from None
+
+    def _salvaged(self, damage: sqlite3.DatabaseError) -> JournalError:
+        """Copy every readable row into a fresh journal, the damaged file moved aside (never overwritten)."""
+        self.close()
+        columns, rows = salvage.readable_rows(self.path)
+        aside = salvage.move_aside(self.path)
+        self._generation += 1
+        kept = 0
+        if rows:
+            self._migrate()
+            ours = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            names = [c for c in columns if c in ours]
+            at = [columns.index(c) for c in names]
+            marks = ", ".join("?" for _ in names)
+            with self._write() as w:
+                for row in rows:
+                    w.execute(f"INSERT INTO jobs ({', '.join(names)}) VALUES ({marks})", [row[i] for i in at])
+                    kept += 1
+        return JournalError(
+            f"the journal {self.path} is damaged ({damage}): {kept} readable job{'s' if kept != 1 else ''} were "
+            f"copied into a new journal and the damaged file was moved aside to {aside.name}; try again"
+        )
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._guard():
+            return self._db.execute(sql, params).fetchall()
 
     def _migrate(self) -> None:
         db = self._db
@@ -202,14 +285,16 @@ class Journal:
 
     @contextmanager
     def _write(self) -> Iterator[_Tx]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield _Tx(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._guard():
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(db)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -229,29 +314,48 @@ class Journal:
         source: str | None = None,
         session: str | None = None,
         cache_key: str | None = None,
+        reserved: float = 0.0,
     ) -> int:
         """Write a job's row before it is submitted; returns its journal id."""
+        row = NewJob(endpoint, arguments, tuple(input_hashes), parent_id, tuple(tags), source, session, cache_key)
+        return self.create_all([row], reserved=[reserved])[0]
+
+    def create_all(
+        self, rows: Sequence[NewJob], *, reserved: Sequence[float], guard: Callable[[Holdings], None] | None = None
+    ) -> list[int]:
+        """Write the rows of jobs about to be sent, each holding its price, in one write transaction.
+
+        ``guard`` sees what is spent and held *inside* that transaction (``BEGIN IMMEDIATE``: one writer at a
+        time across every process on the runs folder) and may raise to refuse them all: so kernels sharing a
+        runs folder can never together reserve past a cap, and a refused batch writes nothing."""
         now = time.time()
         with self._write() as w:
-            cur = w.execute(
-                "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, tags,"
-                " source, session, input_hashes, cache_key) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    now,
-                    now,
-                    endpoint,
-                    str(arguments.get("prompt", "")),
-                    _dump(arguments),
-                    arguments.get("seed"),
-                    parent_id,
-                    _dump(sorted(set(tags))),
-                    source,
-                    session,
-                    _dump(list(input_hashes)),
-                    cache_key,
-                ),
-            )
-            return int(cur.lastrowid or 0)
+            if guard is not None:
+                guard(Holdings(w))
+            ids = []
+            for row, price in zip(rows, reserved, strict=True):
+                cur = w.execute(
+                    "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, tags,"
+                    " source, session, input_hashes, cache_key, reserved)"
+                    " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        now,
+                        now,
+                        row.endpoint,
+                        str(row.arguments.get("prompt", "")),
+                        _dump(row.arguments),
+                        row.arguments.get("seed"),
+                        row.parent_id,
+                        _dump(sorted(set(row.tags))),
+                        row.source,
+                        row.session,
+                        _dump(list(row.input_hashes)),
+                        row.cache_key,
+                        price,
+                    ),
+                )
+                ids.append(int(cur.lastrowid or 0))
+            return ids
 
     def submitted(self, job_id: int, request_id: str) -> None:
         self._update(job_id, status="submitted", request_id=request_id)
@@ -288,7 +392,19 @@ class Journal:
             changes["seed"] = seed
         if request_id is not None:
             changes["request_id"] = request_id
+        if status in FINAL:  # the job's price is no longer held: it became its real cost, or nothing
+            changes["reserved"] = 0.0
         self._update(job_id, **changes)
+
+    def unconfirmed(self, job_id: int, *, error: str, request_id: str | None = None) -> None:
+        """A submit fal may have received but never confirmed: its price counts as spent (never undercount)."""
+        now = time.time()
+        with self._write() as w:
+            w.execute(
+                "UPDATE jobs SET status = 'unconfirmed', cost = reserved, reserved = 0, error = ?,"
+                " request_id = COALESCE(?, request_id), updated = ? WHERE id = ?",
+                (error, request_id, now, job_id),
+            )
 
     def record_cached(
         self, original: JobRecord, *, session: str | None, source: str | None, tags: Iterable[str]
@@ -333,12 +449,50 @@ class Journal:
         with self._write() as w:
             w.execute("UPDATE jobs SET parent_id = NULL WHERE parent_id = ?", (job_id,))
             w.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            w.execute("DELETE FROM votes WHERE winner_id = ? OR loser_id = ?", (job_id, job_id))
+
+    # -- judging --------------------------------------------------------------------------
+    def set_rating(self, job_id: int, stars: int | None) -> None:
+        """A job's stars (1-5), or None to clear them."""
+        self.get(job_id)  # a clear error for a job that is not there
+        self._update(job_id, rating=stars)
+
+    def add_scores(self, job_id: int, scores: dict[str, float]) -> None:
+        """Keep change scores beside a job (merged with those it has)."""
+        with self._write() as w:  # read and write in one transaction: two kernels scoring at once keep both
+            row = w.execute("SELECT scores FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JournalError(f"no job @{job_id} in the journal {self.path}")
+            current = json.loads(row["scores"]) if row["scores"] else {}
+            w.execute(
+                "UPDATE jobs SET scores = ?, updated = ? WHERE id = ?",
+                (_dump({**current, **scores}), time.time(), job_id),
+            )
+
+    def add_vote(self, winner_id: int, loser_id: int, *, tie: bool, voter: str, session: str | None = None) -> int:
+        """Record one pairwise vote; returns its id."""
+        with self._write() as w:
+            cur = w.execute(
+                "INSERT INTO votes (created, winner_id, loser_id, tie, voter, session) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), winner_id, loser_id, int(tie), voter, session),
+            )
+            return int(cur.lastrowid or 0)
+
+    def votes(self, job_ids: Iterable[int] | None = None) -> list[Vote]:
+        """Every vote, oldest first; with ``job_ids`` only votes between two of those jobs."""
+        rows = self._db.execute("SELECT * FROM votes ORDER BY id").fetchall()
+        wanted = None if job_ids is None else set(job_ids)
+        return [
+            Vote(r["id"], r["created"], r["winner_id"], r["loser_id"], bool(r["tie"]), r["voter"], r["session"])
+            for r in rows
+            if wanted is None or (r["winner_id"] in wanted and r["loser_id"] in wanted)
+        ]
 
     # -- reading --------------------------------------------------------------------------
     def get(self, job_id: int) -> JobRecord:
         row = None
         if 0 <= job_id <= SQLITE_MAX:  # beyond: no such row (and SQLite could not even take the number)
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = next(iter(self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))), None)
         if row is None:
             raise JournalError(f"no job @{job_id} in the journal {self.path}")
         return self._record(row)
@@ -349,7 +503,7 @@ class Journal:
             raise JournalError(f"there is no job @-{n}: count back from @-1 (the latest)")
         row = None
         if n <= SQLITE_MAX:
-            row = self._db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1 OFFSET ?", (n - 1,)).fetchone()
+            row = next(iter(self._query("SELECT * FROM jobs ORDER BY id DESC LIMIT 1 OFFSET ?", (n - 1,))), None)
         if row is None:
             count = self.count()
             raise JournalError(
@@ -360,13 +514,19 @@ class Journal:
         return self._record(row)
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+        return int(self._query("SELECT COUNT(*) FROM jobs")[0][0])
 
     def find_cached(self, cache_key: str) -> JobRecord | None:
-        row = self._db.execute(
-            "SELECT * FROM jobs WHERE cache_key = ? AND status = 'done' AND files != '[]' ORDER BY id DESC LIMIT 1",
-            (cache_key,),
-        ).fetchone()
+        row = next(
+            iter(
+                self._query(
+                    "SELECT * FROM jobs WHERE cache_key = ? AND status = 'done' AND files != '[]' ORDER BY id DESC"
+                    " LIMIT 1",
+                    (cache_key,),
+                )
+            ),
+            None,
+        )
         if row is None:
             return None
         record = self._record(row)
@@ -374,11 +534,11 @@ class Journal:
 
     def uncollected(self) -> list[JobRecord]:
         """Jobs that reached fal (or may have) and never ended here: what resume collects."""
-        rows = self._db.execute("SELECT * FROM jobs WHERE status IN ('pending', 'submitted') ORDER BY id").fetchall()
+        rows = self._query("SELECT * FROM jobs WHERE status IN ('pending', 'submitted') ORDER BY id")
         return [self._record(r) for r in rows]
 
     def children(self, job_id: int) -> list[JobRecord]:
-        rows = self._db.execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,)).fetchall()
+        rows = self._query("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,))
         return [self._record(r) for r in rows]
 
     def lineage(self, job_id: int) -> list[JobRecord]:
@@ -404,6 +564,7 @@ class Journal:
         since: float | None = None,
         session: str | None = None,
         limit: int | None = None,
+        min_rating: int | None = None,
     ) -> list[JobRecord]:
         """Newest first. ``search`` matches every word in the prompt, case-insensitively."""
         if seed is not None and not 0 <= seed <= SQLITE_MAX:
@@ -425,22 +586,25 @@ class Journal:
         if since is not None:
             where.append("created >= ?")
             params.append(since)
+        if min_rating is not None:
+            where.append("rating >= ?")
+            params.append(min_rating)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [self._record(r) for r in self._db.execute(sql, params).fetchall()]
+        return [self._record(r) for r in self._query(sql, params)]
 
     def spent(self, *, since: float | None = None, session: str | None = None) -> float:
-        sql = "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE 1 = 1"
-        params: list[str | float] = []
-        if since is not None:
-            sql += " AND created >= ?"
-            params.append(since)
-        if session is not None:
-            sql += " AND session = ?"
-            params.append(session)
-        return float(self._db.execute(sql, params).fetchone()[0])
+        return self.holdings().of(since=since, session=session)[0]
+
+    def holdings(self) -> Holdings:
+        """Money spent and held, read outside any transaction (for reports, not for reserving)."""
+        return Holdings(_Tx(self._db, self._guard))
+
+    def held(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
+        """(spent, reserved): real costs so far, and prices held for jobs that may still be billed."""
+        return self.holdings().of(since=since, session=session)
 
     def _record(self, row: sqlite3.Row) -> JobRecord:
         return JobRecord(
@@ -468,17 +632,68 @@ class Journal:
             error=row["error"],
             error_type=row["error_type"],
             folder=self.folder,
+            rating=row["rating"],
+            scores=json.loads(row["scores"]) if row["scores"] else {},
+            reserved=row["reserved"],
         )
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job's row as written before it is sent."""
+
+    endpoint: str
+    arguments: dict[str, Any]
+    input_hashes: tuple[str, ...] = ()
+    parent_id: int | None = None
+    tags: tuple[str, ...] = ()
+    source: str | None = None
+    session: str | None = None
+    cache_key: str | None = None
+
+
+class Holdings:
+    """Money spent and held, read through one connection (inside a write transaction when reserving)."""
+
+    def __init__(self, tx: _Tx) -> None:
+        self._tx = tx
+
+    def of(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
+        sql = "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(reserved), 0) FROM jobs WHERE 1 = 1"
+        params: list[str | float] = []
+        if since is not None:
+            sql += " AND created >= ?"
+            params.append(since)
+        if session is not None:
+            sql += " AND session = ?"
+            params.append(session)
+        spent, reserved = self._tx.execute(sql, params).fetchone()
+        return float(spent), float(reserved)
+
+
+def left_behind(
+    records: Iterable[JobRecord], *, session: str | None = None, active: Iterable[int] = ()
+) -> list[JobRecord]:
+    """The one rule for jobs to collect: unfinished rows whose owner is gone (another process that ended),
+    or this session's own rows no longer in flight."""
+    busy = set(active)
+    return [
+        r
+        for r in records
+        if r.id not in busy and ((session is not None and r.session == session) or not owner_alive(r.session))
+    ]
 
 
 class _Tx:
     """A write transaction's connection, with executescript that stays inside the transaction."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, guard: Callable[[], AbstractContextManager[None]] | None = None) -> None:
         self.db = db
+        self._guard = guard or nullcontext
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self.db.execute(sql, params)
+        with self._guard():
+            return self.db.execute(sql, params)
 
     def executescript_in_tx(self, script: str) -> None:
         for statement in script.split(";"):
@@ -488,15 +703,6 @@ class _Tx:
 
 def _contains(text: str | None, word: str) -> bool:
     return text is not None and word in text.casefold()  # word arrives casefolded
-
-
-def _free_name(path: Path) -> Path:
-    """``path``, or ``path-2``, ``path-3``...: a name nothing has yet (moved-aside files are never overwritten)."""
-    candidate, n = path, 1
-    while any(Path(str(candidate) + s).exists() for s in ("", "-wal", "-shm")):
-        n += 1
-        candidate = path.with_name(f"{path.name}-{n}")
-    return candidate
 
 
 def _dump(value: Any) -> str:

@@ -118,3 +118,24 @@ def input_source(folder: Path, identity: str) -> Path | str | None:
     if identity.startswith(URL_INPUT):
         return identity[len(URL_INPUT) :]
     return find_input(folder, identity)
+
+
+def update_metadata(folder: Path, image_relative: str, changes: dict[str, Any]) -> None:
+    """Merge ``changes`` into the metadata embedded in a result image (a None value removes that key).
+
+    The file keeps its name (the hash of the bytes fal returned) and its pixels; only the metadata is rewritten.
+    """
+    from . import metadata
+
+    path = inside(folder, image_relative)
+    data = path.read_bytes()
+    try:
+        meta = metadata.read(data)
+    except ValueError:  # a format metadata cannot go into
+        return
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    _atomic_write(path, metadata.embed(data, meta))

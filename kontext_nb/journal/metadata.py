@@ -347,6 +347,8 @@ def _xmp_packet(meta: dict[str, Any], prompt: Any, full: str | None, guid: str |
         if meta.get(key) is not None:
             props.append(f"<kontext:{key}>{escape(_clean(meta[key])[:PLAIN_CAP])}</kontext:{key}>")
     props.append(f"<xmp:CreatorTool>{escape(_clean(_software(meta)))}</xmp:CreatorTool>")
+    if isinstance(meta.get("rating"), int):  # kx.rate's stars, as the standard XMP rating photo tools show
+        props.append(f"<xmp:Rating>{meta['rating']}</xmp:Rating>")
     if full is not None:
         props.append(f"<kontext:json>{escape(full)}</kontext:json>")
     if guid is not None:

@@ -24,13 +24,22 @@ from PIL import Image
 from .._version import __version__
 from ..config import Settings
 from ..endpoints import DEFAULT_CONTENT_TYPE, format_cost, get_endpoint
-from ..errors import BudgetError, ConfirmationRequired, FalError, JobCancelled, JobFailed, JournalError
+from ..errors import (
+    BudgetError,
+    ConfirmationRequired,
+    DownloadFailed,
+    FalError,
+    JobCancelled,
+    JobFailed,
+    JournalError,
+    SubmitUnconfirmed,
+)
 from ..fal.engine import JobHooks
 from ..images import ImageInput, image_inputs, labelled, sniff_content_type
 from ..jobs import Job
 from ..result import Result
 from . import folder as store
-from .db import JobRecord, Journal, default_folder, owner_alive
+from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind
 
 REF_PATTERN = re.compile(r"^@(last|-\d+|\d+)$")
 
@@ -156,43 +165,63 @@ class Tracker:
         blob = json.dumps({"endpoint": endpoint, "arguments": canonical}, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def cached(self, endpoint: str, arguments: dict[str, Any], tags: Iterable[str]) -> Result | None:
+    def find_cached(self, endpoint: str, arguments: dict[str, Any]) -> JobRecord | None:
+        """The earlier identical finished job that answers this request, if any (nothing written)."""
         key = self.cache_key(endpoint, arguments)
-        original = self.journal.find_cached(key) if key else None
-        if original is None:
-            return None
+        return self.journal.find_cached(key) if key else None
+
+    def answer_cached(self, original: JobRecord, tags: Iterable[str]) -> Result:
+        """A request answered from the journal: its own row, no request, no cost."""
         journal_id = self.journal.record_cached(original, session=self.session_id, source=self.source, tags=tags)
         result = self.load_result(self.journal.get(journal_id))
         result.cached = True
         return result
 
-    def check_budget(self, cost: float, description: str, confirm: bool) -> None:
-        """Stop before sending when a cap would be passed or a call is large and unconfirmed."""
+    def cached(self, endpoint: str, arguments: dict[str, Any], tags: Iterable[str]) -> Result | None:
+        original = self.find_cached(endpoint, arguments)
+        return None if original is None else self.answer_cached(original, tags)
+
+    def check_confirm(self, cost: float, description: str, confirm: bool) -> None:
+        """A call above the confirmation threshold needs confirm=True (the magics and the panel ask)."""
         s = self.settings
-        if s.budget_session is not None:
-            spent = self.journal.spent(session=self.session_id)
-            if spent + cost > s.budget_session + 1e-9:
-                raise BudgetError(
-                    f"{description} would cost {format_cost(cost)}, but this session has spent {format_cost(spent)} "
-                    f"of its {format_cost(s.budget_session)} budget: raise budget_session to go on"
-                )
-        if s.budget_daily is not None:
-            spent = self.journal.spent(since=_start_of_today())
-            if spent + cost > s.budget_daily + 1e-9:
-                raise BudgetError(
-                    f"{description} would cost {format_cost(cost)}, but {format_cost(spent)} of today's "
-                    f"{format_cost(s.budget_daily)} budget is spent: raise budget_daily to go on"
-                )
         if cost > s.confirm_above + 1e-9 and not confirm:
             raise ConfirmationRequired(
                 f"{description} would cost {format_cost(cost)}, more than {format_cost(s.confirm_above)}: "
                 "pass confirm=True to go ahead"
             )
 
+    def cap_guard(self, cost: float, description: str) -> Callable[[Holdings], None]:
+        """The budget rule, run inside the journal's write transaction: spent + reserved + this run must stay
+        within the session cap and the runs folder's daily cap, or nothing of the run is sent."""
+        s = self.settings
+
+        def guard(holdings: Holdings) -> None:
+            caps = (
+                ("this session's", s.budget_session, {"session": self.session_id}, "budget_session"),
+                ("today's", s.budget_daily, {"since": _start_of_today()}, "budget_daily"),
+            )
+            for label, cap, scope, setting in caps:
+                if cap is None:
+                    continue
+                spent, reserved = holdings.of(**scope)
+                if spent + reserved + cost > cap + 1e-9:
+                    raise BudgetError(
+                        f"{description} would cost {format_cost(cost)}, but {label} cap is {format_cost(cap)} and "
+                        f"{format_cost(spent)} is spent + {format_cost(reserved)} reserved for jobs in flight: "
+                        f"nothing was sent (raise {setting} to go on)"
+                    )
+
+        return guard
+
+    def check_budget(self, cost: float, description: str, confirm: bool) -> None:
+        """Stop before sending when a cap would be passed or a call is large and unconfirmed."""
+        self.cap_guard(cost, description)(self.journal.holdings())
+        self.check_confirm(cost, description, confirm)
+
     def spending(self) -> dict[str, Any]:
         s = self.settings
-        session = self.journal.spent(session=self.session_id)
-        today = self.journal.spent(since=_start_of_today())
+        session, session_held = self.journal.held(session=self.session_id)
+        today, today_held = self.journal.held(since=_start_of_today())
 
         def dollars(x: float | None) -> float | None:  # sums of prices are cents: no 0.0200000000000018
             return None if x is None else round(x, 4)
@@ -201,35 +230,56 @@ class Tracker:
             "session": dollars(session),
             "today": dollars(today),
             "total": dollars(self.journal.spent()),
+            "session_reserved": dollars(session_held),
+            "today_reserved": dollars(today_held),
             "session_cap": s.budget_session,
             "daily_cap": s.budget_daily,
-            "session_left": None if s.budget_session is None else dollars(max(0.0, s.budget_session - session)),
-            "daily_left": None if s.budget_daily is None else dollars(max(0.0, s.budget_daily - today)),
+            "session_left": None
+            if s.budget_session is None
+            else dollars(max(0.0, s.budget_session - session - session_held)),
+            "daily_left": None if s.budget_daily is None else dollars(max(0.0, s.budget_daily - today - today_held)),
             "confirm_above": s.confirm_above,
         }
 
     # -- one job's rows ---------------------------------------------------------------------
     def begin(self, endpoint: str, arguments: dict[str, Any], *, parent_id: int | None, tags: Iterable[str]) -> int:
-        """Keep the inputs and write the row, before anything is sent."""
-        hashes = []
-        for image in image_inputs(arguments):
-            if image.data is not None and image.sha256:
-                store.save_input(self.journal.folder, image.data, image.content_type or "", image.sha256)
-                hashes.append(image.sha256)
-            elif image.url:
-                hashes.append(store.input_identity(None, image.url))
-        journal_id = self.journal.create(
-            endpoint=endpoint,
-            arguments=labelled(arguments),
-            input_hashes=hashes,
-            parent_id=parent_id,
-            tags=tags,
-            source=self.source,
-            session=self.session_id,
-            cache_key=self.cache_key(endpoint, arguments),
-        )
-        self._active.add(journal_id)
-        return journal_id
+        """Keep the inputs and write the row, before anything is sent (nothing reserved, no cap checked)."""
+        return self.begin_all([(endpoint, arguments, parent_id, 0.0)], tags=tags)[0]
+
+    def begin_all(
+        self,
+        jobs: list[tuple[str, dict[str, Any], int | None, float]],
+        *,
+        tags: Iterable[str],
+        guard: Callable[[Holdings], None] | None = None,
+    ) -> list[int]:
+        """Keep the inputs and write every job's row holding its price, all in one transaction checked by
+        ``guard`` (the caps): all the jobs are recorded, or none (and a BudgetError says why)."""
+        tag_list = list(tags)
+        rows: list[NewJob] = []
+        for endpoint, arguments, parent_id, _ in jobs:
+            hashes = []
+            for image in image_inputs(arguments):
+                if image.data is not None and image.sha256:
+                    store.save_input(self.journal.folder, image.data, image.content_type or "", image.sha256)
+                    hashes.append(image.sha256)
+                elif image.url:
+                    hashes.append(store.input_identity(None, image.url))
+            rows.append(
+                NewJob(
+                    endpoint=endpoint,
+                    arguments=labelled(arguments),
+                    input_hashes=tuple(hashes),
+                    parent_id=parent_id,
+                    tags=tuple(tag_list),
+                    source=self.source,
+                    session=self.session_id,
+                    cache_key=self.cache_key(endpoint, arguments),
+                )
+            )
+        ids = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard)
+        self._active.update(ids)
+        return ids
 
     def hooks(self, journal_id: int, parent_id: int | None) -> JobHooks:
         def prepare(job: Job) -> None:
@@ -269,37 +319,65 @@ class Tracker:
             result.image_bytes = [data for _, data in saved]  # what is on disk: fal's bytes plus metadata
             for name, image in zip(files, result.images, strict=True):
                 store.save_thumbnail(self.journal.folder, name, image)
-        except OSError as exc:
+        except OSError as exc:  # a full disk: the images stay in memory, resume saves them later
             result.save_error = f"could not save the images to {self.journal.folder}: {exc.strerror or exc}"
-            files = []
-            self.notice(f"kontext_nb: {result.save_error}; they are still in result.images")
+            self.notice(
+                f"kontext_nb: {result.save_error}; they are still in result.images, and kx.resume() saves them "
+                "once there is room"
+            )
+            self._record_save_error(journal_id, result)
+            return
         result.files = [self.journal.folder / f for f in files]
-        self.journal.finished(
-            journal_id,
-            status="done",
-            seed=result.seed,
-            cost=result.cost,
-            num_images=len(result.images),
-            timings=result.timings,
-            nsfw=result.has_nsfw_concepts,
-            output_prompt=result.prompt,
-            files=files,
-            error=result.save_error,
-            request_id=result.request_id,
-        )
+        try:
+            self.journal.finished(
+                journal_id,
+                status="done",
+                seed=result.seed,
+                cost=result.cost,
+                num_images=len(result.images),
+                timings=result.timings,
+                nsfw=result.has_nsfw_concepts,
+                output_prompt=result.prompt,
+                files=files,
+                error=result.save_error,
+                request_id=result.request_id,
+            )
+        except JournalError as exc:  # the journal cannot be written (a full disk): the row stays collectable
+            result.save_error = str(exc)
+            self.notice(f"kontext_nb: {exc}; the images are still in result.images, and kx.resume() records them later")
+        self._active.discard(journal_id)
+
+    def _record_save_error(self, journal_id: int, result: Result) -> None:
+        """Keep the job collectable (status submitted, its request id) with the error, if the row can be written."""
+        try:
+            self.journal.finished(journal_id, status="submitted", error=result.save_error, request_id=result.request_id)
+        except JournalError as exc:
+            self.notice(f"kontext_nb: {exc}")
         self._active.discard(journal_id)
 
     def on_failed(self, journal_id: int) -> Callable[[Job, BaseException], BaseException | None]:
-        """Record failures and cancels. A job that fal may still finish stays collectable, and says so."""
+        """Record failures and cancels. A job that fal may still finish stays collectable, and says so;
+        a submit fal may have received unconfirmed keeps its price as spent."""
 
         def record(job: Job, error: BaseException) -> BaseException | None:
             self._active.discard(journal_id)
+            if isinstance(error, SubmitUnconfirmed):
+                price = self.journal.get(journal_id).reserved
+                message = (
+                    f"{error}; it may cost {format_cost(price)}, so @{journal_id} is recorded as unconfirmed and "
+                    "counted as spent: check fal's request history (fal.ai/dashboard) before sending it again"
+                )
+                self.journal.unconfirmed(journal_id, error=message, request_id=job.request_id)
+                return SubmitUnconfirmed(message, request_id=job.request_id)
             cancelled = isinstance(error, JobCancelled)
             still_on_fal = (
                 not cancelled
                 and job.request_id is not None
                 and not isinstance(error, JobFailed)
-                and not (isinstance(error, FalError) and error.status_code in (401, 403, 404, 422))
+                and (
+                    isinstance(error, DownloadFailed)  # fal has the images: only fal saying they are gone ends it
+                    or not (isinstance(error, FalError) and error.status_code in (401, 403, 404, 422))
+                )
             )
             if still_on_fal:  # timeouts, network trouble, failed downloads: kx.resume() collects it
                 self.journal.finished(
@@ -323,11 +401,7 @@ class Tracker:
 
     def resumable(self) -> list[JobRecord]:
         """Rows left unfinished by sessions that are gone (or by this one, no longer in flight)."""
-        return [
-            r
-            for r in self.journal.uncollected()
-            if r.id not in self._active and (r.session == self.session_id or not owner_alive(r.session))
-        ]
+        return left_behind(self.journal.uncollected(), session=self.session_id, active=self._active)
 
 
 def _identity(value: Any) -> Any:

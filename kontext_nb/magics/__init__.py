@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Enum, Float, Int, Unicode, observe
 
 from .. import endpoints
-from .parse import SUBCOMMANDS, help_text, split
+from .parse import SUBCOMMANDS, help_text, misspelt_subcommand, split
 
 _T2I = endpoints.endpoint_for("text-to-image", "max")
 
@@ -102,8 +102,11 @@ class Kontext(Magics):
         from . import commands
 
         tokens = split(line)
-        command = tokens[0] if tokens and tokens[0] in SUBCOMMANDS else ""
+        quoted = line.lstrip().startswith(("'", '"'))  # %kontext "history": a prompt, never a subcommand
+        command = tokens[0] if tokens and tokens[0] in SUBCOMMANDS and not quoted else ""
         rest = tokens[1:] if command else tokens
+        if not command and cell is None:
+            misspelt_subcommand(line, tokens)
         if command == "help":
             print(help_text())
             return None

@@ -97,10 +97,20 @@ def cmd_history(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     p.add_argument("--limit", type=_int("--limit"), default=50)
     p.add_argument("--tag")
     p.add_argument("--status")
+    p.add_argument("--min-rating", type=_int("--min-rating"))
     args = p.parse_intermixed_args(tokens)
     _text_ok("search words", " ".join(args.words))
     _text_ok("--tag", args.tag or "")
-    return kx.history(" ".join(args.words) or None, seed=args.seed, limit=args.limit, tag=args.tag, status=args.status)
+    return _guard(
+        lambda: kx.history(
+            " ".join(args.words) or None,
+            seed=args.seed,
+            limit=args.limit,
+            tag=args.tag,
+            status=args.status,
+            min_rating=args.min_rating,
+        )
+    )
 
 
 def _text_ok(what: str, text: str) -> None:
@@ -175,7 +185,11 @@ def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     caps = []
     for name, label in (("session", "session"), ("daily", "today")):
         cap = info.get(f"{name}_cap")
-        caps.append(f"{label} {format_cost(info[f'spent_{label}'])}" + (f" of {format_cost(cap)}" if cap else ""))
+        held = info.get(f"{name if name == 'session' else 'today'}_reserved") or 0
+        reserved = f" + {format_cost(held)} reserved" if held else ""
+        caps.append(
+            f"{label} {format_cost(info[f'spent_{label}'])}{reserved}" + (f" of {format_cost(cap)}" if cap else "")
+        )
     lines = [
         f"backend: {info['backend']} ({info['url']})",
         f"fal key: {'set' if info['key_set'] else 'not set'}",
@@ -208,6 +222,60 @@ def cmd_panel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     from ..widgets.panel import Panel
 
     return Panel()
+
+
+# -- judging ---------------------------------------------------------------------------------------
+def cmd_rate(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    """%kontext rate @12 4: 1-5 stars, 0 clears."""
+    if len(tokens) != 2:
+        raise UsageError("rate takes a job reference and 0-5 stars: %kontext rate @12 4 (0 clears)")
+    try:
+        stars = int(tokens[1])
+    except ValueError:
+        raise UsageError(f"rate: stars {shown(tokens[1])} is not allowed: give a whole number from 0 to 5") from None
+    rating = _guard(kx.rate, tokens[0], stars)
+    print(f"kontext_nb: {tokens[0]} " + (f"rated {rating} of 5" if rating else "no longer rated"))
+    return None
+
+
+def cmd_duel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    """%kontext duel @3 @5 @7 [--voter NAME]: a blind duel (no references: the last 12 finished results)."""
+    from .parse import UsageParser
+
+    p = UsageParser(prog="%kontext duel", add_help=False, allow_abbrev=False)
+    p.add_argument("refs", nargs="*")
+    p.add_argument("--voter")
+    args = p.parse_intermixed_args(tokens)
+    from ..widgets.duel import duel
+
+    return _guard(lambda: duel(args.refs or None, voter=args.voter))
+
+
+def cmd_ranking(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    """%kontext ranking [@3 @5 ...]: the results ranked from the votes, best first."""
+    return _guard(kx.ranking, tokens or None)
+
+
+def cmd_changes(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    """%kontext changes @12: what an edit changed compared with its source."""
+    return _guard(kx.changes, _one_ref("changes", tokens))
+
+
+def cmd_report(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    """%kontext report @3 @5 -o report.html [--size 512] [--title T] [--zip]; no references: the whole history."""
+    from .parse import UsageParser
+
+    p = UsageParser(prog="%kontext report", add_help=False, allow_abbrev=False)
+    p.add_argument("refs", nargs="*")
+    p.add_argument("-o", "--output", default="report.html")
+    p.add_argument("--size", type=_int("--size"), default=512)
+    p.add_argument("--title")
+    p.add_argument("--zip", action="store_true")
+    args = p.parse_intermixed_args(tokens)
+    items = args.refs or kx.history()
+    path = _guard(lambda: kx.report(items, args.output, size=args.size, title=args.title, zip=args.zip))
+    print(f"kontext_nb: wrote {path}" + (f" and {path.with_suffix('.zip')}" if args.zip else ""))
+    return None
 
 
 def cmd_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:

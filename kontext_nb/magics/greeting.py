@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from .. import api
 from ..config import ANNOUNCED, env_base_url, has_fal_credentials
 from ..errors import JournalError
-from ..journal.db import DB_NAME, Journal, default_folder, owner_alive
+from ..journal.db import DB_NAME, Journal, default_folder, left_behind
 
 if TYPE_CHECKING:
     from . import Kontext
@@ -33,7 +33,7 @@ def greet(magics: Kontext) -> None:
         print(f"kontext_nb: {exc}")
         return
     try:
-        waiting = [r for r in journal.uncollected() if not owner_alive(r.session)]
+        waiting = left_behind(journal.uncollected())
     finally:
         journal.close()
     if waiting:

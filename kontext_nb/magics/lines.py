@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import types
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -44,11 +46,19 @@ def prompts_of(magics: Kontext, line_prompt: str, cell: str | None, *, expand: b
 NAME_IN_BRACES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
 
 
+PLAIN_VALUES = (str, int, float)
+"""What may fill {name}: text and numbers (anything else could carry a secret, or be printed whole)."""
+UNSAFE_NAMES = frozenset({"In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "_", "__", "___", "exit", "quit"})
+"""IPython's history and shell objects: never a prompt's source."""
+
+
 def fill_names(prompt: str, namespace: dict[str, Any]) -> str:
     """{name} (or {name.attribute}) from the notebook's variables; anything else in braces stays as written.
 
     IPython's own expansion would evaluate any expression between braces, and $name too: a prompt pasted from a
-    web page must never run code, and "$5" is a price, not a variable.
+    web page must never run code, and "$5" is a price, not a variable. Only plain values fill a prompt, and
+    attributes only of ordinary objects (not modules, the environment or IPython's history): ``{os.environ}``
+    would put the fal key into the prompt, the journal and the image files.
     """
 
     def lookup(match: re.Match[str]) -> str:
@@ -57,12 +67,36 @@ def fill_names(prompt: str, namespace: dict[str, Any]) -> str:
             return match.group(0)
         value = namespace[first]
         for attribute in rest:
+            _refuse_container(match.group(0), first, value)
             if attribute.startswith("_") or not hasattr(value, attribute):
                 return match.group(0)
             value = getattr(value, attribute)
+        if not isinstance(value, PLAIN_VALUES) or first in UNSAFE_NAMES:
+            raise UsageError(
+                f"{match.group(0)} is {_kind(value, first)}: only text and numbers fill a prompt "
+                "(put the words you want in a variable, or write them out)"
+            )
         return str(value)
 
     return NAME_IN_BRACES.sub(lookup, prompt) if "{" in prompt else prompt
+
+
+def _refuse_container(braces: str, first: str, value: Any) -> None:
+    if isinstance(value, types.ModuleType) or value is os.environ or first in UNSAFE_NAMES:
+        raise UsageError(
+            f"{braces}: {first} is {_kind(value, first)}, and its attributes do not fill prompts "
+            "(only text and numbers from your own variables do)"
+        )
+
+
+def _kind(value: Any, name: str) -> str:
+    if name in UNSAFE_NAMES:
+        return "IPython's history"
+    if isinstance(value, types.ModuleType):
+        return "a module"
+    if value is os.environ or isinstance(value, type(os.environ)):
+        return "the environment"
+    return f"a {type(value).__name__}"
 
 
 def source_of(magics: Kontext, word: str) -> Any:

@@ -28,6 +28,11 @@ SUBCOMMANDS = (
     "resume",
     "status",
     "panel",
+    "rate",
+    "duel",
+    "ranking",
+    "changes",
+    "report",
     "help",
 )
 
@@ -197,6 +202,25 @@ def option_for(name: str) -> str:
     return f"--{name}"
 
 
+def misspelt_subcommand(line: str, tokens: list[str]) -> None:
+    """A one-word line (or 'word @ref ...') close to a subcommand is a typo, not a paid prompt: a UsageError with a
+    did-you-mean. A quoted line or one starting with -- is always a prompt."""
+    if not tokens or line.lstrip().startswith(("'", '"', "--")):
+        return
+    first, refs = tokens[0], tokens[1:]
+    head = first.split("@", 1)[0] if "@" in first[1:] else first
+    if not head or not all(t.startswith(("@", "$")) or t.isdigit() for t in refs):
+        return
+    word = head.casefold()
+    close = [word] if word in SUBCOMMANDS else difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.8)
+    if close:
+        raise UsageError(
+            f"{first!r} is not a subcommand (did you mean %kontext {close[0]}{' ' if refs or head != first else ''}"
+            f"{' '.join(refs) if refs else first[len(head) :]}?); nothing was sent. For an image of the word "
+            f'itself, quote it (%kontext "{first}") or write %kontext -- {first}'
+        )
+
+
 def help_text() -> str:
     """%kontext help: every subcommand with an example, then every option (from the specs)."""
     options = make_parser("").format_help().split("options:", 1)[-1].rstrip()
@@ -213,13 +237,20 @@ HELP = """
   %kontext sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,3.5,5     a labelled grid
   %kontext sweep edit @last "make it {winter|night}" --seed 1-4
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
-  %kontext history fox --seed 42 --limit 20
+  %kontext history fox --seed 42 --limit 20 --min-rating 4
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
-  %kontext panel                      the interactive panel: Create, Gallery, Compare, History
+  %kontext panel                      the interactive panel: Create, Gallery, Compare, History, Duel
+  %kontext rate @12 4                 1-5 stars (0 clears); kx.history(min_rating=4) finds them
+  %kontext duel @3 @5 @7              a blind duel: ← → pick the better one, = a tie (no refs: the last 12)
+  %kontext ranking @3 @5 @7           the results ranked from the votes (Bradley–Terry)
+  %kontext changes @12                what an edit changed: heat map, changed share, SSIM outside, pHash
+  %kontext report @3 @5 @7 -o report.html --size 512 --zip    one self-contained HTML file to share
 
 {name} (or {name.attr}) in a prompt is filled from the notebook's variables; nothing else in
-braces is evaluated, and $ stays a dollar sign. Quote a prompt that starts with a
-subcommand's name ("edit the photo"). In %kontext PROMPT, words after -- are all prompt
+braces is evaluated, and $ stays a dollar sign; only text and numbers fill a prompt. Quote a
+prompt that starts with a subcommand's name ("edit the photo"). A one-word line close to a
+subcommand (histroy, Panel, rerun@1) is taken for a typo and sends nothing: quote the word
+(%kontext "snow") or write %kontext -- snow to make an image of it. In %kontext PROMPT, words after -- are all prompt
 (for prompts with option-like words); in edit, -- separates the sources from the prompt.
 Settings: %config Kontext.model = 'pro' (also aspect_ratio, output_format, guidance, concurrency,
 background, runs_dir, thumbnail_size, budget_session, budget_daily, confirm_above), or

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..errors import KontextError
-from ..jobs import Job
+from ..jobs import Job, interrupted
 from ..request import Request
 from ..result import Results
 from .lines import confirm
@@ -41,18 +41,11 @@ def run(magics: Kontext, session: Session, requests: list[tuple[Request, int | N
 
 
 def submit_all(session: Session, requests: list[tuple[Request, int | None]], parsed: Parsed) -> list[Job]:
-    """Send every request (already paid for in the user's mind: confirm=True); all or none."""
-    jobs: list[Job] = []
+    """Send every request (already confirmed: confirm=True) through the session's one batch rule: all or none."""
     try:
-        for request, parent in requests:
-            jobs.append(
-                session.submit(request, cache=not parsed.no_cache, confirm=True, tags=parsed.tags, parent_id=parent)
-            )
-    except KontextError as exc:  # a budget cap reached part way: take back what was sent
-        for job in jobs:
-            job.cancel()
+        return session.submit_all(requests, cache=not parsed.no_cache, confirm=True, tags=parsed.tags)
+    except KontextError as exc:
         raise UsageError(str(exc)) from None
-    return jobs
 
 
 def wait_all(jobs: list[Job], live: LiveOutput, *, keep_errors: bool = False) -> list[Any]:
@@ -66,10 +59,8 @@ def wait_all(jobs: list[Job], live: LiveOutput, *, keep_errors: bool = False) ->
                 if not keep_errors:
                     raise
                 outcomes.append(exc)
-    except KeyboardInterrupt:
-        for job in jobs:
-            job.cancel()
-        raise
+    except KeyboardInterrupt:  # one line (what was cancelled, what it cost), not a traceback into the library
+        raise interrupted(jobs) from None
     finally:
         live.refresh()
     return outcomes

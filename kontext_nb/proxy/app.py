@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from kontext_nb.sandbox import wire
 
-from . import instructor, queue_routes, storage
+from . import duel, instructor, queue_routes, storage
 from .state import Proxy, ProxyHeader, error
 
 __all__ = ["create_app"]
@@ -68,7 +68,7 @@ def create_app(proxy: Proxy) -> Starlette:
         proxy.flush_seen()
 
     app = Starlette(
-        routes=[*instructor.routes(), *wire.fal_routes(HANDLERS)],
+        routes=[*instructor.routes(), *duel.routes(), *wire.fal_routes(HANDLERS)],
         lifespan=lifespan,
         middleware=[Middleware(ProxyHeader), Middleware(wire.TargetUrl)],
         exception_handlers={404: _not_found, 405: _not_found, wire.SlowBody: _slow_body},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from html import escape
 from typing import Any
 from urllib.parse import parse_qs
@@ -36,6 +37,8 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+SECTIONS: list[Callable[[Proxy, str], str]] = []
+"""More sections for the page, each ``section(proxy, csrf) -> HTML`` (the class duel adds one)."""
 RUNNING_NOTE = "Revoking refuses the student's next request at once; jobs already running are left to finish."
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em;margin:0}
@@ -95,7 +98,8 @@ async def page(request: Request) -> Response:
     proxy, session = _current(request)
     if session is None:
         return _html(_login_form())
-    return _html(render(proxy.report(""), session.csrf), refresh=True, title=f"Classroom proxy · {proxy.session}")
+    body = render(proxy.report(""), session.csrf) + "".join(extra(proxy, session.csrf) for extra in SECTIONS)
+    return _html(body, refresh=True, title=f"Classroom proxy · {proxy.session}")
 
 
 async def login(request: Request) -> Response:
@@ -252,3 +256,7 @@ def render(report: dict[str, Any], csrf: str) -> str:
         "</form></header>"
     )
     return header + summary + students + images + refusals
+
+
+# the class duel's routes (duel.py) use the same login, form reading and page shell
+current, form, html_page = _current, _form, _html

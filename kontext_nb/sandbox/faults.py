@@ -13,7 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("429", "500", "502", "503", "drop", "vanish", "slow")
+KINDS = ("429", "500", "502", "503", "drop", "vanish", "slow", "403", "lost-reply")
+# "403": a refusal such as an expired signed link (a media download's first try, say).
+# "lost-reply": the request is processed (a submit is queued, and would be billed) and then the
+# connection drops before the answer: the client cannot know whether it was accepted.
 ROUTES = ("submit", "status", "stream", "result", "cancel", "media", "upload", "any")
 OK = "ok"
 

@@ -12,7 +12,7 @@ from kontext_nb import endpoints
 
 from . import schema, wire
 from .queue import Job
-from .state import fal_error, fal_json, sandbox_of, too_large, unprocessable
+from .state import DropResponse, fal_error, fal_json, sandbox_of, too_large, unprocessable
 
 RECORDED_HEADERS = {"priority": "queue-priority", "store_io": "store-io", "timeout": "request-timeout"}
 
@@ -85,6 +85,8 @@ async def submit(request: Request) -> Response:
     job = Job(request_id, ep, schema.with_defaults(ep, given), webhook=webhook, **options)
     sb.submits += 1
     sb.queue.submit(job, forget=getattr(request.state, "vanish", False))
+    if getattr(request.state, "lost_reply", False):  # queued (and billed on fal), but the answer never arrives
+        return DropResponse()
     if wire.synchronous(request):  # fal.run: the model's output is the answer
         await sb.queue.wait(job)
         return _result_response(job)

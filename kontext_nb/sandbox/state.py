@@ -141,6 +141,10 @@ class Sandbox:
                 return HTMLResponse(INGRESS_HTML.format(code=code, reason=REASONS[code]), code)
             elif kind == "drop":
                 return DropResponse()
+            elif kind == "403":
+                return fal_error(403, "Forbidden (sandbox fault)", "forbidden", request_id)
+            elif kind == "lost-reply":
+                request.state.lost_reply = True
             elif kind == "vanish":
                 if request_id is not None:
                     self.queue.forget(request_id)

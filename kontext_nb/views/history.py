@@ -47,7 +47,13 @@ COLUMNS = (
     "cached",
     "tags",
     "error",
+    "rating",
+    "changed_fraction",
+    "ssim_outside",
+    "phash_distance",
 )
+SCORE_COLUMNS = ("changed_fraction", "ssim_outside", "phash_distance")
+"""Change scores ``kx.changes`` kept for an edit (None until computed); plug-in scores are not columns."""
 MAX_ROWS = 500
 """Rows drawn in the text and HTML tables; the rest are summarised (a notebook cell, not a report)."""
 MAX_THUMBNAILS = 50
@@ -91,7 +97,19 @@ class History(Sequence[JobRecord]):
             raise PandasMissing("to_pandas needs pandas: pip install pandas") from None
         df = pd.DataFrame(self.rows(), columns=list(COLUMNS))
         df["created"] = pd.to_datetime([dt.datetime.fromtimestamp(r.created) for r in self._records])
-        return df.astype({"id": "int64", "seed": "Int64", "parent_id": "Int64", "cost": "float64", "cached": "bool"})
+        return df.astype(
+            {
+                "id": "int64",
+                "seed": "Int64",
+                "parent_id": "Int64",
+                "cost": "float64",
+                "cached": "bool",
+                "rating": "Int64",
+                "changed_fraction": "Float64",
+                "ssim_outside": "Float64",
+                "phash_distance": "Int64",
+            }
+        )
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """UTF-8 with a header row; lists (files, tags) are joined with ';'."""
@@ -135,7 +153,16 @@ def _row(r: JobRecord) -> dict[str, Any]:
         "cached": r.cached,
         "tags": list(r.tags),
         "error": r.error,
+        "rating": r.rating,
+        **{name: _score(r, name) for name in SCORE_COLUMNS},
     }
+
+
+def _score(r: JobRecord, name: str) -> float | int | None:
+    value = r.scores.get(name)
+    if not isinstance(value, (int, float)) or value != value:  # NaN (nothing stayed the same) is no number in JSON
+        return None
+    return int(value) if name == "phash_distance" else float(value)
 
 
 def _model_mode(endpoint: str) -> tuple[str | None, str | None]:
@@ -240,6 +267,9 @@ def _html_row(r: JobRecord, thumbnail: str) -> str:
     td = f'<td style="{_CELL}">'
     prompt = r.prompt if len(r.prompt) <= 200 else r.prompt[:197] + "..."
     extra = ""
+    if r.rating:
+        stars = "★" * r.rating + "☆" * (5 - r.rating)
+        extra += f'<div style="color:#d99a00" title="{r.rating} of 5">{stars}</div>'
     if r.tags:
         extra += f'<div style="opacity:.6">{esc(" ".join("#" + t for t in r.tags))}</div>'
     if r.error:

@@ -20,6 +20,9 @@ _LAZY = {
     "Card": "cards",
     "CompareView": "compare_view",
     "HistoryView": "history_view",
+    "DuelView": "duel",
+    "DuelTab": "duel",
+    "RatingStars": "rating",
 }
 
 

@@ -28,6 +28,7 @@ from ..journal import folder as store
 from ..result import Result
 from ..views import render
 from . import files
+from .rating import RatingStars
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -204,9 +205,10 @@ class Card:
         )
         self.cancel.on_click(self._cancel)
         self.metadata = w.HTML(layout=parts.hidden, style=parts.text_style)
+        self.stars = RatingStars()  # kx.rate from the card: bound when the result is in the journal
         row = w.HBox([*self.buttons.values(), self.cancel], layout=parts.row)
         self.widget = w.VBox(
-            [self.image, self.reveal, self.head, self.prompt, self.status, row, self.links, self.metadata],
+            [self.image, self.reveal, self.head, self.stars, self.prompt, self.status, row, self.links, self.metadata],
             layout=parts.card,
         )
 
@@ -285,6 +287,7 @@ class Card:
         self._metadata_html = _metadata_html(result.request_id, result.endpoint, result.arguments, result)
         for button in self.buttons.values():
             button.disabled = False
+        self.stars.bind(self.session if reloadable else None, result.journal_id)
 
     def _show_failure(self, job: Job) -> None:
         status = job.status

@@ -12,28 +12,38 @@ import html
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
+from PIL import Image
 
 from ..journal.db import default_folder
 from ..journal.folder import grids_folder
 from ..result import Result
+from ..views import render
 from ..views.compare import Comparison
 from ..views.grid import Grid
 from ..views.names import readable_name
 from . import files
 from .cards import close_tree
 from .compare_widget import MAX_ITEMS, CompareWidget
+from .rating import RatingStars
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 RED = "#b00020"
+SIDE = 320
 
 
 class CompareView:
     """Results side by side with what differs highlighted, two of them overlaid (divider, flicker, difference),
     zoomed and panned together in the browser, and a sweep's labelled grid with a full-resolution PNG export."""
 
-    def __init__(self, *, folder: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, *, folder: str | os.PathLike[str] | None = None, session: Session | None = None) -> None:
         self.items: list[Result] = []
+        self.session = session
+        """For the stars: ratings go to this session's journal (None: no stars)."""
         self.folder = Path(folder) if folder is not None else None
         """Where exported grids go (``grids/`` inside it); default: the runs folder of the grid's results."""
         self.grid: Grid | None = None
@@ -44,6 +54,14 @@ class CompareView:
         self.clear_button.on_click(lambda _: self.clear())
         self.message = w.HTML()
         self.view = CompareWidget()
+        self.stars = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        """A RatingStars per result in the journal (kx.rate from the comparison)."""
+        self.changes = w.ToggleButton(value=False, description="what changed", tooltip="show the change heat map")
+        self.changes.observe(self._draw_changes, "value")
+        self.before_after = w.HTML()
+        """A pair's change heat map with its numbers (kx.changes), computed in the kernel when asked for."""
+        self.pair_box = w.VBox([self.changes, self.before_after], layout=w.Layout())
+        self._pair_images: tuple[Image.Image, Image.Image] | None = None
         self.grid_html = w.HTML()
         self.export = w.Button(
             description="export PNG", icon="download", tooltip="save the grid at full resolution with its metadata"
@@ -51,7 +69,9 @@ class CompareView:
         self.export.on_click(lambda _: self.export_grid())
         self.export_status = w.HTML()
         self.grid_box = w.VBox([self.grid_html, w.HBox([self.export, self.export_status])], layout=w.Layout())
-        self.widget = w.VBox([w.HBox([self.chips, self.clear_button]), self.message, self.view, self.grid_box])
+        self.widget = w.VBox(
+            [w.HBox([self.chips, self.clear_button]), self.message, self.view, self.stars, self.pair_box, self.grid_box]
+        )
         self._render()
         self._show(self.grid_box, False)
 
@@ -143,8 +163,34 @@ class CompareView:
         )
         self.view.show(comparison, source)
         self._show(self.view, comparison is not None)
+        self._pair_images = None
+        if comparison is not None and len(comparison.items) == 2:
+            first, second = comparison.items
+            self._pair_images = (
+                first.images[0] if isinstance(first, Result) else first,
+                second.images[0] if isinstance(second, Result) else second,
+            )
+        self._show(self.pair_box, self._pair_images is not None)
+        self._draw_changes()
+
+    def _draw_changes(self, _change: object = None) -> None:
+        shown = self.changes.value and self._pair_images is not None
+        self.before_after.value = changes_html(*self._pair_images) if shown and self._pair_images else ""
+
+    def _render_stars(self) -> None:
+        old = self.stars.children
+        rows = []
+        for item in self.items:
+            if item.journal_id is None or self.session is None:
+                continue
+            stars = RatingStars()
+            stars.bind(self.session, item.journal_id)
+            rows.append(w.HBox([w.HTML(_note(item.ref or "")), stars]))
+        self.stars.children = tuple(rows)
+        close_tree(*old)
 
     def _render_chips(self) -> None:
+        self._render_stars()
         old = self.chips.children
         chips = []
         for i, item in enumerate(self.items):
@@ -158,6 +204,19 @@ class CompareView:
 
     def _show(self, box: w.DOMWidget, visible: bool) -> None:
         box.layout.display = None if visible else "none"
+
+
+def changes_html(before: Image.Image, after: Image.Image, side: int = SIDE) -> str:
+    """The change heat map of ``after`` against ``before`` (what kx.changes shows), with its numbers."""
+    from ..judging.changes import compute, summary
+
+    found = compute(before, after)
+    data, mime = render.thumbnail(found.image, side)
+    return (
+        f'<div class="kontext-changes" style="font:12px sans-serif"><img src="{render.data_uri(data, mime)}"'
+        f' alt="what changed" style="width:{side}px;display:block"/>'
+        f"<div>{html.escape(summary(found.as_dict()))}</div></div>"
+    )
 
 
 def _note(text: str) -> str:

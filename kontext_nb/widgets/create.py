@@ -71,6 +71,8 @@ class CreateTab:
         self._sweeps_done: list[Callable[[Grid], None]] = []
         self._listening: dict[Job, Callable[[], None]] = {}
         self._lock = threading.RLock()
+        self._sending = threading.Lock()
+        """Held from a click until its submit is accepted or refused (a second click meanwhile does nothing)."""
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
         self.closed = False
@@ -205,9 +207,18 @@ class CreateTab:
     def generate(self) -> list[Job]:
         """What the Generate button does: check everything, then send (or ask first above the threshold).
 
-        Returns the jobs sent (none when something is invalid or a confirmation is asked for)."""
-        if self.closed:
+        Returns the jobs sent (none when something is invalid or a confirmation is asked for). The button is
+        disabled from the click until the submit is accepted or refused: a double click sends once."""
+        if self.closed or not self._sending.acquire(blocking=False):
             return []
+        self.generate_button.disabled = True
+        try:
+            return self._generate()
+        finally:
+            self.generate_button.disabled = False
+            self._sending.release()
+
+    def _generate(self) -> list[Job]:
         self._clear_errors()
         self._hide_confirmation()
         try:
@@ -262,8 +273,14 @@ class CreateTab:
     def _confirmed(self) -> None:
         plan, self._pending = self._pending, None
         self._hide_confirmation()
-        if plan is not None:
+        if plan is None or not self._sending.acquire(blocking=False):
+            return
+        self.yes.disabled = self.generate_button.disabled = True
+        try:
             self._send(plan)
+        finally:
+            self.yes.disabled = self.generate_button.disabled = False
+            self._sending.release()
 
     def _declined(self) -> None:
         self._pending = None
@@ -275,16 +292,11 @@ class CreateTab:
         self.confirm_row.layout.display = "none"
 
     def _send(self, plan: Plan) -> list[Job]:
-        jobs: list[Job] = []
-        try:
-            for request in plan.requests:
-                job = self.session.submit(request, confirm=True, parent_id=plan.parent_id)
-                assert isinstance(job, Job)
-                jobs.append(job)
-        except Exception as exc:  # a budget cap reached part way: take back what was sent
+        try:  # the session's one batch rule: every job of the click is sent, or none
+            jobs = self.session.submit_all([(r, plan.parent_id) for r in plan.requests], confirm=True)
+        except Exception as exc:
             if not isinstance(exc, KontextError):
                 log.exception("the panel could not send the request")
-            _in_background([j.cancel for j in jobs])
             self.error.value = error_html(str(exc) if isinstance(exc, KontextError) else f"{type(exc).__name__}: {exc}")
             return []
         batch = Batch(jobs, plan.sweep if plan.sweep.axes else None)

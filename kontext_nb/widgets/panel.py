@@ -14,12 +14,13 @@ from ..views.grid import Grid
 from .cards import close_tree
 from .compare_view import CompareView
 from .create import CreateTab
+from .duel import DuelTab
 from .files import FileServer
 from .gallery import Gallery
 from .history_view import HistoryView
 
-TITLES = ("Create", "Gallery", "Compare", "History")
-CREATE, GALLERY, COMPARE, HISTORY = range(len(TITLES))
+TITLES = ("Create", "Gallery", "Compare", "History", "Duel")
+CREATE, GALLERY, COMPARE, HISTORY, DUEL = range(len(TITLES))
 
 _current: weakref.ref[Panel] | None = None
 """The panel shown last: re-running its cell closes it, so handlers and threads never pile up."""
@@ -50,10 +51,17 @@ class Panel:
         self.gallery = Gallery(
             session, on_use_as_input=self._use_as_input, on_reuse_seed=self._reuse_seed, on_compare=self._compare
         )
-        self.compare = CompareView(folder=session.runs_folder)
+        self.compare = CompareView(folder=session.runs_folder, session=session)
         self.history = HistoryView(session, on_load=self._load)
+        self.duel = DuelTab(session)
         self.tab = w.Tab(
-            children=[self.create.widget, self.gallery.widget, self.compare.widget, self.history.widget],
+            children=[
+                self.create.widget,
+                self.gallery.widget,
+                self.compare.widget,
+                self.history.widget,
+                self.duel.widget,
+            ],
             titles=TITLES,
         )
         self.header = w.HTML(self._header_text())
@@ -90,6 +98,8 @@ class Panel:
     def _tab_changed(self, change: Any) -> None:
         if change.new == HISTORY:
             self.history.refresh()
+        elif change.new == DUEL:
+            self.duel.show()
 
     def _header_text(self) -> str:
         """Where jobs go (never the key) and what this session has spent: teachers and students look here first."""
@@ -136,7 +146,7 @@ class Panel:
         self._stop_header()
         self.create.close()
         self.gallery.close()
-        for view in (self.compare, self.history):
+        for view in (self.compare, self.history, self.duel):
             close = getattr(view, "close", None)
             if close is not None:
                 close()

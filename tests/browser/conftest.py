@@ -71,6 +71,18 @@ INSTALL_HINT = 'pip install -e ".[test]" (the test extra has jupyterlab and play
 # the notebooks the tests open besides the quickstart: {file name: [cell sources]}
 NOTEBOOKS = {
     "panel.ipynb": ["import kontext_nb as kx\n\npanel = kx.Panel()\npanel"],
+    # in a folder of its own: its checkpoint is not one of the flows' (test_lab's canary test counts those)
+    "judging/duel.ipynb": [
+        "import kontext_nb as kx\n\n"
+        "refs = [kx.generate('a lighthouse', seed=s).ref for s in (1, 2, 3)]\n"
+        "view = kx.duel(refs, voter='lab')\nview",
+        "votes = kx.get_session().tracker.journal.votes()\n"
+        "print('votes', len(votes), 'ties', sum(v.tie for v in votes))",
+        # the stars gallery cards and the compare view mount, on their own
+        "from kontext_nb.widgets.rating import RatingStars\n\n"
+        "stars = RatingStars()\nstars.bind(kx.get_session(), int(refs[0][1:]))\nstars",
+        "print('rating', kx.load(refs[0]).journal_id, kx.history(min_rating=1)[0].rating)",
+    ],
     "background.ipynb": [
         "import kontext_nb as kx\n\n%load_ext kontext_nb",
         # slow enough to see a background run queued or running while another cell runs: the sandbox the jobs go
@@ -162,6 +174,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     root.mkdir()
     shutil.copy(QUICKSTART, root / QUICKSTART.name)
     for name, sources in NOTEBOOKS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(json.dumps(_notebook(sources), indent=1))
     # a Jupyter of its own: no user settings, workspaces or IPython startup files from this machine
     config = base / "jupyter-config"

@@ -28,7 +28,7 @@ RECOVERABLE = [
     ("submit", "429", 2),
     ("submit", "502", 2),
     ("submit", "503", 1),
-    ("submit", "drop", 1),
+    # ("submit", "drop") is not recoverable by design: a submit may have reached fal (tests/test_money.py)
     ("status", "429", 2),
     ("status", "500", 2),
     ("status", "502", 1),

@@ -78,15 +78,20 @@ def test_a_timed_out_job_stays_collectable(make_session, sb: sandbox.SandboxServ
 
 
 def test_a_job_interrupted_before_submit_is_closed_not_resubmitted(make_session, sb: sandbox.SandboxServer) -> None:
+    """Killed between sending and recording fal's answer: fal may have it. Never resent, never called 'nothing
+    to collect': it is kept as unconfirmed, its price counted, and the user told where to look."""
     s = make_session()
     journal = s.tracker.journal
     orphan = journal.create(
-        endpoint="fal-ai/flux-pro/kontext/max/text-to-image", arguments={"prompt": "x"}, session="gone:1:x"
-    )
+        endpoint="fal-ai/flux-pro/kontext/max/text-to-image", arguments={"prompt": "x"}, session="gone:1:x",
+        reserved=0.08,
+    )  # fmt: skip
     assert [r.id for r in s.tracker.resumable()] == [orphan]
     assert s.resume() == []
     row = journal.get(orphan)
-    assert row.status == "failed" and "before fal confirmed" in (row.error or "")
+    assert row.status == "unconfirmed" and "no request to collect" not in (row.error or "")
+    assert "may have accepted" in (row.error or "") and "fal.ai/dashboard" in (row.error or "")
+    assert row.cost == 0.08 and row.reserved == 0
     assert sb.stats()["submits"] == 0
 
 

@@ -130,7 +130,7 @@ def test_rerun_keeps_the_seed_and_changes_what_is_asked(session: Session, sb: sa
 def test_budget_caps_stop_new_submissions(make_session: MakeSession, sb: sandbox.SandboxServer) -> None:
     s = make_session(budget_session=0.20)
     s.generate("one", num_images=2)  # $0.16
-    with pytest.raises(BudgetError, match=r"would cost \$0.08.*spent \$0.16 of its \$0.20 budget"):
+    with pytest.raises(BudgetError, match=r"would cost \$0.08.*cap is \$0.20 and \$0.16 is spent \+ \$0.00 reserved"):
         s.generate("too much")
     assert sb.stats()["submits"] == 1
     s.generate("cheaper", model="pro")  # $0.04 fits exactly
@@ -170,9 +170,13 @@ def test_unwritable_images_folder_keeps_the_row_and_the_result(make_session: Mak
     (folder / "images").write_text("a file where the images folder should be")
     r = s.generate("no room", seed=9)
     assert r.images and r.files == [] and r.save_error and "could not save" in r.save_error
-    row = s.record(r)
-    assert row.status == "done" and row.request_id == r.request_id and "could not save" in (row.error or "")
+    row = s.record(r)  # a full disk must not end the job: it stays collectable, with the error
+    assert row.status == "submitted" and row.request_id == r.request_id and "could not save" in (row.error or "")
     assert any("still in result.images" in n for n in notices)
+    (folder / "images").unlink()  # room again: resume saves them (collected again by request id, never resent)
+    (again,) = s.resume()
+    assert again.files and all(p.exists() for p in again.files)
+    assert s.record(r).status == "done" and s.record(r).error is None
 
 
 def test_history_search_and_export(session: Session, tmp_path: Path) -> None:

@@ -122,7 +122,10 @@ def test_sequence_behaviour(history: History) -> None:
 def test_rows_columns_and_values(history: History, journal: Journal) -> None:
     rows = history.rows()
     assert all(list(row) == list(COLUMNS) for row in rows)
-    names = "id created prompt endpoint model mode seed status request_id parent_id cost files cached tags error"
+    names = (
+        "id created prompt endpoint model mode seed status request_id parent_id cost files cached tags error"
+        " rating changed_fraction ssim_outside phash_distance"
+    )
     assert list(COLUMNS) == names.split(" ")
     by_id = {row["id"]: row for row in rows}
 

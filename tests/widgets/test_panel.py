@@ -417,7 +417,7 @@ def test_panel_rejects_unknown_arguments_and_displays_as_its_tab(panel: Panel) -
     with pytest.raises(TypeError, match="colour"):
         Panel(panel.session, colour="red")
     assert not panel.closed
-    assert list(panel.tab.titles) == ["Create", "Gallery", "Compare", "History"]
+    assert list(panel.tab.titles) == ["Create", "Gallery", "Compare", "History", "Duel"]
     bundle = panel._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
     assert panel.widget.children[1] is panel.tab
