@@ -31,6 +31,7 @@ from .api import (
     get_session,
     help,
     history,
+    inpaint,
     lineage,
     load,
     prune,
@@ -79,6 +80,8 @@ _LAZY = {
     "sandbox": None,
     "Panel": "widgets.panel",
     "duel": "widgets.duel",
+    "mask": "widgets.mask",
+    "MaskPainter": "widgets.mask",
 }
 
 
@@ -118,6 +121,7 @@ __all__ = [
     "JobTimeout",
     "JournalError",
     "KontextError",
+    "MaskPainter",
     "Panel",
     "Result",
     "Session",
@@ -139,8 +143,10 @@ __all__ = [
     "get_session",
     "help",
     "history",
+    "inpaint",
     "lineage",
     "load",
+    "mask",
     "prepare_image",
     "prune",
     "ranking",

@@ -63,7 +63,9 @@ def generate(
 ) -> Result | Job:
     """Text to image. Blocks and returns a Result, or with ``wait=False`` returns a Job at once.
 
-    ``model`` is "max" ($0.08 per image) or "pro" ($0.04). Other keywords are fal's inputs
+    ``model`` is "max" ($0.08 per image), "pro" ($0.04), "lora" (FLUX.1 Kontext [dev] with
+    ``loras=[URL, "URL:0.8", ("file.safetensors", 1.2)]``, per megapixel) or an endpoint id;
+    "dev" edits only (``kx.edit``). Other keywords are fal's inputs
     (see ``kx.help()``) plus ``on_update=callback(job, status)``, ``webhook_url``,
     ``priority`` ("normal" | "low"), ``start_timeout`` (s) and ``private=True`` (sync_mode
     and no copy kept in fal's request history), ``cache=False`` (always run, even when an
@@ -87,6 +89,29 @@ def edit(
     Other keywords as for ``generate``.
     """
     return get_session().edit(source, prompt, model=model, wait=wait, timeout=timeout, **arguments)
+
+
+def inpaint(
+    source: Any,
+    prompt: str,
+    *,
+    mask: Any,
+    reference: Any = None,
+    model: str = "lora",
+    wait: bool = True,
+    timeout: float | None = None,
+    **arguments: Any,
+) -> Result | Job:
+    """Repaint only the masked region of ``source`` (fal-ai/flux-kontext-lora/inpaint).
+
+    ``mask`` is an image of the source's size, white where it is repainted (``kx.mask(source)``
+    paints one); like ``source`` it may be a path, a Result, a job reference ("@12") or an array.
+    ``reference`` is fal's ``reference_image_url`` (the source when not given). Billed per
+    megapixel; other keywords are fal's inputs (``strength``, ``num_inference_steps``, ``loras`` ...).
+    """
+    return get_session().inpaint(
+        source, prompt, mask=mask, reference=reference, model=model, wait=wait, timeout=timeout, **arguments
+    )
 
 
 def attach(request_id: str, *, endpoint: str, wait: bool = False) -> Result | Job:

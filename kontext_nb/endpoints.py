@@ -2,8 +2,27 @@
 
 This module is the single source of truth. The engine, the sandbox, the widgets and the
 help texts all read from it; no other file repeats a range, an enum or a default.
-Taken from fal's API pages for ``fal-ai/flux-pro/kontext/max/text-to-image`` and
-``fal-ai/flux-pro/kontext/max``.
+
+Sources:
+
+- [max]/[pro]: fal's API pages for ``fal-ai/flux-pro/kontext/max/text-to-image`` and
+  ``fal-ai/flux-pro/kontext/max`` (the project's seed pages).
+- [dev], LoRA and inpainting (``fal-ai/flux-kontext/dev``, ``fal-ai/flux-kontext-lora``,
+  ``fal-ai/flux-kontext-lora/text-to-image``, ``fal-ai/flux-kontext-lora/inpaint``): the
+  types of fal's JavaScript client, fal-ai/fal-js ``libs/client/src/types/endpoints.ts``
+  at commit 381105e (2026-08-02): ``DevKontextEditInput``, ``BaseKontextEditInput``,
+  ``BaseKontextInput``, ``BaseKontextInpaintInput``, ``LoraWeight``, ``ImageSize`` and the
+  output ``unoOutput`` — every field, type, default and enum. Those types carry no ranges;
+  the ranges (steps 10-50, guidance 0-20) and the price ($0.035 per megapixel) are from
+  fal's page https://fal.ai/models/fal-ai/flux-kontext-lora/llms.txt (read 2026-11-30).
+- Not published in what we could read (each marked ``NOT PUBLISHED`` below, with the choice
+  kontext_nb makes): the ranges of [dev] (taken from its LoRA sibling, the same model),
+  ``num_images`` (1-4 as in the rest of the family), ``strength`` (0.01-1, the range fal
+  publishes for ``fal-ai/flux-lora/inpainting``), a LoRA's ``scale`` (kontext_nb allows 0-4),
+  custom ``image_size`` sides (1-14142, the largest input side fal names), the pixel sizes of
+  the ``image_size`` presets, fal's megapixel rounding rule, and [dev]'s price (fal's model
+  page was not available to us; $0.025 per megapixel is the figure third-party catalogues
+  quote for it — a labelled estimate, see ``PRICE_PER_MEGAPIXEL``).
 """
 
 from __future__ import annotations
@@ -11,19 +30,29 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ValidationError
 
-Mode = Literal["text-to-image", "edit", "multi"]
-Model = Literal["max", "pro"]
-Kind = Literal["string", "integer", "float", "boolean", "enum", "image", "images"]
+Mode = Literal["text-to-image", "edit", "multi", "inpaint"]
+Model = Literal["max", "pro", "dev", "lora"]
+Kind = Literal["string", "integer", "float", "boolean", "enum", "image", "images", "loras", "size"]
+Unit = Literal["image", "megapixel"]
 
-MODES: tuple[Mode, ...] = ("text-to-image", "edit", "multi")
-MODELS: tuple[Model, ...] = ("max", "pro")
-PRICE_PER_IMAGE: dict[Model, float] = {"max": 0.08, "pro": 0.04}
+MODES: tuple[Mode, ...] = ("text-to-image", "edit", "multi", "inpaint")
+MODELS: tuple[Model, ...] = ("max", "pro", "dev", "lora")
+PRICE_PER_IMAGE: dict[str, float] = {"max": 0.08, "pro": 0.04}
+PRICE_PER_MEGAPIXEL: dict[str, float] = {
+    "lora": 0.035,  # fal's llms.txt for fal-ai/flux-kontext-lora: "$0.035 per megapixels"
+    "dev": 0.025,  # NOT PUBLISHED where we could read it: the figure third-party catalogues quote for fal
+}
+MEGAPIXEL = 1024 * 1024
+"""Pixels in a billed megapixel. NOT PUBLISHED: fal's pages price "1024x1024" images at one megapixel, so
+kontext_nb counts 2**20 pixels, and rounds each image up to whole megapixels — its estimates err high."""
+ASSUMED_INPUT_SIZE = (2048, 2048)
+"""An input whose size is unknown (a URL kontext_nb did not read) is priced as the largest it sends."""
 
 ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 OUTPUT_FORMATS = ("jpeg", "png")
@@ -67,6 +96,13 @@ class Field:
             return "an http(s) URL or a data URI of an image"
         if self.kind == "images":
             return f"a list of {self.min_items} to {self.max_items} image URLs or data URIs"
+        if self.kind == "loras":
+            return (
+                "a list of LoRAs, each {'path': URL or Hugging Face name, 'scale': "
+                f"{_num(LORA_SCALE[0])} to {_num(LORA_SCALE[1])} (default 1)}}"
+            )
+        if self.kind == "size":
+            return "one of " + ", ".join(self.choices) + " or {'width': W, 'height': H}"
         return "a non-empty string" if self.required else "a string"
 
 
@@ -89,10 +125,25 @@ class Endpoint:
     model: Model
     title: str
     inputs: tuple[Field, ...]
+    source: str = "fal's API pages (the project's seed pages)"
+
+    @property
+    def unit(self) -> Unit:
+        """What fal bills: each image ([max], [pro]) or each megapixel ([dev], LoRA)."""
+        return "image" if self.model in PRICE_PER_IMAGE else "megapixel"
+
+    @property
+    def price(self) -> float:
+        """Dollars per unit (per image or per megapixel)."""
+        return PRICE_PER_IMAGE[self.model] if self.unit == "image" else PRICE_PER_MEGAPIXEL[self.model]
 
     @property
     def price_per_image(self) -> float:
-        return PRICE_PER_IMAGE[self.model]
+        """Per-image endpoints: the price; per-megapixel ones: the price of a 1 MP image."""
+        return self.price
+
+    def price_text(self) -> str:
+        return f"${self.price:.3f}".rstrip("0").rstrip(".") + f" per {self.unit}"
 
     @property
     def image_field(self) -> Field | None:
@@ -107,8 +158,41 @@ class Endpoint:
     def defaults(self) -> dict[str, Any]:
         return {f.name: f.default for f in self.inputs if f.has_default}
 
-    def cost(self, num_images: int) -> float:
-        return round(self.price_per_image * num_images, 4)
+    def cost(self, num_images: int, sizes: Sequence[tuple[int, int] | None] | None = None) -> float:
+        """What ``num_images`` images cost; per megapixel, from their ``sizes`` (width, height) as returned.
+
+        A size that is not known is priced as ``ASSUMED_INPUT_SIZE`` (errs high).
+        """
+        if self.unit == "image":
+            return round(self.price * num_images, 4)
+        known = list(sizes or [])[:num_images]
+        known += [None] * (num_images - len(known))
+        return round(sum(self.price * billed_megapixels(*(s or ASSUMED_INPUT_SIZE)) for s in known), 4)
+
+    def output_size(self, arguments: Mapping[str, Any], input_size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The size fal is expected to return for these arguments (an estimate where fal does not say)."""
+        if "image_size" in arguments or (self.mode == "text-to-image" and "aspect_ratio" not in arguments):
+            size = arguments.get("image_size", "landscape_4_3")
+            if isinstance(size, Mapping):
+                return int(size["width"]), int(size["height"])
+            return IMAGE_SIZE_PRESETS.get(str(size), (1024, 1024))
+        mode = arguments.get("resolution_mode")
+        if mode is not None and mode not in ("match_input", "auto"):
+            return aspect_size(str(mode))
+        if mode == "auto":
+            return aspect_size(nearest_ratio(*(input_size or (1, 1))))
+        if mode == "match_input" or self.mode == "inpaint":
+            w, h = input_size or ASSUMED_INPUT_SIZE
+            return -(-w // 16) * 16, -(-h // 16) * 16  # multiples of 16, rounded up
+        ratio = arguments.get("aspect_ratio") or (nearest_ratio(*input_size) if input_size else "1:1")
+        return aspect_size(str(ratio))
+
+    def estimate(self, arguments: Mapping[str, Any], input_size: tuple[int, int] | None = None) -> float:
+        """The cost before sending: from the requested (or the input's) resolution and ``num_images``."""
+        n = int(arguments.get("num_images", 1))
+        if self.unit == "image":
+            return self.cost(n)
+        return self.cost(n, [self.output_size(arguments, input_size)] * n)
 
 
 def _num(x: float) -> str:
@@ -178,7 +262,7 @@ DEFAULT_CONTENT_TYPE = "image/jpeg"
 
 def _family() -> dict[str, Endpoint]:
     out: dict[str, Endpoint] = {}
-    for model in MODELS:
+    for model in ("max", "pro"):
         base = "fal-ai/flux-pro/kontext" + ("/max" if model == "max" else "")
         label = f"FLUX.1 Kontext [{model}]"
         for ep in (
@@ -194,7 +278,163 @@ def _family() -> dict[str, Endpoint]:
     return out
 
 
-ENDPOINTS: dict[str, Endpoint] = _family()
+# --- [dev], LoRA and inpainting: fal-js endpoints.ts (381105e, 2026-08-02) + fal's llms.txt ----------
+
+ACCELERATIONS = ("none", "regular", "high")
+RESOLUTION_MODES = (
+    "auto",
+    "match_input",
+    "1:1",
+    "16:9",
+    "21:9",
+    "3:2",
+    "2:3",
+    "4:5",
+    "5:4",
+    "3:4",
+    "4:3",
+    "9:16",
+    "9:21",
+)
+IMAGE_SIZE_PRESETS: dict[str, tuple[int, int]] = {
+    # the names are fal's (ImageSize enum); the pixel sizes are NOT PUBLISHED in the schema: these are the
+    # sizes fal's FLUX endpoints return for them, used only to estimate a price before sending
+    "square_hd": (1024, 1024),
+    "square": (512, 512),
+    "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024),
+    "landscape_4_3": (1024, 768),
+    "landscape_16_9": (1024, 576),
+}
+MAX_SIDE = 14142  # "Max width: 14142px, Max height: 14142px" (fal's image_url description)
+LORA_SCALE = (0.0, 4.0)  # NOT PUBLISHED: fal's LoraWeight.scale has a default (1) and no range
+DEV_SOURCE = "fal-ai/fal-js libs/client/src/types/endpoints.ts @381105e (2026-08-02)"
+LORA_SOURCE = DEV_SOURCE + "; https://fal.ai/models/fal-ai/flux-kontext-lora/llms.txt (2026-11-30)"
+
+
+def _steps(default: int) -> Field:
+    # range: fal's llms.txt for flux-kontext-lora (10 to 50); NOT PUBLISHED for [dev], which is the same model
+    return Field(
+        "num_inference_steps",
+        "integer",
+        "The number of inference steps to perform.",
+        default=default,
+        minimum=10,
+        maximum=50,
+    )
+
+
+_DEV_GUIDANCE = Field(
+    "guidance_scale",
+    "float",
+    "How closely the model sticks to the prompt (classifier-free guidance).",
+    default=2.5,
+    minimum=0,
+    maximum=20,
+)
+_SAFETY_CHECKER = Field(
+    "enable_safety_checker", "boolean", "If set to true, the safety checker will be enabled.", default=True
+)
+_ACCELERATION = Field(
+    "acceleration",
+    "enum",
+    "The speed of the generation: the higher the speed, the faster the generation.",
+    default="none",
+    choices=ACCELERATIONS,
+)
+_RESOLUTION_MODE = Field(
+    "resolution_mode",
+    "enum",
+    "How the output resolution is set: auto (a trained resolution near the input's shape), match_input "
+    "(the input's size, in multiples of 16) or an aspect ratio.",
+    default="match_input",
+    choices=RESOLUTION_MODES,
+)
+_LORAS = Field(
+    "loras",
+    "loras",
+    "The LoRAs to use; any number, merged together. A local .safetensors file is uploaded to fal's storage first.",
+    default=(),
+)
+_IMAGE_SIZE = Field(
+    "image_size", "size", "The size of the generated image.", default="landscape_4_3", choices=tuple(IMAGE_SIZE_PRESETS)
+)
+_NUM_IMAGES = _COMMON[4]  # 1 to 4: NOT PUBLISHED for these endpoints; the rest of the family's range
+_SEED, _SYNC = _COMMON[1], _COMMON[3]
+
+
+def _format(default: str) -> Field:
+    return Field("output_format", "enum", "The format of the generated image.", default=default, choices=OUTPUT_FORMATS)
+
+
+def _image(name: str, description: str) -> Field:
+    return Field(name, "image", description, required=True)
+
+
+def _dev_family() -> dict[str, Endpoint]:
+    prompt = Field("prompt", "string", "The prompt to edit the image.", required=True)
+    source = _image("image_url", "The image to edit (URL or data URI).")
+    tail = (_SEED, _DEV_GUIDANCE, _SYNC, _NUM_IMAGES, _SAFETY_CHECKER)
+    eps = (
+        Endpoint(
+            "fal-ai/flux-kontext/dev",
+            "edit",
+            "dev",
+            "FLUX.1 Kontext [dev] image editing",
+            (prompt, source, _steps(28), *tail, _format("jpeg"), _ACCELERATION, _RESOLUTION_MODE),
+            DEV_SOURCE + " (DevKontextEditInput)",
+        ),
+        Endpoint(
+            "fal-ai/flux-kontext-lora",
+            "edit",
+            "lora",
+            "FLUX.1 Kontext [dev] with LoRAs, image editing",
+            (prompt, source, _steps(30), *tail, _format("png"), _LORAS, _ACCELERATION, _RESOLUTION_MODE),
+            LORA_SOURCE + " (BaseKontextEditInput)",
+        ),
+        Endpoint(
+            "fal-ai/flux-kontext-lora/text-to-image",
+            "text-to-image",
+            "lora",
+            "FLUX.1 Kontext [dev] with LoRAs, text to image",
+            (_COMMON[0], _IMAGE_SIZE, _steps(30), *tail, _format("png"), _LORAS, _ACCELERATION),
+            LORA_SOURCE + " (BaseKontextInput)",
+        ),
+        Endpoint(
+            "fal-ai/flux-kontext-lora/inpaint",
+            "inpaint",
+            "lora",
+            "FLUX.1 Kontext [dev] with LoRAs, inpainting",
+            (
+                Field("prompt", "string", "The prompt for the masked region.", required=True),
+                _image("image_url", "The image to inpaint (URL or data URI)."),
+                _image("mask_url", "The mask: white where the image is repainted, black where it is kept."),
+                _image(
+                    "reference_image_url",
+                    "The reference image for inpainting (required by fal; kontext_nb sends the source when none "
+                    "is given).",
+                ),
+                Field(
+                    "strength",
+                    "float",
+                    "The strength of the initial image. Higher strength values are better for this model.",
+                    default=0.88,
+                    minimum=0.01,  # NOT PUBLISHED for this endpoint: fal-ai/flux-lora/inpainting's range
+                    maximum=1,
+                ),
+                _steps(30),
+                *tail,
+                _format("png"),
+                _LORAS,
+                _ACCELERATION,
+            ),
+            LORA_SOURCE + " (BaseKontextInpaintInput)",
+        ),
+    )
+    return {ep.id: ep for ep in eps}
+
+
+ENDPOINTS: dict[str, Endpoint] = {**_family(), **_dev_family()}
 
 
 class OfEndpoint:
@@ -212,12 +452,42 @@ class OfEndpoint:
 
 
 def endpoint_for(mode: str, model: str) -> Endpoint:
-    """The endpoint for a mode (text-to-image, edit, multi) and a model (max, pro)."""
-    if model not in MODELS:
-        raise ValidationError(_bad_choice("model", model, MODELS), field="model")
+    """The endpoint for a mode (text-to-image, edit, multi, inpaint) and a model (max, pro, dev, lora).
+
+    ``model`` may also be an endpoint id; it must then serve this mode.
+    """
     if mode not in MODES:
         raise ValidationError(_bad_choice("mode", mode, MODES), field="mode")
-    return next(ep for ep in ENDPOINTS.values() if ep.mode == mode and ep.model == model)
+    if model in ENDPOINTS:
+        ep = ENDPOINTS[model]
+        if ep.mode != mode:
+            raise ValidationError(f"model={model!r} is a {ep.mode} endpoint; this call needs {mode}", field="model")
+        return ep
+    if model not in MODELS:
+        raise ValidationError(
+            f"model={model!r} is not allowed: choose one of {', '.join(MODELS)} or an endpoint id"
+            + suggest(str(model), MODELS),
+            field="model",
+        )
+    found = next((ep for ep in ENDPOINTS.values() if ep.mode == mode and ep.model == model), None)
+    if found is None:
+        serves = [m for m in MODELS if any(e.mode == mode and e.model == m for e in ENDPOINTS.values())]
+        has = ", ".join(e.mode for e in ENDPOINTS.values() if e.model == model)
+        raise ValidationError(
+            f"model={model!r} has no {mode} endpoint on fal (it does {has}): for {mode} use {', '.join(serves)}",
+            field="model",
+        )
+    return found
+
+
+def models_for(mode: str) -> tuple[str, ...]:
+    """The models that serve a mode, in MODELS order."""
+    return tuple(m for m in MODELS if any(e.mode == mode and e.model == m for e in ENDPOINTS.values()))
+
+
+def billed_megapixels(width: int, height: int) -> int:
+    """Megapixels fal is taken to bill for one image: rounded up, at least one (see MEGAPIXEL)."""
+    return max(1, math.ceil(width * height / MEGAPIXEL))
 
 
 def get_endpoint(endpoint_id: str) -> Endpoint:
@@ -324,6 +594,11 @@ def _check(field: Field, value: Any) -> Any:
             return _raise(bad())
         return list(value)
 
+    elif kind == "loras":
+        return _check_loras(field, value, bad)
+    elif kind == "size":
+        return _check_size(field, value, bad)
+
     if field.minimum is not None and value < field.minimum:
         return _raise(bad(f"is out of range: {field.allowed()}"))
     if field.maximum is not None and value > field.maximum:
@@ -333,6 +608,79 @@ def _check(field: Field, value: Any) -> Any:
 
 def _raise(err: Exception) -> Any:
     raise err
+
+
+def check_field(field: Field, value: Any) -> Any:
+    """One value checked against one input's spec: normalised, or a one-line ValidationError."""
+    return _check(field, value)
+
+
+def field_spec(name: str) -> Field:
+    """The spec of a fal input, from the first endpoint of the family that takes it (KeyError: none does)."""
+    for ep in ENDPOINTS.values():
+        for f in ep.inputs:
+            if f.name == name:
+                return f
+    raise KeyError(name)
+
+
+def _is_lora_path(value: Any) -> bool:
+    if getattr(value, "__kontext_lora__", False):
+        return True
+    return isinstance(value, str) and bool(value.strip()) and not text_problem(value) and " " not in value.strip()
+
+
+def _check_loras(field: Field, value: Any, bad: Any) -> list[dict[str, Any]]:
+    """A list of {'path', 'scale'[, 'force']}: a path (URL, Hugging Face name or local file) and a scale."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise bad(f"must be {field.allowed()}")
+    out = []
+    lo, hi = LORA_SCALE
+    for i, item in enumerate(value):
+        where = f"loras[{i}]"
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"{where}={item!r} must be {{'path': URL, 'scale': number}}", field="loras")
+        extra = sorted(set(item) - {"path", "scale", "force"})
+        if extra:
+            raise ValidationError(
+                f"{where} has {', '.join(map(repr, extra))}: a LoRA takes 'path', 'scale' and 'force'", field="loras"
+            )
+        path = item.get("path")
+        if not _is_lora_path(path):
+            raise ValidationError(
+                f"{where}.path={path!r} must be a URL, a Hugging Face name or a local .safetensors file", field="loras"
+            )
+        scale = item.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(float(scale)):
+            raise ValidationError(
+                f"{where}.scale={scale!r} must be a number from {_num(lo)} to {_num(hi)}", field="loras"
+            )
+        if not lo <= float(scale) <= hi:
+            raise ValidationError(
+                f"{where}.scale={scale!r} is out of range: a number from {_num(lo)} to {_num(hi)}", field="loras"
+            )
+        lora: dict[str, Any] = {"path": path, "scale": float(scale)}
+        if "force" in item:
+            if not isinstance(item["force"], bool):
+                raise ValidationError(f"{where}.force={item['force']!r} must be True or False", field="loras")
+            lora["force"] = item["force"]
+        out.append(lora)
+    return out
+
+
+def _check_size(field: Field, value: Any, bad: Any) -> Any:
+    """A preset name, or {'width': W, 'height': H} with whole-pixel sides."""
+    if isinstance(value, str):
+        if value not in field.choices:
+            raise bad("is not allowed: choose " + field.allowed() + suggest(value, field.choices))
+        return value
+    if not isinstance(value, Mapping) or set(value) != {"width", "height"}:
+        raise bad(f"must be {field.allowed()}")
+    for side in ("width", "height"):
+        v = value[side]
+        if not _is_integer(v) or not 1 <= int(v) <= MAX_SIDE:
+            raise bad(f"has {side}={v!r}: give a whole number of pixels from 1 to {MAX_SIDE}")
+    return {"width": int(value["width"]), "height": int(value["height"])}
 
 
 def validate(endpoint: Endpoint | str, arguments: Mapping[str, Any], *, fill_defaults: bool = True) -> dict[str, Any]:
@@ -358,7 +706,7 @@ def validate(endpoint: Endpoint | str, arguments: Mapping[str, Any], *, fill_def
         if f.required:
             raise ValidationError(f"{f.name} is required for {ep.id}: give {f.allowed()}", field=f.name)
         if fill_defaults and f.has_default:
-            out[f.name] = f.default
+            out[f.name] = list(f.default) if isinstance(f.default, tuple) else f.default
     return {n: out[n] for n in names if n in out}
 
 
@@ -366,7 +714,12 @@ def _unknown(ep: Endpoint, key: str) -> str:
     others = [e for e in ENDPOINTS.values() if e.model == ep.model and any(f.name == key for f in e.inputs)]
     if others:
         return f"{key!r} is not an input of {ep.id} ({ep.mode}); it belongs to {ep_list(others)}"
+    elsewhere = [
+        m for m in MODELS if any(e.model == m and any(f.name == key for f in e.inputs) for e in ENDPOINTS.values())
+    ]
     names = tuple(f.name for f in ep.inputs)
+    if elsewhere:
+        return f"{key!r} is not an input of {ep.id} ([{ep.model}] {ep.mode}); only of {', '.join(elsewhere)}"
     return f"unknown argument {key!r} for {ep.id}{suggest(key, names)}; allowed: {', '.join(names)}"
 
 
@@ -378,34 +731,59 @@ def overview() -> str:
     """Every endpoint with its price, then every input once: what ``kx.help()`` prints."""
     lines = ["Endpoints (model=..., and edit with one source or 2-4 sources for multi):"]
     for ep in ENDPOINTS.values():
-        lines.append(f"  {ep.model:<4} {ep.mode:<14} {ep.id:<44} ${ep.price_per_image:.2f} per image")
+        lines.append(f"  {ep.model:<4} {ep.mode:<14} {ep.id:<44} {ep.price_text()}")
+    lines.append(
+        "Per megapixel: estimated before a job from the requested or input size (each image rounded up to whole"
+    )
+    lines.append("megapixels of 1024x1024 px: fal does not publish its rounding), recorded from the returned sizes.")
     lines.append("")
     lines.append("Inputs (fal's names):")
-    by_name: dict[str, list[tuple[Endpoint, Field]]] = {}
+    # one line per input and range: [max]/[pro] and [dev]/LoRA may allow different values under one name
+    by_name: dict[tuple[str, str], list[tuple[Endpoint, Field]]] = {}
     for ep in ENDPOINTS.values():
         for f in ep.inputs:
-            by_name.setdefault(f.name, []).append((ep, f))
-    for name, uses in by_name.items():
+            by_name.setdefault((f.name, f.allowed()), []).append((ep, f))
+    for (name, _), uses in by_name.items():
         f = uses[0][1]
         modes = sorted({ep.mode for ep, _ in uses}, key=MODES.index)
-        where = "" if len(modes) == len(MODES) else f" ({', '.join(modes)})"
-        defaults = {ep.mode: g.default for ep, g in uses if g.has_default}
-        if f.required:
-            note = " [required]"
-        elif all(g.has_default for _, g in uses):
-            note = f" [default {f.default!r}]"
-        elif defaults:
-            shown = ", ".join(f"{d!r} for {m}" for m, d in defaults.items())
-            note = f" [default {shown}; otherwise fal's choice]"
-        else:
-            note = ""
+        models = sorted({ep.model for ep, _ in uses}, key=MODELS.index)
+        parts = ([] if len(models) == len(MODELS) else [", ".join(models)]) + (
+            [] if len(modes) == len(MODES) else [", ".join(modes)]
+        )
+        where = f" ({'; '.join(parts)})" if parts else ""
+        note = " [required]" if f.required else _defaults_note(uses)
         lines.append(f"  {name}{where}: {f.allowed()}{note} — {f.description}")
     return "\n".join(lines)
 
 
+def _defaults_note(uses: list[tuple[Endpoint, Field]]) -> str:
+    """' [default X]', or the defaults by model (by model and mode where a model's endpoints differ)."""
+
+    def shown(value: Any) -> str:
+        return repr(list(value) if isinstance(value, tuple) else value)
+
+    by_model: dict[str, set[str]] = {}
+    for ep, g in uses:
+        by_model.setdefault(ep.model, set()).add(shown(g.default) if g.has_default else "")
+    values = {v for vs in by_model.values() for v in vs}
+    if not values - {""}:
+        return ""
+    tail = "; otherwise fal's choice" if "" in values else ""
+    if len(values) == 1:
+        return f" [default {values.pop()}]"
+    groups: dict[str, list[str]] = {}
+    for ep, g in uses:
+        if not g.has_default:
+            continue
+        where = ep.model if len(by_model[ep.model]) == 1 else f"{ep.model} {ep.mode}"
+        if where not in groups.setdefault(shown(g.default), []):
+            groups[shown(g.default)].append(where)
+    return " [default " + "; ".join(f"{v} for {', '.join(ws)}" for v, ws in groups.items()) + tail + "]"
+
+
 def describe(endpoint: Endpoint) -> str:
     """A plain-text table of an endpoint's inputs, for help texts and docstrings."""
-    lines = [f"{endpoint.title} — {endpoint.id} (${endpoint.price_per_image:.2f} per image)"]
+    lines = [f"{endpoint.title} — {endpoint.id} ({endpoint.price_text()})"]
     for f in endpoint.inputs:
         default = f" [default {f.default!r}]" if f.has_default else (" [required]" if f.required else "")
         lines.append(f"  {f.name}: {f.allowed()}{default} — {f.description}")
@@ -415,6 +793,11 @@ def describe(endpoint: Endpoint) -> str:
 def format_cost(dollars: float) -> str:
     """Dollars as users read them everywhere: to the cent."""
     return f"${dollars:.2f}"
+
+
+def format_price(dollars: float, *, estimate: bool) -> str:
+    """A cost before it is spent: per-megapixel prices are estimates, and say so."""
+    return f"≈{format_cost(dollars)} (estimate)" if estimate else format_cost(dollars)
 
 
 def text_problem(text: str) -> str | None:

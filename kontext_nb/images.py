@@ -13,6 +13,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -62,6 +63,39 @@ class ImageInput:
         return f"input-{(self.sha256 or 'x')[:12]}.{ext}"
 
 
+@dataclass(frozen=True)
+class LoraFile:
+    """A local LoRA (.safetensors) to upload to fal's storage before the job; journaled by its hash."""
+
+    __kontext_lora__ = True
+
+    description: str
+    data: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def label(self) -> str:
+        return f"file:{Path(self.description).name};sha256={self.sha256}"
+
+    def filename(self) -> str:
+        return Path(self.description).name or f"lora-{self.sha256[:12]}.safetensors"
+
+
+def read_lora_file(path: str | os.PathLike[str]) -> LoraFile:
+    """A local .safetensors file, checked and read (an ImageInputError names the problem)."""
+    p = Path(path).expanduser()
+    if p.suffix.lower() != ".safetensors":
+        raise ImageInputError(f"LoRA {str(path)!r} is not a .safetensors file (or give its URL)")
+    if not p.is_file():
+        raise ImageInputError(f"LoRA file {str(path)!r} does not exist")
+    data = p.read_bytes()
+    if not is_safetensors(data):
+        raise ImageInputError(f"LoRA file {str(path)!r} is not in the safetensors format (its header is not)")
+    return LoraFile(str(p), data)
+
+
 def image_inputs(arguments: dict[str, Any]) -> list[ImageInput]:
     """The ImageInputs among a request's arguments (image_url, or each of image_urls)."""
     found = []
@@ -74,8 +108,10 @@ def labelled(arguments: dict[str, Any]) -> dict[str, Any]:
     """Arguments to show and store: each inline image as a short hash label, not its bytes."""
 
     def label(value: Any) -> Any:
-        if isinstance(value, ImageInput):
+        if isinstance(value, (ImageInput, LoraFile)):
             return value.label()
+        if isinstance(value, dict):
+            return {k: label(v) for k, v in value.items()}
         return [label(v) for v in value] if isinstance(value, list) else value
 
     return {k: label(v) for k, v in arguments.items()}
@@ -90,6 +126,9 @@ def prepare_image(source: Any, *, max_side: int = MAX_INPUT_SIDE) -> ImageInput:
     """
     if isinstance(source, ImageInput):
         return source
+    offered = getattr(source, "kontext_image", None)
+    if callable(offered):  # e.g. the mask painter: its finished mask
+        return prepare_image(offered(), max_side=max_side)
     images = getattr(source, "image_bytes", None)
     if images is not None and hasattr(source, "request_id"):
         if not images:
@@ -291,6 +330,19 @@ IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"MM\x00*", "image/tiff"),
 )
 SNIFFED_TYPES = "PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF or HEIC"
+
+
+def is_safetensors(data: bytes) -> bool:
+    """A .safetensors file by its bytes: an 8-byte little-endian header length, then that much JSON."""
+    if len(data) < 10:
+        return False
+    n = int.from_bytes(data[:8], "little")
+    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
+
+
+def sniff_upload(data: bytes) -> str | None:
+    """What may go to fal's storage from kontext_nb: an image (its type), a LoRA (.safetensors), else None."""
+    return sniff_content_type(data) or ("application/octet-stream" if is_safetensors(data) else None)
 
 
 def sniff_content_type(data: bytes) -> str | None:

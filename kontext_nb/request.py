@@ -6,13 +6,14 @@ Everything a call could get wrong is found here, before anything is sent or paid
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from . import endpoints
 from .errors import ValidationError
 from .fal.engine import SubmitOptions
-from .images import ImageInput, prepare_image
+from .images import ImageInput, prepare_image, read_lora_file
 
 PRIORITIES = ("normal", "low")
 
@@ -31,8 +32,22 @@ class Request:
         return int(self.arguments.get("num_images", 1))
 
     @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The source image's size, when kontext_nb read it (a URL it did not read: None)."""
+        field = self.endpoint.image_field
+        value = self.arguments.get(field.name) if field is not None else None
+        value = value[0] if isinstance(value, list) and value else value
+        return value.size if isinstance(value, ImageInput) else None
+
+    @property
     def cost(self) -> float:
-        return self.endpoint.cost(self.num_images)
+        """What this request is expected to cost: exact per image, estimated (high) per megapixel."""
+        return self.endpoint.estimate(self.arguments, self.input_size)
+
+    @property
+    def estimated(self) -> bool:
+        """True when the cost is an estimate (per-megapixel endpoints)."""
+        return self.endpoint.unit == "megapixel"
 
 
 def build_request(
@@ -41,6 +56,9 @@ def build_request(
     *,
     model: str = "max",
     sources: Any = None,
+    mask: Any = None,
+    reference: Any = None,
+    loras: Any = None,
     webhook_url: str | None = None,
     priority: str | None = None,
     start_timeout: float | None = None,
@@ -56,9 +74,23 @@ def build_request(
         if arguments.get("sync_mode") is False:
             raise ValidationError("private=True needs sync_mode=True (it keeps outputs out of fal's history)")
         args["sync_mode"] = True
+    if mask is not None and endpoint.mode != "inpaint":
+        raise ValidationError(
+            f"mask= is for inpainting ({endpoints.endpoint_for('inpaint', 'lora').id})", field="mask_url"
+        )
     if endpoint.mode != "text-to-image":
         inputs = [_prepare(s, max_input_side) for s in sources]
-        for image in inputs:
+        if endpoint.mode == "inpaint":
+            if mask is None:
+                raise ValidationError(
+                    "mask_url is required for inpainting: give mask= (a PNG, white = repaint)", field="mask_url"
+                )
+            inputs += [
+                _prepare(mask, max_input_side),
+                _prepare(reference, max_input_side) if reference is not None else inputs[0],
+            ]
+            _check_mask(inputs[0], inputs[1], notices)
+        for image in dict.fromkeys(inputs):
             if image.downscaled_from and image.size:
                 w, h = image.downscaled_from
                 notices.append(
@@ -66,7 +98,12 @@ def build_request(
                 )
         field = endpoint.image_field
         assert field is not None
-        args[field.name] = inputs[0] if field.kind == "image" else inputs
+        if endpoint.mode == "inpaint":
+            args.update(image_url=inputs[0], mask_url=inputs[1], reference_image_url=inputs[2])
+        else:
+            args[field.name] = inputs[0] if field.kind == "image" else inputs
+    if loras is not None:
+        args["loras"] = lora_list(loras)
     validated = endpoints.validate(endpoint, args)
     options = SubmitOptions(
         webhook_url=_check_webhook(webhook_url),
@@ -92,6 +129,50 @@ def edit_mode(sources: Any) -> tuple[str, list[Any]]:
             )
         return "multi", items
     return "edit", [sources]
+
+
+def lora_list(loras: Any) -> Any:
+    """LoRAs as fal's list of {'path', 'scale'}: from 'URL', 'URL:SCALE', (path, scale), dicts or a mix.
+
+    A local ``.safetensors`` path becomes a LoraFile (uploaded before the job); values endpoints.validate
+    cannot make sense of are passed on for it to refuse in one line.
+    """
+    if isinstance(loras, (str, dict, tuple)):
+        loras = [loras]
+    if not isinstance(loras, list):
+        return loras
+    out: list[Any] = []
+    for item in loras:
+        if isinstance(item, str):
+            path, scale = split_lora(item)
+            item = {"path": path} if scale is None else {"path": path, "scale": scale}
+        elif isinstance(item, tuple) and len(item) == 2:
+            item = {"path": item[0], "scale": item[1]}
+        if isinstance(item, dict) and isinstance(item.get("path"), (str, os.PathLike)):
+            path = os.fspath(item["path"])
+            if not path.startswith(("http://", "https://")) and path.lower().endswith(".safetensors"):
+                item = {**item, "path": read_lora_file(path)}
+        out.append(item)
+    return out
+
+
+def split_lora(text: str) -> tuple[str, Any]:
+    """'URL:0.8' -> ('URL', 0.8); 'URL' -> ('URL', None); a scale that is not a number stays text to refuse."""
+    head, sep, tail = text.rpartition(":")
+    if not sep or "/" in tail or not head or head.endswith(("http", "https")):
+        return text, None
+    try:
+        return head, float(tail)
+    except ValueError:
+        return head, tail
+
+
+def _check_mask(source: ImageInput, mask: ImageInput, notices: list[str]) -> None:
+    if source.size and mask.size and source.size != mask.size:
+        notices.append(
+            f"the mask is {mask.size[0]}x{mask.size[1]} but the image is {source.size[0]}x{source.size[1]}; "
+            "fal does not publish how it fits a mask of another size (kx.mask(source) paints one of the exact size)"
+        )
 
 
 def _prepare(source: Any, max_side: int | None) -> ImageInput:

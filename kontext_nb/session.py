@@ -353,6 +353,36 @@ class Session:
         )
         return request, parent_id
 
+    def inpaint(
+        self,
+        source: Any,
+        prompt: str,
+        *,
+        mask: Any,
+        reference: Any = None,
+        model: str = "lora",
+        wait: bool = True,
+        **arguments: Any,
+    ) -> Result | Job:
+        """Change only the masked region; ``arguments`` are fal's inputs and the run options (``RunOptions``)."""
+        options = RunOptions.take(arguments)
+        request, parent_id = self.prepare_inpaint(
+            source, prompt, mask=mask, reference=reference, model=model, **arguments
+        )
+        return self.run(request, wait=wait, parent_id=parent_id, options=options)
+
+    def prepare_inpaint(
+        self, source: Any, prompt: str, *, mask: Any, reference: Any = None, model: str = "lora", **arguments: Any
+    ) -> tuple[Request, int | None]:
+        """A checked inpainting request (source, mask, optional reference) and the job it edits (if any)."""
+        src, msk, ref = (self.result(x) if is_ref(x) else x for x in (source, mask, reference))
+        parent_id = src.journal_id if isinstance(src, Result) else None
+        request = build_request(
+            "inpaint", prompt, model=model, sources=[src], mask=msk, reference=ref,
+            max_input_side=self.settings.max_input_side, **arguments,
+        )  # fmt: skip
+        return request, parent_id
+
     def job(self, ref: Any) -> Job | None:
         """The Job in flight in this session for a journal reference, if it is still running."""
         journal_id = self.record(ref).id

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import endpoints
-from .endpoints import format_cost
+from .endpoints import format_price
 from .errors import ValidationError
 
 MAX_VALUES = 100
@@ -27,7 +27,12 @@ NONE_LABEL = "(none)"
 _SPEC = endpoints.endpoint_for("text-to-image", "max")
 SWEEPABLE: tuple[str, ...] = (
     "model",
-    *(f.name for f in _SPEC.inputs if f.kind in ("integer", "float", "boolean", "enum") and f.name != "sync_mode"),
+    *dict.fromkeys(
+        f.name
+        for ep in endpoints.ENDPOINTS.values()
+        for f in ep.inputs
+        if f.kind in ("integer", "float", "boolean", "enum") and f.name != "sync_mode"
+    ),
 )
 _TRUE, _FALSE = ("true", "on", "1", "yes"), ("false", "off", "0", "no")
 _INT_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
@@ -60,6 +65,10 @@ class Sweep:
     cells: tuple[Cell, ...]
     prompt: str = ""
     """The prompt as written, with its {a|b} groups."""
+    mode: str = "text-to-image"
+    """text-to-image or edit: with the model, it names each cell's endpoint."""
+    input_size: tuple[int, int] | None = None
+    """An edit's source size, when known: per-megapixel cells are priced from it."""
 
     def count(self) -> int:
         return len(self.cells)
@@ -67,12 +76,22 @@ class Sweep:
     def images(self) -> int:
         return sum(_num_images(cell) for cell in self.cells)
 
-    def cost(self) -> float:
-        """Dollars if every cell succeeds: each cell's model price times its images."""
-        return round(
-            sum(endpoints.endpoint_for("text-to-image", c.model).price_per_image * _num_images(c) for c in self.cells),
-            4,
-        )
+    def endpoint(self, cell: Cell) -> endpoints.Endpoint:
+        return endpoints.endpoint_for(self.mode, cell.model)
+
+    def cost(self, input_size: tuple[int, int] | None = None) -> float:
+        """Dollars if every cell succeeds, each priced by its own model (per megapixel: estimated, high)."""
+        total, size = 0.0, input_size or self.input_size
+        for c in self.cells:
+            ep = self.endpoint(c)
+            args = {**ep.defaults(), **{k: v for k, v in c.arguments.items() if v is not None}}
+            total += ep.estimate(args, size)
+        return round(total, 4)
+
+    @property
+    def estimated(self) -> bool:
+        """True when some cell is billed per megapixel, so the cost is an estimate."""
+        return any(self.endpoint(c).unit == "megapixel" for c in self.cells)
 
     def describe(self) -> str:
         """One line to confirm before running, e.g. '2 prompts × 3 seeds = 6 images · $0.48'."""
@@ -90,7 +109,8 @@ class Sweep:
             factors.append(f"{per_cell} images each")
         total = self.images()
         head = " × ".join(factors) + " = " if factors else ""
-        return f"{head}{total} image{'s' if total != 1 else ''} · {format_cost(self.cost())}"
+        price = format_price(self.cost(), estimate=self.estimated)
+        return f"{head}{total} image{'s' if total != 1 else ''} · {price}"
 
     def __repr__(self) -> str:
         return f"<Sweep {self.describe()}>"
@@ -137,9 +157,18 @@ def parse_values(name: str, text: str) -> tuple[Any, ...]:
 def check_value(name: str, value: Any) -> Any:
     """The value as endpoints normalise it, or endpoints' one-line error naming option, value and what is allowed."""
     if name == "model":
-        endpoints.endpoint_for("text-to-image", value)
+        if value not in endpoints.MODELS and value not in endpoints.ENDPOINTS:
+            raise ValidationError(
+                f"model={value!r} is not allowed: choose one of {', '.join(endpoints.MODELS)}"
+                + endpoints.suggest(str(value), endpoints.MODELS),
+                field="model",
+            )
         return value
-    return endpoints.validate(_SPEC, {"prompt": "x", name: value}, fill_defaults=False)[name]
+    return endpoints.check_field(_field(name), value)
+
+
+def _field(name: str) -> endpoints.Field:
+    return endpoints.field_spec(name)
 
 
 def _check_name(name: str) -> None:
@@ -153,7 +182,7 @@ def _check_name(name: str) -> None:
 def _parse_piece(name: str, piece: str) -> list[Any]:
     if name == "model":
         return [check_value(name, piece)]
-    field = _SPEC.field(name)
+    field = _field(name)
     if field.kind == "boolean":
         word = piece.lower()
         if word not in _TRUE + _FALSE:
@@ -178,9 +207,9 @@ def _number(name: str, kind: str, text: str, piece: str) -> int | float:
     except ValueError:
         what = "an integer" if kind == "integer" else "a number"
         where = f"{name}={piece!r}" + (f": {text!r}" if text != piece else "")
-        raise ValidationError(f"{where} is not {what}; allowed: {_SPEC.field(name).allowed()}", field=name) from None
+        raise ValidationError(f"{where} is not {what}; allowed: {_field(name).allowed()}", field=name) from None
     if not math.isfinite(value):
-        raise ValidationError(f"{name}={piece!r} is not a finite number: {_SPEC.field(name).allowed()}", field=name)
+        raise ValidationError(f"{name}={piece!r} is not a finite number: {_field(name).allowed()}", field=name)
     return value
 
 
@@ -197,7 +226,7 @@ def _steps(name: str, piece: str, start: float, stop: float, step: float) -> lis
         try:
             check_value(name, bound)
         except ValidationError:
-            allowed = _SPEC.field(name).allowed()
+            allowed = _field(name).allowed()
             raise ValidationError(f"{name}={piece!r} goes out of range: {allowed}", field=name) from None
     if isinstance(start, int) and isinstance(step, int):
         return [check_value(name, start + i * step) for i in range(n)]
@@ -286,6 +315,7 @@ def build_sweep(
     *,
     model: str = "max",
     base: Mapping[str, Any] | None = None,
+    mode: str = "text-to-image",
 ) -> Sweep:
     """Expand a prompt's {a|b} groups and option lists into every cell, checking each value once.
 
@@ -325,7 +355,9 @@ def build_sweep(
                 arguments[axis.name] = axis.values[i]
         text = _render(segments, groups, coords[:n_prompt])
         cells.append(Cell(text, arguments, cell_model, tuple(coords)))
-    return Sweep(tuple(axes), tuple(cells), prompt)
+    for m in dict.fromkeys(c.model for c in cells):
+        endpoints.endpoint_for(mode, m)  # every model must serve the mode: dev has no text-to-image
+    return Sweep(tuple(axes), tuple(cells), prompt, mode)
 
 
 def _values(name: str, given: Any) -> tuple[Any, ...]:

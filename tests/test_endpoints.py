@@ -32,8 +32,12 @@ def rejected(endpoint: ep.Endpoint, **args: object) -> str:
     return message
 
 
-def test_the_family_has_six_endpoints_with_fal_ids_and_prices() -> None:
+def test_the_family_has_ten_endpoints_with_fal_ids_and_prices() -> None:
     assert set(ep.ENDPOINTS) == {
+        "fal-ai/flux-kontext/dev",
+        "fal-ai/flux-kontext-lora",
+        "fal-ai/flux-kontext-lora/text-to-image",
+        "fal-ai/flux-kontext-lora/inpaint",
         "fal-ai/flux-pro/kontext/max/text-to-image",
         "fal-ai/flux-pro/kontext/max",
         "fal-ai/flux-pro/kontext/max/multi",
@@ -195,7 +199,9 @@ def test_overview_lists_each_endpoint_and_each_input_once() -> None:
     text = ep.overview()
     for e in ep.ENDPOINTS.values():
         assert e.id in text
-    lines = [line for line in text.splitlines() if line.startswith("  ") and "per image" not in line]
+    lines = [line for line in text.splitlines() if line.startswith("  ") and " per " not in line]
     inputs = [line.split(":")[0].split(" (")[0].strip() for line in lines]
-    assert sorted(inputs) == sorted({f.name for e in ep.ENDPOINTS.values() for f in e.inputs})
-    assert "default '1:1' for text-to-image" in text and "image_url (edit)" in text
+    assert set(inputs) == {f.name for e in ep.ENDPOINTS.values() for f in e.inputs}
+    # one line per input and allowed range: the same name may allow different values on [dev]/LoRA
+    assert len(inputs) == len({(f.name, f.allowed()) for e in ep.ENDPOINTS.values() for f in e.inputs})
+    assert "default '1:1' for max text-to-image" in text and "image_url (edit, inpaint)" in text

@@ -294,3 +294,20 @@ def test_judging_notebook_runs(tmp_path: Path) -> None:
     page = report.read_text(encoding="utf-8")
     assert page.count('src="data:image/') >= 7 and "http://" not in page and "https://" not in page
     assert (tmp_path / "judging-report.zip").exists() and (tmp_path / "small-report.html").exists()
+
+
+@pytest.mark.slow
+def test_family_notebook_runs_dev_max_inpaint_and_lora(tmp_path: Path) -> None:
+    nb = run_notebook(NOTEBOOKS / "family.ipynb", tmp_path)
+    text = outputs_text(nb)
+    errors = [
+        (c.source, o.get("ename")) for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
+    assert errors == []
+    assert "fal-ai/flux-kontext/dev" in text and "per megapixel" in text, "kx.help lists the family with prices"
+    assert "2 prompts × 2 models = 4 images · ≈$0.21 (estimate)" in text, "the grid prices each cell by its model"
+    assert "endpoint: fal-ai/flux-kontext-lora/inpaint" in text
+    assert "pixels outside the mask unchanged: True" in text
+    assert "[0.8, 0.4] · metadata: file:my-style.safetensors;sha256" in text
+    assert 'alt="mask"' in text and "LoRA woodcut.safetensors×1.2" in text, "history shows the mask and the LoRA"
+    assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "the mask painter is a widget"

@@ -92,6 +92,8 @@ def test_enums_and_ranges_come_from_endpoints() -> None:
     ratios = endpoints.endpoint_for("text-to-image", "max").field("aspect_ratio").choices
     assert parse_values("aspect_ratio", ",".join(ratios)) == ratios
     assert parse_values("model", ",".join(endpoints.MODELS)) == endpoints.MODELS
+    steps = parse_values("num_inference_steps", "10-12")  # the family's inputs sweep too
+    assert steps == (10, 11, 12)
 
 
 def test_expand_prompt_groups_in_row_major_order() -> None:

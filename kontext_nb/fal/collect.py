@@ -82,7 +82,7 @@ async def collect_result(
         urls=[m["url"] if not m["url"].startswith("data:") else "data:" for m in metas],
         has_nsfw_concepts=nsfw,
         timings=dict(output.get("timings") or {}),
-        cost=ep.cost(len(images)),
+        cost=ep.cost(len(images), [im.size for im in images]),  # per megapixel: from the returned sizes
         inputs=image_inputs(arguments),
         output=_elide(output),
         logs=job.status.logs,

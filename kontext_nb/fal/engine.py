@@ -9,6 +9,7 @@ the JobHooks a caller passes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from fal_client.auth import MissingCredentialsError
 from .. import endpoints
 from ..config import Settings
 from ..errors import FalError, JobCancelled, JobFailed, JobTimeout, KontextError, RetriesExhausted
-from ..images import ImageInput, labelled
+from ..images import ImageInput, LoraFile, labelled
 from ..jobs import Job
 from ..result import Result
 from .collect import collect_result
@@ -197,8 +198,12 @@ class Engine:
             await self.transport.aclose()
             await self._loop.shutdown_asyncgens()
 
+        done = asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         try:
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout)
+            done.result(timeout)
+        except concurrent.futures.TimeoutError:  # a busy machine: stop anyway; the daemon thread cannot outlive us
+            done.cancel()
+            log.warning("the engine's jobs did not stop within %.0f s; its loop is stopped regardless", timeout)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
@@ -308,11 +313,21 @@ class Engine:
         """Turn ImageInputs into what fal accepts: their URL, a data URI, or an upload."""
         out: dict[str, Any] = {}
         for key, value in arguments.items():
-            if isinstance(value, list):
+            if key == "loras" and isinstance(value, list):
+                out[key] = [await self._lora(v) for v in value]
+            elif isinstance(value, list):
                 out[key] = [await self._image_url(v) for v in value]
             else:
                 out[key] = await self._image_url(value) if isinstance(value, ImageInput) else value
         return out
+
+    async def _lora(self, lora: Any) -> Any:
+        """A LoRA whose path is a local file: uploaded through fal's storage protocol, sent as its URL."""
+        if isinstance(lora, dict) and isinstance(lora.get("path"), LoraFile):
+            file = lora["path"]
+            url = await self._uploader.upload(file.data, "application/octet-stream", file.filename())
+            return {**lora, "path": url}
+        return lora
 
     async def _image_url(self, image: Any) -> Any:
         if not isinstance(image, ImageInput):

@@ -19,14 +19,23 @@ def rerun_request(record: JobRecord, changes: dict[str, Any], max_input_side: in
     ep = get_endpoint(record.endpoint)
     model = changes.pop("model", ep.model)
     target = endpoint_for(ep.mode, model)
-    image_field = ep.image_field
-    arguments = {k: v for k, v in record.arguments.items() if image_field is None or k != image_field.name}
+    image_fields = {f.name for f in ep.inputs if f.kind in ("image", "images")}
+    arguments = {k: v for k, v in record.arguments.items() if k not in image_fields}
     arguments["seed"] = record.seed
     arguments.update(changes)
+    for lora in arguments.get("loras") or []:
+        if isinstance(lora, dict) and str(lora.get("path", "")).startswith("file:"):
+            raise JournalError(
+                f"{record.ref} used a local LoRA file ({lora['path'].split(';')[0][5:]}), which the runs folder does "
+                "not keep: give loras= again to rerun it"
+            )
     prompt = arguments.pop("prompt", record.prompt)
-    sources = [_input_source(record, h) for h in record.input_hashes] if image_field is not None else None
+    inputs = [_input_source(record, h) for h in record.input_hashes] if image_fields else []
+    extra: dict[str, Any] = {}
+    if ep.mode == "inpaint":
+        inputs, extra = inputs[:1], {"mask": inputs[1], "reference": inputs[2] if len(inputs) > 2 else None}
     return build_request(
-        target.mode, prompt, model=model, sources=sources, max_input_side=max_input_side, **arguments
+        target.mode, prompt, model=model, sources=inputs or None, max_input_side=max_input_side, **extra, **arguments
     ), (record.parent_id)
 
 

@@ -35,7 +35,7 @@ from ..errors import (
     SubmitUnconfirmed,
 )
 from ..fal.engine import JobHooks
-from ..images import ImageInput, image_inputs, labelled, sniff_content_type
+from ..images import ImageInput, LoraFile, image_inputs, labelled, sniff_content_type
 from ..jobs import Job
 from ..result import Result
 from . import folder as store
@@ -407,6 +407,10 @@ class Tracker:
 def _identity(value: Any) -> Any:
     if isinstance(value, ImageInput):
         return value.sha256 or value.url
+    if isinstance(value, LoraFile):
+        return value.sha256
+    if isinstance(value, dict):
+        return {k: _identity(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_identity(v) for v in value]
     return value

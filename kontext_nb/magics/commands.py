@@ -58,10 +58,36 @@ def cmd_edit(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     source = [source_of(magics, s) for s in sources]
     requests = []
     for prompt in prompts:
-        inputs = inputs_of(magics, parsed, "edit")
+        inputs = inputs_of(magics, parsed, "edit" if len(source) == 1 else "multi")
         try:
             request, parent = session.prepare_edit(
                 source if len(source) > 1 else source[0], prompt, model=model_of(magics, parsed), **inputs,
+                private=parsed.private,
+            )  # fmt: skip
+        except KontextError as exc:
+            raise UsageError(usage(exc, parsed)) from None
+        requests.append((request, parent))
+    return run(magics, session, requests, parsed)
+
+
+def cmd_inpaint(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    """%kontext inpaint SOURCE --mask MASK [--ref IMAGE] PROMPT: repaint the mask's white region (LoRA endpoint)."""
+    parsed = parse("inpaint", tokens)
+    if not parsed.words:
+        raise UsageError("inpaint needs a SOURCE: %kontext inpaint SOURCE --mask MASK [--ref IMAGE] PROMPT")
+    if parsed.mask is None:
+        raise UsageError("inpaint needs --mask MASK (a path, @12, $m: white where the image is repainted)")
+    source, words = source_of(magics, parsed.words[0]), parsed.words[1:]
+    mask = source_of(magics, parsed.mask)
+    ref = source_of(magics, parsed.ref) if parsed.ref is not None else None
+    prompts = prompts_of(magics, " ".join(words), cell)
+    session = kx.get_session()
+    requests = []
+    for prompt in prompts:
+        inputs = inputs_of(magics, parsed, "inpaint")
+        try:
+            request, parent = session.prepare_inpaint(
+                source, prompt, mask=mask, reference=ref, model=model_of(magics, parsed, "inpaint"), **inputs,
                 private=parsed.private,
             )  # fmt: skip
         except KontextError as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import StdinNotImplementedError, UsageError
 
 from .. import api, endpoints
-from ..endpoints import format_cost
+from ..endpoints import format_cost, format_price
 from ..errors import KontextError, ValidationError
 from ..request import Request, build_request
 from .parse import Parsed, convert, option_for, shown
@@ -108,28 +108,61 @@ def source_of(magics: Kontext, word: str) -> Any:
     return word
 
 
-def model_of(magics: Kontext, parsed: Parsed) -> str:
+def model_of(magics: Kontext, parsed: Parsed, mode: str | None = None) -> str:
+    """--model (or Kontext.model): max, pro, dev, lora or an endpoint id; inpainting is LoRA's alone."""
+    if parsed.model is None and mode is not None and magics.model not in endpoints.models_for(mode):
+        return endpoints.models_for(mode)[-1]  # e.g. inpaint: lora, whatever Kontext.model says
     model = magics.model if parsed.model is None else parsed.model
-    if model not in endpoints.MODELS:
+    if model not in endpoints.MODELS and model not in endpoints.ENDPOINTS:
+        choices = ", ".join(endpoints.MODELS)
         raise UsageError(
-            f"--model {model!r} is not allowed: choose one of max, pro{endpoints.suggest(model, endpoints.MODELS)}"
+            f"--model {model!r} is not allowed: choose one of {choices} or an endpoint id"
+            + endpoints.suggest(model, endpoints.MODELS)
         )
     return model
 
 
+# the magics' settings (%config Kontext.guidance, .output_format) and the [max] defaults they start from
+_SETTINGS = (("guidance_scale", "guidance"), ("output_format", "output_format"), ("aspect_ratio", "aspect_ratio"))
+
+
 def inputs_of(magics: Kontext, parsed: Parsed, mode: str) -> dict[str, Any]:
+    """The typed inputs, plus the magics' settings where this endpoint takes them.
+
+    A setting left at [max]'s default does not override another model's own default ([dev] and
+    LoRA have guidance 2.5, and LoRA png): only a setting the user changed does.
+    """
     inputs = {name: convert(name, value) for name, value in parsed.inputs.items()}
-    inputs.setdefault("guidance_scale", magics.guidance)
-    inputs.setdefault("output_format", magics.output_format)
-    if mode == "text-to-image":
-        inputs.setdefault("aspect_ratio", magics.aspect_ratio)
-    return inputs
+    try:
+        ep = endpoints.endpoint_for(mode, model_of(magics, parsed, mode))
+    except KontextError as exc:
+        raise UsageError(usage(exc, parsed)) from None
+    return {**settings_for(magics, ep), **inputs}
+
+
+def settings_for(magics: Kontext, ep: endpoints.Endpoint) -> dict[str, Any]:
+    """The magics' settings this endpoint takes (a sweep across models asks once per cell)."""
+    base = endpoints.endpoint_for("text-to-image", "max")
+    out: dict[str, Any] = {}
+    for name, trait in _SETTINGS:
+        if not any(f.name == name for f in ep.inputs):
+            continue
+        if name == "aspect_ratio" and ep.mode != "text-to-image":
+            continue
+        value, own = getattr(magics, trait), ep.field(name)
+        if value != base.field(name).default or not own.has_default or own.default == value:
+            out[name] = value
+    return out
 
 
 def request_of(magics: Kontext, parsed: Parsed, mode: str, prompt: str) -> Request:
     try:
         return build_request(
-            mode, prompt, model=model_of(magics, parsed), private=parsed.private, **inputs_of(magics, parsed, mode)
+            mode,
+            prompt,
+            model=model_of(magics, parsed, mode),
+            private=parsed.private,
+            **inputs_of(magics, parsed, mode),
         )
     except KontextError as exc:
         raise UsageError(usage(exc, parsed)) from None
@@ -138,7 +171,8 @@ def request_of(magics: Kontext, parsed: Parsed, mode: str, prompt: str) -> Reque
 def usage(exc: Exception, parsed: Parsed | None = None) -> str:
     """A validation message in the words the user typed: '--guidance 25 is out of range: ...'."""
     name = getattr(exc, "field", None)
-    if not isinstance(exc, ValidationError) or not name or name in ("prompt", "image_url", "image_urls", "model"):
+    images = ("prompt", "image_url", "image_urls", "mask_url", "reference_image_url", "model")
+    if not isinstance(exc, ValidationError) or not name or name in images:
         return str(exc)
     message = str(exc)
     typed = parsed.inputs.get(name) if parsed is not None else None
@@ -148,15 +182,16 @@ def usage(exc: Exception, parsed: Parsed | None = None) -> str:
     return f"{option_for(name)}: {message}"
 
 
-def confirm(magics: Kontext, cost: float, what: str, yes: bool) -> None:
+def confirm(magics: Kontext, cost: float, what: str, yes: bool, *, estimated: bool = False) -> None:
     """Ask before spending more than the threshold (the API's confirm=True, asked as a question)."""
     threshold = api.get_session().settings.confirm_above
     if yes or cost <= threshold + 1e-9:
         return
-    question = f"{what} will cost {format_cost(cost)} (more than {format_cost(threshold)}). Go ahead? [y/N] "
+    price = format_price(cost, estimate=estimated)
+    question = f"{what} will cost {price} (more than {format_cost(threshold)}). Go ahead? [y/N] "
     try:
         answer = input(question)
     except (StdinNotImplementedError, EOFError, OSError):
-        raise UsageError(f"{what} would cost {format_cost(cost)}: add --yes (-y) to go ahead") from None
+        raise UsageError(f"{what} would cost {price}: add --yes (-y) to go ahead") from None
     if answer.strip().lower() not in ("y", "yes"):
         raise UsageError("nothing was sent")

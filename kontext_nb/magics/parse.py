@@ -18,6 +18,7 @@ from .. import endpoints
 
 SUBCOMMANDS = (
     "edit",
+    "inpaint",
     "sweep",
     "compare",
     "history",
@@ -44,8 +45,14 @@ INPUT_OPTIONS: dict[str, str] = {
     "--guidance": "guidance_scale",
     "--format": "output_format",
     "--safety": "safety_tolerance",
+    "--steps": "num_inference_steps",
+    "--accel": "acceleration",
+    "--resolution": "resolution_mode",
+    "--image-size": "image_size",
+    "--strength": "strength",
 }
 FLAG_INPUTS: dict[str, str] = {"--enhance": "enhance_prompt", "--sync": "sync_mode"}
+OFF_FLAGS: dict[str, str] = {"--no-safety-checker": "enable_safety_checker"}
 ALIASES = {"--ar": "--aspect-ratio", "-n": "--num-images"}
 
 
@@ -92,13 +99,26 @@ def make_parser(command: str, *, sweep: bool = False) -> UsageParser:
         )
     for option, name in FLAG_INPUTS.items():
         p.add_argument(option, dest=name, action=_OnceFlag, default=None, help=_field(name).description)
+    for option, name in OFF_FLAGS.items():
+        p.add_argument(option, dest=name, action="store_const", const=False, default=None, help=f"send {name}=False")
+    p.add_argument(
+        "--lora",
+        dest="loras",
+        action="append",
+        default=None,
+        metavar="URL[:SCALE]",
+        help="a LoRA (URL, Hugging Face name or local .safetensors), with its scale; repeatable (--model lora)",
+    )
     p.add_argument(
         "--model",
         dest="model",
         action=_Once,
-        metavar="max|pro" + ("[,...]" if sweep else ""),
-        help="FLUX.1 Kontext [max] or [pro]",
+        metavar="|".join(endpoints.MODELS) + ("[,...]" if sweep else ""),
+        help="FLUX.1 Kontext [max], [pro], [dev] (edit) or lora (with --lora), or an endpoint id",
     )
+    if command == "inpaint":
+        p.add_argument("--mask", dest="mask", action=_Once, metavar="MASK", help="white = repaint: path, @12, $m")
+        p.add_argument("--ref", dest="ref", action=_Once, metavar="IMAGE", help="reference_image_url (default: SOURCE)")
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="run even if the journal has this result")
     p.add_argument(
         "--bg", dest="bg", action="store_true", default=None, help="return at once; the output keeps updating"
@@ -111,7 +131,7 @@ def make_parser(command: str, *, sweep: bool = False) -> UsageParser:
 
 
 def _field(name: str) -> endpoints.Field:
-    return endpoints.endpoint_for("text-to-image", "max").field(name)
+    return endpoints.field_spec(name)
 
 
 def _metavar(f: endpoints.Field) -> str:
@@ -134,6 +154,8 @@ class Parsed:
     inputs: dict[str, Any] = field(default_factory=dict)
     """Option values as typed (strings), keyed by fal input name."""
     model: str | None = None
+    mask: str | None = None
+    ref: str | None = None
     no_cache: bool = False
     bg: bool | None = None
     tags: list[str] = field(default_factory=list)
@@ -145,9 +167,8 @@ class Parsed:
 def parse(command: str, tokens: list[str], *, sweep: bool = False) -> Parsed:
     namespace = make_parser(command, sweep=sweep).parse_intermixed_args(tokens)
     values = vars(namespace)
-    inputs = {
-        name: values[name] for name in [*INPUT_OPTIONS.values(), *FLAG_INPUTS.values()] if values.get(name) is not None
-    }
+    names = [*INPUT_OPTIONS.values(), *FLAG_INPUTS.values(), *OFF_FLAGS.values(), "loras"]
+    inputs = {name: values[name] for name in names if values.get(name) is not None}
     for tag in values["tags"]:
         if not tag.strip() or endpoints.text_problem(tag):
             raise UsageError(f"--tag {shown(tag)}: a tag must be non-empty, valid text")
@@ -158,6 +179,8 @@ def parse(command: str, tokens: list[str], *, sweep: bool = False) -> Parsed:
         words=list(values["words"]),
         inputs=inputs,
         model=values["model"],
+        mask=values.get("mask"),
+        ref=values.get("ref"),
         no_cache=values["no_cache"],
         bg=values["bg"],
         tags=values["tags"],
@@ -177,6 +200,14 @@ def convert(name: str, text: Any) -> Any:
     if not isinstance(text, str):
         return text
     f = _field(name)
+    if f.kind == "size" and "x" in text:  # --image-size 640x480
+        w, _, h = text.partition("x")
+        try:
+            return {"width": int(w), "height": int(h)}
+        except ValueError:
+            raise UsageError(
+                f"{option_for(name)} {shown(text)}: give a preset or WIDTHxHEIGHT ({f.allowed()})"
+            ) from None
     option = option_for(name)
     if f.kind == "integer":
         try:
@@ -196,7 +227,9 @@ def convert(name: str, text: Any) -> Any:
 
 def option_for(name: str) -> str:
     """The option a user types for a fal input (for messages)."""
-    for option, target in {**INPUT_OPTIONS, **FLAG_INPUTS}.items():
+    if name == "loras":
+        return "--lora"
+    for option, target in {**INPUT_OPTIONS, **FLAG_INPUTS, **OFF_FLAGS}.items():
         if target == name:
             return option
     return f"--{name}"
@@ -234,7 +267,11 @@ HELP = """
   %%kontext --seed 7                  the cell body is the prompt; a line --- separates prompts
   %kontext edit photo.jpg make it claymation --seed 7     SOURCE: path, URL, @last, @12, @-2, $var
   %kontext edit a.png b.png -- put both cats on one sofa --seed 3    2-4 sources: multi-reference
+  %kontext edit photo.jpg make it night --model dev --steps 20 --accel regular --resolution auto
+  %kontext edit photo.jpg in the style --model lora --lora https://.../style.safetensors:0.8
+  %kontext inpaint photo.jpg --mask $m --ref other.png a red hat     repaint the white of the mask
   %kontext sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,3.5,5     a labelled grid
+  %kontext sweep edit @last "make it night" --model max,pro,dev --seed 1,2   one grid across models
   %kontext sweep edit @last "make it {winter|night}" --seed 1-4
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
   %kontext history fox --seed 42 --limit 20 --min-rating 4

@@ -23,7 +23,8 @@ def run(magics: Kontext, session: Session, requests: list[tuple[Request, int | N
     """Check the cost, submit, show one live output, and return the Result(s) (or Jobs with --bg)."""
     cost = sum(r.cost for r, _ in requests)
     images = sum(r.num_images for r, _ in requests)
-    confirm(magics, cost, f"{images} image{'s' if images != 1 else ''}", parsed.yes)
+    estimated = any(r.estimated for r, _ in requests)
+    confirm(magics, cost, f"{images} image{'s' if images != 1 else ''}", parsed.yes, estimated=estimated)
     jobs = submit_all(session, requests, parsed)
     background = magics.background if parsed.bg is None else parsed.bg
     live = LiveOutput(jobs, terminal=magics.terminal, background=background)

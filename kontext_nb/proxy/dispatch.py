@@ -393,7 +393,7 @@ class Dispatcher:
             metas = [m for m in body.get("images") or [] if isinstance(m, dict) and m.get("url")]
             images = len(metas)
             urls = [m["url"] if not m["url"].startswith("data:") else "data:" for m in metas]  # inline: not kept twice
-            cost = to_micros(endpoints.get_endpoint(job.endpoint).cost(images))
+            cost = to_micros(endpoints.get_endpoint(job.endpoint).cost(images, _sizes(metas)))
         else:
             images, urls, cost = 0, None, 0
             if error is None:
@@ -452,3 +452,13 @@ def _rename(body: Any, job: ProxyJob) -> str:
     if not job.upstream_id:
         return text
     return re.sub(r"(?<![/\w.-])" + re.escape(job.upstream_id), job.id, text)
+
+
+def _sizes(metas: list[dict[str, Any]]) -> list[tuple[int, int] | None]:
+    """Each returned image's (width, height) as fal reports it; None where it does not (priced high)."""
+    out: list[tuple[int, int] | None] = []
+    for m in metas:
+        w, h = m.get("width"), m.get("height")
+        ok = isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0
+        out.append((int(w), int(h)) if ok else None)  # type: ignore[arg-type]
+    return out

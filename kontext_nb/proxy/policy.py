@@ -28,6 +28,22 @@ def endpoint_refusal(endpoint_id: str) -> Refusal | None:
     return Refusal("endpoint", 403, f"this class allows only the FLUX.1 Kontext endpoints ({allowed}), not {shown!r}")
 
 
+def has_safety_tolerance(endpoint: endpoints.Endpoint) -> bool:
+    """[max]/[pro] take safety_tolerance; [dev] and LoRA have enable_safety_checker instead."""
+    return any(f.name == "safety_tolerance" for f in endpoint.inputs)
+
+
+def safety_checker_refusal(arguments: dict[str, Any]) -> Refusal | None:
+    """[dev] and LoRA: a class keeps fal's safety checker on (students cannot send enable_safety_checker=False)."""
+    if arguments.get("enable_safety_checker") is False:
+        return Refusal(
+            "safety-checker",
+            403,
+            "enable_safety_checker=False is not allowed in this class: the safety checker stays on",
+        )
+    return None
+
+
 def enforce_safety(given: Any, level: str) -> tuple[str, str | None] | Refusal:
     """The safety_tolerance to send and a note when it was changed, or a refusal.
 

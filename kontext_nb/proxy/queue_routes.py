@@ -71,11 +71,14 @@ async def submit(request: Request) -> Response:
     refusal = proxy.blocklist.refusal(prompt)
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, prompt)
-    safety = policy.enforce_safety(given.get("safety_tolerance", policy.MISSING), proxy.limits.max_safety_tolerance)
+    safety = policy.safety_checker_refusal(given) or policy.enforce_safety(
+        given.get("safety_tolerance", policy.MISSING), proxy.limits.max_safety_tolerance
+    )
     if isinstance(safety, Refusal):
         return proxy.refuse(student.name, safety, endpoint_id, prompt)
-    images = int(schema.with_defaults(ep, given)["num_images"])
-    cost = to_micros(ep.cost(images))
+    inputs = schema.with_defaults(ep, given)
+    images = int(inputs["num_images"])
+    cost = to_micros(ep.estimate(inputs))  # per megapixel: the requested size, or the largest input (errs high)
     day, session = today(), proxy.session
     refusal = check(
         proxy.limits,
@@ -87,7 +90,8 @@ async def submit(request: Request) -> Response:
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, prompt)
     bases = (proxy.base(request), *proxy.local_bases)
-    sent = proxy.upstream.inbound({**given, "safety_tolerance": safety[0]}, bases)
+    forced = {"safety_tolerance": safety[0]} if policy.has_safety_tolerance(ep) else {}  # [dev]/LoRA: none
+    sent = proxy.upstream.inbound({**given, **forced}, bases)
     job = ProxyJob(str(uuid.uuid4()), student.name, endpoint_id, sent, pick_headers(request.headers, SUBMIT_HEADERS))
     proxy.classroom.add_job(
         {
@@ -104,8 +108,8 @@ async def submit(request: Request) -> Response:
             "images": images,
             "cost_reserved": cost,
             "cost": cost,
-            "safety_tolerance": safety[0],
-            "safety_note": safety[1],
+            "safety_tolerance": safety[0] if forced else None,
+            "safety_note": safety[1] if forced else None,
             "state": job.state,
             "created": time.time(),
         }

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from kontext_nb.images import sniff_content_type
+from kontext_nb.images import sniff_content_type, sniff_upload
 from kontext_nb.sandbox import wire
 
 from .state import error, guarded, invalid, proxy_of, too_large
@@ -64,7 +64,7 @@ async def cdn_upload(request: Request) -> Response:
     data = await wire.read_body(request, proxy.config.max_upload_bytes)
     if data is None:
         return too_large(proxy.config.max_upload_bytes)
-    kind = sniff_content_type(data)
+    kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
     if kind is None:
         return error(415, wire.not_an_image(request.headers.get("content-type")))
     headers = {**pick_headers(request.headers, UPLOAD_HEADERS), "content-type": kind}
@@ -115,7 +115,7 @@ async def storage_put(request: Request) -> Response:
     data = await wire.read_body(request, proxy.config.max_upload_bytes)
     if data is None:
         return too_large(proxy.config.max_upload_bytes)
-    kind = sniff_content_type(data)
+    kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
     if kind is None:
         return error(415, wire.not_an_image(request.headers.get("content-type")))
     proxy.uploads.pop(request.path_params["upload_id"], None)

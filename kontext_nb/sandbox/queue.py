@@ -360,8 +360,14 @@ class JobQueue:
         if args.get("enhance_prompt"):
             prompt, nonce = enhance(prompt), uuid.uuid4().hex
             self._log(job, f"Enhanced prompt: {prompt}")
-        sources = [("image_url", args["image_url"])] if "image_url" in args else []
-        sources += [("image_urls", url) for url in args.get("image_urls", [])]
+        sources: list[tuple[str, str]] = []  # every image input, in the endpoint spec's order
+        for f in ep.inputs:
+            if f.kind == "image" and f.name in args:
+                sources.append((f.name, args[f.name]))
+            elif f.kind == "images":
+                sources += [(f.name, url) for url in args.get(f.name, [])]
+        for lora in args.get("loras") or []:
+            await self._check_lora(job, str(lora["path"]))
         inputs = []
         for name, url in sources:
             data = await self._fetch(url, name)
@@ -406,6 +412,15 @@ class JobQueue:
             self.blobs.put(f"/media/{name}", img.data, img.content_type)
             url = f"{self.base_url}/media/{name}"
         return {"url": url, "width": img.width, "height": img.height, "content_type": img.content_type}
+
+    async def _check_lora(self, job: Job, path: str) -> None:
+        """A LoRA uploaded to this sandbox's storage must be there (others are only named in the log)."""
+        parts = urlsplit(path)
+        if f"{parts.scheme}://{parts.netloc}" in self.local_bases:
+            data = await self._fetch(path, "loras")
+            self._log(job, f"Loaded LoRA {path.rsplit('/', 1)[-1]} ({len(data)} bytes)")
+        else:
+            self._log(job, f"LoRA {path} (the sandbox does not download LoRAs from elsewhere)")
 
     async def _fetch(self, url: str, name: str) -> bytes:
         """Input bytes from a data URI or this sandbox's own storage and media, nothing else.

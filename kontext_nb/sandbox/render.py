@@ -14,7 +14,7 @@ import io
 import math
 import random
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -54,14 +54,33 @@ def decode_image(data: bytes) -> Image.Image:
 
 
 def output_size(
-    arguments: Mapping[str, Any], inputs: Sequence[Image.Image] = (), scale: float = 1.0
+    arguments: Mapping[str, Any],
+    inputs: Sequence[Image.Image] = (),
+    scale: float = 1.0,
+    endpoint: endpoints.Endpoint | None = None,
 ) -> tuple[int, int]:
-    """Output width and height: aspect_ratio if given, else the first input's nearest ratio, times scale."""
-    ratio = arguments.get("aspect_ratio")
-    if not ratio:
-        ratio = endpoints.nearest_ratio(*inputs[0].size) if inputs else "1:1"
-    w, h = endpoints.aspect_size(ratio)
+    """Output width and height, times scale: as the endpoint's spec says (endpoints.Endpoint.output_size) —
+    aspect_ratio, image_size, resolution_mode, or the first input's size or nearest ratio."""
+    if endpoint is None or endpoint.unit == "image":
+        ratio = arguments.get("aspect_ratio")
+        if not ratio:
+            ratio = endpoints.nearest_ratio(*inputs[0].size) if inputs else "1:1"
+        w, h = endpoints.aspect_size(ratio)
+    else:
+        w, h = endpoint.output_size(arguments, inputs[0].size if inputs else None)
+        w, h = min(w, MAX_INPUT_SIDE), min(h, MAX_INPUT_SIDE)
     return max(16, round(w * scale)), max(16, round(h * scale))
+
+
+_FAMILY_SETTINGS = (
+    "num_inference_steps",
+    "strength",
+    "acceleration",
+    "resolution_mode",
+    "image_size",
+    "loras",
+    "enable_safety_checker",
+)
 
 
 def render_image(
@@ -84,16 +103,64 @@ def render_image(
     ep = endpoints.get_endpoint(endpoint_id)
     seed = int(arguments["seed"])
     shown = arguments["prompt"] if prompt is None else prompt
-    settings = (arguments.get("guidance_scale"), arguments.get("aspect_ratio"), arguments.get("safety_tolerance"))
-    rng = _rng(endpoint_id, shown, seed, index, settings, nonce)
-    size = output_size(arguments, inputs, scale)
-    img = _generate(size, rng) if ep.mode == "text-to-image" or not inputs else _derive(size, inputs, rng)
-    if nsfw:
-        img = img.filter(ImageFilter.GaussianBlur(radius=max(4, size[0] // 24)))
+    settings: tuple[Any, ...] = (
+        arguments.get("guidance_scale"),
+        arguments.get("aspect_ratio"),
+        arguments.get("safety_tolerance"),
+    )
+    extra = tuple(repr(arguments.get(k)) for k in _FAMILY_SETTINGS if k in arguments)
+    rng = _rng(endpoint_id, shown, seed, index, settings + extra if extra else settings, nonce)
+    size = output_size(arguments, inputs, scale, ep)
     count = int(arguments.get("num_images", 1))
-    _label(img, ep, shown, f"seed {seed}" + (f" · image {index + 1}/{count}" if count > 1 else ""), nsfw)
+    seed_line = f"seed {seed}" + (f" · image {index + 1}/{count}" if count > 1 else "")
+    if ep.mode == "inpaint" and len(inputs) >= 2:
+        img = _inpaint(size, inputs, rng, arguments, lambda im: _label(im, ep, shown, seed_line, nsfw))
+    else:
+        img = _generate(size, rng) if ep.mode == "text-to-image" or not inputs else _derive(size, inputs, rng)
+        img = _steps_and_loras(img, arguments, rng)
+        if nsfw:
+            img = img.filter(ImageFilter.GaussianBlur(radius=max(4, size[0] // 24)))
+        _label(img, ep, shown, seed_line, nsfw)
     fmt = arguments.get("output_format", "jpeg")
     return RenderedImage(_encode(img, fmt), img.width, img.height, CONTENT_TYPES[fmt])
+
+
+def _steps_and_loras(img: Image.Image, arguments: Mapping[str, Any], rng: random.Random) -> Image.Image:
+    """[dev]/LoRA: fewer steps leave the picture visibly rougher (posterized); each LoRA tints it by its scale."""
+    steps = arguments.get("num_inference_steps")
+    if steps is not None:
+        img = ImageOps.posterize(img, max(1, min(8, round(int(steps) / 6))))
+    for lora in arguments.get("loras") or []:
+        tint = Image.new("RGB", img.size, _colour(_rng(str(lora.get("path")))))
+        img = Image.blend(img, tint, min(0.6, 0.15 * float(lora.get("scale", 1.0))))
+    return img
+
+
+def mask_of(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The mask fitted to the output size, as black (keep) and white (repaint) only."""
+    fitted = mask.convert("L").resize(size, Image.Resampling.NEAREST)
+    return fitted.point(lambda v: 255 if v >= 128 else 0)
+
+
+def _inpaint(
+    size: tuple[int, int],
+    inputs: Sequence[Image.Image],
+    rng: random.Random,
+    arguments: Mapping[str, Any],
+    label: Callable[[Image.Image], None],
+) -> Image.Image:
+    """Inpainting: only the mask's white changes — to the reference's derived picture, mixed by strength.
+
+    The labels are drawn on the new picture before it is masked, so not one pixel outside the mask differs
+    from the source (tests check exactly that).
+    """
+    source = inputs[0] if inputs[0].size == size else inputs[0].resize(size, Image.Resampling.BILINEAR)
+    reference = inputs[2] if len(inputs) > 2 else inputs[0]
+    new = _steps_and_loras(_derive(size, [reference], rng), arguments, rng)
+    label(new)
+    strength = float(arguments.get("strength", 0.88))
+    mixed = Image.blend(source, new, max(0.0, min(1.0, strength)))
+    return Image.composite(mixed, source, mask_of(inputs[1], size))
 
 
 def _rng(*parts: Any) -> random.Random:

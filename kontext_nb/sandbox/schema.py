@@ -129,10 +129,53 @@ def _convert(field: endpoints.Field, value: Any) -> Any:
         if high is not None and len(value) > high:
             raise Invalid("too_long", f"List should have at most {high} items after validation, not {len(value)}")
         return [_string(v) for v in value]
+    if kind == "loras":
+        return _loras(value)
+    if kind == "size":
+        return _size(field, value)
     text = _string(value)
     if field.required and not text.strip():
         raise Invalid("string_too_short", "String should have at least 1 character", min_length=1)
     return text
+
+
+def _loras(value: Any) -> list[dict[str, Any]]:
+    """fal's list of LoraWeight {path, scale=1, force}; the scale's range is kontext_nb's (fal publishes none)."""
+    if not isinstance(value, (list, tuple)):
+        raise Invalid("list_type", "Input should be a valid list")
+    scale_field = endpoints.Field(
+        "scale", "float", "", minimum=endpoints.LORA_SCALE[0], maximum=endpoints.LORA_SCALE[1]
+    )
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise Invalid("dict_type", f"{i}: Input should be a valid dictionary")
+        if item.get("path") is None:
+            raise Invalid("missing", f"{i}.path: Field required")
+        try:
+            lora: dict[str, Any] = {"path": _string(item["path"])}
+            lora["scale"] = _convert(scale_field, item.get("scale", 1.0))
+            if item.get("force") is not None:
+                lora["force"] = _boolean(item["force"])
+        except Invalid as exc:
+            raise Invalid(exc.kind, f"{i}: {exc.msg}", **exc.ctx) from None
+        out.append(lora)
+    return out
+
+
+def _size(field: endpoints.Field, value: Any) -> Any:
+    """image_size: a preset name or {width, height} (fal's ImageSize; its bounds are not published)."""
+    if isinstance(value, str):
+        if value not in field.choices:
+            raise Invalid("literal_error", f"Input should be {_choices(field.choices)}", expected=field.choices)
+        return value
+    if not isinstance(value, dict):
+        raise Invalid("model_type", "Input should be a valid dictionary or instance of ImageSize")
+    side = endpoints.Field("side", "integer", "", minimum=1, maximum=endpoints.MAX_SIDE)
+    try:
+        return {"width": _convert(side, value.get("width", 512)), "height": _convert(side, value.get("height", 512))}
+    except Invalid as exc:
+        raise Invalid(exc.kind, f"width/height: {exc.msg}", **exc.ctx) from None
 
 
 def validate(ep: endpoints.Endpoint, body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kontext_nb.images import sniff_content_type
+from kontext_nb.images import sniff_upload
 
 from . import wire
 from .state import fal_error, fal_json, sandbox_of, too_large, unprocessable
@@ -48,7 +48,7 @@ async def cdn_upload(request: Request) -> Response:
     data = await wire.read_body(request, limit)
     if data is None:
         return too_large(limit)
-    content_type = sniff_content_type(data)
+    content_type = sniff_upload(data)  # an image, or a LoRA's .safetensors
     if content_type is None:
         return fal_error(415, wire.not_an_image(request.headers.get("content-type")), "unsupported_media_type")
     name = _safe_name(request.headers.get("x-fal-file-name"), content_type)
@@ -97,7 +97,7 @@ async def storage_put(request: Request) -> Response:
     if data is None:
         return too_large(limit)
     name, _ = sb.uploads[upload_id]
-    content_type = sniff_content_type(data)
+    content_type = sniff_upload(data)  # an image, or a LoRA's .safetensors
     if content_type is None:
         return fal_error(415, wire.not_an_image(request.headers.get("content-type")), "unsupported_media_type")
     sb.blobs.put(f"/files/{upload_id}/{name}", data, content_type)

@@ -30,6 +30,14 @@ SETTINGS = (
     "safety_tolerance",
     "enhance_prompt",
     "num_images",
+    # [dev] and LoRA
+    "num_inference_steps",
+    "strength",
+    "acceleration",
+    "resolution_mode",
+    "image_size",
+    "loras",
+    "enable_safety_checker",
 )
 """What a comparison looks at ("mode" stands for the endpoint: text-to-image, edit, multi)."""
 BOX = 320
@@ -61,6 +69,9 @@ class Comparison:
         if source.data is None:
             raise ValueError(f"{name} was made from a URL ({source.url}) whose bytes were not kept: nothing to compare")
         image = ImageOps.exif_transpose(Image.open(io.BytesIO(source.data)))
+        if edit.mode == "inpaint" and len(edit.inputs) > 1 and edit.inputs[1].data is not None:
+            mask = Image.open(io.BytesIO(edit.inputs[1].data)).convert("RGB")  # what was allowed to change
+            return cls([image, mask, edit], ["source", "mask", edit.ref or "inpainted"])
         return cls([image, edit], ["source", edit.ref or "edit"])
 
     # -- what differs ----------------------------------------------------------------------------------------------

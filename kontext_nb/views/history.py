@@ -262,6 +262,25 @@ def _thumbnail_uri(path: str, mtime_ns: int, size: int) -> str:
         return render.data_uri(*render.thumbnail(image, THUMBNAIL_SIDE))
 
 
+def _family_notes(r: JobRecord) -> str:
+    """An inpainting job's mask (a small thumbnail from the runs folder) and any job's LoRAs with their scales."""
+    out = ""
+    if ENDPOINTS.get(r.endpoint) is not None and ENDPOINTS[r.endpoint].mode == "inpaint" and len(r.input_hashes) > 1:
+        path = store.input_source(r.folder, r.input_hashes[1])
+        if path is not None and os.path.exists(path):
+            st = os.stat(path)
+            uri = _thumbnail_uri(str(path), st.st_mtime_ns, st.st_size)
+            out += (
+                f'<div style="opacity:.8">mask <img src="{html.escape(uri)}" alt="mask" '
+                'style="height:32px;vertical-align:middle;border:1px solid #999"></div>'
+            )
+    loras = r.arguments.get("loras") or []
+    if loras:
+        names = [f"{str(x.get('path', '')).split(';')[0].rsplit('/', 1)[-1]}×{x.get('scale', 1)}" for x in loras]
+        out += f'<div style="opacity:.6">LoRA {html.escape(", ".join(names))}</div>'
+    return out
+
+
 def _html_row(r: JobRecord, thumbnail: str) -> str:
     esc = html.escape
     td = f'<td style="{_CELL}">'
@@ -272,6 +291,7 @@ def _html_row(r: JobRecord, thumbnail: str) -> str:
         extra += f'<div style="color:#d99a00" title="{r.rating} of 5">{stars}</div>'
     if r.tags:
         extra += f'<div style="opacity:.6">{esc(" ".join("#" + t for t in r.tags))}</div>'
+    extra += _family_notes(r)
     if r.error:
         kind = f"{r.error_type}: " if r.error_type else ""
         extra += f'<div style="color:#b00020">{esc(kind + r.error)}</div>'

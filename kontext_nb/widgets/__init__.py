@@ -23,6 +23,8 @@ _LAZY = {
     "DuelView": "duel",
     "DuelTab": "duel",
     "RatingStars": "rating",
+    "MaskPainter": "mask",
+    "mask": "mask",
 }
 
 

@@ -69,7 +69,9 @@ def control_for(field: endpoints.Field) -> w.Widget:
         return w.Text(value=_text(default), placeholder=f"{hint}, or a list: 1,2,3 / 1-4", **common)
     if field.kind == "boolean":
         return w.Checkbox(value=bool(default), indent=False, **common)
-    if field.kind == "enum":
+    if field.kind == "loras":
+        return w.Textarea(value="", placeholder="URL[:SCALE] or a .safetensors path, one per line", rows=1, **common)
+    if field.kind in ("enum", "size"):  # image_size: its presets (a custom WxH from the API or the magics)
         options: list[tuple[str, str]] = (
             [] if field.has_default else [(NO_DEFAULT_LABELS.get(field.name, "(fal's choice)"), NO_DEFAULT)]
         )
@@ -171,7 +173,10 @@ class InputControls:
             if name in SWEEP_FIELDS:
                 values = parse_values(name, value) if value.strip() else ()
                 out[name] = None if not values else values[0] if len(values) == 1 else values
-            elif value == NO_DEFAULT and self._fields[name].kind == "enum":
+            elif self._fields[name].kind == "loras":
+                lines = [line.strip() for line in str(value).replace(",", "\n").splitlines() if line.strip()]
+                out[name] = lines or None
+            elif value == NO_DEFAULT and self._fields[name].kind in ("enum", "size"):
                 out[name] = None
             else:
                 out[name] = value
@@ -184,7 +189,9 @@ class InputControls:
             value = values.get(name, f.default if f.has_default else None)
             if name in SWEEP_FIELDS:
                 control.value = _text(value)
-            elif f.kind == "enum":
+            elif f.kind == "loras":
+                control.value = "\n".join(_lora_text(x) for x in value or [])
+            elif f.kind in ("enum", "size"):
                 value = NO_DEFAULT if value is None else str(value)
                 control.value = value if _allows(control, value) else _initial(f)
             elif value is not None:
@@ -221,7 +228,16 @@ class InputControls:
             label_.value = ""
 
 
+def _lora_text(lora: Any) -> str:
+    if isinstance(lora, Mapping):
+        scale = lora.get("scale", 1.0)
+        return str(lora.get("path")) + ("" if scale == 1.0 else f":{label(scale)}")
+    return str(lora)
+
+
 def _initial(f: endpoints.Field) -> Any:
+    if f.kind == "loras":
+        return ""
     if f.name in SWEEP_FIELDS:
         return _text(f.default if f.has_default else None)
     return f.default if f.has_default else NO_DEFAULT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import logging
@@ -14,7 +15,7 @@ from typing import Any
 import ipywidgets as w
 
 from .. import endpoints
-from ..endpoints import format_cost
+from ..endpoints import format_cost, format_price
 from ..errors import ImageInputError, JournalError, KontextError, ValidationError
 from ..jobs import Job, JobStatus
 from ..journal.db import JobRecord
@@ -32,6 +33,7 @@ TICK = 1.0
 """Seconds between status refreshes while jobs run (elapsed time moves even when fal says nothing)."""
 MODE_LABELS = {"multi": "multi-reference"}
 SOURCE_FIELDS = ("image_url", "image_urls")
+MASK_FIELDS = ("mask_url", "mask")
 
 
 @dataclass
@@ -80,10 +82,16 @@ class CreateTab:
         self.prompt = w.Textarea(placeholder="Describe the image, or the edit", layout=w.Layout(width="100%"), rows=3)
         self.prompt_error = w.HTML()
         self.mode = w.ToggleButtons(options=[(MODE_LABELS.get(m, m), m) for m in endpoints.MODES])
-        self.model = w.ToggleButtons(
-            options=[(f"{m} · {format_cost(endpoints.PRICE_PER_IMAGE[m])}/image", m) for m in endpoints.MODELS]
-        )
+        self.model = w.ToggleButtons(options=_model_options("text-to-image"))
         self.sources = SourcePicker(max_side=session.settings.max_input_side)
+        self.masks = SourcePicker(max_side=session.settings.max_input_side)
+        """Inpaint: the mask (white = repaint), from an upload, a path, or the painter."""
+        self.paint_button = w.Button(description="Paint a mask", icon="paint-brush", layout=w.Layout(width="auto"))
+        self.painter_box = w.VBox()
+        self.mask_box = w.VBox(
+            [w.HTML("<b>mask</b> (white = repaint)"), w.HBox([self.paint_button]), self.masks.widget, self.painter_box],
+            layout=w.Layout(display="none"),
+        )
         self.inputs = InputControls(self._endpoint())
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.layout.width = "auto"
@@ -100,6 +108,7 @@ class CreateTab:
                 self.prompt_error,
                 w.HBox([self.mode, self.model]),
                 self.sources.widget,
+                self.mask_box,
                 self.inputs.widget,
                 w.HBox([self.generate_button, self.cancel_button]),
                 self.confirm_row,
@@ -113,6 +122,8 @@ class CreateTab:
         self.model.observe(self._mode_changed, "value")
         self.inputs.on_change(self._changed)
         self.sources.on_change(lambda: self._changed("image_url"))
+        self.masks.on_change(lambda: self._changed("mask_url"))
+        self.paint_button.on_click(lambda _: self.open_painter())
         self.generate_button.on_click(lambda _: self.generate())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.yes.on_click(lambda _: self._confirmed())
@@ -151,7 +162,11 @@ class CreateTab:
         self.prompt.value = str(rec.arguments.get("prompt", rec.prompt))
         self.inputs.set_values(rec.arguments)
         self.inputs.set_seed(rec.seed)
-        if rec.mode != "text-to-image":
+        if rec.mode == "inpaint":
+            found = self._record_inputs(rec)
+            self.sources.set(found[:1], parent_id=rec.parent_id)
+            self.masks.set(found[1:2])
+        elif rec.mode != "text-to-image":
             self.sources.set(self._record_inputs(rec), parent_id=rec.parent_id)
 
     def _record_inputs(self, rec: JobRecord) -> list[Any]:
@@ -168,8 +183,16 @@ class CreateTab:
     def _endpoint(self) -> endpoints.Endpoint:
         return endpoints.endpoint_for(self.mode.value, self.model.value)
 
-    def _mode_changed(self, _: Any) -> None:
+    def _mode_changed(self, change: Any) -> None:
+        if getattr(change, "name", None) == "value" and change.owner is self.mode:
+            # each mode offers the models that serve it (inpainting: LoRA only; [dev] edits only)
+            options = _model_options(self.mode.value)
+            keep = self.model.value if self.model.value in [v for _, v in options] else options[0][1]
+            with self.model.hold_trait_notifications():
+                self.model.options = options
+                self.model.value = keep
         self.inputs.set_endpoint(self._endpoint())
+        self.mask_box.layout.display = "" if self.mode.value == "inpaint" else "none"
         self.sources.set_multiple(self.mode.value == "multi")
         self.sources.widget.layout.display = "none" if self.mode.value == "text-to-image" else ""
         self._changed("mode")
@@ -188,7 +211,7 @@ class CreateTab:
         values = self.inputs.values()
         lists = {k: v for k, v in values.items() if isinstance(v, tuple)}
         fixed = {k: v for k, v in values.items() if v is not None and not isinstance(v, tuple)}
-        return build_sweep(self.prompt.value, lists, model=self.model.value, base=fixed)
+        return build_sweep(self.prompt.value, lists, model=self.model.value, base=fixed, mode=self.mode.value)
 
     def _update_cost(self) -> None:
         try:
@@ -199,9 +222,15 @@ class CreateTab:
             return
         n = sweep.images()
         tail = " (sweep)" if sweep.axes else ""
-        self.generate_button.description = (
-            f"Generate · {n} image{'s' if n != 1 else ''} · {format_cost(sweep.cost())}{tail}"
-        )
+        price = format_price(sweep.cost(self._input_size()), estimate=sweep.estimated)
+        self.generate_button.description = f"Generate · {n} image{'s' if n != 1 else ''} · {price}{tail}"
+
+    def _input_size(self) -> tuple[int, int] | None:
+        """The chosen source's size (per-megapixel prices follow it), or None."""
+        if self.mode.value == "text-to-image":
+            return None
+        sized = [e.image.size for e in self.sources.entries if e.image is not None and e.image.size]
+        return sized[0] if sized else None
 
     # -- generating ----------------------------------------------------------------------------------------
     def generate(self) -> list[Job]:
@@ -234,8 +263,9 @@ class CreateTab:
         if plan.cost > threshold + 1e-9:
             self._pending = plan
             n = sum(r.num_images for r in plan.requests)
+            price = format_price(plan.cost, estimate=any(r.estimated for r in plan.requests))
             self.confirm_text.value = html.escape(
-                f"This run makes {n} image{'s' if n != 1 else ''} for {format_cost(plan.cost)}, "
+                f"This run makes {n} image{'s' if n != 1 else ''} for {price}, "
                 f"more than {format_cost(threshold)}. Send it?"
             )
             self.confirm_row.layout.display = ""
@@ -249,23 +279,31 @@ class CreateTab:
         mode, images, parent_id = self.mode.value, None, None
         if mode != "text-to-image":
             images, parent_id = self.sources.images(), self.sources.parent_id
-            if mode == "edit" and len(images) != 1:
+            if mode in ("edit", "inpaint") and len(images) != 1:
                 raise ValidationError(
                     "choose the image to edit: upload one, give a path or URL, or use a result from the Gallery"
                     if not images
                     else f"edit takes one image and {len(images)} are chosen: use multi-reference, or clear some",
                     field="image_url",
                 )
-            spec = endpoints.endpoint_for("multi", self.model.value).field("image_urls")
+            spec = endpoints.endpoint_for("multi", "max").field("image_urls")
             if mode == "multi" and not (spec.min_items or 0) <= len(images) <= (spec.max_items or 0):
                 raise ValidationError(
                     f"multi-reference takes {spec.min_items} to {spec.max_items} images; "
                     f"{len(images)} {'is' if len(images) == 1 else 'are'} chosen",
                     field="image_url",
                 )
+        extra: dict[str, Any] = {}
+        if mode == "inpaint":
+            masks = self.masks.images()
+            if len(masks) != 1:
+                raise ValidationError("choose a mask: paint one, upload one, or give its path", field="mask_url")
+            extra["mask"] = masks[0]
+        if images and images[0].size:  # the grid's line prices per-megapixel cells from the source
+            sweep = dataclasses.replace(sweep, input_size=images[0].size)
         side = self.session.settings.max_input_side
         requests = [
-            build_request(mode, c.prompt, model=c.model, sources=images, max_input_side=side, **c.arguments)
+            build_request(mode, c.prompt, model=c.model, sources=images, max_input_side=side, **extra, **c.arguments)
             for c in sweep.cells
         ]
         return Plan(sweep, requests, parent_id)
@@ -396,6 +434,8 @@ class CreateTab:
         name = getattr(exc, "field", None)
         if name == "prompt":
             self.prompt_error.value = error_html(str(exc))
+        elif name in MASK_FIELDS:
+            self.masks.show_error(str(exc))
         elif name in SOURCE_FIELDS or isinstance(exc, ImageInputError):
             self.sources.show_error(str(exc))
         elif name in self.inputs.controls:
@@ -407,6 +447,26 @@ class CreateTab:
         self.prompt_error.value = self.error.value = ""
         self.inputs.clear_errors()
         self.sources.clear_error()
+        self.masks.clear_error()
+
+    # -- inpainting: the mask painter ----------------------------------------------------------------------
+    def open_painter(self) -> Any:
+        """Paint the mask over the chosen source (full resolution, in the browser); 'Use mask' puts it here."""
+        from .mask import MaskPainter
+
+        try:
+            images = self.sources.images()
+        except ValidationError as exc:
+            self._show_error(exc)
+            return None
+        if len(images) != 1:
+            self.masks.show_error("choose the image to inpaint first: the mask is painted over it")
+            return None
+        painter = MaskPainter(images[0], on_mask=lambda png: self.masks.set([png]))
+        old = self.painter_box.children
+        self.painter_box.children = [painter]
+        close_tree(*old)
+        return painter
 
     def close(self) -> None:
         """Stop the ticker and stop listening to jobs (they go on running in the session)."""
@@ -419,6 +479,16 @@ class CreateTab:
         self._submitted.clear()
         self._sweeps_done.clear()
         close_tree(self.widget)
+
+
+def _model_options(mode: str) -> list[tuple[str, str]]:
+    """The models serving a mode, each with its price: '$0.08/image' or '$0.035/MP'."""
+    out = []
+    for m in endpoints.models_for(mode):
+        ep = endpoints.endpoint_for(mode, m)
+        unit = "image" if ep.unit == "image" else "MP"
+        out.append((f"{m} · ${ep.price:.3f}".rstrip("0").rstrip(".") + f"/{unit}", m))
+    return out
 
 
 def _max_sources() -> int:

@@ -188,19 +188,22 @@ def test_stream_sends_keepalive_comments(http: httpx.Client, ctl: Any) -> None:
 def test_result_shape_per_endpoint(http: httpx.Client, endpoint_id: str) -> None:
     ep = endpoints.ENDPOINTS[endpoint_id]
     args: dict[str, Any] = {"prompt": "a teapot", "seed": 5}
-    if ep.mode == "edit":
+    if ep.mode in ("edit", "inpaint"):
         args["image_url"] = data_uri((200, 30, 30))
+    if ep.mode == "inpaint":
+        args["mask_url"] = args["reference_image_url"] = data_uri((255, 255, 255))
     elif ep.mode == "multi":
         args["image_urls"] = [data_uri((200, 30, 30)), data_uri((30, 30, 200))]
     out = run(http, endpoint_id, **args)
+    fmt = ep.field("output_format").default  # jpeg for [max]/[pro]/[dev], png for LoRA (fal's defaults)
     assert set(out) == {f.name for f in endpoints.OUTPUTS}
     assert out["seed"] == 5 and out["prompt"] == "a teapot" and out["has_nsfw_concepts"] == [False]
     assert out["timings"]["inference"] > 0
     (image,) = out["images"]
-    assert set(image) == set(endpoints.IMAGE_OUTPUT_FIELDS) and image["content_type"] == "image/jpeg"
+    assert set(image) == set(endpoints.IMAGE_OUTPUT_FIELDS) and image["content_type"] == f"image/{fmt}"
     assert "/media/" in image["url"]
     img = load(http, image["url"])
-    assert img.format == "JPEG" and img.size == (image["width"], image["height"])
+    assert img.format == fmt.upper() and img.size == (image["width"], image["height"])
 
 
 def test_result_before_done_is_400(http: httpx.Client, ctl: Any) -> None:
