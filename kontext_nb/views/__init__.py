@@ -1,7 +1,8 @@
 """Pure views: results and journal records turned into HTML, text and PNG, for notebooks, terminals and files.
 
 render.py (one result), compare.py (side by side), grid.py (a sweep's labelled grid), history.py (journal records
-as a table), status.py (the status line of running jobs). Nothing here imports IPython or ipywidgets, so every view
+as a table), names.py (readable names for downloads and exports), status.py (the status line of running jobs).
+Nothing here imports IPython or ipywidgets, so every view
 works in terminal IPython and in a saved notebook with no kernel.
 
 May import: endpoints, errors, images, jobs, result, sweep and the journal's records and files.
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from .compare import Comparison
     from .grid import Grid
     from .history import History
+    from .names import readable_name
     from .render import result_html, result_text
     from .status import logs_text, status_text
 
@@ -23,6 +25,7 @@ _LAZY = {
     "Comparison": "compare",
     "Grid": "grid",
     "History": "history",
+    "readable_name": "names",
     "result_html": "render",
     "result_text": "render",
     "status_text": "status",
@@ -42,6 +45,7 @@ __all__ = [
     "Grid",
     "History",
     "logs_text",
+    "readable_name",
     "result_html",
     "result_text",
     "status_text",

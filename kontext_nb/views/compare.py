@@ -159,23 +159,54 @@ class Comparison:
         row = f'<div style="display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start">{"".join(figures)}</div>'
         return f'<div class="kontext-compare" style="font:12px sans-serif">{head}{row}{self._table_html(diffs)}</div>'
 
+    def rows(self) -> list[tuple[str, list[str], list[bool]]]:
+        """The differing settings other than the prompt: (name, each item's value as text, whether it differs
+        from the first result's value) -- the one rule for what a table highlights."""
+        diffs = self.differences()
+        if not any(k != "prompt" for k in diffs):
+            return []
+        first = next(i for i, s in enumerate(self._settings) if s is not None)
+        return [
+            (
+                name,
+                [_show(v) for v in values],
+                [
+                    s is not None and i != first and v != values[first]
+                    for i, (s, v) in enumerate(zip(self._settings, values, strict=True))
+                ],
+            )
+            for name, values in diffs.items()
+            if name != "prompt"
+        ]
+
+    def note(self) -> str:
+        """A line for when no table shows: 'only the prompt differs ...', 'no settings differ' or ''."""
+        diffs = self.differences()
+        if any(k != "prompt" for k in diffs) or (not diffs and not self._compared()):
+            return ""
+        return "only the prompt differs: changed words are marked" if diffs else "no settings differ"
+
+    def captions(self) -> list[str]:
+        """Each item's caption: seed and settings for a result, the size for a plain image."""
+        return [self._caption(item) for item in self.items]
+
+    def common_prompt(self) -> str | None:
+        """The one prompt shown above the images when every result has the same prompt."""
+        return self._common_prompt() if "prompt" not in self.differences() else None
+
     def _table_html(self, diffs: dict[str, list[Any]]) -> str:
         esc, td = html.escape, "padding:2px 8px;border:1px solid #ddd;text-align:left"
-        rows = {k: v for k, v in diffs.items() if k != "prompt"}
+        rows = self.rows()
         if not rows:
-            if not diffs and not self._compared():
-                return ""
-            note = "only the prompt differs: changed words are marked" if diffs else "no settings differ"
-            return f'<div style="margin-top:6px;opacity:.7">{note}</div>'
-        first = next(i for i, s in enumerate(self._settings) if s is not None)
+            note = self.note()
+            return f'<div style="margin-top:6px;opacity:.7">{note}</div>' if note else ""
         out = [f'<table style="border-collapse:collapse;margin-top:8px"><tr><th style="{td}"></th>']
         out += [f'<th style="{td}">{esc(x)}</th>' for x in self.labels]
         out.append("</tr>")
-        for name, values in rows.items():
+        for name, values, hot in rows:
             out.append(f'<tr><th style="{td}">{esc(name)}</th>')
-            for i, v in enumerate(values):
-                hot = self._settings[i] is not None and i != first and v != values[first]
-                out.append(f'<td style="{td}{";background:" + HIGHLIGHT if hot else ""}">{esc(_show(v))}</td>')
+            for v, h in zip(values, hot, strict=True):
+                out.append(f'<td style="{td}{";background:" + HIGHLIGHT if h else ""}">{esc(v)}</td>')
             out.append("</tr>")
         return "".join(out) + "</table>"
 

@@ -212,8 +212,14 @@ class Grid:
             caption = ""
         draw.text((x + (w - draw.textlength(caption, font=font)) / 2, y + h + 2), caption, fill=DARK, font=font)
 
-    def save(self, path: str | os.PathLike[str], page: int | None = None) -> list[Path]:
-        """Write one PNG per page (``stem-p1.png``, ... when there are several) with every cell's metadata inside."""
+    def full_size(self) -> int:
+        """The cell size that shows every image at its full resolution: the longest side of any of them."""
+        sides = [max(r.images[0].size) for r in self.results if isinstance(r, Result) and r.images]
+        return max(sides, default=256)
+
+    def save(self, path: str | os.PathLike[str], page: int | None = None, cell_size: int | None = 256) -> list[Path]:
+        """Write one PNG per page (``stem-p1.png``, ... when there are several) with every cell's metadata inside;
+        ``cell_size=None``: every image at its full resolution."""
         target = Path(path)
         if target.suffix.lower() != ".png":
             raise ValueError(f"grids are saved as PNG: give a path ending in .png, not {target.name!r}")
@@ -221,7 +227,7 @@ class Grid:
         paths = [target] if len(numbers) == 1 else [target.with_name(f"{target.stem}-p{n + 1}.png") for n in numbers]
         for n, out in zip(numbers, paths, strict=True):
             buf = io.BytesIO()
-            self.image(n).save(buf, "PNG")
+            self.image(n, cell_size if cell_size is not None else self.full_size()).save(buf, "PNG")
             out.write_bytes(metadata.embed(buf.getvalue(), self.metadata(n)))
         return paths
 

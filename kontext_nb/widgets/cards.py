@@ -29,6 +29,7 @@ from ..journal import folder as store
 from ..journal.db import JobRecord
 from ..result import Result
 from ..views import render
+from . import files
 from .rating import RatingStars
 
 if TYPE_CHECKING:
@@ -431,12 +432,7 @@ def _links_html(result: Result) -> str:
     if not result.files:
         why = result.save_error or "not saved to the runs folder"
         return f'<span style="font:11px sans-serif;opacity:.7">{html.escape(why)}</span>'
-    path = result.files[0]
-    href = html.escape(render.file_link(path))
-    return (
-        f'<span style="font:11px sans-serif"><a href="{href}" target="_blank">open full size</a> · '
-        f'<a href="{href}" download="{html.escape(path.name)}">download</a></span>'
-    )
+    return files.links_html(result)  # served by the panel's FileServer: works wherever the runs folder is
 
 
 def _record_links(path: Path) -> str:

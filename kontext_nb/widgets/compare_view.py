@@ -1,9 +1,9 @@
-"""The panel's Compare tab: picked results side by side, a before/after view, and a sweep's grid.
+"""The panel's Compare tab: picked results side by side, two of them overlaid, and a sweep's grid.
 
-Two images are easiest to judge on top of each other, so with exactly two results (or one edit,
-which is compared with the image it started from) the tab also overlays them: the slider sets how
-much of the "after" image shows, and flicker swaps which one is on top. Each move re-renders one
-small HTML block from thumbnails kept as data URIs, never the full images.
+The comparison is drawn in the browser (CompareWidget): the images travel once as binary buffers, and dragging
+the divider, zooming and flickering never reach the kernel. An edit alone is compared with the image it started
+from. A sweep's grid exports at the images' full resolution, with every cell's metadata, into ``grids/``; the file
+is offered for download under a readable name.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,28 +23,22 @@ from ..result import Result
 from ..views import render
 from ..views.compare import Comparison
 from ..views.grid import Grid
-from .cards import blurred, close_tree
+from ..views.names import readable_name
+from . import files
+from .cards import close_tree
+from .compare_widget import MAX_ITEMS, CompareWidget
 from .rating import RatingStars
 
 if TYPE_CHECKING:
     from ..session import Session
 
-SIDE = 320
 RED = "#b00020"
-
-
-@dataclass(frozen=True)
-class Shot:
-    """One side of the before/after view: a thumbnail as a data URI, its label, its shape."""
-
-    uri: str
-    label: str
-    ratio: float
+SIDE = 320
 
 
 class CompareView:
-    """Results side by side with what differs highlighted, a before/after slider and flicker for a pair,
-    and a sweep's labelled grid with PNG export."""
+    """Results side by side with what differs highlighted, two of them overlaid (divider, flicker, difference),
+    zoomed and panned together in the browser, and a sweep's labelled grid with a full-resolution PNG export."""
 
     def __init__(self, *, folder: str | os.PathLike[str] | None = None, session: Session | None = None) -> None:
         self.items: list[Result] = []
@@ -54,48 +47,39 @@ class CompareView:
         self.folder = Path(folder) if folder is not None else None
         """Where exported grids go (``grids/`` inside it); default: the runs folder of the grid's results."""
         self.grid: Grid | None = None
-        self._pair: tuple[Shot, Shot] | None = None
+        self.comparison: Comparison | None = None
+        """What the view shows now (None: nothing picked)."""
         self.chips = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.clear_button = w.Button(description="clear", tooltip="remove every result from the comparison")
         self.clear_button.on_click(lambda _: self.clear())
         self.message = w.HTML()
-        self.comparison = w.HTML()
-        self.slider = w.IntSlider(value=50, min=0, max=100, description="after %", continuous_update=True)
-        self.flicker = w.ToggleButton(value=False, description="flicker", tooltip="swap which image is on top")
-        self.changes = w.ToggleButton(value=False, description="what changed", tooltip="overlay the change heat map")
-        self.before_after = w.HTML()
-        self.pair_box = w.VBox(
-            [w.HBox([self.slider, self.flicker, self.changes]), self.before_after], layout=w.Layout()
-        )
-        self.slider.observe(self._draw_pair, "value")
-        self.flicker.observe(self._draw_pair, "value")
-        self.changes.observe(self._draw_pair, "value")
-        self._pair_images: tuple[Image.Image, Image.Image] | None = None
+        self.view = CompareWidget()
         self.stars = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         """A RatingStars per result in the journal (kx.rate from the comparison)."""
+        self.changes = w.ToggleButton(value=False, description="what changed", tooltip="show the change heat map")
+        self.changes.observe(self._draw_changes, "value")
+        self.before_after = w.HTML()
+        """A pair's change heat map with its numbers (kx.changes), computed in the kernel when asked for."""
+        self.pair_box = w.VBox([self.changes, self.before_after], layout=w.Layout())
+        self._pair_images: tuple[Image.Image, Image.Image] | None = None
         self.grid_html = w.HTML()
-        self.export = w.Button(description="export PNG", icon="download", tooltip="save the grid with its metadata")
+        self.export = w.Button(
+            description="export PNG", icon="download", tooltip="save the grid at full resolution with its metadata"
+        )
         self.export.on_click(lambda _: self.export_grid())
         self.export_status = w.HTML()
         self.grid_box = w.VBox([self.grid_html, w.HBox([self.export, self.export_status])], layout=w.Layout())
         self.widget = w.VBox(
-            [
-                w.HBox([self.chips, self.clear_button]),
-                self.message,
-                self.comparison,
-                self.stars,
-                self.pair_box,
-                self.grid_box,
-            ]
+            [w.HBox([self.chips, self.clear_button]), self.message, self.view, self.stars, self.pair_box, self.grid_box]
         )
         self._render()
         self._show(self.grid_box, False)
 
     # -- the items ----------------------------------------------------------------------------------
     def add(self, result: Result) -> None:
-        """Add a result (the same one twice is kept once)."""
+        """Add a result (the same one twice is kept once; beyond MAX_ITEMS the oldest makes room)."""
         if not any(item is result for item in self.items):
-            self.items.append(result)
+            self.items = [*self.items, result][-MAX_ITEMS:]
             self._render()
 
     def remove(self, index: int) -> None:
@@ -115,36 +99,51 @@ class CompareView:
         self._show(self.grid_box, True)
 
     def export_grid(self) -> list[Path]:
-        """Write the grid (one PNG per page, metadata inside) to ``grids/`` in the runs folder; show the paths."""
+        """Write the grid at the images' full resolution (one PNG per page, metadata inside) to ``grids/`` in the
+        runs folder; show a download link per page, under a readable name."""
         if self.grid is None:
             return []
         target = _free(self._grid_folder() / f"grid-{time.strftime('%Y%m%d-%H%M%S')}.png")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            paths = self.grid.save(target)
+            paths = self.grid.save(target, cell_size=None)
         except (OSError, ValueError) as exc:
             self.export_status.value = f'<span style="color:{RED}">export failed: {html.escape(str(exc))}</span>'
             return []
         links = ", ".join(
-            f'<a href="{html.escape(render.file_link(p))}" target="_blank">{html.escape(str(p))}</a>' for p in paths
+            files.link(p, self._grid_name(n, len(paths)), self._grid_name(n, len(paths)), "download", str(p))
+            for n, p in enumerate(paths)
         )
-        self.export_status.value = f'<span style="font:12px sans-serif">saved {links}</span>'
+        self.export_status.value = f'<span style="font:12px sans-serif">saved · download {links}</span>'
         return paths
+
+    def _grid_name(self, page: int, pages: int) -> str:
+        assert self.grid is not None
+        ids = [r.journal_id for r in self.grid.results if isinstance(r, Result) and r.journal_id is not None]
+        return readable_name(
+            kind="grid",
+            prompt=self.grid.sweep.prompt,
+            journal_id=min(ids, default=None),
+            mime="image/png",
+            index=page,
+            count=pages,
+        )
 
     def _grid_folder(self) -> Path:
         if self.folder is not None:
             return grids_folder(self.folder)
         results = self.grid.results if self.grid is not None else []
-        files = [r.files[0] for r in results if isinstance(r, Result) and r.files]
-        return grids_folder(files[0].parent.parent if files else default_folder())
+        saved = [r.files[0] for r in results if isinstance(r, Result) and r.files]
+        return grids_folder(saved[0].parent.parent if saved else default_folder())
 
     # -- drawing -----------------------------------------------------------------------------------
     def close(self) -> None:
+        self.view.close()
         close_tree(self.widget)
 
     def _render(self) -> None:
         self._render_chips()
-        self._pair, self.message.value = None, ""
+        self.message.value = ""
         comparison: Comparison | None = None
         if not self.items:
             self.message.value = _note("pick results with “compare” in the gallery")
@@ -158,20 +157,25 @@ class CompareView:
             comparison = Comparison(self.items)
             if len(self.items) == 1:
                 self.message.value = _note("add another result to see what differs")
-        self.comparison.value = comparison._repr_mimebundle_()["text/html"] if comparison is not None else ""
+        self.comparison = comparison
+        source = (
+            self.items[0].inputs[0].data if comparison is not None and len(comparison.items) > len(self.items) else None
+        )
+        self.view.show(comparison, source)
+        self._show(self.view, comparison is not None)
         self._pair_images = None
         if comparison is not None and len(comparison.items) == 2:
-            self._pair = (
-                _shot(comparison.items[0], comparison.labels[0]),
-                _shot(comparison.items[1], comparison.labels[1]),
-            )
             first, second = comparison.items
             self._pair_images = (
                 first.images[0] if isinstance(first, Result) else first,
                 second.images[0] if isinstance(second, Result) else second,
             )
-        self._show(self.pair_box, self._pair is not None)
-        self._draw_pair()
+        self._show(self.pair_box, self._pair_images is not None)
+        self._draw_changes()
+
+    def _draw_changes(self, _change: object = None) -> None:
+        shown = self.changes.value and self._pair_images is not None
+        self.before_after.value = changes_html(*self._pair_images) if shown and self._pair_images else ""
 
     def _render_stars(self) -> None:
         old = self.stars.children
@@ -198,18 +202,7 @@ class CompareView:
         close_tree(*old)
         self.clear_button.disabled = not self.items
 
-    def _draw_pair(self, _change: object = None) -> None:
-        if self._pair is None:
-            self.before_after.value = ""
-            return
-        before, after = self._pair
-        if self.changes.value and self._pair_images is not None:
-            self.before_after.value = changes_html(*self._pair_images)
-            return
-        top, bottom = (before, after) if self.flicker.value else (after, before)
-        self.before_after.value = pair_html(bottom, top, self.slider.value)
-
-    def _show(self, box: w.Box, visible: bool) -> None:
+    def _show(self, box: w.DOMWidget, visible: bool) -> None:
         box.layout.display = None if visible else "none"
 
 
@@ -224,32 +217,6 @@ def changes_html(before: Image.Image, after: Image.Image, side: int = SIDE) -> s
         f' alt="what changed" style="width:{side}px;display:block"/>'
         f"<div>{html.escape(summary(found.as_dict()))}</div></div>"
     )
-
-
-def pair_html(bottom: Shot, top: Shot, percent: int, side: int = SIDE) -> str:
-    """``top`` over ``bottom`` at the same size, ``top`` clipped to ``percent`` of the width from the left."""
-    esc = html.escape
-    height = round(side * min(1.6, max(0.4, bottom.ratio, top.ratio)))
-    clip = round(side * percent / 100)
-    img = f"position:absolute;left:0;top:0;width:{side}px;height:{height}px;max-width:none;object-fit:contain"
-    edge = "border-right:2px solid #fff;box-shadow:1px 0 3px rgba(0,0,0,.5);" if 0 < percent < 100 else ""
-    return (
-        f'<div class="kontext-before-after" style="font:12px sans-serif">'
-        f'<div style="position:relative;width:{side}px;height:{height}px;background:#f3f3f3;overflow:hidden">'
-        f'<img src="{bottom.uri}" alt="{esc(bottom.label)}" style="{img}"/>'
-        f'<div class="clip" data-clip="{clip}" style="position:absolute;left:0;top:0;width:{clip}px;height:{height}px;'
-        f'overflow:hidden;{edge}"><img src="{top.uri}" alt="{esc(top.label)}" style="{img}"/></div></div>'
-        f'<div style="width:{side}px;display:flex;justify-content:space-between;margin-top:2px">'
-        f"<span>◀ {esc(top.label)} ({percent}%)</span><span>{esc(bottom.label)} ▶</span></div></div>"
-    )
-
-
-def _shot(item: Result | Image.Image, label: str) -> Shot:
-    image = item.images[0] if isinstance(item, Result) else item
-    data, mime = render.thumbnail(image, SIDE)
-    if isinstance(item, Result) and item.has_nsfw_concepts[:1] == [True]:
-        data, mime = blurred(data), "image/jpeg"
-    return Shot(render.data_uri(data, mime), label, image.height / image.width)
 
 
 def _note(text: str) -> str:

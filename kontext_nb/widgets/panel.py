@@ -17,6 +17,7 @@ from .cards import close_tree
 from .compare_view import CompareView
 from .create import CreateTab
 from .duel import DuelTab
+from .files import FileServer
 from .gallery import Gallery
 from .history_view import HistoryView
 
@@ -76,7 +77,8 @@ class Panel:
             titles=TITLES,
         )
         self.header = w.HTML(self._header_text())
-        self.widget = w.VBox([self.header, self.tab])
+        self.files = FileServer()  # "open full size" and "download" links anywhere in the panel
+        self.widget = w.VBox([self.header, self.tab, self.files])
         self._stop_header = session.on_job(self._watch_spending)
         self.create.on_sweep_done(self._show_grid)
         self._record_lock = threading.Lock()

@@ -267,42 +267,19 @@ def test_panel_create_gallery_edit_compare(lab: Lab, page: Page, screenshot: Sho
     wait_card_done(page, edit)
     screenshot(page, "2d-panel-gallery-edit-card")
 
-    # Compare: the edit over its source, the slider moves the cut
+    # Compare: the edit over its source, in the browser (tests/browser/test_compare.py drags, zooms and flickers it)
     button(edit, "compare").click()
     expect(tab(panel, "Compare")).to_have_class(re.compile(r"lm-mod-current"), timeout=WAIT)
-    view = pane(panel).locator(".kontext-before-after")
-    expect(view).to_be_visible(timeout=WAIT)
-    for img in view.locator("img").all():
+    view = pane(panel).locator(".kx-compare")
+    expect(view).to_have_attribute("data-ready", "true", timeout=WAIT)
+    for img in view.locator(".kx-stage img").all():
         assert_picture(page, img)
-    clip = view.locator(".clip")
-    expect(clip).to_have_attribute("data-clip", "160")  # 50 % of 320 px
-    before_width = clip.evaluate("el => el.getBoundingClientRect().width")
-    screenshot(page, "2e-panel-compare-side-by-side")
-
-    handle = pane(panel).locator(".widget-slider .noUi-handle")
-    handle.focus()
-    for _ in range(6):  # the keyboard on the slider's handle, as a user without a mouse would
-        page.keyboard.press("PageDown")
-    expect(clip).not_to_have_attribute("data-clip", "160", timeout=WAIT)
-    readout = pane(panel).locator(".widget-slider .widget-readout")
-    expect(readout).not_to_have_text("50")
-    percent = int(readout.inner_text().strip())
-    assert percent < 50, f"PageDown moved the slider up: {percent}%"
-    expect(clip).to_have_attribute("data-clip", str(round(320 * percent / 100)), timeout=WAIT)
-    expect(view).to_contain_text(f"({percent}%)")
-    after_width = clip.evaluate("el => el.getBoundingClientRect().width")
-    assert after_width < before_width, f"the after image is not cut further: {before_width} -> {after_width} px"
+    expect(view.locator(".kx-labels")).to_contain_text("source")
     show(view)
-    screenshot(page, "2f-panel-compare-slider-moved")
-
-    # flicker puts the other image on top
-    top_label = view.locator("span").first
-    on_top = top_label.inner_text()
-    button(pane(panel), "flicker").click()
-    expect(top_label).not_to_have_text(on_top, timeout=WAIT)
-    expect(top_label).to_contain_text(f"({percent}%)")
-    show(view)
-    screenshot(page, "2g-panel-compare-flicker")
+    screenshot(page, "2e-panel-compare-before-after")
+    view.locator("button.kx-mode[data-mode='side by side']").click()
+    expect(view.locator(".kx-figure")).to_have_count(2)
+    screenshot(page, "2f-panel-compare-side-by-side")
     if lab.mode == "keyed":
         assert_no_offline_notice(page)
         assert lab.submits() - submitted == 2, "the panel's jobs should reach the sandbox at KONTEXT_FAL_URL"

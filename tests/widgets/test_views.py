@@ -8,7 +8,6 @@ import io
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import ipywidgets
@@ -22,10 +21,7 @@ from kontext_nb.journal.db import JobRecord
 from kontext_nb.result import Result
 from kontext_nb.sandbox import SandboxServer
 from kontext_nb.session import Session
-from kontext_nb.sweep import build_sweep
-from kontext_nb.views.grid import Grid
 from kontext_nb.widgets.cards import Card, placeholder, shared
-from kontext_nb.widgets.compare_view import CompareView
 from kontext_nb.widgets.gallery import Gallery
 from kontext_nb.widgets.history_view import HistoryView
 
@@ -67,9 +63,11 @@ def test_job_card_shows_queued_then_running_then_the_result(session: Session, sb
     assert card.image.value != placeholder() and image_of(card.image.value).format == "JPEG"
     assert "seed 42" in card.head.value and "$0.08" in card.head.value and "cached" not in card.head.value
     assert "max · text-to-image" in card.head.value
-    href = re.escape(Path(result.files[0]).name)
-    assert re.search(rf'<a href="[^"]*{href}" target="_blank">open full size</a>', card.links.value)
-    assert re.search(rf'<a href="[^"]*{href}" download=', card.links.value)
+    # open / download go through the panel's FileServer (a token, never a path or a file:// link)
+    name = f"{result.journal_id:04d}-seed42-a-lighthouse-at-dusk.jpg"
+    assert f'data-kx-action="open" data-kx-name="{name}"' in card.links.value
+    assert f'data-kx-action="download" data-kx-name="{name}"' in card.links.value
+    assert "file://" not in card.links.value and result.files[0].name not in card.links.value
     assert card.result is result and gallery.cards == [card]
     assert not any(b.disabled for b in card.buttons.values())
     gallery.close()
@@ -240,100 +238,6 @@ def test_running_card_counts_seconds_and_cancels(session: Session, sb: SandboxSe
 def test_a_card_needs_a_job_or_a_result() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         Card()
-
-
-# -- CompareView ---------------------------------------------------------------------------------------------
-
-
-def clip_of(view: CompareView) -> int:
-    return int(re.search(r'data-clip="(\d+)"', view.before_after.value).group(1))  # type: ignore[union-attr]
-
-
-def top_image(view: CompareView) -> str:
-    return re.search(r'class="clip".*?<img src="([^"]+)"', view.before_after.value).group(1)  # type: ignore[union-attr]
-
-
-def test_two_results_side_by_side_with_the_differences(session: Session) -> None:
-    one = generated(session, "a red fox in snow", seed=1)
-    two = generated(session, "a red fox in rain", seed=2, guidance_scale=7)
-    view = CompareView()
-    assert "pick results" in view.message.value and view.pair_box.layout.display == "none"
-    view.add(one)
-    view.add(two)
-    view.add(two)
-    assert view.items == [one, two]
-    text = view.comparison.value
-    assert one.ref in text and two.ref in text and text.count('<img src="data:image/') == 2
-    assert "guidance_scale" in text and "<mark>rain</mark>" in text
-    assert view.pair_box.layout.display != "none" and view.before_after.value.count("<img") == 2
-    assert [chip.description for chip in view.chips.children] == [f"✕ {one.ref}", f"✕ {two.ref}"]
-    view.close()
-
-
-def test_slider_sets_the_clip_and_flicker_swaps_the_images(session: Session) -> None:
-    view = CompareView()
-    view.add(generated(session, "a red fox", seed=1))
-    view.add(generated(session, "a blue fox", seed=2))
-    assert clip_of(view) == 160
-    view.slider.value = 25
-    assert clip_of(view) == 80
-    view.slider.value = 100
-    assert clip_of(view) == 320 and "(100%)" in view.before_after.value
-    after = top_image(view)
-    view.flicker.value = True
-    assert top_image(view) != after and clip_of(view) == 320
-    view.flicker.value = False
-    assert top_image(view) == after
-    view.close()
-
-
-def test_an_edit_alone_is_compared_with_its_source(session: Session) -> None:
-    source = generated(session, "a house", seed=1)
-    edit = session.edit(source, "paint the house blue", seed=2)
-    assert isinstance(edit, Result)
-    view = CompareView()
-    view.add(edit)
-    assert "source" in view.comparison.value and edit.ref in view.comparison.value
-    assert view.pair_box.layout.display != "none" and "source" in view.before_after.value
-    view.add(source)  # now two results: compared with each other
-    assert "<mark>blue</mark>" in view.comparison.value and source.ref in view.before_after.value
-    view.remove(0)
-    assert view.items == [source] and "add another" in view.message.value
-    assert view.pair_box.layout.display == "none"
-    view.chips.children[0].click()
-    assert view.items == []
-    view.add(edit)
-    view.clear_button.click()
-    assert view.items == [] and view.comparison.value == ""
-    view.close()
-
-
-def test_three_results_have_no_before_after(session: Session) -> None:
-    view = CompareView()
-    for seed in (1, 2, 3):
-        view.add(generated(session, "a cat", seed=seed))
-    assert view.comparison.value.count('<img src="data:image/') == 3 and view.pair_box.layout.display == "none"
-    view.close()
-
-
-def test_a_sweep_grid_exports_a_png(session: Session, tmp_path: Path) -> None:
-    sweep = build_sweep("a {cat|fox}", {"seed": "1,2"})
-    results = [generated(session, c.prompt, model=c.model, **c.arguments) for c in sweep.cells]
-    view = CompareView()
-    assert view.grid_box.layout.display == "none"
-    view.show_grid(Grid(sweep, results))
-    assert view.grid_box.layout.display != "none" and view.grid_html.value.count('<img src="data:image/') == 4
-    view.export.click()
-    [saved] = sorted((session.tracker.journal.folder / "grids").glob("*.png"))
-    assert saved.name in view.export_status.value
-    with Image.open(saved) as png:
-        assert png.format == "PNG" and png.width > 256
-    assert view.export_grid()[0] != saved  # a second export never overwrites the first
-    elsewhere = CompareView(folder=tmp_path)
-    elsewhere.show_grid(Grid(sweep, results))
-    assert elsewhere.export_grid()[0].parent == tmp_path / "grids"
-    view.close()
-    elsewhere.close()
 
 
 # -- HistoryView ---------------------------------------------------------------------------------------------

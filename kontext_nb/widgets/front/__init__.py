@@ -1,0 +1,72 @@
+"""Front ends that run in the browser (anywidget), and the one way images reach them.
+
+Plain ES modules live beside this file, with no build step: ``esm("images.js", "compare.js")`` joins them
+in that order into the one module anywidget loads (shared helpers first, the widget's ``export default`` last;
+the helpers are plain functions, so a widget can use them without an import). Views here keep their
+interaction (dragging, zooming, flickering, painting) in the browser and send nothing to the kernel for it.
+
+Images reach the browser once, as binary buffers: each is an ``ImageBuffer``, a model-only widget whose
+``value`` is the file's bytes; a view holds references to buffers (``widget_serialization``), so adding a
+fifth image to a comparison sends that image only, and re-rendering a view sends nothing. In JavaScript,
+``await imageOf(model, ref)`` (images.js) gives its bytes, a Blob URL, its size and its download name.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+import ipywidgets as w
+import traitlets as t
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+MAX_SIDE = 4096
+"""Images up to this many pixels on their longer side are sent as their files (full resolution, metadata and
+all); larger ones are sent downscaled to it. FLUX.1 Kontext makes about one megapixel, so this never applies
+to its results."""
+
+
+@functools.cache
+def esm(*names: str) -> str:
+    """The files ``names`` (in this folder) joined into one ES module."""
+    return "\n".join((HERE / name).read_text(encoding="utf-8") for name in names)
+
+
+def css(name: str) -> str:
+    return (HERE / name).read_text(encoding="utf-8")
+
+
+class ImageBuffer(w.Widget):  # type: ignore[misc]
+    """One image file for the browser: its bytes travel once, as a binary buffer, never as base64 text."""
+
+    value = t.Bytes(b"").tag(sync=True)
+    """The file's bytes (JPEG, PNG or WebP, as saved)."""
+    mime = t.Unicode("image/jpeg").tag(sync=True)
+    width = t.Int(0).tag(sync=True)
+    height = t.Int(0).tag(sync=True)
+    name = t.Unicode("image.jpg").tag(sync=True)
+    """The readable file name a download gets (views.names.readable_name)."""
+    full = t.Bool(True).tag(sync=True)
+    """False when the image was larger than MAX_SIDE and ``value`` holds a downscaled copy."""
+
+
+def image_buffer(data: bytes, mime: str, name: str, size: tuple[int, int] | None = None) -> ImageBuffer:
+    """An ImageBuffer of a file's bytes; images over MAX_SIDE are re-encoded at that side."""
+    if size is None:
+        with Image.open(io.BytesIO(data)) as image:
+            size = image.size
+    full = max(size) <= MAX_SIDE
+    if not full:
+        with Image.open(io.BytesIO(data)) as image:
+            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            keep_png = mime == "image/png"
+            (image if keep_png else image.convert("RGB")).save(out, "PNG" if keep_png else "JPEG", quality=92)
+            data, size = out.getvalue(), image.size
+            mime = "image/png" if keep_png else "image/jpeg"
+    return ImageBuffer(value=data, mime=mime, width=size[0], height=size[1], name=name, full=full)
+
+
+__all__ = ["HERE", "MAX_SIDE", "ImageBuffer", "css", "esm", "image_buffer"]
