@@ -9,8 +9,9 @@ May import: endpoints, errors, images, result, the journal and the views. Never 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:
     from .changes import Changes, compute, register_score
@@ -35,11 +36,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # names load on first use: numpy, scikit-image and imagehash only when judging is used
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'kontext_nb.judging' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

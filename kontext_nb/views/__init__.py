@@ -10,8 +10,9 @@ May import: endpoints, errors, images, jobs, result, sweep and the journal's rec
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:
     from .compare import Comparison
@@ -33,11 +34,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # names load on first use, so importing one submodule (and %load_ext) stays cheap
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'kontext_nb.views' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

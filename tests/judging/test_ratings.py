@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +47,6 @@ def test_rating_is_written_into_the_image_file_and_cleared(made: Callable[..., l
     assert kx.history()[0].rating is None
 
 
-@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool not installed")
 def test_exiftool_reads_the_rating_from_a_jpeg(made: Callable[..., list[Result]]) -> None:
     (r,) = made(1, output_format="jpeg")
     kx.rate(r, 2)
