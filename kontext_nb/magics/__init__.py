@@ -43,6 +43,9 @@ class Kontext(Magics):
         config=True
     )
     thumbnail_size = Int(320, help="the longer side of thumbnails embedded in outputs, in pixels").tag(config=True)
+    embed_limit_mb = Float(
+        1.0, help="image files up to this size are embedded for full size and download when outside the notebook folder"
+    ).tag(config=True)
     budget_session = Float(None, allow_none=True, help="dollars this session may spend").tag(config=True)
     budget_daily = Float(None, allow_none=True, help="dollars all sessions may spend per day").tag(config=True)
     confirm_above = Float(1.0, help="ask before a run that would cost more than this").tag(config=True)
@@ -52,14 +55,18 @@ class Kontext(Magics):
         self.terminal = not hasattr(shell, "kernel")
 
     # -- settings -----------------------------------------------------------------------------
-    @observe("concurrency", "runs_dir", "budget_session", "budget_daily", "confirm_above", "thumbnail_size")
+    @observe(
+        "concurrency", "runs_dir", "budget_session", "budget_daily", "confirm_above", "thumbnail_size", "embed_limit_mb"
+    )
     def _settings_changed(self, change: Any) -> None:
         """Pass on only the setting that changed: the session's other settings stay as they are."""
         from ..api import configure
-        from ..views import render
+        from ..views import links, render
 
         if change.name == "thumbnail_size":
             render.set_thumbnail_side(change.new)
+        elif change.name == "embed_limit_mb":
+            links.set_embed_limit(change.new)
         else:
             configure(**{change.name: change.new if change.new != "" else None})
 

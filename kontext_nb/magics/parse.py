@@ -298,6 +298,6 @@ subcommand (histroy, Panel, rerun@1) is taken for a typo and sends nothing: quot
 (%kontext "snow") or write %kontext -- snow to make an image of it. In %kontext PROMPT, words after -- are all prompt
 (for prompts with option-like words); in edit, -- separates the sources from the prompt.
 Settings: %config Kontext.model = 'pro' (also aspect_ratio, output_format, guidance, concurrency,
-background, runs_dir, thumbnail_size, budget_session, budget_daily, confirm_above), or
+background, runs_dir, thumbnail_size, embed_limit_mb, budget_session, budget_daily, confirm_above), or
 [tool.kontext_nb] in a pyproject.toml beside the notebook.
 """

@@ -1,9 +1,9 @@
 """Pure views: results and journal records turned into HTML, text and PNG, for notebooks, terminals and files.
 
 render.py (one result), compare.py (side by side), grid.py (a sweep's labelled grid), history.py (journal records
-as a table), names.py (readable names for downloads and exports), status.py (the status line of running jobs).
-Nothing here imports IPython or ipywidgets, so every view
-works in terminal IPython and in a saved notebook with no kernel.
+as a table), names.py (readable names for downloads and exports), links.py (how an output reaches an image file: a
+relative link or the bytes embedded), status.py (the status line of running jobs). Nothing here imports IPython or
+ipywidgets, so every view works in terminal IPython and in a saved notebook with no kernel.
 
 May import: endpoints, errors, images, jobs, result, sweep and the journal's records and files.
 """

@@ -1,7 +1,8 @@
 """A static record of what a panel made: small embedded thumbnails with their seeds, as plain HTML.
 
 A saved notebook keeps no widget state by default, so a reader with no kernel sees "model not found" where the
-panel was; this record, shown below the panel and updated through a display id, keeps the images.
+panel was; this record, shown below the panel and updated through a display id, keeps the images. It is re-sent
+whole on every update, so it embeds no full-size files: "full size · download" only where Jupyter serves the file.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .render import data_uri, thumbnail
+from .render import data_uri, file_html_of, thumbnail
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -36,11 +37,14 @@ def record_html(results: Sequence[Result], *, total: int | None = None) -> str:
             flagged = i < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[i]
             blur = "filter:blur(10px);" if flagged else ""
             ref = f"{result.ref} · " if result.ref else ""
+            links = file_html_of(result, i, embed=False)
+            links = f'<br/><span style="font:11px sans-serif;white-space:nowrap">{links}</span>' if links else ""
             figures.append(
                 f'<figure style="margin:0 6px 6px 0;display:inline-block;vertical-align:top;max-width:{SIDE}px">'
                 f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" title="{esc(result.prompt)}"'
                 f' style="max-width:{SIDE}px;border-radius:3px;{blur}"/>'
-                f'<figcaption style="font:11px monospace">{esc(ref)}seed {esc(str(result.seed))}</figcaption></figure>'
+                f'<figcaption style="font:11px monospace">{esc(ref)}seed {esc(str(result.seed))}{links}</figcaption>'
+                "</figure>"
             )
     shown = min(total, KEEP)
     more = f" (the newest {shown} of {total})" if total > shown else ""

@@ -1,21 +1,22 @@
 """Pure functions from results to bytes, text and HTML.
 
 HTML embeds thumbnails as data URIs, so a saved notebook still shows the images after
-fal's URLs expire. Every piece of user text is escaped.
+fal's URLs expire; "full size" and "download" come from links.py. Every piece of user text is escaped.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from ..endpoints import format_cost
-from ..images import encode_thumbnail
+from ..images import encode_thumbnail, sniff_content_type
+from .links import data_uri as data_uri  # where thumbnails and other views get it
+from .links import file_html, relative_href
+from .names import readable_name
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -37,16 +38,11 @@ def thumbnail(image: Image.Image, side: int | None = None) -> tuple[bytes, str]:
 
 
 def file_link(path: Path) -> str:
-    """A link that opens the file from a notebook: relative to the kernel's folder (where
-    Jupyter serves the notebook from) when it lies below it, else a file:// URL."""
-    try:
-        return Path(os.path.relpath(path, Path.cwd())).as_posix() if path.is_relative_to(Path.cwd()) else path.as_uri()
-    except ValueError:
-        return path.as_uri()
+    """A link to the file relative to the notebook's folder when it lies below it, else a file:// URL.
 
-
-def data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    Only for widgets that have not moved to the panel's FileServer yet: a result's own HTML uses
+    links.file_html, which never gives a file:// link."""
+    return relative_href(path) or path.as_uri()
 
 
 def settings_line(result: Result) -> str:
@@ -87,9 +83,8 @@ def result_html(result: Result, side: int | None = None) -> str:
         flagged = i < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[i]
         style = "max-width:100%;border-radius:4px;" + ("filter:blur(14px);" if flagged else "")
         note = " · <b>flagged NSFW</b>" if flagged else ""
-        link = ""
-        if i < len(result.files):
-            link = f' · <a href="{esc(file_link(result.files[i]))}" target="_blank">full size</a>'
+        link = file_html_of(result, i)
+        link = f" · {link}" if link else ""
         figures.append(
             f'<figure style="margin:0 8px 8px 0;display:inline-block;vertical-align:top">'
             f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" style="{style}"'
@@ -104,3 +99,22 @@ def result_html(result: Result, side: int | None = None) -> str:
         f'<span style="opacity:.6">{esc(result.endpoint)} · {esc(result.request_id)}</span></div>'
     )
     return f'<div class="kontext-result">{header}{"".join(figures)}</div>'
+
+
+def file_html_of(result: Result, index: int, *, embed: bool = True) -> str:
+    """'full size · download' for the result's ``index``-th image file (links.py: linked, or embedded unless
+    ``embed`` is False)."""
+    data = result.image_bytes[index] if index < len(result.image_bytes) else b""
+    path = result.files[index] if index < len(result.files) else None
+    if path is None and not data:
+        return ""
+    mime = sniff_content_type(data) or (result.content_types[index] if index < len(result.content_types) else "")
+    name = readable_name(
+        prompt=result.prompt,
+        seed=result.seed,
+        journal_id=result.journal_id,
+        mime=mime or "image/jpeg",
+        index=index,
+        count=len(result.images),
+    )
+    return file_html(path, data if embed else b"", name, mime or "application/octet-stream")
