@@ -87,8 +87,10 @@ class CreateTab:
             placeholder="Describe the image, or the edit", layout=w.Layout(width="calc(100% - 8px)"), rows=3
         )
         self.prompt_error = w.HTML()
-        self.mode = w.ToggleButtons(options=[(MODE_LABELS.get(m, m), m) for m in endpoints.MODES])
-        self.model = w.ToggleButtons(options=_model_options("text-to-image"))
+        # buttons as wide as their labels: at ipywidgets' fixed width the fourth choice wraps onto a row of its own
+        fit = {"button_width": "auto"}
+        self.mode = w.ToggleButtons(options=[(MODE_LABELS.get(m, m), m) for m in endpoints.MODES], style=fit)
+        self.model = w.ToggleButtons(options=_model_options("text-to-image"), style=fit)
         self.sources = SourcePicker(max_side=session.settings.max_input_side)
         self.masks = SourcePicker(max_side=session.settings.max_input_side)
         """Inpaint: the mask (white = repaint), from an upload, a path, or the painter."""
