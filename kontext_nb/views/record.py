@@ -38,12 +38,13 @@ def record_html(results: Sequence[Result], *, total: int | None = None) -> str:
             blur = "filter:blur(10px);" if flagged else ""
             ref = f"{result.ref} · " if result.ref else ""
             links = file_html_of(result, i, embed=False)
-            links = f'<br/><span style="font:11px sans-serif;white-space:nowrap">{links}</span>' if links else ""
+            links = f'<br/><span style="white-space:nowrap">{links}</span>' if links else ""
             figures.append(
                 f'<figure style="margin:0 6px 6px 0;display:inline-block;vertical-align:top;max-width:{SIDE}px">'
                 f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" title="{esc(result.prompt)}"'
                 f' style="max-width:{SIDE}px;border-radius:3px;{blur}"/>'
-                f'<figcaption style="font:11px monospace">{esc(ref)}seed {esc(str(result.seed))}{links}</figcaption>'
+                f'<figcaption style="font:11px sans-serif"><span style="white-space:nowrap">{esc(ref)}seed '
+                f"{esc(str(result.seed))}</span>{links}</figcaption>"
                 "</figure>"
             )
     shown = min(total, KEEP)

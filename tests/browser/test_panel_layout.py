@@ -45,3 +45,26 @@ def test_mode_and_model_choices_sit_on_one_row(lab: Lab, page: Page, screenshot:
     assert len(rows(mode)) == 1, f"the modes wrap onto {len(rows(mode))} rows"
     assert len(rows(model)) == 1, f"the models wrap onto {len(rows(model))} rows"
     screenshot(page, "14-create-choices-one-row")
+
+
+def test_the_record_below_the_panel_keeps_each_caption_on_its_lines(lab: Lab, page: Page, screenshot: Shot) -> None:
+    """'@1 · seed 1343134043' is one line under its thumbnail (it broke after 'seed'), and so are its links."""
+    if lab.mode != "offline":
+        pytest.skip("the layout does not depend on where jobs go: offline mode covers it")
+    code = (
+        "import kontext_nb as kx\n\npanel = kx.Panel()\npanel.create.prompt.value = 'a red fox in the snow'\n"
+        "panel.create.set_seed(4294967295)\n[job.result(60) for job in panel.create.generate()]\npanel"
+    )
+    write_notebook(lab, "record-layout.ipynb", [code])
+    open_notebook(page, lab, "record-layout.ipynb")
+    run_cell(page, 0)
+    caption = outputs(cell(page, 0)).locator(".kontext-record figcaption")
+    expect(caption).to_have_count(1, timeout=WAIT)
+    expect(caption).to_contain_text("seed 4294967295")
+    lines = caption.evaluate(
+        """el => { const r = document.createRange(); r.selectNodeContents(el);
+                   return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size }"""
+    )
+    assert lines == 2, f"the caption takes {lines} lines: '@ref · seed' and 'full size · download', one each"
+    caption.scroll_into_view_if_needed()
+    screenshot(page, "14-record-caption")
