@@ -422,19 +422,34 @@ class Session:
         return self.run(request, wait=wait, parent_id=parent_id, options=options)
 
     def resume(self, *, wait: bool = True) -> list[Result] | list[Job]:
-        """Collect jobs submitted but never collected (restart, crash, timeout). Never submits."""
+        """Collect jobs submitted but never collected (restart, crash, timeout, a failed download or save).
+        Never submits. A job another session or kernel is collecting now is left to it (see journal/claims.py)."""
         tracker = self.tracker
         jobs: list[Job] = []
-        for record in tracker.resumable():
+        for listed in tracker.resumable():
+            record = tracker.claim(listed)
+            if record is None:
+                continue
+            held = tracker.unsaved(record.id)
+            if held is not None:  # the images are in memory (a full disk kept them from being written): save them
+                result, parent_id = held
+                tracker.save(record.id, result, parent_id)
+                job = _finished_job(result)
+                job.journal_id = record.id
+                jobs.append(job)
+                continue
             if record.request_id is None:  # stopped between sending and fal's answer: it may have been accepted
-                tracker.journal.unconfirmed(
-                    record.id,
-                    error=(
-                        "the kernel stopped while the job was being sent, before fal's answer was recorded: fal may "
-                        "have accepted it (and may bill it), but its request id is unknown, so kontext_nb cannot "
-                        "collect it; look for it in fal's request history (fal.ai/dashboard)"
-                    ),
-                )
+                try:
+                    tracker.journal.unconfirmed(
+                        record.id,
+                        error=(
+                            "the kernel stopped while the job was being sent, before fal's answer was recorded: fal "
+                            "may have accepted it (and may bill it), but its request id is unknown, so kontext_nb "
+                            "cannot collect it; look for it in fal's request history (fal.ai/dashboard)"
+                        ),
+                    )
+                finally:
+                    tracker.claims.release(record.id)
                 continue
             hooks = tracker.hooks(record.id, record.parent_id)
             tracker.mark_active(record.id)

@@ -32,7 +32,7 @@ from kontext_nb.errors import (
 )
 from kontext_nb.fal.transport import FalTransport
 from kontext_nb.jobs import Job
-from kontext_nb.journal import Journal
+from kontext_nb.journal import Journal, owner_alive
 from kontext_nb.session import Session
 from kontext_nb.widgets.create import CreateTab
 
@@ -277,6 +277,138 @@ def test_a_failed_download_stays_collectable(session: Session, sb: Any, kind: st
     assert collected.images and session.record("@last").status == "done"
     assert sb.stats()["submits"] == 1
     record_money(f"first image download fails (`{kind}`), then `kx.resume()`", sb, session)
+
+
+KILLED_KERNEL = """
+import sys, time
+from kontext_nb.config import Settings
+from kontext_nb.session import Session
+
+url, runs = sys.argv[1], sys.argv[2]
+session = Session(Settings(base_url=url, key="anything", runs_dir=runs), notice=lambda message: None)
+job = session.generate("paid for, then the kernel died", seed=55, wait=False)
+journal = session.tracker.journal
+while journal.get(job.journal_id).status != "submitted":
+    time.sleep(0.01)
+print("submitted", flush=True)
+time.sleep(120)
+"""
+FRESH_IPYTHON = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+
+InteractiveShell.instance().run_line_magic("load_ext", "kontext_nb")
+sys.stdout.write("loaded\\n")  # one write: the collecting thread prints too
+sys.stdout.flush()
+sys.stdin.read()  # a kernel idling after %load_ext: alive until the test closes stdin
+"""
+HOLD_CLAIM = """
+import sys
+from pathlib import Path
+from kontext_nb.journal import claims
+
+assert claims.for_folder(Path(sys.argv[1])).take(int(sys.argv[2]))
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def python(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def ended(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Close its stdin (it then ends; killed if it does not) and return everything else it printed."""
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return out, err
+
+
+def killed_kernel_job(sb: Any, runs: Path) -> int:
+    """A kernel process submits one job and is killed (SIGKILL) before collecting it: its row stays submitted."""
+    sb.configure(inference_time=1.0)
+    kernel = python(KILLED_KERNEL, sb.url, str(runs))
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline().strip() == "submitted", ended(kernel)
+    finally:
+        kernel.kill()
+        kernel.wait(10)
+    (row,) = Journal(runs).search()
+    assert row.status == "submitted" and row.request_id and not owner_alive(row.session)
+    return row.id
+
+
+def fresh_ipython_env(sb: Any, runs: Path) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")}
+    return {**env, "KONTEXT_FAL_URL": sb.url, "KONTEXT_HOME": str(runs)}
+
+
+def test_load_ext_collects_a_dead_kernels_job_whose_first_download_fails(sb: Any, tmp_path: Path) -> None:
+    """Point 5: the next %load_ext retries it, in the background, without kx.resume()."""
+    runs = tmp_path / "runs"
+    job_id = killed_kernel_job(sb, runs)
+    sb.set_faults([{"route": "media", "kind": "403", "count": 1}])  # the first download of its image fails
+    shell = python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs))
+    try:
+        assert shell.stdout is not None
+        first = shell.stdout.readline()
+        assert first.startswith(f"kontext_nb: collecting 1 job a stopped kernel left on fal (@{job_id})"), first
+        assert shell.stdout.readline().strip() == "loaded", "the load returned before the collecting ended"
+        journal = Journal(runs)
+        wait_for(lambda: journal.get(job_id).status == "done", timeout=60)
+        said = shell.stdout.readline()
+    finally:
+        out, err = ended(shell)
+    assert said.startswith(f"kontext_nb: collected @{job_id} (1 image)"), (said, out, err)
+    assert "Traceback" not in out + err, err
+    row = journal.get(job_id)
+    assert row.files and all(p.is_file() for p in row.paths) and row.error is None
+    assert row.cost == pytest.approx(PRICE) and row.reserved == 0
+    stats = sb.stats()
+    assert stats["submits"] == 1, "collected, never sent again"
+    assert stats["faults_injected"] == {"403": 1} and stats["requests"]["media"] == 2
+    record_money(
+        "kernel killed after submit, first image download fails, then `%load_ext` in a fresh IPython (no"
+        " `kx.resume()`)",
+        sb,
+        None,
+        "1 done (collected by `%load_ext`, images saved)",
+    )
+
+
+def test_load_ext_leaves_a_job_another_kernel_is_collecting(sb: Any, tmp_path: Path) -> None:
+    """Two kernels loading at once must not both collect one job: a job claimed by a live process is left to it,
+    and is collected by the next load once that process is gone."""
+    runs = tmp_path / "runs"
+    job_id = killed_kernel_job(sb, runs)
+    holder = python(HOLD_CLAIM, str(runs.resolve()), str(job_id))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding", ended(holder)
+        shell = python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs))
+        try:
+            assert shell.stdout is not None
+            lines = [shell.stdout.readline() for _ in range(3)]
+        finally:
+            ended(shell)
+        said = lines[-1]
+        assert said.startswith(f"kontext_nb: @{job_id} left to another kernel collecting them"), said
+        assert sb.stats()["requests"].get("result", 0) == 0 and Journal(runs).get(job_id).status == "submitted"
+    finally:
+        ended(holder)
+    shell = python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs))
+    try:
+        wait_for(lambda: Journal(runs).get(job_id).status == "done", timeout=60)
+    finally:
+        ended(shell)
+    assert sb.stats()["submits"] == 1
 
 
 # -- 6. the key never reaches a prompt ---------------------------------------------------------------------------

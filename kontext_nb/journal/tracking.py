@@ -38,6 +38,7 @@ from ..fal.engine import JobHooks
 from ..images import ImageInput, LoraFile, image_inputs, labelled, sniff_content_type
 from ..jobs import Job
 from ..result import Result
+from . import claims
 from . import folder as store
 from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind
 
@@ -69,6 +70,9 @@ class Tracker:
         self.notice = notice
         self.settings = settings
         self._active: set[int] = set()
+        self._unsaved: dict[int, tuple[Result, int | None]] = {}
+        """Results whose images or row could not be written (a full disk), by journal id: resume saves them."""
+        self.claims = claims.for_folder(self.journal.folder)
         self.started = time.time()
 
     @staticmethod
@@ -154,6 +158,26 @@ class Tracker:
     def mark_active(self, journal_id: int) -> None:
         """This session is collecting the job now: no other resume should take it."""
         self._active.add(journal_id)
+
+    def claim(self, record: JobRecord) -> JobRecord | None:
+        """Take a job left behind for collecting, as it is now; None when another session or kernel is collecting
+        it (its claim is held) or it ended since it was listed."""
+        if not self.claims.take(record.id):
+            return None
+        fresh = self.journal.get(record.id)
+        if fresh.status not in ("pending", "submitted"):
+            self.claims.release(record.id)
+            return None
+        return fresh
+
+    def _settled(self, journal_id: int) -> None:
+        """The job is no longer being collected here: not in flight, not claimed."""
+        self._active.discard(journal_id)
+        self.claims.release(journal_id)
+
+    def unsaved(self, journal_id: int) -> tuple[Result, int | None] | None:
+        """The Result this session holds for a job whose images or row a full disk kept from being written."""
+        return self._unsaved.get(journal_id)
 
     # -- cache and budget -------------------------------------------------------------------
     @staticmethod
@@ -287,7 +311,13 @@ class Tracker:
             job.journal_id = journal_id
 
         def on_submitted(job: Job) -> None:
-            self.journal.submitted(journal_id, job.request_id or "")
+            try:
+                self.journal.submitted(journal_id, job.request_id or "")
+            except JournalError as exc:  # the job runs on: its request id is written with its outcome
+                self.notice(
+                    f"kontext_nb: {exc}; fal accepted @{journal_id} as request {job.request_id}, which is kept in "
+                    "memory and written when the job ends"
+                )
 
         def finalize(result: Result) -> None:
             self.save(journal_id, result, parent_id)
@@ -299,6 +329,7 @@ class Tracker:
     def save(self, journal_id: int, result: Result, parent_id: int | None) -> None:
         """Write the images with their metadata, then the row: done, seed, cost, files."""
         result.journal_id, result.parent_id = journal_id, parent_id
+        result.save_error = None  # this try's outcome (resume tries again a save a full disk stopped)
         meta = {
             "prompt": result.prompt,
             "endpoint": result.endpoint,
@@ -326,6 +357,7 @@ class Tracker:
                 f"kontext_nb: {result.save_error}; they are still in result.images, and kx.resume() saves them "
                 "once there is room"
             )
+            self._unsaved[journal_id] = (result, parent_id)
             self._record_save_error(journal_id, result)
             return
         result.files = [self.journal.folder / f for f in files]
@@ -340,13 +372,16 @@ class Tracker:
                 nsfw=result.has_nsfw_concepts,
                 output_prompt=result.prompt,
                 files=files,
-                error=result.save_error,
+                error=None,
                 request_id=result.request_id,
             )
         except JournalError as exc:  # the journal cannot be written (a full disk): the row stays collectable
             result.save_error = str(exc)
+            self._unsaved[journal_id] = (result, parent_id)
             self.notice(f"kontext_nb: {exc}; the images are still in result.images, and kx.resume() records them later")
-        self._active.discard(journal_id)
+        else:
+            self._unsaved.pop(journal_id, None)
+        self._settled(journal_id)
 
     def _record_save_error(self, journal_id: int, result: Result) -> None:
         """Keep the job collectable (status submitted, its request id) with the error, if the row can be written."""
@@ -354,14 +389,19 @@ class Tracker:
             self.journal.finished(journal_id, status="submitted", error=result.save_error, request_id=result.request_id)
         except JournalError as exc:
             self.notice(f"kontext_nb: {exc}")
-        self._active.discard(journal_id)
+        self._settled(journal_id)
 
     def on_failed(self, journal_id: int) -> Callable[[Job, BaseException], BaseException | None]:
         """Record failures and cancels. A job that fal may still finish stays collectable, and says so;
         a submit fal may have received unconfirmed keeps its price as spent."""
 
         def record(job: Job, error: BaseException) -> BaseException | None:
-            self._active.discard(journal_id)
+            try:
+                return write(job, error)
+            finally:  # let go only once the row says how the job ended: another kernel may take it next
+                self._settled(journal_id)
+
+        def write(job: Job, error: BaseException) -> BaseException | None:
             if isinstance(error, SubmitUnconfirmed):
                 price = self.journal.get(journal_id).reserved
                 message = (

@@ -107,3 +107,17 @@ def test_a_failed_download_is_collected_later_by_resume(make_session, sb: sandbo
     (collected,) = s.resume()
     assert collected.seed == 3 and collected.files[0].exists() and collected.cost == pytest.approx(0.08)
     assert sb.stats()["submits"] == 1
+
+
+def test_two_sessions_resuming_one_runs_folder_collect_each_job_once(make_session, sb: sandbox.SandboxServer) -> None:
+    """Two sessions (kernels) find the same job left behind by a dead one: one collects it, the other leaves it.
+    Both collecting would download it twice, and the one that failed could write over the other's finished row."""
+    first, second = make_session(), make_session()
+    done = first.generate("left behind", seed=8)
+    journal = first.tracker.journal
+    journal._update(done.journal_id, status="submitted", session="gone:1:x", files="[]", cost=0.0, reserved=0.08)
+    assert [r.id for r in second.tracker.resumable()] == [done.journal_id]
+    (job,) = first.resume(wait=False)
+    assert second.resume(wait=False) == [], "claimed by the first session while it collects"
+    assert job.result(timeout=20).files and journal.get(done.journal_id).status == "done"
+    assert second.resume() == [] and sb.stats()["requests"]["result"] == 2  # generate's, and one resume
