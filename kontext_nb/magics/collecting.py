@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
-
-from ..jobs import Job
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from ..jobs import Job
     from ..session import Session
 
 ROUNDS = 2
 """Tries per job in one load: the first, and one more for a job whose collecting failed."""
 
 
-def collect_in_background(session: Session, waiting: list[int], *, terminal: bool) -> threading.Thread:
-    """Say what is being collected, and collect it on a thread of its own; returns that thread."""
+def collect_in_background(session: Session | None, waiting: list[int], *, terminal: bool) -> threading.Thread:
+    """Say what is being collected, and collect it on a thread of its own; returns that thread.
+
+    ``session``: the module-level one if it exists; else it is made on that thread (importing the engine's
+    modules takes longer than the whole load)."""
     n = len(waiting)
     refs = ", ".join(f"@{i}" for i in waiting)
     output = _Output(
@@ -38,16 +40,19 @@ def collect_in_background(session: Session, waiting: list[int], *, terminal: boo
     return thread
 
 
-def _collect(session: Session, waiting: list[int], output: _Output) -> None:
+def _collect(session: Session | None, waiting: list[int], output: _Output) -> None:
     try:
+        if session is None:
+            from .. import api
+
+            session = api.get_session()
         collected: dict[int, int] = {}
         failed: dict[int, str] = {}
         for _ in range(ROUNDS):
-            jobs = session.resume(wait=False)
+            jobs = cast("list[Job]", session.resume(wait=False))
             if not jobs:
                 break
             for job in jobs:
-                assert isinstance(job, Job)
                 if job.journal_id is None:
                     continue
                 try:

@@ -45,7 +45,7 @@ def greet(magics: Kontext) -> None:
     finally:
         journal.close()
     if waiting and not offline:
-        collect_in_background(session or api.get_session(), [r.id for r in waiting], terminal=magics.terminal)
+        collect_in_background(session, [r.id for r in waiting], terminal=magics.terminal)
     elif waiting:
         n = len(waiting)
         print(
