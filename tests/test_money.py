@@ -485,6 +485,177 @@ def test_a_damaged_journal_is_one_line_then_salvaged(make_session: MakeSession, 
     record_money("a damaged journal page, then two `generate` calls", sb, s, f"{kept} of 300 rows kept, 1 done")
 
 
+class FullJournal:
+    """A journal that really runs out of room: every connection the journal opens gets SQLite's
+    ``PRAGMA max_page_count``, and ``fill`` packs its pages with rows until SQLite itself answers SQLITE_FULL
+    ("database or disk is full"), as a full disk makes it answer; ``empty`` deletes them: room again."""
+
+    PAGES = 48
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = Journal._connect
+
+        def connect(journal: Journal) -> sqlite3.Connection:
+            conn = real(journal)
+            conn.execute(f"PRAGMA max_page_count = {self.PAGES}")
+            return conn
+
+        monkeypatch.setattr(Journal, "_connect", connect)
+
+    def _db(self, path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute(f"PRAGMA max_page_count = {self.PAGES}")
+        conn.execute("PRAGMA synchronous = OFF")  # filler: no need to reach the platter
+        return conn
+
+    def fill(self, path: Path) -> None:
+        """Small rows, appended until SQLite has no page left; then the first of them grows until the page it
+        shares with the newest job (rows are appended to the last page) has not a byte left: so even that job's
+        row cannot grow any more."""
+        conn = self._db(path)
+        try:
+            while self._fits(conn, "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments)"
+                             " VALUES (0, 0, 'failed', '', 'filler', '{}')"):  # fmt: skip
+                pass
+            first = conn.execute("SELECT MIN(id) FROM jobs WHERE prompt LIKE 'filler%'").fetchone()[0]
+            low, high = 0, 4096  # the longest prompt the first filler row can take
+            while low < high:
+                size = (low + high + 1) // 2
+                if self._fits(conn, "UPDATE jobs SET prompt = 'filler' || ? WHERE id = ?", ("x" * size, first)):
+                    low = size
+                else:
+                    high = size - 1
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _fits(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> bool:
+        try:
+            conn.execute(sql, params)
+            return True
+        except sqlite3.OperationalError as exc:
+            assert "database or disk is full" in str(exc)
+            return False
+
+    def empty(self, path: Path) -> None:
+        conn = self._db(path)
+        conn.execute("DELETE FROM jobs WHERE prompt LIKE 'filler%'")
+        conn.close()
+
+
+def test_a_full_journal_at_submit_is_one_line_and_sends_nothing(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Money first: nothing is sent that cannot be recorded."""
+    full = FullJournal(monkeypatch)
+    s = make_session()
+    full.fill(s.tracker.journal.path)
+    for call in (lambda: s.generate("no room to record it", seed=71), lambda: s.generate("nor this", wait=False)):
+        with pytest.raises(JournalError, match=r"cannot use the journal .*: database or disk is full$") as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert sb.stats()["submits"] == 0 and s.budget()["session_reserved"] == 0
+    record_money("the journal full at submit (SQLite answers SQLITE_FULL)", sb, s, "nothing written")
+    full.empty(s.tracker.journal.path)
+    assert s.generate("room again", seed=71).files and sb.stats()["submits"] == 1
+
+
+def fill_once_submitted(monkeypatch: pytest.MonkeyPatch, full: FullJournal) -> None:
+    """The journal fills up the moment a job's request id is recorded: fal has the job, the outcome finds no room."""
+    real = Journal.submitted
+
+    def submitted_then_full(journal: Journal, job_id: int, request_id: str) -> None:
+        real(journal, job_id, request_id)
+        full.fill(journal.path)
+
+    monkeypatch.setattr(Journal, "submitted", submitted_then_full)
+
+
+def test_a_journal_full_while_settling_keeps_the_images_and_resume_records_them(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = FullJournal(monkeypatch)
+    notices: list[str] = []
+    s = make_session()
+    s.notice = notices.append
+    journal = s.tracker.journal
+    fill_once_submitted(monkeypatch, full)
+    result = s.generate("paid for while the disk filled up", seed=72)
+    assert isinstance(result, kx.Result) and result.images and result.image_bytes
+    assert result.save_error and "database or disk is full" in result.save_error
+    (said,) = [n for n in notices if "disk is full" in n]
+    assert "\n" not in said and "still in result.images" in said and "kx.resume()" in said
+    row = journal.get(result.journal_id or 0)
+    assert row.status == "submitted" and row.request_id == result.request_id and row.reserved == pytest.approx(PRICE)
+    assert s.budget()["session_reserved"] == pytest.approx(PRICE), "still held: fal bills it"
+    record_money(
+        "the journal fills up after submit, while the result is saved", sb, s, "1 submitted (images in memory)"
+    )
+    full.empty(journal.path)
+    (again,) = s.resume()
+    assert again is result and result.save_error is None and result.files and all(p.is_file() for p in result.files)
+    row = journal.get(result.journal_id or 0)
+    assert row.status == "done" and row.error is None and row.files and row.cost == pytest.approx(PRICE)
+    stats = sb.stats()
+    assert stats["submits"] == 1 and stats["requests"]["media"] == 1, "saved from memory: not sent or fetched again"
+    record_money("… then room again and `kx.resume()`", sb, s)
+
+
+def test_a_journal_full_before_the_request_id_is_written_keeps_it(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Full between the row and fal's answer: the request id cannot be written. The job runs on, the user is told
+    in one line (no logged traceback), and once there is room resume records the job with its request id."""
+    full = FullJournal(monkeypatch)
+    notices: list[str] = []
+    s = make_session()
+    s.notice = notices.append
+    journal = s.tracker.journal
+    real = Journal.create_all
+
+    def created_then_full(self: Journal, *args: Any, **kwargs: Any) -> list[int]:
+        ids = real(self, *args, **kwargs)
+        full.fill(self.path)
+        return ids
+
+    monkeypatch.setattr(Journal, "create_all", created_then_full)
+    result = s.generate("accepted while the disk filled up", seed=75)
+    err = capsys.readouterr().err
+    assert result.images and "Traceback" not in err
+    said = [n for n in notices if "disk is full" in n]
+    assert len(said) == 2 and f"as request {result.request_id}" in said[0] and "kx.resume()" in said[1]
+    assert journal.get(result.journal_id or 0).request_id is None
+    full.empty(journal.path)
+    (again,) = s.resume()
+    row = journal.get(result.journal_id or 0)
+    assert again is result and row.status == "done" and row.request_id == result.request_id and row.files
+    assert sb.stats()["submits"] == 1 and s.budget()["session"] == pytest.approx(PRICE)
+
+
+def test_a_full_journal_through_the_magic_is_one_line(
+    shell: Shell, sb: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = FullJournal(monkeypatch)
+    session = kx.get_session()
+    session.notice = print  # as a notebook's session says things
+    session.tracker.journal.close()  # the journal's next connection is one with the page limit
+    full.fill(session.tracker.journal.path)
+    message = shell.usage_error("a poster nobody can record --seed 73")
+    assert "database or disk is full" in message and sb.stats()["submits"] == 0
+    full.empty(session.tracker.journal.path)
+    fill_once_submitted(monkeypatch, full)
+    capsys.readouterr()
+    result = shell.ip.run_cell("%kontext a poster saved when there is room --seed 74")
+    out = capsys.readouterr()
+    assert result.error_in_exec is None and result.result.images
+    text = out.out + out.err
+    assert "database or disk is full; the images are still in result.images" in text
+    assert "Traceback" not in text and 'File "' not in text
+    full.empty(session.tracker.journal.path)
+    shell.line("resume")
+    assert session.record(result.result.journal_id).status == "done"
+
+
 # -- 8. small files that decode to huge images ---------------------------------------------------------------------
 def huge_png(side: int = 13000) -> bytes:
     """A real, valid grey PNG of side x side pixels, a few hundred KB (made row by row: never held decoded)."""
