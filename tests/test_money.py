@@ -45,7 +45,9 @@ MONEY: dict[str, tuple[str, str, str, str]] = {}
 """scenario -> (sent, billed, what the journal says, what kx.budget() says), filled by the tests below."""
 
 
-def record_money(scenario: str, sb: Any, session: Session | None, journal: str | None = None) -> None:
+def record_money(
+    scenario: str, sb: Any, session: Session | None, journal: str | None = None, budget: str | None = None
+) -> None:
     """One row of the money table: what reached the sandbox (fal), what it would bill (completed images), what the
     journal and kx.budget() say. Read from the real sandbox and journal, never written by hand."""
     stats = sb.stats()
@@ -58,11 +60,12 @@ def record_money(scenario: str, sb: Any, session: Session | None, journal: str |
         for row in rows:
             counts[row.status] = counts.get(row.status, 0) + 1
         journal = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing written"
-    budget = "-"
-    if session is not None:
+    if budget is None and session is None:
+        budget = "-"
+    elif budget is None and session is not None:
         b = session.budget()
         budget = f"spent ${b['session']:.2f}, reserved ${b['session_reserved']:.2f}"
-    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget)
+    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget or "-")
 
 
 # -- 1. a job's price is reserved at submit; a run that would cross a cap is refused whole -------------------------
@@ -330,6 +333,12 @@ def ended(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
+def today(journal: Journal) -> str:
+    """The runs folder's spending, as ``kx.budget()`` in any kernel on it counts it (all of it is today's here)."""
+    spent, reserved = journal.held()
+    return f"today (the runs folder): spent ${spent:.2f}, reserved ${reserved:.2f}"
+
+
 def killed_kernel_job(sb: Any, runs: Path) -> int:
     """A kernel process submits one job and is killed (SIGKILL) before collecting it: its row stays submitted."""
     sb.configure(inference_time=1.0)
@@ -381,6 +390,7 @@ def test_load_ext_collects_a_dead_kernels_job_whose_first_download_fails(sb: Any
         sb,
         None,
         "1 done (collected by `%load_ext`, images saved)",
+        today(journal),
     )
 
 
@@ -408,7 +418,15 @@ def test_load_ext_leaves_a_job_another_kernel_is_collecting(sb: Any, tmp_path: P
         wait_for(lambda: Journal(runs).get(job_id).status == "done", timeout=60)
     finally:
         ended(shell)
-    assert sb.stats()["submits"] == 1
+    assert sb.stats()["submits"] == 1 and sb.stats()["requests"]["result"] == 1, "collected once"
+    record_money(
+        "a dead kernel's job while another live kernel is collecting it: `%load_ext` leaves it; the next load"
+        " (that kernel gone) collects it",
+        sb,
+        None,
+        "1 done (collected once)",
+        today(Journal(runs)),
+    )
 
 
 # -- 6. the key never reaches a prompt ---------------------------------------------------------------------------
@@ -630,6 +648,7 @@ def test_a_journal_full_before_the_request_id_is_written_keeps_it(
     row = journal.get(result.journal_id or 0)
     assert again is result and row.status == "done" and row.request_id == result.request_id and row.files
     assert sb.stats()["submits"] == 1 and s.budget()["session"] == pytest.approx(PRICE)
+    record_money("the journal fills up before fal's request id is written; then room again and `kx.resume()`", sb, s)
 
 
 def test_a_full_journal_through_the_magic_is_one_line(
