@@ -5,13 +5,15 @@ image dropped, the key never in a prompt. Every test runs against the real sandb
 from __future__ import annotations
 
 import _thread
+import errno
+import os
 import sqlite3
 import struct
 import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -673,6 +675,66 @@ def test_a_full_journal_through_the_magic_is_one_line(
     full.empty(session.tracker.journal.path)
     shell.line("resume")
     assert session.record(result.result.journal_id).status == "done"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem of 2 MB (tmpfs) for a runs folder: once it is full, writes fail with ENOSPC as on a full
+    disk. Mounting needs root (CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a 2 MB tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill_disk(path: Path) -> None:
+    """Write zeros until the filesystem says No space left on device."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, bytes(65536))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_while_saving_keeps_the_images_and_resume_saves_them(
+    make_session: MakeSession, sb: Any, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notices: list[str] = []
+    s = make_session(runs_dir=str(small_disk / "runs"))
+    s.notice = notices.append
+    journal = s.tracker.journal
+    filler = small_disk / "filler"
+    real = Journal.submitted
+
+    def submitted_then_disk_full(journal: Journal, job_id: int, request_id: str) -> None:
+        real(journal, job_id, request_id)
+        fill_disk(filler)
+
+    monkeypatch.setattr(Journal, "submitted", submitted_then_disk_full)
+    result = s.generate("paid for, and the disk is full", seed=76)
+    assert isinstance(result, kx.Result) and result.images and result.files == []
+    assert result.save_error and "No space left on device" in result.save_error and "\n" not in result.save_error
+    (said,) = notices  # one line, saying both what failed and where the images are
+    assert "No space left on device" in said and "still in result.images" in said and "kx.resume()" in said
+    assert not list((small_disk / "runs" / "images").glob("*")), "no partial file left behind"
+    row = journal.get(result.journal_id or 0)
+    assert row.status == "submitted" and row.request_id == result.request_id
+    record_money("a full disk (a real 2 MB filesystem) while the images are saved", sb, s, f"1 {row.status}")
+    filler.unlink()  # room again
+    (again,) = s.resume()
+    assert again is result and result.save_error is None and all(p.is_file() for p in result.files)
+    row = journal.get(result.journal_id or 0)
+    assert row.status == "done" and row.error is None and row.cost == pytest.approx(PRICE)
+    assert sb.stats()["submits"] == 1 and sb.stats()["requests"]["media"] == 1
+    record_money("… then room again and `kx.resume()` (saved from memory)", sb, s)
 
 
 # -- 8. small files that decode to huge images ---------------------------------------------------------------------

@@ -353,12 +353,12 @@ class Tracker:
                 store.save_thumbnail(self.journal.folder, name, image)
         except OSError as exc:  # a full disk: the images stay in memory, resume saves them later
             result.save_error = f"could not save the images to {self.journal.folder}: {exc.strerror or exc}"
-            self.notice(
-                f"kontext_nb: {result.save_error}; they are still in result.images, and kx.resume() saves them "
-                "once there is room"
-            )
             self._unsaved[journal_id] = (result, parent_id)
-            self._record_save_error(journal_id, result)
+            unwritten = self._record_save_error(journal_id, result)
+            self.notice(
+                f"kontext_nb: {result.save_error}{f' (nor note it in the journal: {unwritten})' if unwritten else ''}"
+                "; they are still in result.images, and kx.resume() saves them once there is room"
+            )
             return
         result.files = [self.journal.folder / f for f in files]
         try:
@@ -383,13 +383,16 @@ class Tracker:
             self._unsaved.pop(journal_id, None)
         self._settled(journal_id)
 
-    def _record_save_error(self, journal_id: int, result: Result) -> None:
-        """Keep the job collectable (status submitted, its request id) with the error, if the row can be written."""
+    def _record_save_error(self, journal_id: int, result: Result) -> str | None:
+        """Keep the job collectable (status submitted, its request id) with the error, if the row can be written;
+        returns why it could not be (a disk full for the journal too), for the one line the user gets."""
         try:
             self.journal.finished(journal_id, status="submitted", error=result.save_error, request_id=result.request_id)
         except JournalError as exc:
-            self.notice(f"kontext_nb: {exc}")
-        self._settled(journal_id)
+            return str(exc)
+        finally:
+            self._settled(journal_id)
+        return None
 
     def on_failed(self, journal_id: int) -> Callable[[Job, BaseException], BaseException | None]:
         """Record failures and cancels. A job that fal may still finish stays collectable, and says so;
