@@ -2,7 +2,7 @@
 left on fal, and (with them) how long until the background collecting has saved their images.
 
     python bench/load_ext_bench.py                     # ~1 min; prints a table, writes bench/load_ext_results.md
-    python bench/load_ext_bench.py --code /work/main   # the same, loading kontext_nb from another checkout
+    python bench/load_ext_bench.py --before ../main    # also another checkout's kontext_nb, in turn with this one
 
 Each measure is taken inside a fresh process (an interpreter's start-up varies more than the load costs): the
 time of ``ip.run_line_magic('load_ext', 'kontext_nb')``, and from its start until the collecting thread ends. The
@@ -63,53 +63,63 @@ def leave_behind(runs: Path, ids: list[int]) -> None:
     journal.close()
 
 
-def measure(runs: Path, url: str, code: Path | None, ids: list[int]) -> list[tuple[float, float]]:
+def once(runs: Path, url: str, code: Path | None, ids: list[int]) -> tuple[float, float]:
+    """One fresh IPython: (ms the load took, ms from its start until the collecting thread ended)."""
     env = {k: v for k, v in os.environ.items() if k not in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")}
     env.update(KONTEXT_HOME=str(runs), KONTEXT_FAL_URL=url)
     if code is not None:
         env["PYTHONPATH"] = str(code)
-    times = []
-    for _ in range(RUNS + 1):
-        leave_behind(runs, ids)
-        out = subprocess.run(  # cwd: the runs folder's parent, so '' on sys.path finds no checkout
-            [sys.executable, "-c", LOAD], env=env, cwd=runs.parent, capture_output=True, text=True, check=True
-        )
-        where, load_ms, until_ms = out.stdout.split("LOAD")[-1].split()
-        assert code is None or where.startswith(str(code)), where
-        times.append((float(load_ms), float(until_ms)))
-    return times[1:]  # the first run compiles bytecode and warms the page cache
+    leave_behind(runs, ids)
+    out = subprocess.run(  # cwd: the runs folder's parent, so '' on sys.path finds no checkout
+        [sys.executable, "-c", LOAD], env=env, cwd=runs.parent, capture_output=True, text=True, check=True
+    )
+    where, load_ms, until_ms = out.stdout.split("LOAD")[-1].split()
+    assert code is None or where.startswith(str(code)), where
+    return float(load_ms), float(until_ms)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--code", type=Path, help="load kontext_nb from this checkout (PYTHONPATH) in the shells")
+    parser.add_argument("--before", type=Path, help="also load kontext_nb from this checkout, turn about with ours")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     args = parser.parse_args(argv)
+    codes: list[Path | None] = [None, args.before] if args.before else [None]
+    times: dict[tuple[Path | None, bool], list[tuple[float, float]]] = {}
     server = sandbox.start(workers=4, inference_time=0.05)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             runs = Path(tmp) / "runs"
             ids = fill(runs, server.url)
-            without = measure(runs, server.url, args.code, [])
-            with_jobs = measure(runs, server.url, args.code, ids)
-            leave_behind(runs, [])
+            for n in range(RUNS + 1):  # the first round compiles bytecode and warms the page cache
+                for code in codes:
+                    for left in (False, True):
+                        measured = once(runs, server.url, code, ids if left else [])
+                        if n:
+                            times.setdefault((code, left), []).append(measured)
     finally:
         server.stop()
-    which = f"`{args.code}`" if args.code else "this checkout"
     rows = [
-        "| journal | `%load_ext` (median, range) | load start → collecting ended (median) |",
-        "|---|---|---|",
-        f"| {FINISHED} finished jobs | {_ms([a for a, _ in without])} | – |",
-        f"| {FINISHED} finished + {LEFT} left by a stopped kernel | {_ms([a for a, _ in with_jobs])} | "
-        f"{statistics.median(b for _, b in with_jobs):.0f} ms |",
+        "| code | journal | `%load_ext` (median, range) | load start → collecting ended (median) |",
+        "|---|---|---|---|",
     ]
+    for code in codes:
+        name = "this checkout" if code is None else f"`{code}` (before)"
+        without, with_jobs = times[(code, False)], times[(code, True)]
+        rows.append(f"| {name} | {FINISHED} finished jobs | {_ms([a for a, _ in without])} | – |")
+        until = statistics.median(b for _, b in with_jobs)
+        rows.append(
+            f"| {name} | {FINISHED} finished + {LEFT} left by a stopped kernel | {_ms([a for a, _ in with_jobs])} | "
+            f"{until:.0f} ms |"
+        )
     text = "\n".join(
         [
             "# `%load_ext kontext_nb` in a fresh IPython",
             "",
-            f"Measured with `python bench/load_ext_bench.py` on {datetime.date.today().isoformat()} ({which}): "
-            f"{len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}, {platform.system()}; "
-            f"median of {RUNS} fresh processes each, KONTEXT_FAL_URL at a sandbox.",
+            f"Measured with `python bench/load_ext_bench.py{f' --before {args.before}' if args.before else ''}` on "
+            f"{datetime.date.today().isoformat()}: {len(os.sched_getaffinity(0))} CPUs, Python "
+            f"{platform.python_version()}, {platform.system()}, load average {os.getloadavg()[0]:.1f} at the end "
+            f"(the machine is shared); median of {RUNS} fresh processes each, taken in turn; KONTEXT_FAL_URL at a "
+            "sandbox in the bench's process.",
             "",
             *rows,
             "",
