@@ -1,0 +1,310 @@
+"""The same intention billed once across kernels (issue 12, point 2): a seeded request identical to one in flight
+in ANY kernel on the runs folder joins it, decided in the journal transaction that would reserve its price.
+
+Every kernel here is a real separate Python process (``python -c KERNEL``) on one runs folder, talking to the real
+sandbox over HTTP. The sandbox holds its queue (``queue_delay``) while the kernels line up, so "in flight" is a
+fact the test arranges, not a race it hopes to win; nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from waiting import wait_for
+
+from kontext_nb.journal import Journal
+from kontext_nb.request import build_request
+from kontext_nb.sandbox import SandboxServer
+from kontext_nb.session import Session
+
+HOLD = 3600.0  # queue_delay that keeps every job waiting on the sandbox until the test releases it
+PROMPT = "two kernels, one lighthouse"
+JOINED = "joined it"
+OWN = "sending it itself"
+
+KERNEL = r"""
+import hashlib, json, sys, time
+from pathlib import Path
+from kontext_nb.config import RetryPolicy, Settings
+from kontext_nb.session import Session
+
+url, runs, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+s = Session(Settings(base_url=url, key="test-key-0123456789abcdef", runs_dir=runs,
+                     retry=RetryPolicy(attempts=3, base_delay=0.01)),
+            notice=lambda message: say("NOTICE", message))
+s.tracker  # the journal is open before the start line
+if spec.get("barrier"):
+    Path(spec["barrier"], "ready-" + spec["name"]).touch()
+    while not Path(spec["barrier"], "go").exists():
+        time.sleep(0.002)
+job = s.generate(spec["prompt"], wait=False, **spec.get("arguments", {}))
+say("STARTED", job.journal_id)
+if spec.get("owner"):  # wait until the journal knows fal's request id, then take orders from the test
+    while s.record(job.journal_id).request_id is None:
+        time.sleep(0.01)
+    say("SUBMITTED", s.record(job.journal_id).request_id)
+    for line in sys.stdin:
+        if line.strip() == "cancel":
+            say("CANCELLED", job.cancel())
+        if line.strip() == "wait":
+            break
+try:
+    result = job.result(120)
+    say("IMAGES", json.dumps([hashlib.sha256(b).hexdigest() for b in result.image_bytes]))
+except Exception as exc:
+    say("ERROR", type(exc).__name__, str(exc))
+s.close()
+"""
+
+
+class Kernel:
+    """One kernel process and the lines it has printed so far (read on a thread of its own)."""
+
+    def __init__(self, sb: SandboxServer, runs: Path, **spec: Any) -> None:
+        self.name = spec.setdefault("name", "kernel")
+        self.owner = bool(spec.get("owner"))
+        spec.setdefault("prompt", PROMPT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", KERNEL, sb.url, str(runs), json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def said(self, word: str) -> str | None:
+        """The first line that starts with ``word``, if printed yet."""
+        return next((line for line in self.lines if line.startswith(word)), None)
+
+    def await_line(self, word: str, timeout: float = 60.0) -> str:
+        def seen() -> str | None:
+            if self.process.poll() is not None and not self._reader.is_alive():
+                line = self.said(word)
+                assert line is not None, f"{self.name} ended without {word!r}: {self.lines} {self.stderr()}"
+            return self.said(word)
+
+        line: str = wait_for(seen, timeout=timeout, interval=0.02)
+        return line
+
+    def notices(self) -> list[str]:
+        return [line for line in self.lines if line.startswith("NOTICE")]
+
+    def tell(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def finish(self) -> tuple[str, Any]:
+        """('IMAGES', [sha256 of each image's bytes]) or ('ERROR', 'Type message'), once the kernel has ended."""
+        if self.owner:
+            self.tell("wait")
+        self.process.wait(timeout=120)
+        self._reader.join(timeout=10)
+        assert self.process.returncode == 0, (self.lines, self.stderr())
+        line = next((x for x in self.lines if x.startswith(("IMAGES", "ERROR"))), None)
+        assert line is not None, (self.lines, self.stderr())
+        word, _, rest = line.partition(" ")
+        return (word, json.loads(rest)) if word == "IMAGES" else (word, rest)
+
+    def stderr(self) -> str:
+        if self.process.poll() is None or self.process.stderr is None:
+            return ""
+        return self.process.stderr.read()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def kernels() -> Any:
+    started: list[Kernel] = []
+    yield started
+    for kernel in started:
+        kernel.kill()
+
+
+def release(sb: SandboxServer) -> None:
+    sb.configure(queue_delay=0.0)
+
+
+def files_of(journal: Journal, journal_id: int) -> list[str]:
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in journal.get(journal_id).paths]
+
+
+# -- 1. two kernels, one seeded request, started together: one fal request ----------------------------------------
+def test_two_kernels_sending_the_same_seeded_request_together_send_it_once(
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel]
+) -> None:
+    sb.configure(queue_delay=HOLD)
+    runs, barrier = tmp_path / "runs", tmp_path / "barrier"
+    barrier.mkdir()
+    for name in ("a", "b"):
+        kernels.append(Kernel(sb, runs, name=name, barrier=str(barrier), arguments={"seed": 42}))
+    wait_for(lambda: len(list(barrier.glob("ready-*"))) == 2, timeout=60)
+    (barrier / "go").touch()
+    for kernel in kernels:
+        kernel.await_line("STARTED")
+    joiners = [k for k in kernels if any(JOINED in n for n in k.notices())]
+    assert len(joiners) == 1, [k.lines for k in kernels]
+    assert "in another kernel" in joiners[0].notices()[0] and len(joiners[0].notices()) == 1
+    release(sb)
+    outcomes = [k.finish() for k in kernels]
+    assert outcomes[0][0] == "IMAGES" and outcomes[0] == outcomes[1]  # byte-identical images
+    assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1
+    journal = Journal(runs)
+    try:
+        assert journal.held() == (pytest.approx(0.08), 0.0)  # spent once, nothing left reserved
+        (row,) = journal.search()  # the joiner wrote no row of its own: nothing reserved, nothing sent
+        assert row.status == "done" and files_of(journal, row.id) == outcomes[0][1]
+    finally:
+        journal.close()
+
+
+# -- 2. the owner kernel dies after fal accepted the job: the joiner collects it itself --------------------------
+def test_a_joiner_whose_owner_kernel_is_killed_collects_the_job_itself(
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel]
+) -> None:
+    sb.configure(queue_delay=HOLD)
+    runs = tmp_path / "runs"
+    owner = Kernel(sb, runs, name="owner", owner=True, arguments={"seed": 7})
+    kernels.append(owner)
+    owner.await_line("SUBMITTED")
+    joiner = Kernel(sb, runs, name="joiner", arguments={"seed": 7})
+    kernels.append(joiner)
+    joiner.await_line("STARTED")
+    assert any(JOINED in n for n in joiner.notices()), joiner.lines
+    os.kill(owner.process.pid, signal.SIGKILL)
+    owner.process.wait(timeout=30)
+    release(sb)
+    word, hashes = joiner.finish()
+    assert word == "IMAGES", hashes
+    assert any("collecting it here" in n for n in joiner.notices()), joiner.lines
+    assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1
+    journal = Journal(runs)
+    try:
+        (row,) = journal.search()
+        assert row.status == "done" and files_of(journal, row.id) == hashes
+        assert journal.held() == (pytest.approx(0.08), 0.0)  # the owner's reservation became one real cost
+        assert not journal.uncollected()
+    finally:
+        journal.close()
+
+
+# -- 3. the job joined ends without images: the joiner sends its own -------------------------------------------
+@pytest.mark.parametrize("ending", ["cancelled", "failed"])
+def test_when_the_joined_job_ends_without_images_the_joiner_sends_its_own(
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], ending: str
+) -> None:
+    """Cancelled by its owner: the joiner's own request brings the images. Failed on fal: the joiner's own request
+    is its own outcome (here it fails the same way, and says so in one line); failed jobs are not billed."""
+    sb.configure(queue_delay=HOLD)
+    runs = tmp_path / "runs"
+    prompt = PROMPT if ending == "cancelled" else f"{PROMPT} [sandbox:runner_server_error]"
+    owner = Kernel(sb, runs, name="owner", owner=True, prompt=prompt, arguments={"seed": 3})
+    kernels.append(owner)
+    owner.await_line("SUBMITTED")
+    joiner = Kernel(sb, runs, name="joiner", prompt=prompt, arguments={"seed": 3})
+    kernels.append(joiner)
+    joiner.await_line("STARTED")
+    assert any(JOINED in n for n in joiner.notices()), joiner.lines
+    if ending == "cancelled":
+        owner.tell("cancel")
+        assert owner.await_line("CANCELLED") == "CANCELLED True"
+        wait_for(lambda: any(OWN in n for n in joiner.notices()), timeout=60)
+    release(sb)
+    word, outcome = joiner.finish()
+    owner_word, owner_outcome = owner.finish()
+    assert owner_word == "ERROR"
+    resend = next(n for n in joiner.notices() if OWN in n)
+    assert f"{ending} in the other kernel" in resend and "\n" not in resend
+    assert sb.stats()["submits"] == 2
+    journal = Journal(runs)
+    try:
+        first, second = sorted(journal.search(), key=lambda r: r.id)
+        assert first.status == ending and second.created >= first.updated  # sent only once the first had ended
+        if ending == "cancelled":
+            assert word == "IMAGES" and files_of(journal, second.id) == outcome
+            assert "JobCancelled" in owner_outcome
+            assert journal.held() == (pytest.approx(0.08), 0.0)
+        else:
+            assert word == "ERROR" and outcome.startswith("JobFailed fal reports the job failed")
+            assert second.status == "failed" and journal.held() == (0.0, 0.0)
+    finally:
+        journal.close()
+
+
+# -- 4. what has no cache key is never joined ---------------------------------------------------------------------
+@pytest.mark.parametrize("arguments", [{}, {"seed": 5, "cache": False}], ids=["unseeded", "cache-off"])
+def test_requests_without_a_cache_key_from_two_kernels_both_send(
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], arguments: dict[str, Any]
+) -> None:
+    sb.configure(queue_delay=HOLD)
+    runs, barrier = tmp_path / "runs", tmp_path / "barrier"
+    barrier.mkdir()
+    for name in ("a", "b"):
+        kernels.append(Kernel(sb, runs, name=name, barrier=str(barrier), arguments=arguments))
+    wait_for(lambda: len(list(barrier.glob("ready-*"))) == 2, timeout=60)
+    (barrier / "go").touch()
+    for kernel in kernels:
+        kernel.await_line("STARTED")
+    release(sb)
+    outcomes = [k.finish() for k in kernels]
+    assert all(word == "IMAGES" for word, _ in outcomes)
+    assert not any(k.notices() for k in kernels)
+    assert sb.stats()["submits"] == 2
+    journal = Journal(runs)
+    try:
+        assert journal.held() == (pytest.approx(0.16), 0.0)
+    finally:
+        journal.close()
+
+
+# -- within one process: a batch holding one request twice, and an identical job still being submitted ------------
+def test_one_batch_holding_the_same_seeded_request_twice_sends_it_once(session: Session, sb: SandboxServer) -> None:
+    request = build_request("text-to-image", "twice in one batch", seed=11)
+    first, second = session.submit_all([(request, None), (request, None)])
+    assert first.result(30).image_bytes == second.result(30).image_bytes
+    assert sb.stats()["submits"] == 1 and session.budget()["session"] == pytest.approx(0.08)
+
+
+def test_a_joiner_waits_while_the_identical_job_is_being_submitted(
+    make_session: Any, sb: SandboxServer, tmp_path: Path
+) -> None:
+    """The other kernel has written its row but has no request id yet (uploading, or waiting for a slot): the joiner
+    waits; when that job fails before fal accepted it, the joiner sends its own."""
+    other, joiner = make_session(), make_session()
+    notices: list[str] = []
+    joiner.notice = notices.append
+    request = build_request("text-to-image", "a row without a request id", seed=12)
+    (row_id,) = other.tracker.begin_all([(request.endpoint.id, request.arguments, None, request.cost)], tags=[])
+    job = joiner.generate("a row without a request id", seed=12, wait=False)
+    assert any(JOINED in n for n in notices) and sb.stats()["submits"] == 0
+    other.tracker.journal.finished(row_id, status="failed", error="the upload failed")
+    result = job.result(30)
+    assert sb.stats()["submits"] == 1 and result.journal_id != row_id
+    assert any(OWN in n and "failed in the other kernel" in n for n in notices), notices
