@@ -327,7 +327,7 @@ class Session:
             tracker,
             record,
             collect=self._collect,
-            send_own=lambda: self._send([(request, parent_id)], alone, announce=False)[0],
+            send_own=lambda join: self._send([(request, parent_id)], replace(alone, cache=join), announce=False)[0],
             notice=self.notice,
             on_update=run.on_update,
         )

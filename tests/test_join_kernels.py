@@ -1,7 +1,7 @@
 """The same intention billed once across kernels (issue 12, point 2): a seeded request identical to one in flight
 in ANY kernel on the runs folder joins it, decided in the journal transaction that would reserve its price.
 
-Every kernel here is a real separate Python process (``python -c KERNEL``) on one runs folder, talking to the real
+Every kernel here is a real separate Python process (tests/kernels.py) on one runs folder, talking to the real
 sandbox over HTTP. The sandbox holds its queue (``queue_delay``) while the kernels line up, so "in flight" is a
 fact the test arranges, not a race it hopes to win; nothing here asserts on time.
 """
@@ -9,148 +9,33 @@ fact the test arranges, not a race it hopes to win; nothing here asserts on time
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
+import socket
 import sqlite3
-import subprocess
-import sys
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kernels import HOLD, PROMPT, Kernel, release  # tests/kernels.py
 from waiting import wait_for
 
-from kontext_nb.journal import Journal
+from kontext_nb.journal import Journal, following
 from kontext_nb.request import build_request
 from kontext_nb.sandbox import SandboxServer
 from kontext_nb.session import Session
 
-HOLD = 3600.0  # queue_delay that keeps every job waiting on the sandbox until the test releases it
-PROMPT = "two kernels, one lighthouse"
 JOINED = "joined it"
 OWN = "sending it itself"
 
-KERNEL = r"""
-import hashlib, json, sys, time
-from pathlib import Path
-from kontext_nb.config import RetryPolicy, Settings
-from kontext_nb.session import Session
-
-url, runs, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-
-
-def say(*words):
-    print(*words, flush=True)
-
-
-s = Session(Settings(base_url=url, key="test-key-0123456789abcdef", runs_dir=runs,
-                     retry=RetryPolicy(attempts=3, base_delay=0.01)),
-            notice=lambda message: say("NOTICE", message))
-s.tracker  # the journal is open before the start line
-if spec.get("barrier"):
-    Path(spec["barrier"], "ready-" + spec["name"]).touch()
-    while not Path(spec["barrier"], "go").exists():
-        time.sleep(0.002)
-job = s.generate(spec["prompt"], wait=False, **spec.get("arguments", {}))
-say("STARTED", job.journal_id)
-if spec.get("owner"):  # wait until the journal knows fal's request id, then take orders from the test
-    while s.record(job.journal_id).request_id is None:
-        time.sleep(0.01)
-    say("SUBMITTED", s.record(job.journal_id).request_id)
-    for line in sys.stdin:
-        if line.strip() == "cancel":
-            say("CANCELLED", job.cancel())
-        if line.strip() == "wait":
-            break
-try:
-    result = job.result(120)
-    say("IMAGES", json.dumps([hashlib.sha256(b).hexdigest() for b in result.image_bytes]))
-except Exception as exc:
-    say("ERROR", type(exc).__name__, str(exc))
-s.close()
-"""
-
-
-class Kernel:
-    """One kernel process and the lines it has printed so far (read on a thread of its own)."""
-
-    def __init__(self, sb: SandboxServer, runs: Path, **spec: Any) -> None:
-        self.name = spec.setdefault("name", "kernel")
-        self.owner = bool(spec.get("owner"))
-        spec.setdefault("prompt", PROMPT)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", KERNEL, sb.url, str(runs), json.dumps(spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def said(self, word: str) -> str | None:
-        """The first line that starts with ``word``, if printed yet."""
-        return next((line for line in self.lines if line.startswith(word)), None)
-
-    def await_line(self, word: str, timeout: float = 60.0) -> str:
-        def seen() -> str | None:
-            if self.process.poll() is not None and not self._reader.is_alive():
-                line = self.said(word)
-                assert line is not None, f"{self.name} ended without {word!r}: {self.lines} {self.stderr()}"
-            return self.said(word)
-
-        line: str = wait_for(seen, timeout=timeout, interval=0.02)
-        return line
-
-    def notices(self) -> list[str]:
-        return [line for line in self.lines if line.startswith("NOTICE")]
-
-    def tell(self, command: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-
-    def finish(self) -> tuple[str, Any]:
-        """('IMAGES', [sha256 of each image's bytes]) or ('ERROR', 'Type message'), once the kernel has ended."""
-        if self.owner:
-            self.tell("wait")
-        self.process.wait(timeout=120)
-        self._reader.join(timeout=10)
-        assert self.process.returncode == 0, (self.lines, self.stderr())
-        line = next((x for x in self.lines if x.startswith(("IMAGES", "ERROR"))), None)
-        assert line is not None, (self.lines, self.stderr())
-        word, _, rest = line.partition(" ")
-        return (word, json.loads(rest)) if word == "IMAGES" else (word, rest)
-
-    def stderr(self) -> str:
-        if self.process.poll() is None or self.process.stderr is None:
-            return ""
-        return self.process.stderr.read()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
 
 @pytest.fixture
-def kernels() -> Any:
+def kernels() -> Iterator[list[Kernel]]:
     started: list[Kernel] = []
     yield started
     for kernel in started:
         kernel.kill()
-
-
-def release(sb: SandboxServer) -> None:
-    sb.configure(queue_delay=0.0)
 
 
 def updated_at(journal: Journal, journal_id: int) -> float:
@@ -190,23 +75,31 @@ def test_two_kernels_sending_the_same_seeded_request_together_send_it_once(
         assert row.status == "done" and files_of(journal, row.id) == outcomes[0][1]
     finally:
         journal.close()
+    owner, joiner = next(k for k in kernels if k is not joiners[0]).budget(), joiners[0].budget()
+    assert (owner["session"], joiner["session"]) == (pytest.approx(0.08), 0.0)  # each kx.budget(): counted once
+    assert owner["today"] == joiner["today"] == pytest.approx(0.08)
 
 
 # -- 2. the owner kernel dies after fal accepted the job: the joiner collects it itself --------------------------
+@pytest.mark.parametrize("killed", ["while the joiner waits", "before the joiner sends"])
 def test_a_joiner_whose_owner_kernel_is_killed_collects_the_job_itself(
-    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel]
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], killed: str
 ) -> None:
     sb.configure(queue_delay=HOLD)
     runs = tmp_path / "runs"
     owner = Kernel(sb, runs, name="owner", owner=True, arguments={"seed": 7})
     kernels.append(owner)
     owner.await_line("SUBMITTED")
+    if killed == "before the joiner sends":
+        os.kill(owner.process.pid, signal.SIGKILL)
+        owner.process.wait(timeout=30)
     joiner = Kernel(sb, runs, name="joiner", arguments={"seed": 7})
     kernels.append(joiner)
     joiner.await_line("STARTED")
-    assert any(JOINED in n for n in joiner.notices()), joiner.lines
-    os.kill(owner.process.pid, signal.SIGKILL)
-    owner.process.wait(timeout=30)
+    if killed == "while the joiner waits":
+        assert any(JOINED in n for n in joiner.notices()), joiner.lines
+        os.kill(owner.process.pid, signal.SIGKILL)
+        owner.process.wait(timeout=30)
     release(sb)
     word, hashes = joiner.finish()
     assert word == "IMAGES", hashes
@@ -217,9 +110,10 @@ def test_a_joiner_whose_owner_kernel_is_killed_collects_the_job_itself(
         (row,) = journal.search()
         assert row.status == "done" and files_of(journal, row.id) == hashes
         assert journal.held() == (pytest.approx(0.08), 0.0)  # the owner's reservation became one real cost
-        assert not journal.uncollected()
+        assert not journal.uncollected() and row.session is not None and str(joiner.process.pid) in row.session
     finally:
         journal.close()
+    assert joiner.budget()["today"] == pytest.approx(0.08)
 
 
 # -- 3. the job joined ends without images: the joiner sends its own -------------------------------------------
@@ -315,3 +209,39 @@ def test_a_joiner_waits_while_the_identical_job_is_being_submitted(
     result = job.result(30)
     assert sb.stats()["submits"] == 1 and result.journal_id != row_id
     assert any(OWN in n and "failed in the other kernel" in n for n in notices), notices
+
+
+def test_a_joiner_waits_a_bounded_time_for_a_request_id(
+    make_session: Any, sb: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel that stays alive but never gets its job accepted does not hold the joiner forever."""
+    monkeypatch.setattr(following, "SUBMIT_WAIT", 0.5)
+    other, joiner = make_session(), make_session()
+    notices: list[str] = []
+    joiner.notice = notices.append
+    request = build_request("text-to-image", "a row that never gets a request id", seed=13)
+    other.tracker.begin_all([(request.endpoint.id, request.arguments, None, request.cost)], tags=[])
+    job = joiner.generate("a row that never gets a request id", seed=13, wait=False)
+    assert any(JOINED in n for n in notices)
+    job.result(30)
+    assert sb.stats()["submits"] == 1
+    assert any("got no request id from fal within 0.5 s" in n and OWN in n for n in notices), notices
+
+
+def test_a_row_whose_kernel_died_before_fal_answered_is_never_joined(session: Session, sb: SandboxServer) -> None:
+    """fal may or may not have accepted it, and nobody can collect it: the request is sent (kx.resume() reports
+    that row as unconfirmed)."""
+    request = build_request("text-to-image", "a row left mid-submit", seed=14)
+    dead = f"{socket.gethostname()}:{2**22 + 12345}:gone"  # above Linux's largest pid: no such process
+    journal = session.tracker.journal
+    journal.create(
+        endpoint=request.endpoint.id,
+        arguments=request.arguments,
+        session=dead,
+        cache_key=session.tracker.cache_key(request.endpoint.id, request.arguments),
+        reserved=request.cost,
+    )
+    notices: list[str] = []
+    session.notice = notices.append
+    result = session.generate("a row left mid-submit", seed=14)
+    assert result.images and sb.stats()["submits"] == 1 and not notices

@@ -5,7 +5,9 @@ done, its images are read from the runs folder (the files the owner saved, byte 
 any more (its kernel died, or kept it for later after a timeout) the joiner claims it and collects it itself, so
 nothing paid for is lost and it is billed once. When it ends without images (failed, cancelled, never confirmed),
 or gets no request id within ``SUBMIT_WAIT`` while its kernel is still sending it, the joiner sends its own
-request. The session supplies how to collect and how to send (the journal knows nothing of engines' owners).
+request (``send_own(True)``: it may join another identical job or be answered from the cache, as any request;
+``send_own(False)`` after the wait, so it does not join that same row again). The session supplies how to collect
+and how to send.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class Follower:
         record: JobRecord,
         *,
         collect: Callable[[JobRecord], Job],
-        send_own: Callable[[], Job],
+        send_own: Callable[[bool], Job],
         notice: Callable[[str], None],
         on_update: Callable[..., None] | None = None,
     ) -> None:
@@ -97,7 +99,8 @@ class Follower:
             self.job.settle(self.tracker.load_result(record))
             return True
         if record.status not in ("pending", "submitted"):
-            return self._hand_over(self._send_own, resend_notice(record, ENDED.get(record.status, record.status)))
+            why = ENDED.get(record.status, record.status)
+            return self._hand_over(lambda: self._send_own(True), resend_notice(record, why))
         if self.tracker.unattended(record):
             claimed = self.tracker.claim(record)
             if claimed is None:  # another kernel took it first: follow that one
@@ -105,10 +108,10 @@ class Follower:
             return self._hand_over(lambda: self._collect(claimed), collecting_notice(claimed))
         if record.request_id is None and not owner_alive(record.session):
             why = "stopped in the other kernel before fal answered (fal may have it; see its request history)"
-            return self._hand_over(self._send_own, resend_notice(record, why))
+            return self._hand_over(lambda: self._send_own(True), resend_notice(record, why))
         if record.request_id is None and time.monotonic() - self._since > SUBMIT_WAIT:
             why = f"got no request id from fal within {SUBMIT_WAIT:g} s in the other kernel"
-            return self._hand_over(self._send_own, resend_notice(record, why))
+            return self._hand_over(lambda: self._send_own(False), resend_notice(record, why))  # not that row again
         return False
 
     def _hand_over(self, start: Callable[[], Job], message: str) -> bool:
