@@ -22,6 +22,7 @@ from .fal.engine import Engine
 from .images import ImageInput
 from .jobs import Job
 from .journal.db import Holdings, JobRecord
+from .journal.following import Follower, collecting_notice, joined_notice
 from .journal.tracking import Tracker, describe_request, is_ref
 from .request import Request, build_request, edit_mode
 from .result import Result
@@ -89,6 +90,8 @@ class Session:
         self._flying: dict[int, Job] = {}
         self._flying_lock = threading.Lock()  # not self._lock: close() holds that while jobs end on the engine thread
         """This session's jobs in flight by journal id: an identical request the journal joins to one gets that Job."""
+        self._followers: list[Follower] = []
+        """Jobs this session follows for requests joined to a job another kernel runs (stopped on close)."""
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
@@ -192,6 +195,10 @@ class Session:
 
     def close(self) -> None:
         with self._lock:
+            with self._flying_lock:
+                followers, self._followers = self._followers, []
+            for follower in followers:
+                follower.stop("this session was closed while it waited for a job another kernel runs")
             for engine in [*self._retired, self._engine]:
                 if engine is not None:
                     engine.close()
@@ -304,8 +311,6 @@ class Session:
         """The Job for a request the journal joined to an identical one in flight, and whether it is new here:
         this kernel's own Job; the job itself, claimed and collected here when nobody collects it any more; or a
         Follower of the kernel that sends it."""
-        from .journal.following import Follower, collecting_notice, joined_notice
-
         tracker = self.tracker
         with self._flying_lock:
             own = self._flying.get(record.id) if record.session == tracker.session_id else None
@@ -331,6 +336,8 @@ class Session:
             notice=self.notice,
             on_update=run.on_update,
         )
+        with self._flying_lock:  # a follower's own resend may join and follow too, from its thread
+            self._followers = [f for f in self._followers if not f.job.done()] + [follower]
         return follower.job, True
 
     def _collect(self, record: JobRecord) -> Job:
@@ -338,7 +345,9 @@ class Session:
         tracker = self.tracker
         tracker.mark_active(record.id)
         hooks = tracker.hooks(record.id, record.parent_id)
-        return self.engine.attach(record.endpoint, record.request_id or "", hooks=hooks, arguments=record.arguments)
+        job = self.engine.attach(record.endpoint, record.request_id or "", hooks=hooks, arguments=record.arguments)
+        self._track_in_flight(record.id, job)
+        return job
 
     def _track_in_flight(self, journal_id: int, job: Job) -> None:
         with self._flying_lock:

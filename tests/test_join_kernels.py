@@ -21,6 +21,8 @@ import pytest
 from kernels import HOLD, PROMPT, Kernel, release  # tests/kernels.py
 from waiting import wait_for
 
+from kontext_nb.errors import JobCancelled
+from kontext_nb.jobs import Job
 from kontext_nb.journal import Journal, following
 from kontext_nb.request import build_request
 from kontext_nb.sandbox import SandboxServer
@@ -245,3 +247,32 @@ def test_a_row_whose_kernel_died_before_fal_answered_is_never_joined(session: Se
     session.notice = notices.append
     result = session.generate("a row left mid-submit", seed=14)
     assert result.images and sb.stats()["submits"] == 1 and not notices
+
+
+def test_cancelling_a_joined_job_stops_waiting_and_the_other_kernel_keeps_its_job(
+    make_session: Any, sb: SandboxServer
+) -> None:
+    sb.configure(queue_delay=HOLD)
+    owner, joiner = make_session(), make_session()  # two sessions: to each other, another kernel
+    first = owner.generate("one job, two callers", seed=15, wait=False)
+    assert isinstance(first, Job)
+    wait_for(lambda: first.request_id)
+    joined = joiner.generate("one job, two callers", seed=15, wait=False)
+    assert isinstance(joined, Job) and joined.cancel()
+    with pytest.raises(JobCancelled, match=r"stopped waiting for @1, which goes on in the other kernel"):
+        joined.result(10)
+    release(sb)
+    assert first.result(30).images and sb.stats()["submits"] == 1
+
+
+def test_closing_a_session_stops_following(make_session: Any, sb: SandboxServer) -> None:
+    sb.configure(queue_delay=HOLD)
+    owner, joiner = make_session(), make_session()
+    first = owner.generate("followed until close", seed=16, wait=False)
+    joined = joiner.generate("followed until close", seed=16, wait=False)
+    assert isinstance(first, Job) and isinstance(joined, Job)
+    joiner.close()
+    with pytest.raises(JobCancelled, match="this session was closed while it waited"):
+        joined.result(10)
+    release(sb)
+    assert first.result(30).images and sb.stats()["submits"] == 1

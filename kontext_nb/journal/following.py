@@ -129,12 +129,17 @@ class Follower:
         with self._lock:
             if self._source is not None:
                 return self._source.cancel()
-            self._stopped = True
-        self.job.settle(
-            error=JobCancelled(
-                f"stopped waiting for @{self.record_id}, which goes on in the other kernel (nothing is charged here)"
-            )
+        return self.stop(
+            f"stopped waiting for @{self.record_id}, which goes on in the other kernel (nothing is charged here)"
         )
+
+    def stop(self, why: str) -> bool:
+        """Stop following (the session closes, or the caller cancels); a job already handed over goes on."""
+        with self._lock:
+            self._stopped = True
+            if self._source is not None:
+                return False
+        self.job.settle(error=JobCancelled(why))
         return True
 
 

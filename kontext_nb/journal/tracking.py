@@ -376,7 +376,12 @@ class Tracker:
         a submit fal may have received unconfirmed keeps its price as spent."""
 
         def record(job: Job, error: BaseException) -> BaseException | None:
-            self._active.discard(journal_id)
+            try:  # the row is written before it stops counting as in flight here (a request joining it then sees it)
+                return written(job, error)
+            finally:
+                self._active.discard(journal_id)
+
+        def written(job: Job, error: BaseException) -> BaseException | None:
             if isinstance(error, SubmitUnconfirmed):
                 price = self.journal.get(journal_id).reserved
                 message = (
