@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kernels import HOLD, Kernel, release  # tests/kernels.py
 from shell import Shell  # tests/shell.py
 from waiting import wait_for
 
@@ -196,6 +197,37 @@ def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any) -> N
     record_money("the same seeded call twice while the first runs", sb, session)
 
 
+def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Path) -> None:
+    """Two processes on one runs folder (tests/test_join_kernels.py has the race, the killed owner, the failures)."""
+    sb.configure(queue_delay=HOLD)
+    runs = tmp_path / "shared-runs"
+    first = Kernel(sb, runs, name="first", owner=True, arguments={"seed": 21})
+    kernels = [first]
+    try:
+        first.await_line("SUBMITTED")
+        kernels.append(second := Kernel(sb, runs, name="second", arguments={"seed": 21}))
+        second.await_line("STARTED")
+        release(sb)
+        assert first.finish() == second.finish() and sb.stats()["submits"] == 1
+    finally:
+        for kernel in kernels:
+            kernel.kill()
+    journal = Journal(runs)
+    rows = journal.search()
+    journal.close()
+    assert [r.status for r in rows] == ["done"]
+    spent = [k.budget() for k in kernels]
+    assert [b["session"] for b in spent] == [pytest.approx(0.08), 0.0]
+    record_money(
+        "the same seeded call from a 2nd kernel on the runs folder while the 1st runs",
+        sb,
+        None,
+        "1 done (the 2nd kernel joined it: no row, nothing reserved)",
+        f"1st kernel spent ${spent[0]['session']:.2f}, 2nd ${spent[1]['session']:.2f}; "
+        f"today ${spent[1]['today']:.2f} in both",
+    )
+
+
 def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> None:
     """The second click arrives while the first is being submitted (here: from inside the submit itself)."""
     tab = CreateTab(session)
@@ -307,15 +339,6 @@ sys.stdout.write("loaded\\n")  # one write: the collecting thread prints too
 sys.stdout.flush()
 sys.stdin.read()  # a kernel idling after %load_ext: alive until the test closes stdin
 """
-HOLD_CLAIM = """
-import sys
-from pathlib import Path
-from kontext_nb.journal import claims
-
-assert claims.for_folder(Path(sys.argv[1])).take(int(sys.argv[2]))
-print("holding", flush=True)
-sys.stdin.read()
-"""
 
 
 def python(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -396,38 +419,30 @@ def test_load_ext_collects_a_dead_kernels_job_whose_first_download_fails(sb: Any
     )
 
 
-def test_load_ext_leaves_a_job_another_kernel_is_collecting(sb: Any, tmp_path: Path) -> None:
-    """Two kernels loading at once must not both collect one job: a job claimed by a live process is left to it,
-    and is collected by the next load once that process is gone."""
+def test_two_kernels_loading_at_once_collect_a_job_once(sb: Any, tmp_path: Path) -> None:
+    """Both find the dead kernel's job; the journal's claim lets one collect it, the other leaves it (or, loading
+    after it was collected, finds nothing): one download, one set of files, the row done."""
     runs = tmp_path / "runs"
     job_id = killed_kernel_job(sb, runs)
-    holder = python(HOLD_CLAIM, str(runs.resolve()), str(job_id))
+    shells = [python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs)) for _ in range(2)]
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding", ended(holder)
-        shell = python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs))
-        try:
-            assert shell.stdout is not None
-            lines = [shell.stdout.readline() for _ in range(3)]
-        finally:
-            ended(shell)
-        said = lines[-1]
-        assert said.startswith(f"kontext_nb: @{job_id} left to another kernel collecting them"), said
-        assert sb.stats()["requests"].get("result", 0) == 0 and Journal(runs).get(job_id).status == "submitted"
+        journal = Journal(runs)
+        wait_for(lambda: journal.get(job_id).status == "done", timeout=60)
     finally:
-        ended(holder)
-    shell = python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs))
-    try:
-        wait_for(lambda: Journal(runs).get(job_id).status == "done", timeout=60)
-    finally:
-        ended(shell)
-    assert sb.stats()["submits"] == 1 and sb.stats()["requests"]["result"] == 1, "collected once"
+        outs = [ended(shell)[0] for shell in shells]
+    said = " ".join(outs)
+    assert said.count(f"kontext_nb: collected @{job_id} (1 image)") == 1, outs
+    assert "not collected" not in said, outs
+    row = journal.get(job_id)
+    assert len(row.files) == 1 and row.paths[0].is_file() and len(list((runs / "images").iterdir())) == 1
+    stats = sb.stats()
+    assert stats["submits"] == 1 and stats["requests"]["result"] == 1 and stats["requests"]["media"] == 1, stats
     record_money(
-        "a dead kernel's job while another live kernel is collecting it: `%load_ext` leaves it; the next load"
-        " (that kernel gone) collects it",
+        "a dead kernel's job, two fresh IPythons loading `%load_ext` at once",
         sb,
         None,
         "1 done (collected once)",
-        today(Journal(runs)),
+        today(journal),
     )
 
 
@@ -782,6 +797,31 @@ def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureF
     record_money("kernel interrupt during a blocking `%kontext`", sb, session)
 
 
+@pytest.mark.parametrize(
+    "cell",
+    ['%kontext sweep "a {cat|fox} in snow" --seed 1,2 --yes', "%%kontext --seed 4\na red fox\n---\na grey owl"],
+    ids=["sweep", "cell-batch"],
+)
+def test_an_interrupt_stops_a_whole_run(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str], cell: str) -> None:
+    """Ctrl-C during a sweep or a batch cancels every job of it still running, not just the one being waited on."""
+    sb.configure(inference_time=5.0)
+    session = kx.get_session()
+
+    def interrupt_when_running() -> None:
+        wait_for(lambda: any(j.state == "running" for j in session.active_jobs()), timeout=30)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    capsys.readouterr()
+    result = shell.ip.run_cell(cell)
+    out = capsys.readouterr()
+    assert isinstance(result.error_in_exec, Interrupted)
+    text = out.out + out.err
+    assert "Traceback" not in text and 'File "' not in text
+    wait_for(lambda: not session.active_jobs(), timeout=30)
+    assert sb.stats()["completed"] == 0 and {row.status for row in session.tracker.journal.search()} == {"cancelled"}
+
+
 # -- the table (last: pytest runs tests in file order) ---------------------------------------------------------
 def test_write_the_money_table() -> None:
     """docs/reliability.md's money section, between its markers (the fault matrix keeps it when it rewrites)."""
@@ -798,7 +838,8 @@ Produced by `pytest tests/test_money.py` against the offline sandbox over HTTP (
 "billed" counts the images the sandbox completed, as fal bills completed outputs). A job's price is reserved
 in the journal when it is submitted and counts against the caps until it ends: cancelled and failed jobs give it
 back, finished ones turn it into their real cost, and a submit whose reply was lost stays counted as
-`unconfirmed`. Reservations live in the runs folder's journal, so every kernel sharing it sees them.
+`unconfirmed`. Reservations live in the runs folder's journal, so every kernel sharing it sees them, and a seeded
+request identical to a job in flight in any of them joins that job instead of being sent.
 
 {chr(10).join(rows)}
 {MONEY_END}"""

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,8 @@ from ..fal.engine import JobHooks
 from ..images import ImageInput, LoraFile, image_inputs, labelled, sniff_content_type
 from ..jobs import Job
 from ..result import Result
-from . import claims
 from . import folder as store
-from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind
+from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind, unattended
 
 REF_PATTERN = re.compile(r"^@(last|-\d+|\d+)$")
 
@@ -72,7 +71,6 @@ class Tracker:
         self._active: set[int] = set()
         self._unsaved: dict[int, tuple[Result, int | None]] = {}
         """Results whose images or row could not be written (a full disk), by journal id: resume saves them."""
-        self.claims = claims.for_folder(self.journal.folder)
         self.started = time.time()
 
     @staticmethod
@@ -159,25 +157,23 @@ class Tracker:
         """This session is collecting the job now: no other resume should take it."""
         self._active.add(journal_id)
 
-    def claim(self, record: JobRecord) -> JobRecord | None:
-        """Take a job left behind for collecting, as it is now; None when another session or kernel is collecting
-        it (its claim is held) or it ended since it was listed."""
-        if not self.claims.take(record.id):
-            return None
-        fresh = self.journal.get(record.id)
-        if fresh.status not in ("pending", "submitted"):
-            self.claims.release(record.id)
-            return None
-        return fresh
+    def unattended(self, record: JobRecord) -> bool:
+        """Whether nobody collects this job fal may still finish (so this session may claim it)."""
+        return unattended(record, session=self.session_id, active=self._active)
 
-    def _settled(self, journal_id: int) -> None:
-        """The job is no longer being collected here: not in flight, not claimed."""
-        self._active.discard(journal_id)
-        self.claims.release(journal_id)
+    def claim(self, record: JobRecord) -> JobRecord | None:
+        """Make an unattended job this session's to collect (None: another kernel took it, or it ended)."""
+        claimed = self.journal.claim(record, self.session_id)
+        if claimed is not None:
+            self._active.add(claimed.id)
+        return claimed
 
     def unsaved(self, journal_id: int) -> tuple[Result, int | None] | None:
         """The Result this session holds for a job whose images or row a full disk kept from being written."""
         return self._unsaved.get(journal_id)
+
+    def forget_unsaved(self, journal_id: int) -> None:
+        self._unsaved.pop(journal_id, None)
 
     # -- cache and budget -------------------------------------------------------------------
     @staticmethod
@@ -268,17 +264,21 @@ class Tracker:
     # -- one job's rows ---------------------------------------------------------------------
     def begin(self, endpoint: str, arguments: dict[str, Any], *, parent_id: int | None, tags: Iterable[str]) -> int:
         """Keep the inputs and write the row, before anything is sent (nothing reserved, no cap checked)."""
-        return self.begin_all([(endpoint, arguments, parent_id, 0.0)], tags=tags)[0]
+        written = self.begin_all([(endpoint, arguments, parent_id, 0.0)], tags=tags)[0]
+        assert isinstance(written, int)  # nothing is joined without join=True
+        return written
 
     def begin_all(
         self,
         jobs: list[tuple[str, dict[str, Any], int | None, float]],
         *,
         tags: Iterable[str],
-        guard: Callable[[Holdings], None] | None = None,
-    ) -> list[int]:
+        guard: Callable[[Holdings, Sequence[int]], None] | None = None,
+        join: bool = False,
+    ) -> list[int | JobRecord]:
         """Keep the inputs and write every job's row holding its price, all in one transaction checked by
-        ``guard`` (the caps): all the jobs are recorded, or none (and a BudgetError says why)."""
+        ``guard`` (the caps): all the jobs are recorded, or none (and a BudgetError says why). With ``join``, a job
+        identical to one in flight in any kernel on the runs folder gets that job's record instead of a row."""
         tag_list = list(tags)
         rows: list[NewJob] = []
         for endpoint, arguments, parent_id, _ in jobs:
@@ -302,9 +302,9 @@ class Tracker:
                     parents=tuple(i.journal_id for i in image_inputs(arguments) if i.journal_id is not None),
                 )
             )
-        ids = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard)
-        self._active.update(ids)
-        return ids
+        begun = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard, join=join)
+        self._active.update(i for i in begun if isinstance(i, int))
+        return begun
 
     def hooks(self, journal_id: int, parent_id: int | None) -> JobHooks:
         def prepare(job: Job) -> None:
@@ -381,7 +381,7 @@ class Tracker:
             self.notice(f"kontext_nb: {exc}; the images are still in result.images, and kx.resume() records them later")
         else:
             self._unsaved.pop(journal_id, None)
-        self._settled(journal_id)
+        self._active.discard(journal_id)
 
     def _record_save_error(self, journal_id: int, result: Result) -> str | None:
         """Keep the job collectable (status submitted, its request id) with the error, if the row can be written;
@@ -391,7 +391,7 @@ class Tracker:
         except JournalError as exc:
             return str(exc)
         finally:
-            self._settled(journal_id)
+            self._active.discard(journal_id)
         return None
 
     def on_failed(self, journal_id: int) -> Callable[[Job, BaseException], BaseException | None]:
@@ -399,12 +399,12 @@ class Tracker:
         a submit fal may have received unconfirmed keeps its price as spent."""
 
         def record(job: Job, error: BaseException) -> BaseException | None:
-            try:
-                return write(job, error)
-            finally:  # let go only once the row says how the job ended: another kernel may take it next
-                self._settled(journal_id)
+            try:  # the row is written before it stops counting as in flight here (a request joining it then sees it)
+                return written(job, error)
+            finally:
+                self._active.discard(journal_id)
 
-        def write(job: Job, error: BaseException) -> BaseException | None:
+        def written(job: Job, error: BaseException) -> BaseException | None:
             if isinstance(error, SubmitUnconfirmed):
                 price = self.journal.get(journal_id).reserved
                 message = (

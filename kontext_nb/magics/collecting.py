@@ -4,7 +4,8 @@ fast (the engine, the HTTP client and the downloads all start after the load has
 One line says what is being collected; when it is done the same output (a display that updates, in a notebook)
 or a second line (terminal IPython) says what was collected and what was not. A job whose collecting fails is
 tried once more at once (fal's result answer gives fresh image links); one that still fails stays collectable,
-for ``kx.resume()`` or the next load. Jobs another kernel is collecting are left to it (journal/claims.py).
+for ``kx.resume()`` or the next load. Each job is claimed in the journal first (``Journal.claim``): a job another
+kernel loading at the same moment took is left to it.
 """
 
 from __future__ import annotations
