@@ -44,6 +44,7 @@ def greet(magics: Kontext) -> None:
         waiting = left_behind(journal.uncollected())
     finally:
         journal.close()
+    ANNOUNCED.add("resume")  # before the collecting thread opens the session's journal: said here, not there
     if waiting and not offline:
         collect_in_background(session, [r.id for r in waiting], terminal=magics.terminal)
     elif waiting:
@@ -52,4 +53,3 @@ def greet(magics: Kontext) -> None:
             f"kontext_nb: {n} job{'s' if n != 1 else ''} from an earlier run {'were' if n != 1 else 'was'} "
             "not collected; %kontext resume collects them without submitting again"
         )
-    ANNOUNCED.add("resume")
