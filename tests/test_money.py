@@ -419,6 +419,27 @@ def test_load_ext_collects_a_dead_kernels_job_whose_first_download_fails(sb: Any
     )
 
 
+def test_load_ext_leaves_a_live_kernels_job_to_it(sb: Any, tmp_path: Path) -> None:
+    """Only jobs whose kernel is gone are collected on load: a live kernel's job in flight is its own."""
+    runs = tmp_path / "runs"
+    sb.configure(inference_time=1.0)
+    kernel = python(KILLED_KERNEL, sb.url, str(runs))
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline().strip() == "submitted", ended(kernel)
+        shell = python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs))
+        assert shell.stdout is not None
+        assert shell.stdout.readline().strip() == "loaded"  # nothing said before: nothing to collect
+        journal = Journal(runs)
+        (row,) = journal.search()
+        wait_for(lambda: journal.get(row.id).status == "done", timeout=60)  # collected by its own kernel
+        out, _ = ended(shell)
+    finally:
+        kernel.kill()
+        kernel.wait(10)
+    assert "kontext_nb" not in out
+    assert sb.stats()["requests"]["result"] == 1 and sb.stats()["submits"] == 1
+
+
 def test_two_kernels_loading_at_once_collect_a_job_once(sb: Any, tmp_path: Path) -> None:
     """Both find the dead kernel's job; the journal's claim lets one collect it, the other leaves it (or, loading
     after it was collected, finds nothing): one download, one set of files, the row done."""
