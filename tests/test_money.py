@@ -483,6 +483,31 @@ def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureF
     record_money("kernel interrupt during a blocking `%kontext`", sb, session)
 
 
+@pytest.mark.parametrize(
+    "cell",
+    ['%kontext sweep "a {cat|fox} in snow" --seed 1,2 --yes', "%%kontext --seed 4\na red fox\n---\na grey owl"],
+    ids=["sweep", "cell-batch"],
+)
+def test_an_interrupt_stops_a_whole_run(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str], cell: str) -> None:
+    """Ctrl-C during a sweep or a batch cancels every job of it still running, not just the one being waited on."""
+    sb.configure(inference_time=5.0)
+    session = kx.get_session()
+
+    def interrupt_when_running() -> None:
+        wait_for(lambda: any(j.state == "running" for j in session.active_jobs()), timeout=30)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    capsys.readouterr()
+    result = shell.ip.run_cell(cell)
+    out = capsys.readouterr()
+    assert isinstance(result.error_in_exec, Interrupted)
+    text = out.out + out.err
+    assert "Traceback" not in text and 'File "' not in text
+    wait_for(lambda: not session.active_jobs(), timeout=30)
+    assert sb.stats()["completed"] == 0 and {row.status for row in session.tracker.journal.search()} == {"cancelled"}
+
+
 # -- the table (last: pytest runs tests in file order) ---------------------------------------------------------
 def test_write_the_money_table() -> None:
     """docs/reliability.md's money section, between its markers (the fault matrix keeps it when it rewrites)."""
