@@ -317,10 +317,18 @@ def too_large(size: tuple[int, int], max_pixels: int = MAX_INPUT_PIXELS) -> str:
     )
 
 
+def cannot_preview(data: bytes, max_pixels: int = MAX_INPUT_PIXELS) -> str:
+    """Why :func:`preview` refuses these bytes, from the header ('' when it does not): the one line's start."""
+    image = _open(data)
+    return "" if _draftable(image, max_pixels) else too_large(image.size, max_pixels)
+
+
 def _draftable(image: Image.Image, max_pixels: int) -> bool:
-    """A baseline JPEG whose 1/8 scale fits: libjpeg decodes it scaled, row by row (a progressive one needs every
-    coefficient of the full image in memory first, so it is not)."""
+    """Within the limit, or a baseline JPEG whose 1/8 scale fits: libjpeg decodes it scaled, row by row (a
+    progressive one needs every coefficient of the full image in memory first, so it is not)."""
     width, height = image.size
+    if width * height <= max_pixels:
+        return True
     return image.format == "JPEG" and not image.info.get("progressive") and (width // 8) * (height // 8) <= max_pixels
 
 
@@ -347,7 +355,7 @@ def preview(data: bytes, side: int, max_pixels: int = MAX_INPUT_PIXELS) -> Image
     draft scale that still covers ``side``; other formats are decoded whole, which ``max_pixels`` bounds, and
     dropped at once. Raises ImageTooLarge (nothing decoded) for images over ``max_pixels``."""
     image = _open(data)
-    if image.size[0] * image.size[1] > max_pixels and not _draftable(image, max_pixels):
+    if not _draftable(image, max_pixels):
         raise ImageTooLarge(too_large(image.size, max_pixels))
     if image.format == "JPEG":
         image.draft("RGB", (side, side))

@@ -10,7 +10,7 @@ from PIL import Image
 
 from .endpoints import OfEndpoint
 from .errors import ImageTooLarge
-from .images import ImageInput, decode_image, encode_thumbnail, image_size, preview, too_large
+from .images import ImageInput, cannot_preview, decode_image, encode_thumbnail, image_size, preview
 from .views import render
 
 
@@ -73,7 +73,8 @@ class Result(OfEndpoint):
 
     def thumbnail(self, index: int, side: int) -> tuple[bytes, str] | None:
         """Image ``index`` small and encoded (JPEG, or PNG with transparency) for an output; None when it is
-        too large to decode (``no_preview`` says so in one line). Only the small copy is decoded and kept."""
+        too large to decode (``no_preview`` says so in one line). Only a small copy is decoded (unless ``images``
+        already holds the image), and it is not kept."""
         try:
             small = self._decoded[index] if self._decoded is not None else preview(self.image_bytes[index], side)
         except ImageTooLarge:
@@ -82,7 +83,7 @@ class Result(OfEndpoint):
 
     def no_preview(self, index: int) -> str:
         """The one line shown instead of image ``index`` when it is too large to decode ('' when it is not)."""
-        why = too_large(image_size(self.image_bytes[index]))
+        why = cannot_preview(self.image_bytes[index])
         if not why:
             return ""
         if index < len(self.files):
