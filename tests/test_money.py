@@ -399,8 +399,11 @@ before = peak_mb()
 kontext_nb.sandbox.control(url).set_faults([{"route": "media", "kind": "huge", "count": 1}])
 result = session.generate("a picture that decodes to 680 MB", seed=2)
 bundle = result._repr_mimebundle_()
+shown = session.result(result.ref)._repr_mimebundle_()["text/html"]  # read back from the runs folder (kx.load)
+history = session.history()._repr_mimebundle_()["text/html"]  # its table draws thumbnails from the files
 print(json.dumps({"before": before, "after": peak_mb(), "text": bundle["text/plain"], "html": bundle["text/html"],
-                  "files": [str(f) for f in result.files], "notices": notices, "bytes": len(result.image_bytes[0])}))
+                  "files": [str(f) for f in result.files], "notices": notices, "bytes": len(result.image_bytes[0]),
+                  "loaded": shown, "history": history}))
 """
 
 
@@ -441,6 +444,8 @@ def test_a_huge_result_is_saved_as_received_and_never_decoded(sb: Any, tmp_path:
     assert "13000x13000" in line and "169 megapixels" in line and file in line
     assert "Traceback" not in out["text"] + run.stderr
     assert "<img" not in out["html"] and "no preview" in out["html"] and "13000x13000" in out["html"]
+    assert "<img" not in out["loaded"] and "no preview" in out["loaded"]
+    assert "a picture that decodes to 680 MB" in out["history"] and "no preview" in out["history"]
     assert not Path(tmp_path / "runs" / "thumbs").exists() or len(list((tmp_path / "runs" / "thumbs").iterdir())) == 1
 
 
