@@ -63,6 +63,11 @@ class ConfirmationRequired(BudgetError):
     """One call would spend more than the confirmation threshold; pass confirm=True."""
 
 
+class ImageTooLarge(KontextError):
+    """A result image with more pixels than kontext_nb decodes (images.MAX_INPUT_PIXELS): its file is kept as
+    received, and outputs show one line instead of a preview."""
+
+
 class JournalError(KontextError):
     """The journal cannot be used (corrupt, newer schema, unwritable) or a reference is unknown."""
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import _thread
 import errno
+import json
 import os
+import re
 import sqlite3
 import struct
 import subprocess
@@ -28,6 +30,7 @@ from kontext_nb.errors import (
     BudgetError,
     DownloadFailed,
     ImageInputError,
+    ImageTooLarge,
     Interrupted,
     JournalError,
     SubmitUnconfirmed,
@@ -795,6 +798,93 @@ def test_a_source_of_too_many_pixels_is_refused_from_its_header(session: Session
     assert "\n" not in str(info.value)
     assert sb.stats()["submits"] == 0 and session.tracker.journal.count() == 0
     record_money("a PNG of 13000×13000 pixels (under 1 MB) as an edit source", sb, session)
+
+
+HUGE_RUN = r"""
+import json, sys
+import kontext_nb.sandbox
+from kontext_nb.config import Settings
+from kontext_nb.session import Session
+
+def peak_mb():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:"))
+
+url, runs, key = sys.argv[1:4]
+notices = []
+session = Session(Settings(base_url=url, key=key, runs_dir=runs), notice=notices.append)
+warm = session.generate("warm up: engine, journal, encoders, thumbnails", seed=1)
+warm._repr_mimebundle_()
+before = peak_mb()
+kontext_nb.sandbox.control(url).set_faults([{"route": "media", "kind": "huge", "count": 1}])
+result = session.generate("a picture that decodes to 680 MB", seed=2)
+bundle = result._repr_mimebundle_()
+shown = session.result(result.ref)._repr_mimebundle_()["text/html"]  # read back from the runs folder (kx.load)
+history = session.history()._repr_mimebundle_()["text/html"]  # its table draws thumbnails from the files
+print(json.dumps({"before": before, "after": peak_mb(), "text": bundle["text/plain"], "html": bundle["text/html"],
+                  "files": [str(f) for f in result.files], "notices": notices, "bytes": len(result.image_bytes[0]),
+                  "loaded": shown, "history": history}))
+"""
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A PNG's chunks as (kind, body), read at the byte level (never decoded)."""
+    found, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        found.append((data[at + 4 : at + 8], data[at + 8 : at + 8 + length]))
+        at += 12 + length
+    return found
+
+
+def test_a_huge_result_is_saved_as_received_and_never_decoded(sb: Any, tmp_path: Path) -> None:
+    """A result PNG of 13000x13000 (half a megabyte; 680 MB decoded), as a broken or hostile server could send: the
+    file is kept byte for byte (plus kontext_nb's metadata chunks), memory stays far below the decode, and the output
+    says in one line where the file is and why there is no preview. Measured in a process of its own (VmHWM)."""
+    from kontext_nb.journal.metadata import PNG_KEYS
+    from kontext_nb.sandbox.render import oversized_png
+
+    run = subprocess.run(
+        [sys.executable, "-c", HUGE_RUN, sb.url, str(tmp_path / "runs"), "test-key-0123456789abcdef"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    grew = out["after"] - out["before"]
+    assert grew < 150, f"peak memory grew by {grew:.0f} MB for a result that is 680 MB decoded"
+    (file,) = out["files"]
+    saved, served = Path(file).read_bytes(), oversized_png()
+    ours = {b"iTXt", b"tEXt"}
+    kept = [c for c in png_chunks(saved) if not (c[0] in ours and c[1].split(b"\0", 1)[0].decode() in PNG_KEYS)]
+    assert kept == png_chunks(served), "the file on disk is not the image fal sent"
+    assert out["bytes"] == len(saved)
+    line = next(x for x in out["text"].splitlines() if "no preview" in x)
+    assert "13000x13000" in line and "169 megapixels" in line and file in line
+    assert "Traceback" not in out["text"] + run.stderr
+    assert "<img" not in out["html"] and "no preview" in out["html"] and "13000x13000" in out["html"]
+    assert "<img" not in out["loaded"] and "no preview" in out["loaded"]
+    assert "a picture that decodes to 680 MB" in out["history"] and "no preview" in out["history"]
+    assert not Path(tmp_path / "runs" / "thumbs").exists() or len(list((tmp_path / "runs" / "thumbs").iterdir())) == 1
+
+
+def test_a_huge_result_in_the_magics_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    sb.set_faults([{"route": "media", "kind": "huge", "count": 1}])
+    result = shell.line("a picture that decodes to 680 MB --seed 2")
+    out = capsys.readouterr()
+    bundle = result._repr_mimebundle_()
+    shown = out.out + out.err + bundle["text/plain"]
+    assert "Traceback" not in shown and "Error" not in shown
+    (file,) = result.files
+    why = "13000x13000 (169 megapixels), more than the 50 megapixels kontext_nb decodes: no preview"
+    assert f"{why}; the file is {file}" in shown
+    assert "<img" not in bundle["text/html"] and str(file) in bundle["text/html"]
+    assert file.read_bytes().startswith(b"\x89PNG") and result.sizes == [(13000, 13000)]
+    with pytest.raises(ImageTooLarge, match=f"{re.escape(why)}; the file is ") as info:  # asked for in full: one line
+        print(result.images)
+    assert "\n" not in str(info.value)
+    record_money("a result PNG of 13000×13000 pixels (`huge` media fault)", sb, kx.get_session())
 
 
 # -- 9. an interrupt says one line --------------------------------------------------------------------------------

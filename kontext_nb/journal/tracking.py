@@ -4,10 +4,10 @@ the budget, job references, and results loaded back from disk.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import re
@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from .._version import __version__
 from ..config import Settings
 from ..endpoints import DEFAULT_CONTENT_TYPE, format_cost, get_endpoint
@@ -29,13 +27,14 @@ from ..errors import (
     ConfirmationRequired,
     DownloadFailed,
     FalError,
+    ImageTooLarge,
     JobCancelled,
     JobFailed,
     JournalError,
     SubmitUnconfirmed,
 )
 from ..fal.engine import JobHooks
-from ..images import ImageInput, LoraFile, image_inputs, labelled, sniff_content_type
+from ..images import ImageInput, LoraFile, decode_image, image_inputs, labelled, sniff_content_type
 from ..jobs import Job
 from ..result import Result
 from . import folder as store
@@ -110,23 +109,20 @@ class Tracker:
             why = record.error or f"its status is {record.status}"
             raise JournalError(f"job {record.ref} has no images on disk ({why})")
         blobs: list[bytes] = []
-        images: list[Image.Image] = []
         for path in record.paths:
             try:
                 data = path.read_bytes()
-                image = Image.open(io.BytesIO(data))
-                image.load()
+                with contextlib.suppress(ImageTooLarge):  # a damaged file fails here, not when shown
+                    decode_image(data)  # then dropped: the Result keeps the bytes and decodes what it shows
             except OSError as exc:
                 raise JournalError(f"job {record.ref}'s image {path} cannot be read: {exc}") from None
             blobs.append(data)
-            images.append(image)
         return Result(
             endpoint=record.endpoint,
             request_id=record.request_id or "",
             arguments=record.arguments,
             seed=record.seed,
             prompt=record.output_prompt or record.prompt,
-            images=images,
             image_bytes=blobs,
             content_types=[sniff_content_type(b) or DEFAULT_CONTENT_TYPE for b in blobs],
             urls=[],
@@ -349,8 +345,8 @@ class Tracker:
             ]
             files = [name for name, _ in saved]
             result.image_bytes = [data for _, data in saved]  # what is on disk: fal's bytes plus metadata
-            for name, image in zip(files, result.images, strict=True):
-                store.save_thumbnail(self.journal.folder, name, image)
+            for name, data in zip(files, result.image_bytes, strict=True):
+                store.save_thumbnail(self.journal.folder, name, data)
         except OSError as exc:  # a full disk: the images stay in memory, resume saves them later
             result.save_error = f"could not save the images to {self.journal.folder}: {exc.strerror or exc}"
             self._unsaved[journal_id] = (result, parent_id)
@@ -367,7 +363,7 @@ class Tracker:
                 status="done",
                 seed=result.seed,
                 cost=result.cost,
-                num_images=len(result.images),
+                num_images=len(result.image_bytes),
                 timings=result.timings,
                 nsfw=result.has_nsfw_concepts,
                 output_prompt=result.prompt,
