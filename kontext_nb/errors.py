@@ -91,5 +91,5 @@ class DownloadFailed(FalError):
 
 
 class Interrupted(JobCancelled, KeyboardInterrupt):
-    """A kernel interrupt stopped a blocking run: its jobs were cancelled on fal. Still a KeyboardInterrupt,
-    so scripts stop as they would; IPython shows only the one line."""
+    """A kernel interrupt stopped a blocking run (its jobs cancelled on fal) or a wait for jobs made earlier (they go
+    on). Still a KeyboardInterrupt, so scripts stop as they would; IPython shows only the one line."""

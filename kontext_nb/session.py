@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, secret_parts
 from .endpoints import text_problem
-from .errors import ValidationError
+from .errors import Interrupted, ValidationError
 from .fal.engine import Engine
 from .images import ImageInput
 from .jobs import Job
@@ -505,11 +505,18 @@ class Session:
         if not wait:
             return jobs
         results: list[Result] = []
-        for job in jobs:
-            try:
-                results.append(job.result())
-            except Exception as exc:  # said once per job; the journal row has the error
-                self.notice(f"kontext_nb: could not collect @{job.journal_id}: {exc}")
+        try:
+            for job in jobs:
+                try:
+                    results.append(job.result(interrupt_cancels=False))
+                except Exception as exc:  # said once per job; the journal row has the error
+                    self.notice(f"kontext_nb: could not collect @{job.journal_id}: {exc}")
+        except KeyboardInterrupt:  # jobs made earlier, paid for or about to be: stop waiting, never cancel them
+            left = sum(not job.done() for job in jobs)
+            raise Interrupted(
+                f"stopped waiting; {left} job{'s' if left != 1 else ''} still being collected in the background "
+                "(nothing cancelled: kx.history() shows them as they finish)"
+            ) from None
         return results
 
     def lineage(self, ref: Any) -> list[JobRecord]:

@@ -70,6 +70,7 @@ class Follower:
         self._collect, self._send_own, self._notice = collect, send_own, notice
         self.job = Job(record.endpoint, record.arguments, self._cancel)
         self.job.journal_id, self.job.request_id = record.id, record.request_id
+        self.job.elsewhere = True
         if on_update is not None:
             self.job.on_update(on_update)
         self._lock = threading.RLock()  # a caller's callback may cancel from inside a hand-over
@@ -121,6 +122,7 @@ class Follower:
         except Exception as exc:  # a cap, a closed session: the caller hears why
             self.job.settle(error=exc)
             return True
+        self.job.elsewhere = False  # from here on this session runs it: cancelling cancels on fal
         relay(self._source, self.job)
         return True
 
