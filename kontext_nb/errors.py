@@ -63,6 +63,11 @@ class ConfirmationRequired(BudgetError):
     """One call would spend more than the confirmation threshold; pass confirm=True."""
 
 
+class ImageTooLarge(KontextError):
+    """A result image with more pixels than kontext_nb decodes (images.MAX_INPUT_PIXELS): its file is kept as
+    received, and outputs show one line instead of a preview."""
+
+
 class JournalError(KontextError):
     """The journal cannot be used (corrupt, newer schema, unwritable) or a reference is unknown."""
 
@@ -86,5 +91,5 @@ class DownloadFailed(FalError):
 
 
 class Interrupted(JobCancelled, KeyboardInterrupt):
-    """A kernel interrupt stopped a blocking run: its jobs were cancelled on fal. Still a KeyboardInterrupt,
-    so scripts stop as they would; IPython shows only the one line."""
+    """A kernel interrupt stopped a blocking run (its jobs cancelled on fal) or a wait for jobs made earlier (they go
+    on). Still a KeyboardInterrupt, so scripts stop as they would; IPython shows only the one line."""

@@ -20,14 +20,15 @@ from typing import Any
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import MAX_INPUT_SIDE
-from .errors import ImageInputError
+from .errors import ImageInputError, ImageTooLarge
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 """Image files larger than this are refused before they are read (a photo is a few MB; 50 MB is no photo)."""
 MAX_INPUT_PIXELS = 50_000_000
 """Sources with more pixels than this (a 50-megapixel camera's frame) are refused from their header, before
 decoding: a small PNG can hold a 13000x13000 image that decodes to gigabytes. FLUX.1 Kontext works at about one
-megapixel, and kontext_nb sends at most max_input_side (2048 px) a side anyway."""
+megapixel, and kontext_nb sends at most max_input_side (2048 px) a side anyway. Results over it (a custom
+image_size of [dev], or a broken server) are saved as received but never decoded: no preview, one line instead."""
 # Formats fal decodes as they are; anything else PIL reads is re-encoded as PNG.
 PASSTHROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
@@ -294,20 +295,72 @@ def _has_rotation(image: Image.Image) -> bool:
         return False
 
 
-def decode_image(data: bytes, max_pixels: int = MAX_INPUT_PIXELS) -> Image.Image:
-    """Decode a downloaded result fully (a truncated download must fail here, not later). A JPEG of more than
-    ``max_pixels`` is decoded at 1/2, 1/4 or 1/8 scale (PIL's draft mode), so memory follows what is shown; the
-    bytes fal returned are kept and saved whole either way."""
-    with warnings.catch_warnings():  # a paid result is never refused: PIL's bomb warning says nothing useful here
+def _open(data: bytes) -> Image.Image:
+    with warnings.catch_warnings():  # the pixel count is checked by the callers: PIL's bomb warning adds nothing
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data))  # reads the header only
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the header alone (nothing is decoded)."""
+    return _open(data).size
+
+
+def too_large(size: tuple[int, int], max_pixels: int = MAX_INPUT_PIXELS) -> str:
+    """Why an image of this size is not decoded ('' when it is): the start of the one line outputs show."""
+    width, height = size
+    if width * height <= max_pixels:
+        return ""
+    return (
+        f"{width}x{height} ({width * height / 1e6:.0f} megapixels), more than the {max_pixels / 1e6:.0f} megapixels "
+        "kontext_nb decodes: no preview"
+    )
+
+
+def cannot_preview(data: bytes, max_pixels: int = MAX_INPUT_PIXELS) -> str:
+    """Why :func:`preview` refuses these bytes, from the header ('' when it does not): the one line's start."""
+    image = _open(data)
+    return "" if _draftable(image, max_pixels) else too_large(image.size, max_pixels)
+
+
+def _draftable(image: Image.Image, max_pixels: int) -> bool:
+    """Within the limit, or a baseline JPEG whose 1/8 scale fits: libjpeg decodes it scaled, row by row (a
+    progressive one needs every coefficient of the full image in memory first, so it is not)."""
     width, height = image.size
-    if image.format == "JPEG" and width * height > max_pixels:
+    if width * height <= max_pixels:
+        return True
+    return image.format == "JPEG" and not image.info.get("progressive") and (width // 8) * (height // 8) <= max_pixels
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_INPUT_PIXELS) -> Image.Image:
+    """Decode a result fully (a truncated download must fail here, not later). A baseline JPEG of more than
+    ``max_pixels`` is decoded at 1/2, 1/4 or 1/8 scale (PIL's draft mode), so memory follows what is shown; any
+    other image over ``max_pixels`` raises ImageTooLarge unread. The bytes fal returned are kept and saved whole
+    either way."""
+    image = _open(data)
+    width, height = image.size
+    if width * height > max_pixels:
+        if not _draftable(image, max_pixels):
+            raise ImageTooLarge(too_large(image.size, max_pixels))
         scale = 2
         while scale < 8 and (width // scale) * (height // scale) > max_pixels:
             scale *= 2
         image.draft(image.mode, (width // scale, height // scale))
     image.load()
+    return image
+
+
+def preview(data: bytes, side: int, max_pixels: int = MAX_INPUT_PIXELS) -> Image.Image:
+    """A copy of at most ``side`` pixels a side, for outputs and thumbnails. A JPEG is decoded at the smallest
+    draft scale that still covers ``side``; other formats are decoded whole, which ``max_pixels`` bounds, and
+    dropped at once. Raises ImageTooLarge (nothing decoded) for images over ``max_pixels``."""
+    image = _open(data)
+    if not _draftable(image, max_pixels):
+        raise ImageTooLarge(too_large(image.size, max_pixels))
+    if image.format == "JPEG":
+        image.draft("RGB", (side, side))
+    image.load()
+    image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return image
 
 

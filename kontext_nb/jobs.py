@@ -81,6 +81,8 @@ class Job:
         self._started: float | None = None
         self.interrupted = False
         """Whether a kernel interrupt cancelled this job (so a report of the interrupted run counts it once)."""
+        self.elsewhere = False
+        """Whether another kernel runs this job and this handle only follows it: cancelling stops the wait here."""
 
     # -- reading ------------------------------------------------------------------------
     @property
@@ -94,8 +96,9 @@ class Job:
     def done(self) -> bool:
         return self._future.done()
 
-    def result(self, timeout: float | None = None) -> Result:
-        """Wait for the images. A kernel interrupt while waiting cancels the job on fal."""
+    def result(self, timeout: float | None = None, *, interrupt_cancels: bool = True) -> Result:
+        """Wait for the images. A kernel interrupt while waiting cancels the job on fal, unless the caller only
+        collects a job made earlier (resume): then the interrupt stops the wait and the job goes on."""
         try:
             return self._wait(timeout)
         except concurrent.futures.TimeoutError:
@@ -108,6 +111,8 @@ class Job:
         except concurrent.futures.CancelledError:
             raise JobCancelled(f"job {self.request_id} was cancelled") from None
         except KeyboardInterrupt:
+            if not interrupt_cancels:
+                raise
             raise interrupted([self]) from None
 
     def _wait(self, timeout: float | None) -> Result:
@@ -213,17 +218,44 @@ class Job:
         return {"text/plain": text, "text/html": f"<code>{html.escape(text)}</code>"}
 
 
+def relay(source: Job, target: Job) -> None:
+    """Let ``target`` (the handle a caller holds) follow ``source`` (the job doing the work): its request id and
+    journal id, every status change, and its outcome."""
+
+    def forward(job: Job, status: JobStatus) -> None:
+        target.request_id = job.request_id or target.request_id
+        target.journal_id = job.journal_id or target.journal_id
+        if not job.done():
+            target.update_status(status.state, position=status.position, logs=list(status.logs))
+            return
+        error = job.exception(0)
+        if error is None:
+            target.settle(job.result(0))
+        else:
+            target.settle(error=error)
+
+    source.on_update(forward)
+    if source.done():  # it may have ended before we listened: settling twice is ignored
+        forward(source, source.status)
+
+
 def interrupted(jobs: list[Job]) -> Interrupted:
     """Cancel the jobs of a run a kernel interrupt stopped, and say in one line what was cancelled and what it cost
-    (fal bills only finished images: a cancelled job costs nothing)."""
+    (fal bills only finished images: a cancelled job costs nothing). A job another kernel runs goes on there."""
+    followed = [j for j in jobs if j.elsewhere and not j.done()]
     for job in jobs:
         job.interrupted = job.cancel() or job.interrupted
-    cancelled = [j for j in jobs if j.interrupted]
+    cancelled = [j for j in jobs if j.interrupted and j not in followed]
     finished = [j for j in jobs if j.state == "done"]
     cost = sum(j.result(0).cost for j in finished)
     n = len(cancelled)
     them = "them" if n != 1 else "it"
-    parts = [f"cancelled {n} job{'s' if n != 1 else ''} on fal (nothing is charged for {them})"]
+    parts = []
+    if n or not followed:
+        parts.append(f"cancelled {n} job{'s' if n != 1 else ''} on fal (nothing is charged for {them})")
+    if followed:
+        k = len(followed)
+        parts.append(f"stopped waiting for {k} job{'s' if k != 1 else ''} another kernel runs (it goes on there)")
     if finished:
         parts.append(f"{len(finished)} had already finished ({format_cost(cost)}, kept in the journal)")
     return Interrupted("; ".join(parts))

@@ -9,7 +9,8 @@ from typing import Any
 from PIL import Image
 
 from .endpoints import OfEndpoint
-from .images import ImageInput
+from .errors import ImageTooLarge
+from .images import ImageInput, cannot_preview, decode_image, encode_thumbnail, image_size, preview
 from .views import render
 
 
@@ -25,10 +26,10 @@ class Result(OfEndpoint):
     """The seed fal used: the one given, or the one it drew."""
     prompt: str
     """The prompt fal reports (the enhanced one when enhance_prompt was on)."""
-    images: list[Image.Image]
     image_bytes: list[bytes] = field(repr=False)
     """The image files: fal's bytes, never re-encoded, with the generation metadata added
-    when they were saved to the runs folder (so they equal the files on disk)."""
+    when they were saved to the runs folder (so they equal the files on disk). Only these are kept: ``images``
+    decodes them on first use, outputs decode small previews (memory follows what is shown)."""
     content_types: list[str]
     urls: list[str]
     has_nsfw_concepts: list[bool]
@@ -48,7 +49,48 @@ class Result(OfEndpoint):
     parent_id: int | None = None
     """The journal id of the job whose image this one edited."""
     save_error: str | None = None
-    """Why the images could not be written to disk (they are still in ``images``)."""
+    """Why the images could not be written to disk (they are still in ``image_bytes``)."""
+    _decoded: list[Image.Image] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """The images, decoded on first use and then kept. One over images.MAX_INPUT_PIXELS raises ImageTooLarge,
+        which says where its file is (its bytes are in ``image_bytes`` all the same)."""
+        if self._decoded is None or len(self._decoded) != len(self.image_bytes):
+            decoded = []
+            for i, data in enumerate(self.image_bytes):
+                try:
+                    decoded.append(decode_image(data))
+                except ImageTooLarge:
+                    raise ImageTooLarge(self.no_preview(i)) from None
+            self._decoded = decoded
+        return self._decoded
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """Each image's width and height, from its header (nothing decoded)."""
+        return [image_size(data) for data in self.image_bytes]
+
+    def thumbnail(self, index: int, side: int) -> tuple[bytes, str] | None:
+        """Image ``index`` small and encoded (JPEG, or PNG with transparency) for an output; None when it is
+        too large to decode (``no_preview`` says so in one line). Only a small copy is decoded (unless ``images``
+        already holds the image), and it is not kept."""
+        try:
+            small = self._decoded[index] if self._decoded is not None else preview(self.image_bytes[index], side)
+        except ImageTooLarge:
+            return None
+        return encode_thumbnail(small, side)
+
+    def no_preview(self, index: int) -> str:
+        """The one line shown instead of image ``index`` when it is too large to decode ('' when it is not)."""
+        why = cannot_preview(self.image_bytes[index])
+        if not why:
+            return ""
+        if index < len(self.files):
+            where = f"the file is {self.files[index]}"
+        else:
+            where = f"its bytes are in result.image_bytes[{index}] (not saved: {self.save_error or 'no runs folder'})"
+        return f"image {index + 1} of request {self.request_id} is {why}; {where}"
 
     @property
     def ref(self) -> str | None:

@@ -1,4 +1,4 @@
-"""Crash safety in real kernels: SIGKILL with 4 jobs in flight; the next kernel is told and resumes them."""
+"""Crash safety in real kernels: SIGKILL with 4 jobs in flight; the next kernel's %load_ext collects them."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from jupyter_client.manager import KernelManager
 
 import kontext_nb.sandbox as sandbox
 
+UPDATES: list[str] = []
+"""The text of every display update the kernel sent (from any thread, for any cell)."""
+
 
 def run(kc: Any, code: str, timeout: float = 60) -> str:
     """Execute code in the kernel; return everything it printed or displayed as text."""
@@ -21,6 +24,8 @@ def run(kc: Any, code: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["msg_type"] == "update_display_data":
+            UPDATES.append(msg["content"]["data"].get("text/plain", ""))
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         kind, content = msg["msg_type"], msg["content"]
@@ -73,12 +78,23 @@ def test_killed_kernel_jobs_are_announced_and_resumed(tmp_path: Path) -> None:
 
         km2, kc2 = start_kernel(tmp_path, url)
         try:
-            said = run(kc2, "%load_ext kontext_nb")
-            assert "4 jobs from an earlier run were not collected" in said and "%kontext resume" in said
-            out = run(kc2, "r = %kontext resume\nprint(sorted(x.seed for x in r))", timeout=120)
-            assert "[0, 1, 2, 3]" in out
+            said = run(kc2, "%load_ext kontext_nb")  # returns at once; the collecting goes on in the background
+            assert "collecting 4 jobs a stopped kernel left on fal (@1, @2, @3, @4)" in said
+            code = (
+                "import time\nfrom kontext_nb.journal import Journal\nj = Journal('kontext-runs')\n"
+                "while any(r.status != 'done' for r in j.search()): time.sleep(0.05)\n"
+                "print(sorted(r.seed for r in j.search()), all(p.is_file() for r in j.search() for p in r.paths))"
+            )
+            assert "[0, 1, 2, 3] True" in run(kc2, code, timeout=120)
             assert control.stats()["submits"] == 4, "nothing was submitted again"
             assert "nothing to collect" in run(kc2, "%kontext resume")
+            while not UPDATES:  # the load's output, updated once the collecting ended (bounded by get_iopub_msg)
+                msg = kc2.get_iopub_msg(timeout=60)
+                if msg["msg_type"] == "update_display_data":
+                    UPDATES.append(msg["content"]["data"].get("text/plain", ""))
+            assert UPDATES == [
+                "kontext_nb: collected @1 (1 image), @2 (1 image), @3 (1 image), @4 (1 image), saved in the runs folder"
+            ]
         finally:
             kc2.stop_channels()
             km2.shutdown_kernel(now=True)

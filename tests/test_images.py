@@ -155,3 +155,29 @@ def test_a_huge_jpeg_result_is_decoded_at_a_reduced_scale() -> None:
     full = decode_image(buf.getvalue())
     reduced = decode_image(buf.getvalue(), max_pixels=4_000_000)
     assert full.size == (4000, 3000) and reduced.size == (2000, 1500)  # the largest draft within the limit
+
+
+def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def test_previews_decode_what_they_show_and_refuse_what_they_cannot_bound() -> None:
+    """A preview of a baseline JPEG decodes at draft scale, even over the limit; a progressive JPEG (libjpeg holds
+    all its coefficients) or a PNG over the limit is refused from its header, with the one line outputs show."""
+    from kontext_nb.errors import ImageTooLarge
+    from kontext_nb.images import cannot_preview, decode_image, preview
+
+    picture = Image.new("RGB", (800, 600), (200, 40, 40))
+    baseline, progressive = encoded(picture, "JPEG"), encoded(picture, "JPEG", progressive=True)
+    small = preview(baseline, 64, max_pixels=10_000)
+    assert max(small.size) == 64 and small.getpixel((10, 10))[0] > 150
+    assert cannot_preview(baseline, max_pixels=10_000) == "" and cannot_preview(progressive, max_pixels=10_000)
+    assert preview(encoded(picture, "PNG"), 64).size == (64, 48)  # under the limit: decoded, then made small
+    for data in (progressive, encoded(picture, "PNG"), encoded(picture, "WEBP")):
+        with pytest.raises(ImageTooLarge, match=r"^800x600 \(0 megapixels\), more than the 0 megapixels") as info:
+            preview(data, 64, max_pixels=10_000)
+        assert "no preview" in str(info.value) and "\n" not in str(info.value)
+        with pytest.raises(ImageTooLarge):
+            decode_image(data, max_pixels=10_000)

@@ -5,17 +5,22 @@ image dropped, the key never in a prompt. Every test runs against the real sandb
 from __future__ import annotations
 
 import _thread
+import errno
+import json
+import os
+import re
 import sqlite3
 import struct
 import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kernels import HOLD, Kernel, release  # tests/kernels.py
 from shell import Shell  # tests/shell.py
 from waiting import wait_for
 
@@ -25,6 +30,7 @@ from kontext_nb.errors import (
     BudgetError,
     DownloadFailed,
     ImageInputError,
+    ImageTooLarge,
     Interrupted,
     JournalError,
     SubmitUnconfirmed,
@@ -32,7 +38,7 @@ from kontext_nb.errors import (
 )
 from kontext_nb.fal.transport import FalTransport
 from kontext_nb.jobs import Job
-from kontext_nb.journal import Journal
+from kontext_nb.journal import Journal, owner_alive
 from kontext_nb.session import Session
 from kontext_nb.widgets.create import CreateTab
 
@@ -45,7 +51,9 @@ MONEY: dict[str, tuple[str, str, str, str]] = {}
 """scenario -> (sent, billed, what the journal says, what kx.budget() says), filled by the tests below."""
 
 
-def record_money(scenario: str, sb: Any, session: Session | None, journal: str | None = None) -> None:
+def record_money(
+    scenario: str, sb: Any, session: Session | None, journal: str | None = None, budget: str | None = None
+) -> None:
     """One row of the money table: what reached the sandbox (fal), what it would bill (completed images), what the
     journal and kx.budget() say. Read from the real sandbox and journal, never written by hand."""
     stats = sb.stats()
@@ -58,11 +66,12 @@ def record_money(scenario: str, sb: Any, session: Session | None, journal: str |
         for row in rows:
             counts[row.status] = counts.get(row.status, 0) + 1
         journal = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing written"
-    budget = "-"
-    if session is not None:
+    if budget is None and session is None:
+        budget = "-"
+    elif budget is None and session is not None:
         b = session.budget()
         budget = f"spent ${b['session']:.2f}, reserved ${b['session_reserved']:.2f}"
-    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget)
+    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget or "-")
 
 
 # -- 1. a job's price is reserved at submit; a run that would cross a cap is refused whole -------------------------
@@ -191,6 +200,37 @@ def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any) -> N
     record_money("the same seeded call twice while the first runs", sb, session)
 
 
+def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Path) -> None:
+    """Two processes on one runs folder (tests/test_join_kernels.py has the race, the killed owner, the failures)."""
+    sb.configure(queue_delay=HOLD)
+    runs = tmp_path / "shared-runs"
+    first = Kernel(sb, runs, name="first", owner=True, arguments={"seed": 21})
+    kernels = [first]
+    try:
+        first.await_line("SUBMITTED")
+        kernels.append(second := Kernel(sb, runs, name="second", arguments={"seed": 21}))
+        second.await_line("STARTED")
+        release(sb)
+        assert first.finish() == second.finish() and sb.stats()["submits"] == 1
+    finally:
+        for kernel in kernels:
+            kernel.kill()
+    journal = Journal(runs)
+    rows = journal.search()
+    journal.close()
+    assert [r.status for r in rows] == ["done"]
+    spent = [k.budget() for k in kernels]
+    assert [b["session"] for b in spent] == [pytest.approx(0.08), 0.0]
+    record_money(
+        "the same seeded call from a 2nd kernel on the runs folder while the 1st runs",
+        sb,
+        None,
+        "1 done (the 2nd kernel joined it: no row, nothing reserved)",
+        f"1st kernel spent ${spent[0]['session']:.2f}, 2nd ${spent[1]['session']:.2f}; "
+        f"today ${spent[1]['today']:.2f} in both",
+    )
+
+
 def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> None:
     """The second click arrives while the first is being submitted (here: from inside the submit itself)."""
     tab = CreateTab(session)
@@ -279,6 +319,157 @@ def test_a_failed_download_stays_collectable(session: Session, sb: Any, kind: st
     record_money(f"first image download fails (`{kind}`), then `kx.resume()`", sb, session)
 
 
+KILLED_KERNEL = """
+import sys, time
+from kontext_nb.config import Settings
+from kontext_nb.session import Session
+
+url, runs = sys.argv[1], sys.argv[2]
+session = Session(Settings(base_url=url, key="anything", runs_dir=runs), notice=lambda message: None)
+job = session.generate("paid for, then the kernel died", seed=55, wait=False)
+journal = session.tracker.journal
+while journal.get(job.journal_id).status != "submitted":
+    time.sleep(0.01)
+print("submitted", flush=True)
+time.sleep(120)
+"""
+FRESH_IPYTHON = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+
+InteractiveShell.instance().run_line_magic("load_ext", "kontext_nb")
+sys.stdout.write("loaded\\n")  # one write: the collecting thread prints too
+sys.stdout.flush()
+sys.stdin.read()  # a kernel idling after %load_ext: alive until the test closes stdin
+"""
+
+
+def python(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def ended(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Close its stdin (it then ends; killed if it does not) and return everything else it printed."""
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return out, err
+
+
+def today(journal: Journal) -> str:
+    """The runs folder's spending, as ``kx.budget()`` in any kernel on it counts it (all of it is today's here)."""
+    spent, reserved = journal.held()
+    return f"today (the runs folder): spent ${spent:.2f}, reserved ${reserved:.2f}"
+
+
+def killed_kernel_job(sb: Any, runs: Path) -> int:
+    """A kernel process submits one job and is killed (SIGKILL) before collecting it: its row stays submitted."""
+    sb.configure(inference_time=1.0)
+    kernel = python(KILLED_KERNEL, sb.url, str(runs))
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline().strip() == "submitted", ended(kernel)
+    finally:
+        kernel.kill()
+        kernel.wait(10)
+    (row,) = Journal(runs).search()
+    assert row.status == "submitted" and row.request_id and not owner_alive(row.session)
+    return row.id
+
+
+def fresh_ipython_env(sb: Any, runs: Path) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")}
+    return {**env, "KONTEXT_FAL_URL": sb.url, "KONTEXT_HOME": str(runs)}
+
+
+def test_load_ext_collects_a_dead_kernels_job_whose_first_download_fails(sb: Any, tmp_path: Path) -> None:
+    """Point 5: the next %load_ext retries it, in the background, without kx.resume()."""
+    runs = tmp_path / "runs"
+    job_id = killed_kernel_job(sb, runs)
+    sb.set_faults([{"route": "media", "kind": "403", "count": 1}])  # the first download of its image fails
+    shell = python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs))
+    try:
+        assert shell.stdout is not None
+        first = shell.stdout.readline()
+        assert first.startswith(f"kontext_nb: collecting 1 job a stopped kernel left on fal (@{job_id})"), first
+        assert shell.stdout.readline().strip() == "loaded", "the load returned before the collecting ended"
+        journal = Journal(runs)
+        wait_for(lambda: journal.get(job_id).status == "done", timeout=60)
+        said = shell.stdout.readline()
+    finally:
+        out, err = ended(shell)
+    assert said.startswith(f"kontext_nb: collected @{job_id} (1 image)"), (said, out, err)
+    assert "Traceback" not in out + err, err
+    row = journal.get(job_id)
+    assert row.files and all(p.is_file() for p in row.paths) and row.error is None
+    assert row.cost == pytest.approx(PRICE) and row.reserved == 0
+    stats = sb.stats()
+    assert stats["submits"] == 1, "collected, never sent again"
+    assert stats["faults_injected"] == {"403": 1} and stats["requests"]["media"] == 2
+    record_money(
+        "kernel killed after submit, first image download fails, then `%load_ext` in a fresh IPython (no"
+        " `kx.resume()`)",
+        sb,
+        None,
+        "1 done (collected by `%load_ext`, images saved)",
+        today(journal),
+    )
+
+
+def test_load_ext_leaves_a_live_kernels_job_to_it(sb: Any, tmp_path: Path) -> None:
+    """Only jobs whose kernel is gone are collected on load: a live kernel's job in flight is its own."""
+    runs = tmp_path / "runs"
+    sb.configure(inference_time=1.0)
+    kernel = python(KILLED_KERNEL, sb.url, str(runs))
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline().strip() == "submitted", ended(kernel)
+        shell = python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs))
+        assert shell.stdout is not None
+        assert shell.stdout.readline().strip() == "loaded"  # nothing said before: nothing to collect
+        journal = Journal(runs)
+        (row,) = journal.search()
+        wait_for(lambda: journal.get(row.id).status == "done", timeout=60)  # collected by its own kernel
+        out, _ = ended(shell)
+    finally:
+        kernel.kill()
+        kernel.wait(10)
+    assert "kontext_nb" not in out
+    assert sb.stats()["requests"]["result"] == 1 and sb.stats()["submits"] == 1
+
+
+def test_two_kernels_loading_at_once_collect_a_job_once(sb: Any, tmp_path: Path) -> None:
+    """Both find the dead kernel's job; the journal's claim lets one collect it, the other leaves it (or, loading
+    after it was collected, finds nothing): one download, one set of files, the row done."""
+    runs = tmp_path / "runs"
+    job_id = killed_kernel_job(sb, runs)
+    shells = [python(FRESH_IPYTHON, env=fresh_ipython_env(sb, runs)) for _ in range(2)]
+    try:
+        journal = Journal(runs)
+        wait_for(lambda: journal.get(job_id).status == "done", timeout=60)
+    finally:
+        outs = [ended(shell)[0] for shell in shells]
+    said = " ".join(outs)
+    assert said.count(f"kontext_nb: collected @{job_id} (1 image)") == 1, outs
+    assert "not collected" not in said, outs
+    row = journal.get(job_id)
+    assert len(row.files) == 1 and row.paths[0].is_file() and len(list((runs / "images").iterdir())) == 1
+    stats = sb.stats()
+    assert stats["submits"] == 1 and stats["requests"]["result"] == 1 and stats["requests"]["media"] == 1, stats
+    record_money(
+        "a dead kernel's job, two fresh IPythons loading `%load_ext` at once",
+        sb,
+        None,
+        "1 done (collected once)",
+        today(journal),
+    )
+
+
 # -- 6. the key never reaches a prompt ---------------------------------------------------------------------------
 @pytest.mark.parametrize("braces", ["{os.environ}", "{env}", "{os.sep}", "{In}", "{things}"])
 def test_only_plain_values_fill_a_prompt(shell: Shell, sb: Any, braces: str) -> None:
@@ -353,6 +544,238 @@ def test_a_damaged_journal_is_one_line_then_salvaged(make_session: MakeSession, 
     record_money("a damaged journal page, then two `generate` calls", sb, s, f"{kept} of 300 rows kept, 1 done")
 
 
+class FullJournal:
+    """A journal that really runs out of room: every connection the journal opens gets SQLite's
+    ``PRAGMA max_page_count``, and ``fill`` packs its pages with rows until SQLite itself answers SQLITE_FULL
+    ("database or disk is full"), as a full disk makes it answer; ``empty`` deletes them: room again."""
+
+    PAGES = 48
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = Journal._connect
+
+        def connect(journal: Journal) -> sqlite3.Connection:
+            conn = real(journal)
+            conn.execute(f"PRAGMA max_page_count = {self.PAGES}")
+            return conn
+
+        monkeypatch.setattr(Journal, "_connect", connect)
+
+    def _db(self, path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute(f"PRAGMA max_page_count = {self.PAGES}")
+        conn.execute("PRAGMA synchronous = OFF")  # filler: no need to reach the platter
+        return conn
+
+    def fill(self, path: Path) -> None:
+        """Small rows, appended until SQLite has no page left; then the first of them grows until the page it
+        shares with the newest job (rows are appended to the last page) has not a byte left: so even that job's
+        row cannot grow any more."""
+        conn = self._db(path)
+        try:
+            while self._fits(conn, "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments)"
+                             " VALUES (0, 0, 'failed', '', 'filler', '{}')"):  # fmt: skip
+                pass
+            first = conn.execute("SELECT MIN(id) FROM jobs WHERE prompt LIKE 'filler%'").fetchone()[0]
+            low, high = 0, 4096  # the longest prompt the first filler row can take
+            while low < high:
+                size = (low + high + 1) // 2
+                if self._fits(conn, "UPDATE jobs SET prompt = 'filler' || ? WHERE id = ?", ("x" * size, first)):
+                    low = size
+                else:
+                    high = size - 1
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _fits(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> bool:
+        try:
+            conn.execute(sql, params)
+            return True
+        except sqlite3.OperationalError as exc:
+            assert "database or disk is full" in str(exc)
+            return False
+
+    def empty(self, path: Path) -> None:
+        conn = self._db(path)
+        conn.execute("DELETE FROM jobs WHERE prompt LIKE 'filler%'")
+        conn.close()
+
+
+def test_a_full_journal_at_submit_is_one_line_and_sends_nothing(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Money first: nothing is sent that cannot be recorded."""
+    full = FullJournal(monkeypatch)
+    s = make_session()
+    full.fill(s.tracker.journal.path)
+    for call in (lambda: s.generate("no room to record it", seed=71), lambda: s.generate("nor this", wait=False)):
+        with pytest.raises(JournalError, match=r"cannot use the journal .*: database or disk is full$") as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert sb.stats()["submits"] == 0 and s.budget()["session_reserved"] == 0
+    record_money("the journal full at submit (SQLite answers SQLITE_FULL)", sb, s, "nothing written")
+    full.empty(s.tracker.journal.path)
+    assert s.generate("room again", seed=71).files and sb.stats()["submits"] == 1
+
+
+def fill_once_submitted(monkeypatch: pytest.MonkeyPatch, full: FullJournal) -> None:
+    """The journal fills up the moment a job's request id is recorded: fal has the job, the outcome finds no room."""
+    real = Journal.submitted
+
+    def submitted_then_full(journal: Journal, job_id: int, request_id: str) -> None:
+        real(journal, job_id, request_id)
+        full.fill(journal.path)
+
+    monkeypatch.setattr(Journal, "submitted", submitted_then_full)
+
+
+def test_a_journal_full_while_settling_keeps_the_images_and_resume_records_them(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = FullJournal(monkeypatch)
+    notices: list[str] = []
+    s = make_session()
+    s.notice = notices.append
+    journal = s.tracker.journal
+    fill_once_submitted(monkeypatch, full)
+    result = s.generate("paid for while the disk filled up", seed=72)
+    assert isinstance(result, kx.Result) and result.images and result.image_bytes
+    assert result.save_error and "database or disk is full" in result.save_error
+    (said,) = [n for n in notices if "disk is full" in n]
+    assert "\n" not in said and "still in result.images" in said and "kx.resume()" in said
+    row = journal.get(result.journal_id or 0)
+    assert row.status == "submitted" and row.request_id == result.request_id and row.reserved == pytest.approx(PRICE)
+    assert s.budget()["session_reserved"] == pytest.approx(PRICE), "still held: fal bills it"
+    record_money(
+        "the journal fills up after submit, while the result is saved", sb, s, "1 submitted (images in memory)"
+    )
+    full.empty(journal.path)
+    (again,) = s.resume()
+    assert again is result and result.save_error is None and result.files and all(p.is_file() for p in result.files)
+    row = journal.get(result.journal_id or 0)
+    assert row.status == "done" and row.error is None and row.files and row.cost == pytest.approx(PRICE)
+    stats = sb.stats()
+    assert stats["submits"] == 1 and stats["requests"]["media"] == 1, "saved from memory: not sent or fetched again"
+    record_money("… then room again and `kx.resume()`", sb, s)
+
+
+def test_a_journal_full_before_the_request_id_is_written_keeps_it(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Full between the row and fal's answer: the request id cannot be written. The job runs on, the user is told
+    in one line (no logged traceback), and once there is room resume records the job with its request id."""
+    full = FullJournal(monkeypatch)
+    notices: list[str] = []
+    s = make_session()
+    s.notice = notices.append
+    journal = s.tracker.journal
+    real = Journal.create_all
+
+    def created_then_full(self: Journal, *args: Any, **kwargs: Any) -> list[int]:
+        ids = real(self, *args, **kwargs)
+        full.fill(self.path)
+        return ids
+
+    monkeypatch.setattr(Journal, "create_all", created_then_full)
+    result = s.generate("accepted while the disk filled up", seed=75)
+    err = capsys.readouterr().err
+    assert result.images and "Traceback" not in err
+    said = [n for n in notices if "disk is full" in n]
+    assert len(said) == 2 and f"as request {result.request_id}" in said[0] and "kx.resume()" in said[1]
+    assert journal.get(result.journal_id or 0).request_id is None
+    full.empty(journal.path)
+    (again,) = s.resume()
+    row = journal.get(result.journal_id or 0)
+    assert again is result and row.status == "done" and row.request_id == result.request_id and row.files
+    assert sb.stats()["submits"] == 1 and s.budget()["session"] == pytest.approx(PRICE)
+    record_money("the journal fills up before fal's request id is written; then room again and `kx.resume()`", sb, s)
+
+
+def test_a_full_journal_through_the_magic_is_one_line(
+    shell: Shell, sb: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = FullJournal(monkeypatch)
+    session = kx.get_session()
+    session.notice = print  # as a notebook's session says things
+    session.tracker.journal.close()  # the journal's next connection is one with the page limit
+    full.fill(session.tracker.journal.path)
+    message = shell.usage_error("a poster nobody can record --seed 73")
+    assert "database or disk is full" in message and sb.stats()["submits"] == 0
+    full.empty(session.tracker.journal.path)
+    fill_once_submitted(monkeypatch, full)
+    capsys.readouterr()
+    result = shell.ip.run_cell("%kontext a poster saved when there is room --seed 74")
+    out = capsys.readouterr()
+    assert result.error_in_exec is None and result.result.images
+    text = out.out + out.err
+    assert "database or disk is full; the images are still in result.images" in text
+    assert "Traceback" not in text and 'File "' not in text
+    full.empty(session.tracker.journal.path)
+    shell.line("resume")
+    assert session.record(result.result.journal_id).status == "done"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real filesystem of 2 MB (tmpfs) for a runs folder: once it is full, writes fail with ENOSPC as on a full
+    disk. Mounting needs root (CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a 2 MB tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill_disk(path: Path) -> None:
+    """Write zeros until the filesystem says No space left on device."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, bytes(65536))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_while_saving_keeps_the_images_and_resume_saves_them(
+    make_session: MakeSession, sb: Any, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notices: list[str] = []
+    s = make_session(runs_dir=str(small_disk / "runs"))
+    s.notice = notices.append
+    journal = s.tracker.journal
+    filler = small_disk / "filler"
+    real = Journal.submitted
+
+    def submitted_then_disk_full(journal: Journal, job_id: int, request_id: str) -> None:
+        real(journal, job_id, request_id)
+        fill_disk(filler)
+
+    monkeypatch.setattr(Journal, "submitted", submitted_then_disk_full)
+    result = s.generate("paid for, and the disk is full", seed=76)
+    assert isinstance(result, kx.Result) and result.images and result.files == []
+    assert result.save_error and "No space left on device" in result.save_error and "\n" not in result.save_error
+    (said,) = notices  # one line, saying both what failed and where the images are
+    assert "No space left on device" in said and "still in result.images" in said and "kx.resume()" in said
+    assert not list((small_disk / "runs" / "images").glob("*")), "no partial file left behind"
+    row = journal.get(result.journal_id or 0)
+    assert row.status == "submitted" and row.request_id == result.request_id
+    record_money("a full disk (a real 2 MB filesystem) while the images are saved", sb, s, f"1 {row.status}")
+    filler.unlink()  # room again
+    (again,) = s.resume()
+    assert again is result and result.save_error is None and all(p.is_file() for p in result.files)
+    row = journal.get(result.journal_id or 0)
+    assert row.status == "done" and row.error is None and row.cost == pytest.approx(PRICE)
+    assert sb.stats()["submits"] == 1 and sb.stats()["requests"]["media"] == 1
+    record_money("… then room again and `kx.resume()` (saved from memory)", sb, s)
+
+
 # -- 8. small files that decode to huge images ---------------------------------------------------------------------
 def huge_png(side: int = 13000) -> bytes:
     """A real, valid grey PNG of side x side pixels, a few hundred KB (made row by row: never held decoded)."""
@@ -377,6 +800,93 @@ def test_a_source_of_too_many_pixels_is_refused_from_its_header(session: Session
     record_money("a PNG of 13000×13000 pixels (under 1 MB) as an edit source", sb, session)
 
 
+HUGE_RUN = r"""
+import json, sys
+import kontext_nb.sandbox
+from kontext_nb.config import Settings
+from kontext_nb.session import Session
+
+def peak_mb():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:"))
+
+url, runs, key = sys.argv[1:4]
+notices = []
+session = Session(Settings(base_url=url, key=key, runs_dir=runs), notice=notices.append)
+warm = session.generate("warm up: engine, journal, encoders, thumbnails", seed=1)
+warm._repr_mimebundle_()
+before = peak_mb()
+kontext_nb.sandbox.control(url).set_faults([{"route": "media", "kind": "huge", "count": 1}])
+result = session.generate("a picture that decodes to 680 MB", seed=2)
+bundle = result._repr_mimebundle_()
+shown = session.result(result.ref)._repr_mimebundle_()["text/html"]  # read back from the runs folder (kx.load)
+history = session.history()._repr_mimebundle_()["text/html"]  # its table draws thumbnails from the files
+print(json.dumps({"before": before, "after": peak_mb(), "text": bundle["text/plain"], "html": bundle["text/html"],
+                  "files": [str(f) for f in result.files], "notices": notices, "bytes": len(result.image_bytes[0]),
+                  "loaded": shown, "history": history}))
+"""
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A PNG's chunks as (kind, body), read at the byte level (never decoded)."""
+    found, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        found.append((data[at + 4 : at + 8], data[at + 8 : at + 8 + length]))
+        at += 12 + length
+    return found
+
+
+def test_a_huge_result_is_saved_as_received_and_never_decoded(sb: Any, tmp_path: Path) -> None:
+    """A result PNG of 13000x13000 (half a megabyte; 680 MB decoded), as a broken or hostile server could send: the
+    file is kept byte for byte (plus kontext_nb's metadata chunks), memory stays far below the decode, and the output
+    says in one line where the file is and why there is no preview. Measured in a process of its own (VmHWM)."""
+    from kontext_nb.journal.metadata import PNG_KEYS
+    from kontext_nb.sandbox.render import oversized_png
+
+    run = subprocess.run(
+        [sys.executable, "-c", HUGE_RUN, sb.url, str(tmp_path / "runs"), "test-key-0123456789abcdef"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    grew = out["after"] - out["before"]
+    assert grew < 150, f"peak memory grew by {grew:.0f} MB for a result that is 680 MB decoded"
+    (file,) = out["files"]
+    saved, served = Path(file).read_bytes(), oversized_png()
+    ours = {b"iTXt", b"tEXt"}
+    kept = [c for c in png_chunks(saved) if not (c[0] in ours and c[1].split(b"\0", 1)[0].decode() in PNG_KEYS)]
+    assert kept == png_chunks(served), "the file on disk is not the image fal sent"
+    assert out["bytes"] == len(saved)
+    line = next(x for x in out["text"].splitlines() if "no preview" in x)
+    assert "13000x13000" in line and "169 megapixels" in line and file in line
+    assert "Traceback" not in out["text"] + run.stderr
+    assert "<img" not in out["html"] and "no preview" in out["html"] and "13000x13000" in out["html"]
+    assert "<img" not in out["loaded"] and "no preview" in out["loaded"]
+    assert "a picture that decodes to 680 MB" in out["history"] and "no preview" in out["history"]
+    assert not Path(tmp_path / "runs" / "thumbs").exists() or len(list((tmp_path / "runs" / "thumbs").iterdir())) == 1
+
+
+def test_a_huge_result_in_the_magics_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    sb.set_faults([{"route": "media", "kind": "huge", "count": 1}])
+    result = shell.line("a picture that decodes to 680 MB --seed 2")
+    out = capsys.readouterr()
+    bundle = result._repr_mimebundle_()
+    shown = out.out + out.err + bundle["text/plain"]
+    assert "Traceback" not in shown and "Error" not in shown
+    (file,) = result.files
+    why = "13000x13000 (169 megapixels), more than the 50 megapixels kontext_nb decodes: no preview"
+    assert f"{why}; the file is {file}" in shown
+    assert "<img" not in bundle["text/html"] and str(file) in bundle["text/html"]
+    assert file.read_bytes().startswith(b"\x89PNG") and result.sizes == [(13000, 13000)]
+    with pytest.raises(ImageTooLarge, match=f"{re.escape(why)}; the file is ") as info:  # asked for in full: one line
+        print(result.images)
+    assert "\n" not in str(info.value)
+    record_money("a result PNG of 13000×13000 pixels (`huge` media fault)", sb, kx.get_session())
+
+
 # -- 9. an interrupt says one line --------------------------------------------------------------------------------
 def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str]) -> None:
     sb.configure(inference_time=5.0)
@@ -398,6 +908,31 @@ def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureF
     record_money("kernel interrupt during a blocking `%kontext`", sb, session)
 
 
+@pytest.mark.parametrize(
+    "cell",
+    ['%kontext sweep "a {cat|fox} in snow" --seed 1,2 --yes', "%%kontext --seed 4\na red fox\n---\na grey owl"],
+    ids=["sweep", "cell-batch"],
+)
+def test_an_interrupt_stops_a_whole_run(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str], cell: str) -> None:
+    """Ctrl-C during a sweep or a batch cancels every job of it still running, not just the one being waited on."""
+    sb.configure(inference_time=5.0)
+    session = kx.get_session()
+
+    def interrupt_when_running() -> None:
+        wait_for(lambda: any(j.state == "running" for j in session.active_jobs()), timeout=30)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    capsys.readouterr()
+    result = shell.ip.run_cell(cell)
+    out = capsys.readouterr()
+    assert isinstance(result.error_in_exec, Interrupted)
+    text = out.out + out.err
+    assert "Traceback" not in text and 'File "' not in text
+    wait_for(lambda: not session.active_jobs(), timeout=30)
+    assert sb.stats()["completed"] == 0 and {row.status for row in session.tracker.journal.search()} == {"cancelled"}
+
+
 # -- the table (last: pytest runs tests in file order) ---------------------------------------------------------
 def test_write_the_money_table() -> None:
     """docs/reliability.md's money section, between its markers (the fault matrix keeps it when it rewrites)."""
@@ -414,7 +949,8 @@ Produced by `pytest tests/test_money.py` against the offline sandbox over HTTP (
 "billed" counts the images the sandbox completed, as fal bills completed outputs). A job's price is reserved
 in the journal when it is submitted and counts against the caps until it ends: cancelled and failed jobs give it
 back, finished ones turn it into their real cost, and a submit whose reply was lost stays counted as
-`unconfirmed`. Reservations live in the runs folder's journal, so every kernel sharing it sees them.
+`unconfirmed`. Reservations live in the runs folder's journal, so every kernel sharing it sees them, and a seeded
+request identical to a job in flight in any of them joins that job instead of being sent.
 
 {chr(10).join(rows)}
 {MONEY_END}"""

@@ -1,19 +1,22 @@
 """Collecting a finished job: the output JSON, then every image, downloaded at once.
 
-fal's media URLs expire, so images are fetched and decoded the moment a job completes.
+fal's media URLs expire, so images are fetched the moment a job completes. Each is checked by decoding it once
+(a truncated download fails here) and then only its bytes are kept; one over images.MAX_INPUT_PIXELS is checked
+from its header alone and kept as received (the Result says it has no preview).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from typing import Any
 
 import httpx
 
 from .. import endpoints
-from ..errors import DownloadFailed, FalError, JobFailed
-from ..images import decode_image, image_inputs, sniff_content_type
+from ..errors import DownloadFailed, FalError, ImageTooLarge, JobFailed
+from ..images import decode_image, image_inputs, image_size, sniff_content_type
 from ..jobs import Job
 from ..result import Result
 from .protocol import http_error
@@ -60,10 +63,10 @@ async def collect_result(
     if not metas:
         raise JobFailed(f"fal returned no images for request {request_id}", request_id=request_id)
     blobs = await asyncio.gather(*(fetch_image(media, m["url"], request_id) for m in metas))
-    images = []
+    sizes = []
     for i, blob in enumerate(blobs):
         try:
-            images.append(await asyncio.to_thread(decode_image, blob))  # keep the loop free for other jobs
+            sizes.append(await asyncio.to_thread(_checked_size, blob))  # keep the loop free for other jobs
         except Exception:
             raise FalError(
                 f"image {i + 1} of request {request_id} is not a readable image", request_id=request_id
@@ -76,18 +79,25 @@ async def collect_result(
         arguments=job.arguments,
         seed=output.get("seed"),
         prompt=str(output.get("prompt") or arguments.get("prompt", "")),
-        images=images,
         image_bytes=list(blobs),
         content_types=[str(m.get("content_type") or _sniff(b)) for m, b in zip(metas, blobs, strict=True)],
         urls=[m["url"] if not m["url"].startswith("data:") else "data:" for m in metas],
         has_nsfw_concepts=nsfw,
         timings=dict(output.get("timings") or {}),
-        cost=ep.cost(len(images), [im.size for im in images]),  # per megapixel: from the returned sizes
+        cost=ep.cost(len(sizes), sizes),  # per megapixel: from the returned sizes
         inputs=image_inputs(arguments),
         output=_elide(output),
         logs=job.status.logs,
         elapsed=job.status.elapsed,
     )
+
+
+def _checked_size(blob: bytes) -> tuple[int, int]:
+    """The image's size, after decoding it once and dropping the pixels; from the header alone when it is too
+    large to decode (saved as received all the same)."""
+    with contextlib.suppress(ImageTooLarge):
+        decode_image(blob)
+    return image_size(blob)  # a large JPEG decodes as a draft: the size fal made (and bills) is the header's
 
 
 def _sniff(blob: bytes) -> str:

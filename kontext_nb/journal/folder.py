@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JournalError
 
 if TYPE_CHECKING:
-    from PIL import Image
+    pass
 
 # PIL and the metadata writer load only when a file is written: reading the journal (and %load_ext) stays cheap
 
@@ -71,14 +71,24 @@ def thumbnail_path(folder: Path, image_relative: str) -> Path:
     return folder / THUMBS / (Path(image_relative).stem + ".jpg")
 
 
-def save_thumbnail(folder: Path, image_relative: str, image: Image.Image) -> None:
-    """A small JPEG beside each result, so tables and galleries never decode full-size files."""
-    from ..images import encode_thumbnail
-
+def save_thumbnail(folder: Path, image_relative: str, data: bytes) -> None:
+    """A small JPEG beside each result, so tables and galleries never decode full-size files (none for an image
+    too large to decode: images.MAX_INPUT_PIXELS)."""
     target = thumbnail_path(folder, image_relative)
     if not target.exists():
-        data, _ = encode_thumbnail(image, THUMB_SIDE)
-        _atomic_write(target, data)
+        thumb = _thumbnail(data)
+        if thumb is not None:
+            _atomic_write(target, thumb)
+
+
+def _thumbnail(data: bytes) -> bytes | None:
+    from ..errors import ImageTooLarge
+    from ..images import encode_thumbnail, preview
+
+    try:
+        return encode_thumbnail(preview(data, THUMB_SIDE).convert("RGB"), THUMB_SIDE)[0]
+    except ImageTooLarge:
+        return None
 
 
 def read_thumbnail(folder: Path, image_relative: str) -> bytes | None:
@@ -91,13 +101,11 @@ def read_thumbnail(folder: Path, image_relative: str) -> bytes | None:
         pass
     from PIL import Image
 
-    from ..images import encode_thumbnail
-
     try:
-        with Image.open(inside(folder, image_relative)) as image:
-            image.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
-            data: bytes = encode_thumbnail(image.convert("RGB"), THUMB_SIDE)[0]
+        data = _thumbnail(inside(folder, image_relative).read_bytes())
     except (OSError, ValueError, JournalError, Image.DecompressionBombError):
+        return None
+    if data is None:
         return None
     with contextlib.suppress(OSError):  # a read-only runs folder: the thumbnail is made again next time
         _atomic_write(target, data)

@@ -4,10 +4,10 @@ the budget, job references, and results loaded back from disk.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import re
@@ -15,11 +15,9 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from .._version import __version__
 from ..config import Settings
@@ -29,17 +27,18 @@ from ..errors import (
     ConfirmationRequired,
     DownloadFailed,
     FalError,
+    ImageTooLarge,
     JobCancelled,
     JobFailed,
     JournalError,
     SubmitUnconfirmed,
 )
 from ..fal.engine import JobHooks
-from ..images import ImageInput, LoraFile, image_inputs, labelled, sniff_content_type
+from ..images import ImageInput, LoraFile, decode_image, image_inputs, labelled, sniff_content_type
 from ..jobs import Job
 from ..result import Result
 from . import folder as store
-from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind
+from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind, unattended
 
 REF_PATTERN = re.compile(r"^@(last|-\d+|\d+)$")
 
@@ -69,6 +68,8 @@ class Tracker:
         self.notice = notice
         self.settings = settings
         self._active: set[int] = set()
+        self._unsaved: dict[int, tuple[Result, int | None]] = {}
+        """Results whose images or row could not be written (a full disk), by journal id: resume saves them."""
         self.started = time.time()
 
     @staticmethod
@@ -108,23 +109,20 @@ class Tracker:
             why = record.error or f"its status is {record.status}"
             raise JournalError(f"job {record.ref} has no images on disk ({why})")
         blobs: list[bytes] = []
-        images: list[Image.Image] = []
         for path in record.paths:
             try:
                 data = path.read_bytes()
-                image = Image.open(io.BytesIO(data))
-                image.load()
+                with contextlib.suppress(ImageTooLarge):  # a damaged file fails here, not when shown
+                    decode_image(data)  # then dropped: the Result keeps the bytes and decodes what it shows
             except OSError as exc:
                 raise JournalError(f"job {record.ref}'s image {path} cannot be read: {exc}") from None
             blobs.append(data)
-            images.append(image)
         return Result(
             endpoint=record.endpoint,
             request_id=record.request_id or "",
             arguments=record.arguments,
             seed=record.seed,
             prompt=record.output_prompt or record.prompt,
-            images=images,
             image_bytes=blobs,
             content_types=[sniff_content_type(b) or DEFAULT_CONTENT_TYPE for b in blobs],
             urls=[],
@@ -154,6 +152,24 @@ class Tracker:
     def mark_active(self, journal_id: int) -> None:
         """This session is collecting the job now: no other resume should take it."""
         self._active.add(journal_id)
+
+    def unattended(self, record: JobRecord) -> bool:
+        """Whether nobody collects this job fal may still finish (so this session may claim it)."""
+        return unattended(record, session=self.session_id, active=self._active)
+
+    def claim(self, record: JobRecord) -> JobRecord | None:
+        """Make an unattended job this session's to collect (None: another kernel took it, or it ended)."""
+        claimed = self.journal.claim(record, self.session_id)
+        if claimed is not None:
+            self._active.add(claimed.id)
+        return claimed
+
+    def unsaved(self, journal_id: int) -> tuple[Result, int | None] | None:
+        """The Result this session holds for a job whose images or row a full disk kept from being written."""
+        return self._unsaved.get(journal_id)
+
+    def forget_unsaved(self, journal_id: int) -> None:
+        self._unsaved.pop(journal_id, None)
 
     # -- cache and budget -------------------------------------------------------------------
     @staticmethod
@@ -244,17 +260,21 @@ class Tracker:
     # -- one job's rows ---------------------------------------------------------------------
     def begin(self, endpoint: str, arguments: dict[str, Any], *, parent_id: int | None, tags: Iterable[str]) -> int:
         """Keep the inputs and write the row, before anything is sent (nothing reserved, no cap checked)."""
-        return self.begin_all([(endpoint, arguments, parent_id, 0.0)], tags=tags)[0]
+        written = self.begin_all([(endpoint, arguments, parent_id, 0.0)], tags=tags)[0]
+        assert isinstance(written, int)  # nothing is joined without join=True
+        return written
 
     def begin_all(
         self,
         jobs: list[tuple[str, dict[str, Any], int | None, float]],
         *,
         tags: Iterable[str],
-        guard: Callable[[Holdings], None] | None = None,
-    ) -> list[int]:
+        guard: Callable[[Holdings, Sequence[int]], None] | None = None,
+        join: bool = False,
+    ) -> list[int | JobRecord]:
         """Keep the inputs and write every job's row holding its price, all in one transaction checked by
-        ``guard`` (the caps): all the jobs are recorded, or none (and a BudgetError says why)."""
+        ``guard`` (the caps): all the jobs are recorded, or none (and a BudgetError says why). With ``join``, a job
+        identical to one in flight in any kernel on the runs folder gets that job's record instead of a row."""
         tag_list = list(tags)
         rows: list[NewJob] = []
         for endpoint, arguments, parent_id, _ in jobs:
@@ -278,16 +298,22 @@ class Tracker:
                     parents=tuple(i.journal_id for i in image_inputs(arguments) if i.journal_id is not None),
                 )
             )
-        ids = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard)
-        self._active.update(ids)
-        return ids
+        begun = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard, join=join)
+        self._active.update(i for i in begun if isinstance(i, int))
+        return begun
 
     def hooks(self, journal_id: int, parent_id: int | None) -> JobHooks:
         def prepare(job: Job) -> None:
             job.journal_id = journal_id
 
         def on_submitted(job: Job) -> None:
-            self.journal.submitted(journal_id, job.request_id or "")
+            try:
+                self.journal.submitted(journal_id, job.request_id or "")
+            except JournalError as exc:  # the job runs on: its request id is written with its outcome
+                self.notice(
+                    f"kontext_nb: {exc}; fal accepted @{journal_id} as request {job.request_id}, which is kept in "
+                    "memory and written when the job ends"
+                )
 
         def finalize(result: Result) -> None:
             self.save(journal_id, result, parent_id)
@@ -299,6 +325,7 @@ class Tracker:
     def save(self, journal_id: int, result: Result, parent_id: int | None) -> None:
         """Write the images with their metadata, then the row: done, seed, cost, files."""
         result.journal_id, result.parent_id = journal_id, parent_id
+        result.save_error = None  # this try's outcome (resume tries again a save a full disk stopped)
         meta = {
             "prompt": result.prompt,
             "endpoint": result.endpoint,
@@ -318,15 +345,16 @@ class Tracker:
             ]
             files = [name for name, _ in saved]
             result.image_bytes = [data for _, data in saved]  # what is on disk: fal's bytes plus metadata
-            for name, image in zip(files, result.images, strict=True):
-                store.save_thumbnail(self.journal.folder, name, image)
+            for name, data in zip(files, result.image_bytes, strict=True):
+                store.save_thumbnail(self.journal.folder, name, data)
         except OSError as exc:  # a full disk: the images stay in memory, resume saves them later
             result.save_error = f"could not save the images to {self.journal.folder}: {exc.strerror or exc}"
+            self._unsaved[journal_id] = (result, parent_id)
+            unwritten = self._record_save_error(journal_id, result)
             self.notice(
-                f"kontext_nb: {result.save_error}; they are still in result.images, and kx.resume() saves them "
-                "once there is room"
+                f"kontext_nb: {result.save_error}{f' (nor note it in the journal: {unwritten})' if unwritten else ''}"
+                "; they are still in result.images, and kx.resume() saves them once there is room"
             )
-            self._record_save_error(journal_id, result)
             return
         result.files = [self.journal.folder / f for f in files]
         try:
@@ -335,33 +363,44 @@ class Tracker:
                 status="done",
                 seed=result.seed,
                 cost=result.cost,
-                num_images=len(result.images),
+                num_images=len(result.image_bytes),
                 timings=result.timings,
                 nsfw=result.has_nsfw_concepts,
                 output_prompt=result.prompt,
                 files=files,
-                error=result.save_error,
+                error=None,
                 request_id=result.request_id,
             )
         except JournalError as exc:  # the journal cannot be written (a full disk): the row stays collectable
             result.save_error = str(exc)
+            self._unsaved[journal_id] = (result, parent_id)
             self.notice(f"kontext_nb: {exc}; the images are still in result.images, and kx.resume() records them later")
+        else:
+            self._unsaved.pop(journal_id, None)
         self._active.discard(journal_id)
 
-    def _record_save_error(self, journal_id: int, result: Result) -> None:
-        """Keep the job collectable (status submitted, its request id) with the error, if the row can be written."""
+    def _record_save_error(self, journal_id: int, result: Result) -> str | None:
+        """Keep the job collectable (status submitted, its request id) with the error, if the row can be written;
+        returns why it could not be (a disk full for the journal too), for the one line the user gets."""
         try:
             self.journal.finished(journal_id, status="submitted", error=result.save_error, request_id=result.request_id)
         except JournalError as exc:
-            self.notice(f"kontext_nb: {exc}")
-        self._active.discard(journal_id)
+            return str(exc)
+        finally:
+            self._active.discard(journal_id)
+        return None
 
     def on_failed(self, journal_id: int) -> Callable[[Job, BaseException], BaseException | None]:
         """Record failures and cancels. A job that fal may still finish stays collectable, and says so;
         a submit fal may have received unconfirmed keeps its price as spent."""
 
         def record(job: Job, error: BaseException) -> BaseException | None:
-            self._active.discard(journal_id)
+            try:  # the row is written before it stops counting as in flight here (a request joining it then sees it)
+                return written(job, error)
+            finally:
+                self._active.discard(journal_id)
+
+        def written(job: Job, error: BaseException) -> BaseException | None:
             if isinstance(error, SubmitUnconfirmed):
                 price = self.journal.get(journal_id).reserved
                 message = (

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from .. import endpoints
 from ..errors import ValidationError
+from ..images import preview
 from ..journal.db import JobRecord, Journal
 from . import ranking
 
@@ -68,8 +69,7 @@ def check_choice(choice: object) -> str:
 
 def image_bytes(record: JobRecord, side: int = IMAGE_SIDE) -> bytes:
     """The first image of a job, at most ``side`` px, as JPEG."""
-    with Image.open(record.paths[0]) as image:
-        image.draft("RGB", (side, side))
+    with preview(record.paths[0].read_bytes(), side) as image:  # over 50 MP: ImageTooLarge, nothing decoded
         picture = ImageOps.exif_transpose(image).convert("RGB")
     picture.thumbnail((side, side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()

@@ -2,7 +2,8 @@
 
 parse.py (argparse that raises UsageErrors), lines.py (a line's prompts and options to checked requests),
 running.py (send, wait, --bg), live.py (the updating output), commands.py (one function a subcommand),
-sweeping.py (%kontext sweep), greeting.py (what %load_ext says). May import every layer below (the module-level
+sweeping.py (%kontext sweep), greeting.py (what %load_ext says), collecting.py (jobs a stopped kernel left,
+collected in the background on load). May import every layer below (the module-level
 api, session, views, journal); nothing below imports this.
 
 Settings are traitlets, so ``%config Kontext.model = 'pro'`` works, and defaults can come

@@ -1,4 +1,8 @@
-"""What %load_ext says: only what needs saying, and cheaply (no engine, no HTTP client)."""
+"""What %load_ext says and starts: only what needs saying, cheaply (no engine, no HTTP client on the way).
+
+Jobs a stopped kernel left on fal are collected in the background (collecting.py) when a fal key or a server is
+set; on the offline sandbox (which died with that kernel) they are only announced.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from .. import api
 from ..config import ANNOUNCED, env_base_url, has_fal_credentials
 from ..errors import JournalError
 from ..journal.db import DB_NAME, Journal, default_folder, left_behind
+from .collecting import collect_in_background
 
 if TYPE_CHECKING:
     from . import Kontext
@@ -16,13 +21,16 @@ if TYPE_CHECKING:
 
 def greet(magics: Kontext) -> None:
     """Say that the offline sandbox will be used, or that jobs wait to be collected; else nothing."""
-    if env_base_url() is None and not has_fal_credentials():
+    session = api.current_session()  # an existing session's settings and runs folder win; never create one to look
+    offline = env_base_url() is None and not has_fal_credentials()
+    if session is not None and (session.settings.base_url or session.settings.key):
+        offline = False
+    if offline:
         print(
             "kontext_nb: no FAL_KEY found, so jobs will run on the offline sandbox (placeholder images, "
             "no charge). Set FAL_KEY before starting Jupyter for real FLUX.1 Kontext images."
         )
         ANNOUNCED.add("sandbox")
-    session = api.current_session()  # an existing session's runs folder wins; never create one just to look
     configured = (session.settings.runs_dir if session is not None else None) or magics.runs_dir
     folder = Path(configured).expanduser() if configured else default_folder()
     if not (folder / DB_NAME).exists():  # no journal yet: nothing to collect, and no folder made just to look
@@ -36,10 +44,12 @@ def greet(magics: Kontext) -> None:
         waiting = left_behind(journal.uncollected())
     finally:
         journal.close()
-    if waiting:
+    ANNOUNCED.add("resume")  # before the collecting thread opens the session's journal: said here, not there
+    if waiting and not offline:
+        collect_in_background(session, [r.id for r in waiting], terminal=magics.terminal)
+    elif waiting:
         n = len(waiting)
         print(
             f"kontext_nb: {n} job{'s' if n != 1 else ''} from an earlier run {'were' if n != 1 else 'was'} "
             "not collected; %kontext resume collects them without submitting again"
         )
-    ANNOUNCED.add("resume")

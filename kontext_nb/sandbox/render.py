@@ -13,7 +13,9 @@ import hashlib
 import io
 import math
 import random
+import struct
 import textwrap
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,6 +27,30 @@ from kontext_nb import endpoints
 
 MAX_INPUT_SIDE = 2048  # inputs are shrunk to this before use, so a huge upload cannot stall a worker
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+
+
+OVERSIZED_SIDE = 13000
+
+
+@lru_cache(maxsize=1)
+def oversized_png(side: int = OVERSIZED_SIDE) -> bytes:
+    """A valid black RGB PNG of side x side pixels in about half a megabyte (the 'huge' media fault), built at the
+    byte level so the sandbox never holds it decoded (PIL would need some 680 MB): one band of rows is compressed
+    once, ending on a full flush, and repeated (deflate blocks after a full flush stand on their own)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    band = 100 if side % 100 == 0 else 1
+    rows = bytes((1 + 3 * side) * band)  # each row: filter byte 0, then black pixels
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = packer.compress(rows) + packer.flush(zlib.Z_FULL_FLUSH)
+    checksum = 1
+    for _ in range(side // band):
+        checksum = zlib.adler32(rows, checksum)
+    stream = b"\x78\xda" + block * (side // band) + b"\x03\x00" + struct.pack(">I", checksum)
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
 
 
 class ImageLoadError(ValueError):

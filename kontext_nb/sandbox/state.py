@@ -145,6 +145,8 @@ class Sandbox:
                 return fal_error(403, "Forbidden (sandbox fault)", "forbidden", request_id)
             elif kind == "lost-reply":
                 request.state.lost_reply = True
+            elif kind == "huge":
+                request.state.huge = True
             elif kind == "vanish":
                 if request_id is not None:
                     self.queue.forget(request_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 import re
@@ -15,6 +16,7 @@ from starlette.responses import Response
 from kontext_nb.images import sniff_upload
 
 from . import wire
+from .render import oversized_png
 from .state import fal_error, fal_json, sandbox_of, too_large, unprocessable
 
 
@@ -113,6 +115,8 @@ async def serve_blob(request: Request) -> Response:
     if blob is None:
         return fal_error(404, "File not found", "not_found")
     data, content_type = blob
+    if getattr(request.state, "huge", False):
+        data, content_type = await asyncio.to_thread(oversized_png), "image/png"
     if not content_type.startswith("image/") or "svg" in content_type:
         content_type = "application/octet-stream"  # stored only as sniffed images; a guard all the same
     return Response(

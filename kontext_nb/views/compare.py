@@ -240,7 +240,7 @@ class Comparison:
     def _caption(self, item: Item) -> str:
         if not isinstance(item, Result):
             return f"{item.width}x{item.height}"
-        more = len(item.images) - 1
+        more = len(item.image_bytes) - 1
         return f"seed {item.seed} · {render.settings_line(item)}" + (f" · +{more} more" if more > 0 else "")
 
     def _compared(self) -> bool:

@@ -122,8 +122,10 @@ class Grid:
     def _cell_html(self, i: int) -> str:
         esc, outcome, cell = html.escape, self.results[i], self.sweep.cells[i]
         box = f"width:{HTML_SIDE}px;min-height:48px;padding:6px;box-sizing:border-box;white-space:pre-wrap;"
-        if isinstance(outcome, Result):
-            data, mime = render.thumbnail(outcome.images[0], HTML_SIDE)
+        if isinstance(outcome, Result) and (shown := outcome.thumbnail(0, HTML_SIDE)) is None:
+            return f'<div style="{box}background:#eee;color:#777">{esc(outcome.no_preview(0))}</div>'
+        if isinstance(outcome, Result) and shown is not None:
+            data, mime = shown
             blur = "filter:blur(14px);" if outcome.has_nsfw_concepts[:1] == [True] else ""
             img = (
                 f'<img src="{render.data_uri(data, mime)}" alt="{esc(cell.prompt[:100])}" title="{esc(cell.prompt)}"'
@@ -214,7 +216,7 @@ class Grid:
 
     def full_size(self) -> int:
         """The cell size that shows every image at its full resolution: the longest side of any of them."""
-        sides = [max(r.images[0].size) for r in self.results if isinstance(r, Result) and r.images]
+        sides = [max(r.sizes[0]) for r in self.results if isinstance(r, Result) and r.image_bytes]
         return max(sides, default=256)
 
     def save(self, path: str | os.PathLike[str], page: int | None = None, cell_size: int | None = 256) -> list[Path]:
@@ -270,7 +272,7 @@ def _named(axis: str | None, label: str) -> str:
 
 
 def _caption(result: Result) -> str:
-    more = len(result.images) - 1
+    more = len(result.image_bytes) - 1
     return f"seed {result.seed}" + (f" +{more}" if more > 0 else "")
 
 

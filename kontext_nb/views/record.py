@@ -11,7 +11,7 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .render import data_uri, file_html_of, thumbnail
+from .render import data_uri, file_html_of
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -32,8 +32,12 @@ def record_html(results: Sequence[Result], *, total: int | None = None) -> str:
         )
     figures = []
     for result in list(results)[:KEEP]:
-        for i, image in enumerate(result.images):
-            data, mime = thumbnail(image, SIDE)
+        for i in range(len(result.image_bytes)):
+            small = result.thumbnail(i, SIDE)
+            if small is None:  # too large to decode: the Result's one line says where its file is
+                figures.append(f'<div style="font:11px monospace">{esc(result.no_preview(i))}</div>')
+                continue
+            data, mime = small
             flagged = i < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[i]
             blur = "filter:blur(10px);" if flagged else ""
             ref = f"{result.ref} · " if result.ref else ""

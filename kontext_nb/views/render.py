@@ -58,8 +58,8 @@ def settings_line(result: Result) -> str:
 
 
 def result_text(result: Result) -> str:
-    n = len(result.images)
-    sizes = ", ".join(f"{im.width}x{im.height}" for im in result.images[:4])
+    n = len(result.image_bytes)
+    sizes = ", ".join(f"{w}x{h}" for w, h in result.sizes[:4])
     prompt = result.prompt if len(result.prompt) <= 70 else result.prompt[:67] + "..."
     lines = [
         f"Kontext {result.mode} · {n} image{'s' if n != 1 else ''} ({sizes}) · seed {result.seed} · "
@@ -71,6 +71,7 @@ def result_text(result: Result) -> str:
         lines.append("  flagged NSFW: " + ", ".join(str(i + 1) for i, f in enumerate(result.has_nsfw_concepts) if f))
     for path in result.files:
         lines.append(f"  file: {path}")
+    lines += [f"  {line}" for line in map(result.no_preview, range(n)) if line]
     return "\n".join(lines)
 
 
@@ -78,8 +79,12 @@ def result_html(result: Result, side: int | None = None) -> str:
     side = side or THUMBNAIL_SIDE
     esc = html.escape
     figures = []
-    for i, image in enumerate(result.images):
-        data, mime = thumbnail(image, side)
+    for i, (width, height) in enumerate(result.sizes):
+        shown = result.thumbnail(i, side)
+        if shown is None:
+            figures.append(f'<div style="font:12px monospace;margin:4px 0">{esc(result.no_preview(i))}</div>')
+            continue
+        data, mime = shown
         flagged = i < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[i]
         style = "max-width:100%;border-radius:4px;" + ("filter:blur(14px);" if flagged else "")
         note = " · <b>flagged NSFW</b>" if flagged else ""
@@ -90,7 +95,7 @@ def result_html(result: Result, side: int | None = None) -> str:
             f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" style="{style}"'
             f' title="{esc(result.prompt)}"/>'
             f'<figcaption style="font:12px monospace">seed <b>{esc(str(result.seed))}</b> · '
-            f"{image.width}x{image.height}{note}{link}</figcaption></figure>"
+            f"{width}x{height}{note}{link}</figcaption></figure>"
         )
     cached = " · cached" if result.cached else ""
     header = (
@@ -115,6 +120,6 @@ def file_html_of(result: Result, index: int, *, embed: bool = True) -> str:
         journal_id=result.journal_id,
         mime=mime or "image/jpeg",
         index=index,
-        count=len(result.images),
+        count=len(result.image_bytes),
     )
     return file_html(path, data if embed else b"", name, mime or "application/octet-stream")

@@ -23,7 +23,7 @@ def status_text(jobs: Sequence[Job], started: float) -> str:
             return f"{ref}running · {elapsed:.1f} s"
         if s.state == "done":
             r = job.result(0)
-            n = len(r.images)
+            n = len(r.image_bytes)
             cached = " · from the journal" if r.cached else ""
             return f"{ref}done in {elapsed:.1f} s · {n} image{'s' if n != 1 else ''} · {format_cost(r.cost)}{cached}"
         return f"{ref}{s}"

@@ -98,7 +98,10 @@ def thumbnail_bytes(result: Result, side: int = SIDE) -> tuple[bytes, str]:
                 return thumb.read_bytes(), "jpeg"
             except OSError:
                 pass
-    data, mime = render.thumbnail(result.images[0], side)
+    shown = result.thumbnail(0, side)
+    if shown is None:  # too large to decode: the card's info (and the Result) say where its file is
+        return placeholder(), "jpeg"
+    data, mime = shown
     return data, mime.split("/")[1]
 
 

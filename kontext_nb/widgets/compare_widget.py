@@ -118,9 +118,9 @@ def image_buffer_of(item: Result | Image.Image, data: bytes | None = None) -> fr
         file = item.image_bytes[0]
         kind = sniff_content_type(file) or item.content_types[0]
         name = readable_name(
-            prompt=item.prompt, seed=item.seed, journal_id=item.journal_id, mime=kind, count=len(item.images)
+            prompt=item.prompt, seed=item.seed, journal_id=item.journal_id, mime=kind, count=len(item.image_bytes)
         )
-        return front.image_buffer(file, kind, name, item.images[0].size)
+        return front.image_buffer(file, kind, name, item.sizes[0])
     mime = sniff_content_type(data) if data is not None else None
     if data is None or mime is None:
         out = io.BytesIO()

@@ -29,6 +29,7 @@ from ..views.status import logs_text, status_text
 from .cards import close_tree
 from .controls import SEED_LIMIT, InputControls, SourcePicker, error_html
 from .result_view import ResultView
+from .send_button import SendButton
 
 log = logging.getLogger(__name__)
 TICK = 1.0
@@ -101,8 +102,7 @@ class CreateTab:
             layout=w.Layout(display="none"),
         )
         self.inputs = InputControls(self._endpoint())
-        self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
-        self.generate_button.layout.width = "auto"
+        self.generate_button = SendButton(description="Generate", button_style="primary", icon="play")
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
         self.confirm_text = w.HTML()
         self.yes = w.Button(description="Yes, send", button_style="warning", layout=w.Layout(width="auto"))

@@ -52,9 +52,13 @@ class ResultView:
 
     def show(self, result: Result) -> None:
         """Show this result (called from a worker thread: encoding the images takes a moment)."""
-        pictures = []
-        for i, image in enumerate(result.images):
-            data, mime = render.thumbnail(image, SIDE)
+        pictures: list[w.Widget] = []
+        for i in range(len(result.image_bytes)):
+            shown = result.thumbnail(i, SIDE)
+            if shown is None:  # too large to decode: one line says where its file is
+                pictures.append(w.HTML(f'<div style="font:12px monospace">{html.escape(result.no_preview(i))}</div>'))
+                continue
+            data, mime = shown
             flagged = i < len(result.has_nsfw_concepts) and result.has_nsfw_concepts[i]
             picture = w.Image(
                 value=data,
@@ -68,7 +72,7 @@ class ResultView:
         self.images.children = pictures
         close_tree(*old)
         self.result = result
-        n = len(result.images)
+        n = len(result.image_bytes)
         ref = f"{result.ref} · " if result.ref else ""
         prompt = result.prompt if len(result.prompt) <= 160 else result.prompt[:159] + "…"
         hidden = " · flagged NSFW (hidden)" if any(result.has_nsfw_concepts) else ""

@@ -244,7 +244,7 @@ def test_pruning_removes_thumbnails_and_inputs_with_the_last_row_that_names_them
 
     folder = journal.folder
     image = write_image(folder, "a.png")
-    runs.save_thumbnail(folder, image, Image.open(folder / image))
+    runs.save_thumbnail(folder, image, (folder / image).read_bytes())
     kept_input = runs.save_input(folder, b"\x89PNG\r\n\x1a\nshared", "image/png", "ab" * 32)
     own_input = runs.save_input(folder, b"\x89PNG\r\n\x1a\nown", "image/png", "cd" * 32)
     old = journal.create(endpoint=T2I, arguments={"prompt": "old", "seed": 1}, input_hashes=["ab" * 32, "cd" * 32])

@@ -107,3 +107,45 @@ def test_a_failed_download_is_collected_later_by_resume(make_session, sb: sandbo
     (collected,) = s.resume()
     assert collected.seed == 3 and collected.files[0].exists() and collected.cost == pytest.approx(0.08)
     assert sb.stats()["submits"] == 1
+
+
+def test_two_sessions_resuming_one_runs_folder_collect_each_job_once(make_session, sb: sandbox.SandboxServer) -> None:
+    """Two sessions (kernels) find the same job left behind by a dead one: one collects it, the other leaves it.
+    Both collecting would download it twice, and the one that failed could write over the other's finished row."""
+    first, second = make_session(), make_session()
+    done = first.generate("left behind", seed=8)
+    journal = first.tracker.journal
+    journal._update(done.journal_id, status="submitted", session="gone:1:x", files="[]", cost=0.0, reserved=0.08)
+    assert [r.id for r in second.tracker.resumable()] == [done.journal_id]
+    (job,) = first.resume(wait=False)
+    assert second.resume(wait=False) == [], "claimed by the first session while it collects"
+    assert job.result(timeout=20).files and journal.get(done.journal_id).status == "done"
+    assert second.resume() == [] and sb.stats()["requests"]["result"] == 2  # generate's, and one resume
+
+
+def test_an_interrupt_while_resuming_cancels_nothing(make_session, sb: sandbox.SandboxServer) -> None:
+    """Jobs made earlier are paid for (or about to be): Ctrl-C during kx.resume() stops waiting, never cancels them."""
+    import _thread
+    import threading
+
+    from waiting import wait_for
+
+    from kontext_nb.errors import Interrupted
+
+    sb.configure(inference_time=3.0)
+    impatient = make_session(job_timeout=0.2)
+    job = impatient.generate("slow one", seed=1, wait=False)
+    with pytest.raises(JobTimeout):
+        job.result(timeout=10)
+    impatient.configure(impatient.settings.with_(job_timeout=30))
+
+    def interrupt_when_collecting() -> None:
+        wait_for(lambda: impatient.active_jobs(), timeout=30)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_collecting, daemon=True).start()
+    with pytest.raises(Interrupted, match=r"stopped waiting; 1 job still being collected .*nothing cancelled") as info:
+        impatient.resume()
+    assert "\n" not in str(info.value)
+    wait_for(lambda: impatient.record(job.journal_id).status == "done", timeout=30)
+    assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1

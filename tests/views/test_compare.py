@@ -16,6 +16,13 @@ T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
 EDIT_PRO = "fal-ai/flux-pro/kontext"
 
 
+def png_of(image: Image.Image) -> bytes:
+    """An image's PNG file (a Result keeps its images as files)."""
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
 def make_result(
     prompt: str,
     seed: int,
@@ -34,8 +41,7 @@ def make_result(
         arguments=args,
         seed=seed,
         prompt=prompt,
-        images=[Image.new("RGB", size, colour)],
-        image_bytes=[b""],
+        image_bytes=[png_of(Image.new("RGB", size, colour))],
         content_types=["image/jpeg"],
         urls=[""],
         has_nsfw_concepts=[False],

@@ -18,6 +18,13 @@ from kontext_nb.views.grid import Grid
 ENDPOINT = "fal-ai/flux-pro/kontext/max/text-to-image"
 
 
+def png_of(image: Image.Image) -> bytes:
+    """An image's PNG file (a Result keeps its images as files)."""
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
 def make_result(prompt: str, seed: int | None, *, colour: str = "red", images: int = 1, nsfw: bool = False) -> Result:
     pics = [Image.new("RGB", (64, 48), colour) for _ in range(images)]
     return Result(
@@ -26,8 +33,7 @@ def make_result(prompt: str, seed: int | None, *, colour: str = "red", images: i
         arguments={"prompt": prompt, "seed": seed},
         seed=seed,
         prompt=prompt,
-        images=pics,
-        image_bytes=[b""] * images,
+        image_bytes=[png_of(pic) for pic in pics],
         content_types=["image/png"] * images,
         urls=[""] * images,
         has_nsfw_concepts=[nsfw] * images,
@@ -152,7 +158,7 @@ def test_image_of_each_page_and_preserved_aspect() -> None:
     assert first.size == second.size
     blue = Image.new("RGB", (200, 50), "blue")
     wide = make_result("a cat", 1)
-    wide.images = [blue]
+    wide.image_bytes = [png_of(blue)]
     single = build_sweep("a cat", {"seed": (1,)})
     tile = Grid(single, [wide]).image(cell_size=100)
     rows = [y for y in range(tile.height) if tile.getpixel((tile.width // 2, y)) == (0, 0, 255)]

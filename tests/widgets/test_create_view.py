@@ -11,6 +11,7 @@ import pytest
 import waiting  # tests/waiting.py
 from PIL import Image
 
+import kontext_nb.sandbox as sandbox
 from kontext_nb import endpoints
 from kontext_nb.result import Result
 from kontext_nb.session import Session
@@ -64,6 +65,24 @@ def test_the_newest_result_shows_beside_the_form(panel: Panel) -> None:
     (again,) = view.rerun()
     assert again.arguments["prompt"] == "a red fox" and again.arguments["seed"] != result.seed
     wait_for(lambda: view.result is not None and view.result.journal_id == again.journal_id)
+
+
+def test_a_huge_result_is_one_line_in_the_panel(panel: Panel, sb: sandbox.SandboxServer) -> None:
+    """A result of 13000x13000 (the sandbox's 'huge' media fault): the newest view and the gallery card show no
+    picture, and the view says in one line why and where the file is; nothing is decoded whole."""
+    sb.set_faults([{"route": "media", "kind": "huge", "count": 1}])
+    create = panel.create
+    create.prompt.value = "a picture that decodes to 680 MB"
+    (job,) = create.generate()
+    result = job.result(60)
+    wait_for(lambda: create.result_view.result is not None)
+    (line,) = create.result_view.images.children
+    assert isinstance(line, w.HTML) and "13000x13000 (169 megapixels)" in line.value
+    assert "no preview; the file is" in line.value and str(result.files[0]) in line.value
+    card = next(c for c in panel.gallery.cards if c.journal_id == result.journal_id)
+    wait_for(lambda: card.result is not None)
+    assert "Traceback" not in create.error.value + create.status.value and not create.error.value
+    assert result._decoded is None  # never decoded whole
 
 
 # -- controls ------------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import ipywidgets as w
 import traitlets as t
 from PIL import Image
 
+from ...images import preview
+
 HERE = Path(__file__).resolve().parent
 MAX_SIDE = 4096
 """Images up to this many pixels on their longer side are sent as their files (full resolution, metadata and
@@ -58,9 +60,8 @@ def image_buffer(data: bytes, mime: str, name: str, size: tuple[int, int] | None
         with Image.open(io.BytesIO(data)) as image:
             size = image.size
     full = max(size) <= MAX_SIDE
-    if not full:
-        with Image.open(io.BytesIO(data)) as image:
-            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    if not full:  # preview: a JPEG at draft scale; over images.MAX_INPUT_PIXELS, ImageTooLarge (one line)
+        with preview(data, MAX_SIDE) as image:
             out = io.BytesIO()
             keep_png = mime == "image/png"
             (image if keep_png else image.convert("RGB")).save(out, "PNG" if keep_png else "JPEG", quality=92)
