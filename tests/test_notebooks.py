@@ -306,23 +306,32 @@ def test_classroom_notebook_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_judging_notebook_runs(tmp_path: Path) -> None:
-    """A sweep, ratings, a duel, the ranking, change scores with a plug-in, and a report, in a real kernel."""
+    """A sweep, ratings, a duel, the ranking, change scores with a plug-in, and a report, in a real kernel; after the
+    quickstart on the same runs folder, so it must name its own results, and it writes nothing beside the notebook."""
+    run_notebook(NOTEBOOKS / "quickstart.ipynb", tmp_path)
+    before = {r.id for r in _journal(tmp_path / "kontext-runs")}
     nb = run_notebook(NOTEBOOKS / "judging.ipynb", tmp_path)
     errors = [
         (c.source, o.get("ename")) for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
     assert errors == []
     text = outputs_text(nb)
-    assert "rated 4 or more: ['@2', '@1']" in text and "in the file: 5" in text
+    records = [r for r in _journal(tmp_path / "kontext-runs") if r.id not in before]
+    sweep = [r for r in records if "lighthouse" in r.prompt and r.parent_id is None]
+    assert len(sweep) == 6 and [r.rating for r in sweep[:3]] == [5, 4, 2], "its own sweep is rated, not @1..@3"
+    assert f"rated 4 or more: ['@{sweep[1].id}', '@{sweep[0].id}']" in text and "in the file: 5" in text
     assert "8 votes in the view" in text
     assert "uncertainty" in text and "comparisons" in text, "the ranking's table"
     assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "the duel is a widget"
     assert "pHash distance" in text and "changed_fraction" in text
     assert "colourfulness_gain" in text
-    report = tmp_path / "judging-report.html"
-    page = report.read_text(encoding="utf-8")
+    reports = tmp_path / "kontext-runs" / "reports"
+    page = (reports / "judging-report.html").read_text(encoding="utf-8")
     assert page.count('src="data:image/') >= 7 and "http://" not in page and "https://" not in page
-    assert (tmp_path / "judging-report.zip").exists() and (tmp_path / "small-report.html").exists()
+    assert (reports / "judging-report.zip").exists()
+    small = (reports / "small-report.html").read_text(encoding="utf-8")
+    assert small.count('src="data:image/') >= 3 and "make it winter" in small and "a red fox" not in small
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kontext-runs"], "nothing beside the notebook"
 
 
 @pytest.mark.slow
