@@ -349,3 +349,4 @@ def test_family_notebook_runs_dev_max_inpaint_and_lora(tmp_path: Path) -> None:
     assert "[0.8, 0.4] · metadata: file:my-style.safetensors;sha256" in text
     assert 'alt="mask"' in text and "LoRA woodcut.safetensors×1.2" in text, "history shows the mask and the LoRA"
     assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "the mask painter is a widget"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kontext-runs"], "nothing beside the notebook"
