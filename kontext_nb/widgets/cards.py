@@ -228,14 +228,13 @@ class Card:
         self.metadata = w.HTML(layout=parts.hidden, style=parts.text_style)
         self.stars = RatingStars()  # kx.rate from the card: bound when the result is in the journal
         row = w.HBox([*self.buttons.values(), self.cancel], layout=parts.row)
+        self.css_class = f"kx-card-{next(_serials)}"
+        """This card's own CSS class: how the browser finds it to scroll to it (widgets/reveal.py)."""
         self.widget = w.VBox(
             [self.image, self.reveal, self.head, self.stars, self.prompt, self.status, row, self.links, self.metadata],
             layout=parts.card,
+            _dom_classes=(CARD, self.css_class),  # given when made: no extra message per card
         )
-        self.css_class = f"kx-card-{next(_serials)}"
-        """This card's own CSS class: how the browser finds it to scroll to it (widgets/reveal.py)."""
-        self.widget.add_class(CARD)
-        self.widget.add_class(self.css_class)
 
     def close(self) -> None:
         """Stop following the job and close the card's widgets."""

@@ -53,7 +53,7 @@ STYLE = f"""<style>
   -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden; margin: 1px 0; }}
 .kx-h-meta {{ font: 11px var(--jp-ui-font-family, sans-serif); display: flex; gap: 6px; flex-wrap: wrap;
   align-items: center; opacity: .9; }}
-.kx-h-chip {{ padding: 0 6px; border-radius: 8px; background: var(--jp-layout-color3, #e6e9ee);
+.kx-h-chip {{ padding: 0 6px; border-radius: 8px; background: rgba(127, 127, 127, 0.16);
   font-family: var(--jp-code-font-family, monospace); }}
 .kx-h-stars {{ color: #d99a00; letter-spacing: 1px; }}
 .kx-h-stars.kx-h-unrated {{ opacity: .45; }}

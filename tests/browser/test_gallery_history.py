@@ -169,6 +169,11 @@ def test_history_rows_with_thumbnails_and_compare(lab: Lab, page: Page, screensh
     screenshot(page, f"14-history-compare-opened-{front}-1400")
 
     tab(panel, "History").click()
+    button(old, "details").click()  # the job's settings and lineage, beside the list
+    expect(old).to_have_class(re.compile(r"kx-history-current"), timeout=WAIT)
+    expect(pane(panel)).to_contain_text("request id", timeout=WAIT)
+    no_sideways_scroll(panel)
+    screenshot(page, f"14-history-details-{front}-1400")
     page.set_viewport_size(NARROW)
     time.sleep(0.5)
     expect(rows.first.locator("img")).to_have_count(1)
