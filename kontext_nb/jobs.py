@@ -213,6 +213,27 @@ class Job:
         return {"text/plain": text, "text/html": f"<code>{html.escape(text)}</code>"}
 
 
+def relay(source: Job, target: Job) -> None:
+    """Let ``target`` (the handle a caller holds) follow ``source`` (the job doing the work): its request id and
+    journal id, every status change, and its outcome."""
+
+    def forward(job: Job, status: JobStatus) -> None:
+        target.request_id = job.request_id or target.request_id
+        target.journal_id = job.journal_id or target.journal_id
+        if not job.done():
+            target.update_status(status.state, position=status.position, logs=list(status.logs))
+            return
+        error = job.exception(0)
+        if error is None:
+            target.settle(job.result(0))
+        else:
+            target.settle(error=error)
+
+    source.on_update(forward)
+    if source.done():  # it may have ended before we listened: settling twice is ignored
+        forward(source, source.status)
+
+
 def interrupted(jobs: list[Job]) -> Interrupted:
     """Cancel the jobs of a run a kernel interrupt stopped, and say in one line what was cancelled and what it cost
     (fal bills only finished images: a cancelled job costs nothing)."""

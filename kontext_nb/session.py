@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,8 @@ from .errors import ValidationError
 from .fal.engine import Engine
 from .images import ImageInput
 from .jobs import Job
-from .journal.db import JobRecord
+from .journal.db import Holdings, JobRecord
+from .journal.following import Follower, collecting_notice, joined_notice
 from .journal.tracking import Tracker, describe_request, is_ref
 from .request import Request, build_request, edit_mode
 from .result import Result
@@ -86,9 +87,11 @@ class Session:
         self._retired: list[Engine] = []
         self._enhance_said = False
         self._listeners: list[Callable[[Job], None]] = []
-        self._flying: dict[str, Job] = {}
+        self._flying: dict[int, Job] = {}
         self._flying_lock = threading.Lock()  # not self._lock: close() holds that while jobs end on the engine thread
-        """Jobs in flight by cache key: an identical request joins them instead of being sent again."""
+        """This session's jobs in flight by journal id: an identical request the journal joins to one gets that Job."""
+        self._followers: list[Follower] = []
+        """Jobs this session follows for requests joined to a job another kernel runs (stopped on close)."""
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
@@ -192,6 +195,10 @@ class Session:
 
     def close(self) -> None:
         with self._lock:
+            with self._flying_lock:
+                followers, self._followers = self._followers, []
+            for follower in followers:
+                follower.stop("this session was closed while it waited for a job another kernel runs")
             for engine in [*self._retired, self._engine]:
                 if engine is not None:
                     engine.close()
@@ -235,84 +242,126 @@ class Session:
         """Send checked requests (each with the journal id of the job it edits), all or none.
 
         The one way jobs are sent (the API, the magics' batches and sweeps, the panel): repeats are answered from
-        the journal; a request identical to one in flight joins it (one fal request, both callers get its
-        Result); the rest reserve their price in the journal in one transaction checked against the session and
-        daily caps, so a run that would cross a cap is refused whole, before anything is sent."""
+        the journal; the rest reserve their price in the journal in one transaction checked against the session and
+        daily caps, so a run that would cross a cap is refused whole, before anything is sent. In that same
+        transaction a request identical to one in flight in any kernel on the runs folder (same cache key) joins it
+        instead of being written: one fal request, every caller gets its Result."""
         run = options or RunOptions.take(keywords)
         _no_more(keywords)
-        on_update, cache, confirm, tag_list = run.on_update, run.cache, run.confirm, list(run.tags)
+        return self._send(requests, run)
+
+    def _send(
+        self, requests: Sequence[tuple[Request, int | None]], run: RunOptions, *, announce: bool = True
+    ) -> list[Job]:
         for request, _ in requests:
             refuse_secrets(request, self.settings)
         tracker = self.tracker
-        plan: list[Job | JobRecord | tuple[Request, int | None]] = []
-        for request, parent_id in requests:
-            endpoint, args = request.endpoint.id, request.arguments
-            hit = tracker.find_cached(endpoint, args) if cache else None
-            joined = self._in_flight(tracker.cache_key(endpoint, args)) if cache else None
-            plan.append(hit or joined or (request, parent_id))
-        fresh = [item for item in plan if isinstance(item, tuple)]
-        cost = round(sum(r.cost for r, _ in fresh), 6)
-        images = sum(r.num_images for r, _ in fresh)
-        what = (
-            describe_request(fresh[0][0].endpoint.id, images)
-            if len(fresh) == 1
-            else f"this run of {len(fresh)} jobs ({images} image{'s' if images != 1 else ''})"
-        )
+        plan: list[JobRecord | tuple[Request, int | None]] = [
+            (tracker.find_cached(r.endpoint.id, r.arguments) if run.cache else None) or (r, parent_id)
+            for r, parent_id in requests
+        ]
+        to_send = [item for item in plan if isinstance(item, tuple)]
+        fresh = [r for r, _ in to_send]
         if fresh:
-            tracker.check_confirm(cost, what, confirm)
-        if any(r.arguments.get("enhance_prompt") for r, _ in fresh) and not self._enhance_said:
+            tracker.check_confirm(_cost(fresh), _describe(fresh), run.confirm)
+        if any(r.arguments.get("enhance_prompt") for r in fresh) and not self._enhance_said:
             self._enhance_said = True
             self.notice(ENHANCE_NOTICE)
-        ids = tracker.begin_all(
-            [(r.endpoint.id, r.arguments, parent, r.cost) for r, parent in fresh],
-            tags=tag_list,
-            guard=tracker.cap_guard(cost, what),
+
+        def within_caps(holdings: Holdings, written: Sequence[int]) -> None:
+            sent = [fresh[i] for i in written]
+            tracker.cap_guard(_cost(sent), _describe(sent))(holdings)
+
+        begun = iter(
+            tracker.begin_all(
+                [(r.endpoint.id, r.arguments, parent, r.cost) for r, parent in to_send],
+                tags=run.tags,
+                guard=within_caps,
+                join=run.cache,
+            )
         )
-        journal_ids = iter(ids)
         jobs: list[Job] = []
         for item, (_, parent_id) in zip(plan, requests, strict=True):
-            if isinstance(item, Job):
-                jobs.append(item)  # joined: already announced when it was sent
-                continue
+            new = True
             if isinstance(item, JobRecord):
-                hit_result = tracker.answer_cached(item, tag_list)
+                hit_result = tracker.answer_cached(item, run.tags)
                 hit_result.parent_id = parent_id if parent_id is not None else hit_result.parent_id
                 job = _finished_job(hit_result)
             else:
-                request = item[0]
-                for message in request.notices:
-                    self.notice(f"kontext_nb: {message}")
-                journal_id = next(journal_ids)
-                job = self.engine.submit(
-                    request.endpoint.id,
-                    request.arguments,
-                    options=request.options,
-                    on_update=on_update,
-                    hooks=tracker.hooks(journal_id, parent_id),
-                )
-                self._track_in_flight(tracker.cache_key(request.endpoint.id, request.arguments), job)
-            self._announce(job)
+                request, outcome = item[0], next(begun)
+                if isinstance(outcome, JobRecord):
+                    job, new = self._join(outcome, request, parent_id, run)
+                else:
+                    for message in request.notices:
+                        self.notice(f"kontext_nb: {message}")
+                    job = self.engine.submit(
+                        request.endpoint.id,
+                        request.arguments,
+                        options=request.options,
+                        on_update=run.on_update,
+                        hooks=tracker.hooks(outcome, parent_id),
+                    )
+                    self._track_in_flight(outcome, job)
+            if new and announce:
+                self._announce(job)
             jobs.append(job)
         return jobs
 
-    def _in_flight(self, cache_key: str | None) -> Job | None:
+    def _join(self, record: JobRecord, request: Request, parent_id: int | None, run: RunOptions) -> tuple[Job, bool]:
+        """The Job for a request the journal joined to an identical one in flight, and whether it is new here:
+        this kernel's own Job; the job itself, claimed and collected here when nobody collects it any more; or a
+        Follower of the kernel that sends it."""
+        tracker = self.tracker
         with self._flying_lock:
-            job = self._flying.get(cache_key) if cache_key else None
-            return job if job is not None and not job.done() else None
+            own = self._flying.get(record.id) if record.session == tracker.session_id else None
+        if own is not None:
+            self.notice(joined_notice(record, here=True))
+            if run.on_update is not None:
+                own.on_update(run.on_update)
+            return own, False
+        claimed = tracker.claim(record) if tracker.unattended(record) else None
+        if claimed is not None:
+            self.notice(collecting_notice(claimed))
+            job = self._collect(claimed)
+            if run.on_update is not None:
+                job.on_update(run.on_update)
+            return job, True
+        self.notice(joined_notice(record, here=False))
+        alone = replace(run, on_update=None, confirm=True)  # the caller's callback is on the follower's job
+        follower = Follower(
+            tracker,
+            record,
+            collect=self._collect,
+            send_own=lambda join: self._send([(request, parent_id)], replace(alone, cache=join), announce=False)[0],
+            notice=self.notice,
+            on_update=run.on_update,
+        )
+        with self._flying_lock:  # a follower's own resend may join and follow too, from its thread
+            self._followers = [f for f in self._followers if not f.job.done()] + [follower]
+        return follower.job, True
 
-    def _track_in_flight(self, cache_key: str | None, job: Job) -> None:
-        if cache_key is None:
-            return
+    def _collect(self, record: JobRecord) -> Job:
+        """Collect a job fal accepted that this session has claimed (resume; a join whose kernel stopped)."""
+        tracker = self.tracker
+        tracker.mark_active(record.id)
+        hooks = tracker.hooks(record.id, record.parent_id)
+        job = self.engine.attach(record.endpoint, record.request_id or "", hooks=hooks, arguments=record.arguments)
+        self._track_in_flight(record.id, job)
+        return job
+
+    def _track_in_flight(self, journal_id: int, job: Job) -> None:
         with self._flying_lock:
-            self._flying[cache_key] = job
+            self._flying[journal_id] = job
 
         def landed(job: Job, status: Any) -> None:
             if status.finished:
                 with self._flying_lock:
-                    if self._flying.get(cache_key) is job:
-                        del self._flying[cache_key]
+                    if self._flying.get(journal_id) is job:
+                        del self._flying[journal_id]
 
         job.on_update(landed)
+        if job.done():
+            landed(job, job.status)
 
     def generate(
         self,
@@ -436,9 +485,10 @@ class Session:
                     ),
                 )
                 continue
-            hooks = tracker.hooks(record.id, record.parent_id)
-            tracker.mark_active(record.id)
-            job = self.engine.attach(record.endpoint, record.request_id, hooks=hooks, arguments=record.arguments)
+            claimed = tracker.claim(record)
+            if claimed is None:  # another kernel took it meanwhile (its resume, or a request that joined it)
+                continue
+            job = self._collect(claimed)
             self._announce(job)
             jobs.append(job)
         if not wait:
@@ -506,6 +556,18 @@ def refuse_secrets(request: Request, settings: Settings) -> None:
 def _holding_secret(texts: list[tuple[str, str]], settings: Settings) -> str | None:
     parts = secret_parts(settings.key)
     return next((name for name, text in texts if any(part in text for part in parts)), None)
+
+
+def _cost(requests: Sequence[Request]) -> float:
+    return round(sum(r.cost for r in requests), 6)
+
+
+def _describe(requests: Sequence[Request]) -> str:
+    """What a run is, for the confirmation and cap messages: '1 image of max' or 'this run of 3 jobs (3 images)'."""
+    images = sum(r.num_images for r in requests)
+    if len(requests) == 1:
+        return describe_request(requests[0].endpoint.id, images)
+    return f"this run of {len(requests)} jobs ({images} image{'s' if images != 1 else ''})"
 
 
 def _finished_job(result: Result) -> Job:

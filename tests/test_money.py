@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kernels import HOLD, Kernel, release  # tests/kernels.py
 from shell import Shell  # tests/shell.py
 from waiting import wait_for
 
@@ -45,7 +46,9 @@ MONEY: dict[str, tuple[str, str, str, str]] = {}
 """scenario -> (sent, billed, what the journal says, what kx.budget() says), filled by the tests below."""
 
 
-def record_money(scenario: str, sb: Any, session: Session | None, journal: str | None = None) -> None:
+def record_money(
+    scenario: str, sb: Any, session: Session | None, journal: str | None = None, budget: str | None = None
+) -> None:
     """One row of the money table: what reached the sandbox (fal), what it would bill (completed images), what the
     journal and kx.budget() say. Read from the real sandbox and journal, never written by hand."""
     stats = sb.stats()
@@ -58,11 +61,10 @@ def record_money(scenario: str, sb: Any, session: Session | None, journal: str |
         for row in rows:
             counts[row.status] = counts.get(row.status, 0) + 1
         journal = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing written"
-    budget = "-"
-    if session is not None:
+    if budget is None and session is not None:
         b = session.budget()
         budget = f"spent ${b['session']:.2f}, reserved ${b['session_reserved']:.2f}"
-    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget)
+    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget or "-")
 
 
 # -- 1. a job's price is reserved at submit; a run that would cross a cap is refused whole -------------------------
@@ -189,6 +191,37 @@ def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any) -> N
     assert again.result(30).images == first.result(30).images
     assert sb.stats()["submits"] == 1 and session.budget()["session"] == pytest.approx(0.08)
     record_money("the same seeded call twice while the first runs", sb, session)
+
+
+def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Path) -> None:
+    """Two processes on one runs folder (tests/test_join_kernels.py has the race, the killed owner, the failures)."""
+    sb.configure(queue_delay=HOLD)
+    runs = tmp_path / "shared-runs"
+    first = Kernel(sb, runs, name="first", owner=True, arguments={"seed": 21})
+    kernels = [first]
+    try:
+        first.await_line("SUBMITTED")
+        kernels.append(second := Kernel(sb, runs, name="second", arguments={"seed": 21}))
+        second.await_line("STARTED")
+        release(sb)
+        assert first.finish() == second.finish() and sb.stats()["submits"] == 1
+    finally:
+        for kernel in kernels:
+            kernel.kill()
+    journal = Journal(runs)
+    rows = journal.search()
+    journal.close()
+    assert [r.status for r in rows] == ["done"]
+    spent = [k.budget() for k in kernels]
+    assert [b["session"] for b in spent] == [pytest.approx(0.08), 0.0]
+    record_money(
+        "the same seeded call from a 2nd kernel on the runs folder while the 1st runs",
+        sb,
+        None,
+        "1 done (the 2nd kernel joined it: no row, nothing reserved)",
+        f"1st kernel spent ${spent[0]['session']:.2f}, 2nd ${spent[1]['session']:.2f}; "
+        f"today ${spent[1]['today']:.2f} in both",
+    )
 
 
 def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> None:
@@ -398,6 +431,31 @@ def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureF
     record_money("kernel interrupt during a blocking `%kontext`", sb, session)
 
 
+@pytest.mark.parametrize(
+    "cell",
+    ['%kontext sweep "a {cat|fox} in snow" --seed 1,2 --yes', "%%kontext --seed 4\na red fox\n---\na grey owl"],
+    ids=["sweep", "cell-batch"],
+)
+def test_an_interrupt_stops_a_whole_run(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str], cell: str) -> None:
+    """Ctrl-C during a sweep or a batch cancels every job of it still running, not just the one being waited on."""
+    sb.configure(inference_time=5.0)
+    session = kx.get_session()
+
+    def interrupt_when_running() -> None:
+        wait_for(lambda: any(j.state == "running" for j in session.active_jobs()), timeout=30)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    capsys.readouterr()
+    result = shell.ip.run_cell(cell)
+    out = capsys.readouterr()
+    assert isinstance(result.error_in_exec, Interrupted)
+    text = out.out + out.err
+    assert "Traceback" not in text and 'File "' not in text
+    wait_for(lambda: not session.active_jobs(), timeout=30)
+    assert sb.stats()["completed"] == 0 and {row.status for row in session.tracker.journal.search()} == {"cancelled"}
+
+
 # -- the table (last: pytest runs tests in file order) ---------------------------------------------------------
 def test_write_the_money_table() -> None:
     """docs/reliability.md's money section, between its markers (the fault matrix keeps it when it rewrites)."""
@@ -414,7 +472,8 @@ Produced by `pytest tests/test_money.py` against the offline sandbox over HTTP (
 "billed" counts the images the sandbox completed, as fal bills completed outputs). A job's price is reserved
 in the journal when it is submitted and counts against the caps until it ends: cancelled and failed jobs give it
 back, finished ones turn it into their real cost, and a submit whose reply was lost stays counted as
-`unconfirmed`. Reservations live in the runs folder's journal, so every kernel sharing it sees them.
+`unconfirmed`. Reservations live in the runs folder's journal, so every kernel sharing it sees them, and a seeded
+request identical to a job in flight in any of them joins that job instead of being sent.
 
 {chr(10).join(rows)}
 {MONEY_END}"""

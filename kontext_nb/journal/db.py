@@ -333,45 +333,110 @@ class Journal:
         row = NewJob(
             endpoint, arguments, tuple(input_hashes), parent_id, tuple(tags), source, session, cache_key, tuple(parents)
         )
-        return self.create_all([row], reserved=[reserved])[0]
+        written = self.create_all([row], reserved=[reserved])[0]
+        assert isinstance(written, int)  # nothing is joined without join=True
+        return written
 
     def create_all(
-        self, rows: Sequence[NewJob], *, reserved: Sequence[float], guard: Callable[[Holdings], None] | None = None
-    ) -> list[int]:
+        self,
+        rows: Sequence[NewJob],
+        *,
+        reserved: Sequence[float],
+        guard: Callable[[Holdings, Sequence[int]], None] | None = None,
+        join: bool = False,
+    ) -> list[int | JobRecord]:
         """Write the rows of jobs about to be sent, each holding its price, in one write transaction.
 
+        With ``join``, a row whose cache key matches a job in flight (here or in any kernel on the runs folder, or
+        earlier in ``rows``) is not written: its place in the answer holds that job's record, to follow instead of
+        sending again. The answer holds the new journal id of every row written.
+
         ``guard`` sees what is spent and held *inside* that transaction (``BEGIN IMMEDIATE``: one writer at a
-        time across every process on the runs folder) and may raise to refuse them all: so kernels sharing a
-        runs folder can never together reserve past a cap, and a refused batch writes nothing."""
+        time across every process on the runs folder) and the positions of the rows to be written, and may raise
+        to refuse them all: so kernels sharing a runs folder can never together reserve past a cap or send one
+        request twice, and a refused batch writes nothing."""
         now = time.time()
         with self._write() as w:
-            if guard is not None:
-                guard(Holdings(w))
-            ids = []
-            for row, price in zip(rows, reserved, strict=True):
-                cur = w.execute(
-                    "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, parents,"
-                    " tags, source, session, input_hashes, cache_key, reserved)"
-                    " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        now,
-                        now,
-                        row.endpoint,
-                        str(row.arguments.get("prompt", "")),
-                        _dump(row.arguments),
-                        row.arguments.get("seed"),
-                        row.every_parent[0] if row.every_parent else None,
-                        _dump(row.every_parent),
-                        _dump(sorted(set(row.tags))),
-                        row.source,
-                        row.session,
-                        _dump(list(row.input_hashes)),
-                        row.cache_key,
-                        price,
-                    ),
-                )
-                ids.append(int(cur.lastrowid or 0))
-            return ids
+            answers: list[int | JobRecord | None] = [None] * len(rows)
+            first_of: dict[str, int] = {}  # cache key -> position of the row in this batch that will be written
+            for at, row in enumerate(rows):
+                key = row.cache_key if join else None
+                flying = self._in_flight(w, key, row.session) if key else None
+                if flying is not None:
+                    answers[at] = flying
+                elif key and key in first_of:
+                    answers[at] = -1 - first_of[key]  # filled in below, once that row has its id
+                elif key:
+                    first_of[key] = at
+            written = [at for at, answer in enumerate(answers) if answer is None]
+            if guard is not None and written:
+                guard(Holdings(w), written)
+            for at in written:
+                answers[at] = self._insert(w, rows[at], reserved[at], now)
+            final: list[int | JobRecord] = []
+            for answer in answers:
+                if isinstance(answer, int) and answer < 0:  # the batch's earlier identical row
+                    first = answers[-1 - answer]
+                    assert isinstance(first, int)
+                    answer = self._record(w.execute("SELECT * FROM jobs WHERE id = ?", (first,)).fetchone())
+                assert answer is not None
+                final.append(answer)
+            return final
+
+    def _in_flight(self, w: _Tx, cache_key: str, session: str | None) -> JobRecord | None:
+        """The job with this cache key that fal may still finish and someone may still collect: one with a request
+        id, or one still being sent by a live kernel (a row with no request id whose kernel is gone was perhaps
+        never accepted: never joined)."""
+        rows = w.execute(
+            "SELECT * FROM jobs WHERE cache_key = ? AND status IN ('pending', 'submitted') AND cached = 0 ORDER BY id",
+            (cache_key,),
+        ).fetchall()
+        for row in rows:
+            record = self._record(row)
+            if record.request_id is not None or (
+                record.error is None and (record.session == session or owner_alive(record.session))
+            ):
+                return record
+        return None
+
+    @staticmethod
+    def _insert(w: _Tx, row: NewJob, price: float, now: float) -> int:
+        cur = w.execute(
+            "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, parents,"
+            " tags, source, session, input_hashes, cache_key, reserved)"
+            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                now,
+                now,
+                row.endpoint,
+                str(row.arguments.get("prompt", "")),
+                _dump(row.arguments),
+                row.arguments.get("seed"),
+                row.every_parent[0] if row.every_parent else None,
+                _dump(row.every_parent),
+                _dump(sorted(set(row.tags))),
+                row.source,
+                row.session,
+                _dump(list(row.input_hashes)),
+                row.cache_key,
+                price,
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def claim(self, record: JobRecord, session: str) -> JobRecord | None:
+        """Take over collecting a job nobody collects (its kernel is gone, or kept it for later): it becomes
+        ``session``'s, its error cleared. None when the row changed since ``record`` was read (someone else took
+        it, or it ended): one collector, however many kernels try at once."""
+        with self._write() as w:
+            cur = w.execute(
+                "UPDATE jobs SET session = ?, error = NULL, updated = ? WHERE id = ? AND session IS ? AND error IS ?"
+                " AND status IN ('pending', 'submitted') AND request_id IS NOT NULL",
+                (session, time.time(), record.id, record.session, record.error),
+            )
+            if cur.rowcount != 1:
+                return None
+            return self._record(w.execute("SELECT * FROM jobs WHERE id = ?", (record.id,)).fetchone())
 
     def submitted(self, job_id: int, request_id: str) -> None:
         self._update(job_id, status="submitted", request_id=request_id)
@@ -712,6 +777,16 @@ def left_behind(
         for r in records
         if r.id not in busy and ((session is not None and r.session == session) or not owner_alive(r.session))
     ]
+
+
+def unattended(record: JobRecord, *, session: str | None = None, active: Iterable[int] = ()) -> bool:
+    """Whether nobody collects a job fal may still finish: left behind (see ``left_behind``), or kept for later by
+    a live kernel (a timeout or a failed download: its error says so). Whoever wants its images may ``claim`` it."""
+    return (
+        record.status in ("pending", "submitted")
+        and record.request_id is not None
+        and (record.error is not None or bool(left_behind([record], session=session, active=active)))
+    )
 
 
 class _Tx:

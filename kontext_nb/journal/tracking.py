@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from ..images import ImageInput, LoraFile, image_inputs, labelled, sniff_content
 from ..jobs import Job
 from ..result import Result
 from . import folder as store
-from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind
+from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind, unattended
 
 REF_PATTERN = re.compile(r"^@(last|-\d+|\d+)$")
 
@@ -155,6 +155,17 @@ class Tracker:
         """This session is collecting the job now: no other resume should take it."""
         self._active.add(journal_id)
 
+    def unattended(self, record: JobRecord) -> bool:
+        """Whether nobody collects this job fal may still finish (so this session may claim it)."""
+        return unattended(record, session=self.session_id, active=self._active)
+
+    def claim(self, record: JobRecord) -> JobRecord | None:
+        """Make an unattended job this session's to collect (None: another kernel took it, or it ended)."""
+        claimed = self.journal.claim(record, self.session_id)
+        if claimed is not None:
+            self._active.add(claimed.id)
+        return claimed
+
     # -- cache and budget -------------------------------------------------------------------
     @staticmethod
     def cache_key(endpoint: str, arguments: dict[str, Any]) -> str | None:
@@ -244,17 +255,21 @@ class Tracker:
     # -- one job's rows ---------------------------------------------------------------------
     def begin(self, endpoint: str, arguments: dict[str, Any], *, parent_id: int | None, tags: Iterable[str]) -> int:
         """Keep the inputs and write the row, before anything is sent (nothing reserved, no cap checked)."""
-        return self.begin_all([(endpoint, arguments, parent_id, 0.0)], tags=tags)[0]
+        written = self.begin_all([(endpoint, arguments, parent_id, 0.0)], tags=tags)[0]
+        assert isinstance(written, int)  # nothing is joined without join=True
+        return written
 
     def begin_all(
         self,
         jobs: list[tuple[str, dict[str, Any], int | None, float]],
         *,
         tags: Iterable[str],
-        guard: Callable[[Holdings], None] | None = None,
-    ) -> list[int]:
+        guard: Callable[[Holdings, Sequence[int]], None] | None = None,
+        join: bool = False,
+    ) -> list[int | JobRecord]:
         """Keep the inputs and write every job's row holding its price, all in one transaction checked by
-        ``guard`` (the caps): all the jobs are recorded, or none (and a BudgetError says why)."""
+        ``guard`` (the caps): all the jobs are recorded, or none (and a BudgetError says why). With ``join``, a job
+        identical to one in flight in any kernel on the runs folder gets that job's record instead of a row."""
         tag_list = list(tags)
         rows: list[NewJob] = []
         for endpoint, arguments, parent_id, _ in jobs:
@@ -278,9 +293,9 @@ class Tracker:
                     parents=tuple(i.journal_id for i in image_inputs(arguments) if i.journal_id is not None),
                 )
             )
-        ids = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard)
-        self._active.update(ids)
-        return ids
+        begun = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard, join=join)
+        self._active.update(i for i in begun if isinstance(i, int))
+        return begun
 
     def hooks(self, journal_id: int, parent_id: int | None) -> JobHooks:
         def prepare(job: Job) -> None:
@@ -361,7 +376,12 @@ class Tracker:
         a submit fal may have received unconfirmed keeps its price as spent."""
 
         def record(job: Job, error: BaseException) -> BaseException | None:
-            self._active.discard(journal_id)
+            try:  # the row is written before it stops counting as in flight here (a request joining it then sees it)
+                return written(job, error)
+            finally:
+                self._active.discard(journal_id)
+
+        def written(job: Job, error: BaseException) -> BaseException | None:
             if isinstance(error, SubmitUnconfirmed):
                 price = self.journal.get(journal_id).reserved
                 message = (

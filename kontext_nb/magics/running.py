@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from ..errors import KontextError
+from ..errors import Interrupted, KontextError
 from ..jobs import Job, interrupted
 from ..request import Request
 from ..result import Results
@@ -56,6 +56,8 @@ def wait_all(jobs: list[Job], live: LiveOutput, *, keep_errors: bool = False) ->
         for job in jobs:
             try:
                 outcomes.append(job.result())
+            except Interrupted:  # a KontextError too, but it stops the whole run, not just this job
+                raise
             except KontextError as exc:
                 if not keep_errors:
                     raise

@@ -1,0 +1,147 @@
+"""Kernels as real separate processes on one runs folder, for tests of what kernels share (the journal).
+
+``Kernel(sb, runs, name=..., arguments={"seed": 1})`` starts ``python -c KERNEL``: a Session on the sandbox that
+sends one ``generate(wait=False)`` and prints what happened, one line each: STARTED, NOTICE (every notice),
+SUBMITTED (an ``owner=True`` kernel, once the journal holds fal's request id; it then takes orders on stdin:
+``cancel``, ``wait``), IMAGES (sha256 of each image's bytes) or ERROR, and BUDGET (``kx.budget()`` at the end).
+``barrier=DIR``: it waits for DIR/go before sending, after touching DIR/ready-NAME.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from waiting import wait_for
+
+from kontext_nb.sandbox import SandboxServer
+
+HOLD = 3600.0
+"""A sandbox queue_delay that keeps every job waiting on the sandbox until ``release``."""
+PROMPT = "two kernels, one lighthouse"
+
+
+def release(sb: SandboxServer) -> None:
+    """Let the sandbox run the jobs it holds."""
+    sb.configure(queue_delay=0.0)
+
+
+KERNEL = r"""
+import hashlib, json, sys, time
+from pathlib import Path
+from kontext_nb.config import RetryPolicy, Settings
+from kontext_nb.session import Session
+
+url, runs, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+s = Session(Settings(base_url=url, key="test-key-0123456789abcdef", runs_dir=runs,
+                     retry=RetryPolicy(attempts=3, base_delay=0.01)),
+            notice=lambda message: say("NOTICE", message))
+s.tracker  # the journal is open before the start line
+if spec.get("barrier"):
+    Path(spec["barrier"], "ready-" + spec["name"]).touch()
+    while not Path(spec["barrier"], "go").exists():
+        time.sleep(0.002)
+job = s.generate(spec["prompt"], wait=False, **spec.get("arguments", {}))
+say("STARTED", job.journal_id)
+if spec.get("owner"):  # wait until the journal knows fal's request id, then take orders from the test
+    while s.record(job.journal_id).request_id is None:
+        time.sleep(0.01)
+    say("SUBMITTED", s.record(job.journal_id).request_id)
+    for line in sys.stdin:
+        if line.strip() == "cancel":
+            say("CANCELLED", job.cancel())
+        if line.strip() == "wait":
+            break
+try:
+    result = job.result(120)
+    say("IMAGES", json.dumps([hashlib.sha256(b).hexdigest() for b in result.image_bytes]))
+except Exception as exc:
+    say("ERROR", type(exc).__name__, str(exc))
+say("BUDGET", json.dumps(s.budget()))
+s.close()
+"""
+
+
+class Kernel:
+    """One kernel process and the lines it has printed so far (read on a thread of its own)."""
+
+    def __init__(self, sb: SandboxServer, runs: Path, **spec: Any) -> None:
+        self.name = spec.setdefault("name", "kernel")
+        self.owner = bool(spec.get("owner"))
+        spec.setdefault("prompt", PROMPT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", KERNEL, sb.url, str(runs), json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def said(self, word: str) -> str | None:
+        """The first line that starts with ``word``, if printed yet."""
+        return next((line for line in self.lines if line.startswith(word)), None)
+
+    def await_line(self, word: str, timeout: float = 60.0) -> str:
+        def seen() -> str | None:
+            if self.process.poll() is not None and not self._reader.is_alive():
+                line = self.said(word)
+                assert line is not None, f"{self.name} ended without {word!r}: {self.lines} {self.stderr()}"
+            return self.said(word)
+
+        line: str = wait_for(seen, timeout=timeout, interval=0.02)
+        return line
+
+    def notices(self) -> list[str]:
+        return [line for line in self.lines if line.startswith("NOTICE")]
+
+    def tell(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def finish(self) -> tuple[str, Any]:
+        """('IMAGES', [sha256 of each image's bytes]) or ('ERROR', 'Type message'), once the kernel has ended."""
+        if self.owner:
+            self.tell("wait")
+        self.process.wait(timeout=120)
+        self._reader.join(timeout=10)
+        assert self.process.returncode == 0, (self.lines, self.stderr())
+        line = next((x for x in self.lines if x.startswith(("IMAGES", "ERROR"))), None)
+        assert line is not None, (self.lines, self.stderr())
+        word, _, rest = line.partition(" ")
+        return (word, json.loads(rest)) if word == "IMAGES" else (word, rest)
+
+    def budget(self) -> dict[str, Any]:
+        """What ``kx.budget()`` said in that kernel once its job had ended."""
+        line = self.said("BUDGET")
+        assert line is not None, (self.lines, self.stderr())
+        budget: dict[str, Any] = json.loads(line.partition(" ")[2])
+        return budget
+
+    def stderr(self) -> str:
+        if self.process.poll() is None or self.process.stderr is None:
+            return ""
+        return self.process.stderr.read()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)

@@ -1,0 +1,278 @@
+"""The same intention billed once across kernels (issue 12, point 2): a seeded request identical to one in flight
+in ANY kernel on the runs folder joins it, decided in the journal transaction that would reserve its price.
+
+Every kernel here is a real separate Python process (tests/kernels.py) on one runs folder, talking to the real
+sandbox over HTTP. The sandbox holds its queue (``queue_delay``) while the kernels line up, so "in flight" is a
+fact the test arranges, not a race it hopes to win; nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kernels import HOLD, PROMPT, Kernel, release  # tests/kernels.py
+from waiting import wait_for
+
+from kontext_nb.errors import JobCancelled
+from kontext_nb.jobs import Job
+from kontext_nb.journal import Journal, following
+from kontext_nb.request import build_request
+from kontext_nb.sandbox import SandboxServer
+from kontext_nb.session import Session
+
+JOINED = "joined it"
+OWN = "sending it itself"
+
+
+@pytest.fixture
+def kernels() -> Iterator[list[Kernel]]:
+    started: list[Kernel] = []
+    yield started
+    for kernel in started:
+        kernel.kill()
+
+
+def updated_at(journal: Journal, journal_id: int) -> float:
+    """When a row last changed (the journal keeps it; JobRecord does not show it)."""
+    with sqlite3.connect(journal.path) as db:
+        return float(db.execute("SELECT updated FROM jobs WHERE id = ?", (journal_id,)).fetchone()[0])
+
+
+def files_of(journal: Journal, journal_id: int) -> list[str]:
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in journal.get(journal_id).paths]
+
+
+# -- 1. two kernels, one seeded request, started together: one fal request ----------------------------------------
+def test_two_kernels_sending_the_same_seeded_request_together_send_it_once(
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel]
+) -> None:
+    sb.configure(queue_delay=HOLD)
+    runs, barrier = tmp_path / "runs", tmp_path / "barrier"
+    barrier.mkdir()
+    for name in ("a", "b"):
+        kernels.append(Kernel(sb, runs, name=name, barrier=str(barrier), arguments={"seed": 42}))
+    wait_for(lambda: len(list(barrier.glob("ready-*"))) == 2, timeout=60)
+    (barrier / "go").touch()
+    for kernel in kernels:
+        kernel.await_line("STARTED")
+    joiners = [k for k in kernels if any(JOINED in n for n in k.notices())]
+    assert len(joiners) == 1, [k.lines for k in kernels]
+    assert "in another kernel" in joiners[0].notices()[0] and len(joiners[0].notices()) == 1
+    release(sb)
+    outcomes = [k.finish() for k in kernels]
+    assert outcomes[0][0] == "IMAGES" and outcomes[0] == outcomes[1]  # byte-identical images
+    assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1
+    journal = Journal(runs)
+    try:
+        assert journal.held() == (pytest.approx(0.08), 0.0)  # spent once, nothing left reserved
+        (row,) = journal.search()  # the joiner wrote no row of its own: nothing reserved, nothing sent
+        assert row.status == "done" and files_of(journal, row.id) == outcomes[0][1]
+    finally:
+        journal.close()
+    owner, joiner = next(k for k in kernels if k is not joiners[0]).budget(), joiners[0].budget()
+    assert (owner["session"], joiner["session"]) == (pytest.approx(0.08), 0.0)  # each kx.budget(): counted once
+    assert owner["today"] == joiner["today"] == pytest.approx(0.08)
+
+
+# -- 2. the owner kernel dies after fal accepted the job: the joiner collects it itself --------------------------
+@pytest.mark.parametrize("killed", ["while the joiner waits", "before the joiner sends"])
+def test_a_joiner_whose_owner_kernel_is_killed_collects_the_job_itself(
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], killed: str
+) -> None:
+    sb.configure(queue_delay=HOLD)
+    runs = tmp_path / "runs"
+    owner = Kernel(sb, runs, name="owner", owner=True, arguments={"seed": 7})
+    kernels.append(owner)
+    owner.await_line("SUBMITTED")
+    if killed == "before the joiner sends":
+        os.kill(owner.process.pid, signal.SIGKILL)
+        owner.process.wait(timeout=30)
+    joiner = Kernel(sb, runs, name="joiner", arguments={"seed": 7})
+    kernels.append(joiner)
+    joiner.await_line("STARTED")
+    if killed == "while the joiner waits":
+        assert any(JOINED in n for n in joiner.notices()), joiner.lines
+        os.kill(owner.process.pid, signal.SIGKILL)
+        owner.process.wait(timeout=30)
+    release(sb)
+    word, hashes = joiner.finish()
+    assert word == "IMAGES", hashes
+    assert any("collecting it here" in n for n in joiner.notices()), joiner.lines
+    assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1
+    journal = Journal(runs)
+    try:
+        (row,) = journal.search()
+        assert row.status == "done" and files_of(journal, row.id) == hashes
+        assert journal.held() == (pytest.approx(0.08), 0.0)  # the owner's reservation became one real cost
+        assert not journal.uncollected() and row.session is not None and str(joiner.process.pid) in row.session
+    finally:
+        journal.close()
+    assert joiner.budget()["today"] == pytest.approx(0.08)
+
+
+# -- 3. the job joined ends without images: the joiner sends its own -------------------------------------------
+@pytest.mark.parametrize("ending", ["cancelled", "failed"])
+def test_when_the_joined_job_ends_without_images_the_joiner_sends_its_own(
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], ending: str
+) -> None:
+    """Cancelled by its owner: the joiner's own request brings the images. Failed on fal: the joiner's own request
+    is its own outcome (here it fails the same way, and says so in one line); failed jobs are not billed."""
+    sb.configure(queue_delay=HOLD)
+    runs = tmp_path / "runs"
+    prompt = PROMPT if ending == "cancelled" else f"{PROMPT} [sandbox:runner_server_error]"
+    owner = Kernel(sb, runs, name="owner", owner=True, prompt=prompt, arguments={"seed": 3})
+    kernels.append(owner)
+    owner.await_line("SUBMITTED")
+    joiner = Kernel(sb, runs, name="joiner", prompt=prompt, arguments={"seed": 3})
+    kernels.append(joiner)
+    joiner.await_line("STARTED")
+    assert any(JOINED in n for n in joiner.notices()), joiner.lines
+    if ending == "cancelled":
+        owner.tell("cancel")
+        assert owner.await_line("CANCELLED") == "CANCELLED True"
+        wait_for(lambda: any(OWN in n for n in joiner.notices()), timeout=60)
+    release(sb)
+    word, outcome = joiner.finish()
+    owner_word, owner_outcome = owner.finish()
+    assert owner_word == "ERROR"
+    resend = next(n for n in joiner.notices() if OWN in n)
+    assert f"{ending} in the other kernel" in resend and "\n" not in resend
+    assert sb.stats()["submits"] == 2
+    journal = Journal(runs)
+    try:
+        first, second = sorted(journal.search(), key=lambda r: r.id)
+        assert first.status == ending and second.created >= updated_at(journal, first.id)  # sent once it had ended
+        if ending == "cancelled":
+            assert word == "IMAGES" and files_of(journal, second.id) == outcome
+            assert "JobCancelled" in owner_outcome
+            assert journal.held() == (pytest.approx(0.08), 0.0)
+        else:
+            assert word == "ERROR" and outcome.startswith("JobFailed fal reports the job failed")
+            assert second.status == "failed" and journal.held() == (0.0, 0.0)
+    finally:
+        journal.close()
+
+
+# -- 4. what has no cache key is never joined ---------------------------------------------------------------------
+@pytest.mark.parametrize("arguments", [{}, {"seed": 5, "cache": False}], ids=["unseeded", "cache-off"])
+def test_requests_without_a_cache_key_from_two_kernels_both_send(
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], arguments: dict[str, Any]
+) -> None:
+    sb.configure(queue_delay=HOLD)
+    runs, barrier = tmp_path / "runs", tmp_path / "barrier"
+    barrier.mkdir()
+    for name in ("a", "b"):
+        kernels.append(Kernel(sb, runs, name=name, barrier=str(barrier), arguments=arguments))
+    wait_for(lambda: len(list(barrier.glob("ready-*"))) == 2, timeout=60)
+    (barrier / "go").touch()
+    for kernel in kernels:
+        kernel.await_line("STARTED")
+    release(sb)
+    outcomes = [k.finish() for k in kernels]
+    assert all(word == "IMAGES" for word, _ in outcomes)
+    assert not any(k.notices() for k in kernels)
+    assert sb.stats()["submits"] == 2
+    journal = Journal(runs)
+    try:
+        assert journal.held() == (pytest.approx(0.16), 0.0)
+    finally:
+        journal.close()
+
+
+# -- within one process: a batch holding one request twice, and an identical job still being submitted ------------
+def test_one_batch_holding_the_same_seeded_request_twice_sends_it_once(session: Session, sb: SandboxServer) -> None:
+    request = build_request("text-to-image", "twice in one batch", seed=11)
+    first, second = session.submit_all([(request, None), (request, None)])
+    assert first.result(30).image_bytes == second.result(30).image_bytes
+    assert sb.stats()["submits"] == 1 and session.budget()["session"] == pytest.approx(0.08)
+
+
+def test_a_joiner_waits_while_the_identical_job_is_being_submitted(
+    make_session: Any, sb: SandboxServer, tmp_path: Path
+) -> None:
+    """The other kernel has written its row but has no request id yet (uploading, or waiting for a slot): the joiner
+    waits; when that job fails before fal accepted it, the joiner sends its own."""
+    other, joiner = make_session(), make_session()
+    notices: list[str] = []
+    joiner.notice = notices.append
+    request = build_request("text-to-image", "a row without a request id", seed=12)
+    (row_id,) = other.tracker.begin_all([(request.endpoint.id, request.arguments, None, request.cost)], tags=[])
+    job = joiner.generate("a row without a request id", seed=12, wait=False)
+    assert any(JOINED in n for n in notices) and sb.stats()["submits"] == 0
+    other.tracker.journal.finished(row_id, status="failed", error="the upload failed")
+    result = job.result(30)
+    assert sb.stats()["submits"] == 1 and result.journal_id != row_id
+    assert any(OWN in n and "failed in the other kernel" in n for n in notices), notices
+
+
+def test_a_joiner_waits_a_bounded_time_for_a_request_id(
+    make_session: Any, sb: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel that stays alive but never gets its job accepted does not hold the joiner forever."""
+    monkeypatch.setattr(following, "SUBMIT_WAIT", 0.5)
+    other, joiner = make_session(), make_session()
+    notices: list[str] = []
+    joiner.notice = notices.append
+    request = build_request("text-to-image", "a row that never gets a request id", seed=13)
+    other.tracker.begin_all([(request.endpoint.id, request.arguments, None, request.cost)], tags=[])
+    job = joiner.generate("a row that never gets a request id", seed=13, wait=False)
+    assert any(JOINED in n for n in notices)
+    job.result(30)
+    assert sb.stats()["submits"] == 1
+    assert any("got no request id from fal within 0.5 s" in n and OWN in n for n in notices), notices
+
+
+def test_a_row_whose_kernel_died_before_fal_answered_is_never_joined(session: Session, sb: SandboxServer) -> None:
+    """fal may or may not have accepted it, and nobody can collect it: the request is sent (kx.resume() reports
+    that row as unconfirmed)."""
+    request = build_request("text-to-image", "a row left mid-submit", seed=14)
+    dead = f"{socket.gethostname()}:{2**22 + 12345}:gone"  # above Linux's largest pid: no such process
+    journal = session.tracker.journal
+    journal.create(
+        endpoint=request.endpoint.id,
+        arguments=request.arguments,
+        session=dead,
+        cache_key=session.tracker.cache_key(request.endpoint.id, request.arguments),
+        reserved=request.cost,
+    )
+    notices: list[str] = []
+    session.notice = notices.append
+    result = session.generate("a row left mid-submit", seed=14)
+    assert result.images and sb.stats()["submits"] == 1 and not notices
+
+
+def test_cancelling_a_joined_job_stops_waiting_and_the_other_kernel_keeps_its_job(
+    make_session: Any, sb: SandboxServer
+) -> None:
+    sb.configure(queue_delay=HOLD)
+    owner, joiner = make_session(), make_session()  # two sessions: to each other, another kernel
+    first = owner.generate("one job, two callers", seed=15, wait=False)
+    assert isinstance(first, Job)
+    wait_for(lambda: first.request_id)
+    joined = joiner.generate("one job, two callers", seed=15, wait=False)
+    assert isinstance(joined, Job) and joined.cancel()
+    with pytest.raises(JobCancelled, match=r"stopped waiting for @1, which goes on in the other kernel"):
+        joined.result(10)
+    release(sb)
+    assert first.result(30).images and sb.stats()["submits"] == 1
+
+
+def test_closing_a_session_stops_following(make_session: Any, sb: SandboxServer) -> None:
+    sb.configure(queue_delay=HOLD)
+    owner, joiner = make_session(), make_session()
+    first = owner.generate("followed until close", seed=16, wait=False)
+    joined = joiner.generate("followed until close", seed=16, wait=False)
+    assert isinstance(first, Job) and isinstance(joined, Job)
+    joiner.close()
+    with pytest.raises(JobCancelled, match="this session was closed while it waited"):
+        joined.result(10)
+    release(sb)
+    assert first.result(30).images and sb.stats()["submits"] == 1
