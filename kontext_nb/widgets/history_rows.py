@@ -38,8 +38,8 @@ STYLE = f"""<style>
 .kx-history-list {{ border-top: 1px solid var(--jp-border-color2, #e0e0e0); }}
 .{ROW} {{ align-items: center; gap: 10px; padding: 6px 8px; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0);
   border-left: 3px solid transparent; box-sizing: border-box; }}
-.{ROW}:hover {{ background: var(--jp-layout-color2, #f5f5f5); }}
-.{ROW}.{CURRENT} {{ background: var(--jp-layout-color2, #f2f5fa); }}
+.{ROW}:hover {{ background: rgba(127, 127, 127, 0.06); }}
+.{ROW}.{CURRENT} {{ background: rgba(25, 118, 210, 0.05); border-left-color: rgba(25, 118, 210, 0.45); }}
 .{ROW}.{PICKED} {{ background: #e8f0fe; border-left-color: #1976d2; }}
 .{ROW} img.widget-image {{ width: {THUMB}px; height: {THUMB}px; object-fit: cover; border-radius: 4px;
   background: #ececec; flex: 0 0 auto; }}
