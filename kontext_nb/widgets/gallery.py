@@ -1,7 +1,9 @@
 """The panel's gallery: every job of the session as a card, newest first, each updating itself.
 
 Jobs reach it from the panel (``add_job``) and, once it follows the session, from magics and
-``kx.generate`` calls in the same kernel too. A job announced both ways gets one card.
+``kx.generate`` calls in the same kernel too. A job announced both ways gets one card. A new card is outlined
+until the gallery is left, and the grid scrolls to it and flashes it (``Reveal``, in the browser): at once when
+the gallery is shown, else when the user comes back to it, so nothing moves while they type in Create.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import ipywidgets as w
 from ..jobs import Job
 from ..result import Result
 from .cards import Card, ResultCallback, close_tree
+from .reveal import Reveal
 
 TICK = 1.0
 """Seconds between refreshes of the elapsed time on running cards."""
@@ -27,7 +30,7 @@ STYLE = (
     f"<style>.{NEW}{{outline:3px solid #1976d2;outline-offset:1px}}"
     ".kontext-gallery-grid{overflow-anchor:none}</style>"
 )
-"""New cards stand out; the grid does not hold its scroll position when cards arrive above (the newest show)."""
+"""New cards stand out; the grid does not hold its scroll position when cards arrive above (Reveal scrolls)."""
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -68,15 +71,21 @@ class Gallery:
         self.header = w.HTML()
         self.grid = w.Box(
             layout=w.Layout(
-                display="flex", flex_flow="row wrap", align_items="flex-start", max_height="760px", overflow="auto"
+                display="flex",
+                flex_flow="row wrap",
+                align_items="flex-start",
+                max_height="760px",
+                overflow="auto",
+                padding="6px 0 0 6px",  # room for a new card's outline and flash at the grid's edges
             )
         )
         self.grid.add_class("kontext-gallery-grid")
-        self.fresh = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap", align_items="flex-start"))
-        """New cards, above the scrolling grid: seen wherever the grid is scrolled to, until the tab is left."""
+        self.reveal = Reveal()
+        """Scrolls the grid to a new card and flashes it, in the browser."""
         self.older = w.Button(description="older results", icon="history", layout=w.Layout(display="none"))
         self.older.on_click(lambda _: self.load_recent())
-        self.widget = w.VBox([self.header, self.fresh, self.grid, self.older])
+        self.widget = w.VBox([self.header, self.reveal, self.grid, self.older])
+        self.widget.add_class("kontext-gallery")
         self._update_header()
 
     def _new_card(self, *, job: Job | None = None, result: Result | None = None) -> Card:
@@ -156,8 +165,6 @@ class Gallery:
         """The new cards were looked at: they stop standing out."""
         with self._lock:
             new, self._new = self._new, []
-            if new and not self._closed:
-                self._lay_out()
         for card in new:
             card.widget.remove_class(NEW)
         for listener in list(self._new_listeners):
@@ -244,14 +251,13 @@ class Gallery:
             old.close()
         self._new = [c for c in self._new if c not in dropped]
         self._update_header()
+        self.reveal.show(card.css_class)
         for listener in list(self._new_listeners):
             listener(len(self._new))
 
     def _lay_out(self) -> None:
-        """New cards in the row above the grid, the others in the grid; newest first in both."""
-        new = {id(c) for c in self._new}
-        self.fresh.children = tuple(c.widget for c in self.cards if id(c) in new)
-        self.grid.children = tuple(c.widget for c in self.cards if id(c) not in new)
+        """Every card in the one scrolling grid, newest first."""
+        self.grid.children = tuple(c.widget for c in self.cards)
 
     def _update_header(self) -> None:
         n = len(self.cards)

@@ -64,7 +64,13 @@ class Panel:
         )
         self.create.result_view.callbacks.update(use=self._use_as_input, seed=self._reuse_seed, compare=self._compare)
         self.compare = CompareView(folder=session.runs_folder, session=session)
-        self.history = HistoryView(session, on_load=self._load, on_use=self._use_as_input, on_compare=self._compare)
+        self.history = HistoryView(
+            session,
+            on_load=self._load,
+            on_use=self._use_as_input,
+            on_compare=self._compare,
+            on_compare_pair=self._compare_pair,
+        )
         self.duel = DuelTab(session)
         self.tab = w.Tab(
             children=[
@@ -121,6 +127,11 @@ class Panel:
 
     def _compare(self, result: Result) -> None:
         self.compare.add(result)
+        self.tab.selected_index = COMPARE
+
+    def _compare_pair(self, first: Result, second: Result) -> None:
+        """Two History rows' "compare": those two, side by side, in place of what Compare showed."""
+        self.compare.replace([first, second])
         self.tab.selected_index = COMPARE
 
     def _load(self, record: Any) -> None:
