@@ -58,6 +58,7 @@ class Gallery:
         """Journal rows read so far (load_recent / older)."""
         self._new: list[Card] = []
         self._new_listeners: list[Callable[[int], None]] = []
+        self._made_listeners: list[Callable[[Job], None]] = []
         self.cards: list[Card] = []
         """Newest first."""
         self._on_use_as_input, self._on_reuse_seed, self._on_compare = on_use_as_input, on_reuse_seed, on_compare
@@ -96,7 +97,7 @@ class Gallery:
             on_use_as_input=self._on_use_as_input,
             on_reuse_seed=self._on_reuse_seed,
             on_compare=self._on_compare,
-            on_new_job=self.add_job,
+            on_new_job=self._made,
         )
 
     def add_job(self, job: Job) -> Card:
@@ -144,7 +145,7 @@ class Gallery:
                     on_use_as_input=self._on_use_as_input,
                     on_reuse_seed=self._on_reuse_seed,
                     on_compare=self._on_compare,
-                    on_new_job=self.add_job,
+                    on_new_job=self._made,
                 )
                 self.cards.append(card)
                 self._by_journal[record.id] = card
@@ -156,6 +157,16 @@ class Gallery:
                 self.older.layout.display = "" if full else "none"
                 self._update_header()
         return added
+
+    def _made(self, job: Job) -> Card:
+        card = self.add_job(job)
+        for listener in list(self._made_listeners):
+            listener(job)
+        return card
+
+    def on_made(self, listener: Callable[[Job], None]) -> None:
+        """Call ``listener(job)`` for each job a card's own button starts (rerun): made in the panel."""
+        self._made_listeners.append(listener)
 
     def on_new(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(count)`` when new cards arrive or are seen (count: new cards not yet seen)."""
@@ -198,6 +209,7 @@ class Gallery:
             self._by_journal.clear()
             self._new.clear()
             self._new_listeners.clear()
+            self._made_listeners.clear()
             close_tree(self.widget)
 
     # -- inside ---------------------------------------------------------------------------------------

@@ -90,9 +90,10 @@ class Panel:
         self._record_lock = threading.Lock()
         self.made: list[Result] = []
         self._made_total = 0
-        """What this panel's Create tab made, newest first (kept in the saved notebook as plain HTML)."""
+        """What was made in this panel (Create, a card's rerun), newest first (kept in the saved notebook as HTML)."""
         self._record: Any = None
         self.create.on_submitted(self._follow_for_record)
+        self.gallery.on_made(self._follow_for_record)
         self.tab.observe(self._tab_changed, "selected_index")
         self.gallery.follow()
         self.gallery.on_new(self._new_cards)

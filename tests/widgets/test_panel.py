@@ -488,3 +488,14 @@ def test_the_compare_tab_exports_grids_into_the_configured_runs_folder(
         assert saved.parent == tmp_path / "configured" / "grids"
     finally:
         panel.close()
+
+
+def test_a_rerun_from_a_card_is_kept_in_the_panels_record(panel: Panel, session: Session) -> None:
+    """The saved notebook's record holds what was made in the panel: a Gallery card's "rerun" too, not only Create's
+    Generate; a job made outside the panel (a magic, kx.generate) is not in it."""
+    outside = session.generate("a lighthouse made in a cell", seed=5)
+    card = card_for(panel, outside.journal_id)
+    job = card.rerun()
+    assert job is not None
+    wait_for(lambda: [r.journal_id for r in panel.made] == [job.journal_id])
+    assert outside.journal_id not in [r.journal_id for r in panel.made]
