@@ -29,7 +29,7 @@ from ..jobs import Job, JobStatus
 from ..journal import folder as store
 from ..journal.db import JobRecord
 from ..result import Result
-from ..views import render
+from ..views.names import readable_name
 from . import files
 from .rating import RatingStars
 
@@ -332,7 +332,7 @@ class Card:
         self._done_html = f'<span style="font:11px monospace">{html.escape(record.ref)} · from the journal</span>'
         self.status.value = self._done_html
         paths = record.paths
-        self.links.value = _record_links(paths[0]) if paths else ""
+        self.links.value = _record_links(record, paths) if paths else ""
         self._metadata_html = _metadata_html(record.request_id, record.endpoint, record.arguments, None)
         for button in self.buttons.values():
             button.disabled = False
@@ -455,13 +455,16 @@ def _links_html(result: Result) -> str:
     return files.links_html(result)  # served by the panel's FileServer: works wherever the runs folder is
 
 
-def _record_links(path: Path) -> str:
-    """The same links for a card made from a journal record (issue 14a reworks the links: keep both alike)."""
-    href = html.escape(render.file_link(path))
-    return (
-        f'<span style="font:11px sans-serif"><a href="{href}" target="_blank">open full size</a> · '
-        f'<a href="{href}" download="{html.escape(path.name)}">download</a></span>'
+def _record_links(record: JobRecord, paths: list[Path]) -> str:
+    """The same links as a new result's (served by the panel's FileServer, a readable name), from a journal row."""
+    name = readable_name(
+        prompt=record.output_prompt or record.prompt,
+        seed=record.seed,
+        journal_id=record.id,
+        mime=files.mime_of(paths[0]),
+        count=len(paths),
     )
+    return files.file_links_html(paths[0], name)
 
 
 def _metadata_html(request_id: str | None, endpoint: str, arguments: dict[str, Any], result: Result | None) -> str:

@@ -138,3 +138,23 @@ def test_history_pages_its_rows(session: Session) -> None:
         assert view.listed == [made[1].journal_id] and kept.widget.comm is None  # rows no longer listed are closed
     finally:
         view.close()
+
+
+def test_a_journal_card_links_through_the_file_server(make_session: Callable[..., Session]) -> None:
+    """A card read back from the journal opens and downloads like a new one: through the panel's FileServer, with a
+    readable name (a file:// link shows as dead text in JupyterLab and works nowhere once the folder is elsewhere)."""
+    first = make_session()
+    made = first.generate("a red fox in snow", seed=42)
+    first.close()
+    later = make_session()
+    gallery = Gallery(later)
+    try:
+        gallery.load_recent()
+        (card,) = gallery.cards
+        name = f"{made.journal_id:04d}-seed42-a-red-fox-in-snow.jpg"
+        assert f'data-kx-action="open" data-kx-name="{name}"' in card.links.value
+        assert f'data-kx-action="download" data-kx-name="{name}"' in card.links.value
+        assert "file://" not in card.links.value and made.files[0].name not in card.links.value
+    finally:
+        gallery.close()
+        later.close()
