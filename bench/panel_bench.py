@@ -8,7 +8,8 @@ an empty gallery, then with 500 results in it:
 
 - add_result: 500 results read back from the journal (``session.result``) and added, then dropped;
 - follow: a gallery following the session while 500 jobs are made in the same process;
-- engine: the same 500 jobs with no gallery, to tell the gallery's share from the engine's.
+- engine: the same 500 jobs with no gallery, to tell the gallery's share from the engine's;
+- history: the History tab opened on that 500-job journal (its first page of rows), then paged to all 500.
 
 Measurement only: it never fails on a missed target.
 """
@@ -59,6 +60,8 @@ def measure(mode: str, url: str, runs: str) -> dict[str, Any]:
     warm = session.generate("a warm-up picture", seed=10_000_000)  # engine, journal, first decode: all baseline
     shared(), placeholder()
     del warm
+    if mode == "history":
+        return measure_history(session)
     gallery = Gallery(session, max_cards=N) if mode != "engine" else None
     before = settled_rss()
     started = time.perf_counter()
@@ -96,6 +99,33 @@ def measure(mode: str, url: str, runs: str) -> dict[str, Any]:
     return out
 
 
+def measure_history(session: Any) -> dict[str, Any]:
+    """The History tab on a journal of N jobs: opening it (one page of rows) and paging through all of them."""
+    from kontext_nb.widgets.history_view import HistoryView
+
+    before = settled_rss()
+    started = time.perf_counter()
+    view = HistoryView(session)
+    opened = time.perf_counter() - started
+    first_page = settled_rss()
+    started = time.perf_counter()
+    while not view.more.disabled:
+        view.more.click()
+    paged = time.perf_counter() - started
+    out = {
+        "mode": "history",
+        "before_mb": before,
+        "first_page_mb": first_page,
+        "after_mb": settled_rss(),
+        "open_s": opened,
+        "page_s": paged,
+        "shown": len(view.records),
+    }
+    view.close()
+    session.close()
+    return out
+
+
 def run_child(mode: str, url: str, runs: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--measure", mode, url, runs]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -118,6 +148,7 @@ def main() -> None:
         engine = run_child("engine", url, str(Path(tmp) / "engine"))
         follow = run_child("follow", url, str(Path(tmp) / "follow"))
         added = run_child("add_result", url, str(Path(tmp) / "engine"))
+        history = run_child("history", url, str(Path(tmp) / "engine"))
     grow = {m["mode"]: m["after_mb"] - m["before_mb"] for m in (engine, follow, added)}
     share = grow["follow"] - grow["engine"]
 
@@ -144,6 +175,18 @@ def main() -> None:
             f"+{share:.0f} MB",
             f"< +{TARGET_MB:.0f} MB",
             met(share),
+        ),
+        (
+            f"History tab opened on a {N}-job journal (its first page of rows), RSS over none",
+            f"+{history['first_page_mb'] - history['before_mb']:.0f} MB in {history['open_s'] * 1000:.0f} ms",
+            "—",
+            "—",
+        ),
+        (
+            f"the History tab paged to all {N} jobs (“more”), RSS over none",
+            f"+{history['after_mb'] - history['before_mb']:.0f} MB, {history['page_s']:.1f} s of paging",
+            "—",
+            "—",
         ),
     ]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

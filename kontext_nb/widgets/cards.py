@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import html
 import io
+import itertools
 import random
 import threading
 import time
@@ -28,7 +29,7 @@ from ..jobs import Job, JobStatus
 from ..journal import folder as store
 from ..journal.db import JobRecord
 from ..result import Result
-from ..views import render
+from ..views.names import readable_name
 from . import files
 from .rating import RatingStars
 
@@ -49,6 +50,9 @@ BUTTONS: dict[str, tuple[str, str]] = {
 BADGE = "display:inline-block;padding:0 6px;border-radius:8px;font:11px monospace;"
 
 ResultCallback = Callable[[Result], None]
+CARD = "kontext-card"
+"""The CSS class of every card; each also has one of its own, ``kx-card-<n>`` (``Card.css_class``)."""
+_serials = itertools.count(1)
 
 
 class Shared:
@@ -57,7 +61,8 @@ class Shared:
 
     def __init__(self) -> None:
         self.card = w.Layout(width=f"{SIDE + 16}px", padding="6px", margin="0 8px 8px 0", border="1px solid #ccc")
-        self.image = w.Layout(width=f"{SIDE}px", max_height=f"{SIDE}px", object_fit="contain")
+        self.image = w.Layout(width=f"{SIDE}px", max_height=f"{SIDE}px", object_fit="contain", margin="2px 0")
+        """No side margins: the image fills the card's width exactly (with them, every card scrolled sideways)."""
         self.text = w.Layout()
         self.text_style = HTMLStyle()
         self.button = w.Layout(width="auto", padding="0 5px", margin="0 2px 2px 0")
@@ -75,6 +80,15 @@ def shared() -> Shared:
     return Shared()
 
 
+_kept: set[int] = set()
+
+
+def keep_open(*parts: w.Widget) -> None:
+    """Layouts and styles shared by many widgets for the life of the kernel (History rows'): close_tree leaves
+    them open."""
+    _kept.update(id(part) for part in parts)
+
+
 def close_tree(*widgets: w.Widget) -> None:
     """Close widgets, their children and their own layouts and styles (closing a widget alone leaves those
     registered in ipywidgets for the life of the kernel)."""
@@ -83,7 +97,7 @@ def close_tree(*widgets: w.Widget) -> None:
         if isinstance(widget, w.Box):
             close_tree(*widget.children)
         for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
-            if isinstance(part, w.Widget) and not parts.owns(part):
+            if isinstance(part, w.Widget) and not parts.owns(part) and id(part) not in _kept:
                 part.close()
         widget.close()
 
@@ -217,9 +231,12 @@ class Card:
         self.metadata = w.HTML(layout=parts.hidden, style=parts.text_style)
         self.stars = RatingStars()  # kx.rate from the card: bound when the result is in the journal
         row = w.HBox([*self.buttons.values(), self.cancel], layout=parts.row)
+        self.css_class = f"kx-card-{next(_serials)}"
+        """This card's own CSS class: how the browser finds it to scroll to it (widgets/reveal.py)."""
         self.widget = w.VBox(
             [self.image, self.reveal, self.head, self.stars, self.prompt, self.status, row, self.links, self.metadata],
             layout=parts.card,
+            _dom_classes=(CARD, self.css_class),  # given when made: no extra message per card
         )
 
     def close(self) -> None:
@@ -315,7 +332,7 @@ class Card:
         self._done_html = f'<span style="font:11px monospace">{html.escape(record.ref)} · from the journal</span>'
         self.status.value = self._done_html
         paths = record.paths
-        self.links.value = _record_links(paths[0]) if paths else ""
+        self.links.value = _record_links(record, paths) if paths else ""
         self._metadata_html = _metadata_html(record.request_id, record.endpoint, record.arguments, None)
         for button in self.buttons.values():
             button.disabled = False
@@ -438,13 +455,16 @@ def _links_html(result: Result) -> str:
     return files.links_html(result)  # served by the panel's FileServer: works wherever the runs folder is
 
 
-def _record_links(path: Path) -> str:
-    """The same links for a card made from a journal record (issue 14a reworks the links: keep both alike)."""
-    href = html.escape(render.file_link(path))
-    return (
-        f'<span style="font:11px sans-serif"><a href="{href}" target="_blank">open full size</a> · '
-        f'<a href="{href}" download="{html.escape(path.name)}">download</a></span>'
+def _record_links(record: JobRecord, paths: list[Path]) -> str:
+    """The same links as a new result's (served by the panel's FileServer, a readable name), from a journal row."""
+    name = readable_name(
+        prompt=record.output_prompt or record.prompt,
+        seed=record.seed,
+        journal_id=record.id,
+        mime=files.mime_of(paths[0]),
+        count=len(paths),
     )
+    return files.file_links_html(paths[0], name)
 
 
 def _metadata_html(request_id: str | None, endpoint: str, arguments: dict[str, Any], result: Result | None) -> str:

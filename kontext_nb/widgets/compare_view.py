@@ -82,6 +82,11 @@ class CompareView:
             self.items = [*self.items, result][-MAX_ITEMS:]
             self._render()
 
+    def replace(self, results: list[Result]) -> None:
+        """Compare exactly these results (History's two rows): what was picked before is let go."""
+        self.items = list(results)[-MAX_ITEMS:]
+        self._render()
+
     def remove(self, index: int) -> None:
         del self.items[index]
         self._render()

@@ -54,10 +54,15 @@ def links_html(result: Result, index: int = 0) -> str:
         prompt=result.prompt,
         seed=result.seed,
         journal_id=result.journal_id,
-        mime=mime or _mime(path),
+        mime=mime or mime_of(path),
         index=index,
         count=len(result.files),
     )
+    return file_links_html(path, name)
+
+
+def file_links_html(path: Path, name: str) -> str:
+    """'open full size · download' for one file, saved as ``name``."""
     return (
         '<span style="font:11px sans-serif">'
         + link(path, name, "open full size", "open", "the image in a new tab")
@@ -67,7 +72,7 @@ def links_html(result: Result, index: int = 0) -> str:
     )
 
 
-def _mime(path: Path) -> str:
+def mime_of(path: Path) -> str:
     return {".png": "image/png", ".webp": "image/webp", ".gif": "image/gif"}.get(path.suffix.lower(), "image/jpeg")
 
 
@@ -98,7 +103,7 @@ class FileServer(anywidget.AnyWidget):
             self.send(reply | {"error": f"cannot read the file: {exc.strerror or exc}"})
             return
         self.served += 1
-        self.send(reply | {"mime": sniff_content_type(data) or _mime(path)}, [data])
+        self.send(reply | {"mime": sniff_content_type(data) or mime_of(path)}, [data])
 
 
 __all__ = ["FileServer", "link", "links_html", "token"]

@@ -1,7 +1,9 @@
 """The panel's gallery: every job of the session as a card, newest first, each updating itself.
 
 Jobs reach it from the panel (``add_job``) and, once it follows the session, from magics and
-``kx.generate`` calls in the same kernel too. A job announced both ways gets one card.
+``kx.generate`` calls in the same kernel too. A job announced both ways gets one card. A new card is outlined
+until the gallery is left, and the grid scrolls to it and flashes it (``Reveal``, in the browser): at once when
+the gallery is shown, else when the user comes back to it, so nothing moves while they type in Create.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import ipywidgets as w
 from ..jobs import Job
 from ..result import Result
 from .cards import Card, ResultCallback, close_tree
+from .reveal import Reveal
 
 TICK = 1.0
 """Seconds between refreshes of the elapsed time on running cards."""
@@ -27,7 +30,7 @@ STYLE = (
     f"<style>.{NEW}{{outline:3px solid #1976d2;outline-offset:1px}}"
     ".kontext-gallery-grid{overflow-anchor:none}</style>"
 )
-"""New cards stand out; the grid does not hold its scroll position when cards arrive above (the newest show)."""
+"""New cards stand out; the grid does not hold its scroll position when cards arrive above (Reveal scrolls)."""
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -55,6 +58,7 @@ class Gallery:
         """Journal rows read so far (load_recent / older)."""
         self._new: list[Card] = []
         self._new_listeners: list[Callable[[int], None]] = []
+        self._made_listeners: list[Callable[[Job], None]] = []
         self.cards: list[Card] = []
         """Newest first."""
         self._on_use_as_input, self._on_reuse_seed, self._on_compare = on_use_as_input, on_reuse_seed, on_compare
@@ -68,15 +72,21 @@ class Gallery:
         self.header = w.HTML()
         self.grid = w.Box(
             layout=w.Layout(
-                display="flex", flex_flow="row wrap", align_items="flex-start", max_height="760px", overflow="auto"
+                display="flex",
+                flex_flow="row wrap",
+                align_items="flex-start",
+                max_height="760px",
+                overflow="auto",
+                padding="6px 0 0 6px",  # room for a new card's outline and flash at the grid's edges
             )
         )
         self.grid.add_class("kontext-gallery-grid")
-        self.fresh = w.Box(layout=w.Layout(display="flex", flex_flow="row wrap", align_items="flex-start"))
-        """New cards, above the scrolling grid: seen wherever the grid is scrolled to, until the tab is left."""
+        self.reveal = Reveal()
+        """Scrolls the grid to a new card and flashes it, in the browser."""
         self.older = w.Button(description="older results", icon="history", layout=w.Layout(display="none"))
         self.older.on_click(lambda _: self.load_recent())
-        self.widget = w.VBox([self.header, self.fresh, self.grid, self.older])
+        self.widget = w.VBox([self.header, self.reveal, self.grid, self.older])
+        self.widget.add_class("kontext-gallery")
         self._update_header()
 
     def _new_card(self, *, job: Job | None = None, result: Result | None = None) -> Card:
@@ -87,7 +97,7 @@ class Gallery:
             on_use_as_input=self._on_use_as_input,
             on_reuse_seed=self._on_reuse_seed,
             on_compare=self._on_compare,
-            on_new_job=self.add_job,
+            on_new_job=self._made,
         )
 
     def add_job(self, job: Job) -> Card:
@@ -135,7 +145,7 @@ class Gallery:
                     on_use_as_input=self._on_use_as_input,
                     on_reuse_seed=self._on_reuse_seed,
                     on_compare=self._on_compare,
-                    on_new_job=self.add_job,
+                    on_new_job=self._made,
                 )
                 self.cards.append(card)
                 self._by_journal[record.id] = card
@@ -148,6 +158,16 @@ class Gallery:
                 self._update_header()
         return added
 
+    def _made(self, job: Job) -> Card:
+        card = self.add_job(job)
+        for listener in list(self._made_listeners):
+            listener(job)
+        return card
+
+    def on_made(self, listener: Callable[[Job], None]) -> None:
+        """Call ``listener(job)`` for each job a card's own button starts (rerun): made in the panel."""
+        self._made_listeners.append(listener)
+
     def on_new(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(count)`` when new cards arrive or are seen (count: new cards not yet seen)."""
         self._new_listeners.append(listener)
@@ -156,8 +176,6 @@ class Gallery:
         """The new cards were looked at: they stop standing out."""
         with self._lock:
             new, self._new = self._new, []
-            if new and not self._closed:
-                self._lay_out()
         for card in new:
             card.widget.remove_class(NEW)
         for listener in list(self._new_listeners):
@@ -191,6 +209,7 @@ class Gallery:
             self._by_journal.clear()
             self._new.clear()
             self._new_listeners.clear()
+            self._made_listeners.clear()
             close_tree(self.widget)
 
     # -- inside ---------------------------------------------------------------------------------------
@@ -244,14 +263,13 @@ class Gallery:
             old.close()
         self._new = [c for c in self._new if c not in dropped]
         self._update_header()
+        self.reveal.show(card.css_class)
         for listener in list(self._new_listeners):
             listener(len(self._new))
 
     def _lay_out(self) -> None:
-        """New cards in the row above the grid, the others in the grid; newest first in both."""
-        new = {id(c) for c in self._new}
-        self.fresh.children = tuple(c.widget for c in self.cards if id(c) in new)
-        self.grid.children = tuple(c.widget for c in self.cards if id(c) not in new)
+        """Every card in the one scrolling grid, newest first."""
+        self.grid.children = tuple(c.widget for c in self.cards)
 
     def _update_header(self) -> None:
         n = len(self.cards)

@@ -1,8 +1,10 @@
 """The panel's History tab: the journal searched by prompt words, seed, model, tag and date.
 
-People come back for "that seed from Tuesday": picking a row shows the job's settings and the
-chain of edits that led to it (small thumbnails read from the runs folder), and "load" hands the
-record to the panel, which fills Create from it.
+People come back for "that seed from Tuesday": each row shows the job's thumbnail, reference, time, prompt,
+model, seed, cost and stars, with its actions on the row itself. "use" hands the image to Create, "load" fills
+Create from the job's settings, and "compare" on one row and then on another opens those two side by side, so an
+old result is compared with a new one. "details" shows the job's settings and the chain of edits that led to it.
+Rows come a page at a time ("more"), so a long journal stays quick to open.
 """
 
 from __future__ import annotations
@@ -21,31 +23,22 @@ from ..journal.db import JobRecord
 from ..result import Result
 from ..views import render
 from .cards import close_tree
+from .history_rows import CURRENT, STYLE, HistoryRow, row_label
 
 if TYPE_CHECKING:
     from ..session import Session
 
 MODELS = ("any", *sorted({ep.model for ep in ENDPOINTS.values()}))
 LINEAGE_SIDE = 96
-ROW_SIDE = 72
-PROMPT_CHARS = 60
 RED = "#b00020"
 STATUS_COLOUR = {"done": "#2a7d2a", "failed": RED, "cancelled": "#8a6d00"}
+PairCallback = Callable[[Result, Result], None]
 
-
-def row_label(record: JobRecord) -> str:
-    """'@12 · seed 42 · max · 2026-11-21 · prompt…' (plain text: a Select shows its labels as text)."""
-    model = ENDPOINTS[record.endpoint].model if record.endpoint in ENDPOINTS else record.endpoint
-    prompt = " ".join(record.prompt.split())
-    prompt = prompt if len(prompt) <= PROMPT_CHARS else prompt[: PROMPT_CHARS - 1] + "…"
-    seed = "–" if record.seed is None else str(record.seed)
-    day = dt.datetime.fromtimestamp(record.created).strftime("%Y-%m-%d")
-    state = "" if record.status == "done" else f" · {record.status}"
-    return f"{record.ref} · seed {seed} · {model} · {day}{state} · {prompt}"
+__all__ = ["HistoryView", "details_html", "lineage_thumbnail", "row_label"]
 
 
 class HistoryView:
-    """Search the journal, see one job's details and lineage, and load it back into Create."""
+    """Search the journal; act on a job from its row; see one job's details and lineage."""
 
     def __init__(
         self,
@@ -54,16 +47,18 @@ class HistoryView:
         on_load: Callable[[JobRecord], None] | None = None,
         on_use: Callable[[Result], None] | None = None,
         on_compare: Callable[[Result], None] | None = None,
+        on_compare_pair: PairCallback | None = None,
         page_size: int = 50,
     ) -> None:
         self.session = session
         self.on_load = on_load
-        self.on_use, self.on_compare = on_use, on_compare
+        self.on_use, self.on_compare, self.on_compare_pair = on_use, on_compare, on_compare_pair
         self.page_size = page_size
         self.records: list[JobRecord] = []
         self.selected: JobRecord | None = None
+        self.picked: int | None = None
+        """The journal id whose "compare" was clicked first (waiting for a second row), or None."""
         self._limit = page_size
-        self._quiet = False
         short = w.Layout(width="220px")
         self.search = w.Text(description="search", placeholder="words in the prompt", continuous_update=False)
         self.seed = w.Text(description="seed", placeholder="any", continuous_update=False, layout=short)
@@ -75,47 +70,63 @@ class HistoryView:
         self.more = w.Button(description="more", tooltip="show older jobs too")
         self.count = w.HTML()
         self.error = w.HTML()
-        self.rows = w.Select(options=[], rows=12, layout=w.Layout(width="100%"))
-        self.thumbnails = w.Box(
-            layout=w.Layout(display="flex", flex_flow="row wrap", max_height="300px", overflow="auto")
+        self.rows: dict[int, HistoryRow] = {}
+        """The listed jobs' rows by journal id (``listed`` gives their order, newest first)."""
+        self.list = w.VBox(layout=w.Layout(width="100%"))
+        self.list.add_class("kx-history-list")
+        self.pick_note = w.HTML()
+        self.pick_alone = w.Button(description="add it alone", tooltip="add only this one to the Compare tab")
+        self.pick_cancel = w.Button(description="cancel", tooltip="pick no row for comparing")
+        self.pick_bar = w.HBox(
+            [self.pick_note, self.pick_alone, self.pick_cancel],
+            layout=w.Layout(display="none", align_items="center", flex_flow="row wrap"),
         )
-        """The listed jobs as thumbnails (with their references), newest first."""
-        self._thumbs: dict[int, w.VBox] = {}
+        """Shown while a row waits for a second "compare"."""
         self.details = w.HTML()
         self.lineage = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="center"))
-        self.load = w.Button(description="load into Create", icon="upload", disabled=True)
         self.preview = w.Image(format="jpeg", layout=w.Layout(max_width=f"{store.THUMB_SIDE}px", display="none"))
-        """The picked job's first image (its saved thumbnail)."""
-        self.use = w.Button(description="use", tooltip="edit this image next", disabled=True)
-        self.compare_button = w.Button(description="compare", tooltip="add to the Compare tab", disabled=True)
-        for button in (self.load, self.use, self.compare_button):
+        """The job whose details show: its first image (the saved thumbnail)."""
+        for button in (self.pick_alone, self.pick_cancel, self.more, self.refresh_button):
             button.layout.width = "auto"
         for field in (self.search, self.seed, self.model, self.tag, self.since):
             field.observe(self._filter_changed, "value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.more.on_click(self._more)
-        self.rows.observe(self._picked, "value")
-        self.load.on_click(self._load)
-        self.use.on_click(lambda _: self._with_result(self.on_use))
-        self.compare_button.on_click(lambda _: self._with_result(self.on_compare))
+        self.pick_alone.on_click(self._compare_alone)
+        self.pick_cancel.on_click(lambda _: self._pick(None))
         filters = w.VBox(
             [
-                w.HBox([self.search, self.model, self.refresh_button]),
-                w.HBox([self.seed, self.seed_error, self.tag, self.since]),
+                w.HBox([self.search, self.model, self.refresh_button], layout=w.Layout(flex_flow="row wrap")),
+                w.HBox([self.seed, self.seed_error, self.tag, self.since], layout=w.Layout(flex_flow="row wrap")),
             ]
         )
-        picked = w.VBox(
-            [self.preview, w.HBox([self.use, self.compare_button, self.load]), self.details],
-            layout=w.Layout(flex="1 1 300px", min_width="0"),
+        self.picked_box = w.VBox(
+            [self.preview, self.details, self.lineage],
+            layout=w.Layout(flex="1 1 280px", min_width="0", display="none"),
         )
+        """The job whose details show (hidden until a row's "details"): the list has the width until then."""
         listing = w.VBox(
-            [self.rows, w.HBox([self.count, self.more]), self.thumbnails],
-            layout=w.Layout(flex="2 1 420px", min_width="0"),
+            [self.pick_bar, self.list, w.HBox([self.count, self.more], layout=w.Layout(align_items="center"))],
+            layout=w.Layout(flex="3 1 520px", min_width="0"),
         )
         self.widget = w.VBox(
-            [filters, self.error, w.HBox([listing, picked], layout=w.Layout(flex_flow="row wrap")), self.lineage]
+            [
+                w.HTML(STYLE),
+                filters,
+                self.error,
+                w.HBox([listing, self.picked_box], layout=w.Layout(flex_flow="row wrap", grid_gap="16px")),
+            ]
         )
         self.refresh()
+
+    @property
+    def listed(self) -> list[int]:
+        """The journal ids of the rows shown, newest first."""
+        return [r.id for r in self.records]
+
+    def row(self, journal_id: int) -> HistoryRow:
+        """The row of a listed job (KeyError when it is not listed)."""
+        return self.rows[journal_id]
 
     # -- querying ---------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -130,19 +141,13 @@ class HistoryView:
             return
         self.error.value = ""
         self.records = records
-        keep = self.rows.value
-        self._quiet = True
-        try:
-            self.rows.options = [(row_label(r), r.id) for r in records]
-            self.rows.value = keep if any(r.id == keep for r in records) else None
-        finally:
-            self._quiet = False
+        self._show_rows(records)
         n = len(records)
         more = n >= self._limit
         text = f"{n} job{'s' if n != 1 else ''}" + (" (the newest; “more” shows older ones)" if more else "")
         self.count.value = f'<span style="font:12px sans-serif;opacity:.75">{html.escape(text)}</span>'
         self.more.disabled = not more
-        self._show_thumbnails(records)
+        self.more.layout.display = "" if more else "none"
 
     def _filters(self) -> dict[str, Any] | None:
         filters: dict[str, Any] = {}
@@ -196,12 +201,8 @@ class HistoryView:
             return
         self.error.value = ""
         self.selected = record
-        if self.rows.value != record.id and any(r.id == record.id for r in self.records):
-            self._quiet = True
-            try:
-                self.rows.value = record.id
-            finally:
-                self._quiet = False
+        for row in self.rows.values():
+            row.mark(CURRENT, row.journal_id == record.id)
         self.details.value = details_html(record, children)
         old = self.lineage.children
         self.lineage.children = tuple(self._lineage_items(chain, record))
@@ -209,8 +210,7 @@ class HistoryView:
         thumb = store.read_thumbnail(record.folder, record.files[0]) if record.files else None
         self.preview.value = thumb or b""
         self.preview.layout.display = "" if thumb else "none"
-        self.load.disabled = False
-        self.use.disabled = self.compare_button.disabled = not (record.status == "done" and record.files)
+        self.picked_box.layout.display = "flex"
 
     def _lineage_items(self, chain: list[JobRecord], current: JobRecord) -> list[w.Widget]:
         """original → ... → this; a multi-reference edit shows every source: @3 + @5 → @7."""
@@ -249,48 +249,88 @@ class HistoryView:
         button.on_click(lambda _, i=record.id: self.select(i))
         return w.VBox([picture, button])
 
-    def _picked(self, change: dict[str, Any]) -> None:
-        if not self._quiet and change["new"] is not None:
-            self.select(change["new"])
-
-    def _with_result(self, callback: Callable[[Result], None] | None) -> None:
-        if self.selected is None or callback is None:
-            return
+    # -- a row's actions -----------------------------------------------------------------------------
+    def _action(self, name: str, journal_id: int) -> None:
         try:
-            callback(self.session.result(self.selected.id))
+            if name == "details":
+                self.select(journal_id)
+            elif name == "load":
+                if self.on_load is not None:
+                    self.on_load(self.session.record(journal_id))
+            elif name == "use":
+                if self.on_use is not None:
+                    self.on_use(self.session.result(journal_id))
+            elif name == "compare":
+                self._compare(journal_id)
         except Exception as exc:  # shown here, where the click was
             self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
+            return
+        self.error.value = ""
 
-    def _load(self, _button: w.Button) -> None:
-        if self.selected is not None and self.on_load is not None:
+    def _compare(self, journal_id: int) -> None:
+        """The first row's "compare" waits for a second; the second opens those two side by side (first on the
+        left). The same row again takes the pick back."""
+        if self.on_compare_pair is None:
+            if self.on_compare is not None:
+                self.on_compare(self.session.result(journal_id))
+            return
+        if self.picked is None:
+            self._pick(journal_id)
+        elif self.picked == journal_id:
+            self._pick(None)
+        else:
+            first, second = self.session.result(self.picked), self.session.result(journal_id)
+            self._pick(None)
+            self.on_compare_pair(first, second)
+
+    def _pick(self, journal_id: int | None) -> None:
+        self.picked = journal_id
+        for row in self.rows.values():
+            row.pick(row.journal_id == journal_id)
+        if journal_id is None:
+            self.pick_bar.layout.display = "none"
+            return
+        self.pick_note.value = (
+            '<span style="font:12px sans-serif">'
+            f"<b>@{journal_id}</b> picked: click <b>compare</b> on another row to see the two side by side</span>"
+        )
+        self.pick_alone.disabled = self.on_compare is None
+        self.pick_bar.layout.display = "flex"
+
+    def _compare_alone(self, _button: w.Button) -> None:
+        picked = self.picked
+        self._pick(None)
+        if picked is not None and self.on_compare is not None:
             try:
-                self.on_load(self.selected)
+                self.on_compare(self.session.result(picked))
             except Exception as exc:  # shown here, where the click was
                 self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
 
-    def _show_thumbnails(self, records: list[JobRecord]) -> None:
-        """The listed jobs as small thumbnails, newest first; a click picks one. Items of jobs still listed are
-        kept, so a refresh only makes the new ones."""
-        items = []
+    def _show_rows(self, records: list[JobRecord]) -> None:
+        """One row per listed job, newest first. Rows of jobs still listed are kept (and brought up to date), so a
+        refresh makes only the new ones; the thumbnails read are those of the rows shown."""
+        rows = []
         for record in records:
-            item = self._thumbs.get(record.id)
-            if item is None:
-                data = store.read_thumbnail(record.folder, record.files[0]) if record.files else None
-                picture = w.Image(value=data or b"", format="jpeg", layout=w.Layout(width=f"{ROW_SIDE}px"))
-                button = w.Button(
-                    description=record.ref, tooltip=record.prompt[:200], layout=w.Layout(width=f"{ROW_SIDE}px")
-                )
-                button.on_click(lambda _, i=record.id: self.select(i))
-                item = self._thumbs[record.id] = w.VBox([picture, button], layout=w.Layout(margin="0 4px 4px 0"))
-            items.append(item)
-        self.thumbnails.children = items
+            row = self.rows.get(record.id)
+            if row is None:
+                row = self.rows[record.id] = HistoryRow(record, self._action)
+                if record.id == self.picked:
+                    row.pick(True)
+            else:
+                row.update(record)
+            row.mark(CURRENT, self.selected is not None and record.id == self.selected.id)
+            rows.append(row.widget)
+        self.list.children = tuple(rows)
         listed = {r.id for r in records}
-        gone = [self._thumbs.pop(i) for i in list(self._thumbs) if i not in listed]
-        close_tree(*gone)
+        gone = [self.rows.pop(i) for i in list(self.rows) if i not in listed]
+        for row in gone:
+            row.close()
 
     def close(self) -> None:
-        close_tree(self.widget, *self._thumbs.values())
-        self._thumbs.clear()
+        for row in self.rows.values():
+            row.close()
+        self.rows.clear()
+        close_tree(self.widget)
 
 
 def lineage_thumbnail(record: JobRecord) -> bytes | None:

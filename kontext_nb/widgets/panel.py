@@ -64,7 +64,13 @@ class Panel:
         )
         self.create.result_view.callbacks.update(use=self._use_as_input, seed=self._reuse_seed, compare=self._compare)
         self.compare = CompareView(folder=session.runs_folder, session=session)
-        self.history = HistoryView(session, on_load=self._load, on_use=self._use_as_input, on_compare=self._compare)
+        self.history = HistoryView(
+            session,
+            on_load=self._load,
+            on_use=self._use_as_input,
+            on_compare=self._compare,
+            on_compare_pair=self._compare_pair,
+        )
         self.duel = DuelTab(session)
         self.tab = w.Tab(
             children=[
@@ -84,9 +90,10 @@ class Panel:
         self._record_lock = threading.Lock()
         self.made: list[Result] = []
         self._made_total = 0
-        """What this panel's Create tab made, newest first (kept in the saved notebook as plain HTML)."""
+        """What was made in this panel (Create, a card's rerun), newest first (kept in the saved notebook as HTML)."""
         self._record: Any = None
         self.create.on_submitted(self._follow_for_record)
+        self.gallery.on_made(self._follow_for_record)
         self.tab.observe(self._tab_changed, "selected_index")
         self.gallery.follow()
         self.gallery.on_new(self._new_cards)
@@ -121,6 +128,11 @@ class Panel:
 
     def _compare(self, result: Result) -> None:
         self.compare.add(result)
+        self.tab.selected_index = COMPARE
+
+    def _compare_pair(self, first: Result, second: Result) -> None:
+        """Two History rows' "compare": those two, side by side, in place of what Compare showed."""
+        self.compare.replace([first, second])
         self.tab.selected_index = COMPARE
 
     def _load(self, record: Any) -> None:

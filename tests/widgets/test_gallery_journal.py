@@ -37,12 +37,16 @@ def test_a_new_kernel_s_gallery_shows_the_journal(make_session: Callable[..., Se
         gallery.follow()
         gallery.add_result(fresh)
         assert gallery.cards[0].journal_id == fresh.journal_id  # new results go first, old ones stay below
-        assert "kontext-new" in gallery.cards[0].widget._dom_classes
-        assert gallery.fresh.children == (gallery.cards[0].widget,)  # above the grid, however it is scrolled
-        assert gallery.cards[0].widget not in gallery.grid.children
+        new = gallery.cards[0]
+        assert "kontext-new" in new.widget._dom_classes
+        assert gallery.grid.children[0] is new.widget  # the one scrolling grid, newest first
+        # the browser is asked to scroll the grid to it: named by the card's own class
+        assert new.css_class in new.widget._dom_classes and "kontext-card" in new.widget._dom_classes
+        assert gallery.reveal.target == new.css_class and gallery.reveal.serial == 1
+        assert len({c.css_class for c in gallery.cards}) == len(gallery.cards)
         gallery.seen()
-        assert "kontext-new" not in gallery.cards[0].widget._dom_classes
-        assert gallery.fresh.children == () and gallery.grid.children[0] is gallery.cards[0].widget
+        assert "kontext-new" not in new.widget._dom_classes
+        assert gallery.grid.children[0] is new.widget and gallery.reveal.serial == 1
     finally:
         gallery.close()
         later.close()
@@ -65,19 +69,22 @@ def test_the_panel_fills_its_gallery_from_the_journal(make_session: Callable[...
         session.close()
 
 
-def test_history_shows_the_picked_job_with_actions(session: Session) -> None:
+def test_history_rows_act_on_their_job(session: Session) -> None:
     a = session.generate("a cat", seed=1)
     b = session.generate("a sofa", seed=2)
     both = session.edit([a, b], "the cat on the sofa", seed=3)
     used: list[Result] = []
-    compared: list[Result] = []
-    view = HistoryView(session, on_use=used.append, on_compare=compared.append)
+    view = HistoryView(session, on_use=used.append)
     try:
-        view.rows.value = both.journal_id
+        row = view.row(both.journal_id)
+        assert bytes(row.image.value)[:2] == b"\xff\xd8"  # the row's own thumbnail: the saved JPEG
+        assert "kx-history-row" in row.widget._dom_classes
+        row.use.click()
+        assert [r.journal_id for r in used] == [both.journal_id]
+        row.buttons["details"].click()
+        assert view.selected is not None and view.selected.id == both.journal_id
+        assert "kx-history-current" in row.widget._dom_classes
         assert bytes(view.preview.value)[:2] == b"\xff\xd8"
-        view.use.click()
-        view.compare_button.click()
-        assert [r.journal_id for r in used + compared] == [both.journal_id] * 2
         refs = [
             getattr(item, "description", "") for box in view.lineage.children for item in getattr(box, "children", ())
         ]
@@ -86,15 +93,68 @@ def test_history_shows_the_picked_job_with_actions(session: Session) -> None:
         view.close()
 
 
-def test_history_rows_have_thumbnails(session: Session) -> None:
-    made = [session.generate(f"a row picture {i}", seed=40 + i) for i in range(2)]
-    view = HistoryView(session)
+def test_two_rows_compare_opens_those_two(session: Session) -> None:
+    old = session.generate("an old lighthouse", seed=1)
+    session.generate("in between", seed=2)
+    new = session.generate("a new lighthouse", seed=3)
+    pairs: list[tuple[int | None, int | None]] = []
+    alone: list[Result] = []
+    view = HistoryView(
+        session, on_compare=alone.append, on_compare_pair=lambda x, y: pairs.append((x.journal_id, y.journal_id))
+    )
     try:
-        view.search.value = "row picture"
-        items = view.thumbnails.children
-        assert [i.children[1].description for i in items] == [made[1].ref, made[0].ref]  # newest first, like the list
-        assert bytes(items[0].children[0].value)[:2] == b"\xff\xd8"
-        items[1].children[1].click()
-        assert view.selected is not None and view.selected.id == made[0].journal_id
+        first, second = view.row(old.journal_id), view.row(new.journal_id)
+        first.compare.click()
+        assert view.picked == old.journal_id and pairs == []  # waits for a second row
+        assert "kx-history-picked" in first.widget._dom_classes and first.compare.description == "cancel"
+        assert view.pick_bar.layout.display == "flex" and old.ref in view.pick_note.value
+        view.refresh()  # a refresh keeps the pick
+        assert "kx-history-picked" in view.row(old.journal_id).widget._dom_classes
+        second.compare.click()
+        assert pairs == [(old.journal_id, new.journal_id)]  # the old one beside the new one
+        assert view.picked is None and "kx-history-picked" not in first.widget._dom_classes
+        assert view.pick_bar.layout.display == "none"
+        second.compare.click()
+        second.compare.click()  # the same row again takes the pick back
+        assert view.picked is None and len(pairs) == 1
+        second.compare.click()
+        view.pick_alone.click()  # or only that one, added to Compare
+        assert [r.journal_id for r in alone] == [new.journal_id] and view.picked is None
     finally:
         view.close()
+
+
+def test_history_pages_its_rows(session: Session) -> None:
+    made = [session.generate(f"a row picture {i}", seed=40 + i) for i in range(5)]
+    view = HistoryView(session, page_size=2)
+    try:
+        assert view.listed == [made[4].journal_id, made[3].journal_id]  # one page: two rows, two thumbnails
+        assert len(view.list.children) == 2 and len(view.rows) == 2
+        kept = view.row(made[4].journal_id)
+        view.more.click()
+        assert view.listed == [m.journal_id for m in reversed(made)][:4]
+        assert view.row(made[4].journal_id) is kept  # rows already made are kept, not made again
+        view.search.value = "picture 1"
+        assert view.listed == [made[1].journal_id] and kept.widget.comm is None  # rows no longer listed are closed
+    finally:
+        view.close()
+
+
+def test_a_journal_card_links_through_the_file_server(make_session: Callable[..., Session]) -> None:
+    """A card read back from the journal opens and downloads like a new one: through the panel's FileServer, with a
+    readable name (a file:// link shows as dead text in JupyterLab and works nowhere once the folder is elsewhere)."""
+    first = make_session()
+    made = first.generate("a red fox in snow", seed=42)
+    first.close()
+    later = make_session()
+    gallery = Gallery(later)
+    try:
+        gallery.load_recent()
+        (card,) = gallery.cards
+        name = f"{made.journal_id:04d}-seed42-a-red-fox-in-snow.jpg"
+        assert f'data-kx-action="open" data-kx-name="{name}"' in card.links.value
+        assert f'data-kx-action="download" data-kx-name="{name}"' in card.links.value
+        assert "file://" not in card.links.value and made.files[0].name not in card.links.value
+    finally:
+        gallery.close()
+        later.close()

@@ -26,7 +26,7 @@ from kontext_nb.session import Session
 from kontext_nb.widgets import panel as panel_module
 from kontext_nb.widgets.controls import NO_DEFAULT, SWEEP_FIELDS, InputControls, control_for
 from kontext_nb.widgets.create import CreateTab
-from kontext_nb.widgets.panel import COMPARE, CREATE, Panel
+from kontext_nb.widgets.panel import COMPARE, CREATE, HISTORY, Panel
 
 T2I = endpoints.endpoint_for("text-to-image", "max")
 EDIT = endpoints.endpoint_for("edit", "max")
@@ -389,9 +389,16 @@ def test_history_load_and_compare_buttons_switch_tabs(panel: Panel, session: Ses
     card = card_for(panel, result.journal_id)
     card.buttons["compare"].click()
     assert panel.tab.selected_index == COMPARE and len(panel.compare.items) == 1
+    other = session.generate("a blue fox", seed=4)
+    assert isinstance(other, Result)
     panel.history.refresh()
-    panel.history.select(result.journal_id)
-    panel.history.load.click()
+    panel.history.row(result.journal_id).compare.click()
+    assert panel.tab.selected_index == COMPARE and len(panel.compare.items) == 1  # waits for a second row
+    panel.tab.selected_index = HISTORY
+    panel.history.row(other.journal_id).compare.click()
+    assert panel.tab.selected_index == COMPARE
+    assert [r.journal_id for r in panel.compare.items] == [result.journal_id, other.journal_id]  # exactly those two
+    panel.history.row(result.journal_id).load.click()
     assert panel.tab.selected_index == CREATE
     assert panel.create.prompt.value == "a red fox" and panel.create.inputs.seed.value == "3"
     assert panel.create.inputs.controls["aspect_ratio"].value == "4:3"
@@ -481,3 +488,14 @@ def test_the_compare_tab_exports_grids_into_the_configured_runs_folder(
         assert saved.parent == tmp_path / "configured" / "grids"
     finally:
         panel.close()
+
+
+def test_a_rerun_from_a_card_is_kept_in_the_panels_record(panel: Panel, session: Session) -> None:
+    """The saved notebook's record holds what was made in the panel: a Gallery card's "rerun" too, not only Create's
+    Generate; a job made outside the panel (a magic, kx.generate) is not in it."""
+    outside = session.generate("a lighthouse made in a cell", seed=5)
+    card = card_for(panel, outside.journal_id)
+    job = card.rerun()
+    assert job is not None
+    wait_for(lambda: [r.journal_id for r in panel.made] == [job.journal_id])
+    assert outside.journal_id not in [r.journal_id for r in panel.made]

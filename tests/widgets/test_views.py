@@ -23,7 +23,7 @@ from kontext_nb.sandbox import SandboxServer
 from kontext_nb.session import Session
 from kontext_nb.widgets.cards import Card, placeholder, shared
 from kontext_nb.widgets.gallery import Gallery
-from kontext_nb.widgets.history_view import HistoryView
+from kontext_nb.widgets.history_view import HistoryView, row_label
 
 
 def generated(session: Session, prompt: str, **arguments: Any) -> Result:
@@ -248,24 +248,23 @@ def test_history_filters_by_words_seed_model_and_tag(session: Session) -> None:
     lake = generated(session, "a calm lake", seed=7)
     pro = generated(session, "a red barn", seed=42, model="pro")
     view = HistoryView(session)
-    assert view.rows.options[0] == (
-        f"{pro.ref} · seed 42 · pro · {time.strftime('%Y-%m-%d')} · a red barn",
-        pro.journal_id,
-    )
-    assert [v for _, v in view.rows.options] == [pro.journal_id, lake.journal_id, fox.journal_id]
+    assert row_label(view.records[0]) == f"{pro.ref} · seed 42 · pro · {time.strftime('%Y-%m-%d')} · a red barn"
+    text = view.row(pro.journal_id).text.value
+    assert all(part in text for part in (pro.ref, "seed 42", "pro · text-to-image", "$0.04", "a red barn"))
+    assert view.listed == [pro.journal_id, lake.journal_id, fox.journal_id]
     view.search.value = "RED"
-    assert [v for _, v in view.rows.options] == [pro.journal_id, fox.journal_id]
+    assert view.listed == [pro.journal_id, fox.journal_id]
     view.model.value = "max"
-    assert [v for _, v in view.rows.options] == [fox.journal_id]
+    assert view.listed == [fox.journal_id]
     view.search.value = ""
     view.seed.value = " 7 "
-    assert [v for _, v in view.rows.options] == [lake.journal_id]
+    assert view.listed == [lake.journal_id]
     view.seed.value = ""
     view.tag.value = "#animals"
-    assert [v for _, v in view.rows.options] == [fox.journal_id]
+    assert view.listed == [fox.journal_id]
     view.tag.value = ""
     view.since.value = datetime.date.today() + datetime.timedelta(days=1)
-    assert view.rows.options == ()
+    assert view.listed == [] and view.list.children == ()
     view.close()
 
 
@@ -275,10 +274,10 @@ def test_a_bad_seed_shows_an_error_and_does_not_query(session: Session, monkeypa
     calls: list[dict[str, Any]] = []
     real = session.history
     monkeypatch.setattr(session, "history", lambda **f: calls.append(f) or real(**f))
-    shown = view.rows.options
+    shown = view.listed
     view.seed.value = "4x2"
     assert "4x2" in view.seed_error.value and "whole number" in view.seed_error.value
-    assert calls == [] and view.rows.options == shown
+    assert calls == [] and view.listed == shown
     view.seed.value = "42"
     assert view.seed_error.value == "" and calls == [{"seed": 42, "limit": 50}]
     view.close()
@@ -288,9 +287,9 @@ def test_paging_shows_more(session: Session) -> None:
     for seed in range(3):
         generated(session, "a cat", seed=seed)
     view = HistoryView(session, page_size=2)
-    assert len(view.rows.options) == 2 and not view.more.disabled
+    assert len(view.listed) == 2 and not view.more.disabled
     view.more.click()
-    assert len(view.rows.options) == 3 and view.more.disabled
+    assert len(view.listed) == 3 and view.more.disabled
     view.close()
 
 
@@ -301,7 +300,7 @@ def test_selecting_shows_details_and_lineage(session: Session) -> None:
     again = session.edit(edit, "add snow", seed=3)
     assert isinstance(again, Result)
     view = HistoryView(session)
-    view.rows.value = edit.journal_id
+    view.row(edit.journal_id).buttons["details"].click()
     assert view.selected is not None and view.selected.id == edit.journal_id
     assert "paint it &lt;blue&gt;" in view.details.value and again.ref in view.details.value
     pictures = [box for box in view.lineage.children if isinstance(box, ipywidgets.VBox)]
@@ -309,7 +308,8 @@ def test_selecting_shows_details_and_lineage(session: Session) -> None:
     for box in pictures:
         assert max(image_of(box.children[0].value).size) <= 256
     pictures[0].children[1].click()  # a step of the lineage selects it
-    assert view.selected.id == source.journal_id and view.rows.value == source.journal_id
+    assert view.selected.id == source.journal_id
+    assert "kx-history-current" in view.row(source.journal_id).widget._dom_classes
     view.select(again.journal_id)
     refs = [box.children[1].description for box in view.lineage.children if isinstance(box, ipywidgets.VBox)]
     assert refs == [source.ref, edit.ref, again.ref]
@@ -322,9 +322,7 @@ def test_load_hands_the_record_to_the_panel(session: Session) -> None:
     loaded: list[JobRecord] = []
     result = generated(session, "a red fox", seed=42)
     view = HistoryView(session, on_load=loaded.append)
-    assert view.load.disabled
-    view.rows.value = result.journal_id
-    view.load.click()
+    view.row(result.journal_id).load.click()
     assert [r.id for r in loaded] == [result.journal_id] and loaded[0].seed == 42
     view.close()
 
