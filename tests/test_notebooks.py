@@ -258,9 +258,18 @@ def test_the_notebooks_run_in_any_order_on_one_runs_folder(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_classroom_notebook_runs(tmp_path: Path) -> None:
+    """After the quickstart on the same runs folder, and a second time after itself: it names its own jobs."""
+    run_notebook(NOTEBOOKS / "quickstart.ipynb", tmp_path)
+    before = {r.id for r in _journal(tmp_path / "kontext-runs")}
+    _check_classroom(run_notebook(NOTEBOOKS / "classroom.ipynb", tmp_path), tmp_path, before)
+    before = {r.id for r in _journal(tmp_path / "kontext-runs")}
+    _check_classroom(run_notebook(NOTEBOOKS / "classroom.ipynb", tmp_path), tmp_path, before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kontext-runs"], "nothing beside the notebook"
+
+
+def _check_classroom(nb: nbformat.NotebookNode, tmp_path: Path, before: set[int]) -> None:
     import re
 
-    nb = run_notebook(NOTEBOOKS / "classroom.ipynb", tmp_path)
     text = outputs_text(nb)
     assert _problems(nb) == [], "only the two refusals write to stderr"
     assert [o for c in nb.cells for o in c.get("outputs", []) if "ename" in o] == []
@@ -280,7 +289,9 @@ def test_classroom_notebook_runs(tmp_path: Path) -> None:
     status = _stdout(_cell(nb, "%kontext status"))
     assert "backend: sandbox" in status and "fal key: not set" in status
     assert "spent: session $0.48 of $0.50" in status
-    assert "3 jobs · $0.48" in _value(_cell(nb, 'kx.history(tag="water-cycle")'))
+    records = [r for r in _journal(tmp_path / "kontext-runs") if r.id not in before]
+    water = _value(_cell(nb, 'kx.history(tag="water-cycle"'))
+    assert "3 jobs · $0.48" in water and all(f"@{r.id} " in water for r in records[:3]), "this lesson's exercise"
 
     panel = _cell(nb, "kx.Panel()")
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in panel.outputs)
@@ -291,13 +302,14 @@ def test_classroom_notebook_runs(tmp_path: Path) -> None:
     left = _cell(nb, "import time")
     request_id = re.search(r"no result after 0\.5 s; request ([0-9a-f-]{36}) is left on fal", _stdout(left))
     assert request_id, _stdout(left)
-    assert re.search(r"@4 .* submitted .* the phases of the moon", _value(left))
+    moon = records[3].id
+    assert re.search(rf"@{moon} .* submitted .* the phases of the moon", _value(left))
     resumed = _value(_cell(nb, "%kontext resume"))
     assert f"request {request_id[1]}" in resumed and "$0.04" in resumed, "collected, not submitted again"
     final = _value(_cell(nb, "kx.configure(job_timeout=900)"))
-    assert re.search(r"@4 .* done .* the phases of the moon", final) and "4 jobs · $0.52" in final
+    assert re.search(rf"@{moon} .* done .* the phases of the moon", final) and "4 jobs · $0.52" in final
+    assert all(f"@{r.id} " in final for r in records), "the lesson's jobs, not the runs folder's latest"
 
-    records = _journal(tmp_path / "kontext-runs")
     assert [r.status for r in records] == ["done"] * 4
     assert [r.tags for r in records] == [("water-cycle",)] * 3 + [("moon",)]
     assert not any("volcano" in r.prompt for r in records), "refused runs send nothing"
