@@ -345,6 +345,12 @@ def test_judging_notebook_runs(tmp_path: Path) -> None:
     assert small.count('src="data:image/') >= 3 and "make it winter" in small and "a red fox" not in small
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kontext-runs"], "nothing beside the notebook"
 
+    before = {r.id for r in _journal(tmp_path / "kontext-runs")}
+    again = run_notebook(NOTEBOOKS / "judging.ipynb", tmp_path)
+    sweep = [r for r in _journal(tmp_path / "kontext-runs") if r.id not in before and r.parent_id is None]
+    rated = _stdout(_cell(again, "kx.rate(refs[0], 5)"))
+    assert f"rated 4 or more: ['@{sweep[1].id}', '@{sweep[0].id}']" in rated, "a second run: its own sweep's"
+
 
 @pytest.mark.slow
 def test_family_notebook_runs_dev_max_inpaint_and_lora(tmp_path: Path) -> None:
