@@ -227,10 +227,10 @@ def test_comparing_notebook_runs(tmp_path: Path) -> None:
     fisherman = _value(_cell(nb, "from kontext_nb.views import Grid"))
     assert "oil painting  charcoal sketch" in fisherman and fisherman.count("seed 7") == 4
 
-    sweep_table = _value(_cell(nb, 'records = kx.history("wicker basket")'), "text/html")
+    sweep_table = _value(_cell(nb, 'records = kx.history("wicker basket"'), "text/html")
     body = sweep_table.split("<tbody>")[1]
     assert body.count("<tr>") == 8 and body.count("<td>2.0</td>") == 4 and body.count("<td>5.0</td>") == 4
-    summary = _value(_cell(nb, "table = kx.history().to_pandas()"))
+    summary = _value(_cell(nb, "table = kx.history("))
     assert "[1234, 1235, 1236]" in summary and "a portrait of an old fisherman, oil painting" in summary
     assert len(_journal(tmp_path / "kontext-runs")) == 1 + 1 + 3 + 8 + 4
 
@@ -239,9 +239,15 @@ def test_comparing_notebook_runs(tmp_path: Path) -> None:
 def test_the_notebooks_run_in_any_order_on_one_runs_folder(tmp_path: Path) -> None:
     """After the quickstart (and each other) on one shared runs folder, each notebook still shows its own jobs, and
     nothing is written beside the notebooks but the (git-ignored) runs folder."""
-    for name in ("quickstart", "comparing", "magics", "editing"):
+    for name in ("quickstart", "comparing", "magics", "editing", "comparing"):
         nb = run_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path)
         assert [o for c in nb.cells for o in c.get("outputs", []) if "ename" in o] == [], name
+        if name == "comparing":
+            summary = _value(_cell(nb, "table = kx.history("))
+            assert "a lighthouse on a rocky coast" in summary and "red fox" not in summary, "this notebook's prompts"
+            assert "wicker basket" in summary and "living room" not in summary, "not those of the notebooks before"
+            sweep = _value(_cell(nb, 'records = kx.history("wicker basket"'), "text/html").split("<tbody>")[1]
+            assert sweep.count("<tr>") == 8, "its own sweep, also when it ran before on this runs folder"
         if name == "magics":
             raft = _value(_cell(nb, "%kontext compare $clay $raft"))
             assert "[claymation]" in raft and "[raft]" in raft, "its own jobs, not @1 and @3 of the folder"
