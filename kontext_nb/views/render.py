@@ -20,7 +20,7 @@ from .names import readable_name
 if TYPE_CHECKING:
     from ..result import Result
 
-THUMBNAIL_SIDE = 320
+THUMBNAIL_SIDE = 512  # as large as the newest result in the panel: an output is where people look at images
 
 
 def set_thumbnail_side(side: int) -> None:
