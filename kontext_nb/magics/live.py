@@ -2,12 +2,14 @@
 
 In a notebook it is a display handle (for background runs showing a small widget with a
 Cancel button, which becomes plain HTML once the jobs end, so a saved notebook keeps the
-images); in terminal IPython it is one line rewritten in place.
+images); in terminal IPython it is one line rewritten in place, or for a background run a line when it is sent
+and one when it ends.
 """
 
 from __future__ import annotations
 
 import html
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ class LiveOutput:
     def __init__(self, jobs: Sequence[Job], *, terminal: bool, background: bool = False) -> None:
         self.jobs = list(jobs)
         self.terminal = terminal
+        self.background = background
         self.started = time.time()
         self._lock = threading.Lock()
         self._last_key: tuple[Any, ...] = ()
@@ -79,6 +82,9 @@ class LiveOutput:
         """One line, rewritten in place on every change of state (not every second); ended when all are done."""
         if self._ended:
             return
+        if self.background:
+            self._print_whole_line()
+            return
         key = tuple((job.state, job.status.position) for job in self.jobs)
         if key != self._last_key:
             self._last_key = key
@@ -87,6 +93,18 @@ class LiveOutput:
             self._width = len(text)
             self._ended = self.finished
             print("\r" + text + " " * pad, end="\n" if self._ended else "", flush=True)
+
+    def _print_whole_line(self) -> None:
+        """Whole lines, each in one write: the shell's prompt, the run's Out[] or another run's status line may hold
+        the cursor, and a line rewritten in place would overwrite them."""
+        text = f"kontext: {status_text(self.jobs, self.started)}"
+        if not self._last_key:
+            self._last_key = ("sent",)
+            sys.stdout.write(text + "\n")
+        elif self.finished:
+            self._ended = True
+            sys.stdout.write("\n" + text + "\n")
+        sys.stdout.flush()
 
     def _tick(self) -> None:
         while not self._done.wait(TICK):

@@ -96,6 +96,21 @@ def test_a_sweep_in_a_terminal_shows_one_updating_line(
     assert "4 done" in progress[0].split("\r")[-1]
 
 
+def test_bg_in_a_terminal_prints_a_line_when_sent_and_one_when_done(
+    shell: Shell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --bg run writes whole lines: rewriting one in place would overwrite the prompt, the run's Out[] or
+    another run's status line (its cursor is wherever the shell left it)."""
+    job = shell.line("a red fox --seed 3 --bg")
+    job.result()
+    seen: list[str] = []
+    waiting.wait_for(lambda: seen.append(capsys.readouterr().out) or "done" in "".join(seen))
+    out = "".join(seen)
+    assert "\r" not in out, repr(out)
+    lines = [line for line in out.split("\n") if "kontext:" in line]
+    assert len(lines) == 2 and "@1" in lines[0] and "@1 done" in lines[1], repr(out)
+
+
 def test_seed_minus_one_means_random_in_the_magics(shell: Shell) -> None:
     first = shell.line("a red fox --seed -1")
     second = shell.line("a red fox --seed -1")
