@@ -115,15 +115,6 @@ def test_importing_the_package_is_cheap() -> None:
     assert out.stdout.strip() == "", f"heavy modules imported at package import: {out.stdout}"
 
 
-def test_full_size_links_open_from_the_notebook_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kontext_nb.views.render import file_link
-
-    monkeypatch.chdir(tmp_path)
-    assert file_link(tmp_path / "kontext-runs" / "images" / "a.jpg") == "kontext-runs/images/a.jpg"
-    elsewhere = Path("/var/tmp/x.png")
-    assert file_link(elsewhere) == "file:///var/tmp/x.png"
-
-
 def test_public_functions_are_not_shadowed_by_submodules() -> None:
     import importlib
     import pkgutil

@@ -43,7 +43,7 @@ class Kontext(Magics):
     runs_dir = Unicode("", help="the runs folder (journal and images); empty: KONTEXT_HOME or ./kontext-runs").tag(
         config=True
     )
-    thumbnail_size = Int(320, help="the longer side of thumbnails embedded in outputs, in pixels").tag(config=True)
+    thumbnail_size = Int(512, help="the longer side of thumbnails embedded in outputs, in pixels").tag(config=True)
     embed_limit_mb = Float(
         1.0, help="image files up to this size are embedded for full size and download when outside the notebook folder"
     ).tag(config=True)

@@ -7,7 +7,6 @@ fal's URLs expire; "full size" and "download" come from links.py. Every piece of
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -15,13 +14,13 @@ from PIL import Image
 from ..endpoints import format_cost
 from ..images import encode_thumbnail, sniff_content_type
 from .links import data_uri as data_uri  # where thumbnails and other views get it
-from .links import file_html, relative_href
+from .links import file_html
 from .names import readable_name
 
 if TYPE_CHECKING:
     from ..result import Result
 
-THUMBNAIL_SIDE = 320
+THUMBNAIL_SIDE = 512  # as large as the newest result in the panel: an output is where people look at images
 
 
 def set_thumbnail_side(side: int) -> None:
@@ -35,14 +34,6 @@ def set_thumbnail_side(side: int) -> None:
 def thumbnail(image: Image.Image, side: int | None = None) -> tuple[bytes, str]:
     """A small encoded copy for an output, at the configured side unless one is given."""
     return encode_thumbnail(image, side or THUMBNAIL_SIDE)
-
-
-def file_link(path: Path) -> str:
-    """A link to the file relative to the notebook's folder when it lies below it, else a file:// URL.
-
-    Only for widgets that have not moved to the panel's FileServer yet: a result's own HTML uses
-    links.file_html, which never gives a file:// link."""
-    return relative_href(path) or path.as_uri()
 
 
 def settings_line(result: Result) -> str:

@@ -21,7 +21,8 @@ from ..endpoints import ENDPOINTS
 from ..journal import folder as store
 from ..journal.db import JobRecord
 from ..result import Result
-from ..views import render
+from ..views.names import readable_name
+from . import files
 from .cards import close_tree
 from .history_rows import CURRENT, STYLE, HistoryRow, row_label
 
@@ -375,8 +376,17 @@ def details_html(record: JobRecord, children: list[JobRecord]) -> str:
     if children:
         rows.append(("edited in", esc(", ".join(c.ref for c in children))))
     rows.append(("request id", esc(record.request_id or "–")))
-    for i, path in enumerate(record.paths):
-        rows.append((f"file {i + 1}", f'<a href="{esc(render.file_link(path))}" target="_blank">{esc(str(path))}</a>'))
+    paths = record.paths
+    for i, path in enumerate(paths):
+        name = readable_name(
+            prompt=record.output_prompt or record.prompt,
+            seed=record.seed,
+            journal_id=record.id,
+            mime=files.mime_of(path),
+            index=i,
+            count=len(paths),
+        )
+        rows.append((f"file {i + 1}", files.link(path, name, str(path), "open", "the image in a new tab")))
     if record.error:
         kind = f"{record.error_type}: " if record.error_type else ""
         rows.append(("error", f'<span style="color:{RED}">{esc(kind + record.error)}</span>'))

@@ -12,6 +12,7 @@ import html
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from shell import Shell  # tests/shell.py
@@ -169,3 +170,16 @@ def test_the_panels_record_links_files_it_can_and_embeds_no_full_size(
     (name,) = attribute(page, r"<a [^>]*>download</a>", "download")
     assert re.fullmatch(r"\d{4}-seed42-a-red-fox-in-the-snow\.jpg", name), name
     assert "file:" not in page and "<details" not in page and len(DATA_URI.findall(page)) == 2, "two thumbnails"
+
+
+def test_an_output_shows_its_image_at_512_px(inside: Session, sb: Any) -> None:
+    """An output is where people look at images: as large as the panel's newest result, not a 320 px stamp."""
+    import io
+
+    from PIL import Image
+
+    sb.configure(image_scale=1.0)  # fal's own size: 1024 px a side for 1:1
+    result = made(inside)
+    assert max(result.sizes[0]) > 512
+    (src,) = attribute(result_html(result), r"<img [^>]*>", "src")[:1]
+    assert max(Image.open(io.BytesIO(decoded(src))).size) == 512

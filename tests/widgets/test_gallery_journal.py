@@ -158,3 +158,15 @@ def test_a_journal_card_links_through_the_file_server(make_session: Callable[...
     finally:
         gallery.close()
         later.close()
+
+
+def test_history_details_open_files_through_the_file_server(session: Session) -> None:
+    """A History row's details name its files as links the panel's FileServer serves: never a file:// URL, which
+    JupyterLab shows as dead text and no browser opens from a notebook."""
+    from kontext_nb.widgets.history_view import details_html
+
+    made = session.generate("a red fox in snow", seed=42)
+    page = details_html(session.record(made.journal_id), [])
+    name = f"{made.journal_id:04d}-seed42-a-red-fox-in-snow.jpg"
+    assert f'data-kx-action="open" data-kx-name="{name}"' in page
+    assert "file://" not in page and 'href="#"' in page
