@@ -37,8 +37,7 @@ if TYPE_CHECKING:
     from ..session import Session
 
 SIDE = store.THUMB_SIDE
-CARD_MIN = 196
-"""The narrowest a Gallery card gets: two share a row in a notebook 900 px wide beside JupyterLab's file browser."""
+CARD_WIDTH = SIDE + 16
 PROMPT_CHARS = 90
 RED = "#b00020"
 SEED_RANGE = 2**31
@@ -62,14 +61,8 @@ class Shared:
     They are never closed; swapping ``layout`` between SHOWN and HIDDEN shows or hides a part."""
 
     def __init__(self) -> None:
-        # as wide as the thumbnail, or narrower (to CARD_MIN) when that puts one more card on each row
-        self.card = w.Layout(
-            flex=f"1 1 {CARD_MIN}px",
-            max_width=f"{SIDE + 16}px",
-            padding="6px",
-            margin="0 8px 8px 0",
-            border="1px solid #ccc",
-        )
+        self.card = w.Layout(width=f"{CARD_WIDTH}px", padding="6px", margin="0 8px 8px 0", border="1px solid #ccc")
+        """Narrower in a narrow grid, two a row (the Gallery's style)."""
         self.image = w.Layout(
             width="100%", max_width=f"{SIDE}px", max_height=f"{SIDE}px", object_fit="contain", margin="2px 0"
         )

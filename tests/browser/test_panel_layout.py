@@ -129,6 +129,7 @@ def layout_notebook(runs: Path) -> str:
     )
 
 
+@pytest.mark.parametrize("lab", ["offline"], indirect=True)  # where jobs go does not change the layout
 @pytest.mark.parametrize("front", FRONTS)
 def test_gallery_create_compare_and_history_fit_their_columns(
     lab: Lab, page: Page, screenshot: Shot, front: str
@@ -136,8 +137,6 @@ def test_gallery_create_compare_and_history_fit_their_columns(
     """Issue 14 point 5, the walkthrough's defects: a new card's outline shows on all four sides; at 900 px two
     cards share a row; edit mode's four priced models are one row inside the form's column and the sources'
     placeholder fits its field; Compare's "clear" is as wide as its label; History's filter labels line up."""
-    if lab.mode != "offline":
-        pytest.skip("the layout does not depend on where jobs go: offline mode covers it")
     name = f"layout-{front}.ipynb"
     write_one(lab, name, layout_notebook(lab.base / f"runs-layout-{front}"))
     open_in(page, lab, front, name)
