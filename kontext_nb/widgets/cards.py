@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..session import Session
 
 SIDE = store.THUMB_SIDE
+CARD_WIDTH = SIDE + 16
 PROMPT_CHARS = 90
 RED = "#b00020"
 SEED_RANGE = 2**31
@@ -60,8 +61,11 @@ class Shared:
     They are never closed; swapping ``layout`` between SHOWN and HIDDEN shows or hides a part."""
 
     def __init__(self) -> None:
-        self.card = w.Layout(width=f"{SIDE + 16}px", padding="6px", margin="0 8px 8px 0", border="1px solid #ccc")
-        self.image = w.Layout(width=f"{SIDE}px", max_height=f"{SIDE}px", object_fit="contain", margin="2px 0")
+        self.card = w.Layout(width=f"{CARD_WIDTH}px", padding="6px", margin="0 8px 8px 0", border="1px solid #ccc")
+        """Narrower in a narrow grid, two a row (the Gallery's style)."""
+        self.image = w.Layout(
+            width="100%", max_width=f"{SIDE}px", max_height=f"{SIDE}px", object_fit="contain", margin="2px 0"
+        )
         """No side margins: the image fills the card's width exactly (with them, every card scrolled sideways)."""
         self.text = w.Layout()
         self.text_style = HTMLStyle()

@@ -50,7 +50,9 @@ class CompareView:
         self.comparison: Comparison | None = None
         """What the view shows now (None: nothing picked)."""
         self.chips = w.HBox(layout=w.Layout(flex_flow="row wrap"))
-        self.clear_button = w.Button(description="clear", tooltip="remove every result from the comparison")
+        self.clear_button = w.Button(
+            description="clear", tooltip="remove every result from the comparison", layout=w.Layout(width="auto")
+        )
         self.clear_button.on_click(lambda _: self.clear())
         self.message = w.HTML()
         self.view = CompareWidget()

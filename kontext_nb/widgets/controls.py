@@ -367,7 +367,8 @@ class SourcePicker:
             placeholder="a path or URL (multi-reference: one per line)",
             rows=1,
             continuous_update=False,
-            layout=w.Layout(width="auto", flex="1 1 200px", min_width="0"),
+            # as wide as its placeholder on one line: beside Upload and Clear when there is room, else a row of its own
+            layout=w.Layout(width="auto", flex="1 1 50ch", min_width="0"),
         )
         self.clear = w.Button(description="Clear", icon="times", layout=w.Layout(width="auto"))
         self.preview = w.HBox(layout=w.Layout(flex_flow="row wrap"))

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 TICK = 1.0
 """Seconds between status refreshes while jobs run (elapsed time moves even when fal says nothing)."""
 MODE_LABELS = {"multi": "multi-reference"}
+CHOICES = "kx-choices"
+STYLE = f"<style>.{CHOICES} .widget-toggle-button{{padding:0 7px}}</style>"
+"""Mode and model buttons a little tighter than ipywidgets': edit mode's four priced models fit the form's column."""
 SOURCE_FIELDS = ("image_url", "image_urls")
 MASK_FIELDS = ("mask_url", "mask")
 
@@ -92,6 +95,8 @@ class CreateTab:
         fit = {"button_width": "auto"}
         self.mode = w.ToggleButtons(options=[(MODE_LABELS.get(m, m), m) for m in endpoints.MODES], style=fit)
         self.model = w.ToggleButtons(options=_model_options("text-to-image"), style=fit)
+        for choices in (self.mode, self.model):
+            choices.add_class(CHOICES)
         self.sources = SourcePicker(max_side=session.settings.max_input_side)
         self.masks = SourcePicker(max_side=session.settings.max_input_side)
         """Inpaint: the mask (white = repaint), from an upload, a path, or the painter."""
@@ -112,6 +117,7 @@ class CreateTab:
         self.status = w.HTML()
         self.form = w.VBox(
             [
+                w.HTML(STYLE),
                 self.prompt,
                 self.prompt_error,
                 w.HBox([self.mode, self.model], layout=w.Layout(flex_flow="row wrap")),

@@ -18,7 +18,7 @@ import ipywidgets as w
 
 from ..jobs import Job
 from ..result import Result
-from .cards import Card, ResultCallback, close_tree
+from .cards import CARD, CARD_WIDTH, Card, ResultCallback, close_tree
 from .reveal import Reveal
 
 TICK = 1.0
@@ -26,11 +26,18 @@ TICK = 1.0
 PAGE = 48
 """Results read from the journal at a time: the newest when the gallery opens, older ones on request."""
 NEW = "kontext-new"
+TWO_CARDS = 2 * (CARD_WIDTH + 8)
+ONE_CARD = 400
+"""The grid's widths below which two full-width cards no longer share a row, and two narrowed ones would be cramped."""
 STYLE = (
     f"<style>.{NEW}{{outline:3px solid #1976d2;outline-offset:1px}}"
-    ".kontext-gallery-grid{overflow-anchor:none}</style>"
+    ".kontext-gallery-grid{overflow-anchor:none;container-type:inline-size}"
+    f"@container (max-width:{TWO_CARDS - 1}px){{.{CARD}{{width:calc(50% - 9px)!important}}}}"
+    f"@container (max-width:{ONE_CARD - 1}px){{.{CARD}{{width:min(calc(100% - 8px),{CARD_WIDTH}px)!important}}}}"
+    "</style>"
 )
-"""New cards stand out; the grid does not hold its scroll position when cards arrive above (Reveal scrolls)."""
+"""New cards stand out; the grid does not hold its scroll position when cards arrive above (Reveal scrolls); a
+narrow grid (a 900 px notebook beside JupyterLab's file browser) narrows its cards to two a row, not one."""
 
 if TYPE_CHECKING:
     from ..session import Session

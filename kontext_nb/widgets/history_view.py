@@ -35,6 +35,10 @@ RED = "#b00020"
 STATUS_COLOUR = {"done": "#2a7d2a", "failed": RED, "cancelled": "#8a6d00"}
 PairCallback = Callable[[Result, Result], None]
 
+FILTER_WIDTH = "240px"
+FILTER_LABEL = "52px"
+"""History's filters: one column width and one label width for all, so they line up as a grid."""
+
 __all__ = ["HistoryView", "details_html", "lineage_thumbnail", "row_label"]
 
 
@@ -60,13 +64,12 @@ class HistoryView:
         self.picked: int | None = None
         """The journal id whose "compare" was clicked first (waiting for a second row), or None."""
         self._limit = page_size
-        short = w.Layout(width="220px")
         self.search = w.Text(description="search", placeholder="words in the prompt", continuous_update=False)
-        self.seed = w.Text(description="seed", placeholder="any", continuous_update=False, layout=short)
+        self.seed = w.Text(description="seed", placeholder="any", continuous_update=False)
         self.seed_error = w.HTML()
-        self.model = w.Dropdown(description="model", options=MODELS, value="any", layout=short)
-        self.tag = w.Text(description="tag", placeholder="any", continuous_update=False, layout=short)
-        self.since = w.DatePicker(description="since", layout=short)
+        self.model = w.Dropdown(description="model", options=MODELS, value="any")
+        self.tag = w.Text(description="tag", placeholder="any", continuous_update=False)
+        self.since = w.DatePicker(description="since")
         self.refresh_button = w.Button(description="refresh", icon="refresh", tooltip="search the journal again")
         self.more = w.Button(description="more", tooltip="show older jobs too")
         self.count = w.HTML()
@@ -95,10 +98,21 @@ class HistoryView:
         self.more.on_click(self._more)
         self.pick_alone.on_click(self._compare_alone)
         self.pick_cancel.on_click(lambda _: self._pick(None))
+        # one column per filter, all as wide, their labels as wide: the labels' right edges line up down the rows
+        for field in (self.search, self.seed, self.model, self.tag, self.since):
+            field.layout = w.Layout(width=FILTER_WIDTH)
+            field.style.description_width = FILTER_LABEL
         filters = w.VBox(
             [
-                w.HBox([self.search, self.model, self.refresh_button], layout=w.Layout(flex_flow="row wrap")),
-                w.HBox([self.seed, self.seed_error, self.tag, self.since], layout=w.Layout(flex_flow="row wrap")),
+                w.GridBox(
+                    [self.search, self.model, self.tag, self.seed, self.since, self.refresh_button],
+                    layout=w.Layout(
+                        grid_template_columns=f"repeat(auto-fill, {FILTER_WIDTH})",
+                        grid_gap="4px 12px",
+                        justify_items="flex-start",
+                    ),
+                ),
+                self.seed_error,
             ]
         )
         self.picked_box = w.VBox(
