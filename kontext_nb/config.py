@@ -106,3 +106,13 @@ def secret_parts(key: str | None = None) -> list[str]:
             if len(piece.strip()) >= MIN_SECRET_PART:
                 parts.add(piece.strip())
     return sorted(parts, key=len, reverse=True)
+
+
+def sandbox_notice(url: str | None = None) -> str:
+    """The one line that says jobs go to the offline sandbox (at load, or when the first job starts it)."""
+    where = f" at {url}" if url else ""
+    return (
+        f"kontext_nb: no fal key found, so jobs run on the offline sandbox{where}: images are SANDBOX placeholders "
+        "and nothing is charged. For real FLUX.1 Kontext images set FAL_KEY (export FAL_KEY=... before starting "
+        "Jupyter) and restart the kernel."
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, secret_parts
+from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, sandbox_notice, secret_parts
 from .endpoints import text_problem
 from .errors import Interrupted, ValidationError
 from .fal.engine import Engine
@@ -121,11 +121,7 @@ class Session:
             self.backend = "sandbox"
             if "sandbox" not in ANNOUNCED:
                 ANNOUNCED.add("sandbox")
-                self.notice(
-                    f"kontext_nb: no fal key found, so jobs run on the offline sandbox at {self._sandbox.url}: "
-                    "images are SANDBOX placeholders and nothing is charged. For real FLUX.1 Kontext images set "
-                    "FAL_KEY (export FAL_KEY=... before starting Jupyter) and restart the kernel."
-                )
+                self.notice(sandbox_notice(self._sandbox.url))
         else:
             settings = settings.with_(base_url=base, key=settings.key or (None if have_key else ANONYMOUS_KEY))
             self.backend = "fal" if base is None else "custom"

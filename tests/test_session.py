@@ -155,3 +155,32 @@ def test_new_settings_keep_the_offline_sandbox_and_its_jobs(monkeypatch: pytest.
         assert s.budget()["session"] == 0.08
     finally:
         s.close()
+
+
+def test_the_sandbox_is_announced_in_one_wording(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """%load_ext and the first job say the same line (the load does not know the sandbox's address yet)."""
+    from kontext_nb.config import ANNOUNCED
+    from kontext_nb.magics.greeting import greet
+
+    for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(kx.api, "current_session", lambda: None)
+    ANNOUNCED.discard("sandbox")
+
+    class Magics:
+        runs_dir = str(tmp_path / "runs")  # no journal there: the greeting is the sandbox line alone
+
+    capsys.readouterr()
+    greet(Magics())  # type: ignore[arg-type]
+    said_at_load = capsys.readouterr().out.strip()
+    ANNOUNCED.discard("sandbox")
+    notices: list[str] = []
+    s = Session(Settings(runs_dir=str(tmp_path / "runs")), notice=notices.append)
+    try:
+        s.generate("offline fox", seed=1)
+        url = s.info()["url"]
+        assert notices == [said_at_load.replace("offline sandbox:", f"offline sandbox at {url}:")]
+    finally:
+        s.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import api
-from ..config import ANNOUNCED, env_base_url, has_fal_credentials
+from ..config import ANNOUNCED, env_base_url, has_fal_credentials, sandbox_notice
 from ..errors import JournalError
 from ..journal.db import DB_NAME, Journal, default_folder, left_behind
 from .collecting import collect_in_background
@@ -26,10 +26,7 @@ def greet(magics: Kontext) -> None:
     if session is not None and (session.settings.base_url or session.settings.key):
         offline = False
     if offline:
-        print(
-            "kontext_nb: no FAL_KEY found, so jobs will run on the offline sandbox (placeholder images, "
-            "no charge). Set FAL_KEY before starting Jupyter for real FLUX.1 Kontext images."
-        )
+        print(sandbox_notice())
         ANNOUNCED.add("sandbox")
     configured = (session.settings.runs_dir if session is not None else None) or magics.runs_dir
     folder = Path(configured).expanduser() if configured else default_folder()
