@@ -933,6 +933,27 @@ def test_an_interrupt_stops_a_whole_run(shell: Shell, sb: Any, capsys: pytest.Ca
     assert sb.stats()["completed"] == 0 and {row.status for row in session.tracker.journal.search()} == {"cancelled"}
 
 
+def test_collecting_an_earlier_kernels_job_does_not_spend_this_sessions_cap(make_session: MakeSession, sb: Any) -> None:
+    """A job another kernel made and this one only collects (resume, %load_ext, a join whose kernel died) was that
+    kernel's spending: it counts today, not against this session's budget_session, which would refuse a new run."""
+    from kontext_nb.errors import JobTimeout
+
+    sb.configure(inference_time=0.5)
+    earlier = make_session(job_timeout=0.1)
+    left = earlier.generate("a fox left on fal", seed=1, wait=False)
+    assert isinstance(left, Job)
+    with pytest.raises(JobTimeout):
+        left.result(10)
+    now = make_session(budget_session=0.10)
+    collected = now.generate("a fox left on fal", seed=1)  # the same request: joins the job nobody collects
+    assert collected.journal_id == left.journal_id and now.record(left.journal_id).status == "done"
+    assert sb.stats()["submits"] == 1
+    assert now.budget()["session"] == 0 and now.budget()["today"] == pytest.approx(PRICE)
+    made = now.generate("a fox of this session", seed=2)  # $0.08 within the $0.10 cap: the collected job is not ours
+    assert made.images and now.budget()["session"] == pytest.approx(PRICE)
+    record_money("a new session collects a job an earlier kernel left, under a $0.10 session cap", sb, now)
+
+
 # -- the table (last: pytest runs tests in file order) ---------------------------------------------------------
 def test_write_the_money_table() -> None:
     """docs/reliability.md's money section, between its markers (the fault matrix keeps it when it rewrites)."""

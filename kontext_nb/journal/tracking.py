@@ -213,7 +213,7 @@ class Tracker:
 
         def guard(holdings: Holdings) -> None:
             caps = (
-                ("this session's", s.budget_session, {"session": self.session_id}, "budget_session"),
+                ("this session's", s.budget_session, self._session_scope(), "budget_session"),
                 ("today's", s.budget_daily, {"since": _start_of_today()}, "budget_daily"),
             )
             for label, cap, scope, setting in caps:
@@ -229,6 +229,11 @@ class Tracker:
 
         return guard
 
+    def _session_scope(self) -> dict[str, Any]:
+        """This session's jobs: its own rows made since it started. A job an earlier kernel made and this one only
+        collects (claimed: resume, %load_ext, a join) becomes this session's row but was that kernel's spending."""
+        return {"session": self.session_id, "since": self.started}
+
     def check_budget(self, cost: float, description: str, confirm: bool) -> None:
         """Stop before sending when a cap would be passed or a call is large and unconfirmed."""
         self.cap_guard(cost, description)(self.journal.holdings())
@@ -236,7 +241,7 @@ class Tracker:
 
     def spending(self) -> dict[str, Any]:
         s = self.settings
-        session, session_held = self.journal.held(session=self.session_id)
+        session, session_held = self.journal.held(**self._session_scope())
         today, today_held = self.journal.held(since=_start_of_today())
 
         def dollars(x: float | None) -> float | None:  # sums of prices are cents: no 0.0200000000000018
