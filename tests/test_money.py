@@ -888,15 +888,20 @@ def test_a_huge_result_in_the_magics_is_one_line(shell: Shell, sb: Any, capsys: 
 
 
 # -- 9. an interrupt says one line --------------------------------------------------------------------------------
-def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    sb.configure(inference_time=5.0)
-    session = kx.get_session()
+def interrupt_once_running(session: Session) -> None:
+    """Press Ctrl-C (interrupt the main thread) as soon as one of the session's jobs runs on fal."""
 
-    def interrupt_when_running() -> None:
+    def interrupt() -> None:
         wait_for(lambda: any(j.state == "running" for j in session.active_jobs()), timeout=30)
         _thread.interrupt_main()
 
-    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    threading.Thread(target=interrupt, daemon=True).start()
+
+
+def test_an_interrupt_is_one_line(shell: Shell, sb: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    sb.configure(inference_time=5.0)
+    session = kx.get_session()
+    interrupt_once_running(session)
     capsys.readouterr()
     result = shell.ip.run_cell("%kontext a very slow fox --seed 3")
     out = capsys.readouterr()
@@ -917,12 +922,7 @@ def test_an_interrupt_stops_a_whole_run(shell: Shell, sb: Any, capsys: pytest.Ca
     """Ctrl-C during a sweep or a batch cancels every job of it still running, not just the one being waited on."""
     sb.configure(inference_time=5.0)
     session = kx.get_session()
-
-    def interrupt_when_running() -> None:
-        wait_for(lambda: any(j.state == "running" for j in session.active_jobs()), timeout=30)
-        _thread.interrupt_main()
-
-    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    interrupt_once_running(session)
     capsys.readouterr()
     result = shell.ip.run_cell(cell)
     out = capsys.readouterr()
