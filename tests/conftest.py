@@ -26,6 +26,7 @@ SANDBOX_FAST = {
     "slow_seconds": 0.3,
     "max_upload_bytes": 50 * 1024 * 1024,
     "stream": True,
+    "clock_offset": 0.0,
 }
 
 

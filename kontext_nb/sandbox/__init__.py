@@ -51,6 +51,7 @@ class SandboxConfig:
     slow_seconds: float = 2.0  # delay of the 'slow' fault
     max_upload_bytes: int = 50 * 1024 * 1024  # larger uploads and inputs get 413
     stream: bool = True  # False: no status stream route (405), as on servers that only offer polling
+    clock_offset: float = 0.0  # seconds the sandbox's clock runs ahead: expires queue results as fal does (billing.py)
     require_key: str | None = field(default=None, repr=False)  # None: any non-empty key is accepted
     faults: list[Mapping[str, Any]] = field(default_factory=list)  # rules, see faults.py
     fault_seed: int | None = None

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import control_routes, queue_routes, storage, wire
+from . import control_routes, platform_routes, queue_routes, storage, wire
 from .state import RUNTIME_SETTINGS, QuietDrops, Sandbox, fal_error
 
 if TYPE_CHECKING:
@@ -72,6 +72,10 @@ def create_app(config: SandboxConfig, base_url: str, local_bases: set[str] | Non
         Route("/_sandbox/config", control_routes.control_config, methods=["GET", "POST"]),
         Route("/_sandbox/reset", control_routes.control_reset, methods=["POST"]),
         Route("/_sandbox/webhooks", control_routes.control_webhooks, methods=["GET", "POST"]),
+        # fal's Platform APIs (api.fal.ai/v1), before the queue's by-id routes that their paths would also match
+        Route("/v1/models/pricing", platform_routes.pricing, methods=["GET"]),
+        Route("/v1/models/usage", platform_routes.usage, methods=["GET"]),
+        Route("/v1/models/requests/by-endpoint", platform_routes.requests_by_endpoint, methods=["GET"]),
         *wire.fal_routes(HANDLERS),
     ]
     app = Starlette(

@@ -19,7 +19,8 @@ KINDS = ("429", "500", "502", "503", "drop", "vanish", "slow", "403", "lost-repl
 # connection drops before the answer: the client cannot know whether it was accepted.
 # "huge" (media): the image served is a valid 13000x13000 RGB PNG of about half a megabyte instead, as a
 # broken or hostile server could send: it decodes to some 680 MB (render.oversized_png).
-ROUTES = ("submit", "status", "stream", "result", "cancel", "media", "upload", "any")
+ROUTES = ("submit", "status", "stream", "result", "cancel", "media", "upload", "platform", "any")
+# "platform": fal's Platform APIs (pricing, usage, request history: platform_routes.py)
 OK = "ok"
 
 

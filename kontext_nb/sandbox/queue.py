@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import random
 import re
@@ -30,7 +31,7 @@ import httpx
 
 from kontext_nb import endpoints
 
-from . import render
+from . import billing, render
 
 if TYPE_CHECKING:
     from . import SandboxConfig
@@ -72,6 +73,10 @@ class Job:
     priority: str = "normal"
     timeout: float | None = None
     store_io: bool = True
+    raw_input: dict[str, Any] | None = None
+    """The body as submitted (before defaults): fal's request history shows it as ``json_input``."""
+    billable_units: float | None = None
+    """What fal bills for it once it completed with images (``x-fal-billable-units``), in the endpoint's unit."""
     headers_seen: dict[str, str | None] = field(default_factory=dict)  # the raw header values, for the control API
     webhook: str | None = None
     submitted_at: float = field(default_factory=time.time)
@@ -131,6 +136,8 @@ class JobQueue:
         self.base_url = base_url
         self.local_bases = local_bases
         self.jobs: dict[str, Job] = {}
+        self.billed: list[billing.Billed] = []
+        """Every request the sandbox would bill, as fal's usage API reports them."""
         self.counters: Counter[str] = Counter()
         self.closing = False
         self._normal: list[Job] = []
@@ -240,6 +247,19 @@ class JobQueue:
         for request_id in list(self.jobs):
             self.forget(request_id)
         self.counters.clear()
+        self.billed.clear()
+
+    def now(self) -> float:
+        """The sandbox's clock: real time moved on by ``clock_offset`` (tests move it to expire results)."""
+        return time.time() + float(self.config.clock_offset)
+
+    def expired(self, job: Job) -> bool:
+        """Whether fal no longer keeps this completed request's queue result (1 h; 6 min from 10 KB): its status
+        and result then answer 404, and only the request history (``/v1/models/requests/by-endpoint``) has it."""
+        if not job.done or job.completed_at is None:
+            return False
+        size = len(json.dumps(job.result if job.result is not None else (job.error.payload() if job.error else {})))
+        return self.now() > job.completed_at + billing.result_ttl(size)
 
     async def aclose(self) -> None:
         """Stop everything: cancel jobs, end open streams, close the HTTP client."""
@@ -265,6 +285,7 @@ class JobQueue:
         self._running.discard(job)
         if error is None:
             self.counters["completed"] += 1
+            self._bill(job)
         elif error.error_type == "request_cancelled":
             self.counters["cancelled"] += 1
         else:
@@ -273,6 +294,16 @@ class JobQueue:
         if job.webhook:
             self._spawn(self._deliver(job))
         self._dispatch()
+
+    def _bill(self, job: Job) -> None:
+        sizes = [(int(m["width"]), int(m["height"])) for m in (job.result or {}).get("images") or []]
+        job.billable_units = billing.billable_units(job.endpoint, sizes)
+        self.billed.append(
+            billing.Billed(
+                job.id, job.endpoint.id, job.completed_at or time.time(), job.billable_units,
+                job.endpoint.unit, job.endpoint.price,
+            )
+        )  # fmt: skip
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -10,7 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from kontext_nb import endpoints
 
-from . import schema, wire
+from . import billing, schema, wire
 from .queue import Job
 from .state import DropResponse, fal_error, fal_json, sandbox_of, too_large, unprocessable
 
@@ -19,8 +19,10 @@ RECORDED_HEADERS = {"priority": "queue-priority", "store_io": "store-io", "timeo
 
 def _job_or_404(request: Request) -> Job | Response:
     params = request.path_params
-    job = sandbox_of(request).queue.jobs.get(params["request_id"])
-    if job is None or job.app_path != f"{params['owner']}/{params['app']}":
+    queue = sandbox_of(request).queue
+    job = queue.jobs.get(params["request_id"])
+    if job is None or job.app_path != f"{params['owner']}/{params['app']}" or queue.expired(job):
+        # an expired result is gone from the queue as an unknown one is (fal's answer is not documented: assumed 404)
         return fal_error(404, "Request not found", "not_found", params["request_id"])
     return job
 
@@ -82,7 +84,7 @@ async def submit(request: Request) -> Response:
     if isinstance(options, Response):
         return options
     webhook = request.query_params.get("fal_webhook")
-    job = Job(request_id, ep, schema.with_defaults(ep, given), webhook=webhook, **options)
+    job = Job(request_id, ep, schema.with_defaults(ep, given), webhook=webhook, raw_input=body, **options)
     sb.submits += 1
     sb.queue.submit(job, forget=getattr(request.state, "vanish", False))
     if getattr(request.state, "lost_reply", False):  # queued (and billed on fal), but the answer never arrives
@@ -147,8 +149,9 @@ async def status_stream(request: Request) -> Response:
 
 def _result_response(job: Job) -> Response:
     err = job.error
-    if err is None:
-        return fal_json(job.result, 200, job.id)
+    if err is None:  # fal states what it bills in x-fal-billable-units, in the endpoint's unit (billing.py)
+        units = {} if job.billable_units is None else {"x-fal-billable-units": billing.units_text(job.billable_units)}
+        return fal_json(job.result, 200, job.id, **units)
     if err.error_type == "request_cancelled":
         return fal_error(400, "Request was cancelled", "request_cancelled", job.id)
     if err.field is not None:  # a model error: fal lists these like validation errors, typed

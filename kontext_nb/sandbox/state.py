@@ -34,6 +34,7 @@ RUNTIME_SETTINGS = (
     "slow_seconds",
     "max_upload_bytes",
     "stream",
+    "clock_offset",
 )
 INGRESS_HTML = (
     "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n"
