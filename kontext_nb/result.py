@@ -48,6 +48,9 @@ class Result(OfEndpoint):
     journal_id: int | None = None
     parent_id: int | None = None
     """The journal id of the job whose image this one edited."""
+    billable_units: float | None = None
+    """What fal says it bills for this job (its ``x-fal-billable-units`` header, in the endpoint's unit: images, or
+    megapixels); None when fal did not send it. Settlement may price it (units x unit price) over the estimate."""
     save_error: str | None = None
     """Why the images could not be written to disk (they are still in ``image_bytes``)."""
     _decoded: list[Image.Image] | None = field(default=None, init=False, repr=False)

@@ -19,17 +19,19 @@ from ..errors import DownloadFailed, FalError, ImageTooLarge, JobFailed
 from ..images import decode_image, image_inputs, image_size, sniff_content_type
 from ..jobs import Job
 from ..result import Result
+from .platform import billable_units
 from .protocol import http_error
 
 
-async def fetch_output(http: httpx.AsyncClient, response_url: str, request_id: str) -> dict[str, Any]:
+async def fetch_output(http: httpx.AsyncClient, response_url: str, request_id: str) -> tuple[dict[str, Any], float | None]:
+    """The model's output and the units fal says it bills for it (``x-fal-billable-units``, when sent)."""
     response = await http.get(response_url)
     if response.status_code >= 400:
         raise http_error(response, request_id)
     output = response.json()
     if not isinstance(output, dict):
         raise FalError(f"fal returned an unexpected result for request {request_id}", request_id=request_id)
-    return output
+    return output, billable_units(response.headers)
 
 
 async def fetch_image(media: httpx.AsyncClient, url: str, request_id: str) -> bytes:
@@ -57,8 +59,22 @@ async def collect_result(
     response_url: str,
 ) -> Result:
     """The finished job's output and every image, downloaded and decoded, as a Result."""
+    output, units = await fetch_output(http, response_url, job.request_id or "")
+    return await result_from_output(media, job=job, endpoint=endpoint, arguments=arguments, output=output, units=units)
+
+
+async def result_from_output(
+    media: httpx.AsyncClient,
+    *,
+    job: Job,
+    endpoint: str,
+    arguments: dict[str, Any],
+    output: dict[str, Any],
+    units: float | None = None,
+) -> Result:
+    """A Result from the model's output JSON (the queue's result, or ``json_output`` in fal's request history):
+    every image downloaded and decoded."""
     request_id = job.request_id or ""
-    output = await fetch_output(http, response_url, request_id)
     metas = [m for m in output.get("images") or [] if isinstance(m, dict) and m.get("url")]
     if not metas:
         raise JobFailed(f"fal returned no images for request {request_id}", request_id=request_id)
@@ -89,6 +105,7 @@ async def collect_result(
         output=_elide(output),
         logs=job.status.logs,
         elapsed=job.status.elapsed,
+        billable_units=units,
     )
 
 

@@ -13,9 +13,9 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fal_client
 import httpx
@@ -24,17 +24,30 @@ from fal_client.auth import MissingCredentialsError
 
 from .. import endpoints
 from ..config import Settings
-from ..errors import FalError, JobCancelled, JobFailed, JobTimeout, KontextError, RetriesExhausted
+from ..errors import (
+    DownloadFailed,
+    FalError,
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    KontextError,
+    RetriesExhausted,
+    SubmitUnconfirmed,
+)
 from ..images import ImageInput, LoraFile, labelled
 from ..jobs import Job
 from ..result import Result
-from .collect import collect_result
+from .collect import collect_result, result_from_output
+from .platform import PlatformAPI, the_one_sent
 from .protocol import CANCEL_ERROR_TYPES, fal_error
 from .status import StreamUnavailable, follow_stream, poll_status
 from .transport import FalTransport
 from .upload import StorageUploader
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+LOST_REPLY_LOOKS = (0.0, 0.5, 1.5)
+"""Pauses before each look in fal's request history for a submit whose reply was lost (bounded: about 2 s)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,8 @@ class Engine:
         self._slots = asyncio.Semaphore(self.settings.concurrency)
         self._uploader = StorageUploader(self._http, self._media)
         self._stream_supported: bool | None = None
+        self.platform = PlatformAPI(self._http)
+        """fal's Platform APIs (usage, request history, pricing) on this engine's client, key and routing."""
         self.closed = False
 
     def __repr__(self) -> str:
@@ -180,6 +195,10 @@ class Engine:
             log.warning("cancel of %s failed: %s", job.request_id, exc)
             return False
 
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = 120.0) -> T:
+        """Run a coroutine (a Platform API call) on the engine's loop and wait for it, from any other thread."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
     def active_jobs(self) -> list[Job]:
         return [j for j in self._runs.copy() if not j.done()]  # copy: the engine thread removes runs
 
@@ -224,31 +243,12 @@ class Engine:
     async def _start(self, run: _Run, attach: bool = False) -> None:
         run.task = asyncio.current_task()
         try:
-            if attach:
-                run.handle = fal_client.AsyncRequestHandle.from_request_id(
-                    await self._http(), run.endpoint, run.job.request_id or ""
-                )
-                final = await self._watch(run)
-            else:
-                final = await self._send_and_watch(run)
-            cancelled = final.get("error_type") in CANCEL_ERROR_TYPES
-            if final.get("error") and (run.cancelled_remotely or cancelled):
-                raise asyncio.CancelledError
-            if final.get("error"):
-                raise JobFailed(
-                    f"fal reports the job failed: {final['error']}",
-                    error_type=final.get("error_type"),
-                    request_id=run.job.request_id,
-                )
-            run.phase = "collecting"
-            result = await collect_result(
-                await self._http(),
-                self._media,
-                job=run.job,
-                endpoint=run.endpoint,
-                arguments=run.arguments,
-                response_url=run.handle.response_url,
-            )
+            try:
+                result = await self._to_result(run, attach)
+            except FalError as exc:
+                if not _gone_from_queue(exc, run):
+                    raise
+                result = await self._from_history(run, exc)
             if run.hooks.finalize is not None:
                 try:
                     await asyncio.to_thread(run.hooks.finalize, result)
@@ -265,6 +265,65 @@ class Engine:
         finally:
             self._runs.pop(run.job, None)  # the Job (and its images) belong to whoever holds it now
 
+    async def _to_result(self, run: _Run, attach: bool) -> Result:
+        """Send (or follow) the job through fal's queue, and collect its output and images."""
+        if attach:
+            run.handle = fal_client.AsyncRequestHandle.from_request_id(
+                await self._http(), run.endpoint, run.job.request_id or ""
+            )
+            final = await self._watch(run)
+        else:
+            final = await self._send_and_watch(run)
+        cancelled = final.get("error_type") in CANCEL_ERROR_TYPES
+        if final.get("error") and (run.cancelled_remotely or cancelled):
+            raise asyncio.CancelledError
+        if final.get("error"):
+            raise JobFailed(
+                f"fal reports the job failed: {final['error']}",
+                error_type=final.get("error_type"),
+                request_id=run.job.request_id,
+            )
+        run.phase = "collecting"
+        return await collect_result(
+            await self._http(),
+            self._media,
+            job=run.job,
+            endpoint=run.endpoint,
+            arguments=run.arguments,
+            response_url=run.handle.response_url,
+        )
+
+    async def _from_history(self, run: _Run, gone: FalError) -> Result:
+        """A request the queue no longer knows (fal keeps a result 1 h, 6 min from 10 KB): its output from fal's
+        request history, its images downloaded while their URLs still work. Not there: the queue's 404 stands."""
+        rid = run.job.request_id or ""
+        try:
+            item = await self.platform.find(run.endpoint, rid)
+        except KontextError as exc:
+            log.debug("request history lookup of %s failed: %s", rid, exc)
+            raise gone from None
+        if item is None or item.status_code is None:
+            raise gone
+        if item.status_code >= 400:
+            detail = (item.json_output or {}).get("detail")
+            raise JobFailed(
+                f"fal reports the job failed (HTTP {item.status_code}, from its request history)"
+                + (f": {str(detail)[:200]}" if detail else ""),
+                error_type=(item.json_output or {}).get("error_type"),
+                request_id=rid,
+            )
+        if item.json_output is None:
+            raise FalError(
+                f"fal no longer keeps the result of request {rid}, and its request history has no output for it "
+                "(sent with X-Fal-Store-IO: 0, or older than 30 days)",
+                status_code=404,
+                request_id=rid,
+            )
+        run.phase = "collecting"
+        return await result_from_output(
+            self._media, job=run.job, endpoint=run.endpoint, arguments=run.arguments, output=item.json_output
+        )
+
     def _fail(self, run: _Run, error: BaseException) -> None:
         if run.hooks.on_failed is not None:
             try:
@@ -280,8 +339,14 @@ class Engine:
             run.phase = "uploading"
             sent = await self._materialize(run.arguments)
             run.phase = "submitting"
+            before = time.time()
             try:
                 run.handle = await asyncio.shield(self._submit(run, sent))
+            except SubmitUnconfirmed:  # the reply was lost: fal's request history says whether it arrived
+                found = await self._sent_after_all(run, sent, before)
+                if found is None:
+                    raise
+                run.handle = fal_client.AsyncRequestHandle.from_request_id(await self._http(), run.endpoint, found)
             except FalError:
                 raise
             except Exception as exc:
@@ -297,6 +362,22 @@ class Engine:
             if run.cancel_requested:  # set by the user's thread while we awaited: mypy cannot see that
                 await self._cancel_remote(run)  # type: ignore[unreachable]
             return await self._watch(run)
+
+    async def _sent_after_all(self, run: _Run, sent: dict[str, Any], before: float) -> str | None:
+        """The request id of a submit whose reply was lost, from fal's request history: the one request of this
+        endpoint sent in the submit's time window with exactly this input (a few bounded looks; None: unknown)."""
+        known = [r.job.request_id for r in self._runs.copy().values() if r.job.request_id]
+        for pause in LOST_REPLY_LOOKS:
+            await asyncio.sleep(pause)
+            try:
+                items = await self.platform.requests(run.endpoint, start=before - 60, end=time.time() + 60)
+            except KontextError as exc:
+                log.debug("request history lookup after a lost reply failed: %s", exc)
+                return None
+            found = the_one_sent(items, sent, known)
+            if found is not None:
+                return found
+        return None
 
     async def _submit(self, run: _Run, sent: dict[str, Any]) -> Any:
         opts = run.options
@@ -420,6 +501,16 @@ class Engine:
         if response.status_code >= 400:
             raise fal_error(response, run.job.request_id)
         return "CANCELLATION_REQUESTED"
+
+
+def _gone_from_queue(exc: FalError, run: _Run) -> bool:
+    """The queue answered 404 for a request fal accepted: its result may have expired (look in the history)."""
+    return (
+        exc.status_code == 404
+        and run.job.request_id is not None
+        and not isinstance(exc, (JobFailed, DownloadFailed))
+        and not run.cancel_requested
+    )
 
 
 def _cancel_message(run: _Run) -> str:

@@ -30,7 +30,10 @@ from ..config import RetryPolicy
 from ..errors import RetriesExhausted, SubmitUnconfirmed
 from .protocol import PROXY_LIMIT_HEADER, http_error
 
-FAL_HOSTS = frozenset({"queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media", "queue.falrun.com", "falrun.com"})
+FAL_HOSTS = frozenset(
+    {"queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media", "queue.falrun.com", "falrun.com", "api.fal.ai"}
+)
+"""Hosts routed to a configured base URL (api.fal.ai: the Platform APIs, fal/platform.py)."""
 RETRY_STATUSES = frozenset({408, 429})
 INGRESS_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "OPTIONS"})

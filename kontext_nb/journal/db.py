@@ -90,6 +90,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN parents TEXT NOT NULL DEFAULT '[]';
     UPDATE jobs SET parents = json_array(parent_id) WHERE parent_id IS NOT NULL;
     """,
+    # 5: what fal says it billed for a job (its x-fal-billable-units header), when it says so
+    """
+    ALTER TABLE jobs ADD COLUMN billable_units REAL
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ORPHAN_SQL = """
@@ -136,6 +140,8 @@ class JobRecord(OfEndpoint):
     """Dollars held for this job while fal may still bill it (its price from submit until it ends)."""
     parents: tuple[int, ...] = ()
     """Every job whose image this one edits, in order (``parent_id`` is the first)."""
+    billable_units: float | None = None
+    """What fal said it billed (``x-fal-billable-units``: images, or megapixels), None when it did not say."""
 
     @property
     def paths(self) -> list[Path]:
@@ -456,6 +462,7 @@ class Journal:
         error: str | None = None,
         error_type: str | None = None,
         request_id: str | None = None,
+        billable_units: float | None = None,
     ) -> None:
         """Record how a job ended (done with its files and cost, failed, or cancelled)."""
         changes: dict[str, Any] = {
@@ -473,6 +480,8 @@ class Journal:
             changes["seed"] = seed
         if request_id is not None:
             changes["request_id"] = request_id
+        if billable_units is not None:
+            changes["billable_units"] = billable_units
         if status in FINAL:  # the job's price is no longer held: it became its real cost, or nothing
             changes["reserved"] = 0.0
         self._update(job_id, **changes)
@@ -486,6 +495,28 @@ class Journal:
                 " request_id = COALESCE(?, request_id), updated = ? WHERE id = ?",
                 (error, request_id, now, job_id),
             )
+
+    def resolve_unconfirmed(self, job_id: int, request_id: str) -> bool:
+        """fal's request history shows an unconfirmed submit arrived as ``request_id``: the job is 'submitted' again
+        (collectable, its money held until it settles). False when the row is no longer unconfirmed."""
+        with self._write() as w:
+            cur = w.execute(
+                "UPDATE jobs SET status = 'submitted', request_id = ?, reserved = cost, cost = 0, error = NULL,"
+                " updated = ? WHERE id = ? AND status = 'unconfirmed'",
+                (request_id, time.time(), job_id),
+            )
+            return cur.rowcount == 1
+
+    def not_sent(self, job_id: int, *, error: str) -> bool:
+        """fal's request history shows an unconfirmed submit never arrived: it failed, and its money is released.
+        False when the row is no longer unconfirmed."""
+        with self._write() as w:
+            cur = w.execute(
+                "UPDATE jobs SET status = 'failed', error_type = 'not_sent', error = ?, cost = 0, reserved = 0,"
+                " updated = ? WHERE id = ? AND status = 'unconfirmed'",
+                (error, time.time(), job_id),
+            )
+            return cur.rowcount == 1
 
     def record_cached(
         self, original: JobRecord, *, session: str | None, source: str | None, tags: Iterable[str]
@@ -723,6 +754,7 @@ class Journal:
             scores=json.loads(row["scores"]) if row["scores"] else {},
             reserved=row["reserved"],
             parents=tuple(json.loads(row["parents"])),
+            billable_units=row["billable_units"],
         )
 
 

@@ -134,6 +134,7 @@ class Tracker:
             files=record.paths,
             journal_id=record.id,
             parent_id=record.parent_id,
+            billable_units=record.billable_units,
         )
 
     def _inputs(self, record: JobRecord) -> list[ImageInput]:
@@ -375,6 +376,7 @@ class Tracker:
                 files=files,
                 error=None,
                 request_id=result.request_id,
+                billable_units=result.billable_units,
             )
         except JournalError as exc:  # the journal cannot be written (a full disk): the row stays collectable
             result.save_error = str(exc)
