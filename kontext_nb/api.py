@@ -269,10 +269,12 @@ def prune(*, older_than_days: float | None = None, max_bytes: int | None = None)
     return get_session().prune(older_than_days=older_than_days, max_bytes=max_bytes)
 
 
-def budget() -> dict[str, Any]:
+def budget(*, reconcile: bool = False) -> dict[str, Any]:
     """Dollars spent this session, today and in total, what is reserved for jobs still running (and counted
-    against the caps), the caps, and what is left."""
-    return get_session().budget()
+    against the caps), the caps, and what is left. ``reconcile=True`` also asks fal's usage API what it billed per
+    UTC day and endpoint over the last 7 days and puts it beside the journal's spend (key ``reconcile``; every
+    difference is printed)."""
+    return get_session().budget(reconcile=reconcile)
 
 
 def read_metadata(path: Any) -> dict[str, Any]:

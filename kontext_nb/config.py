@@ -61,6 +61,9 @@ class Settings:
     """Dollars all sessions sharing the runs folder may spend per calendar day."""
     confirm_above: float = 1.00
     """A single call that would spend more needs confirm=True (the magics and panel ask)."""
+    unconfirmed_after: float = 3600.0
+    """Seconds after which a submit whose reply was lost, still absent from fal's request history, counts as never
+    sent (kx.resume() then releases its price). fal does not say how soon a request shows there, so: generous."""
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

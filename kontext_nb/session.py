@@ -28,6 +28,7 @@ from .request import Request, build_request, edit_mode
 from .result import Result
 
 if TYPE_CHECKING:
+    from .journal.reconcile import Reconciliation
     from .views.history import History
 
 SANDBOX_KEY = "kontext-sandbox"
@@ -487,8 +488,9 @@ class Session:
                     record.id,
                     error=(
                         "the kernel stopped while the job was being sent, before fal's answer was recorded: fal may "
-                        "have accepted it (and may bill it), but its request id is unknown, so kontext_nb cannot "
-                        "collect it; look for it in fal's request history (fal.ai/dashboard)"
+                        "have accepted it (and may bill it), but its request id is unknown: kx.resume() looks for it "
+                        "in fal's request history (collects it if it arrived, releases its price once it provably "
+                        "did not)"
                     ),
                 )
                 continue
@@ -498,6 +500,7 @@ class Session:
             job = self._collect(claimed)
             self._announce(job)
             jobs.append(job)
+        jobs += self._settle_unconfirmed()
         if not wait:
             return jobs
         results: list[Result] = []
@@ -514,6 +517,28 @@ class Session:
                 "(nothing cancelled: kx.history() shows them as they finish)"
             ) from None
         return results
+
+    def _settle_unconfirmed(self) -> list[Job]:
+        """Unconfirmed submits looked up in fal's request history: found ones are collected (never sent again),
+        ones provably never sent release their price (journal/unconfirmed.py)."""
+        from .journal.unconfirmed import settle_unconfirmed
+
+        engine = self.engine
+        # an offline sandbox this kernel started knows nothing sent before it: it proves nothing about older rows
+        since = self.tracker.started if self.backend == "sandbox" else None
+        settled = settle_unconfirmed(self.tracker, engine, since=since)
+        for line in dict.fromkeys(settled.notices):
+            self.notice(line)
+        if settled.not_sent:
+            refs = ", ".join(f"@{i}" for i in settled.not_sent)
+            self.notice(f"kontext_nb: {refs} never reached fal (its request history says so): its price is released")
+        jobs = []
+        for record in settled.found:
+            self.notice(f"kontext_nb: {record.ref} did reach fal as request {record.request_id}: collecting it")
+            job = self._collect(record)
+            self._announce(job)
+            jobs.append(job)
+        return jobs
 
     def lineage(self, ref: Any) -> list[JobRecord]:
         return self.tracker.journal.lineage(self.record(ref).id)
@@ -543,9 +568,23 @@ class Session:
 
         return prune(self.tracker.journal, older_than_days=older_than_days, max_bytes=max_bytes)
 
-    def budget(self) -> dict[str, Any]:
-        """Dollars spent this session, today and in total, reserved for jobs in flight, the caps and what is left."""
-        return self.tracker.spending()
+    def budget(self, *, reconcile: bool = False) -> dict[str, Any]:
+        """Dollars spent this session, today and in total, reserved for jobs in flight, the caps and what is left.
+        ``reconcile=True`` adds ``reconcile``: fal's billed usage beside the journal's (see ``reconciled``)."""
+        spending = self.tracker.spending()
+        if reconcile:
+            spending["reconcile"] = self.reconciled()
+        return spending
+
+    def reconciled(self, days: int = 7) -> Reconciliation:
+        """The journal's spend beside fal's usage API per UTC day and endpoint for the last ``days`` days; every
+        difference is said in one line too (journal/reconcile.py)."""
+        from .journal.reconcile import reconcile
+
+        found = reconcile(self.tracker.journal, self.engine, days=days)
+        if not found.ok:
+            self.notice(f"kontext_nb: {found!r}")
+        return found
 
 
 def refuse_secrets(request: Request, settings: Settings) -> None:

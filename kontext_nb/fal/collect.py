@@ -23,7 +23,9 @@ from .platform import billable_units
 from .protocol import http_error
 
 
-async def fetch_output(http: httpx.AsyncClient, response_url: str, request_id: str) -> tuple[dict[str, Any], float | None]:
+async def fetch_output(
+    http: httpx.AsyncClient, response_url: str, request_id: str
+) -> tuple[dict[str, Any], float | None]:
     """The model's output and the units fal says it bills for it (``x-fal-billable-units``, when sent)."""
     response = await http.get(response_url)
     if response.status_code >= 400:
