@@ -96,8 +96,9 @@ FAULTS = [
     # a submit's connection that breaks after sending may have reached fal: never resent, counted as unconfirmed
     Fault("drop-submit", "dropped connection on submit, once", [rule("submit", "drop", 1)], "unconfirmed",
           error=UNCONFIRMED, submits=0),
-    Fault("lost-reply-submit", "submit accepted, reply lost", [rule("submit", "lost-reply", 1)], "unconfirmed",
-          error=UNCONFIRMED, submits=1),
+    # ... unless fal's request history shows it arrived: then it is collected by its request id, never resent
+    Fault("lost-reply-submit", "submit accepted, reply lost", [rule("submit", "lost-reply", 1)], "ok", retries=0,
+          note="its request id found in fal's request history"),
     Fault("drop-stream", "dropped connection on the status stream, once", [rule("stream", "drop", 1)], "ok",
           retries=0, note="fell back to polling"),
     Fault("drop-stream-persistent", "dropped connection on the status stream, persistent", [rule("stream", "drop")],

@@ -412,8 +412,7 @@ class Tracker:
                 price = self.journal.get(journal_id).reserved
                 message = (
                     f"{error}; it may cost {format_cost(price)}, so @{journal_id} is recorded as unconfirmed and "
-                    "counted as spent: kx.resume() looks for it in fal's request history (collects it if it arrived, "
-                    "releases its price once it provably did not)"
+                    "counted as spent: kx.resume() looks it up in fal's request history"
                 )
                 self.journal.unconfirmed(journal_id, error=message, request_id=job.request_id)
                 return SubmitUnconfirmed(message, request_id=job.request_id)
