@@ -150,9 +150,10 @@ class PlatformAPI:
         start: float | None = None,
         end: float | None = None,
         payloads: bool = True,
+        page_size: int = 100,
     ) -> list[RequestItem]:
-        """Requests of one endpoint from fal's request history, newest first."""
-        params = {"endpoint_id": endpoint_id, "limit": "100"}
+        """Requests of one endpoint from fal's request history, newest first (every page, up to MAX_PAGES)."""
+        params = {"endpoint_id": endpoint_id, "limit": str(page_size)}
         if request_id is not None:
             params["request_id"] = request_id
         if start is not None:
