@@ -32,6 +32,7 @@ from kontext_nb.errors import (
     ImageInputError,
     ImageTooLarge,
     Interrupted,
+    JobTimeout,
     JournalError,
     SubmitUnconfirmed,
     ValidationError,
@@ -273,8 +274,17 @@ def test_a_one_word_prompt_is_still_possible(shell: Shell, sb: Any) -> None:
 
 
 # -- 4. a submit that may have reached fal is never sent again -----------------------------------------------------
-def test_a_lost_submit_reply_is_not_resent_and_is_counted(session: Session, sb: Any) -> None:
+def test_a_lost_submit_reply_is_found_in_fals_history_and_collected(session: Session, sb: Any) -> None:
     sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}])
+    result = session.generate("accepted in silence", seed=4)
+    assert result.images and sb.stats()["submits"] == 1, "fal queued it once and was not asked again"
+    assert session.record("@last").status == "done" and session.budget()["session"] == pytest.approx(0.08)
+    record_money("submit accepted by fal, reply lost (`lost-reply` fault): found in fal's request history", sb, session)
+
+
+def test_a_lost_submit_reply_is_not_resent_and_is_counted(session: Session, sb: Any) -> None:
+    history_refused = {"route": "platform", "kind": "403", "count": 1}  # the lookup at once cannot tell
+    sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}, history_refused])
     with pytest.raises(SubmitUnconfirmed, match=r"fal may have accepted it; it may cost \$0.08") as info:
         session.generate("accepted in silence", seed=4)
     assert "\n" not in str(info.value)
@@ -282,7 +292,53 @@ def test_a_lost_submit_reply_is_not_resent_and_is_counted(session: Session, sb: 
     row = session.record("@last")
     assert row.status == "unconfirmed" and row.cost == pytest.approx(0.08) and row.reserved == 0
     assert session.budget()["session"] == pytest.approx(0.08)
-    record_money("submit accepted by fal, reply lost (`lost-reply` fault)", sb, session)
+    record_money("submit accepted by fal, reply lost, fal's request history refused at first (`403`)", sb, session)
+    (collected,) = session.resume()  # kx.resume() looks again: found, collected, never sent again
+    assert collected.images and sb.stats()["submits"] == 1 and session.record("@last").status == "done"
+    assert session.budget()["session"] == pytest.approx(0.08)
+    record_money("… then `kx.resume()` finds it in fal's request history and collects it", sb, session)
+
+
+def test_a_submit_that_never_reached_fal_is_released_after_the_window(make_session: MakeSession, sb: Any) -> None:
+    sb.set_faults([{"route": "submit", "kind": "drop", "count": 1}])  # dropped before fal queued it
+    with pytest.raises(SubmitUnconfirmed):
+        make_session().generate("lost on the way", seed=6)
+    later = make_session(unconfirmed_after=0.0)  # the window has passed: fal would list it by now
+    assert later.resume() == [] and later.record("@last").status == "failed"
+    assert sb.stats()["submits"] == 0 and later.budget()["today"] == 0
+    record_money(
+        "dropped submit (never reached fal), then `kx.resume()` once `unconfirmed_after` has passed", sb, later,
+        budget=f"today ${later.budget()['today']:.2f}, reserved ${later.budget()['today_reserved']:.2f}",
+    )  # fmt: skip
+
+
+def test_a_result_fal_no_longer_keeps_is_collected_from_its_history(make_session: MakeSession, sb: Any) -> None:
+    session = make_session(job_timeout=0.2)
+    sb.configure(inference_time=0.8)
+    with pytest.raises(JobTimeout):
+        session.generate("a fox after a long break", seed=11)
+    rid = session.record("@last").request_id
+    wait_for(lambda: rid and sb.request_info(rid)["status"] == "COMPLETED", timeout=30)
+    sb.configure(clock_offset=7200)  # two hours later: fal keeps a queue result one hour
+    (result,) = session.resume()
+    assert result.images and session.record("@last").status == "done" and sb.stats()["submits"] == 1
+    record_money("a job collected by `kx.resume()` 2 h after fal finished it (its queue result expired)", sb, session)
+
+
+def test_reconcile_names_a_job_fal_billed_that_the_journal_lacks(
+    make_session: MakeSession, sb: Any, tmp_path: Path
+) -> None:
+    ours, elsewhere = make_session(), make_session(runs_dir=str(tmp_path / "elsewhere"))
+    ours.generate("a fox", seed=1)
+    elsewhere.generate("an owl", seed=2)  # the same key, another runs folder
+    found = ours.budget(reconcile=True)["reconcile"]
+    (line,) = found.differences
+    assert line.difference == pytest.approx(PRICE) and sb.stats()["submits"] == 2
+    b = ours.budget()
+    record_money(
+        "`kx.budget(reconcile=True)` when fal billed a job this journal does not hold", sb, ours,
+        budget=f"spent ${b['session']:.2f}; reconcile: fal ${line.fal:.2f}, difference +${line.difference:.2f} named",
+    )  # fmt: skip
 
 
 def test_a_refused_connection_is_retried(tmp_path: Path) -> None:
