@@ -345,8 +345,9 @@ fault is cleared); and that the sandbox's submit count shows no double submissio
 - **ok after N retries**: images; N is the number of HTTP retries the transport made.
 - **clear error**: the first 60 characters of the message (request ids shown as `<id>`); nothing was
   completed on fal, so nothing paid for is lost.
-- **unconfirmed**: the submit's connection broke after the request was sent, so fal may have the job: it
-  is not sent again, its row says `unconfirmed` and its price counts as spent (see the money table below).
+- **unconfirmed**: the submit's connection broke after the request was sent, so fal may have the job, and fal's
+  request history did not show it: it is not sent again, its row says `unconfirmed` and its price counts as spent
+  until `kx.resume()` settles it (see the money table below).
 - **collected by resume**: the job failed with that message, its row stayed `submitted`, and `kx.resume()`
   (`%kontext resume` in the --bg column) collected the images without submitting again.
 
