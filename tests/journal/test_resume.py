@@ -90,7 +90,7 @@ def test_a_job_interrupted_before_submit_is_closed_not_resubmitted(make_session,
     assert s.resume() == []
     row = journal.get(orphan)
     assert row.status == "unconfirmed" and "no request to collect" not in (row.error or "")
-    assert "may have accepted" in (row.error or "") and "fal.ai/dashboard" in (row.error or "")
+    assert "may have accepted" in (row.error or "") and "request history" in (row.error or "")
     assert row.cost == 0.08 and row.reserved == 0
     assert sb.stats()["submits"] == 0
 
