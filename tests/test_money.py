@@ -1027,8 +1027,9 @@ Produced by `pytest tests/test_money.py` against the offline sandbox over HTTP (
 in the journal when it is submitted and counts against the caps until it ends: cancelled and failed jobs give it
 back, finished ones turn it into their real cost, and a submit whose reply was lost is looked up in fal's request
 history: found, it is collected; else it stays counted as `unconfirmed` until `kx.resume()` finds it, or proves
-(after `unconfirmed_after`) that it never arrived and releases its price. Reservations live in the runs folder's journal, so every kernel sharing it sees them, and a seeded
-request identical to a job in flight in any of them joins that job instead of being sent.
+(after `unconfirmed_after`) that it never arrived and releases its price. Reservations live in the runs folder's
+journal, so every kernel sharing it sees them, and a seeded request identical to a job in flight in any of them joins
+that job instead of being sent.
 
 {chr(10).join(rows)}
 {MONEY_END}"""
