@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from conftest import TEST_KEY
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from waiting import wait_for
 
 from kontext_nb import endpoints
 from kontext_nb.errors import FalError, JobTimeout, SubmitUnconfirmed
+from kontext_nb.fal.collect import billed_cost
 from kontext_nb.fal.platform import RequestItem, UsageLine, billable_units, same_input, the_one_sent
 from kontext_nb.journal.reconcile import TOLERANCE, compare, journal_spend
 from kontext_nb.sandbox import billing
@@ -59,6 +60,15 @@ def test_per_megapixel_endpoints_bill_whole_megapixels() -> None:
     dev = endpoints.get_endpoint("fal-ai/flux-kontext/dev")
     assert billing.billable_units(dev, [(1024, 1024), (1025, 1024)]) == 3
     assert billing.billable_units(endpoints.get_endpoint(T2I), [(4096, 4096)]) == 1
+
+
+def test_the_cost_is_what_fal_says_it_billed(session: Session, sb: Any) -> None:
+    dev = endpoints.get_endpoint("fal-ai/flux-kontext/dev")
+    assert billed_cost(dev, [(1024, 1024)], 2.5) == pytest.approx(0.0625), "fal's units, at fal's price"
+    assert billed_cost(dev, [(1024, 1024), (2048, 1024)], None) == pytest.approx(0.075), "else from the sizes"
+    result = session.generate("a megapixel fox", model="lora", seed=1)  # billed per megapixel
+    assert result.billable_units == 1 and result.cost == pytest.approx(0.035)
+    assert session.record("@last").cost == pytest.approx(0.035)
 
 
 # -- the Platform API client against the sandbox -----------------------------------------------------------------
@@ -254,6 +264,40 @@ def test_usage_buckets_add_up_to_what_was_billed(lines: list[billing.Billed], wa
     assert math.isclose(summed, got, abs_tol=1e-6)
     buckets = [bucket["bucket"] for bucket in series]
     assert buckets == sorted(set(buckets)), "one entry per bucket, oldest first"
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from((T2I, "fal-ai/flux-pro/kontext/text-to-image")), st.integers(1, 3)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_the_sandbox_usage_api_reports_what_it_completed(
+    make_session: MakeSession, sb: Any, jobs: list[tuple[str, int]]
+) -> None:
+    sb.reset()
+    session = make_session()
+    for i, (endpoint, n) in enumerate(jobs):
+        model = "max" if endpoint == T2I else "pro"
+        session.generate(f"job {i}", model=model, seed=i, num_images=n, cache=False)
+    engine = session.engine
+    today = dt.datetime.now(dt.timezone.utc).date()
+    usage = engine.call(
+        engine.platform.usage(
+            [T2I, "fal-ai/flux-pro/kontext/text-to-image"],
+            today.isoformat(),
+            (today + dt.timedelta(days=1)).isoformat(),
+        )
+    )
+    model_cost: dict[str, float] = {}
+    for endpoint, n in jobs:
+        model_cost[endpoint] = model_cost.get(endpoint, 0.0) + n * endpoints.get_endpoint(endpoint).price
+    got = {u.endpoint_id: u.cost for u in usage}
+    assert got.keys() == model_cost.keys()
+    assert all(math.isclose(got[k], model_cost[k], abs_tol=1e-6) for k in got)
+    assert all(u.day == today.isoformat() for u in usage)
 
 
 days = st.sampled_from(("2026-03-01", "2026-03-02", "2026-03-03"))

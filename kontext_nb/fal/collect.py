@@ -102,13 +102,21 @@ async def result_from_output(
         urls=[m["url"] if not m["url"].startswith("data:") else "data:" for m in metas],
         has_nsfw_concepts=nsfw,
         timings=dict(output.get("timings") or {}),
-        cost=ep.cost(len(sizes), sizes),  # per megapixel: from the returned sizes
+        cost=billed_cost(ep, sizes, units),
         inputs=image_inputs(arguments),
         output=_elide(output),
         logs=job.status.logs,
         elapsed=job.status.elapsed,
         billable_units=units,
     )
+
+
+def billed_cost(ep: endpoints.Endpoint, sizes: list[tuple[int, int]], units: float | None) -> float:
+    """What the job costs: the units fal says it billed (``x-fal-billable-units``) at the endpoint's price when it
+    sent them; else from the returned images (per image, or per megapixel of their sizes)."""
+    if units is not None:
+        return round(units * ep.price, 4)
+    return ep.cost(len(sizes), sizes)
 
 
 def _checked_size(blob: bytes) -> tuple[int, int]:
