@@ -3,7 +3,8 @@
 engine.py runs fal_client's AsyncClient on an event loop thread of its own; transport.py routes fal's hosts to a
 base URL and holds the one retry policy; status.py follows a request (SSE stream, else polling); upload.py speaks
 fal's storage protocol; collect.py downloads a finished job's output and images; protocol.py holds fal's error
-shapes and header names. It reports through callbacks (JobHooks, Job.on_update).
+shapes and header names; platform.py speaks fal's Platform APIs (usage, request history, pricing). It reports
+through callbacks (JobHooks, Job.on_update).
 
 May import: endpoints, errors, config, images, jobs, result. Never IPython, ipywidgets or the journal.
 """
@@ -17,6 +18,7 @@ from .._lazy import lazy_names
 if TYPE_CHECKING:
     from .collect import collect_result
     from .engine import Engine, JobHooks, SubmitOptions
+    from .platform import PlatformAPI
     from .protocol import fal_error, http_error
     from .status import StreamUnavailable, follow_stream, poll_status
     from .transport import FalTransport
@@ -27,6 +29,7 @@ _LAZY = {
     "JobHooks": "engine",
     "SubmitOptions": "engine",
     "FalTransport": "transport",
+    "PlatformAPI": "platform",
     "StorageUploader": "upload",
     "collect_result": "collect",
     "follow_stream": "status",
@@ -44,6 +47,7 @@ __all__ = [
     "Engine",
     "FalTransport",
     "JobHooks",
+    "PlatformAPI",
     "StorageUploader",
     "StreamUnavailable",
     "SubmitOptions",

@@ -15,13 +15,15 @@ import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import endpoints
 from ..endpoints import format_cost
-from ..fal.engine import Engine
 from ..fal.platform import UsageLine
 from .db import JobRecord, Journal
+
+if TYPE_CHECKING:
+    from ..fal.engine import Engine
 
 TOLERANCE = 0.005
 """Dollars two figures may differ by and still agree (half a cent: fal rounds to cents and below)."""

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import KontextError
-from ..fal.engine import Engine
 from ..fal.platform import same_input
 from .db import JobRecord
 from .tracking import Tracker
+
+if TYPE_CHECKING:
+    from ..fal.engine import Engine
 
 SUBMIT_WINDOW = 60.0
 """Seconds before a row's creation a lookup starts (clock differences); the window ends at unconfirmed_after."""

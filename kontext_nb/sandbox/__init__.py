@@ -16,7 +16,8 @@ classroom proxy, and stores uploads only when their bytes are an image.
 Layer: a server beside the engine. It may import endpoints.py, errors.py and serving.py, never
 the engine (fal/), the journal, views or presentation. Modules: state.py (shared server state
 and answers), app.py (assembles routes), queue_routes.py, storage.py, control_routes.py,
-queue.py, schema.py, render.py, faults.py, wire.py (fal's HTTP surface, shared with the proxy).
+queue.py, schema.py, render.py, faults.py, wire.py (fal's HTTP surface, shared with the proxy), platform_routes.py
+(fal's Platform APIs: pricing, usage, request history) and billing.py (what it would bill; result expiry).
 """
 
 from __future__ import annotations
