@@ -468,7 +468,8 @@ class Session:
         return self.run(request, wait=wait, parent_id=parent_id, options=options)
 
     def resume(self, *, wait: bool = True) -> list[Result] | list[Job]:
-        """Collect jobs submitted but never collected (restart, crash, timeout, a failed download or save).
+        """Collect jobs submitted but never collected (restart, crash, timeout, a failed download or save), and
+        settle unconfirmed submits from fal's request history (found: collected; provably never sent: released).
         Never submits. Each job is claimed first (journal.claim): one collector, however many kernels try."""
         tracker = self.tracker
         jobs: list[Job] = []

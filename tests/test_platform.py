@@ -102,6 +102,38 @@ def test_a_refused_platform_call_is_one_line_without_the_key(make_session: MakeS
     assert "HTTP 403" in str(info.value) and "\n" not in str(info.value) and TEST_KEY not in str(info.value)
 
 
+def test_the_sandbox_refuses_a_bad_platform_query_in_one_line(sb: Any) -> None:
+    headers = {"Authorization": f"Key {TEST_KEY}"}
+    for path, params, says in (
+        ("usage", {}, "endpoint_id"),
+        ("usage", {"endpoint_id": T2I, "timeframe": "fortnight"}, "timeframe"),
+        ("usage", {"endpoint_id": T2I, "start": "yesterday"}, "ISO 8601"),
+        ("usage", {"endpoint_id": T2I, "timezone": "Mars/Olympus"}, "timezone"),
+        ("requests/by-endpoint", {"endpoint_id": T2I, "limit": "500"}, "limit"),
+        ("requests/by-endpoint", {"endpoint_id": T2I, "status": "fine"}, "status"),
+    ):
+        answer = httpx.get(f"{sb.url}/v1/models/{path}", params=params, headers=headers)
+        assert answer.status_code == 400 and says in answer.json()["detail"], (path, params, answer.text)
+    assert httpx.get(f"{sb.url}/v1/models/usage", params={"endpoint_id": T2I}).status_code == 401, "a key is needed"
+
+
+def test_usage_buckets_follow_the_asked_time_zone(session: Session, sb: Any) -> None:
+    session.generate("a fox", seed=1)
+    body = httpx.get(
+        f"{sb.url}/v1/models/usage",
+        params={
+            "endpoint_id": T2I,
+            "timeframe": "day",
+            "timezone": "America/New_York",
+            "expand": "time_series,summary",
+        },
+        headers={"Authorization": f"Key {TEST_KEY}"},
+    ).json()
+    (bucket,) = body["time_series"]
+    assert bucket["bucket"].endswith(("-05:00", "-04:00")) and bucket["bucket"][11:19] == "00:00:00"
+    assert body["summary"][0]["cost"] == pytest.approx(0.08)
+
+
 # -- results fal no longer keeps in its queue ---------------------------------------------------------------------
 def left_on_fal(session: Session, sb: Any, prompt: str, **arguments: Any) -> str:
     """A job fal completes but this session does not collect (its wait ran out): its request id."""
