@@ -524,6 +524,8 @@ class Session:
         ones provably never sent release their price (journal/unconfirmed.py)."""
         from .journal.unconfirmed import settle_unconfirmed
 
+        if not self.tracker.journal.search(status="unconfirmed", limit=1):
+            return []  # nothing to look up: no engine (nor sandbox) is started for it
         engine = self.engine
         # an offline sandbox this kernel started knows nothing sent before it: it proves nothing about older rows
         since = self.tracker.started if self.backend == "sandbox" else None
