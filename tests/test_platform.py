@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from waiting import wait_for
 
 from kontext_nb import endpoints
+from kontext_nb.config import Settings
 from kontext_nb.errors import FalError, JobTimeout, SubmitUnconfirmed
 from kontext_nb.fal.collect import billed_cost
 from kontext_nb.fal.platform import RequestItem, UsageLine, billable_units, same_input, the_one_sent
@@ -262,6 +263,26 @@ def test_reconcile_finds_a_job_fal_billed_that_the_journal_lacks(
     assert line.difference == pytest.approx(0.08)
     assert said and "DIFFERENCE +$0.08" in said[0] and T2I in said[0]
     assert "DIFFERENCE +$0.08" in repr(found)
+
+
+def test_reconcile_names_a_submit_fal_never_received(session: Session, sb: Any) -> None:
+    sb.set_faults([{"route": "submit", "kind": "drop", "count": 1}])
+    with pytest.raises(SubmitUnconfirmed):
+        session.generate("lost on the way", seed=6)
+    (line,) = session.budget(reconcile=True)["reconcile"].differences
+    assert line.journal == pytest.approx(0.08) and line.fal == 0 and line.difference == pytest.approx(-0.08)
+
+
+def test_reconcile_works_offline_on_the_sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL"):
+        monkeypatch.delenv(var, raising=False)
+    session = Session(Settings(runs_dir=str(tmp_path / "runs")), notice=lambda message: None)
+    try:
+        session.generate("an offline fox", seed=1)
+        found = session.budget(reconcile=True)["reconcile"]
+        assert session.backend == "sandbox" and found.ok and found.lines[0].fal == pytest.approx(0.08)
+    finally:
+        session.close()  # stops its sandbox too
 
 
 # -- properties -------------------------------------------------------------------------------------------------------
