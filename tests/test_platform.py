@@ -238,6 +238,20 @@ def test_two_identical_candidates_are_never_guessed(make_session: MakeSession, s
     assert sb.stats()["submits"] == 2
 
 
+def test_a_request_alike_but_not_equal_proves_nothing(make_session: MakeSession, sb: Any, tmp_path: Any) -> None:
+    """fal may keep an input differently than it was sent: one with the same prompt keeps the row counted."""
+    elsewhere = make_session(runs_dir=str(tmp_path / "elsewhere"))
+    elsewhere.generate("the same prompt", seed=1)
+    session = make_session(unconfirmed_after=0.0)
+    journal = session.tracker.journal
+    row = journal.create(endpoint=T2I, arguments={"prompt": "the same prompt", "seed": 2}, reserved=0.08)
+    journal.unconfirmed(row, error="the reply was lost")
+    said: list[str] = []
+    session.notice = said.append
+    assert session.resume() == []
+    assert journal.get(row).status == "unconfirmed" and any("stays unconfirmed" in n for n in said), said
+
+
 # -- kx.budget(reconcile=True) -------------------------------------------------------------------------------------
 def test_reconcile_agrees_when_the_journal_holds_every_job(session: Session, sb: Any) -> None:
     session.generate("a fox", seed=1)

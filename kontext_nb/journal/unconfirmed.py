@@ -4,8 +4,8 @@ A lost reply leaves a job that fal may have accepted (and may bill) without its 
 (``/v1/models/requests/by-endpoint?expand=payloads``) lists what arrived, with its input: the one request of that
 endpoint in the submit's time window whose input is the journaled arguments (and whose id the journal does not
 already hold) is that job; it is recorded and collected, never sent again. When nothing matches a look made
-``Settings.unconfirmed_after`` seconds or more after the submit, it never arrived: it is marked not sent and its
-price released. Anything less certain (no payloads kept, ``X-Fal-Store-IO: 0``; the lookup refused) changes nothing.
+``Settings.unconfirmed_after`` seconds or more after the submit, and no request there even has its prompt, it never
+arrived: it is marked not sent and its price released. Anything less certain (no payloads kept, ``X-Fal-Store-IO: 0``; the lookup refused) changes nothing.
 """
 
 from __future__ import annotations
@@ -71,6 +71,19 @@ def settle_unconfirmed(
                     settled.found.append(claimed)
             continue
         payloads_kept = all(i.json_input is not None for i in items)
+        # absence must be proven: a request with the same prompt and other values (fal may store its input
+        # differently than it was sent) proves nothing, so the row stays counted
+        alike = [
+            i
+            for i in items
+            if i.request_id not in known and (i.json_input or {}).get("prompt") == record.arguments.get("prompt")
+        ]
+        if alike:
+            settled.notices.append(
+                f"kontext_nb: {record.ref} is not certainly any request in fal's request history (one with the same "
+                "prompt differs in other values); it stays unconfirmed (counted as spent)"
+            )
+            continue
         if now >= record.created + after and payloads_kept:
             message = (
                 f"never sent: fal's request history has no request of {record.endpoint} with this input from when it "
