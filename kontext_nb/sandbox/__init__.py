@@ -79,7 +79,8 @@ class SandboxControl:
         return response.json()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: submits, requests per route, faults injected per kind, job outcomes, queue sizes."""
+        """Counters: submits, requests per route, faults injected per kind, job outcomes, queue sizes, and
+        ``billed``: the dollars fal would bill for what completed (as /v1/models/usage reports them)."""
         return self._call("GET", "stats")  # type: ignore[no-any-return]
 
     def set_faults(self, rules: list[Mapping[str, Any]], seed: int | None = None) -> list[dict[str, Any]]:

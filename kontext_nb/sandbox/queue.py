@@ -348,9 +348,10 @@ class JobQueue:
             "error_type": None if job.error is None else job.error.error_type,
         }
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         counts = Counter(job.status for job in self.jobs.values())
         return {
+            "billed": round(sum(line.cost for line in self.billed), 6),  # dollars, as fal's usage API reports them
             "completed": self.counters["completed"],
             "failed": self.counters["failed"],
             "cancelled": self.counters["cancelled"],

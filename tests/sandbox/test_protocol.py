@@ -576,7 +576,9 @@ def test_stats_and_reset(http: httpx.Client, ctl: Any) -> None:
     run(http, T2I, prompt="x")
     stats = ctl.stats()
     assert stats["submits"] == 1 and stats["completed"] == 1 and stats["requests"]["submit"] == 1
+    assert stats["billed"] == 0.08, "one image of [max], as fal would bill it"
     assert set(stats) == {
+        "billed",
         "submits",
         "requests",
         "faults_injected",
