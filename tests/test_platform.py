@@ -46,6 +46,7 @@ def test_billable_units_are_kept_on_the_result_and_the_journal(session: Session,
     row = session.record("@last")
     assert row.billable_units == 2 and row.cost == pytest.approx(0.16)
     assert session.result("@last").billable_units == 2
+    assert sb.request_info(result.request_id)["billable_units"] == 2 and sb.stats()["billed"] == pytest.approx(0.16)
 
 
 def test_billable_units_header_is_read_as_fal_sends_it() -> None:

@@ -346,6 +346,7 @@ class JobQueue:
             "completed_at": job.completed_at,
             "error": None if job.error is None else str(job.error),
             "error_type": None if job.error is None else job.error.error_type,
+            "billable_units": job.billable_units,
         }
 
     def stats(self) -> dict[str, Any]:
