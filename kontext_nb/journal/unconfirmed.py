@@ -5,7 +5,8 @@ A lost reply leaves a job that fal may have accepted (and may bill) without its 
 endpoint in the submit's time window whose input is the journaled arguments (and whose id the journal does not
 already hold) is that job; it is recorded and collected, never sent again. When nothing matches a look made
 ``Settings.unconfirmed_after`` seconds or more after the submit, and no request there even has its prompt, it never
-arrived: it is marked not sent and its price released. Anything less certain (no payloads kept, ``X-Fal-Store-IO: 0``; the lookup refused) changes nothing.
+arrived: it is marked not sent and its price released. Anything less certain (no payloads kept,
+``X-Fal-Store-IO: 0``; the lookup refused) changes nothing.
 """
 
 from __future__ import annotations
