@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernels import HOLD, PROMPT, Kernel, release  # tests/kernels.py
+from kernels import HOLD, PROMPT, Kernel, Repl, release  # tests/kernels.py
 from waiting import wait_for
 
 from kontext_nb.errors import JobCancelled
@@ -213,21 +213,20 @@ def test_a_joiner_waits_while_the_identical_job_is_being_submitted(
     assert any(OWN in n and "failed in the other kernel" in n for n in notices), notices
 
 
-def test_a_joiner_waits_a_bounded_time_for_a_request_id(
-    make_session: Any, sb: SandboxServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A kernel that stays alive but never gets its job accepted does not hold the joiner forever."""
-    monkeypatch.setattr(following, "SUBMIT_WAIT", 0.5)
+def test_a_joiner_waits_without_deadline_while_the_other_kernel_is_alive(make_session: Any, sb: SandboxServer) -> None:
+    """A kernel that stays alive and has not sent its job yet (its slots are busy) holds the joiner as long as it
+    takes: the joiner never sends a second copy; it can stop waiting (cancel), which sends nothing either."""
     other, joiner = make_session(), make_session()
     notices: list[str] = []
     joiner.notice = notices.append
-    request = build_request("text-to-image", "a row that never gets a request id", seed=13)
+    request = build_request("text-to-image", "a row that waits for a slot", seed=13)
     other.tracker.begin_all([(request.endpoint.id, request.arguments, None, request.cost)], tags=[])
-    job = joiner.generate("a row that never gets a request id", seed=13, wait=False)
-    assert any(JOINED in n for n in notices)
-    job.result(30)
-    assert sb.stats()["submits"] == 1
-    assert any("got no request id from fal within 0.5 s" in n and OWN in n for n in notices), notices
+    job = joiner.generate("a row that waits for a slot", seed=13, wait=False)
+    assert isinstance(job, Job) and any(JOINED in n for n in notices)
+    with pytest.raises(TimeoutError):
+        job.result(3 * following.POLL + 1.0)  # many looks at the row; the old code gave up after a fixed wait
+    assert sb.stats()["submits"] == 0 and not job.done()
+    assert job.cancel() and sb.stats()["submits"] == 0 and [n for n in notices if OWN in n] == []
 
 
 def test_a_row_whose_kernel_died_before_fal_answered_is_never_joined(session: Session, sb: SandboxServer) -> None:
@@ -276,3 +275,136 @@ def test_closing_a_session_stops_following(make_session: Any, sb: SandboxServer)
         joined.result(10)
     release(sb)
     assert first.result(30).images and sb.stats()["submits"] == 1
+
+
+# -- issue 20, point 6: joins never double-send ------------------------------------------------------------------
+# The owner kernel runs with concurrency=1 and first sends a job the sandbox holds: its seeded job then waits in
+# that kernel for a slot, its row written but not sent, and a second kernel joins it there. Real processes, the
+# real sandbox; what is counted is the sandbox's submits.
+SEEDED = "one seeded lighthouse, two kernels"
+
+
+@pytest.fixture
+def repls() -> Iterator[list[Repl]]:
+    started: list[Repl] = []
+    yield started
+    for repl in started:
+        repl.kill()
+
+
+def owner_with_a_queued_copy(sb: SandboxServer, runs: Path, repls: list[Repl], seed: int) -> tuple[Repl, int]:
+    """A kernel whose seeded job waits behind a slow one (held by the sandbox); returns it and that job's row."""
+    sb.configure(queue_delay=HOLD)
+    owner = Repl(sb, runs, name="owner", concurrency=1)
+    repls.append(owner)
+    owner.run("start('slow', 'a slow job first')")
+    owner.run("wait_submitted('slow')")
+    row: int = owner.run(f"start('x', {SEEDED!r}, seed={seed})")
+    return owner, row
+
+
+def joiner_of(sb: SandboxServer, runs: Path, repls: list[Repl], seed: int, name: str = "joiner") -> Repl:
+    joiner = Repl(sb, runs, name=name)
+    repls.append(joiner)
+    joiner.run(f"start('x', {SEEDED!r}, seed={seed})")
+    assert [n for n in joiner.notices() if JOINED in n], joiner.lines
+    return joiner
+
+
+def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_nothing(
+    sb: SandboxServer, tmp_path: Path, repls: list[Repl]
+) -> None:
+    """Issue 20: the owner's submit reply is lost; the joiner used to say "never confirmed... sending it itself"
+    and fal got the job twice."""
+    runs = tmp_path / "runs"
+    owner, row = owner_with_a_queued_copy(sb, runs, repls, seed=21)
+    joiner = joiner_of(sb, runs, repls, seed=21)
+    sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}])  # the seeded job's submit, once sent
+    release(sb)
+    assert owner.run("outcome('x')")[:2] == ["ERROR", "SubmitUnconfirmed"]
+    word, kind, message = joiner.run("outcome('x')")
+    assert (word, kind) == ("ERROR", "SubmitUnconfirmed") and f"@{row}, which this request joined" in message
+    assert "nothing was sent here" in message and "\n" not in message
+    assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
+    assert not [n for n in joiner.notices() if OWN in n]
+    journal = Journal(runs)
+    try:
+        assert [r.status for r in journal.search(search="seeded lighthouse")] == ["unconfirmed"]
+        assert journal.held(since=0) == (pytest.approx(0.16), 0.0)  # the unconfirmed one counts as spent, once
+    finally:
+        journal.close()
+
+
+def test_a_joiner_waits_for_a_live_kernel_whose_copy_is_queued_behind_a_slow_job(
+    sb: SandboxServer, tmp_path: Path, repls: list[Repl]
+) -> None:
+    """Issue 20: the owner is alive, its copy waits behind a slow job; the joiner used to send its own after 120 s
+    (here the old deadline is shortened to 0.3 s, so the old code fails in seconds) and the owner sent too."""
+    runs = tmp_path / "runs"
+    owner, row = owner_with_a_queued_copy(sb, runs, repls, seed=22)
+    joiner = joiner_of(sb, runs, repls, seed=22)
+    joiner.run("following.SUBMIT_WAIT = 0.3")  # the old code's fixed deadline; the new code has none
+    joiner.run("time.sleep(3)")  # the owner is alive and has not sent it: the joiner keeps following
+    assert sb.stats()["submits"] == 1 and not [n for n in joiner.notices() if OWN in n]
+    release(sb)
+    owner_outcome, joiner_outcome = owner.run("outcome('x')"), joiner.run("outcome('x')")
+    assert owner_outcome[0] == "IMAGES" and joiner_outcome == owner_outcome  # the same request, the same bytes
+    assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
+    journal = Journal(runs)
+    try:
+        assert [(r.id, r.status) for r in journal.search(search="seeded lighthouse")] == [(row, "done")]
+    finally:
+        journal.close()
+
+
+def test_when_the_owner_dies_before_sending_one_joiner_claims_and_sends_it_once(
+    sb: SandboxServer, tmp_path: Path, repls: list[Repl]
+) -> None:
+    """The owner is killed while its copy still waits for a slot (provably never sent): of two joiners, exactly one
+    takes the row over (atomically, in the journal) and sends it; the other joins that one."""
+    runs = tmp_path / "runs"
+    owner, row = owner_with_a_queued_copy(sb, runs, repls, seed=23)
+    first, second = joiner_of(sb, runs, repls, 23, "first"), joiner_of(sb, runs, repls, 23, "second")
+    owner.kill()
+    release(sb)
+    outcomes = [first.run("outcome('x')"), second.run("outcome('x')")]
+    assert outcomes[0][0] == "IMAGES" and outcomes[0] == outcomes[1]
+    assert sb.stats()["submits"] == 2  # the slow job (the dead kernel's) and the seeded one, once
+    senders = [r for r in (first, second) if any("was never sent" in n and OWN in n for n in r.notices())]
+    assert len(senders) >= 1, [first.lines, second.lines]
+    journal = Journal(runs)
+    try:
+        old, new = sorted(journal.search(search="seeded lighthouse"), key=lambda r: r.id)
+        assert (old.id, old.status, old.error_type, old.cost, old.reserved) == (row, "failed", "never_sent", 0, 0)
+        assert new.status == "done" and new.cost == pytest.approx(0.08)
+    finally:
+        journal.close()
+
+
+def test_when_the_owner_dies_while_sending_the_joiner_is_unconfirmed_and_sends_nothing(
+    sb: SandboxServer, tmp_path: Path, repls: list[Repl]
+) -> None:
+    """The owner's process ends the moment fal accepted its copy, before it could write the request id: fal has
+    the job, nobody knows its id, so the joiner sends nothing and says it is unconfirmed."""
+    runs = tmp_path / "runs"
+    owner, row = owner_with_a_queued_copy(sb, runs, repls, seed=24)
+    joiner = joiner_of(sb, runs, repls, seed=24)
+    owner.run(DIES_AFTER_SUBMIT)
+    release(sb)
+    owner.process.wait(timeout=120)
+    word, kind, message = joiner.run("outcome('x')")
+    assert (word, kind) == ("ERROR", "SubmitUnconfirmed") and f"@{row}" in message
+    assert "while it was being sent" in message and "nothing was sent here" in message
+    assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
+    assert not [n for n in joiner.notices() if OWN in n]
+
+
+DIES_AFTER_SUBMIT = """
+import os
+from kontext_nb.fal.engine import Engine
+submit = Engine._submit
+async def submit_then_die(self, run, body):
+    await submit(self, run, body)
+    os._exit(9)
+Engine._submit = submit_then_die
+"""
