@@ -9,6 +9,7 @@ versioned (``PRAGMA user_version``) and migrated forward on open.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -24,6 +25,8 @@ from ..endpoints import OfEndpoint
 from ..errors import JournalError
 from . import salvage
 from .folder import inside
+
+log = logging.getLogger(__name__)
 
 HOME_ENV = "KONTEXT_HOME"
 DEFAULT_FOLDER = "kontext-runs"
@@ -142,7 +145,7 @@ class JobRecord(OfEndpoint):
     """Dollars held for this job while fal may still bill it (its price from submit until it ends)."""
     parents: tuple[int, ...] = ()
     """Every job whose image this one edits, in order (``parent_id`` is the first)."""
-    unsent: bool = False
+    unsent: bool = field(default=False, compare=False)
     """True while the job is provably not sent yet (its owner has not begun the submit)."""
 
     @property
@@ -195,7 +198,6 @@ class Journal:
         self.path = self.folder / DB_NAME
         self._local = threading.local()
         self._opened = False
-        self._generation = 0  # bumped when the file is replaced: every thread then reconnects to the new one
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -221,14 +223,33 @@ class Journal:
 
     @property
     def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
-            conn.close()  # the file was moved aside by another thread: use the new journal
-            conn = None
-        if conn is None:
-            conn = self._local.conn = self._connect()
-            self._local.generation = self._generation
+        """This thread's connection, to the journal's file as it is now (see salvage.py: a file moved aside by a
+        salvage, in this kernel or another, is left and what it holds that the new one lacks carried over)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and not conn.in_transaction and salvage.identity(self.path) != self._local.identity:
+            return self._follow_move(conn)
+        return conn if conn is not None else self._open_connection()
+
+    def _open_connection(self) -> sqlite3.Connection:
+        salvaging = getattr(self._local, "salvaging", False)  # this thread holds the lock exclusively
+        with nullcontext() if salvaging else salvage.locked(self.path, exclusive=False):
+            try:
+                conn = self._local.conn = self._connect()
+            finally:  # a file SQLite refuses is still the one this thread found damaged (see _open_checked)
+                self._local.identity = salvage.identity(self.path)
         return conn
+
+    def _follow_move(self, old: sqlite3.Connection) -> sqlite3.Connection:
+        self._local.conn = None
+        try:
+            self._migrate()  # a journal replaced by hand may be a new empty file
+            with self._write() as w:
+                carried = salvage.carry_over(old, w)
+        finally:
+            old.close()  # SQLite sees the file was moved: it neither checkpoints nor deletes the new journal's files
+        if carried:
+            log.warning("the journal %s was moved aside: %d rows written there were carried over", self.path, carried)
+        return self._db
 
     def _open_checked(self) -> None:
         """Open and migrate; a file that is not a journal is moved aside, never overwritten."""
@@ -238,8 +259,14 @@ class Journal:
             self.close()
             raise JournalError(f"cannot use the journal {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
+            found = getattr(self._local, "identity", None)
             self.close()
-            aside = salvage.move_aside(self.path)
+            with salvage.locked(self.path, exclusive=True):
+                if salvage.identity(self.path) != found or not salvage.damaged(self.path):
+                    raise JournalError(
+                        f"cannot use the journal {self.path} ({exc}): it was replaced meanwhile; try again"
+                    ) from None
+                aside = salvage.move_aside(self.path)
             raise JournalError(
                 f"the journal {self.path} is not readable ({exc}); it was moved aside to {aside.name} "
                 "and a new journal starts on the next call"
@@ -261,22 +288,32 @@ class Journal:
             raise self._salvaged(exc) from None
 
     def _salvaged(self, damage: sqlite3.DatabaseError) -> JournalError:
-        """Copy every readable row into a fresh journal, the damaged file moved aside (never overwritten)."""
+        """Copy every readable row of every table into a fresh journal, the damaged file moved aside (never
+        overwritten): once, however many kernels meet the damage, and never a journal that is sound (salvage.py)."""
+        found = getattr(self._local, "identity", None)
         self.close()
-        columns, rows = salvage.readable_rows(self.path)
-        aside = salvage.move_aside(self.path)
-        self._generation += 1
-        kept = 0
-        if rows:
-            self._migrate()
-            ours = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
-            names = [c for c in columns if c in ours]
-            at = [columns.index(c) for c in names]
-            marks = ", ".join("?" for _ in names)
-            with self._write() as w:
-                for row in rows:
-                    w.execute(f"INSERT INTO jobs ({', '.join(names)}) VALUES ({marks})", [row[i] for i in at])
-                    kept += 1
+        with salvage.locked(self.path, exclusive=True):
+            if salvage.identity(self.path) != found:
+                return JournalError(
+                    f"the journal {self.path} was damaged ({damage}) and has been salvaged into a new file by another "
+                    "kernel on this runs folder; try again"
+                )
+            if not salvage.damaged(self.path):
+                return JournalError(
+                    f"the journal {self.path} could not be read ({damage}); nothing was moved; try again"
+                )
+            self._local.salvaging = True
+            try:
+                with salvage.holding(self.path) as held:  # no kernel commits to the damaged file from here on
+                    tables = salvage.readable_tables(held)
+                    aside = salvage.move_aside(self.path)
+                self._migrate()
+                with self._write() as w:
+                    salvage.copy_into(w, tables, replace_older=False)
+                    salvage.gap_ids(w, tables)
+            finally:
+                self._local.salvaging = False
+        kept = len(tables.get("jobs", ([], []))[1])
         return JournalError(
             f"the journal {self.path} is damaged ({damage}): {kept} readable job{'s' if kept != 1 else ''} were "
             f"copied into a new journal and the damaged file was moved aside to {aside.name}; try again"
@@ -306,8 +343,12 @@ class Journal:
     @contextmanager
     def _write(self) -> Iterator[_Tx]:
         with self._guard():
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            while True:
+                db = self._db
+                db.execute("BEGIN IMMEDIATE")
+                if salvage.identity(self.path) == self._local.identity:
+                    break
+                db.execute("ROLLBACK")  # the file was moved aside while this waited for its lock: follow it
             try:
                 yield _Tx(db)
             except BaseException:
