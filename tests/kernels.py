@@ -279,3 +279,29 @@ class Repl:
                 assert self.process.stdin is not None
                 self.process.stdin.close()
                 self.process.wait(timeout=60)
+
+
+SEEDED = "one seeded lighthouse, two kernels"
+JOINED = "joined it"
+OWN = "sending it itself"
+
+
+def owner_with_a_queued_copy(sb: SandboxServer, runs: Path, repls: list[Repl], seed: int) -> tuple[Repl, int]:
+    """A kernel (concurrency=1) whose seeded job waits in it behind a slow one the sandbox holds: its row is
+    written, not sent. Returns the kernel and that job's row; ``release(sb)`` lets both go."""
+    sb.configure(queue_delay=HOLD)
+    owner = Repl(sb, runs, name="owner", concurrency=1)
+    repls.append(owner)
+    owner.run("start('slow', 'a slow job first')")
+    owner.run("wait_submitted('slow')")
+    row: int = owner.run(f"start('x', {SEEDED!r}, seed={seed})")
+    return owner, row
+
+
+def joiner_of(sb: SandboxServer, runs: Path, repls: list[Repl], seed: int, name: str = "joiner") -> Repl:
+    """A second kernel sending the same seeded request: it joins the owner's job."""
+    joiner = Repl(sb, runs, name=name)
+    repls.append(joiner)
+    joiner.run(f"start('x', {SEEDED!r}, seed={seed})")
+    assert [n for n in joiner.notices() if JOINED in n], joiner.lines
+    return joiner

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernels import HOLD, PROMPT, Kernel, Repl, release  # tests/kernels.py
+from kernels import HOLD, PROMPT, Kernel, Repl, joiner_of, owner_with_a_queued_copy, release
 from waiting import wait_for
 
 from kontext_nb.errors import JobCancelled
@@ -280,8 +280,8 @@ def test_closing_a_session_stops_following(make_session: Any, sb: SandboxServer)
 # -- issue 20, point 6: joins never double-send ------------------------------------------------------------------
 # The owner kernel runs with concurrency=1 and first sends a job the sandbox holds: its seeded job then waits in
 # that kernel for a slot, its row written but not sent, and a second kernel joins it there. Real processes, the
-# real sandbox; what is counted is the sandbox's submits.
-SEEDED = "one seeded lighthouse, two kernels"
+# real sandbox; what is counted is the sandbox's submits. The two cases of the issue are in test_money.py
+# (section 2), which puts them in docs/reliability.md's money table.
 
 
 @pytest.fixture
@@ -290,71 +290,6 @@ def repls() -> Iterator[list[Repl]]:
     yield started
     for repl in started:
         repl.kill()
-
-
-def owner_with_a_queued_copy(sb: SandboxServer, runs: Path, repls: list[Repl], seed: int) -> tuple[Repl, int]:
-    """A kernel whose seeded job waits behind a slow one (held by the sandbox); returns it and that job's row."""
-    sb.configure(queue_delay=HOLD)
-    owner = Repl(sb, runs, name="owner", concurrency=1)
-    repls.append(owner)
-    owner.run("start('slow', 'a slow job first')")
-    owner.run("wait_submitted('slow')")
-    row: int = owner.run(f"start('x', {SEEDED!r}, seed={seed})")
-    return owner, row
-
-
-def joiner_of(sb: SandboxServer, runs: Path, repls: list[Repl], seed: int, name: str = "joiner") -> Repl:
-    joiner = Repl(sb, runs, name=name)
-    repls.append(joiner)
-    joiner.run(f"start('x', {SEEDED!r}, seed={seed})")
-    assert [n for n in joiner.notices() if JOINED in n], joiner.lines
-    return joiner
-
-
-def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_nothing(
-    sb: SandboxServer, tmp_path: Path, repls: list[Repl]
-) -> None:
-    """Issue 20: the owner's submit reply is lost; the joiner used to say "never confirmed... sending it itself"
-    and fal got the job twice."""
-    runs = tmp_path / "runs"
-    owner, row = owner_with_a_queued_copy(sb, runs, repls, seed=21)
-    joiner = joiner_of(sb, runs, repls, seed=21)
-    sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}])  # the seeded job's submit, once sent
-    release(sb)
-    assert owner.run("outcome('x')")[:2] == ["ERROR", "SubmitUnconfirmed"]
-    word, kind, message = joiner.run("outcome('x')")
-    assert (word, kind) == ("ERROR", "SubmitUnconfirmed") and f"@{row}, which this request joined" in message
-    assert "nothing was sent here" in message and "\n" not in message
-    assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
-    assert not [n for n in joiner.notices() if OWN in n]
-    journal = Journal(runs)
-    try:
-        assert [r.status for r in journal.search(search="seeded lighthouse")] == ["unconfirmed"]
-        assert journal.held(since=0) == (pytest.approx(0.16), 0.0)  # the unconfirmed one counts as spent, once
-    finally:
-        journal.close()
-
-
-def test_a_joiner_waits_for_a_live_kernel_whose_copy_is_queued_behind_a_slow_job(
-    sb: SandboxServer, tmp_path: Path, repls: list[Repl]
-) -> None:
-    """Issue 20: the owner is alive, its copy waits behind a slow job; the joiner used to send its own after 120 s
-    (here the old deadline is shortened to 0.3 s, so the old code fails in seconds) and the owner sent too."""
-    runs = tmp_path / "runs"
-    owner, row = owner_with_a_queued_copy(sb, runs, repls, seed=22)
-    joiner = joiner_of(sb, runs, repls, seed=22)
-    joiner.run("following.SUBMIT_WAIT = 0.3")  # the old code's fixed deadline; the new code has none
-    joiner.run("time.sleep(3)")  # the owner is alive and has not sent it: the joiner keeps following
-    assert sb.stats()["submits"] == 1 and not [n for n in joiner.notices() if OWN in n]
-    release(sb)
-    owner_outcome, joiner_outcome = owner.run("outcome('x')"), joiner.run("outcome('x')")
-    assert owner_outcome[0] == "IMAGES" and joiner_outcome == owner_outcome  # the same request, the same bytes
-    assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
-    journal = Journal(runs)
-    try:
-        assert [(r.id, r.status) for r in journal.search(search="seeded lighthouse")] == [(row, "done")]
-    finally:
-        journal.close()
 
 
 def test_when_the_owner_dies_before_sending_one_joiner_claims_and_sends_it_once(
