@@ -335,6 +335,7 @@ class Session:
         )
         with self._flying_lock:  # a follower's own resend may join and follow too, from its thread
             self._followers = [f for f in self._followers if not f.job.done()] + [follower]
+        follower.start()
         return follower.job, True
 
     def _collect(self, record: JobRecord) -> Job:

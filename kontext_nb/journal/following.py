@@ -90,15 +90,18 @@ class Follower:
         self._lock = threading.RLock()  # a caller's callback may cancel from inside a hand-over
         self._stopped = False
         self._source: Job | None = None
-        self._since = time.monotonic()
         self.job.update_status("running", logs=[_log(f"following {record.ref}, sent by another kernel")])
-        threading.Thread(target=self._run, name=f"kontext-join-{record.id}", daemon=True).start()
+
+    def start(self) -> Follower:
+        """Look at the row every ``POLL`` seconds on a thread of its own until the job is settled or handed over."""
+        threading.Thread(target=self._run, name=f"kontext-join-{self.record_id}", daemon=True).start()
+        return self
 
     def _run(self) -> None:
         try:
             while True:
                 with self._lock:
-                    if self._stopped or self._step():
+                    if self._stopped or self.step():
                         return
                 time.sleep(POLL)
         except Exception as exc:  # the row was deleted, the journal cannot be read: say so on the job
@@ -106,7 +109,7 @@ class Follower:
         finally:
             self.tracker.journal.close()  # this thread's connection
 
-    def _step(self) -> bool:
+    def step(self) -> bool:
         """One look at the row; True once the job is settled or handed to a job of this session."""
         record = self.tracker.journal.get(self.record_id)
         self.job.request_id = record.request_id or self.job.request_id
