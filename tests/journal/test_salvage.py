@@ -7,11 +7,18 @@ runs the issue's case with real kernel processes.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from kontext_nb.errors import JournalError
 from kontext_nb.journal import salvage
@@ -133,3 +140,112 @@ def test_a_kernel_whose_journal_was_moved_aside_carries_its_rows_over(tmp_path: 
     finally:
         fresh.close()
         b.close()
+
+
+# -- any sequence: a hypothesis state machine ------------------------------------------------------------------------
+class TwoKernelsAndDamage(RuleBasedStateMachine):
+    """Two kernels write, finish and read jobs on one runs folder while pages of old rows are damaged: after every
+    step every job either kernel wrote is in the live journal as that kernel last wrote it, and each damage moved
+    exactly one file aside (the old code lost the rows of the kernel that did not salvage, and moved the healthy
+    new journal aside when that kernel met the damage later)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="kx-salvage-"))
+        setup = Journal(self.folder)
+        fill(setup, 120)
+        setup.close()
+        checkpoint(self.folder)
+        self.kernels = [Journal(self.folder), Journal(self.folder)]
+        self.expected: dict[int, str] = {}  # row -> the status its kernel last wrote
+        self.damages = 0
+
+    @rule(k=st.integers(0, 1))
+    def write(self, k: int) -> None:
+        row = self._try(lambda: self.kernels[k].create(endpoint=T2I, arguments={"prompt": "a kernel's job"}))
+        if row is not None:
+            self.expected[row] = "pending"
+
+    @rule(k=st.integers(0, 1), data=st.data())
+    def finish(self, k: int, data: st.DataObject) -> None:
+        if self.expected:
+            row = data.draw(st.sampled_from(sorted(self.expected)))
+            if self._try(lambda: self.kernels[k].finished(row, status="done", cost=0.08)) is not None:
+                self.expected[row] = "done"
+
+    @rule(k=st.integers(0, 1))
+    def read_everything(self, k: int) -> None:
+        self._try(lambda: self.kernels[k].search())
+
+    @precondition(lambda self: self.damages < 2)
+    @rule(k=st.integers(0, 1))
+    def damage_then_read(self, k: int) -> None:
+        for kernel in self.kernels:
+            kernel.close()  # their connections reopen on their next call (an idle kernel's file is all on disk)
+        checkpoint(self.folder)
+        if damage_old_rows(self.folder / DB_NAME, keep=sorted(self.expected)):
+            self.damages += 1
+            with pytest.raises(JournalError, match="is damaged"):
+                self.kernels[k].search()
+
+    def _try(self, call: Callable[[], Any]) -> Any:
+        """The call's answer (True for None); a damage it meets is salvaged and it is tried once more, as the
+        error tells a user to."""
+        for _ in range(2):
+            try:
+                answer = call()
+            except JournalError as exc:
+                assert "damaged" in str(exc)
+                continue
+            return True if answer is None else answer
+        return None
+
+    @invariant()
+    def every_job_is_in_the_live_journal(self) -> None:
+        live = Journal(self.folder)
+        try:
+            for row, status in self.expected.items():
+                assert live.get(row).status == status
+            assert len(moved_aside(self.folder)) == self.damages
+        finally:
+            live.close()
+
+    def teardown(self) -> None:
+        for kernel in self.kernels:
+            kernel.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def damage_old_rows(path: Path, keep: list[int]) -> bool:
+    """Overwrite a page of the filler rows (never one holding a row in ``keep``); False if none could be."""
+    pristine = path.read_bytes()
+    size = int.from_bytes(pristine[16:18], "big")
+    for page in range(3, len(pristine) // size // 2):
+        spoiled = bytearray(pristine)
+        spoiled[(page - 1) * size : page * size] = b"\xde\xad\xbe\xef" * (size // 4)
+        path.write_bytes(bytes(spoiled))
+        probe = sqlite3.connect(path)
+        try:
+            for row in keep:
+                probe.execute("SELECT * FROM jobs WHERE id = ?", (row,)).fetchall()
+            probe.execute("SELECT COUNT(*) FROM jobs WHERE prompt LIKE '%words%'").fetchall()
+        except sqlite3.DatabaseError as exc:
+            if "malformed" in str(exc) and all(_readable(probe, row) for row in keep):
+                return True
+        finally:
+            probe.close()
+    path.write_bytes(pristine)
+    return False
+
+
+def _readable(probe: sqlite3.Connection, row: int) -> bool:
+    try:
+        return probe.execute("SELECT status FROM jobs WHERE id = ?", (row,)).fetchone() is not None
+    except sqlite3.DatabaseError:
+        return False
+
+
+TwoKernelsAndDamage.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck)
+)
+test_any_sequence_of_writes_reads_and_damage_keeps_every_job = TwoKernelsAndDamage.TestCase
