@@ -696,6 +696,9 @@ def test_a_salvage_while_another_kernel_is_alive_keeps_every_paid_job_and_the_ca
         assert b_reads == live.count()
     finally:
         live.close()
+    for kernel in (a, b):  # what kx.budget() says in each kernel
+        budget = kernel.run("s.budget()")
+        assert (budget["today"], budget["today_reserved"]) == (pytest.approx(0.24), 0.0), budget
     record_money(
         "a damaged journal salvaged by kernel A while kernel B is alive with a job in flight; $0.24 daily cap",
         sb,
