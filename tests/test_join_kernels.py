@@ -21,7 +21,7 @@ import pytest
 from kernels import HOLD, PROMPT, Kernel, Repl, joiner_of, owner_with_a_queued_copy, release
 from waiting import wait_for
 
-from kontext_nb.errors import JobCancelled
+from kontext_nb.errors import JobCancelled, TakenOver
 from kontext_nb.jobs import Job
 from kontext_nb.journal import Journal, following
 from kontext_nb.request import build_request
@@ -343,3 +343,24 @@ async def submit_then_die(self, run, body):
     os._exit(9)
 Engine._submit = submit_then_die
 """
+
+
+def test_a_kernel_whose_unsent_job_was_taken_over_does_not_send_it(make_session: Any, sb: SandboxServer) -> None:
+    """The claim is atomic against the owner too: a kernel judged gone (wrongly: another host, a stale heartbeat)
+    whose job was taken over before it began sending finds that out in the journal and sends nothing."""
+    sb.configure(queue_delay=HOLD)
+    owner = make_session(concurrency=1)
+    slow = owner.generate("a slow job first", wait=False)
+    assert isinstance(slow, Job)
+    wait_for(lambda: slow.request_id)
+    queued = owner.generate("taken over before it was sent", seed=31, wait=False)
+    assert isinstance(queued, Job) and queued.journal_id is not None
+    journal = owner.tracker.journal
+    taken = journal.claim_unsent(journal.get(queued.journal_id), "elsewhere:1:joiner")
+    assert taken is not None and taken.session == "elsewhere:1:joiner"
+    release(sb)
+    with pytest.raises(TakenOver, match=r"took over @\d+ before it was sent .* nothing was sent here"):
+        queued.result(30)
+    assert slow.result(30).images and sb.stats()["submits"] == 1
+    row = journal.get(queued.journal_id)  # the other kernel's row, as it left it: this kernel wrote nothing
+    assert (row.status, row.session, row.unsent) == ("pending", "elsewhere:1:joiner", True)

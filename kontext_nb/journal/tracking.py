@@ -316,8 +316,8 @@ class Tracker:
             if not self.journal.sending(journal_id, self.session_id):
                 raise TakenOver(
                     f"another kernel on this runs folder took over @{journal_id} before it was sent (it judged this "
-                    "kernel stopped) and sends it itself: nothing was sent here; kx.result("
-                    f"{journal_id}) has its images once it is done"
+                    "kernel stopped) and sends it itself: nothing was sent here; sending the same request again "
+                    "joins that kernel's job (or is answered from the journal)"
                 )
 
         def on_submitted(job: Job) -> None:
