@@ -113,7 +113,7 @@ def run(events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @example(events=["sending", "reply lost"])  # the issue: the owner's reply is lost; the joiner sent it again
-@example(events=["hours pass", "sending", "accepted"])  # the issue: a live owner's queued copy; the joiner sent after 120 s
+@example(events=["hours pass", "sending", "accepted"])  # the issue: a live owner, its copy queued: sent after 120 s
 @example(events=["owner dies"])  # never sent: the joiner takes it over and sends it, once
 @example(events=["sending", "owner dies"])  # perhaps sent: the joiner sends nothing
 @given(events=st.lists(st.sampled_from(EVENTS), max_size=7))
