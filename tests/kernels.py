@@ -5,6 +5,7 @@ sends one ``generate(wait=False)`` and prints what happened, one line each: STAR
 SUBMITTED (an ``owner=True`` kernel, once the journal holds fal's request id; it then takes orders on stdin:
 ``cancel``, ``wait``), IMAGES (sha256 of each image's bytes) or ERROR, and BUDGET (``kx.budget()`` at the end).
 ``barrier=DIR``: it waits for DIR/go before sending, after touching DIR/ready-NAME.
+``Repl(sb, runs, name=...)`` is a kernel process that runs the test's commands one at a time, like cells.
 """
 
 from __future__ import annotations

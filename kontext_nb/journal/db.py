@@ -295,8 +295,8 @@ class Journal:
         with salvage.locked(self.path, exclusive=True):
             if salvage.identity(self.path) != found:
                 return JournalError(
-                    f"the journal {self.path} was damaged ({damage}) and has been salvaged into a new file by another "
-                    "kernel on this runs folder; try again"
+                    f"the journal {self.path} was damaged ({damage}) and has been salvaged into a new file meanwhile "
+                    "(by another kernel on this runs folder, or another thread); try again"
                 )
             if not salvage.damaged(self.path):
                 return JournalError(

@@ -92,7 +92,7 @@ def damaged(path: Path) -> bool:
     except sqlite3.Error:
         return True
     try:
-        return bool(conn.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok")
+        return bool(conn.execute("PRAGMA integrity_check(1)").fetchone()[0] != "ok")
     except sqlite3.OperationalError:  # locked, busy: not a sign of damage
         return False
     except sqlite3.DatabaseError:

@@ -99,7 +99,7 @@ def test_a_damage_report_about_a_file_already_salvaged_moves_nothing(tmp_path: P
     with pytest.raises(JournalError, match="is damaged"):
         a.search()
     error = b._salvaged(sqlite3.DatabaseError("database disk image is malformed"))  # what B's query would raise
-    assert "salvaged into a new file by another kernel" in str(error)
+    assert "salvaged into a new file meanwhile" in str(error)
     assert len(moved_aside(tmp_path)) == 1 and b.count() == a.count()
     a.close()
     b.close()
