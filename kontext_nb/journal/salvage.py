@@ -64,9 +64,16 @@ def locked(path: Path, *, exclusive: bool) -> Iterator[None]:
     if sys.platform == "win32":
         yield
         return
-    fd = os.open(path.parent, os.O_RDONLY)  # the runs folder itself: no file of its own to leave behind
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fd = os.open(path.parent, os.O_RDONLY)  # the runs folder itself: no file of its own to leave behind
+    except OSError:  # a folder that cannot be opened fails with its own error when the journal is opened
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError as exc:  # a filesystem without locks: the identity check still keeps a sound journal
+            log.debug("no lock on %s: %s", path.parent, exc)
         yield
     finally:
         os.close(fd)  # closing releases the lock
