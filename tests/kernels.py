@@ -5,6 +5,7 @@ sends one ``generate(wait=False)`` and prints what happened, one line each: STAR
 SUBMITTED (an ``owner=True`` kernel, once the journal holds fal's request id; it then takes orders on stdin:
 ``cancel``, ``wait``), IMAGES (sha256 of each image's bytes) or ERROR, and BUDGET (``kx.budget()`` at the end).
 ``barrier=DIR``: it waits for DIR/go before sending, after touching DIR/ready-NAME.
+``Repl(sb, runs, name=...)`` is a kernel process that runs the test's commands one at a time, like cells.
 """
 
 from __future__ import annotations
@@ -145,3 +146,163 @@ class Kernel:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+
+
+REPL = r"""
+import hashlib, json, sys, time
+from kontext_nb.config import RetryPolicy, Settings
+from kontext_nb.journal import following
+from kontext_nb.session import Session
+
+url, runs, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+s = Session(Settings(base_url=url, key="test-key-0123456789abcdef", runs_dir=runs,
+                     retry=RetryPolicy(attempts=3, base_delay=0.01), **settings),
+            notice=lambda message: say("NOTICE", json.dumps(message)))
+s.tracker  # the journal is open before the first command
+jobs = {}
+
+
+def start(name, prompt, **arguments):
+    jobs[name] = s.generate(prompt, wait=False, **arguments)
+    return jobs[name].journal_id
+
+
+def wait_submitted(name):
+    while s.record(jobs[name].journal_id).request_id is None:
+        time.sleep(0.01)
+
+
+def outcome(name):
+    try:
+        result = jobs[name].result(120)
+    except Exception as exc:
+        return ["ERROR", type(exc).__name__, str(exc)]
+    return ["IMAGES", [hashlib.sha256(b).hexdigest() for b in result.image_bytes], result.request_id]
+
+
+say("READY")
+for line in sys.stdin:
+    number, code = json.loads(line)
+    try:
+        try:
+            compiled = compile(code, "<cell>", "eval")
+        except SyntaxError:  # statements: run them, the value is None
+            compiled = compile(code, "<cell>", "exec")
+        value = eval(compiled)
+        say("DONE", number, json.dumps(value))
+    except Exception as exc:
+        say("FAILED", number, json.dumps([type(exc).__name__, str(exc)]))
+"""
+
+
+class ReplError(Exception):
+    """A command a Repl ran raised: ``kind`` is the exception's class name."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+class Repl:
+    """A kernel as a real process on a runs folder that runs the test's commands, one at a time, like cells.
+
+    ``Repl(sb, runs, name="a", concurrency=1)`` (Settings keywords); ``run("start('x', 'a fox', seed=1)")`` evaluates
+    an expression (or executes statements) in it and returns its value (JSON), or raises ReplError. Helpers there:
+    ``s`` (the Session), ``start(name, prompt, **arguments)`` (generate with wait=False; returns the journal id),
+    ``wait_submitted(name)``, ``outcome(name)`` (['IMAGES', sha256s, request_id] or ['ERROR', type, message]),
+    ``following`` (the module) and ``jobs``.
+    """
+
+    def __init__(self, sb: SandboxServer, runs: Path, *, name: str, **settings: Any) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", REPL, sb.url, str(runs), json.dumps(settings)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._sent = 0
+        self._await(lambda: "READY" in self.lines)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _await(self, seen: Any, timeout: float = 150.0) -> Any:
+        def check() -> Any:
+            found = seen()
+            if not found and self.process.poll() is not None and not self._reader.is_alive():
+                stderr = self.process.stderr.read() if self.process.stderr else ""
+                raise AssertionError(f"{self.name} ended: {self.lines} {stderr}")
+            return found
+
+        return wait_for(check, timeout=timeout, interval=0.02)
+
+    def run(self, code: str, timeout: float = 150.0) -> Any:
+        assert self.process.stdin is not None
+        self._sent += 1
+        number = self._sent
+        self.process.stdin.write(json.dumps([number, code]) + "\n")
+        self.process.stdin.flush()
+        prefixes = (f"DONE {number} ", f"FAILED {number} ")
+        line: str = self._await(lambda: next((x for x in self.lines if x.startswith(prefixes)), None), timeout)
+        word, _, rest = line.partition(" ")
+        value = json.loads(rest.partition(" ")[2])
+        if word == "FAILED":
+            raise ReplError(*value)
+        return value
+
+    def notices(self) -> list[str]:
+        return [json.loads(line.partition(" ")[2]) for line in self.lines if line.startswith("NOTICE ")]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def close(self) -> None:
+        """End the kernel as a user closing it would (its session closed)."""
+        if self.process.poll() is None:
+            try:
+                self.run("s.close()")
+            finally:
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+                self.process.wait(timeout=60)
+
+
+SEEDED = "one seeded lighthouse, two kernels"
+JOINED = "joined it"
+OWN = "sending it itself"
+
+
+def owner_with_a_queued_copy(sb: SandboxServer, runs: Path, repls: list[Repl], seed: int) -> tuple[Repl, int]:
+    """A kernel (concurrency=1) whose seeded job waits in it behind a slow one the sandbox holds: its row is
+    written, not sent. Returns the kernel and that job's row; ``release(sb)`` lets both go."""
+    sb.configure(queue_delay=HOLD)
+    owner = Repl(sb, runs, name="owner", concurrency=1)
+    repls.append(owner)
+    owner.run("start('slow', 'a slow job first')")
+    owner.run("wait_submitted('slow')")
+    row: int = owner.run(f"start('x', {SEEDED!r}, seed={seed})")
+    return owner, row
+
+
+def joiner_of(sb: SandboxServer, runs: Path, repls: list[Repl], seed: int, name: str = "joiner") -> Repl:
+    """A second kernel sending the same seeded request: it joins the owner's job."""
+    joiner = Repl(sb, runs, name=name)
+    repls.append(joiner)
+    joiner.run(f"start('x', {SEEDED!r}, seed={seed})")
+    assert [n for n in joiner.notices() if JOINED in n], joiner.lines
+    return joiner

@@ -14,13 +14,14 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kernels import HOLD, Kernel, release  # tests/kernels.py
+from kernels import HOLD, OWN, Kernel, Repl, ReplError, joiner_of, owner_with_a_queued_copy, release  # tests/kernels.py
 from shell import Shell  # tests/shell.py
 from waiting import wait_for
 
@@ -252,6 +253,74 @@ def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> Non
         record_money("double click on Generate", sb, session)
     finally:
         tab.close()
+
+
+# issue 20, point 6: a joiner follows the owner until its outcome is known (real kernel processes, tests/kernels.py)
+@pytest.fixture
+def repls() -> Iterator[list[Repl]]:
+    started: list[Repl] = []
+    yield started
+    for repl in started:
+        repl.kill()
+
+
+def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_nothing(
+    sb: Any, tmp_path: Path, repls: list[Repl]
+) -> None:
+    """The owner's submit reply is lost; the joiner used to say "never confirmed... sending it itself", and fal got
+    the job twice. Now it is unconfirmed too: fal may have it."""
+    runs = tmp_path / "runs"
+    owner, row = owner_with_a_queued_copy(sb, runs, repls, seed=21)
+    joiner = joiner_of(sb, runs, repls, seed=21)
+    # the seeded job's submit, once sent; fal's request history cannot tell at once whether it arrived
+    sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}, {"route": "platform", "kind": "403"}])
+    release(sb)
+    assert owner.run("outcome('x')")[:2] == ["ERROR", "SubmitUnconfirmed"]
+    word, kind, message = joiner.run("outcome('x')")
+    assert (word, kind) == ("ERROR", "SubmitUnconfirmed") and f"@{row}, which this request joined" in message
+    assert "nothing was sent here" in message and "\n" not in message
+    assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
+    assert not [n for n in joiner.notices() if OWN in n]
+    journal = Journal(runs)
+    try:
+        assert [r.status for r in journal.search(search="seeded lighthouse")] == ["unconfirmed"]
+        assert journal.held() == (pytest.approx(2 * PRICE), 0.0)  # the unconfirmed one counts as spent, once
+    finally:
+        journal.close()
+    record_money(
+        "a 2nd kernel joins a seeded job; the owner's submit reply is lost (`lost-reply`); a slow job ran first",
+        sb,
+        None,
+        "1 done (the slow job), 1 unconfirmed; both kernels say unconfirmed, the 2nd sent nothing",
+    )
+
+
+def test_a_joiner_waits_for_a_live_kernel_whose_copy_is_queued_behind_a_slow_job(
+    sb: Any, tmp_path: Path, repls: list[Repl]
+) -> None:
+    """The owner is alive, its copy waits behind a slow job; the joiner used to send its own after 120 s (here the
+    old deadline is shortened to 0.3 s, so the old code fails in seconds) and the owner sent it too."""
+    runs = tmp_path / "runs"
+    owner, row = owner_with_a_queued_copy(sb, runs, repls, seed=22)
+    joiner = joiner_of(sb, runs, repls, seed=22)
+    joiner.run("following.SUBMIT_WAIT = 0.3")  # the old code's fixed deadline; the new code has none
+    joiner.run("time.sleep(3)")  # the owner is alive and has not sent it: the joiner keeps following
+    assert sb.stats()["submits"] == 1 and not [n for n in joiner.notices() if OWN in n]
+    release(sb)
+    owner_outcome, joiner_outcome = owner.run("outcome('x')"), joiner.run("outcome('x')")
+    assert owner_outcome[0] == "IMAGES" and joiner_outcome == owner_outcome  # the same request, the same bytes
+    assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
+    journal = Journal(runs)
+    try:
+        assert [(r.id, r.status) for r in journal.search(search="seeded lighthouse")] == [(row, "done")]
+    finally:
+        journal.close()
+    record_money(
+        "a 2nd kernel joins a seeded job that waits in a live kernel behind a slow job",
+        sb,
+        None,
+        "2 done (the slow job, the seeded one); the 2nd kernel got the same images",
+    )
 
 
 # -- 3. a misspelt subcommand is not a paid prompt ----------------------------------------------------------------
@@ -598,6 +667,102 @@ def test_a_damaged_journal_is_one_line_then_salvaged(make_session: MakeSession, 
     assert 200 < kept < 300 and s.record(1).prompt.startswith("job 0 ")
     assert s.generate("after the damage").images and s.tracker.journal.count() == kept + 1
     record_money("a damaged journal page, then two `generate` calls", sb, s, f"{kept} of 300 rows kept, 1 done")
+
+
+# issue 20, point 5: a salvage while another kernel is alive (real kernel processes, tests/kernels.py)
+def damage_old_rows(path: Path) -> None:
+    """Overwrite one page of the jobs table's old rows: reading every row fails, while today's rows (the caps'
+    reads, through the index on created) and new rows still work, as a bad sector far from the end would."""
+    pristine = path.read_bytes()
+    size = int.from_bytes(pristine[16:18], "big")
+    for page in range(len(pristine) // size // 3, len(pristine) // size):
+        spoiled = bytearray(pristine)
+        spoiled[(page - 1) * size : page * size] = b"\xde\xad\xbe\xef" * (size // 4)
+        path.write_bytes(bytes(spoiled))
+        probe = sqlite3.connect(path, isolation_level=None)
+        try:
+            probe.execute("SELECT SUM(cost) FROM jobs WHERE created >= ?", (time.time() - 3600,)).fetchall()
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute(
+                "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, session, reserved)"
+                " VALUES (?, ?, 'pending', ?, 'probe', '{}', 'probe', 0.08)",
+                (time.time(), time.time(), T2I),
+            )
+            probe.execute("ROLLBACK")
+            try:
+                probe.execute("SELECT COUNT(*) FROM jobs WHERE prompt LIKE '%words%'").fetchall()
+            except sqlite3.DatabaseError as exc:
+                if "malformed" in str(exc):
+                    return
+        except sqlite3.DatabaseError:
+            pass
+        finally:
+            probe.close()
+    raise AssertionError("no page of the journal could be damaged as wanted")
+
+
+def test_a_salvage_while_another_kernel_is_alive_keeps_every_paid_job_and_the_caps(
+    sb: Any, tmp_path: Path, repls: list[Repl]
+) -> None:
+    """Kernel A meets a damaged page and salvages the journal while kernel B is alive (with a job in flight): B
+    used to go on writing into the moved-aside file (its paid jobs missing from the live journal, the daily cap
+    counted twice: 5 submits under a $0.24 cap), and later "salvaged" A's healthy new journal."""
+    runs = tmp_path / "runs"
+    journal = Journal(runs)
+    for i in range(300):  # two days old: outside today's spending, on pages only a full read visits
+        job = journal.create(endpoint=T2I, arguments={"prompt": f"old job {i} " + "words " * 80}, session="gone:1:x")
+        journal.finished(job, status="failed", error="long ago")
+    journal.close()
+    db = sqlite3.connect(runs / "journal.sqlite3", isolation_level=None)
+    db.execute("UPDATE jobs SET created = created - 172800, updated = updated - 172800")
+    db.close()  # the last connection: everything is checkpointed into the main file
+    damage_old_rows(runs / "journal.sqlite3")
+    sb.configure(queue_delay=HOLD)
+    a, b = (Repl(sb, runs, name=name, budget_daily=0.24) for name in ("a", "b"))
+    repls.extend([a, b])
+
+    def attempt(kernel: Repl, name: str, seed: int) -> list[Any]:
+        try:
+            kernel.run(f"start({name!r}, 'a fox, job {name}', seed={seed})")
+        except ReplError as exc:
+            return ["REFUSED", exc.kind]
+        outcome: list[Any] = kernel.run(f"outcome({name!r})")
+        return outcome
+
+    b.run("start('b1', 'a fox, job b1', seed=1)")
+    b.run("wait_submitted('b1')")  # B's job is in flight when A salvages
+    with pytest.raises(ReplError, match=r"is damaged \(database disk image is malformed\)"):
+        a.run("s.tracker.journal.search()")  # a full read meets the damage: A salvages
+    release(sb)
+    outcomes = [b.run("outcome('b1')"), attempt(a, "a1", 2), attempt(b, "b2", 3), attempt(a, "a2", 4)]
+    outcomes.append(attempt(b, "b3", 5))
+    try:  # B reads every row: of the new journal (the old code read the damaged file and salvaged A's new one)
+        b_reads: Any = b.run("len(s.tracker.journal.search())")
+    except ReplError as exc:
+        b_reads = str(exc)
+    paid = [o[2] for o in outcomes if o[0] == "IMAGES"]
+    assert sb.stats()["submits"] == len(paid) == 3, outcomes  # $0.24: the cap holds across both kernels
+    assert [o[1] for o in outcomes if o[0] != "IMAGES"] == ["BudgetError", "BudgetError"], outcomes
+    aside = [p for p in runs.glob("journal.sqlite3.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(aside) == 1, aside  # the damaged file, once: never A's healthy new journal
+    live = Journal(runs)
+    try:
+        done = {r.request_id: r for r in live.search(status="done")}
+        assert set(paid) <= set(done), "a paid job is missing from the live journal"
+        assert live.held() == (pytest.approx(0.24), 0.0) and not live.uncollected()
+        assert b_reads == live.count()
+    finally:
+        live.close()
+    for kernel in (a, b):  # what kx.budget() says in each kernel
+        budget = kernel.run("s.budget()")
+        assert (budget["today"], budget["today_reserved"]) == (pytest.approx(0.24), 0.0), budget
+    record_money(
+        "a damaged journal salvaged by kernel A while kernel B is alive with a job in flight; $0.24 daily cap",
+        sb,
+        None,
+        "every paid job done in the live journal (3); 1 file moved aside",
+        "today $0.24 spent, $0.00 reserved, in both kernels",
+    )
 
 
 class FullJournal:

@@ -3,9 +3,10 @@
 db.py is the SQLite journal; folder.py alone knows the runs folder's layout (images/, thumbs/, inputs/, grids/) and
 that every path it hands out lies inside it; metadata.py writes how an image was made into the file itself;
 tracking.py is what the journal adds to a session (rows before submit, files on completion, cache, budget);
-following.py follows a job another kernel sends for a request that joined it; pruning.py deletes; rerun.py rebuilds
-a job's request; unconfirmed.py settles lost-reply submits from fal's request history; reconcile.py puts the
-journal's spend beside fal's usage API.
+following.py follows a job another kernel sends for a request that joined it; salvage.py copies a damaged journal's
+rows out and lets every kernel follow the journal to its new file; pruning.py deletes; rerun.py rebuilds a job's
+request; unconfirmed.py settles lost-reply submits from fal's request history; reconcile.py puts the journal's spend
+beside fal's usage API.
 
 May import: endpoints, errors, config, images, jobs, result, request and the fal layer's hooks. Never IPython or
 ipywidgets.

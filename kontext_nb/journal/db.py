@@ -9,6 +9,7 @@ versioned (``PRAGMA user_version``) and migrated forward on open.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -24,6 +25,8 @@ from ..endpoints import OfEndpoint
 from ..errors import JournalError
 from . import salvage
 from .folder import inside
+
+log = logging.getLogger(__name__)
 
 HOME_ENV = "KONTEXT_HOME"
 DEFAULT_FOLDER = "kontext-runs"
@@ -94,6 +97,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN billable_units REAL
     """,
+    # 6: 1 while a job is provably not sent yet (its row is written before the submit; cleared, by its owner only,
+    # just before the request goes out): a kernel joined to it may take it over only then (Journal.claim_unsent).
+    # Rows written before this column, or by an older kontext_nb, count as perhaps sent.
+    """
+    ALTER TABLE jobs ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ORPHAN_SQL = """
@@ -142,6 +151,8 @@ class JobRecord(OfEndpoint):
     """Every job whose image this one edits, in order (``parent_id`` is the first)."""
     billable_units: float | None = None
     """What fal said it billed (``x-fal-billable-units``: images, or megapixels), None when it did not say."""
+    unsent: bool = field(default=False, compare=False)
+    """True while the job is provably not sent yet (its owner has not begun the submit)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -193,7 +204,6 @@ class Journal:
         self.path = self.folder / DB_NAME
         self._local = threading.local()
         self._opened = False
-        self._generation = 0  # bumped when the file is replaced: every thread then reconnects to the new one
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -219,14 +229,33 @@ class Journal:
 
     @property
     def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "generation", 0) != self._generation:
-            conn.close()  # the file was moved aside by another thread: use the new journal
-            conn = None
-        if conn is None:
-            conn = self._local.conn = self._connect()
-            self._local.generation = self._generation
+        """This thread's connection, to the journal's file as it is now (see salvage.py: a file moved aside by a
+        salvage, in this kernel or another, is left and what it holds that the new one lacks carried over)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and not conn.in_transaction and salvage.identity(self.path) != self._local.identity:
+            return self._follow_move(conn)
+        return conn if conn is not None else self._open_connection()
+
+    def _open_connection(self) -> sqlite3.Connection:
+        salvaging = getattr(self._local, "salvaging", False)  # this thread holds the lock exclusively
+        with nullcontext() if salvaging else salvage.locked(self.path, exclusive=False):
+            try:
+                conn = self._local.conn = self._connect()
+            finally:  # a file SQLite refuses is still the one this thread found damaged (see _open_checked)
+                self._local.identity = salvage.identity(self.path)
         return conn
+
+    def _follow_move(self, old: sqlite3.Connection) -> sqlite3.Connection:
+        self._local.conn = None
+        try:
+            self._migrate()  # a journal replaced by hand may be a new empty file
+            with self._write() as w:
+                carried = salvage.carry_over(old, w)
+        finally:
+            old.close()  # SQLite sees the file was moved: it neither checkpoints nor deletes the new journal's files
+        if carried:
+            log.warning("the journal %s was moved aside: %d rows written there were carried over", self.path, carried)
+        return self._db
 
     def _open_checked(self) -> None:
         """Open and migrate; a file that is not a journal is moved aside, never overwritten."""
@@ -236,8 +265,14 @@ class Journal:
             self.close()
             raise JournalError(f"cannot use the journal {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
+            found = getattr(self._local, "identity", None)
             self.close()
-            aside = salvage.move_aside(self.path)
+            with salvage.locked(self.path, exclusive=True):
+                if salvage.identity(self.path) != found or not salvage.damaged(self.path):
+                    raise JournalError(
+                        f"cannot use the journal {self.path} ({exc}): it was replaced meanwhile; try again"
+                    ) from None
+                aside = salvage.move_aside(self.path)
             raise JournalError(
                 f"the journal {self.path} is not readable ({exc}); it was moved aside to {aside.name} "
                 "and a new journal starts on the next call"
@@ -259,22 +294,32 @@ class Journal:
             raise self._salvaged(exc) from None
 
     def _salvaged(self, damage: sqlite3.DatabaseError) -> JournalError:
-        """Copy every readable row into a fresh journal, the damaged file moved aside (never overwritten)."""
+        """Copy every readable row of every table into a fresh journal, the damaged file moved aside (never
+        overwritten): once, however many kernels meet the damage, and never a journal that is sound (salvage.py)."""
+        found = getattr(self._local, "identity", None)
         self.close()
-        columns, rows = salvage.readable_rows(self.path)
-        aside = salvage.move_aside(self.path)
-        self._generation += 1
-        kept = 0
-        if rows:
-            self._migrate()
-            ours = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
-            names = [c for c in columns if c in ours]
-            at = [columns.index(c) for c in names]
-            marks = ", ".join("?" for _ in names)
-            with self._write() as w:
-                for row in rows:
-                    w.execute(f"INSERT INTO jobs ({', '.join(names)}) VALUES ({marks})", [row[i] for i in at])
-                    kept += 1
+        with salvage.locked(self.path, exclusive=True):
+            if salvage.identity(self.path) != found:
+                return JournalError(
+                    f"the journal {self.path} was damaged ({damage}) and has been salvaged into a new file meanwhile "
+                    "(by another kernel on this runs folder, or another thread); try again"
+                )
+            if not salvage.damaged(self.path):
+                return JournalError(
+                    f"the journal {self.path} could not be read ({damage}); nothing was moved; try again"
+                )
+            self._local.salvaging = True
+            try:
+                with salvage.holding(self.path) as held:  # no kernel commits to the damaged file from here on
+                    tables = salvage.readable_tables(held)
+                    aside = salvage.move_aside(self.path)
+                self._migrate()
+                with self._write() as w:
+                    salvage.copy_into(w, tables, replace_older=False)
+                    salvage.gap_ids(w, tables)
+            finally:
+                self._local.salvaging = False
+        kept = len(tables.get("jobs", ([], []))[1])
         return JournalError(
             f"the journal {self.path} is damaged ({damage}): {kept} readable job{'s' if kept != 1 else ''} were "
             f"copied into a new journal and the damaged file was moved aside to {aside.name}; try again"
@@ -304,8 +349,12 @@ class Journal:
     @contextmanager
     def _write(self) -> Iterator[_Tx]:
         with self._guard():
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            while True:
+                db = self._db
+                db.execute("BEGIN IMMEDIATE")
+                if salvage.identity(self.path) == self._local.identity:
+                    break
+                db.execute("ROLLBACK")  # the file was moved aside while this waited for its lock: follow it
             try:
                 yield _Tx(db)
             except BaseException:
@@ -409,8 +458,8 @@ class Journal:
     def _insert(w: _Tx, row: NewJob, price: float, now: float) -> int:
         cur = w.execute(
             "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, parents,"
-            " tags, source, session, input_hashes, cache_key, reserved)"
-            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " tags, source, session, input_hashes, cache_key, reserved, unsent)"
+            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
             (
                 now,
                 now,
@@ -439,6 +488,30 @@ class Journal:
                 "UPDATE jobs SET session = ?, error = NULL, updated = ? WHERE id = ? AND session IS ? AND error IS ?"
                 " AND status IN ('pending', 'submitted') AND request_id IS NOT NULL",
                 (session, time.time(), record.id, record.session, record.error),
+            )
+            if cur.rowcount != 1:
+                return None
+            return self._record(w.execute("SELECT * FROM jobs WHERE id = ?", (record.id,)).fetchone())
+
+    def sending(self, job_id: int, session: str) -> bool:
+        """The owner is about to send the job: it is no longer provably unsent. False (and nothing changed) when
+        another kernel has claimed the row (``claim_unsent``): then this kernel must not send it."""
+        with self._write() as w:
+            row = w.execute("SELECT session FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None and row["session"] != session:
+                return False
+            w.execute("UPDATE jobs SET unsent = 0, updated = ? WHERE id = ?", (time.time(), job_id))
+            return True
+
+    def claim_unsent(self, record: JobRecord, session: str) -> JobRecord | None:
+        """Take over a job whose kernel is gone before it began sending it (nothing reached fal): it becomes
+        ``session``'s. None when the row changed since ``record`` was read, or it may have been sent: one kernel
+        takes it, and never one its owner has begun to send (``sending`` checks the owner in the same journal)."""
+        with self._write() as w:
+            cur = w.execute(
+                "UPDATE jobs SET session = ?, updated = ? WHERE id = ? AND session IS ? AND status = 'pending'"
+                " AND request_id IS NULL AND unsent = 1",
+                (session, time.time(), record.id, record.session),
             )
             if cur.rowcount != 1:
                 return None
@@ -755,6 +828,7 @@ class Journal:
             reserved=row["reserved"],
             parents=tuple(json.loads(row["parents"])),
             billable_units=row["billable_units"],
+            unsent=bool(row["unsent"]),
         )
 
 

@@ -86,12 +86,31 @@ def test_a_job_interrupted_before_submit_is_closed_not_resubmitted(make_session,
         endpoint="fal-ai/flux-pro/kontext/max/text-to-image", arguments={"prompt": "x"}, session="gone:1:x",
         reserved=0.08,
     )  # fmt: skip
+    assert journal.sending(orphan, "gone:1:x")  # its kernel had begun the submit when it was killed
     assert [r.id for r in s.tracker.resumable()] == [orphan]
     assert s.resume() == []
     row = journal.get(orphan)
     assert row.status == "unconfirmed" and "no request to collect" not in (row.error or "")
     assert "may have accepted" in (row.error or "") and "request history" in (row.error or "")
     assert row.cost == 0.08 and row.reserved == 0
+    assert sb.stats()["submits"] == 0
+
+
+def test_a_job_whose_kernel_died_before_sending_it_is_closed_as_never_sent(
+    make_session, sb: sandbox.SandboxServer
+) -> None:
+    """Killed before it began the submit (waiting for a slot, uploading): provably nothing reached fal, so nothing
+    is counted and the row says so (issue 20: only such a row may be taken over)."""
+    s = make_session()
+    journal = s.tracker.journal
+    orphan = journal.create(
+        endpoint="fal-ai/flux-pro/kontext/max/text-to-image", arguments={"prompt": "x"}, session="gone:1:x",
+        reserved=0.08,
+    )  # fmt: skip
+    assert s.resume() == []
+    row = journal.get(orphan)
+    assert (row.status, row.error_type, row.cost, row.reserved) == ("failed", "never_sent", 0, 0)
+    assert "nothing was sent" in (row.error or "") and journal.held() == (0.0, 0.0)
     assert sb.stats()["submits"] == 0
 
 
