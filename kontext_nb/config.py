@@ -75,8 +75,9 @@ def env_base_url() -> str | None:
 
 
 def has_fal_credentials() -> bool:
-    """Whether fal_client would find a key (env or Colab secret), without any request."""
-    if os.environ.get("FAL_KEY") or (os.environ.get("FAL_KEY_ID") and os.environ.get("FAL_KEY_SECRET")):
+    """Whether fal_client would find a key (env or Colab secret), without any request. Blank values are no key."""
+    env = os.environ
+    if env.get("FAL_KEY", "").strip() or (env.get("FAL_KEY_ID", "").strip() and env.get("FAL_KEY_SECRET", "").strip()):
         return True
     if "google.colab" not in sys.modules:  # only Colab has secrets; importing fal_client costs ~100 ms
         return False
@@ -87,25 +88,11 @@ def has_fal_credentials() -> bool:
     return bool(get_colab_token())
 
 
-MIN_SECRET_PART = 8
-"""Shorter pieces of a key are not searched for (they would match ordinary words)."""
-
-
 def secret_parts(key: str | None = None) -> list[str]:
-    """The fal key in use and its id and secret halves (fal keys are 'id:secret'), from ``key`` and the
-    environment, longest first: what must never leave in a request's text."""
-    found = {
-        key or "",
-        os.environ.get("FAL_KEY", ""),
-        os.environ.get("FAL_KEY_ID", ""),
-        os.environ.get("FAL_KEY_SECRET", ""),
-    }
-    parts = set()
-    for value in found:
-        for piece in (value, *value.split(":")):
-            if len(piece.strip()) >= MIN_SECRET_PART:
-                parts.add(piece.strip())
-    return sorted(parts, key=len, reverse=True)
+    """The fal key in use and its id and secret halves, longest first (keys.secret_parts, kept for callers here)."""
+    from .keys import secret_parts as parts
+
+    return list(parts(key))
 
 
 def sandbox_notice(url: str | None = None) -> str:

@@ -15,15 +15,16 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, sandbox_notice, secret_parts
+from . import keys
+from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, sandbox_notice
 from .endpoints import text_problem
 from .errors import Interrupted, ValidationError
 from .fal.engine import Engine
-from .images import ImageInput
 from .jobs import Job
 from .journal.db import Holdings, JobRecord
 from .journal.following import Follower, collecting_notice, joined_notice
 from .journal.tracking import Tracker, describe_request, is_ref
+from .keys import redact, resolve_key
 from .request import Request, build_request, edit_mode
 from .result import Result
 
@@ -92,7 +93,8 @@ class Session:
         """This session's jobs in flight by journal id: an identical request the journal joins to one gets that Job."""
         self._followers: list[Follower] = []
         """Jobs this session follows for requests joined to a job another kernel runs (stopped on close)."""
-        self.notice: Callable[[str], None] = notice or _print_notice
+        say = notice or _print_notice
+        self.notice: Callable[[str], None] = lambda message: say(redact(message))  # never the key, whatever it says
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
 
@@ -111,7 +113,8 @@ class Session:
     def _create_engine(self) -> Engine:
         settings = self.settings
         base = settings.base_url or env_base_url()
-        have_key = settings.key is not None or has_fal_credentials()
+        key = resolve_key(settings.key)  # stripped, as fal must get it; a damaged key is refused in one line
+        have_key = key is not None or has_fal_credentials()
         if base is None and not have_key:
             from . import sandbox
 
@@ -123,7 +126,7 @@ class Session:
                 ANNOUNCED.add("sandbox")
                 self.notice(sandbox_notice(self._sandbox.url))
         else:
-            settings = settings.with_(base_url=base, key=settings.key or (None if have_key else ANONYMOUS_KEY))
+            settings = settings.with_(base_url=base, key=key or (None if have_key else ANONYMOUS_KEY))
             self.backend = "fal" if base is None else "custom"
         return Engine(settings)
 
@@ -250,7 +253,7 @@ class Session:
         self, requests: Sequence[tuple[Request, int | None]], run: RunOptions, *, announce: bool = True
     ) -> list[Job]:
         for request, _ in requests:
-            refuse_secrets(request, self.settings)
+            refuse_secrets(request, self.settings, run.tags)
         tracker = self.tracker
         plan: list[JobRecord | tuple[Request, int | None]] = [
             (tracker.find_cached(r.endpoint.id, r.arguments) if run.cache else None) or (r, parent_id)
@@ -548,28 +551,27 @@ class Session:
         return self.tracker.spending()
 
 
-def refuse_secrets(request: Request, settings: Settings) -> None:
-    """Refuse a request whose text holds the fal key or its id or secret half (a prompt filled from the wrong
-    variable), before anything is written or sent. The error names the field, never the key; no frame that can
-    fail holds the key in a local variable (a verbose traceback prints them)."""
-    texts: list[tuple[str, str]] = [("webhook_url", request.options.webhook_url or "")]
-    for name, value in request.arguments.items():
-        for item in value if isinstance(value, list) else [value]:
-            text = item.url if isinstance(item, ImageInput) else item
-            if isinstance(text, str):
-                texts.append((name, text))
-    holder = _holding_secret(texts, settings)
-    if holder is not None:
+def refuse_secrets(request: Request, settings: Settings, tags: Sequence[str] = ()) -> None:
+    """Refuse a request any string of which holds the fal key or its id or secret half, as typed, URL-encoded or
+    base64 (a prompt filled from the wrong variable, a LoRA URL with ?key=, a tag, a webhook), before anything is
+    written or sent; and a damaged key. The error names the field, never the key."""
+    parts = keys.secret_parts(keys.resolve_key(settings.key))
+    found = (
+        keys.find_secret(request.arguments, parts)
+        or _named("tags", keys.find_secret(list(tags), parts))
+        or keys.find_secret(request.options, parts)
+    )
+    if found is not None:
+        where, how = found
         raise ValidationError(
-            f"{holder} contains your fal key (or part of it): refused, nothing was sent or written; "
-            "take the key out of the text",
-            field=holder,
+            f"{where} contains your fal key (or part of it{', ' + how if how else ''}): refused, nothing was sent or "
+            "written; take the key out of the text",
+            field=where.split(".")[0].split("[")[0],
         )
 
 
-def _holding_secret(texts: list[tuple[str, str]], settings: Settings) -> str | None:
-    parts = secret_parts(settings.key)
-    return next((name for name, text in texts if any(part in text for part in parts)), None)
+def _named(name: str, found: tuple[str, str] | None) -> tuple[str, str] | None:
+    return (name + found[0], found[1]) if found is not None else None
 
 
 def _cost(requests: Sequence[Request]) -> float:
