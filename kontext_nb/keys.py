@@ -167,3 +167,37 @@ def redact(text: str, parts: tuple[str, ...] | None = None) -> str:
         for needle, _ in _needles(part)[1:]:
             text = text.replace(needle, REDACTED)
     return text if secret_in(text, parts) is None else WITHHELD
+
+
+def redact_value(value: Any, parts: tuple[str, ...] | None = None) -> Any:
+    """A copy of a JSON-like value (dicts, lists, strings) with every string redacted: metadata written into files."""
+    parts = secret_parts() if parts is None else parts
+    if isinstance(value, str):
+        return redact(value, parts)
+    if isinstance(value, Mapping):
+        return {k: redact_value(v, parts) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v, parts) for v in value]
+    return value
+
+
+def search(settings: Any, values: list[tuple[str, Any]]) -> tuple[str, str] | None:
+    """(where, how) the key in use (``settings.key`` or the environment's) is held in any of the named values.
+
+    No frame of a traceback from here shows the key (IPython's verbose tracebacks print every frame's variables):
+    the only variable that holds it is emptied before anything is raised, and the error is a fresh one."""
+    parts: tuple[str, ...] = ()
+    try:
+        parts = secret_parts(resolve_key(getattr(settings, "key", None)))
+        for prefix, value in values:
+            found = find_secret(value, parts)
+            if found is not None:
+                return prefix + found[0], found[1]
+        return None
+    except Exception as exc:
+        parts = ()
+        from .errors import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise ValidationError(str(exc), field=exc.field) from None
+        raise RuntimeError(f"checking the request for the fal key failed ({type(exc).__name__})") from None

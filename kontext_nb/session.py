@@ -113,8 +113,8 @@ class Session:
     def _create_engine(self) -> Engine:
         settings = self.settings
         base = settings.base_url or env_base_url()
-        key = resolve_key(settings.key)  # stripped, as fal must get it; a damaged key is refused in one line
-        have_key = key is not None or has_fal_credentials()
+        settings = settings.with_(key=resolve_key(settings.key))  # stripped, as fal must get it (no local holds it)
+        have_key = settings.key is not None or has_fal_credentials()
         if base is None and not have_key:
             from . import sandbox
 
@@ -126,7 +126,7 @@ class Session:
                 ANNOUNCED.add("sandbox")
                 self.notice(sandbox_notice(self._sandbox.url))
         else:
-            settings = settings.with_(base_url=base, key=key or (None if have_key else ANONYMOUS_KEY))
+            settings = settings.with_(base_url=base, key=settings.key or (None if have_key else ANONYMOUS_KEY))
             self.backend = "fal" if base is None else "custom"
         return Engine(settings)
 
@@ -554,13 +554,10 @@ class Session:
 def refuse_secrets(request: Request, settings: Settings, tags: Sequence[str] = ()) -> None:
     """Refuse a request any string of which holds the fal key or its id or secret half, as typed, URL-encoded or
     base64 (a prompt filled from the wrong variable, a LoRA URL with ?key=, a tag, a webhook), before anything is
-    written or sent; and a damaged key. The error names the field, never the key."""
-    parts = keys.secret_parts(keys.resolve_key(settings.key))
-    found = (
-        keys.find_secret(request.arguments, parts)
-        or _named("tags", keys.find_secret(list(tags), parts))
-        or keys.find_secret(request.options, parts)
-    )
+    written or sent; and a damaged key. The error names the field, never the key; no frame that can fail holds the
+    key in a variable (a verbose traceback prints them: keys.search)."""
+    arguments, options = request.arguments, request.options
+    found = keys.search(settings, [("", arguments), ("tags", list(tags)), ("", options)])
     if found is not None:
         where, how = found
         raise ValidationError(
@@ -568,10 +565,6 @@ def refuse_secrets(request: Request, settings: Settings, tags: Sequence[str] = (
             "written; take the key out of the text",
             field=where.split(".")[0].split("[")[0],
         )
-
-
-def _named(name: str, found: tuple[str, str] | None) -> tuple[str, str] | None:
-    return (name + found[0], found[1]) if found is not None else None
 
 
 def _cost(requests: Sequence[Request]) -> float:

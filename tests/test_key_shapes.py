@@ -263,6 +263,15 @@ def test_errors_notices_and_journal_columns_pass_through_the_redactor(
     s.close()
 
 
+def test_png_metadata_and_reports_pass_through_the_redactor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kontext_nb.journal import metadata
+
+    monkeypatch.setenv("FAL_KEY", KEY)
+    png = metadata.embed(_png(), {"prompt": f"a sign reading {KEY}", "tags": [urllib.parse.quote(KEY_SECRET)]})
+    assert _no_key(png) and _no_key(repr(metadata.read(png)))
+    assert keys.redact("<p>" + base64.b64encode(KEY.encode()).decode() + "</p>").startswith("<p>[fal key]")
+
+
 # -- 4. an error httpx raises before anything is sent -----------------------------------------------------------------
 def test_an_illegal_header_value_is_not_sent_never_unconfirmed(sb: Any) -> None:
     import asyncio

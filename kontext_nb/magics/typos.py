@@ -170,8 +170,9 @@ def _typo(first: str, rest: list[str]) -> tuple[str, str, str] | None:
 
 def with_prompt_hint(message: str, command: str, line: str) -> str:
     """A subcommand's usage error, for a line that may have been meant as a prompt ("duel between two samurai")."""
-    words = line.split()
-    if not command or len(words) < 2 or "quote" in message:
+    rest = line.split()[1:]
+    plain = [w for w in rest if not (COMMAND_LIKE.match(w) or w.startswith("-") or w.isdigit())]
+    if not command or not plain or "quote" in message.casefold():
         return message
     return f'{message.rstrip(".")}. A prompt starting with "{command}"? Quote it: %kontext "{_cut(line.strip())}"'
 
