@@ -284,7 +284,7 @@ def test_ten_misspelt_lines_with_arguments_send_nothing(shell: Shell, sb: Any) -
     assert sb.stats()["submits"] == 0
     record_money(
         "`%kontext canel all`, `Cancel all`, `cancle all`, `CANCEL ALL`, `stauts all`, `histroy fox`, "
-        "`hisotry --seed 42`, `edti photo.jpg make it night`, `swep 'a {cat|fox} in snow'`, `sohw @1 big`, "
+        "`hisotry --seed 42`, `edti photo.jpg make it night`, `swep 'a {cat\\|fox} in snow'`, `sohw @1 big`, "
         "and a `%%kontext` cell with a line `Cancel all`",
         sb,
         kx.get_session(),
@@ -529,7 +529,7 @@ def test_a_key_pasted_with_a_trailing_cr_works_and_is_in_no_file(
     s.generate("a lighthouse at dusk", seed=3)
     files = b"".join(p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file())
     assert sb.stats()["submits"] == 1 and b"0123456789abcdefsecret" not in files
-    record_money("`FAL_KEY` pasted with a trailing `\\r`", sb, s)
+    record_money("`FAL_KEY` pasted with a trailing `\\r`", sb, s, journal="1 done; the key in no file of the runs dir")
 
 
 def test_the_key_in_a_lora_url_a_tag_or_encoded_is_refused(
@@ -565,7 +565,12 @@ def test_a_submit_httpx_refuses_on_this_machine_is_not_sent(make_session: MakeSe
     with pytest.raises(NotSent, match="nothing was sent"):
         s.generate("a lighthouse at dusk", seed=4)
     assert s.record("@last").status == "failed" and sb.stats()["submits"] == 0
-    record_money("a submit httpx refuses on this machine (`UnsupportedProtocol`, an illegal header value)", sb, s)
+    record_money(
+        "a submit httpx refuses on this machine (`UnsupportedProtocol`, an illegal header value)",
+        sb,
+        s,
+        journal="1 failed (nothing was sent), its reservation released",
+    )
 
 
 # -- 7. a damaged journal is one line, salvaged and moved aside ----------------------------------------------------
