@@ -1,15 +1,9 @@
-"""The fal key: read once and cleaned, refused in any string of a request, taken out of any text we keep or show.
+"""The fal key in text and values: found in any string of a request (the send path refuses it) and taken out of
+every error, notice, journal column and file we write (the last line of defence). config.py loads and cleans it.
 
-One place for all three, so every door agrees:
-- ``clean_key``: a key pasted from a CSV ends in ``\\r`` or a space, which httpx refuses in a header (and then prints
-  the whole header). Surrounding whitespace is stripped; a control character inside is refused in one line that never
-  repeats the key.
-- ``find_secret``: walks every string of a request (nested dicts, lists, dataclasses such as image inputs and submit
-  options) and finds the key or its id or secret half, as typed, URL-encoded (any number of times) or base64-encoded
-  (standard or URL-safe, padded or not, at any byte alignment, wrapped in lines).
-- ``redact``: the last line of defence for error texts, notices and journal columns.
-
-Imports nothing from the package, so errors.py can use it.
+The key in use and the environment's key settings, with their id and secret halves, are searched for as typed,
+URL-encoded (any number of times, '+' as itself or a space), without whitespace (wrapped base64) and base64-encoded
+(standard or URL-safe, padded or not, at any byte alignment). Imports nothing from the package: errors.py uses it.
 """
 
 from __future__ import annotations
@@ -29,42 +23,6 @@ MIN_SECRET_PART = 8
 REDACTED = "[fal key]"
 WITHHELD = "(text withheld: it held the fal key)"
 _SPACE = re.compile(r"\s+")
-
-
-def clean_key(value: str | None, name: str) -> str | None:
-    """A key setting as fal must get it: surrounding whitespace stripped; None when empty. A control character, space
-    or non-ASCII character inside is refused (ValidationError naming the setting and the position, not the key)."""
-    if value is None or not value.strip():
-        return None
-    stripped = value.strip()
-    bad = next(((i, c) for i, c in enumerate(stripped) if not "\x21" <= c <= "\x7e"), None)
-    if bad is not None:
-        from .errors import ValidationError
-
-        position, char = bad
-        kind = "a control character" if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 else "a character"
-        raise ValidationError(
-            f"{name} holds {kind} (U+{ord(char):04X}) inside it, at character {position + 1} of {len(stripped)}: "
-            "a fal key is printable ASCII; paste it again (nothing was sent)",
-            field=name,
-        )
-    return stripped
-
-
-def fal_key_from_env(environ: Mapping[str, str] | None = None) -> str | None:
-    """FAL_KEY, else FAL_KEY_ID:FAL_KEY_SECRET, cleaned (fal_client's order); None when neither is set."""
-    env = os.environ if environ is None else environ
-    key = clean_key(env.get("FAL_KEY"), "FAL_KEY")
-    if key is not None:
-        return key
-    key_id = clean_key(env.get("FAL_KEY_ID"), "FAL_KEY_ID")
-    secret = clean_key(env.get("FAL_KEY_SECRET"), "FAL_KEY_SECRET")
-    return f"{key_id}:{secret}" if key_id and secret else None
-
-
-def resolve_key(key: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The key a session uses: its own setting, else the environment's, cleaned (raises on a damaged one)."""
-    return clean_key(key, "the key setting") if key is not None else fal_key_from_env(environ)
 
 
 def secret_parts(key: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -179,25 +137,3 @@ def redact_value(value: Any, parts: tuple[str, ...] | None = None) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_value(v, parts) for v in value]
     return value
-
-
-def search(settings: Any, values: list[tuple[str, Any]]) -> tuple[str, str] | None:
-    """(where, how) the key in use (``settings.key`` or the environment's) is held in any of the named values.
-
-    No frame of a traceback from here shows the key (IPython's verbose tracebacks print every frame's variables):
-    the only variable that holds it is emptied before anything is raised, and the error is a fresh one."""
-    parts: tuple[str, ...] = ()
-    try:
-        parts = secret_parts(resolve_key(getattr(settings, "key", None)))
-        for prefix, value in values:
-            found = find_secret(value, parts)
-            if found is not None:
-                return prefix + found[0], found[1]
-        return None
-    except Exception as exc:
-        parts = ()
-        from .errors import ValidationError
-
-        if isinstance(exc, ValidationError):
-            raise ValidationError(str(exc), field=exc.field) from None
-        raise RuntimeError(f"checking the request for the fal key failed ({type(exc).__name__})") from None

@@ -15,8 +15,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import keys
-from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, sandbox_notice
+from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, resolve_key, sandbox_notice, search_request
 from .endpoints import text_problem
 from .errors import Interrupted, ValidationError
 from .fal.engine import Engine
@@ -24,7 +23,7 @@ from .jobs import Job
 from .journal.db import Holdings, JobRecord
 from .journal.following import Follower, collecting_notice, joined_notice
 from .journal.tracking import Tracker, describe_request, is_ref
-from .keys import redact, resolve_key
+from .keys import redact
 from .request import Request, build_request, edit_mode
 from .result import Result
 
@@ -555,9 +554,9 @@ def refuse_secrets(request: Request, settings: Settings, tags: Sequence[str] = (
     """Refuse a request any string of which holds the fal key or its id or secret half, as typed, URL-encoded or
     base64 (a prompt filled from the wrong variable, a LoRA URL with ?key=, a tag, a webhook), before anything is
     written or sent; and a damaged key. The error names the field, never the key; no frame that can fail holds the
-    key in a variable (a verbose traceback prints them: keys.search)."""
+    key in a variable (a verbose traceback prints them: config.search_request)."""
     arguments, options = request.arguments, request.options
-    found = keys.search(settings, [("", arguments), ("tags", list(tags)), ("", options)])
+    found = search_request(settings, [("", arguments), ("tags", list(tags)), ("", options)])
     if found is not None:
         where, how = found
         raise ValidationError(

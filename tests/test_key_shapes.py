@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kontext_nb import keys
+from kontext_nb import config, keys
 from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.errors import NotSent, ValidationError
 from kontext_nb.fal.transport import FalTransport
@@ -106,11 +106,11 @@ def test_key_id_and_secret_are_stripped_too(
     monkeypatch.delenv("FAL_KEY", raising=False)
     monkeypatch.setenv("FAL_KEY_ID", KEY_ID + " \r\n")
     monkeypatch.setenv("FAL_KEY_SECRET", "\t" + KEY_SECRET + "\r")
-    assert keys.fal_key_from_env() == KEY
+    assert config.fal_key_from_env() == KEY
     s = make_session(key=None)
     s.generate("a red kite over a beach", seed=2)
     assert sb.stats()["submits"] == 1
-    assert keys.clean_key(" " + KEY + "\r\n", "key") == KEY
+    assert config.clean_key(" " + KEY + "\r\n", "key") == KEY
 
 
 # -- 2. the key in any string of a request --------------------------------------------------------------------------

@@ -104,8 +104,8 @@ class ProxyConfig:
 
 
 def fal_key_from_env() -> str | None:
-    """FAL_KEY (or FAL_KEY_ID:FAL_KEY_SECRET), stripped; a control character inside is refused (keys.clean_key)."""
-    from ..keys import fal_key_from_env as from_env
+    """FAL_KEY (or FAL_KEY_ID:FAL_KEY_SECRET), stripped; a control character inside is refused (config.clean_key)."""
+    from ..config import fal_key_from_env as from_env
 
     return from_env()
 
