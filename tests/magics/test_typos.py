@@ -184,3 +184,12 @@ def test_the_word_list_holds_only_english_words_near_a_subcommand() -> None:
     typos = {"canel", "cancle", "stauts", "histroy", "hisotry", "edti", "swep", "sohw", "comapre", "panle"}
     assert not typos & WORDS
     assert {"snow", "sheep", "make", "rain", "art", "candle", "statue", "she"} <= WORDS
+
+
+@pytest.mark.parametrize(("word", "meant"), [("iet", "edit"), ("tsauts", "status"), ("pnael", "panel")])
+def test_counterexamples_two_edits_that_overlap_are_two(word: str, meant: str) -> None:
+    """Found by hypothesis: a deletion then a transposition next to it ('edit' -> 'eit' -> 'iet') is two edits
+    (unrestricted Damerau-Levenshtein), where optimal string alignment counts three and let it through."""
+    assert distance(word, meant) <= 2
+    with pytest.raises(UsageError, match=f"did you mean %kontext {meant} all"):
+        check_line(f"{word} all")
