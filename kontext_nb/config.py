@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ValidationError
-from .keys import find_secret, secret_parts
+from .keys import find_secret, remember, secret_parts
 
 BASE_URL_ENV = "KONTEXT_FAL_URL"
 
@@ -124,7 +124,12 @@ def fal_key_from_env(environ: Mapping[str, str] | None = None) -> str | None:
 
 def resolve_key(key: str | None, environ: Mapping[str, str] | None = None) -> str | None:
     """The key a session uses: its own setting, else the environment's, cleaned (raises on a damaged one)."""
-    return clean_key(key, "the key setting") if key is not None else fal_key_from_env(environ)
+    if key is None:
+        return fal_key_from_env(environ)
+    cleaned = clean_key(key, "the key setting")
+    if cleaned:
+        remember(cleaned)
+    return cleaned
 
 
 def search_request(settings: Any, values: list[tuple[str, Any]]) -> tuple[str, str] | None:

@@ -25,12 +25,25 @@ WITHHELD = "(text withheld: it held the fal key)"
 _SPACE = re.compile(r"\s+")
 
 
+IN_USE: list[str] = []
+"""Keys given as a setting (``kx.configure(key=...)``) in this process, newest last: redacted like FAL_KEY."""
+KEEP_IN_USE = 4
+
+
+def remember(key: str) -> None:
+    """A configured key, so every later error text is redacted for it too (the environment's are read each time)."""
+    if key in IN_USE:
+        IN_USE.remove(key)
+    IN_USE.append(key)
+    del IN_USE[:-KEEP_IN_USE]
+
+
 def secret_parts(key: str | None = None, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """The key in use, the environment's key settings and their id and secret halves, longest first. Never raises:
-    a damaged key is searched for whole and in its pieces."""
+    """The key in use, the environment's key settings, the configured keys (with the real environment) and their id
+    and secret halves, longest first. Never raises: a damaged key is searched for whole and in its pieces."""
     env = os.environ if environ is None else environ
     parts: set[str] = set()
-    for value in (key or "", *(env.get(name, "") for name in KEY_NAMES)):
+    for value in (key or "", *(env.get(name, "") for name in KEY_NAMES), *(IN_USE if environ is None else ())):
         for piece in (value, *value.split(":"), *re.split(r"[\s:]+", value)):
             if len(piece.strip()) >= MIN_SECRET_PART:
                 parts.add(piece.strip())

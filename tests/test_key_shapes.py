@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import sqlite3
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,13 @@ def _png() -> bytes:
 
 
 DATA_URI = "data:image/png;base64," + base64.b64encode(_png()).decode()
+
+
+@pytest.fixture(autouse=True)
+def no_remembered_keys() -> Iterator[None]:
+    """The keys these tests configure (hypothesis draws hundreds) are not redacted from later tests' messages."""
+    yield
+    keys.IN_USE.clear()
 
 
 def _everything_in(folder: Path) -> bytes:
@@ -270,6 +277,15 @@ def test_png_metadata_and_reports_pass_through_the_redactor(monkeypatch: pytest.
     png = metadata.embed(_png(), {"prompt": f"a sign reading {KEY}", "tags": [urllib.parse.quote(KEY_SECRET)]})
     assert _no_key(png) and _no_key(repr(metadata.read(png)))
     assert keys.redact("<p>" + base64.b64encode(KEY.encode()).decode() + "</p>").startswith("<p>[fal key]")
+
+
+def test_a_configured_key_is_redacted_like_fal_key(make_session: MakeSession, sb: Any) -> None:
+    from kontext_nb.errors import FalError
+
+    s = make_session(key=f" {KEY}\n")  # kx.configure(key=...), pasted with a line break
+    s.generate("a lighthouse at dusk", seed=9)
+    assert sb.stats()["submits"] == 1
+    assert str(FalError(f"an answer quoting {KEY_SECRET}")) == "an answer quoting [fal key]"
 
 
 # -- 4. an error httpx raises before anything is sent -----------------------------------------------------------------
