@@ -1,12 +1,17 @@
-"""Settings: where fal traffic goes, how hard the engine works, where runs are kept, what may be spent."""
+"""Settings: where fal traffic goes, how hard the engine works, where runs are kept, what may be spent; the fal key,
+loaded and cleaned (clean_key), and the send path's check that no request holds it (search_request)."""
 
 from __future__ import annotations
 
 import os
 import random
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from .errors import ValidationError
+from .keys import find_secret, remember, secret_parts
 
 BASE_URL_ENV = "KONTEXT_FAL_URL"
 
@@ -78,8 +83,9 @@ def env_base_url() -> str | None:
 
 
 def has_fal_credentials() -> bool:
-    """Whether fal_client would find a key (env or Colab secret), without any request."""
-    if os.environ.get("FAL_KEY") or (os.environ.get("FAL_KEY_ID") and os.environ.get("FAL_KEY_SECRET")):
+    """Whether fal_client would find a key (env or Colab secret), without any request. Blank values are no key."""
+    env = os.environ
+    if env.get("FAL_KEY", "").strip() or (env.get("FAL_KEY_ID", "").strip() and env.get("FAL_KEY_SECRET", "").strip()):
         return True
     if "google.colab" not in sys.modules:  # only Colab has secrets; importing fal_client costs ~100 ms
         return False
@@ -90,25 +96,63 @@ def has_fal_credentials() -> bool:
     return bool(get_colab_token())
 
 
-MIN_SECRET_PART = 8
-"""Shorter pieces of a key are not searched for (they would match ordinary words)."""
+def clean_key(value: str | None, name: str) -> str | None:
+    """A key setting as fal must get it: surrounding whitespace stripped; None when empty. A control character, space
+    or non-ASCII character inside is refused (ValidationError naming the setting and the position, not the key)."""
+    if value is None or not value.strip():
+        return None
+    stripped = value.strip()
+    bad = next(((i, c) for i, c in enumerate(stripped) if not "\x21" <= c <= "\x7e"), None)
+    if bad is not None:
+        position, char = bad
+        kind = "a control character" if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 else "a character"
+        raise ValidationError(
+            f"{name} holds {kind} (U+{ord(char):04X}) inside it, at character {position + 1} of {len(stripped)}: "
+            "a fal key is printable ASCII; paste it again (nothing was sent)",
+            field=name,
+        )
+    return stripped
 
 
-def secret_parts(key: str | None = None) -> list[str]:
-    """The fal key in use and its id and secret halves (fal keys are 'id:secret'), from ``key`` and the
-    environment, longest first: what must never leave in a request's text."""
-    found = {
-        key or "",
-        os.environ.get("FAL_KEY", ""),
-        os.environ.get("FAL_KEY_ID", ""),
-        os.environ.get("FAL_KEY_SECRET", ""),
-    }
-    parts = set()
-    for value in found:
-        for piece in (value, *value.split(":")):
-            if len(piece.strip()) >= MIN_SECRET_PART:
-                parts.add(piece.strip())
-    return sorted(parts, key=len, reverse=True)
+def fal_key_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """FAL_KEY, else FAL_KEY_ID:FAL_KEY_SECRET, cleaned (fal_client's order); None when neither is set."""
+    env = os.environ if environ is None else environ
+    key = clean_key(env.get("FAL_KEY"), "FAL_KEY")
+    if key is not None:
+        return key
+    key_id = clean_key(env.get("FAL_KEY_ID"), "FAL_KEY_ID")
+    secret = clean_key(env.get("FAL_KEY_SECRET"), "FAL_KEY_SECRET")
+    return f"{key_id}:{secret}" if key_id and secret else None
+
+
+def resolve_key(key: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The key a session uses: its own setting, else the environment's, cleaned (raises on a damaged one)."""
+    if key is None:
+        return fal_key_from_env(environ)
+    cleaned = clean_key(key, "the key setting")
+    if cleaned:
+        remember(cleaned)
+    return cleaned
+
+
+def search_request(settings: Any, values: list[tuple[str, Any]]) -> tuple[str, str] | None:
+    """(where, how) the key in use (``settings.key`` or the environment's) is held in any of the named values.
+
+    No frame of a traceback from here shows the key (IPython's verbose tracebacks print every frame's variables):
+    the only variable that holds it is emptied before anything is raised, and the error is a fresh one."""
+    parts: tuple[str, ...] = ()
+    try:
+        parts = secret_parts(resolve_key(getattr(settings, "key", None)))
+        for prefix, value in values:
+            found = find_secret(value, parts)
+            if found is not None:
+                return prefix + found[0], found[1]
+        return None
+    except Exception as exc:
+        parts = ()
+        if isinstance(exc, ValidationError):
+            raise ValidationError(str(exc), field=exc.field) from None
+        raise RuntimeError(f"checking the request for the fal key failed ({type(exc).__name__})") from None
 
 
 def sandbox_notice(url: str | None = None) -> str:

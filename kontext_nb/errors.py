@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from .keys import redact
+
 
 class KontextError(Exception):
-    """Base class for every error kontext_nb raises on purpose."""
+    """Base class for every error kontext_nb raises on purpose. Its text passes through the key redactor: a message
+    quoting a header, a URL or a server's answer can never show the fal key."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows this instead of a traceback: the message says all a user needs
@@ -89,6 +95,11 @@ class SubmitUnconfirmed(FalError):
     """A submit's connection broke after the request was sent: fal may have accepted (and may bill) it.
 
     Never retried (that could run and bill the job twice); the journal records it as 'unconfirmed'."""
+
+
+class NotSent(FalError):
+    """httpx refused a request on this machine (an illegal header value, a bad URL, an unsupported scheme): nothing
+    left, so nothing can be billed. Never 'unconfirmed'; the job's reservation is released."""
 
 
 class DownloadFailed(FalError):

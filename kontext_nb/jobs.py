@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .endpoints import format_cost
 from .errors import Interrupted, JobCancelled
+from .keys import redact
 
 if TYPE_CHECKING:
     from .result import Result
@@ -202,7 +203,7 @@ class Job:
             self._future.set_exception(error)
         else:
             assert error is not None
-            status = self._set("failed", error=str(error), error_type=getattr(error, "error_type", None))
+            status = self._set("failed", error=redact(str(error)), error_type=getattr(error, "error_type", None))
             self._future.set_exception(error)
         self._fire(status)
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, sandbox_notice, secret_parts
+from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, resolve_key, sandbox_notice, search_request
 from .endpoints import text_problem
 from .errors import Interrupted, ValidationError
 from .fal.engine import Engine
-from .images import ImageInput
 from .jobs import Job
 from .journal.db import Holdings, JobRecord
 from .journal.following import NEVER_SENT, Follower, collecting_notice, joined_notice
 from .journal.tracking import Tracker, describe_request, is_ref
+from .keys import redact
 from .request import Request, build_request, edit_mode
 from .result import Result
 
@@ -94,7 +94,8 @@ class Session:
         """This session's jobs in flight by journal id: an identical request the journal joins to one gets that Job."""
         self._followers: list[Follower] = []
         """Jobs this session follows for requests joined to a job another kernel runs (stopped on close)."""
-        self.notice: Callable[[str], None] = notice or _print_notice
+        say = notice or _print_notice
+        self.notice: Callable[[str], None] = lambda message: say(redact(message))  # never the key, whatever it says
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
 
@@ -113,6 +114,7 @@ class Session:
     def _create_engine(self) -> Engine:
         settings = self.settings
         base = settings.base_url or env_base_url()
+        settings = settings.with_(key=resolve_key(settings.key))  # stripped, as fal must get it (no local holds it)
         have_key = settings.key is not None or has_fal_credentials()
         if base is None and not have_key:
             from . import sandbox
@@ -252,7 +254,7 @@ class Session:
         self, requests: Sequence[tuple[Request, int | None]], run: RunOptions, *, announce: bool = True
     ) -> list[Job]:
         for request, _ in requests:
-            refuse_secrets(request, self.settings)
+            refuse_secrets(request, self.settings, run.tags)
         tracker = self.tracker
         plan: list[JobRecord | tuple[Request, int | None]] = [
             (tracker.find_cached(r.endpoint.id, r.arguments) if run.cache else None) or (r, parent_id)
@@ -596,28 +598,20 @@ class Session:
         return found
 
 
-def refuse_secrets(request: Request, settings: Settings) -> None:
-    """Refuse a request whose text holds the fal key or its id or secret half (a prompt filled from the wrong
-    variable), before anything is written or sent. The error names the field, never the key; no frame that can
-    fail holds the key in a local variable (a verbose traceback prints them)."""
-    texts: list[tuple[str, str]] = [("webhook_url", request.options.webhook_url or "")]
-    for name, value in request.arguments.items():
-        for item in value if isinstance(value, list) else [value]:
-            text = item.url if isinstance(item, ImageInput) else item
-            if isinstance(text, str):
-                texts.append((name, text))
-    holder = _holding_secret(texts, settings)
-    if holder is not None:
+def refuse_secrets(request: Request, settings: Settings, tags: Sequence[str] = ()) -> None:
+    """Refuse a request any string of which holds the fal key or its id or secret half, as typed, URL-encoded or
+    base64 (a prompt filled from the wrong variable, a LoRA URL with ?key=, a tag, a webhook), before anything is
+    written or sent; and a damaged key. The error names the field, never the key; no frame that can fail holds the
+    key in a variable (a verbose traceback prints them: config.search_request)."""
+    arguments, options = request.arguments, request.options
+    found = search_request(settings, [("", arguments), ("tags", list(tags)), ("", options)])
+    if found is not None:
+        where, how = found
         raise ValidationError(
-            f"{holder} contains your fal key (or part of it): refused, nothing was sent or written; "
-            "take the key out of the text",
-            field=holder,
+            f"{where} contains your fal key (or part of it{', ' + how if how else ''}): refused, nothing was sent or "
+            "written; take the key out of the text",
+            field=where.split(".")[0].split("[")[0],
         )
-
-
-def _holding_secret(texts: list[tuple[str, str]], settings: Settings) -> str | None:
-    parts = secret_parts(settings.key)
-    return next((name for name, text in texts if any(part in text for part in parts)), None)
 
 
 def _cost(requests: Sequence[Request]) -> float:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 from kernels import HOLD, OWN, Kernel, Repl, ReplError, joiner_of, owner_with_a_queued_copy, release  # tests/kernels.py
 from shell import Shell  # tests/shell.py
 from waiting import wait_for
@@ -342,6 +343,24 @@ def test_a_one_word_prompt_is_still_possible(shell: Shell, sb: Any) -> None:
     assert "%kontext -- snow" in shell.ip.find_line_magic("kontext").__doc__
 
 
+def test_ten_misspelt_lines_with_arguments_send_nothing(shell: Shell, sb: Any) -> None:
+    """Issue 20: the guard reads the first word whatever follows (tests/magics/test_typos.py tries generated ones)."""
+    lines = ["canel all", "Cancel all", "cancle all", "CANCEL ALL", "stauts all", "histroy fox", "hisotry --seed 42"]
+    lines += ["edti photo.jpg make it night", "swep 'a {cat|fox} in snow'", "sohw @1 big"]
+    for line in lines:
+        assert "did you mean %kontext" in shell.usage_error(line)
+    with pytest.raises(UsageError, match="line 2 of the cell"):
+        shell.cell("--seed 1", "a fox in snow\nCancel all")
+    assert sb.stats()["submits"] == 0
+    record_money(
+        "`%kontext canel all`, `Cancel all`, `cancle all`, `CANCEL ALL`, `stauts all`, `histroy fox`, "
+        "`hisotry --seed 42`, `edti photo.jpg make it night`, `swep 'a {cat\\|fox} in snow'`, `sohw @1 big`, "
+        "and a `%%kontext` cell with a line `Cancel all`",
+        sb,
+        kx.get_session(),
+    )
+
+
 # -- 4. a submit that may have reached fal is never sent again -----------------------------------------------------
 def test_a_lost_submit_reply_is_found_in_fals_history_and_collected(session: Session, sb: Any) -> None:
     sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}])
@@ -623,6 +642,60 @@ def test_a_request_holding_the_key_is_refused_and_nothing_written(
         assert "0123456789abcdefsecret" not in str(info.value)
     assert journal.count() == 0 and sb.stats()["submits"] == 0
     record_money("a prompt holding the fal key (or its secret half)", sb, s)
+
+
+def test_a_key_pasted_with_a_trailing_cr_works_and_is_in_no_file(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 20: httpx refused the header and its error (shown, and in the journal) held the whole key."""
+    key = "3f2a9c1e-aaaa-bbbb:0123456789abcdefsecret"
+    monkeypatch.setenv("FAL_KEY", key + "\r")
+    s = make_session(key=None)
+    s.generate("a lighthouse at dusk", seed=3)
+    files = b"".join(p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    assert sb.stats()["submits"] == 1 and b"0123456789abcdefsecret" not in files
+    record_money("`FAL_KEY` pasted with a trailing `\\r`", sb, s, journal="1 done; the key in no file of the runs dir")
+
+
+def test_the_key_in_a_lora_url_a_tag_or_encoded_is_refused(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    import urllib.parse
+
+    key = "3f2a9c1e-aaaa-bbbb:0123456789abcdefsecret"
+    monkeypatch.setenv("FAL_KEY", key)
+    s = make_session(key=None)
+    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNgYGAAAAAEAAH2Fz"
+    png += "hVAAAAAElFTkSuQmCC"
+    calls: list[Callable[[], Any]] = [
+        lambda: s.edit(png, "a fox", model="lora", loras=[{"path": f"https://h.test/a.safetensors?key={key}"}]),
+        lambda: s.generate("a fox", tags=[key]),
+        lambda: s.generate("a fox", webhook_url="https://h.test/?t=" + urllib.parse.quote(key, safe="")),
+        lambda: s.generate("a fox " + base64.b64encode(key.encode()).decode()),
+    ]
+    for call in calls:
+        with pytest.raises(ValidationError, match="contains your fal key") as info:
+            call()
+        assert "0123456789abcdefsecret" not in str(info.value)
+    assert sb.stats()["submits"] == 0 and s.tracker.journal.count() == 0
+    record_money("the key in a LoRA URL (`?key=`), a tag, a webhook, or base64 in a prompt", sb, s)
+
+
+def test_a_submit_httpx_refuses_on_this_machine_is_not_sent(make_session: MakeSession, sb: Any) -> None:
+    """An unsupported scheme (like an illegal header value) is raised by httpx before a byte leaves: not unconfirmed."""
+    from kontext_nb.errors import NotSent
+
+    s = make_session(base_url=sb.url.replace("http://", "ftp://"))
+    with pytest.raises(NotSent, match="nothing was sent"):
+        s.generate("a lighthouse at dusk", seed=4)
+    assert s.record("@last").status == "failed" and sb.stats()["submits"] == 0
+    record_money(
+        "a submit httpx refuses on this machine (`UnsupportedProtocol`, an illegal header value)",
+        sb,
+        s,
+        journal="1 failed (nothing was sent), its reservation released",
+    )
 
 
 # -- 7. a damaged journal is one line, salvaged and moved aside ----------------------------------------------------

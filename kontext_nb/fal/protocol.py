@@ -8,7 +8,7 @@ import httpx
 from fal_client.auth import MissingCredentialsError
 from fal_client.client import FalClientHTTPError
 
-from ..errors import FalError, KontextError
+from ..errors import FalError, KontextError, NotSent
 
 PROXY_HEADER = "x-kontext-proxy"  # on every answer a kontext_nb classroom proxy makes itself
 PROXY_LIMIT_HEADER = "x-kontext-limit"  # on its refusals: which limit (images-per-day, blocklist, ...)
@@ -77,6 +77,8 @@ def fal_error(exc: Any, request_id: str | None = None) -> KontextError:
         return http_error(exc.response, request_id)
     if isinstance(exc, MissingCredentialsError):
         return FalError("no fal key found: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)")
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+        return NotSent(f"httpx refused the request on this machine ({type(exc).__name__}); nothing was sent or billed")
     if isinstance(exc, httpx.TimeoutException):
         return FalError(f"fal did not answer in time ({type(exc).__name__})", request_id=request_id)
     if isinstance(exc, httpx.TransportError):

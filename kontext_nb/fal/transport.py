@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 
 import httpx
 
 from ..config import RetryPolicy
-from ..errors import RetriesExhausted, SubmitUnconfirmed
+from ..errors import NotSent, RetriesExhausted, SubmitUnconfirmed
 from .protocol import PROXY_LIMIT_HEADER, http_error
 
 FAL_HOSTS = frozenset(
@@ -41,6 +42,22 @@ BILLED_HOSTS = frozenset({"queue.fal.run", "fal.run", "queue.falrun.com", "falru
 """Where a POST submits a job fal bills (storage uploads are free, and retried like reads)."""
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Breaks that prove the request never reached the server (a DNS failure is a ConnectError)."""
+REFUSED_LOCALLY = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+"""Raised by httpx (h11) before a byte is written: an unsupported scheme, an illegal header. Never unconfirmed."""
+_HEADER_NAME = re.compile(rb"^[-!#$%&'*+.^_`|~0-9a-zA-Z]+$")
+_HEADER_VALUE = re.compile(rb"^(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?$")
+"""RFC 9110 field names and values, as h11 checks them before sending."""
+
+
+def refuse_illegal_headers(request: httpx.Request) -> None:
+    """Raise NotSent for a header h11 would refuse (a key pasted with a CR): named, its value never shown."""
+    for name, value in request.headers.raw:
+        if not _HEADER_NAME.match(name) or not _HEADER_VALUE.match(value):
+            shown = name.decode("ascii", "replace") if _HEADER_NAME.match(name) else "a header"
+            raise NotSent(
+                f"the request to {request.url.host} was not sent: {shown} holds a character HTTP does not allow "
+                "(a line break or a space at its end?); nothing was sent or billed"
+            )
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -92,6 +109,7 @@ class FalTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         billed = request.method == "POST" and request.url.host in BILLED_HOSTS
         request = self.route(request)
+        refuse_illegal_headers(request)
         idempotent = request.method in IDEMPOTENT
         attempts = self.policy.attempts
         for attempt in range(1, attempts + 1):
@@ -101,6 +119,11 @@ class FalTransport(httpx.AsyncBaseTransport):
                 if not _is_event_stream(request, response):
                     response = await _buffered(response)
             except httpx.TransportError as exc:
+                if isinstance(exc, REFUSED_LOCALLY):  # httpx stopped it on this machine: not sent, never retried
+                    raise NotSent(
+                        f"the request to {request.url.host} was not sent: httpx refused it here "
+                        f"({type(exc).__name__}); nothing was sent or billed"
+                    ) from None
                 if billed and not isinstance(exc, NEVER_SENT):
                     raise SubmitUnconfirmed(
                         f"the connection broke after the request was sent to {request.url.host} "

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..endpoints import OfEndpoint
 from ..errors import JournalError
+from ..keys import redact
 from . import salvage
 from .folder import inside
 
@@ -546,7 +547,7 @@ class Journal:
             "nsfw": _dump(list(nsfw)),
             "output_prompt": output_prompt,
             "files": _dump(list(files)),
-            "error": error,
+            "error": redact(error) if error else error,  # the last line of defence: no column ever holds the key
             "error_type": error_type,
         }
         if seed is not None:
@@ -566,7 +567,7 @@ class Journal:
             w.execute(
                 "UPDATE jobs SET status = 'unconfirmed', cost = reserved, reserved = 0, error = ?,"
                 " request_id = COALESCE(?, request_id), updated = ? WHERE id = ?",
-                (error, request_id, now, job_id),
+                (redact(error), request_id, now, job_id),
             )
 
     def resolve_unconfirmed(self, job_id: int, request_id: str) -> bool:

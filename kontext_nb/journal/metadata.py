@@ -27,6 +27,8 @@ from xml.sax.saxutils import escape
 
 from PIL import Image
 
+from ..keys import redact_value
+
 __all__ = ["embed", "read"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -61,7 +63,7 @@ def embed(data: bytes, meta: Mapping[str, Any]) -> bytes:
     Raises ValueError for anything but PNG and JPEG (the only formats the endpoints produce).
     """
     data = bytes(data)
-    meta = dict(meta)
+    meta = dict(redact_value(dict(meta)))  # the last line of defence: no file says the fal key
     if data.startswith(PNG_SIGNATURE):
         return _embed_png(data, meta)
     if data.startswith(b"\xff\xd8\xff"):

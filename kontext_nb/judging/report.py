@@ -25,6 +25,7 @@ from ..errors import JournalError, ValidationError
 from ..images import encode_thumbnail
 from ..journal.db import JobRecord
 from ..journal.tracking import Tracker
+from ..keys import redact
 from ..views import render
 from ..views.history import History
 from . import changes as change_scores
@@ -82,7 +83,7 @@ def write_report(
     if target.suffix.lower() not in (".html", ".htm"):
         raise ValidationError(f"report path {str(path)!r} must end in .html", field="path")
     records = records_of(tracker, items)
-    page = build_html(tracker, records, size=size, title=title, changes=changes)
+    page = redact(build_html(tracker, records, size=size, title=title, changes=changes))  # never the fal key
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
     if full_size_zip:

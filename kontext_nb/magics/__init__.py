@@ -21,7 +21,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Enum, Float, Int, Unicode, observe
 
 from .. import endpoints
-from .parse import SUBCOMMANDS, help_text, misspelt_subcommand, split
+from .parse import SUBCOMMANDS, help_text, split
+from .typos import check_line, with_prompt_hint
 
 _T2I = endpoints.endpoint_for("text-to-image", "max")
 
@@ -113,13 +114,16 @@ class Kontext(Magics):
         quoted = line.lstrip().startswith(("'", '"'))  # %kontext "history": a prompt, never a subcommand
         command = tokens[0] if tokens and tokens[0] in SUBCOMMANDS and not quoted else ""
         rest = tokens[1:] if command else tokens
-        if not command and cell is None:
-            misspelt_subcommand(line, tokens)
+        if not command:  # a misspelt subcommand (any case, any arguments) is not a paid prompt
+            check_line(line)
         if command == "help":
             print(help_text())
             return None
         handler = getattr(commands, f"cmd_{command or 'generate'}")
-        return handler(self, rest, cell)
+        try:
+            return handler(self, rest, cell)
+        except UsageError as exc:  # "show me a cat": the subcommand says what it takes, and how to make a prompt
+            raise UsageError(with_prompt_hint(str(exc), command, line)) from None
 
 
 Kontext.kontext.__doc__ = help_text()

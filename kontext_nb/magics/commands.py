@@ -215,6 +215,8 @@ def cmd_resume(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
 
 
 def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
+    if tokens:
+        raise UsageError("status takes no arguments: %kontext status")
     info = _guard(kx.get_session().info)
     caps = []
     for name, label in (("session", "session"), ("daily", "today")):

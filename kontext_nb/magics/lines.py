@@ -14,6 +14,7 @@ from ..endpoints import format_cost, format_price
 from ..errors import KontextError, ValidationError
 from ..request import Request, build_request
 from .parse import Parsed, convert, option_for, shown
+from .typos import check_cell, strip_escape
 
 if TYPE_CHECKING:
     from . import Kontext
@@ -30,11 +31,16 @@ def split_at_dashes(tokens: list[str]) -> tuple[list[str], list[str]]:
 
 
 def prompts_of(magics: Kontext, line_prompt: str, cell: str | None, *, expand: bool = True) -> list[str]:
-    """The line's prompt, or the cell body (``---`` lines separate prompts), with {name} filled in."""
+    """The line's prompt, or the cell body (``---`` lines separate prompts), with {name} filled in.
+
+    No line of a cell body may start with a subcommand or a misspelling of one (typos.check_cell): a line is quoted or
+    starts with -- to be a prompt anyway (the -- is dropped)."""
     if cell is not None and cell.strip():
         if line_prompt.strip():
             raise UsageError("give the prompt either on the %%kontext line or in the cell body, not both")
-        parts = [p.strip() for p in PROMPT_SEPARATOR.split(cell)]
+        check_cell(cell)
+        body = "\n".join(strip_escape(line) for line in cell.splitlines())
+        parts = [p.strip() for p in PROMPT_SEPARATOR.split(body)]
     else:
         parts = [line_prompt.strip()]
     prompts = [fill_names(p, magics.user_ns) if expand else p for p in parts if p]

@@ -243,25 +243,6 @@ def option_for(name: str) -> str:
     return f"--{name}"
 
 
-def misspelt_subcommand(line: str, tokens: list[str]) -> None:
-    """A one-word line (or 'word @ref ...') close to a subcommand is a typo, not a paid prompt: a UsageError with a
-    did-you-mean. A quoted line or one starting with -- is always a prompt."""
-    if not tokens or line.lstrip().startswith(("'", '"', "--")):
-        return
-    first, refs = tokens[0], tokens[1:]
-    head = first.split("@", 1)[0] if "@" in first[1:] else first
-    if not head or not all(t.startswith(("@", "$")) or t.isdigit() for t in refs):
-        return
-    word = head.casefold()
-    close = [word] if word in SUBCOMMANDS else difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.8)
-    if close:
-        raise UsageError(
-            f"{first!r} is not a subcommand (did you mean %kontext {close[0]}{' ' if refs or head != first else ''}"
-            f"{' '.join(refs) if refs else first[len(head) :]}?); nothing was sent. For an image of the word "
-            f'itself, quote it (%kontext "{first}") or write %kontext -- {first}'
-        )
-
-
 def help_text() -> str:
     """%kontext help: every subcommand with an example, then every option (from the specs)."""
     options = make_parser("").format_help().split("options:", 1)[-1].rstrip()
@@ -293,10 +274,14 @@ HELP = """
 
 {name} (or {name.attr}) in a prompt is filled from the notebook's variables; nothing else in
 braces is evaluated, and $ stays a dollar sign; only text and numbers fill a prompt. Quote a
-prompt that starts with a subcommand's name ("edit the photo"). A one-word line close to a
-subcommand (histroy, Panel, rerun@1) is taken for a typo and sends nothing: quote the word
-(%kontext "snow") or write %kontext -- snow to make an image of it. In %kontext PROMPT, words after -- are all prompt
-(for prompts with option-like words); in edit, -- separates the sources from the prompt.
+prompt that starts with a subcommand's name ("edit the photo", "Show me a cat"). A line (or a
+line of a %%kontext cell) whose first word is within two typos of a subcommand, in any case and
+whatever follows (canel all, Cancel all, histroy fox, sohw @1), sends nothing: it says what you
+meant. English words stay prompts (snow, sheep, make it night) unless the rest looks like a
+command's (@12, $var, a file, {a|b}, all). To make an image of such a line, quote it
+(%kontext "canel all") or write %kontext -- snow; in a cell, quote the line or start it with --.
+In %kontext PROMPT, words after -- are all prompt (for prompts with option-like words); in edit,
+-- separates the sources from the prompt.
 Settings: %config Kontext.model = 'pro' (also aspect_ratio, output_format, guidance, concurrency,
 background, runs_dir, thumbnail_size, embed_limit_mb, budget_session, budget_daily, confirm_above), or
 [tool.kontext_nb] in a pyproject.toml beside the notebook.

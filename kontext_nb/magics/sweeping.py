@@ -43,6 +43,10 @@ def run_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
         sweep = build_sweep(prompt, options, model=model_of(magics, _no_inputs(parsed), mode), base=fixed, mode=mode)
     except KontextError as exc:
         raise UsageError(usage(exc, parsed)) from None
+    if sweep.count() < 2:  # "sweep of the northern lights" was a prompt, not a grid of one
+        raise UsageError(
+            "a sweep needs something to vary: {a|b} in the prompt or a list (--seed 1,2,3); nothing was sent"
+        )
     session = kx.get_session()
     requests = []
     try:

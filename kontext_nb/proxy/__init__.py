@@ -42,7 +42,6 @@ belong to a reverse proxy in front of it.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
 import socket
@@ -105,11 +104,10 @@ class ProxyConfig:
 
 
 def fal_key_from_env() -> str | None:
-    key = os.environ.get("FAL_KEY", "").strip()
-    if key:
-        return key
-    kid, secret = os.environ.get("FAL_KEY_ID", "").strip(), os.environ.get("FAL_KEY_SECRET", "").strip()
-    return f"{kid}:{secret}" if kid and secret else None
+    """FAL_KEY (or FAL_KEY_ID:FAL_KEY_SECRET), stripped; a control character inside is refused (config.clean_key)."""
+    from ..config import fal_key_from_env as from_env
+
+    return from_env()
 
 
 class _Redact(logging.Filter):
