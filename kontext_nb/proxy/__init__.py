@@ -55,13 +55,14 @@ from typing import TYPE_CHECKING, Any
 from kontext_nb.config import RetryPolicy
 from kontext_nb.serving import ConnectionLimits, ServerThread, listen
 
+from .bounds import Bounds
 from .classroom import Classroom
 
 if TYPE_CHECKING:
     from kontext_nb.sandbox import SandboxServer
 from .limits import Limits
 
-__all__ = ["Classroom", "Limits", "ProxyConfig", "ProxyError", "ProxyServer", "start"]
+__all__ = ["Bounds", "Classroom", "Limits", "ProxyConfig", "ProxyError", "ProxyServer", "start"]
 
 DEFAULT_PORT = 8900
 DEFAULT_STATE_DIR = "kontext-proxy"
@@ -101,7 +102,10 @@ class ProxyConfig:
     retry: RetryPolicy | None = None
     """Retries of upstream requests; None is kontext_nb's default policy."""
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
-    """Caps on open connections (in all and per client address) and deadlines for heads and bodies."""
+    """Caps on open connections (in all and per client address), the trusted reverse proxies whose
+    X-Forwarded-For names the client, and deadlines for heads and bodies."""
+    bounds: Bounds = field(default_factory=Bounds)
+    """What one token and the class can hold at once: requests, body bytes, uploads, upload bytes per day."""
 
 
 def fal_key_from_env() -> str | None:
@@ -180,6 +184,8 @@ class ProxyServer:
             logging.getLogger(name).addFilter(self._redact)
         self.app = create_app(self.proxy)
         self._thread = ServerThread(self.app, self._socket, f"kontext-proxy-{self.port}", config.connections)
+        self.connections = self._thread.connections
+        """The open connections by client address (what the connection caps count)."""
 
     def _key(self, config: ProxyConfig) -> tuple[str, str]:
         """The upstream key and a label for the upstream; starts the rehearsal sandbox when asked."""

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from kontext_nb.sandbox import wire
 
 from . import duel, instructor, queue_routes, storage
+from .bounds import RequestCaps
 from .state import Proxy, ProxyHeader, error
 
 __all__ = ["create_app"]
@@ -70,7 +71,11 @@ def create_app(proxy: Proxy) -> Starlette:
     app = Starlette(
         routes=[*instructor.routes(), *duel.routes(), *wire.fal_routes(HANDLERS)],
         lifespan=lifespan,
-        middleware=[Middleware(ProxyHeader), Middleware(wire.TargetUrl)],
+        middleware=[
+            Middleware(ProxyHeader),
+            Middleware(RequestCaps, bounds=proxy.config.bounds),
+            Middleware(wire.TargetUrl),
+        ],
         exception_handlers={404: _not_found, 405: _not_found, wire.SlowBody: _slow_body},
     )
     app.state.proxy = proxy

@@ -80,6 +80,13 @@ CREATE TABLE IF NOT EXISTS refusals (
     kind TEXT NOT NULL,
     message TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS uploads (  -- bytes each student stored upstream per day (the upload quota)
+    student TEXT NOT NULL,
+    day TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    PRIMARY KEY (student, day)
+);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _JSON_COLUMNS = (
@@ -282,6 +289,20 @@ class Classroom:
                 "SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (SUBMITTING, UPSTREAM)
             ).fetchone()[0]
         return Usage(int(images), int(spent), int(flying))
+
+    # ---- uploads -------------------------------------------------------------------------
+    def uploaded(self, name: str, day: str) -> int:
+        """Bytes the student has uploaded on this day."""
+        rows = self._rows("SELECT bytes FROM uploads WHERE student = ? AND day = ?", name, day)
+        return int(rows[0]["bytes"]) if rows else 0
+
+    def add_upload(self, name: str, day: str, size: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO uploads (student, day, bytes, files) VALUES (?, ?, ?, 1) ON CONFLICT (student, day) "
+                "DO UPDATE SET bytes = bytes + excluded.bytes, files = files + 1",
+                (name, day, size),
+            )
 
     # ---- refusals ------------------------------------------------------------------------
     def add_refusal(

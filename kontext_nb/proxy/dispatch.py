@@ -263,7 +263,9 @@ class Dispatcher:
     async def _send(self, job: ProxyJob) -> bool:
         """Submit upstream; True once the upstream accepted (its id and URLs are in the db)."""
         try:
-            response = await self.upstream.submit(job.endpoint, job.body or {}, job.headers)
+            body = job.body if job.body is not None else (self.classroom.job(job.id) or {}).get("body")
+            response = await self.upstream.submit(job.endpoint, body or {}, job.headers)
+            del body
         except Exception as exc:
             self._finish(job, "failed", 502, {"detail": f"upstream error: {self.upstream.explain(exc)}"})
             return False

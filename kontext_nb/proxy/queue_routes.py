@@ -22,7 +22,7 @@ from . import policy
 from .classroom import today
 from .dispatch import ProxyJob
 from .limits import Refusal, check, to_micros
-from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of, too_large
+from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of
 from .upstream import SUBMIT_HEADERS, pick_headers
 
 log = logging.getLogger("kontext_nb.proxy")
@@ -50,9 +50,24 @@ async def submit(request: Request) -> Response:
         return proxy.refuse(student.name, refusal, endpoint_id, None)
     if "fal_webhook" in request.query_params:
         return error(400, NO_WEBHOOKS)
-    raw = await wire.read_body(request, proxy.config.max_upload_bytes)
-    if raw is None:
-        return too_large(proxy.config.max_upload_bytes)
+    async with proxy.held_body(request, student.name, proxy.config.max_upload_bytes) as raw:
+        if isinstance(raw, Response):
+            return raw
+        job = _admit(request, proxy, endpoint_id, raw)  # the body is held (counted) until it is recorded
+    if isinstance(job, Response):
+        return job
+    if wire.synchronous(request):  # fal.run: answer with the model's output once the job is done
+        while not (job.done or proxy.dispatcher.closing):
+            await job.changed.wait()
+        return _result_answer(proxy, job, request)
+    return JSONResponse(proxy.status_json(job, request, with_logs=False), headers={REQUEST_ID: job.id})
+
+
+def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> ProxyJob | Response:
+    """Validate, check the policy and the quotas, and record (reserve) the job; or the answer refusing it.
+
+    Nothing here awaits: concurrent submits see each other's reservations.
+    """
     try:
         body = wire.parse_json(raw)
     except ValueError as exc:
@@ -63,7 +78,6 @@ async def submit(request: Request) -> Response:
     given, errors = schema.validate(ep, body)  # as fal validates: every bad field, values converted
     if errors:
         return _invalid(errors)
-    # From here to the reservation nothing awaits: concurrent submits see each other's reservations.
     student = proxy.authenticate(request, record=endpoint_id)  # revoked while the body was arriving?
     if isinstance(student, Response):
         return student
@@ -115,12 +129,9 @@ async def submit(request: Request) -> Response:
         }
     )
     log.info("%s submitted job %s (%s, %d image%s)", student.name, job.id, endpoint_id, images, "s" * (images != 1))
+    job.body = None  # kept in the db until sent: waiting jobs hold no memory
     proxy.dispatcher.add(job)
-    if wire.synchronous(request):  # fal.run: answer with the model's output once the job is done
-        while not (job.done or proxy.dispatcher.closing):
-            await job.changed.wait()
-        return _result_answer(proxy, job, request)
-    return JSONResponse(proxy.status_json(job, request, with_logs=False), headers={REQUEST_ID: job.id})
+    return job
 
 
 def _elided(body: dict[str, Any]) -> dict[str, Any]:

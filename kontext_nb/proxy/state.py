@@ -11,7 +11,8 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kontext_nb.sandbox import wire
 from kontext_nb.serving import SlowBody
 
 from . import policy
+from .bounds import Holdings, declared_size
 from .classroom import Classroom, Student, today
 from .dispatch import Dispatcher, ProxyJob
 from .limits import Limits, Refusal
@@ -84,6 +87,8 @@ class Proxy:
         self.keepalive_seconds = KEEPALIVE_SECONDS
         self.uploads: dict[str, str] = {}
         """Signed-upload ids this proxy handed out (id -> student): a PUT naming any other is refused unread."""
+        self.holdings = Holdings(config.bounds)
+        """Body bytes and uploads being received, per student and in total."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._seen: dict[str, float] = {}
         self._seen_flushed = time.monotonic()
@@ -130,6 +135,33 @@ class Proxy:
         self.classroom.add_refusal(name, endpoint, prompt, refusal.kind, refusal.message)
         log.info("refused %s: %s (%s)", name, refusal.kind, refusal.message)
         return error(refusal.status, refusal.message, limit=refusal.kind)
+
+    @asynccontextmanager
+    async def held_body(
+        self, request: Request, who: str, limit: int, *, upload: bool | None = None
+    ) -> AsyncIterator[bytes | Response]:
+        """The request's body, counted against ``who``'s and the class's bytes in flight while the block runs.
+
+        Yields a 413 or 429 answer instead when the body is too large or a bound is reached: decided
+        from the headers, before a byte of the body is read. ``upload`` None: bodies over 64 KiB count
+        as uploads.
+        """
+        size = declared_size(request.headers, limit)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            yield too_large(limit)
+            return
+        upload = size > 64 * 1024 if upload is None else upload
+        refusal = self.holdings.take(who, size, upload=upload)
+        if refusal is not None:
+            log.info("refused %s: %s (%s)", who, refusal.kind, refusal.message)
+            yield error(refusal.status, refusal.message, limit=refusal.kind, **{"retry-after": "1"})
+            return
+        try:
+            data = await wire.read_body(request, limit)
+            yield too_large(limit) if data is None else data
+        finally:
+            self.holdings.give(who, size, upload=upload)
 
     def seen(self, name: str) -> None:
         self._seen[name] = time.time()
