@@ -71,12 +71,12 @@ CREATE INDEX IF NOT EXISTS jobs_student_day ON jobs (student, day);
 CREATE INDEX IF NOT EXISTS jobs_session_student ON jobs (session, student);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished);
-CREATE TABLE IF NOT EXISTS refusals (
+CREATE TABLE IF NOT EXISTS refusals (  -- one row per student, reason and minute, with a count
     id INTEGER PRIMARY KEY,
     student TEXT,
-    at REAL NOT NULL,
+    at REAL NOT NULL,                -- the latest refusal counted here
     endpoint TEXT,
-    prompt TEXT,
+    prompt TEXT,                     -- the latest prompt refused (an excerpt)
     kind TEXT NOT NULL,
     message TEXT NOT NULL
 );
@@ -126,6 +126,11 @@ class Classroom:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "result_headers" not in columns:  # a state folder from before fal's error headers were kept
             self._db.execute("ALTER TABLE jobs ADD COLUMN result_headers TEXT")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(refusals)")}
+        if "minute" not in columns:  # a state folder from before refusals were counted per minute
+            self._db.execute("ALTER TABLE refusals ADD COLUMN minute INTEGER")
+            self._db.execute("ALTER TABLE refusals ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS refusals_bucket ON refusals (student, kind, minute)")
         self._tokens: dict[str, Student] = {}
         self._tokens_version: int | None = None
         self.last_tokens_file: Path | None = None
@@ -308,11 +313,16 @@ class Classroom:
     def add_refusal(
         self, student: str | None, endpoint: str | None, prompt: str | None, kind: str, message: str
     ) -> None:
+        """Count a refusal: one row per student, reason and minute, so a flood of them stays a few rows."""
         excerpt = None if prompt is None else (prompt if len(prompt) <= 200 else prompt[:199] + "…")
+        now = time.time()
         with self._write() as db:
             db.execute(
-                "INSERT INTO refusals (student, at, endpoint, prompt, kind, message) VALUES (?, ?, ?, ?, ?, ?)",
-                (student, time.time(), endpoint, excerpt, kind, message),
+                "INSERT INTO refusals (student, at, endpoint, prompt, kind, message, minute, count) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (student, kind, minute) DO UPDATE SET "
+                "count = count + 1, at = excluded.at, endpoint = excluded.endpoint, "
+                "prompt = COALESCE(excluded.prompt, prompt), message = excluded.message",
+                (student or "", now, endpoint, excerpt, kind, message, int(now // 60)),
             )
 
     # ---- reports -------------------------------------------------------------------------
@@ -333,7 +343,7 @@ class Classroom:
               (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.state = 'waiting') AS waiting,
               (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.state IN ('submitting', 'upstream'))
                 AS running,
-              (SELECT COUNT(*) FROM refusals r WHERE r.student = s.name AND r.at >= ?) AS refused,
+              (SELECT COALESCE(SUM(count), 0) FROM refusals r WHERE r.student = s.name AND r.at >= ?) AS refused,
               (SELECT MAX(created) FROM jobs j WHERE j.student = s.name) AS last_job
             FROM students s ORDER BY s.name COLLATE NOCASE
             """,
@@ -386,10 +396,28 @@ class Classroom:
             for r in rows
         ]
 
-    def recent_refusals(self, limit: int = 20) -> list[dict[str, Any]]:
-        sql = "SELECT student, at, endpoint, prompt, kind, message FROM refusals ORDER BY id DESC LIMIT ?"
-        rows = self._rows(sql, limit)
-        return [dict(r) for r in rows]
+    def recent_refusals(self, since: float, per_student: int = 5) -> list[dict[str, Any]]:
+        """Refusals since ``since`` per student and reason (count, latest time, message and prompt), each student's
+        latest ``per_student`` reasons: one student's flood cannot push another's refusal off the page."""
+        rows = self._rows(
+            """
+            SELECT student, kind, total AS count, at, endpoint, prompt, message FROM (
+              SELECT student, kind, SUM(count) OVER w AS total,
+                ROW_NUMBER() OVER (PARTITION BY student, kind ORDER BY at DESC) AS latest,
+                at, endpoint, prompt, message
+              FROM refusals WHERE at >= ? WINDOW w AS (PARTITION BY student, kind)
+            ) WHERE latest = 1 ORDER BY at DESC
+            """,
+            since,
+        )
+        shown: dict[str, int] = {}
+        out = []
+        for r in rows:
+            name = r["student"] or None
+            shown[name or ""] = shown.get(name or "", 0) + 1
+            if shown[name or ""] <= per_student:
+                out.append({**dict(r), "student": name})
+        return out
 
     def usage(self, session: str | None = None, day: str | None = None) -> dict[str, Any]:
         """Everything the instructor page shows, as plain data (also served as JSON)."""
@@ -417,7 +445,7 @@ class Classroom:
             },
             "students": self.students(session, day),
             "recent_images": self.recent_images(),
-            "recent_refusals": self.recent_refusals(),
+            "recent_refusals": self.recent_refusals(_day_start(day)),
         }
 
 
