@@ -28,6 +28,11 @@ def endpoint_refusal(endpoint_id: str) -> Refusal | None:
     return Refusal("endpoint", 403, f"this class allows only the FLUX.1 Kontext endpoints ({allowed}), not {shown!r}")
 
 
+def stream_of_known(endpoint_id: str) -> bool:
+    """``<endpoint>/stream`` of an allowed endpoint: what fal.stream calls, and these endpoints do not stream."""
+    return endpoint_id.endswith("/stream") and endpoint_id.removesuffix("/stream") in endpoints.ENDPOINTS
+
+
 def has_safety_tolerance(endpoint: endpoints.Endpoint) -> bool:
     """[max]/[pro] take safety_tolerance; [dev] and LoRA have enable_safety_checker instead."""
     return any(f.name == "safety_tolerance" for f in endpoint.inputs)

@@ -46,6 +46,10 @@ async def submit(request: Request) -> Response:
     if isinstance(student, Response):
         return student
     refusal = policy.endpoint_refusal(endpoint_id)
+    if refusal is not None and policy.stream_of_known(endpoint_id):  # fal.stream on an endpoint that does not stream
+        return error(
+            404, f"{endpoint_id.removesuffix('/stream')} has no streaming output: use fal.subscribe or fal.run"
+        )
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, None)
     if "fal_webhook" in request.query_params:

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ class LoginSession:
 
 
 class ProxyHeader:
-    """ASGI middleware: every answer carries X-Kontext-Proxy: 1, so clients can tell it from fal's."""
+    """ASGI middleware: every answer carries X-Kontext-Proxy: 1, so clients can tell it from fal's, and, as fal's
+    do, ``x-fal-request-id`` (the job's, or one of its own for an answer about no job: fal's JS client reads
+    ``ApiError.requestId`` from it) and ``x-fal-retryable`` on a 429 or 503."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,7 +65,13 @@ class ProxyHeader:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def marked(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-kontext-proxy", b"1")]
+                headers = [*message.get("headers", []), (b"x-kontext-proxy", b"1")]
+                names = {name.lower() for name, _ in headers}
+                if b"x-fal-request-id" not in names:
+                    headers.append((b"x-fal-request-id", str(uuid.uuid4()).encode()))
+                if message["status"] in (429, 503) and b"x-fal-retryable" not in names:
+                    headers.append((b"x-fal-retryable", b"true"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, marked if scope["type"] == "http" else send)
