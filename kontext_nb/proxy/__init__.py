@@ -193,7 +193,8 @@ class ProxyServer:
             from kontext_nb import sandbox
 
             key = "kxsandbox-" + secrets.token_urlsafe(24)  # the sandbox checks it exactly as fal checks a key
-            self.sandbox = sandbox.start(require_key=key, port=0)
+            control = secrets.token_urlsafe(24)  # its control API (faults, settings) answers only this process
+            self.sandbox = sandbox.start(require_key=key, port=0, control_token=control)
             self._target = self.sandbox.url
             return key, "sandbox (in-process rehearsal)"
         self.sandbox = None
