@@ -87,6 +87,11 @@ CREATE TABLE IF NOT EXISTS uploads (  -- bytes each student stored upstream per 
     files INTEGER NOT NULL,
     PRIMARY KEY (student, day)
 );
+CREATE TABLE IF NOT EXISTS upload_sizes (  -- images stored through the proxy: their size, read from the header
+    url TEXT PRIMARY KEY,            -- the upstream URL, as a submit that names it sends it
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _JSON_COLUMNS = (
@@ -308,6 +313,15 @@ class Classroom:
                 "DO UPDATE SET bytes = bytes + excluded.bytes, files = files + 1",
                 (name, day, size),
             )
+
+    def add_upload_size(self, url: str, size: tuple[int, int]) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO upload_sizes (url, width, height) VALUES (?, ?, ?)", (url, *size))
+
+    def upload_size(self, url: str) -> tuple[int, int] | None:
+        """The size of an image uploaded through the proxy, by its upstream URL; None for any other URL."""
+        rows = self._rows("SELECT width, height FROM upload_sizes WHERE url = ?", url)
+        return (int(rows[0]["width"]), int(rows[0]["height"])) if rows else None
 
     # ---- refusals ------------------------------------------------------------------------
     def add_refusal(

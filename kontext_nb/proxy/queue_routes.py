@@ -21,6 +21,7 @@ from kontext_nb.sandbox import schema, wire
 from . import policy
 from .classroom import today
 from .dispatch import ProxyJob
+from .inputs import input_size
 from .limits import Refusal, check, to_micros
 from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of
 from .upstream import SUBMIT_HEADERS, pick_headers
@@ -96,7 +97,10 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
         return proxy.refuse(student.name, safety, endpoint_id, prompt)
     inputs = schema.with_defaults(ep, given)
     images = int(inputs["num_images"])
-    cost = to_micros(ep.estimate(inputs))  # per megapixel: the requested size, or the largest input (errs high)
+    bases = (proxy.base(request), *proxy.local_bases)
+    sent_inputs = proxy.upstream.inbound(given, bases)  # the proxy's own file URLs, as they go upstream
+    size = input_size(ep, sent_inputs, proxy.classroom.upload_size)  # None: not known, the worst case
+    cost = to_micros(ep.estimate(inputs, size))  # the notebook's estimator; num_images multiplies
     day, session = today(), proxy.session
     refusal = check(
         proxy.limits,
@@ -107,7 +111,6 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
     )
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, prompt)
-    bases = (proxy.base(request), *proxy.local_bases)
     forced = {"safety_tolerance": safety[0]} if policy.has_safety_tolerance(ep) else {}  # [dev]/LoRA: none
     sent = proxy.upstream.inbound({**given, **forced}, bases)
     job = ProxyJob(str(uuid.uuid4()), student.name, endpoint_id, sent, pick_headers(request.headers, SUBMIT_HEADERS))

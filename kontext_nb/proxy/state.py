@@ -94,8 +94,9 @@ class Proxy:
         """The addresses the server listens on, besides --public-url (a student's file URLs may use any)."""
         self.instructor_sessions: dict[str, LoginSession] = {}
         self.keepalive_seconds = KEEPALIVE_SECONDS
-        self.uploads: dict[str, str] = {}
-        """Signed-upload ids this proxy handed out (id -> student): a PUT naming any other is refused unread."""
+        self.uploads: dict[str, tuple[str, str]] = {}
+        """Signed-upload ids this proxy handed out (id -> student, file URL): a PUT naming any other is refused
+        unread."""
         self.holdings = Holdings(config.bounds)
         """Body bytes and uploads being received, per student and in total."""
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -20,6 +20,7 @@ from kontext_nb.sandbox import wire
 
 from .bounds import declared_size
 from .classroom import today
+from .inputs import header_size
 from .limits import Refusal
 from .state import Proxy, error, guarded, invalid, proxy_of, too_large
 from .upstream import UPLOAD_HEADERS, pick_headers
@@ -98,8 +99,17 @@ async def cdn_upload(request: Request) -> Response:
         if failed is not None:
             return failed
         proxy.classroom.add_upload(student.name, today(), len(data))
+        answer = response.json()
+        _remember_size(proxy, answer.get("access_url") if isinstance(answer, dict) else None, data)
         log.info("%s uploaded %d KB", student.name, len(data) // 1024)
-    return proxy.relay(response.json(), request)
+    return proxy.relay(answer, request)
+
+
+def _remember_size(proxy: Proxy, url: Any, data: bytes) -> None:
+    """An uploaded image's size (from its header), so a per-megapixel job naming it is reserved from it."""
+    size = header_size(data)
+    if isinstance(url, str) and url and size is not None:
+        proxy.classroom.add_upload_size(url, size)
 
 
 @guarded
@@ -125,7 +135,7 @@ async def storage_initiate(request: Request) -> Response:
     if upload_id and "/" not in upload_id:
         if len(proxy.uploads) >= MAX_PENDING_UPLOADS:
             proxy.uploads.pop(next(iter(proxy.uploads)))
-        proxy.uploads[upload_id] = student.name
+        proxy.uploads[upload_id] = (student.name, str(answer.get("file_url", "")))
     return proxy.relay(answer, request)
 
 
@@ -136,9 +146,10 @@ async def storage_put(request: Request) -> Response:
     Only ids this proxy handed out are read at all: any other PUT is refused before its body.
     """
     proxy = proxy_of(request)
-    name = proxy.uploads.get(request.path_params["upload_id"])
-    if name is None:
+    issued = proxy.uploads.get(request.path_params["upload_id"])
+    if issued is None:
         return error(404, "Unknown upload URL")
+    name, file_url = issued
     refused = _quota_refusal(proxy, name, request)
     if refused is not None:
         return refused
@@ -153,6 +164,7 @@ async def storage_put(request: Request) -> Response:
         failed = _upstream_failure(response)
         if failed is None:
             proxy.classroom.add_upload(name, today(), len(data))
+            _remember_size(proxy, file_url, data)
     return failed or JSONResponse({}, 200)
 
 
