@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from kontext_nb.sandbox import wire
 
-from . import duel, instructor, queue_routes, storage
+from . import duel, instructor, queue_routes, storage, student_view
 from .bounds import RequestCaps
 from .state import Proxy, ProxyHeader, error
 
@@ -69,7 +69,7 @@ def create_app(proxy: Proxy) -> Starlette:
         proxy.flush_seen()
 
     app = Starlette(
-        routes=[*instructor.routes(), *duel.routes(), *wire.fal_routes(HANDLERS)],
+        routes=[*instructor.routes(), *duel.routes(), *student_view.routes(), *wire.fal_routes(HANDLERS)],
         lifespan=lifespan,
         middleware=[
             Middleware(ProxyHeader),
