@@ -51,11 +51,6 @@ class JobCancelled(KontextError):
     """The job was cancelled (by the user, an interrupt or a timeout) before it finished."""
 
 
-class TakenOver(JobCancelled):
-    """Another kernel on the runs folder took over a job this kernel had not sent yet (it judged this kernel gone,
-    and sends the job itself): nothing was sent here, and the job's row is that kernel's."""
-
-
 class JobTimeout(KontextError, TimeoutError):
     """The job ran past the engine's per-job timeout; it may still finish on fal."""
 

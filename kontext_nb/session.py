@@ -22,7 +22,7 @@ from .fal.engine import Engine
 from .images import ImageInput
 from .jobs import Job
 from .journal.db import Holdings, JobRecord
-from .journal.following import NEVER_SENT, Follower, collecting_notice, joined_notice
+from .journal.following import Follower, collecting_notice, joined_notice
 from .journal.tracking import Tracker, describe_request, is_ref
 from .request import Request, build_request, edit_mode
 from .result import Result
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 SANDBOX_KEY = "kontext-sandbox"
 ANONYMOUS_KEY = "anonymous"
-NEVER_SENT_ERROR = "the kernel stopped before sending it: nothing was sent, nothing is spent"
 ENHANCE_NOTICE = (
     "kontext_nb: enhance_prompt is on, so fal rewrites the prompt each time: the same seed will not "
     "reproduce the image (and such requests are never answered from the cache)"
@@ -342,7 +341,7 @@ class Session:
             tracker,
             record,
             collect=self._collect,
-            send_own=lambda: self._send([(request, parent_id)], alone, announce=False)[0],
+            send_own=lambda join: self._send([(request, parent_id)], replace(alone, cache=join), announce=False)[0],
             notice=self.notice,
             on_update=run.on_update,
         )
@@ -495,10 +494,6 @@ class Session:
                 tracker.mark_active(record.id)
                 tracker.save(record.id, result, parent_id)
                 jobs.append(_finished_job(result))
-                continue
-            if record.request_id is None and record.unsent:  # its kernel stopped before sending it: nothing to pay
-                if tracker.journal.claim_unsent(record, tracker.session_id) is not None:
-                    tracker.journal.finished(record.id, status="failed", error=NEVER_SENT_ERROR, error_type=NEVER_SENT)
                 continue
             if record.request_id is None:  # stopped between sending and fal's answer: it may have been accepted
                 tracker.journal.unconfirmed(

@@ -43,8 +43,6 @@ class JobHooks:
 
     prepare: Callable[[Job], None] | None = None
     """Called with the new Job before it starts (to label it and subscribe to its end)."""
-    on_sending: Callable[[Job], None] | None = None
-    """Just before the submit request goes out (after the slot and the uploads); raising stops it: nothing is sent."""
     on_submitted: Callable[[Job], None] | None = None
     """Right after fal accepts the job (request_id known), before waiting on it."""
     on_failed: Callable[[Job, BaseException], BaseException | None] | None = None
@@ -281,8 +279,6 @@ class Engine:
                 raise asyncio.CancelledError
             run.phase = "uploading"
             sent = await self._materialize(run.arguments)
-            if run.hooks.on_sending is not None:
-                await asyncio.to_thread(run.hooks.on_sending, run.job)
             run.phase = "submitting"
             try:
                 run.handle = await asyncio.shield(self._submit(run, sent))

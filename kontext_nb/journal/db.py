@@ -90,12 +90,6 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN parents TEXT NOT NULL DEFAULT '[]';
     UPDATE jobs SET parents = json_array(parent_id) WHERE parent_id IS NOT NULL;
     """,
-    # 5: 1 while a job is provably not sent yet (its row is written before the submit; cleared, by its owner only,
-    # just before the request goes out): a kernel joined to it may take it over only then (Journal.claim_unsent).
-    # Rows written before this column, or by an older kontext_nb, count as perhaps sent.
-    """
-    ALTER TABLE jobs ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0
-    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ORPHAN_SQL = """
@@ -142,8 +136,6 @@ class JobRecord(OfEndpoint):
     """Dollars held for this job while fal may still bill it (its price from submit until it ends)."""
     parents: tuple[int, ...] = ()
     """Every job whose image this one edits, in order (``parent_id`` is the first)."""
-    unsent: bool = False
-    """True while the job is provably not sent yet (its owner has not begun the submit)."""
 
     @property
     def paths(self) -> list[Path]:
@@ -411,8 +403,8 @@ class Journal:
     def _insert(w: _Tx, row: NewJob, price: float, now: float) -> int:
         cur = w.execute(
             "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, parents,"
-            " tags, source, session, input_hashes, cache_key, reserved, unsent)"
-            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            " tags, source, session, input_hashes, cache_key, reserved)"
+            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 now,
                 now,
@@ -441,30 +433,6 @@ class Journal:
                 "UPDATE jobs SET session = ?, error = NULL, updated = ? WHERE id = ? AND session IS ? AND error IS ?"
                 " AND status IN ('pending', 'submitted') AND request_id IS NOT NULL",
                 (session, time.time(), record.id, record.session, record.error),
-            )
-            if cur.rowcount != 1:
-                return None
-            return self._record(w.execute("SELECT * FROM jobs WHERE id = ?", (record.id,)).fetchone())
-
-    def sending(self, job_id: int, session: str) -> bool:
-        """The owner is about to send the job: it is no longer provably unsent. False (and nothing changed) when
-        another kernel has claimed the row (``claim_unsent``): then this kernel must not send it."""
-        with self._write() as w:
-            row = w.execute("SELECT session FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is not None and row["session"] != session:
-                return False
-            w.execute("UPDATE jobs SET unsent = 0, updated = ? WHERE id = ?", (time.time(), job_id))
-            return True
-
-    def claim_unsent(self, record: JobRecord, session: str) -> JobRecord | None:
-        """Take over a job whose kernel is gone before it began sending it (nothing reached fal): it becomes
-        ``session``'s. None when the row changed since ``record`` was read, or it may have been sent: one kernel
-        takes it, and never one its owner has begun to send (``sending`` checks the owner in the same journal)."""
-        with self._write() as w:
-            cur = w.execute(
-                "UPDATE jobs SET session = ?, updated = ? WHERE id = ? AND session IS ? AND status = 'pending'"
-                " AND request_id IS NULL AND unsent = 1",
-                (session, time.time(), record.id, record.session),
             )
             if cur.rowcount != 1:
                 return None
@@ -755,7 +723,6 @@ class Journal:
             scores=json.loads(row["scores"]) if row["scores"] else {},
             reserved=row["reserved"],
             parents=tuple(json.loads(row["parents"])),
-            unsent=bool(row["unsent"]),
         )
 
 

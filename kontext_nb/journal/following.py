@@ -1,15 +1,13 @@
 """Following a job another kernel sends, for a caller whose identical request joined it: one fal request.
 
-Kernels share nothing but the runs folder, so the joiner watches the job's row in the journal until the owner's
-outcome is known, with no deadline while the owner is alive (``owner_alive``: the one test of liveness). When the row
-is done, its images are read from the runs folder (the files the owner saved, byte for byte). When nobody collects it
+Kernels share nothing but the runs folder, so the joiner watches the job's row in the journal. When the row is
+done, its images are read from the runs folder (the files the owner saved, byte for byte). When nobody collects it
 any more (its kernel died, or kept it for later after a timeout) the joiner claims it and collects it itself, so
-nothing paid for is lost and it is billed once. When the owner's submit is unconfirmed (its reply was lost, or its
-kernel stopped while sending it), the joiner is unconfirmed too and sends nothing: fal may have it. Only when the
-job ends without images (failed, cancelled), or its kernel is gone before it began sending it (``claim_unsent``,
-atomic in the journal), does the joiner send its own request (``send_own()``: through the one door, so it may join
-another identical job or be answered from the cache, as any request). The session supplies how to collect and how
-to send.
+nothing paid for is lost and it is billed once. When it ends without images (failed, cancelled, never confirmed),
+or gets no request id within ``SUBMIT_WAIT`` while its kernel is still sending it, the joiner sends its own
+request (``send_own(True)``: it may join another identical job or be answered from the cache, as any request;
+``send_own(False)`` after the wait, so it does not join that same row again). The session supplies how to collect
+and how to send.
 """
 
 from __future__ import annotations
@@ -19,18 +17,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import JobCancelled, SubmitUnconfirmed
+from ..errors import JobCancelled
 from ..jobs import Job, relay
 from .db import JobRecord, owner_alive
 from .tracking import Tracker
 
 POLL = 0.2
 """Seconds between two looks at the joined job's row."""
-NEVER_SENT = "never_sent"
-"""The error_type of a row retired by a joiner because its kernel stopped before sending it."""
+SUBMIT_WAIT = 120.0
+"""Seconds to wait for a job another kernel is still sending (uploading, or waiting for a free slot) to get fal's
+request id; after that the joiner sends its own (it may then be billed twice, but never waits forever)."""
 ENDED = {
     "failed": "failed in the other kernel",
     "cancelled": "was cancelled in the other kernel",
+    "unconfirmed": "was never confirmed by fal in the other kernel",
 }
 
 
@@ -53,20 +53,6 @@ def resend_notice(record: JobRecord, why: str) -> str:
     return f"kontext_nb: {record.ref}, which this request joined, {why}: sending it itself"
 
 
-def unconfirmed_error(record: JobRecord, why: str) -> SubmitUnconfirmed:
-    return SubmitUnconfirmed(
-        f"{record.ref}, which this request joined, {why}: fal may have it (and may bill it), so nothing was sent "
-        f"here; check fal's request history (fal.ai/dashboard) before sending it again",
-        request_id=record.request_id,
-    )
-
-
-def ended_why(record: JobRecord) -> str:
-    if record.error_type == NEVER_SENT:
-        return "was never sent (its kernel stopped before sending it)"
-    return ENDED.get(record.status, record.status)
-
-
 class Follower:
     """The joiner's side of a job in flight in another kernel: ``job`` is the handle its caller holds."""
 
@@ -76,7 +62,7 @@ class Follower:
         record: JobRecord,
         *,
         collect: Callable[[JobRecord], Job],
-        send_own: Callable[[], Job],
+        send_own: Callable[[bool], Job],
         notice: Callable[[str], None],
         on_update: Callable[..., None] | None = None,
     ) -> None:
@@ -113,29 +99,21 @@ class Follower:
         if record.status == "done":
             self.job.settle(self.tracker.load_result(record))
             return True
-        if record.status == "unconfirmed":
-            self.job.settle(error=unconfirmed_error(record, "was never confirmed by fal in the other kernel"))
-            return True
         if record.status not in ("pending", "submitted"):
-            return self._hand_over(self._send_own, resend_notice(record, ended_why(record)))
+            why = ENDED.get(record.status, record.status)
+            return self._hand_over(lambda: self._send_own(True), resend_notice(record, why))
         if self.tracker.unattended(record):
             claimed = self.tracker.claim(record)
             if claimed is None:  # another kernel took it first: follow that one
                 return False
             return self._hand_over(lambda: self._collect(claimed), collecting_notice(claimed))
         if record.request_id is None and not owner_alive(record.session):
-            if not record.unsent:  # it stopped while sending: fal may have it
-                why = "stopped in the other kernel while it was being sent, before fal's answer was recorded"
-                self.job.settle(error=unconfirmed_error(record, why))
-                return True
-            if self.tracker.journal.claim_unsent(record, self.tracker.session_id) is None:
-                return False  # another joiner took it (follow its request), or the owner began sending after all
-            why = "was never sent (its kernel stopped before sending it)"
-            self.tracker.journal.finished(
-                record.id, status="failed", error=f"{why}: nothing was sent", error_type=NEVER_SENT
-            )
-            return self._hand_over(self._send_own, resend_notice(record, why))
-        return False  # the owner is alive: its outcome is still to come, however long that takes
+            why = "stopped in the other kernel before fal answered (fal may have it; see its request history)"
+            return self._hand_over(lambda: self._send_own(True), resend_notice(record, why))
+        if record.request_id is None and time.monotonic() - self._since > SUBMIT_WAIT:
+            why = f"got no request id from fal within {SUBMIT_WAIT:g} s in the other kernel"
+            return self._hand_over(lambda: self._send_own(False), resend_notice(record, why))  # not that row again
+        return False
 
     def _hand_over(self, start: Callable[[], Job], message: str) -> bool:
         self._notice(message)

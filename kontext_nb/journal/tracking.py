@@ -32,7 +32,6 @@ from ..errors import (
     JobFailed,
     JournalError,
     SubmitUnconfirmed,
-    TakenOver,
 )
 from ..fal.engine import JobHooks
 from ..images import ImageInput, LoraFile, decode_image, image_inputs, labelled, sniff_content_type
@@ -312,14 +311,6 @@ class Tracker:
         def prepare(job: Job) -> None:
             job.journal_id = journal_id
 
-        def on_sending(job: Job) -> None:
-            if not self.journal.sending(journal_id, self.session_id):
-                raise TakenOver(
-                    f"another kernel on this runs folder took over @{journal_id} before it was sent (it judged this "
-                    "kernel stopped) and sends it itself: nothing was sent here; kx.result("
-                    f"{journal_id}) has its images once it is done"
-                )
-
         def on_submitted(job: Job) -> None:
             try:
                 self.journal.submitted(journal_id, job.request_id or "")
@@ -333,11 +324,7 @@ class Tracker:
             self.save(journal_id, result, parent_id)
 
         return JobHooks(
-            prepare=prepare,
-            on_sending=on_sending,
-            on_submitted=on_submitted,
-            on_failed=self.on_failed(journal_id),
-            finalize=finalize,
+            prepare=prepare, on_submitted=on_submitted, on_failed=self.on_failed(journal_id), finalize=finalize
         )
 
     def save(self, journal_id: int, result: Result, parent_id: int | None) -> None:
@@ -419,8 +406,6 @@ class Tracker:
                 self._active.discard(journal_id)
 
         def written(job: Job, error: BaseException) -> BaseException | None:
-            if isinstance(error, TakenOver):  # the row is the other kernel's now: nothing to write here
-                return None
             if isinstance(error, SubmitUnconfirmed):
                 price = self.journal.get(journal_id).reserved
                 message = (
