@@ -24,6 +24,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ class Phase:
     answered: int = 0
     failed: int = 0
     latencies: list[float] = field(default_factory=list)
+    why: Counter[str] = field(default_factory=Counter)
+    """What the failed requests met: an HTTP status or an exception's name."""
     rss_max: float = 0.0
     rss_after: float = 0.0
     note: str = ""
@@ -97,12 +100,15 @@ async def student(base: str, token: str, stop: float, phase: Phase, image: bytes
                 started = time.perf_counter()
                 try:
                     answer = await call
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     phase.failed += 1
+                    phase.why[type(exc).__name__] += 1
                     return None
                 ok = answer.is_success
                 phase.answered += ok
                 phase.failed += not ok
+                if not ok:
+                    phase.why[f"HTTP {answer.status_code}"] += 1
                 if ok:
                     phase.latencies.append((time.perf_counter() - started) * 1000)
                 return answer if ok else None
@@ -116,8 +122,11 @@ async def student(base: str, token: str, stop: float, phase: Phase, image: bytes
                             pass
                     phase.answered += ok
                     phase.failed += not ok
-                except httpx.HTTPError:
+                    if not ok:
+                        phase.why[f"stream HTTP {events.status_code}"] += 1
+                except httpx.HTTPError as exc:
                     phase.failed += 1
+                    phase.why[f"stream {type(exc).__name__}"] += 1
                 await timed(client.get(job.json()["response_url"]))
             if turn % 3 == 0:
                 await timed(client.post("/files/upload", content=image, headers={"content-type": "image/png"}))

@@ -26,7 +26,7 @@ def test_students_are_answered_through_every_attack() -> None:
     phases = attack_bench.measure(students=4, seconds=1.0, scale=1)
     assert [p.name for p in phases] == [name for name, _ in attack_bench.ATTACKS[1:]]
     for phase in phases:
-        assert phase.answered > 0 and phase.share >= 0.99, (phase.name, phase.answered, phase.failed)
+        assert phase.answered > 0 and phase.share >= 0.99, (phase.name, phase.answered, dict(phase.why))
         assert phase.rss_max <= 300, (phase.name, phase.rss_max)
     flood = next(p for p in phases if "floods" in p.name)
     sent, rows = map(int, re.findall(r"\d+", flood.note))
