@@ -168,6 +168,7 @@ class ConnectionTable:
 
 def guarded_protocol(limits: ConnectionLimits, table: ConnectionTable | None = None) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol with caps on connections (all, per client address), a deadline and a size for heads."""
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     connections = table if table is not None else ConnectionTable()
@@ -215,7 +216,7 @@ def guarded_protocol(limits: ConnectionLimits, table: ConnectionTable | None = N
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self.idle() and not self._head_fits(data):
+            if self.conn.their_state is h11.IDLE and not self._head_fits(data):  # a head, not the end of a body
                 self.transport.write(too_large)
                 self.transport.close()
                 return

@@ -182,3 +182,15 @@ def test_a_large_head_is_refused_however_it_arrives(make_proxy: Callable[..., Pr
         assert answer.startswith(b"HTTP/1.1 431"), answer[:60]
     with httpx.Client(timeout=30.0, trust_env=False) as client:
         assert client.get(f"{server.url}/instructor", headers={"x-pad": "a" * 8000}).status_code == 200
+
+
+def test_the_rest_of_a_refused_body_is_not_taken_for_a_large_head(make_proxy: Callable[..., ProxyServer]) -> None:
+    """A body the proxy refused from its headers keeps arriving on the kept-alive connection: it is not a head."""
+    server = make_proxy()
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        for _ in range(5):
+            refused = client.post(
+                f"{server.url}/files/upload", content=b"x" * (2 * 1024 * 1024), headers=auth("kxs-no")
+            )
+            assert refused.status_code == 401
+            assert client.get(f"{server.url}/instructor").status_code == 200
