@@ -25,18 +25,20 @@ Manage a class, with or without a server running on the same folder::
     room.new_instructor_token()         # the old one stops working
     room.usage(session="2026-11-21")    # what the instructor page shows, as a dict
 
-Modules: limits.py (quota arithmetic), policy.py (endpoints, safety, blocklist), roster.py
-(tokens, CSV), classroom.py (SQLite), upstream.py (the real key, URL rewriting, scrubbing),
-dispatch.py (fair queue, upstream watcher), state.py (shared server state and answers),
-queue_routes.py (fal's queue), storage.py (uploads, media), instructor.py (the page), app.py
-(assembles them), __main__.py (the command line).
+Modules: limits.py (quota arithmetic), bounds.py (what a token and the class may hold at once),
+policy.py (endpoints, safety, blocklist), fold.py (the blocklist's normaliser), inputs.py (input
+sizes for per-megapixel reservations), roster.py (tokens, CSV), classroom.py (SQLite), upstream.py
+(the real key, URL rewriting, scrubbing), dispatch.py (fair queue, upstream watcher), state.py
+(shared server state and answers), queue_routes.py (fal's queue), storage.py (uploads, media),
+instructor.py (the page), duel.py (the class duel), student_view.py (what a student's notebook
+shows), app.py (assembles them), __main__.py (the command line).
 
 Layer: a server in front of fal. It may import endpoints.py, errors.py, config.py, serving.py,
 fal's status/transport/error modules (to reach upstream as the engine does) and the sandbox
 (its wire protocol and schema, and as a rehearsal upstream) — never the journal, views or
 presentation. Put it on a network as the README's classroom section says: it bounds what one
-client can hold open and reads no body before a token, but TLS and per-address rate limits
-belong to a reverse proxy in front of it.
+client address and one token can hold (connections, requests, bodies, uploads) and reads no body
+before a token, but TLS and per-address rate limits belong to a reverse proxy in front of it.
 """
 
 from __future__ import annotations
