@@ -177,11 +177,24 @@ class Session:
             elif self._tracker is not None:
                 self._tracker.settings = settings
 
-    def info(self) -> dict[str, Any]:
-        """Backend, URL, whether a key is set (never the key), jobs in flight, money spent."""
+    def proxy_view(self) -> dict[str, Any] | None:
+        """A classroom proxy's view of this student (allowed models and settings, quota left) when the base URL
+        is one; None otherwise."""
+        from .fal.proxy_view import proxy_view
+
         engine = self.engine
+        if self.backend != "custom" or not engine.settings.base_url:
+            return None
+        return proxy_view(engine.settings.base_url, engine.settings.key)
+
+    def info(self) -> dict[str, Any]:
+        """Backend, URL, whether a key is set (never the key), jobs in flight, money spent; a classroom proxy's
+        view under "proxy"."""
+        engine = self.engine
+        view = self.proxy_view()
         return {
-            "backend": self.backend,
+            "backend": "classroom proxy" if view else self.backend,
+            "proxy": view,
             "url": engine.settings.base_url or "https://queue.fal.run",
             "key_set": self.backend != "sandbox" and engine.settings.key != ANONYMOUS_KEY,
             "jobs_in_flight": len(engine.active_jobs()),

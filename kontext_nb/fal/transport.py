@@ -104,6 +104,8 @@ class FalTransport(httpx.AsyncBaseTransport):
         url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port, raw_path=path)
         headers = httpx.Headers(request.headers)
         headers["host"] = url.netloc.decode("ascii")
+        if request.url.host in ("fal.run", "falrun.com"):  # fal.run's synchronous API, which a server at base_url
+            headers["x-fal-target-url"] = str(request.url.copy_with(host="fal.run"))  # cannot tell from a submit
         return httpx.Request(request.method, url, headers=headers, stream=request.stream, extensions=request.extensions)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

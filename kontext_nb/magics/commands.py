@@ -226,8 +226,12 @@ def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
         caps.append(
             f"{label} {format_cost(info[f'spent_{label}'])}{reserved}" + (f" of {format_cost(cap)}" if cap else "")
         )
+    from ..fal.proxy_view import describe
+
+    where = [f"backend: {line}" for line in describe(info["proxy"])[:1]] if info.get("proxy") else []
     lines = [
-        f"backend: {info['backend']} ({info['url']})",
+        *(where or [f"backend: {info['backend']} ({info['url']})"]),
+        *(describe(info["proxy"])[1:] if info.get("proxy") else []),
         f"fal key: {'set' if info['key_set'] else 'not set'}",
         f"spent: {', '.join(caps)}, {format_cost(info['spent_total'])} in total",
         f"jobs in flight: {info['jobs_in_flight']} (at most {info['concurrency']} at once)",

@@ -25,18 +25,20 @@ Manage a class, with or without a server running on the same folder::
     room.new_instructor_token()         # the old one stops working
     room.usage(session="2026-11-21")    # what the instructor page shows, as a dict
 
-Modules: limits.py (quota arithmetic), policy.py (endpoints, safety, blocklist), roster.py
-(tokens, CSV), classroom.py (SQLite), upstream.py (the real key, URL rewriting, scrubbing),
-dispatch.py (fair queue, upstream watcher), state.py (shared server state and answers),
-queue_routes.py (fal's queue), storage.py (uploads, media), instructor.py (the page), app.py
-(assembles them), __main__.py (the command line).
+Modules: limits.py (quota arithmetic), bounds.py (what a token and the class may hold at once),
+policy.py (endpoints, safety, blocklist), fold.py (the blocklist's normaliser), inputs.py (input
+sizes for per-megapixel reservations), roster.py (tokens, CSV), classroom.py (SQLite), upstream.py
+(the real key, URL rewriting, scrubbing), dispatch.py (fair queue, upstream watcher), state.py
+(shared server state and answers), queue_routes.py (fal's queue), storage.py (uploads, media),
+instructor.py (the page), duel.py (the class duel), student_view.py (what a student's notebook
+shows), app.py (assembles them), __main__.py (the command line).
 
 Layer: a server in front of fal. It may import endpoints.py, errors.py, config.py, serving.py,
 fal's status/transport/error modules (to reach upstream as the engine does) and the sandbox
 (its wire protocol and schema, and as a rehearsal upstream) — never the journal, views or
 presentation. Put it on a network as the README's classroom section says: it bounds what one
-client can hold open and reads no body before a token, but TLS and per-address rate limits
-belong to a reverse proxy in front of it.
+client address and one token can hold (connections, requests, bodies, uploads) and reads no body
+before a token, but TLS and per-address rate limits belong to a reverse proxy in front of it.
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ from typing import TYPE_CHECKING, Any
 from kontext_nb.config import RetryPolicy
 from kontext_nb.serving import ConnectionLimits, ServerThread, listen
 
+from .bounds import Bounds
 from .classroom import Classroom
 
 if TYPE_CHECKING:
     from kontext_nb.sandbox import SandboxServer
 from .limits import Limits
 
-__all__ = ["Classroom", "Limits", "ProxyConfig", "ProxyError", "ProxyServer", "start"]
+__all__ = ["Bounds", "Classroom", "Limits", "ProxyConfig", "ProxyError", "ProxyServer", "start"]
 
 DEFAULT_PORT = 8900
 DEFAULT_STATE_DIR = "kontext-proxy"
@@ -100,7 +103,10 @@ class ProxyConfig:
     retry: RetryPolicy | None = None
     """Retries of upstream requests; None is kontext_nb's default policy."""
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
-    """Caps on open connections (in all and per client address) and deadlines for heads and bodies."""
+    """Caps on open connections (in all and per client address), the trusted reverse proxies whose
+    X-Forwarded-For names the client, and deadlines for heads and bodies."""
+    bounds: Bounds = field(default_factory=Bounds)
+    """What one token and the class can hold at once: requests, body bytes, uploads, upload bytes per day."""
 
 
 def fal_key_from_env() -> str | None:
@@ -178,6 +184,8 @@ class ProxyServer:
             logging.getLogger(name).addFilter(self._redact)
         self.app = create_app(self.proxy)
         self._thread = ServerThread(self.app, self._socket, f"kontext-proxy-{self.port}", config.connections)
+        self.connections = self._thread.connections
+        """The open connections by client address (what the connection caps count)."""
 
     def _key(self, config: ProxyConfig) -> tuple[str, str]:
         """The upstream key and a label for the upstream; starts the rehearsal sandbox when asked."""
@@ -185,7 +193,8 @@ class ProxyServer:
             from kontext_nb import sandbox
 
             key = "kxsandbox-" + secrets.token_urlsafe(24)  # the sandbox checks it exactly as fal checks a key
-            self.sandbox = sandbox.start(require_key=key, port=0)
+            control = secrets.token_urlsafe(24)  # its control API (faults, settings) answers only this process
+            self.sandbox = sandbox.start(require_key=key, port=0, control_token=control)
             self._target = self.sandbox.url
             return key, "sandbox (in-process rehearsal)"
         self.sandbox = None

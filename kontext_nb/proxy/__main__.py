@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from kontext_nb import endpoints
+from kontext_nb.serving import ConnectionLimits
 
 from . import DEFAULT_PORT, DEFAULT_STATE_DIR, ProxyConfig, ProxyError, start
+from .bounds import MB, Bounds
 from .classroom import Classroom, today
 from .limits import Limits
 from .policy import read_blocklist
@@ -57,7 +59,20 @@ def _dollars(text: str) -> float | None:
     return value
 
 
+def _megabytes(text: str) -> float | None:
+    return _dollars(text)
+
+
+def _mb(size: int | None) -> float | None:
+    return None if size is None else size / MB
+
+
+def _bytes(mb: float | None) -> int | None:
+    return None if mb is None else max(1, int(mb * MB))
+
+
 _count.__name__ = "number or none"
+_megabytes.__name__ = "megabytes or none"
 _dollars.__name__ = "dollars or none"
 
 
@@ -109,6 +124,57 @@ def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
     limits.add_argument("--blocklist", metavar="FILE", help="words/phrases refused in prompts, one a line (# comments)")
     limits.add_argument("--session", help="session name dollar limits count over (default: today's date)")
     limits.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload or request (default 20)")
+    b, c = Bounds(), ConnectionLimits()
+    bounds = p.add_argument_group("what one student and the class can hold at once")
+    bounds.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a reverse proxy in front of this one (address or CIDR, repeatable): only its X-Forwarded-For "
+        "names the client (default: none is trusted)",
+    )
+    bounds.add_argument(
+        "--per-client", type=int, default=c.per_client, metavar="N", help="connections per client address (%(default)s)"
+    )
+    bounds.add_argument(
+        "--max-connections", type=int, default=c.max_connections, metavar="N", help="connections in all (%(default)s)"
+    )
+    bounds.add_argument(
+        "--requests-per-token",
+        type=_count,
+        default=b.requests_per_token,
+        metavar="N",
+        help="requests of one student in progress at once (%(default)s)",
+    )
+    bounds.add_argument(
+        "--uploads-per-token",
+        type=_count,
+        default=b.uploads_per_token,
+        metavar="N",
+        help="uploads of one student being received at once (%(default)s)",
+    )
+    bounds.add_argument(
+        "--mb-in-flight-per-token",
+        type=_megabytes,
+        default=_mb(b.bytes_per_token),
+        metavar="MB",
+        help="request bytes of one student held at once (%(default)s MB)",
+    )
+    bounds.add_argument(
+        "--class-mb-in-flight",
+        type=_megabytes,
+        default=_mb(b.bytes_in_flight),
+        metavar="MB",
+        help="request bytes of the whole class held at once (%(default)s MB)",
+    )
+    bounds.add_argument(
+        "--upload-mb-per-day",
+        type=_megabytes,
+        default=_mb(b.upload_bytes_per_day),
+        metavar="MB",
+        help="uploads per student per day, stored upstream (%(default)s MB)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="log only warnings (default: a line per job)")
     return p
 
@@ -206,6 +272,19 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             max_safety_tolerance=args.max_safety_tolerance,
         )
         blocklist = read_blocklist(args.blocklist) if args.blocklist else []
+        connections = ConnectionLimits(
+            max_connections=args.max_connections,
+            per_client=args.per_client,
+            trusted_proxies=tuple(args.trusted_proxy),
+        )
+        bounds = Bounds(
+            requests_per_token=args.requests_per_token,
+            requests_per_client=args.per_client,
+            uploads_per_token=args.uploads_per_token,
+            bytes_per_token=_bytes(args.mb_in_flight_per_token),
+            bytes_in_flight=_bytes(args.class_mb_in_flight),
+            upload_bytes_per_day=_bytes(args.upload_mb_per_day),
+        )
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     handler = logging.StreamHandler(sys.stderr)
@@ -224,6 +303,8 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         session=args.session,
         roster=args.roster,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        connections=connections,
+        bounds=bounds,
     )
     try:
         server = start(config)

@@ -27,7 +27,8 @@ from starlette.responses import Response
 
 from kontext_nb.sandbox import wire
 
-from . import duel, instructor, queue_routes, storage
+from . import duel, instructor, queue_routes, storage, student_view
+from .bounds import RequestCaps
 from .state import Proxy, ProxyHeader, error
 
 __all__ = ["create_app"]
@@ -68,9 +69,13 @@ def create_app(proxy: Proxy) -> Starlette:
         proxy.flush_seen()
 
     app = Starlette(
-        routes=[*instructor.routes(), *duel.routes(), *wire.fal_routes(HANDLERS)],
+        routes=[*instructor.routes(), *duel.routes(), *student_view.routes(), *wire.fal_routes(HANDLERS)],
         lifespan=lifespan,
-        middleware=[Middleware(ProxyHeader), Middleware(wire.TargetUrl)],
+        middleware=[
+            Middleware(ProxyHeader),
+            Middleware(RequestCaps, bounds=proxy.config.bounds),
+            Middleware(wire.TargetUrl),
+        ],
         exception_handlers={404: _not_found, 405: _not_found, wire.SlowBody: _slow_body},
     )
     app.state.proxy = proxy

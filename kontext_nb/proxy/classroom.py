@@ -71,14 +71,26 @@ CREATE INDEX IF NOT EXISTS jobs_student_day ON jobs (student, day);
 CREATE INDEX IF NOT EXISTS jobs_session_student ON jobs (session, student);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished);
-CREATE TABLE IF NOT EXISTS refusals (
+CREATE TABLE IF NOT EXISTS refusals (  -- one row per student, reason and minute, with a count
     id INTEGER PRIMARY KEY,
     student TEXT,
-    at REAL NOT NULL,
+    at REAL NOT NULL,                -- the latest refusal counted here
     endpoint TEXT,
-    prompt TEXT,
+    prompt TEXT,                     -- the latest prompt refused (an excerpt)
     kind TEXT NOT NULL,
     message TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (  -- bytes each student stored upstream per day (the upload quota)
+    student TEXT NOT NULL,
+    day TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    PRIMARY KEY (student, day)
+);
+CREATE TABLE IF NOT EXISTS upload_sizes (  -- images stored through the proxy: their size, read from the header
+    url TEXT PRIMARY KEY,            -- the upstream URL, as a submit that names it sends it
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -119,6 +131,11 @@ class Classroom:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "result_headers" not in columns:  # a state folder from before fal's error headers were kept
             self._db.execute("ALTER TABLE jobs ADD COLUMN result_headers TEXT")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(refusals)")}
+        if "minute" not in columns:  # a state folder from before refusals were counted per minute
+            self._db.execute("ALTER TABLE refusals ADD COLUMN minute INTEGER")
+            self._db.execute("ALTER TABLE refusals ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS refusals_bucket ON refusals (student, kind, minute)")
         self._tokens: dict[str, Student] = {}
         self._tokens_version: int | None = None
         self.last_tokens_file: Path | None = None
@@ -283,15 +300,43 @@ class Classroom:
             ).fetchone()[0]
         return Usage(int(images), int(spent), int(flying))
 
+    # ---- uploads -------------------------------------------------------------------------
+    def uploaded(self, name: str, day: str) -> int:
+        """Bytes the student has uploaded on this day."""
+        rows = self._rows("SELECT bytes FROM uploads WHERE student = ? AND day = ?", name, day)
+        return int(rows[0]["bytes"]) if rows else 0
+
+    def add_upload(self, name: str, day: str, size: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO uploads (student, day, bytes, files) VALUES (?, ?, ?, 1) ON CONFLICT (student, day) "
+                "DO UPDATE SET bytes = bytes + excluded.bytes, files = files + 1",
+                (name, day, size),
+            )
+
+    def add_upload_size(self, url: str, size: tuple[int, int]) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO upload_sizes (url, width, height) VALUES (?, ?, ?)", (url, *size))
+
+    def upload_size(self, url: str) -> tuple[int, int] | None:
+        """The size of an image uploaded through the proxy, by its upstream URL; None for any other URL."""
+        rows = self._rows("SELECT width, height FROM upload_sizes WHERE url = ?", url)
+        return (int(rows[0]["width"]), int(rows[0]["height"])) if rows else None
+
     # ---- refusals ------------------------------------------------------------------------
     def add_refusal(
         self, student: str | None, endpoint: str | None, prompt: str | None, kind: str, message: str
     ) -> None:
+        """Count a refusal: one row per student, reason and minute, so a flood of them stays a few rows."""
         excerpt = None if prompt is None else (prompt if len(prompt) <= 200 else prompt[:199] + "…")
+        now = time.time()
         with self._write() as db:
             db.execute(
-                "INSERT INTO refusals (student, at, endpoint, prompt, kind, message) VALUES (?, ?, ?, ?, ?, ?)",
-                (student, time.time(), endpoint, excerpt, kind, message),
+                "INSERT INTO refusals (student, at, endpoint, prompt, kind, message, minute, count) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (student, kind, minute) DO UPDATE SET "
+                "count = count + 1, at = excluded.at, endpoint = excluded.endpoint, "
+                "prompt = COALESCE(excluded.prompt, prompt), message = excluded.message",
+                (student or "", now, endpoint, excerpt, kind, message, int(now // 60)),
             )
 
     # ---- reports -------------------------------------------------------------------------
@@ -312,7 +357,7 @@ class Classroom:
               (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.state = 'waiting') AS waiting,
               (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.state IN ('submitting', 'upstream'))
                 AS running,
-              (SELECT COUNT(*) FROM refusals r WHERE r.student = s.name AND r.at >= ?) AS refused,
+              (SELECT COALESCE(SUM(count), 0) FROM refusals r WHERE r.student = s.name AND r.at >= ?) AS refused,
               (SELECT MAX(created) FROM jobs j WHERE j.student = s.name) AS last_job
             FROM students s ORDER BY s.name COLLATE NOCASE
             """,
@@ -365,10 +410,28 @@ class Classroom:
             for r in rows
         ]
 
-    def recent_refusals(self, limit: int = 20) -> list[dict[str, Any]]:
-        sql = "SELECT student, at, endpoint, prompt, kind, message FROM refusals ORDER BY id DESC LIMIT ?"
-        rows = self._rows(sql, limit)
-        return [dict(r) for r in rows]
+    def recent_refusals(self, since: float, per_student: int = 5) -> list[dict[str, Any]]:
+        """Refusals since ``since`` per student and reason (count, latest time, message and prompt), each student's
+        latest ``per_student`` reasons: one student's flood cannot push another's refusal off the page."""
+        rows = self._rows(
+            """
+            SELECT student, kind, total AS count, at, endpoint, prompt, message FROM (
+              SELECT student, kind, SUM(count) OVER w AS total,
+                ROW_NUMBER() OVER (PARTITION BY student, kind ORDER BY at DESC) AS latest,
+                at, endpoint, prompt, message
+              FROM refusals WHERE at >= ? WINDOW w AS (PARTITION BY student, kind)
+            ) WHERE latest = 1 ORDER BY at DESC
+            """,
+            since,
+        )
+        shown: dict[str, int] = {}
+        out = []
+        for r in rows:
+            name = r["student"] or None
+            shown[name or ""] = shown.get(name or "", 0) + 1
+            if shown[name or ""] <= per_student:
+                out.append({**dict(r), "student": name})
+        return out
 
     def usage(self, session: str | None = None, day: str | None = None) -> dict[str, Any]:
         """Everything the instructor page shows, as plain data (also served as JSON)."""
@@ -396,7 +459,7 @@ class Classroom:
             },
             "students": self.students(session, day),
             "recent_images": self.recent_images(),
-            "recent_refusals": self.recent_refusals(),
+            "recent_refusals": self.recent_refusals(_day_start(day)),
         }
 
 

@@ -12,6 +12,8 @@ Used from the server's event loop only.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import re
@@ -22,6 +24,7 @@ from typing import Any
 
 from kontext_nb import endpoints
 from kontext_nb.fal.protocol import CANCEL_ERROR_TYPES, http_error
+from kontext_nb.images import sniff_content_type
 
 from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
 from .limits import to_micros
@@ -263,7 +266,9 @@ class Dispatcher:
     async def _send(self, job: ProxyJob) -> bool:
         """Submit upstream; True once the upstream accepted (its id and URLs are in the db)."""
         try:
-            response = await self.upstream.submit(job.endpoint, job.body or {}, job.headers)
+            body = job.body if job.body is not None else (self.classroom.job(job.id) or {}).get("body")
+            response = await self.upstream.submit(job.endpoint, body or {}, job.headers)
+            del body
         except Exception as exc:
             self._finish(job, "failed", 502, {"detail": f"upstream error: {self.upstream.explain(exc)}"})
             return False
@@ -307,6 +312,7 @@ class Dispatcher:
                     return
                 assert job.urls is not None
                 status, body, headers = await self.upstream.result(job.urls["response_url"])
+                body = await self._store_inline(job, body)
                 self._complete(job, final, status, body, headers)
                 return
             except asyncio.CancelledError:
@@ -341,6 +347,35 @@ class Dispatcher:
                     raise
                 log.info("following job %s: %s; trying again", job.id, self.upstream.explain(exc))
                 await asyncio.sleep(min(0.25 * 2**failures, 10.0))
+
+    async def _store_inline(self, job: ProxyJob, body: Any) -> Any:
+        """``sync_mode`` images come back inline (data URIs): store each as a file upstream, as any other image is,
+        so the instructor page, the class duel and the student see a picture and the db keeps a URL, not megabytes.
+        An image that cannot be stored stays inline (nothing is lost)."""
+        images = body.get("images") if isinstance(body, dict) else None
+        if not isinstance(images, list):
+            return body
+        for meta in images:
+            url = meta.get("url") if isinstance(meta, dict) else None
+            if not (isinstance(url, str) and url.startswith("data:image/")):
+                continue
+            try:
+                data = base64.b64decode(url.partition(",")[2], validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            kind = sniff_content_type(data)
+            if kind is None:
+                continue
+            try:
+                response = await self.upstream.upload(data, {"content-type": kind})
+                stored = response.json().get("access_url") if response.status_code < 400 else None
+            except Exception as exc:
+                log.warning("job %s: an inline image could not be stored: %s", job.id, self.upstream.explain(exc))
+                continue
+            if isinstance(stored, str):
+                meta["url"] = stored
+                meta.setdefault("content_type", kind)
+        return body
 
     def _apply(self, job: ProxyJob, data: dict[str, Any]) -> None:
         status = data.get("status")
@@ -392,7 +427,7 @@ class Dispatcher:
         if outcome == "ok":
             metas = [m for m in body.get("images") or [] if isinstance(m, dict) and m.get("url")]
             images = len(metas)
-            urls = [m["url"] if not m["url"].startswith("data:") else "data:" for m in metas]  # inline: not kept twice
+            urls = [m["url"] if not m["url"].startswith("data:") else "data:" for m in metas]  # one not stored
             cost = to_micros(endpoints.get_endpoint(job.endpoint).cost(images, _sizes(metas)))
         else:
             images, urls, cost = 0, None, 0

@@ -3,8 +3,12 @@
 The instructor page's "Class duel" section starts one over the last N finished images (and stops it); while it
 runs, a student's ``kx.duel()`` (a session whose base URL is the proxy) asks ``GET /kontext/duel/pair`` for two
 images it has not judged yet, the pair that teaches the class the most, and answers ``POST /kontext/duel/vote``.
-One vote per student per pair: the pair is the primary key, so a second answer is refused (409), however many
-requests race. The prompts are revealed only in the answer to the vote, never who made the images. Votes and
+
+Blind and one pair at a time: each voter is offered one pair (asking again gives the same one until it is
+answered), never an image of their own and never an image against itself; its two sides carry opaque keys issued
+for that voter and that offer only, and a vote counts only when it names the pair on offer. One vote per student
+per pair: the pair is the primary key, so a second answer is refused (409), however many requests race. The
+prompts are revealed only in the answer to the vote, never who made the images. Votes and
 duels live in ``duel.db`` beside ``classroom.db`` in the state folder; the ranking on the instructor page is the
 same Bradley–Terry fit as ``kx.ranking``.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -54,6 +59,15 @@ CREATE TABLE IF NOT EXISTS duel_votes (
     at REAL NOT NULL,
     PRIMARY KEY (duel_id, student, job_a, job_b)
 );
+CREATE TABLE IF NOT EXISTS duel_offers (  -- the one pair on offer to each voter, under keys only they were given
+    duel_id INTEGER NOT NULL,
+    student TEXT NOT NULL,
+    left_key TEXT NOT NULL,
+    left_job TEXT NOT NULL,
+    right_key TEXT NOT NULL,
+    right_job TEXT NOT NULL,
+    PRIMARY KEY (duel_id, student)
+);
 """
 
 
@@ -88,19 +102,54 @@ class Duels:
             row = self._db.execute("SELECT id, jobs FROM duels WHERE stopped IS NULL ORDER BY id DESC").fetchone()
         return (int(row["id"]), list(json.loads(row["jobs"]))) if row else None
 
-    def vote(self, duel_id: int, student: str, left: str, right: str, choice: str) -> bool:
-        """Record a student's vote; False when they already voted on this pair."""
-        a, b = sorted((left, right))
-        winner = None if choice == "tie" else (left if choice == "left" else right)
-        try:
-            with self._lock:
-                self._db.execute(
-                    "INSERT INTO duel_votes (duel_id, student, job_a, job_b, winner, at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (duel_id, student, a, b, winner, time.time()),
-                )
-        except sqlite3.IntegrityError:
-            return False
-        return True
+    def offer(self, duel_id: int, student: str) -> tuple[str, str, str, str] | None:
+        """(left key, left job, right key, right job) on offer to this student, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT left_key, left_job, right_key, right_job FROM duel_offers WHERE duel_id = ? AND student = ?",
+                (duel_id, student),
+            ).fetchone()
+        return (row[0], row[1], row[2], row[3]) if row else None
+
+    def make_offer(self, duel_id: int, student: str, left: str, right: str) -> tuple[str, str, str, str]:
+        """Offer this pair to this student under fresh opaque keys (replacing nothing: one offer at a time)."""
+        if left == right:
+            raise ValueError("a pair needs two different images")
+        offer = (secrets.token_urlsafe(12), left, secrets.token_urlsafe(12), right)
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO duel_offers VALUES (?, ?, ?, ?, ?, ?)", (duel_id, student, *offer))
+        found = self.offer(duel_id, student)
+        assert found is not None
+        return found
+
+    def vote(self, duel_id: int, student: str, left_key: str, right_key: str, choice: str) -> str:
+        """Record a vote on the pair on offer: 'ok', 'not-offered' (keys of no pair offered to this student) or
+        'voted' (already voted on this pair). The offer ends with the vote."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                offer = self.offer(duel_id, student)
+                if offer is None or (left_key, right_key) != (offer[0], offer[2]):
+                    self._db.execute("ROLLBACK")
+                    return "not-offered"
+                left, right = offer[1], offer[3]
+                a, b = sorted((left, right))
+                winner = None if choice == "tie" else (left if choice == "left" else right)
+                self._db.execute("DELETE FROM duel_offers WHERE duel_id = ? AND student = ?", (duel_id, student))
+                try:
+                    self._db.execute(
+                        "INSERT INTO duel_votes (duel_id, student, job_a, job_b, winner, at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (duel_id, student, a, b, winner, time.time()),
+                    )
+                except sqlite3.IntegrityError:
+                    self._db.execute("ROLLBACK")
+                    return "voted"
+                self._db.execute("COMMIT")
+                return "ok"
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def votes(self, duel_id: int) -> list[dict[str, Any]]:
         with self._lock:
@@ -161,17 +210,21 @@ async def pair(request: Request) -> Response:
     index = {job: k for k, job in enumerate(jobs)}
     rows = duels.votes(duel_id)
     mine = {(r["job_a"], r["job_b"]) for r in rows if r["student"] == student.name}
-    if len(mine) >= len(jobs) * (len(jobs) - 1) // 2:
-        return JSONResponse({"duel": duel_id, "done": True, "voted": len(mine)})
-    chosen = next_pair(list(range(len(jobs))), as_votes(rows, index), student.name, random.Random())
-    if chosen is None:
-        return error(404, "the class duel has fewer than two images")
-    left, right = jobs[chosen[0]], jobs[chosen[1]]
+    offer = duels.offer(duel_id, student.name)
+    if offer is None:
+        authors = {job: (proxy.classroom.job(job) or {}).get("student") for job in jobs}
+        theirs = [index[job] for job in jobs if authors[job] != student.name]  # never a student's own image
+        if len(mine) >= len(theirs) * (len(theirs) - 1) // 2:
+            return JSONResponse({"duel": duel_id, "done": True, "voted": len(mine)})
+        chosen = next_pair(theirs, as_votes(rows, index), student.name, random.Random())
+        if chosen is None:
+            return error(404, "the class duel has fewer than two images by other students")
+        offer = duels.make_offer(duel_id, student.name, jobs[chosen[0]], jobs[chosen[1]])
     base = proxy.base(request)
     answer: dict[str, Any] = {"duel": duel_id, "number": len(mine) + 1, "done": False}
-    for side, job_id in (("left", left), ("right", right)):
+    for side, key, job_id in (("left", offer[0], offer[1]), ("right", offer[2], offer[3])):
         job = proxy.classroom.job(job_id) or {}
-        answer[side] = {"key": job_id, "url": _image_url(proxy, job, base)}
+        answer[side] = {"key": key, "url": _image_url(proxy, job, base)}
     return JSONResponse(answer)
 
 
@@ -195,12 +248,16 @@ async def vote(request: Request) -> Response:
     active = duels.active()
     if active is None or active[0] != body.get("duel"):
         return error(404, "that class duel is not running any more")
-    if not isinstance(left, str) or not isinstance(right, str) or left == right or not {left, right} <= set(active[1]):
-        return invalid("left", "left and right must be two different images of the running duel")
-    if not duels.vote(active[0], student.name, left, right, str(choice)):
+    offer = duels.offer(active[0], student.name)
+    if not isinstance(left, str) or not isinstance(right, str):
+        return invalid("left", "left and right must be the keys of the pair you were offered")
+    outcome = duels.vote(active[0], student.name, left, right, str(choice))
+    if outcome == "voted":
         return error(409, "you already voted on this pair")
+    if outcome != "ok" or offer is None:
+        return error(409, "you can vote only on the pair you were offered: ask for a pair (GET /kontext/duel/pair)")
     reveal = {}
-    for side, job_id in (("left", left), ("right", right)):
+    for side, job_id in (("left", offer[1]), ("right", offer[3])):
         job = proxy.classroom.job(job_id) or {}
         reveal[side] = {"ref": "", "prompt": job.get("prompt", ""), "model": "", "settings": ""}
     return JSONResponse({"ok": True, **reveal})
@@ -226,7 +283,12 @@ async def _change(request: Request, *, start: bool) -> Response:
             count = max(2, min(MAX_COUNT, int(form.get("count", DEFAULT_COUNT))))
         except ValueError:
             count = DEFAULT_COUNT
-        jobs = [item["job"] for item in proxy.classroom.recent_images(count) if item["urls"]]
+        seen: set[str] = set()  # one entry per picture: the same image twice would be a pair against itself
+        jobs = []
+        for item in proxy.classroom.recent_images(count):
+            if item["urls"] and item["urls"][0] not in seen:
+                seen.add(item["urls"][0])
+                jobs.append(item["job"])
         if len(jobs) < 2:
             return instructor.html_page(
                 '<h1>Not enough images</h1><p>A duel needs two finished images.</p><p><a href="/instructor">back</a>',
@@ -269,9 +331,11 @@ def section(proxy: Proxy, csrf: str) -> str:
             f'<td class="num">{int(result.ties[k])}</td></tr>'
         )
     voters = len({r["student"] for r in rows})
+    votes_word, voters_word = ("vote" if len(rows) == 1 else "votes"), ("student" if voters == 1 else "students")
     return (
         f'<section id="class-duel" data-duel="{duel_id}"><h2>Class duel</h2>'
-        f'<p><span id="duel-votes">{len(rows)}</span> votes from <span id="duel-voters">{voters}</span> students over '
+        f'<p><span id="duel-votes">{len(rows)}</span> {votes_word} from '
+        f'<span id="duel-voters">{voters}</span> {voters_word} over '
         f"{len(jobs)} images (one vote per student per pair; Bradley–Terry score ± standard error).</p>"
         '<table id="duel-ranking"><thead><tr><th>#</th><th></th><th>student</th><th>prompt</th><th>score</th>'
         f"<th>wins</th><th>losses</th><th>ties</th></tr></thead><tbody>{''.join(table)}</tbody></table>"

@@ -241,14 +241,15 @@ def render(report: dict[str, Any], csrf: str) -> str:
         f"{''.join(figures) or '<p class=note>none yet</p>'}</div></section>"
     )
     refusal_rows = [
-        f'<tr class="refusal" data-kind="{e(r["kind"])}"><td>{_when(r["at"])}</td><td>{e(r["student"] or "?")}</td>'
-        f"<td>{e(r['kind'])}</td><td>{e(r['message'])}</td><td>{e(r['prompt'] or '')}</td></tr>"
+        f'<tr class="refusal" data-kind="{e(r["kind"])}" data-student="{e(r["student"] or "")}">'
+        f"<td>{_when(r['at'])}</td><td>{e(r['student'] or '?')}</td><td>{e(r['kind'])}</td>"
+        f'<td class="num count">{r["count"]}</td><td>{e(r["message"])}</td><td>{e(r["prompt"] or "")}</td></tr>'
         for r in report["recent_refusals"]
     ]
     refusals = (
-        '<section><h2>Recent refusals</h2><table id="refusals"><thead><tr><th>when</th><th>student</th>'
-        "<th>limit</th><th>message</th><th>prompt</th></tr></thead>"
-        f"<tbody>{''.join(refusal_rows) or '<tr><td colspan=5>none</td></tr>'}</tbody></table></section>"
+        '<section><h2>Refusals today, per student</h2><table id="refusals"><thead><tr><th>latest</th>'
+        "<th>student</th><th>limit</th><th>times</th><th>latest message</th><th>latest prompt</th></tr></thead>"
+        f"<tbody>{''.join(refusal_rows) or '<tr><td colspan=6>none</td></tr>'}</tbody></table></section>"
     )
     header = (
         "<header><h1>Classroom proxy</h1>"

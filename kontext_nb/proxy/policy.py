@@ -6,13 +6,13 @@ Pure functions, like limits.py; the server records and answers the refusals they
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from kontext_nb import endpoints
 
+from .fold import fold
 from .limits import Refusal
 
 MISSING: Any = object()
@@ -26,6 +26,11 @@ def endpoint_refusal(endpoint_id: str) -> Refusal | None:
     allowed = ", ".join(endpoints.ENDPOINTS)
     shown = endpoint_id if len(endpoint_id) <= 80 else endpoint_id[:77] + "..."
     return Refusal("endpoint", 403, f"this class allows only the FLUX.1 Kontext endpoints ({allowed}), not {shown!r}")
+
+
+def stream_of_known(endpoint_id: str) -> bool:
+    """``<endpoint>/stream`` of an allowed endpoint: what fal.stream calls, and these endpoints do not stream."""
+    return endpoint_id.endswith("/stream") and endpoint_id.removesuffix("/stream") in endpoints.ENDPOINTS
 
 
 def has_safety_tolerance(endpoint: endpoints.Endpoint) -> bool:
@@ -74,54 +79,11 @@ def read_blocklist(path: str | Path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-# Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt): invisible, so dropped before matching
-_IGNORABLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
-    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0000-\U000e0fff]"
-)
-# Letters of other scripts that Unicode's confusables.txt (UTS #39) maps to a Latin letter, lowercase,
-# as they are after NFKC and casefold. A subset: Cyrillic and Greek, the scripts a keyboard offers.
-_SKELETON = str.maketrans(
-    {
-        **dict.fromkeys("аɑα", "a"),
-        "ь": "b",
-        **dict.fromkeys("сϲᴄ", "c"),
-        "ԁ": "d",
-        **dict.fromkeys("еҽε", "e"),
-        "һ": "h",
-        **dict.fromkeys("іιӏ", "i"),
-        **dict.fromkeys("јϳ", "j"),
-        **dict.fromkeys("κк", "k"),
-        **dict.fromkeys("оοσ", "o"),
-        **dict.fromkeys("рρ", "p"),
-        "ԛ": "q",
-        "ѕ": "s",
-        "τ": "t",
-        **dict.fromkeys("υս", "u"),
-        **dict.fromkeys("νѵ", "v"),
-        **dict.fromkeys("ԝѡ", "w"),
-        **dict.fromkeys("хχ", "x"),
-        **dict.fromkeys("уү", "y"),
-    }
-)
-
-
-def _fold(text: str) -> str:
-    """What a word looks like, not how it was typed: 'ＣＡＴ', 'c\u200bat', 'сat' (Cyrillic с) and 'cα' all read 'cat'.
-
-    NFKC (compatibility forms), casefold, default-ignorable code points removed, then the
-    confusables skeleton of UTS #39 for Cyrillic and Greek look-alikes of Latin letters.
-    """
-    folded = _IGNORABLE.sub("", unicodedata.normalize("NFKC", text).casefold())
-    return unicodedata.normalize("NFKC", folded).translate(_SKELETON)
-
-
 class Blocklist:
     """Words and phrases a class blocks in prompts: whole words, any case, any spacing between words."""
 
     def __init__(self, phrases: Iterable[str] = ()) -> None:
-        self.phrases = tuple(dict.fromkeys(p for p in (" ".join(_fold(x).split()) for x in phrases) if p))
+        self.phrases = tuple(dict.fromkeys(p for p in (" ".join(fold(x).split()) for x in phrases) if p))
         if self.phrases:
             parts = sorted((r"\s+".join(map(re.escape, p.split())) for p in self.phrases), key=len, reverse=True)
             self._pattern: re.Pattern[str] | None = re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)")
@@ -136,7 +98,7 @@ class Blocklist:
         return len(self.phrases)
 
     def matches(self, text: str) -> bool:
-        return self._pattern is not None and self._pattern.search(_fold(text)) is not None
+        return self._pattern is not None and self._pattern.search(fold(text)) is not None
 
     def refusal(self, prompt: str) -> Refusal | None:
         if not self.matches(prompt):

@@ -21,8 +21,9 @@ from kontext_nb.sandbox import schema, wire
 from . import policy
 from .classroom import today
 from .dispatch import ProxyJob
+from .inputs import input_size
 from .limits import Refusal, check, to_micros
-from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of, too_large
+from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of
 from .upstream import SUBMIT_HEADERS, pick_headers
 
 log = logging.getLogger("kontext_nb.proxy")
@@ -46,13 +47,32 @@ async def submit(request: Request) -> Response:
     if isinstance(student, Response):
         return student
     refusal = policy.endpoint_refusal(endpoint_id)
+    if refusal is not None and policy.stream_of_known(endpoint_id):  # fal.stream on an endpoint that does not stream
+        return error(
+            404, f"{endpoint_id.removesuffix('/stream')} has no streaming output: use fal.subscribe or fal.run"
+        )
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, None)
     if "fal_webhook" in request.query_params:
         return error(400, NO_WEBHOOKS)
-    raw = await wire.read_body(request, proxy.config.max_upload_bytes)
-    if raw is None:
-        return too_large(proxy.config.max_upload_bytes)
+    async with proxy.held_body(request, student.name, proxy.config.max_upload_bytes) as raw:
+        if isinstance(raw, Response):
+            return raw
+        job = _admit(request, proxy, endpoint_id, raw)  # the body is held (counted) until it is recorded
+    if isinstance(job, Response):
+        return job
+    if wire.synchronous(request):  # fal.run: answer with the model's output once the job is done
+        while not (job.done or proxy.dispatcher.closing):
+            await job.changed.wait()
+        return _result_answer(proxy, job, request)
+    return JSONResponse(proxy.status_json(job, request, with_logs=False), headers={REQUEST_ID: job.id})
+
+
+def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> ProxyJob | Response:
+    """Validate, check the policy and the quotas, and record (reserve) the job; or the answer refusing it.
+
+    Nothing here awaits: concurrent submits see each other's reservations.
+    """
     try:
         body = wire.parse_json(raw)
     except ValueError as exc:
@@ -63,7 +83,6 @@ async def submit(request: Request) -> Response:
     given, errors = schema.validate(ep, body)  # as fal validates: every bad field, values converted
     if errors:
         return _invalid(errors)
-    # From here to the reservation nothing awaits: concurrent submits see each other's reservations.
     student = proxy.authenticate(request, record=endpoint_id)  # revoked while the body was arriving?
     if isinstance(student, Response):
         return student
@@ -78,7 +97,10 @@ async def submit(request: Request) -> Response:
         return proxy.refuse(student.name, safety, endpoint_id, prompt)
     inputs = schema.with_defaults(ep, given)
     images = int(inputs["num_images"])
-    cost = to_micros(ep.estimate(inputs))  # per megapixel: the requested size, or the largest input (errs high)
+    bases = (proxy.base(request), *proxy.local_bases)
+    sent_inputs = proxy.upstream.inbound(given, bases)  # the proxy's own file URLs, as they go upstream
+    size = input_size(ep, sent_inputs, proxy.classroom.upload_size)  # None: not known, the worst case
+    cost = to_micros(ep.estimate(inputs, size))  # the notebook's estimator; num_images multiplies
     day, session = today(), proxy.session
     refusal = check(
         proxy.limits,
@@ -89,7 +111,6 @@ async def submit(request: Request) -> Response:
     )
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, prompt)
-    bases = (proxy.base(request), *proxy.local_bases)
     forced = {"safety_tolerance": safety[0]} if policy.has_safety_tolerance(ep) else {}  # [dev]/LoRA: none
     sent = proxy.upstream.inbound({**given, **forced}, bases)
     job = ProxyJob(str(uuid.uuid4()), student.name, endpoint_id, sent, pick_headers(request.headers, SUBMIT_HEADERS))
@@ -115,12 +136,9 @@ async def submit(request: Request) -> Response:
         }
     )
     log.info("%s submitted job %s (%s, %d image%s)", student.name, job.id, endpoint_id, images, "s" * (images != 1))
+    job.body = None  # kept in the db until sent: waiting jobs hold no memory
     proxy.dispatcher.add(job)
-    if wire.synchronous(request):  # fal.run: answer with the model's output once the job is done
-        while not (job.done or proxy.dispatcher.closing):
-            await job.changed.wait()
-        return _result_answer(proxy, job, request)
-    return JSONResponse(proxy.status_json(job, request, with_logs=False), headers={REQUEST_ID: job.id})
+    return job
 
 
 def _elided(body: dict[str, Any]) -> dict[str, Any]:

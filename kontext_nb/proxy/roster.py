@@ -89,7 +89,7 @@ def write_new_tokens(state_dir: str | Path, tokens: dict[str, str]) -> Path:
         except FileExistsError:
             continue
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
+            writer = csv.writer(fh, lineterminator="\n")  # not CRLF: `cut -d, -f2` must give the bare token
             writer.writerow(["name", "token"])
             writer.writerows(tokens.items())
         return path

@@ -11,7 +11,9 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kontext_nb.sandbox import wire
 from kontext_nb.serving import SlowBody
 
 from . import policy
+from .bounds import Holdings, declared_size
 from .classroom import Classroom, Student, today
 from .dispatch import Dispatcher, ProxyJob
 from .limits import Limits, Refusal
@@ -51,7 +55,9 @@ class LoginSession:
 
 
 class ProxyHeader:
-    """ASGI middleware: every answer carries X-Kontext-Proxy: 1, so clients can tell it from fal's."""
+    """ASGI middleware: every answer carries X-Kontext-Proxy: 1, so clients can tell it from fal's, and, as fal's
+    do, ``x-fal-request-id`` (the job's, or one of its own for an answer about no job: fal's JS client reads
+    ``ApiError.requestId`` from it) and ``x-fal-retryable`` on a 429 or 503."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -59,7 +65,13 @@ class ProxyHeader:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def marked(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-kontext-proxy", b"1")]
+                headers = [*message.get("headers", []), (b"x-kontext-proxy", b"1")]
+                names = {name.lower() for name, _ in headers}
+                if b"x-fal-request-id" not in names:
+                    headers.append((b"x-fal-request-id", str(uuid.uuid4()).encode()))
+                if message["status"] in (429, 503) and b"x-fal-retryable" not in names:
+                    headers.append((b"x-fal-retryable", b"true"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, marked if scope["type"] == "http" else send)
@@ -82,8 +94,11 @@ class Proxy:
         """The addresses the server listens on, besides --public-url (a student's file URLs may use any)."""
         self.instructor_sessions: dict[str, LoginSession] = {}
         self.keepalive_seconds = KEEPALIVE_SECONDS
-        self.uploads: dict[str, str] = {}
-        """Signed-upload ids this proxy handed out (id -> student): a PUT naming any other is refused unread."""
+        self.uploads: dict[str, tuple[str, str]] = {}
+        """Signed-upload ids this proxy handed out (id -> student, file URL): a PUT naming any other is refused
+        unread."""
+        self.holdings = Holdings(config.bounds)
+        """Body bytes and uploads being received, per student and in total."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._seen: dict[str, float] = {}
         self._seen_flushed = time.monotonic()
@@ -130,6 +145,33 @@ class Proxy:
         self.classroom.add_refusal(name, endpoint, prompt, refusal.kind, refusal.message)
         log.info("refused %s: %s (%s)", name, refusal.kind, refusal.message)
         return error(refusal.status, refusal.message, limit=refusal.kind)
+
+    @asynccontextmanager
+    async def held_body(
+        self, request: Request, who: str, limit: int, *, upload: bool | None = None
+    ) -> AsyncIterator[bytes | Response]:
+        """The request's body, counted against ``who``'s and the class's bytes in flight while the block runs.
+
+        Yields a 413 or 429 answer instead when the body is too large or a bound is reached: decided
+        from the headers, before a byte of the body is read. ``upload`` None: bodies over 64 KiB count
+        as uploads.
+        """
+        size = declared_size(request.headers, limit)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            yield too_large(limit)
+            return
+        upload = size > 64 * 1024 if upload is None else upload
+        refusal = self.holdings.take(who, size, upload=upload)
+        if refusal is not None:
+            log.info("refused %s: %s (%s)", who, refusal.kind, refusal.message)
+            yield error(refusal.status, refusal.message, limit=refusal.kind, **{"retry-after": "1"})
+            return
+        try:
+            data = await wire.read_body(request, limit)
+            yield too_large(limit) if data is None else data
+        finally:
+            self.holdings.give(who, size, upload=upload)
 
     def seen(self, name: str) -> None:
         self._seen[name] = time.time()

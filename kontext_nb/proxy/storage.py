@@ -18,7 +18,11 @@ from starlette.responses import JSONResponse, Response
 from kontext_nb.images import sniff_content_type, sniff_upload
 from kontext_nb.sandbox import wire
 
-from .state import error, guarded, invalid, proxy_of, too_large
+from .bounds import declared_size
+from .classroom import today
+from .inputs import header_size
+from .limits import Refusal
+from .state import Proxy, error, guarded, invalid, proxy_of, too_large
 from .upstream import UPLOAD_HEADERS, pick_headers
 
 log = logging.getLogger("kontext_nb.proxy")
@@ -55,25 +59,57 @@ def _upstream_failure(response: Any) -> Response | None:
     return error(502, text + (f": {str(detail)[:200]}" if detail else ""))
 
 
+def _quota_refusal(proxy: Proxy, name: str, request: Request) -> Response | None:
+    """The upload-bytes-per-day refusal, decided from the declared size before the body is read."""
+    cap = proxy.config.bounds.upload_bytes_per_day
+    if cap is None:
+        return None
+    used = proxy.classroom.uploaded(name, today())
+    size = declared_size(request.headers, proxy.config.max_upload_bytes)
+    if used + size <= cap:
+        return None
+    mb = 1024 * 1024
+    refusal = Refusal(
+        "upload-bytes-per-day",
+        429,
+        f"this upload ({size / mb:.1f} MB) would pass your {cap / mb:.0f} MB of uploads per day "
+        f"({max(0, cap - used) / mb:.1f} MB left); the count starts again tomorrow",
+    )
+    return proxy.refuse(name, refusal, "upload", None)
+
+
 @guarded
 async def cdn_upload(request: Request) -> Response:
     proxy = proxy_of(request)
     student = proxy.authenticate(request, record="upload")
     if isinstance(student, Response):
         return student
-    data = await wire.read_body(request, proxy.config.max_upload_bytes)
-    if data is None:
-        return too_large(proxy.config.max_upload_bytes)
-    kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
-    if kind is None:
-        return error(415, wire.not_an_image(request.headers.get("content-type")))
-    headers = {**pick_headers(request.headers, UPLOAD_HEADERS), "content-type": kind}
-    response = await proxy.upstream.upload(data, headers)
-    failed = _upstream_failure(response)
-    if failed is not None:
-        return failed
-    log.info("%s uploaded %d KB", student.name, len(data) // 1024)
-    return proxy.relay(response.json(), request)
+    refused = _quota_refusal(proxy, student.name, request)
+    if refused is not None:
+        return refused
+    async with proxy.held_body(request, student.name, proxy.config.max_upload_bytes, upload=True) as data:
+        if isinstance(data, Response):
+            return data
+        kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
+        if kind is None:
+            return error(415, wire.not_an_image(request.headers.get("content-type")))
+        headers = {**pick_headers(request.headers, UPLOAD_HEADERS), "content-type": kind}
+        response = await proxy.upstream.upload(data, headers)
+        failed = _upstream_failure(response)
+        if failed is not None:
+            return failed
+        proxy.classroom.add_upload(student.name, today(), len(data))
+        answer = response.json()
+        _remember_size(proxy, answer.get("access_url") if isinstance(answer, dict) else None, data)
+        log.info("%s uploaded %d KB", student.name, len(data) // 1024)
+    return proxy.relay(answer, request)
+
+
+def _remember_size(proxy: Proxy, url: Any, data: bytes) -> None:
+    """An uploaded image's size (from its header), so a per-megapixel job naming it is reserved from it."""
+    size = header_size(data)
+    if isinstance(url, str) and url and size is not None:
+        proxy.classroom.add_upload_size(url, size)
 
 
 @guarded
@@ -99,7 +135,7 @@ async def storage_initiate(request: Request) -> Response:
     if upload_id and "/" not in upload_id:
         if len(proxy.uploads) >= MAX_PENDING_UPLOADS:
             proxy.uploads.pop(next(iter(proxy.uploads)))
-        proxy.uploads[upload_id] = student.name
+        proxy.uploads[upload_id] = (student.name, str(answer.get("file_url", "")))
     return proxy.relay(answer, request)
 
 
@@ -110,17 +146,26 @@ async def storage_put(request: Request) -> Response:
     Only ids this proxy handed out are read at all: any other PUT is refused before its body.
     """
     proxy = proxy_of(request)
-    if request.path_params["upload_id"] not in proxy.uploads:
+    issued = proxy.uploads.get(request.path_params["upload_id"])
+    if issued is None:
         return error(404, "Unknown upload URL")
-    data = await wire.read_body(request, proxy.config.max_upload_bytes)
-    if data is None:
-        return too_large(proxy.config.max_upload_bytes)
-    kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
-    if kind is None:
-        return error(415, wire.not_an_image(request.headers.get("content-type")))
-    proxy.uploads.pop(request.path_params["upload_id"], None)
-    response = await proxy.upstream.put_signed(request.url.path, data, {"content-type": kind})
-    return _upstream_failure(response) or JSONResponse({}, 200)
+    name, file_url = issued
+    refused = _quota_refusal(proxy, name, request)
+    if refused is not None:
+        return refused
+    async with proxy.held_body(request, name, proxy.config.max_upload_bytes, upload=True) as data:
+        if isinstance(data, Response):
+            return data
+        kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
+        if kind is None:
+            return error(415, wire.not_an_image(request.headers.get("content-type")))
+        proxy.uploads.pop(request.path_params["upload_id"], None)
+        response = await proxy.upstream.put_signed(request.url.path, data, {"content-type": kind})
+        failed = _upstream_failure(response)
+        if failed is None:
+            proxy.classroom.add_upload(name, today(), len(data))
+            _remember_size(proxy, file_url, data)
+    return failed or JSONResponse({}, 200)
 
 
 @guarded

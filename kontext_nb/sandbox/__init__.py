@@ -57,6 +57,7 @@ class SandboxConfig:
     faults: list[Mapping[str, Any]] = field(default_factory=list)  # rules, see faults.py
     fault_seed: int | None = None
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)  # caps and deadlines (serving.py)
+    control_token: str | None = field(default=None, repr=False)  # set: /_sandbox/* needs "Bearer <token>"
 
 
 @lru_cache(maxsize=1)
@@ -67,14 +68,16 @@ def _tls() -> ssl.SSLContext:
 class SandboxControl:
     """Client of the control API (/_sandbox/...) of a sandbox at ``url``."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._token = token
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         # a client per call, so nothing is left open; the shared TLS context keeps that cheap
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         with httpx.Client(timeout=self.timeout, trust_env=False, verify=_tls()) as client:
-            response = client.request(method, f"{self.url}/_sandbox/{path}", json=body)
+            response = client.request(method, f"{self.url}/_sandbox/{path}", json=body, headers=headers)
         response.raise_for_status()
         return response.json()
 
@@ -116,7 +119,7 @@ class SandboxServer(SandboxControl):
 
         self.config = config
         self._socket, self.port, bound = listen(config.host, config.port)
-        super().__init__(config.public_url or bound)
+        super().__init__(config.public_url or bound, token=config.control_token)
         local = {bound, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
         self.app = create_app(config, self.url, local)
         self._thread = ServerThread(self.app, self._socket, f"kontext-sandbox-{self.port}", config.connections)
@@ -165,6 +168,7 @@ def running(**config: Any) -> Iterator[str]:
         server.stop()
 
 
-def control(url: str) -> SandboxControl:
-    """Control-API client for a sandbox started elsewhere (another process, ``python -m kontext_nb.sandbox``)."""
-    return SandboxControl(url)
+def control(url: str, token: str | None = None) -> SandboxControl:
+    """Control-API client for a sandbox started elsewhere (another process, ``python -m kontext_nb.sandbox``);
+    ``token``: its control_token, if it was started with one."""
+    return SandboxControl(url, token=token)

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import control_routes, platform_routes, queue_routes, storage, wire
+from .control_routes import guarded
 from .state import RUNTIME_SETTINGS, QuietDrops, Sandbox, fal_error
 
 if TYPE_CHECKING:
@@ -66,12 +67,13 @@ def create_app(config: SandboxConfig, base_url: str, local_bases: set[str] | Non
         await sandbox.queue.aclose()
 
     routes = [
-        Route("/_sandbox/stats", control_routes.control_stats, methods=["GET"]),
-        Route("/_sandbox/requests/{request_id}", control_routes.control_request, methods=["GET"]),
-        Route("/_sandbox/faults", control_routes.control_faults, methods=["GET", "POST"]),
-        Route("/_sandbox/config", control_routes.control_config, methods=["GET", "POST"]),
-        Route("/_sandbox/reset", control_routes.control_reset, methods=["POST"]),
-        Route("/_sandbox/webhooks", control_routes.control_webhooks, methods=["GET", "POST"]),
+        Route("/_sandbox/stats", guarded(control_routes.control_stats), methods=["GET"]),
+        Route("/_sandbox/requests/{request_id}", guarded(control_routes.control_request), methods=["GET"]),
+        Route("/_sandbox/faults", guarded(control_routes.control_faults), methods=["GET", "POST"]),
+        Route("/_sandbox/config", guarded(control_routes.control_config), methods=["GET", "POST"]),
+        Route("/_sandbox/reset", guarded(control_routes.control_reset), methods=["POST"]),
+        Route("/_sandbox/webhooks", control_routes.control_webhooks, methods=["POST"]),  # where webhooks arrive
+        Route("/_sandbox/webhooks", guarded(control_routes.control_webhooks), methods=["GET"]),
         # fal's Platform APIs (api.fal.ai/v1), before the queue's by-id routes that their paths would also match
         Route("/v1/models/pricing", platform_routes.pricing, methods=["GET"]),
         Route("/v1/models/usage", platform_routes.usage, methods=["GET"]),

@@ -1,13 +1,36 @@
-"""The sandbox's control API for tests and benchmarks: stats, faults, settings, reset (no auth)."""
+"""The sandbox's control API for tests and benchmarks: stats, faults, settings, reset.
+
+Open by default; with ``control_token`` set (a classroom proxy's rehearsal sandbox sets one only the proxy
+holds), every control call needs ``Authorization: Bearer <control_token>``: on a shared host, any local user
+could otherwise find the loopback port and inject a fault into every student's jobs.
+"""
 
 from __future__ import annotations
 
+import functools
+import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .state import RUNTIME_SETTINGS, sandbox_of
+
+
+def guarded(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """The route, refused (401) without the sandbox's control token when it has one."""
+
+    @functools.wraps(route)
+    async def wrapper(request: Request) -> Response:
+        wanted = sandbox_of(request).config.control_token
+        if wanted is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), wanted.encode()):
+                return JSONResponse({"detail": "the control API needs this sandbox's control token"}, 401)
+        return await route(request)
+
+    return wrapper
 
 
 async def control_stats(request: Request) -> Response:

@@ -117,6 +117,8 @@ class InputControls:
         self._fields: dict[str, endpoints.Field] = {}
         self._rows: dict[str, w.Widget] = {}
         self._listeners: list[Callable[[str], None]] = []
+        self.allowed: dict[str, list[str]] = {}
+        """Enum inputs offered only in part (a classroom proxy's safety_tolerance ceiling), by name."""
         seed_field = endpoint.field("seed")
         self.seed_lock = w.ToggleButton(
             value=False,
@@ -157,6 +159,7 @@ class InputControls:
                 self._rows[f.name].close()
                 self.controls[f.name].close()
             self.controls[f.name], self._fields[f.name] = control, f
+            self._apply_allowed(f.name)
             self.errors.setdefault(f.name, w.HTML())
             control.observe(lambda change, name=f.name: self._changed(name), "value")
             self._rows[f.name] = w.HBox([control, *self._extras(f, control), self.errors[f.name]])
@@ -170,6 +173,21 @@ class InputControls:
         self.advanced.titles = ("advanced",)
         self.widget.children = [*plain, self.advanced]
         self._draw_shape()
+
+    def restrict(self, name: str, values: list[str]) -> None:
+        """Offer only these values of an enum input, now and after every model switch."""
+        self.allowed[name] = [str(v) for v in values]
+        self._apply_allowed(name)
+
+    def _apply_allowed(self, name: str) -> None:
+        control, values = self.controls.get(name), self.allowed.get(name)
+        if not isinstance(control, w.Dropdown) or not values:
+            return
+        options = [o for o in control.options if o[1] in values]
+        if options and len(options) != len(control.options):
+            value = control.value if control.value in values else options[-1][1]
+            control.options = options
+            control.value = value
 
     def _extras(self, f: endpoints.Field, control: w.Widget) -> list[w.Widget]:
         """What stands beside a control: the seed's lock and dice, guidance's slider, the aspect ratio's shape."""

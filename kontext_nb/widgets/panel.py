@@ -82,6 +82,10 @@ class Panel:
             ],
             titles=TITLES,
         )
+        self._proxy = session.proxy_view()
+        """A classroom proxy's view (what it allows, quota left) when jobs go through one."""
+        if self._proxy:
+            self.create.inputs.restrict("safety_tolerance", list(self._proxy.get("safety_tolerances") or []))
         self.header = w.HTML(self._header_text())
         self.files = FileServer()  # "open full size" and "download" links anywhere in the panel
         self.widget = w.VBox([self.header, self.tab, self.files])
@@ -161,6 +165,8 @@ class Panel:
 
         base = self.session.settings.base_url or env_base_url()
         keyless = self.session.settings.key is None and not has_fal_credentials()
+        if self._proxy:
+            return _proxy_header(self._proxy)
         if self.session.backend == "sandbox" or (base is None and keyless):
             where = "<b>offline sandbox</b> · placeholder images, nothing charged · set FAL_KEY for real images"
         elif base:
@@ -175,6 +181,8 @@ class Panel:
     def _watch_spending(self, job: Any) -> None:
         def refresh(j: Any, status: Any) -> None:
             if status.finished and not self.closed:
+                if self._proxy:
+                    self._proxy = self.session.proxy_view() or self._proxy  # the quota left, as the proxy counts
                 self.header.value = self._header_text()
 
         job.on_update(refresh)
@@ -255,3 +263,11 @@ def _in_notebook() -> bool:
 
     shell = get_ipython()
     return shell is not None and hasattr(shell, "kernel")
+
+
+def _proxy_header(view: dict[str, Any]) -> str:
+    """The panel's header behind a classroom proxy: where, and what of the student's quota is left."""
+    from ..fal.proxy_view import describe
+
+    where, left = describe(view)[:2]
+    return f'<div style="font:12px sans-serif;opacity:.8">kontext_nb · {html.escape(where)} · {html.escape(left)}</div>'

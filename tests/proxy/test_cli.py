@@ -150,3 +150,28 @@ def test_serve_a_rehearsal_and_stop_with_ctrl_c(tmp_path: Path) -> None:
     assert "kontext_nb classroom proxy stopped" in out and "Traceback" not in err
     assert "Ada submitted job" in err and "refused Ada: images-per-day" in err  # the log names students...
     assert not any(token in err + out.split("Ctrl-C")[-1] for token in tokens.values())  # ...never their tokens
+
+
+def test_every_bound_is_an_option_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
+    """Issue 21: --trusted-proxy, --per-client and each per-token bound are command-line options."""
+    out = subprocess.run([sys.executable, "-m", "kontext_nb.proxy", "--help"], capture_output=True, text=True)
+    for flag in (
+        "--trusted-proxy",
+        "--per-client",
+        "--max-connections",
+        "--requests-per-token",
+        "--uploads-per-token",
+        "--mb-in-flight-per-token",
+        "--class-mb-in-flight",
+        "--upload-mb-per-day",
+    ):
+        assert flag in out.stdout, flag
+    command = [sys.executable, "-m", "kontext_nb.proxy", "--state", str(tmp_path), "--upstream", "sandbox"]
+    bad = subprocess.run(
+        [*command, "--port", "0", "--trusted-proxy", "10.0.0.0/33"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "trusted proxy '10.0.0.0/33' is not an IP address or CIDR (like 10.0.0.0/8)" in bad.stderr.splitlines()[-1]
