@@ -21,6 +21,7 @@ from .errors import Interrupted, ValidationError
 from .fal.engine import Engine
 from .images import ImageInput
 from .jobs import Job
+from .journal.caps import Kernel
 from .journal.db import Holdings, JobRecord
 from .journal.following import Follower, collecting_notice, joined_notice
 from .journal.tracking import Tracker, describe_request, is_ref
@@ -95,6 +96,8 @@ class Session:
         self.notice: Callable[[str], None] = notice or _print_notice
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
+        self.kernel = Kernel()
+        """This kernel's money identity: its budget_session spans every runs folder it writes to."""
 
     @property
     def settings(self) -> Settings:
@@ -132,7 +135,7 @@ class Session:
         """The journal of the runs folder (opened on first use; says so if jobs wait to be collected)."""
         with self._lock:
             if self._tracker is None:
-                self._tracker = Tracker(self.settings, self.notice)
+                self._tracker = Tracker(self.settings, self.notice, self.kernel)
                 waiting = self._tracker.resumable()
                 if waiting and "resume" not in ANNOUNCED:
                     n = len(waiting)
@@ -171,7 +174,7 @@ class Session:
             if self._tracker is not None and self._tracker.journal.folder != Tracker.folder_for(settings):
                 self._tracker = None
             elif self._tracker is not None:
-                self._tracker.settings = settings
+                self._tracker.use_settings(settings)
 
     def info(self) -> dict[str, Any]:
         """Backend, URL, whether a key is set (never the key), jobs in flight, money spent."""
@@ -543,8 +546,12 @@ class Session:
 
         return prune(self.tracker.journal, older_than_days=older_than_days, max_bytes=max_bytes)
 
-    def budget(self) -> dict[str, Any]:
-        """Dollars spent this session, today and in total, reserved for jobs in flight, the caps and what is left."""
+    def budget(self, *, acknowledge: bool = False) -> dict[str, Any]:
+        """Dollars spent this session, today and in total, reserved for jobs in flight, the caps and what is left,
+        the day and time zone of "today", and overruns (jobs that cost more than was reserved for them: nothing is
+        sent while there is one). ``acknowledge=True`` says they have been seen, and sending goes on."""
+        if acknowledge:
+            self.tracker.journal.acknowledge(self.kernel.id)
         return self.tracker.spending()
 
 

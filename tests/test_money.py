@@ -7,6 +7,7 @@ from __future__ import annotations
 import _thread
 import errno
 import json
+import math
 import os
 import re
 import sqlite3
@@ -14,6 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -529,11 +531,11 @@ def test_a_damaged_journal_is_one_line_then_salvaged(make_session: MakeSession, 
         journal.finished(job, status="done", cost=PRICE, num_images=1)
     journal.close()
     damage_a_page(runs / "journal.sqlite3")
-    s = make_session(budget_daily=100.0)  # checking the cap reads every row of today
+    s = make_session(budget_daily=100.0)
     with pytest.raises(
         JournalError, match=r"is damaged \(database disk image is malformed\): \d+ readable jobs"
     ) as info:
-        s.generate("after the damage")
+        s.history()  # reads every row (the caps read only the spend ledger, whose pages are whole)
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
     assert sb.stats()["submits"] == 0
     (aside,) = [p for p in runs.glob("journal.sqlite3.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
@@ -541,6 +543,7 @@ def test_a_damaged_journal_is_one_line_then_salvaged(make_session: MakeSession, 
     kept = s.tracker.journal.count()
     assert 200 < kept < 300 and s.record(1).prompt.startswith("job 0 ")
     assert s.generate("after the damage").images and s.tracker.journal.count() == kept + 1
+    assert s.budget()["total"] == pytest.approx(301 * PRICE)  # salvage keeps every ledger entry: no money is lost
     record_money("a damaged journal page, then two `generate` calls", sb, s, f"{kept} of 300 rows kept, 1 done")
 
 
@@ -952,6 +955,133 @@ def test_collecting_an_earlier_kernels_job_does_not_spend_this_sessions_cap(make
     made = now.generate("a fox of this session", seed=2)  # $0.08 within the $0.10 cap: the collected job is not ours
     assert made.images and now.budget()["session"] == pytest.approx(PRICE)
     record_money("a new session collects a job an earlier kernel left, under a $0.10 session cap", sb, now)
+
+
+# -- 5. the spend ledger (issue 20): housekeeping, runs folders and time zones never reset a cap ---------------------
+HOUSEKEEPING = {"delete": "delete('@last')", "prune": "prune(older_than_days=0)"}
+
+
+@pytest.mark.parametrize("housekeeping", ["delete", "prune"])
+def test_housekeeping_never_resets_the_daily_cap(make_session: MakeSession, sb: Any, housekeeping: str) -> None:
+    """Issue 20, point 1: deleting or pruning jobs removes their rows and files, never their money."""
+    s = make_session(budget_daily=0.16)
+    for i in range(2):
+        s.generate(f"a fox {i}")
+    if housekeeping == "delete":
+        s.delete("@last")
+    else:
+        assert s.prune(older_than_days=0) == 2
+    with pytest.raises(BudgetError, match=r"cap is \$0.16 and \$0.16 is spent"):
+        s.generate("a third fox")
+    assert sb.stats()["submits"] == 2 and s.budget()["today"] == pytest.approx(2 * PRICE)
+    record_money(
+        f"`budget_daily=0.16`, 2 images, then `kx.{HOUSEKEEPING[housekeeping]}`"
+        f" and a 3rd (`test_housekeeping_never_resets_the_daily_cap[{housekeeping}]`)",
+        sb,
+        s,
+        budget=f"today ${s.budget()['today']:.2f} of $0.16",
+    )
+
+
+def test_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: Any) -> None:
+    """Issue 20, point 1: a job deleted while it runs still holds its price, and its settlement lands in the ledger."""
+    sb.configure(inference_time=1.0)
+    s = make_session(budget_daily=0.16)
+    job = s.generate("a fox deleted in flight", wait=False)
+    assert isinstance(job, Job)
+    s.delete("@last")
+    assert s.budget()["today_reserved"] == pytest.approx(PRICE)
+    assert job.result(30).images
+    assert s.budget()["today"] == pytest.approx(PRICE) and s.budget()["today_reserved"] == 0
+    assert [e.kind for e in s.tracker.journal.ledger_entries(job.journal_id)] == ["reserve", "settle"]
+    record_money(
+        "a job deleted while it runs, then finished (`test_deleting_a_running_job_keeps_its_money`)",
+        sb,
+        s,
+        budget=f"today ${s.budget()['today']:.2f}",
+    )
+
+
+def test_the_session_cap_spans_runs_folders(make_session: MakeSession, sb: Any, tmp_path: Path) -> None:
+    """Issue 20, point 7: A -> B -> A under budget_session=0.16 sends two images, not three."""
+    s = make_session(budget_session=0.16)
+    for n, folder in enumerate(["A", "B"]):
+        s.configure(s.settings.with_(runs_dir=str(tmp_path / folder)))
+        s.generate(f"a fox in {folder}", seed=n)
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "A")))
+    with pytest.raises(BudgetError, match=r"this session's cap is \$0.16 and \$0.16 is spent"):
+        s.generate("a third fox, back in A")
+    assert sb.stats()["submits"] == 2 and s.budget()["session"] == pytest.approx(2 * PRICE)
+    record_money(
+        "`budget_session=0.16`, runs folder A → B → A, one image in each (`test_the_session_cap_spans_runs_folders`)",
+        sb,
+        s,
+    )
+
+
+@pytest.mark.parametrize("how", ["%config", "pyproject"])
+def test_the_session_cap_spans_runs_folders_in_the_magics(shell: Shell, sb: Any, tmp_path: Path, how: str) -> None:
+    """Issue 20, point 7: `%config Kontext.runs_dir` and a pyproject's runs_dir change folders, never the cap."""
+    kx.configure(budget_session=0.16)
+    shell.line('"a fox in the first folder" --seed 1')
+    if how == "%config":
+        shell.run(f"%config Kontext.runs_dir = {str(tmp_path / 'B')!r}")
+    else:
+        other = tmp_path / "other-notebooks"
+        other.mkdir()
+        (other / "pyproject.toml").write_text(f'[tool.kontext_nb]\nruns_dir = "{tmp_path / "B"}"\n')
+        os.chdir(other)  # the shell fixture's monkeypatch.chdir takes it back
+        shell.run("%reload_ext kontext_nb")
+    assert kx.get_session().runs_folder == tmp_path / "B"
+    shell.line('"a fox in the second folder" --seed 2')
+    message = shell.usage_error('"a third fox" --seed 3')
+    assert "cap is $0.16" in message and "nothing was sent" in message
+    assert sb.stats()["submits"] == 2
+    record_money(
+        f"`budget_session=0.16`, folder changed by {'`%config Kontext.runs_dir`' if how[0] == '%' else 'pyproject'}"
+        f" between images (`test_the_session_cap_spans_runs_folders_in_the_magics[{how}]`)",
+        sb,
+        kx.get_session(),
+    )
+
+
+def _zone_whose_day_began_at(moment: int) -> str:
+    """A POSIX TZ string whose local midnight is ``moment`` (a whole second since the epoch)."""
+    offset = (86400 - moment % 86400) % 86400  # local = UTC + offset: 00:00:00 at moment
+    if offset > 43200:
+        offset -= 86400
+    sign = "-" if offset >= 0 else "+"  # POSIX TZ offsets are west-positive
+    h, rest = divmod(abs(offset), 3600)
+    return f"XXX{sign}{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def test_two_time_zones_on_one_runs_folder_count_one_day(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20, point 8: a kernel whose local day just began and one whose day did not share one daily cap."""
+    west = make_session(budget_daily=0.16)
+    west.generate("a fox in the west", seed=1)
+    west.generate("another fox in the west", seed=2)
+    midnight = math.ceil(max(r.created for r in west.tracker.journal.search()) + 0.001)
+    wait_for(lambda: time.time() > midnight)  # in the east, the day began after the west's two jobs
+    monkeypatch.setenv("TZ", _zone_whose_day_began_at(midnight))
+    time.tzset()
+    try:
+        east = make_session(budget_daily=0.16)
+        with pytest.raises(BudgetError, match=r"today's \(\d{4}-\d\d-\d\d, UTC\) cap is \$0.16"):
+            east.generate("a fox in the east", seed=3)
+        budget = east.budget()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert sb.stats()["submits"] == 2 and budget["timezone"] == "UTC" and budget["today"] == pytest.approx(0.16)
+    record_money(
+        "two kernels on one runs folder, one whose local day began a second ago, `budget_daily=0.16` "
+        "(`test_two_time_zones_on_one_runs_folder_count_one_day`)",
+        sb,
+        east,
+        budget=f"today ({budget['day']}, {budget['timezone']}) ${budget['today']:.2f}",
+    )
 
 
 # -- the table (last: pytest runs tests in file order) ---------------------------------------------------------

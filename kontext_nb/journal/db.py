@@ -22,7 +22,7 @@ from typing import Any
 
 from ..endpoints import OfEndpoint
 from ..errors import JournalError
-from . import salvage
+from . import ledger, salvage
 from .folder import inside
 
 HOME_ENV = "KONTEXT_HOME"
@@ -90,6 +90,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN parents TEXT NOT NULL DEFAULT '[]';
     UPDATE jobs SET parents = json_array(parent_id) WHERE parent_id IS NOT NULL;
     """,
+    # 5: the append-only spend ledger (journal/ledger.py), filled once from the jobs' cost and reserved columns
+    ledger.MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ORPHAN_SQL = """
@@ -255,20 +257,24 @@ class Journal:
     def _salvaged(self, damage: sqlite3.DatabaseError) -> JournalError:
         """Copy every readable row into a fresh journal, the damaged file moved aside (never overwritten)."""
         self.close()
-        columns, rows = salvage.readable_rows(self.path)
+        tables = {t: salvage.readable_rows(self.path, t) for t in ("jobs", "ledger", "folder_settings")}
         aside = salvage.move_aside(self.path)
         self._generation += 1
-        kept = 0
-        if rows:
+        kept = len(tables["jobs"][1])
+        if any(rows for _, rows in tables.values()):
             self._migrate()
-            ours = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
-            names = [c for c in columns if c in ours]
-            at = [columns.index(c) for c in names]
-            marks = ", ".join("?" for _ in names)
             with self._write() as w:
-                for row in rows:
-                    w.execute(f"INSERT INTO jobs ({', '.join(names)}) VALUES ({marks})", [row[i] for i in at])
-                    kept += 1
+                for table, (columns, rows) in tables.items():
+                    ours = {r[1] for r in w.execute(f"PRAGMA table_info({table})")}
+                    names = [c for c in columns if c in ours]
+                    at = [columns.index(c) for c in names]
+                    marks = ", ".join("?" for _ in names)
+                    for row in rows:
+                        w.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", [row[i] for i in at])
+                # a job id the ledger names is never given to a new job (its money would be taken for the new one's)
+                top = int(w.execute("SELECT COALESCE(MAX(job_id), 0) FROM ledger").fetchone()[0])
+                if w.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'jobs'", (top,)).rowcount == 0:
+                    w.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (top,))
         return JournalError(
             f"the journal {self.path} is damaged ({damage}): {kept} readable job{'s' if kept != 1 else ''} were "
             f"copied into a new journal and the damaged file was moved aside to {aside.name}; try again"
@@ -372,7 +378,9 @@ class Journal:
             if guard is not None and written:
                 guard(Holdings(w), written)
             for at in written:
-                answers[at] = self._insert(w, rows[at], reserved[at], now)
+                job_id = answers[at] = self._insert(w, rows[at], reserved[at], now)
+                if reserved[at] > 0:
+                    ledger.reserve(w, job_id, reserved[at], kernel=rows[at].session, now=now)
             final: list[int | JobRecord] = []
             for answer in answers:
                 if isinstance(answer, int) and answer < 0:  # the batch's earlier identical row
@@ -456,8 +464,10 @@ class Journal:
         error: str | None = None,
         error_type: str | None = None,
         request_id: str | None = None,
-    ) -> None:
-        """Record how a job ended (done with its files and cost, failed, or cancelled)."""
+    ) -> float | None:
+        """Record how a job ended (done with its files and cost, failed, or cancelled), and settle its money in the
+        ledger (also when its row was deleted meanwhile: its money stays). Returns by how much its cost is above its
+        reservation (a defect of the estimate, kept in the ledger as an overrun), else None."""
         changes: dict[str, Any] = {
             "status": status,
             "cost": cost,
@@ -475,7 +485,16 @@ class Journal:
             changes["request_id"] = request_id
         if status in FINAL:  # the job's price is no longer held: it became its real cost, or nothing
             changes["reserved"] = 0.0
-        self._update(job_id, **changes)
+        changes["updated"] = time.time()
+        columns = ", ".join(f"{k} = ?" for k in changes)
+        with self._write() as w:
+            w.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*changes.values(), job_id))
+            if status == "done":
+                row = w.execute("SELECT session FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                return ledger.settle(w, job_id, cost, kernel=row["session"] if row else None)
+            if status in FINAL:
+                ledger.release(w, job_id)
+        return None
 
     def unconfirmed(self, job_id: int, *, error: str, request_id: str | None = None) -> None:
         """A submit fal may have received but never confirmed: its price counts as spent (never undercount)."""
@@ -486,6 +505,7 @@ class Journal:
                 " request_id = COALESCE(?, request_id), updated = ? WHERE id = ?",
                 (error, request_id, now, job_id),
             )
+            ledger.unconfirmed(w, job_id)
 
     def record_cached(
         self, original: JobRecord, *, session: str | None, source: str | None, tags: Iterable[str]
@@ -528,6 +548,7 @@ class Journal:
             w.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*changes.values(), job_id))
 
     def delete(self, job_id: int) -> None:
+        """Forget a job's row (and votes); its ledger entries stay: the money it spent or holds is still counted."""
         with self._write() as w:
             w.execute("UPDATE jobs SET parent_id = NULL WHERE parent_id = ?", (job_id,))
             w.execute(ORPHAN_SQL, (job_id, job_id))
@@ -682,16 +703,41 @@ class Journal:
             params.append(limit)
         return [self._record(r) for r in self._query(sql, params)]
 
-    def spent(self, *, since: float | None = None, session: str | None = None) -> float:
-        return self.holdings().of(since=since, session=session)[0]
+    # -- money: the ledger (journal/ledger.py) ----------------------------------------------
+    def spent(self, *, day: str | None = None, kernel: str | None = None) -> float:
+        """Dollars spent (settled or unconfirmed) on ``day`` and/or by ``kernel``; all of them when not given."""
+        return self.holdings().of(day=day, kernel=kernel)[0]
 
     def holdings(self) -> Holdings:
         """Money spent and held, read outside any transaction (for reports, not for reserving)."""
         return Holdings(_Tx(self._db, self._guard))
 
-    def held(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
+    def held(self, *, day: str | None = None, kernel: str | None = None) -> tuple[float, float]:
         """(spent, reserved): real costs so far, and prices held for jobs that may still be billed."""
-        return self.holdings().of(since=since, session=session)
+        return self.holdings().of(day=day, kernel=kernel)
+
+    def today(self) -> tuple[str, str]:
+        """(the runs folder's day, YYYY-MM-DD, and the time zone it is counted in)."""
+        h = self.holdings()
+        return h.today(), h.zone()
+
+    def agree_zone(self, wanted: str | None) -> tuple[str, str | None]:
+        """Keep ``wanted`` as the folder's budget_timezone if it has none: (the zone in force, a notice if not ours)."""
+        with self._write() as w:
+            return ledger.agree_zone(w, wanted)
+
+    def ledger_entries(self, job_id: int | None = None) -> list[ledger.Entry]:
+        """The ledger's entries (of one job), oldest first."""
+        return [ledger.entry(r) for r in self._query(*_ledger_sql(job_id))]
+
+    def overruns(self) -> list[ledger.Entry]:
+        """Settlements above their reservation not yet acknowledged: nothing is sent while there is one."""
+        return self.holdings().overruns()
+
+    def acknowledge(self, kernel: str | None) -> int:
+        """The user has seen every overrun: sending may go on. Returns how many there were."""
+        with self._write() as w:
+            return ledger.acknowledge(w, kernel)
 
     def _record(self, row: sqlite3.Row) -> JobRecord:
         return JobRecord(
@@ -748,22 +794,25 @@ class NewJob:
 
 
 class Holdings:
-    """Money spent and held, read through one connection (inside a write transaction when reserving)."""
+    """Money spent and held, from the ledger, read through one connection (inside the write transaction when
+    reserving: what the caps check is what no other kernel can change until the reservation is written)."""
 
     def __init__(self, tx: _Tx) -> None:
         self._tx = tx
 
-    def of(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
-        sql = "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(reserved), 0) FROM jobs WHERE 1 = 1"
-        params: list[str | float] = []
-        if since is not None:
-            sql += " AND created >= ?"
-            params.append(since)
-        if session is not None:
-            sql += " AND session = ?"
-            params.append(session)
-        spent, reserved = self._tx.execute(sql, params).fetchone()
-        return float(spent), float(reserved)
+    def of(self, *, day: str | None = None, kernel: str | None = None) -> tuple[float, float]:
+        """(spent, held) on the runs folder's ``day`` and/or by ``kernel`` (everything when neither is given)."""
+        return ledger.totals(self._tx, day=day, kernel=kernel)
+
+    def today(self) -> str:
+        """The runs folder's day now (in its budget_timezone, UTC when none is kept)."""
+        return ledger.today(self._tx)
+
+    def zone(self) -> str:
+        return ledger.zone(self._tx)
+
+    def overruns(self) -> list[ledger.Entry]:
+        return ledger.overruns(self._tx)
 
 
 def left_behind(
@@ -804,6 +853,12 @@ class _Tx:
         for statement in script.split(";"):
             if statement.strip():
                 self.db.execute(statement)
+
+
+def _ledger_sql(job_id: int | None) -> tuple[str, tuple[int, ...]]:
+    if job_id is None:
+        return "SELECT * FROM ledger ORDER BY id", ()
+    return "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)
 
 
 def _contains(text: str | None, word: str) -> bool:

@@ -18,34 +18,35 @@ MAX_FAILED_READS = 5_000
 """Give up splitting after this many failed reads (a file damaged everywhere must not take minutes)."""
 
 
-def readable_rows(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The jobs table's column names and every row that can still be read, in id order."""
+def readable_rows(path: Path, table: str = "jobs") -> tuple[list[str], list[tuple[Any, ...]]]:
+    """A table's column names (the jobs, or the spend ledger's) and every row that can still be read, in id order."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error:
         return [], []
     try:
         try:
-            columns = [r[1] for r in conn.execute("PRAGMA table_info(jobs)")]
+            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         except sqlite3.DatabaseError:
             return [], []
         try:
-            top = int(conn.execute("SELECT MAX(id) FROM jobs").fetchone()[0] or 0)
+            top = int(conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0)
         except sqlite3.DatabaseError:
             top = BIGGEST_GUESS
         rows: list[tuple[Any, ...]] = []
-        _read_range(conn, 1, top, rows)
+        _read_range(conn, table, 1, top, rows)
         return columns, rows
     finally:
         conn.close()
 
 
-def _read_range(conn: sqlite3.Connection, low: int, high: int, into: list[tuple[Any, ...]]) -> None:
+def _read_range(conn: sqlite3.Connection, table: str, low: int, high: int, into: list[tuple[Any, ...]]) -> None:
     stack, failed = [(low, high)], 0
     while stack and failed < MAX_FAILED_READS:
         lo, hi = stack.pop()
         try:
-            into.extend(conn.execute("SELECT * FROM jobs WHERE id BETWEEN ? AND ? ORDER BY id", (lo, hi)).fetchall())
+            sql = f"SELECT * FROM {table} WHERE id BETWEEN ? AND ? ORDER BY id"
+            into.extend(conn.execute(sql, (lo, hi)).fetchall())
         except sqlite3.DatabaseError:
             failed += 1
             if lo < hi:
