@@ -30,6 +30,7 @@ import kontext_nb as kx
 from kontext_nb.config import RetryPolicy
 from kontext_nb.errors import (
     BudgetError,
+    ConfirmationRequired,
     DownloadFailed,
     ImageInputError,
     ImageTooLarge,
@@ -54,14 +55,19 @@ MONEY: dict[str, tuple[str, str, str, str]] = {}
 
 
 def record_money(
-    scenario: str, sb: Any, session: Session | None, journal: str | None = None, budget: str | None = None
+    scenario: str,
+    sb: Any,
+    session: Session | None,
+    journal: str | None = None,
+    budget: str | None = None,
+    billed: str | None = None,
 ) -> None:
     """One row of the money table: what reached the sandbox (fal), what it would bill (completed images), what the
     journal and kx.budget() say. Read from the real sandbox and journal, never written by hand."""
     stats = sb.stats()
     wait_for(lambda: sb.stats()["in_queue"] + sb.stats()["in_progress"] == 0, timeout=30)
     stats = sb.stats()
-    billed = f"${stats['completed'] * PRICE:.2f}"
+    billed = billed or f"${stats['completed'] * PRICE:.2f}"  # given where the images were not all [max]
     if journal is None and session is not None:
         rows = session.tracker.journal.search()
         counts: dict[str, int] = {}
@@ -1081,6 +1087,110 @@ def test_two_time_zones_on_one_runs_folder_count_one_day(
         sb,
         east,
         budget=f"today ({budget['day']}, {budget['timezone']}) ${budget['today']:.2f}",
+    )
+
+
+# -- 6. reservations are upper bounds (issue 20, point 4) ------------------------------------------------------------
+DEV_PRICE = 0.025  # [dev], per megapixel
+
+
+def stored_url(sb: Any, width: int, height: int) -> str:
+    """An image of this size in the sandbox's storage (fal's upload protocol): a URL source fal fetches itself."""
+    import httpx
+    from PIL import Image
+
+    buffer = __import__("io").BytesIO()
+    Image.new("RGB", (width, height), (40, 90, 160)).save(buffer, "PNG")
+    with httpx.Client(timeout=30) as http:
+        token = http.post(
+            f"{sb.url}/storage/auth/token", params={"storage_type": "fal-cdn-v3"}, json={},
+            headers={"Authorization": "Key test-key-0123456789abcdef"},
+        ).json()  # fmt: skip
+        answer = http.post(
+            token["base_url"].rstrip("/") + "/files/upload",
+            content=buffer.getvalue(),
+            headers={
+                "Authorization": f"Bearer {token['token']}",
+                "Content-Type": "image/png",
+                "X-Fal-File-Name": "big.png",
+            },
+        )
+    return str(answer.json()["access_url"])
+
+
+def test_a_url_source_reserves_its_real_size(make_session: MakeSession, sb: Any) -> None:
+    """Issue 20, point 4: a [dev] edit of a 4096x4096 URL (match_input) is 16 MP, $0.40: a $0.20 cap refuses it."""
+    url = stored_url(sb, 4096, 4096)
+    s = make_session(budget_session=0.20)
+    with pytest.raises(BudgetError, match=r"would cost \$0.40, but this session's cap is \$0.20"):
+        s.edit(url, "make it night", model="dev", seed=1)
+    assert sb.stats()["submits"] == 0
+    record_money(
+        "a [dev] edit of a 4096×4096 URL under a $0.20 session cap (`test_a_url_source_reserves_its_real_size`)",
+        sb,
+        s,
+        billed="$0.00",
+    )
+
+
+def test_a_url_source_is_settled_within_its_reservation(make_session: MakeSession, sb: Any) -> None:
+    """Issue 20, point 4: what is reserved for a URL source is what fal bills for it; num_images multiplies, and
+    confirm_above applies to the reservation."""
+    sb.configure(image_scale=1.0)  # the sandbox makes what fal makes: the source's own 4096x4096
+    url = stored_url(sb, 4096, 4096)
+    s = make_session(budget_session=2.00)
+    with pytest.raises(ConfirmationRequired, match=r"\$1.60, more than \$1.00"):
+        s.edit(url, "make it night", model="dev", seed=1, num_images=4)
+    result = s.edit(url, "make it night", model="dev", seed=1)
+    assert result.cost == pytest.approx(16 * DEV_PRICE) and result.images[0].size == (4096, 4096)
+    kinds = [(e.kind, e.amount) for e in s.tracker.journal.ledger_entries(result.journal_id)]
+    assert kinds == [("reserve", pytest.approx(0.40)), ("settle", pytest.approx(0.40))]
+    assert s.budget()["session"] == pytest.approx(0.40) and s.budget()["overruns"] == []
+    assert sb.stats()["submits"] == 1
+    record_money(
+        "a [dev] edit of a 4096×4096 URL, then with `num_images=4`"
+        " (`test_a_url_source_is_settled_within_its_reservation`)",
+        sb,
+        s,
+        billed="$0.40 (16 MP of [dev])",
+    )
+
+
+def test_an_unreadable_url_source_reserves_the_largest(make_session: MakeSession, sb: Any) -> None:
+    """A URL whose header cannot be read is priced as fal's largest input, 14142 px a side (191 MP)."""
+    s = make_session()
+    request, _ = s.prepare_edit(f"{sb.url}/files/nothing-here/x.png", "make it night", model="dev")
+    assert request.input_size is None and request.cost == pytest.approx(191 * DEV_PRICE)
+    request, _ = s.prepare_edit(stored_url(sb, 1000, 500), "make it night", model="lora", num_images=2)
+    assert request.input_size == (1000, 500) and request.cost == pytest.approx(2 * 0.035)
+
+
+def test_a_settlement_above_its_reservation_stops_sending_until_acknowledged(
+    make_session: MakeSession, sb: Any
+) -> None:
+    """A defect of the estimate (here: a server returning twice the size) is flagged, said in one line, and nothing
+    more is sent until kx.budget(acknowledge=True)."""
+    notices: list[str] = []
+    s = make_session()
+    s.notice = notices.append
+    sb.configure(image_scale=2.0)  # a server that makes twice the size asked for
+    over = s.generate("a fox", model="lora", image_size="square_hd", seed=1)  # reserved 1 MP, 2048x2048 is 4 MP
+    assert over.cost == pytest.approx(4 * 0.035)
+    (line,) = [n for n in notices if "more than was reserved" in n]
+    assert f"@{over.journal_id}" in line and "kx.budget(acknowledge=True)" in line and "\n" not in line
+    assert s.budget()["overruns"] == [f"@{over.journal_id}"]
+    sb.configure(image_scale=1.0)
+    with pytest.raises(BudgetError, match=r"cost more than was reserved.*kx.budget\(acknowledge=True\)"):
+        s.generate("another fox", seed=2)
+    assert sb.stats()["submits"] == 1
+    assert s.budget(acknowledge=True)["overruns"] == []
+    assert s.generate("another fox", seed=2).images and sb.stats()["submits"] == 2
+    record_money(
+        "a result larger than reserved, then 2 more sends, acknowledged between them "
+        "(`test_a_settlement_above_its_reservation_stops_sending_until_acknowledged`)",
+        sb,
+        s,
+        billed="$0.22 (4 MP + 1 image of [max])",
     )
 
 

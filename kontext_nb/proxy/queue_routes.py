@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from kontext_nb import endpoints
 from kontext_nb.sandbox import schema, wire
+from kontext_nb.url_size import data_uri_size
 
 from . import policy
 from .classroom import today
@@ -78,7 +79,8 @@ async def submit(request: Request) -> Response:
         return proxy.refuse(student.name, safety, endpoint_id, prompt)
     inputs = schema.with_defaults(ep, given)
     images = int(inputs["num_images"])
-    cost = to_micros(ep.estimate(inputs))  # per megapixel: the requested size, or the largest input (errs high)
+    # per megapixel: the requested size, a data URI source's own size, or the largest fal takes (never under)
+    cost = to_micros(ep.estimate(inputs, data_uri_size(inputs.get("image_url"))))
     day, session = today(), proxy.session
     refusal = check(
         proxy.limits,

@@ -89,12 +89,12 @@ def test_dev_is_reserved_at_the_estimate_and_settled_from_the_returned_sizes(
     upstream.configure(image_scale=1.0)
     server = make_proxy(Limits(images_per_day=None, dollars_per_session=0.2, jobs_in_flight=None, class_in_flight=8))
     token = server.classroom.add_student("Ada")
-    # an input the proxy does not measure is reserved as the largest kontext_nb sends: 4 MP x $0.025 = $0.10
+    # a data URI input is measured from its header: two 320x240 outputs (match_input), 1 MP each
     body = {"prompt": "x", "image_url": data_uri((320, 240)), "num_images": 2}
     sub = asyncio.run(complete(server, token, DEV, body))
     row = server.classroom.job(sub["request_id"])
     assert row is not None and row["outcome"] == "ok"
-    assert row["cost_reserved"] == pytest.approx(2 * 4 * endpoints.PRICE_PER_MEGAPIXEL["dev"] * 1e6, rel=1e-6)
+    assert row["cost_reserved"] == pytest.approx(2 * endpoints.PRICE_PER_MEGAPIXEL["dev"] * 1e6, rel=1e-6)
     # what it cost: two 320x240 images, 1 MP each (match_input), nothing sent to fal named a safety_tolerance
     assert row["cost"] == pytest.approx(2 * endpoints.PRICE_PER_MEGAPIXEL["dev"] * 1e6, rel=1e-6)
     assert "safety_tolerance" not in upstream.request_info(row["upstream_id"] or sub["request_id"])["arguments"]
