@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from typing import Any
 
 from ..config import Settings
 from ..endpoints import format_cost
-from ..errors import BudgetError, JournalError
+from ..errors import BudgetError
+from . import ledger
 from .db import DB_NAME, Holdings, Journal
 
 
@@ -46,15 +48,14 @@ class Kernel:
         spent = held = 0.0
         for folder in sorted(self.folders - {here}):
             s, h = self._seen.get(folder, (0.0, 0.0))
-            if (folder / DB_NAME).is_file():
+            try:  # read-only: reading another folder's spend never migrates, salvages or creates anything there
+                db = sqlite3.connect(f"{(folder / DB_NAME).as_uri()}?mode=ro", uri=True, timeout=30.0)
                 try:
-                    journal = Journal(folder)
-                    try:
-                        s, h = journal.held(kernel=self.id)
-                    finally:
-                        journal.close()
-                except JournalError:
-                    pass
+                    s, h = ledger.totals(db, kernel=self.id)
+                finally:
+                    db.close()
+            except sqlite3.Error:
+                pass
             s = max(s, self._seen.get(folder, (0.0, 0.0))[0])
             self._seen[folder] = (s, h)
             spent, held = spent + s, held + h

@@ -261,8 +261,8 @@ class Journal:
         aside = salvage.move_aside(self.path)
         self._generation += 1
         kept = len(tables["jobs"][1])
+        self._migrate()  # the new journal, at once: even with nothing to copy, the next call finds its tables
         if any(rows for _, rows in tables.values()):
-            self._migrate()
             with self._write() as w:
                 for table, (columns, rows) in tables.items():
                     ours = {r[1] for r in w.execute(f"PRAGMA table_info({table})")}
@@ -729,6 +729,10 @@ class Journal:
     def ledger_entries(self, job_id: int | None = None) -> list[ledger.Entry]:
         """The ledger's entries (of one job), oldest first."""
         return [ledger.entry(r) for r in self._query(*_ledger_sql(job_id))]
+
+    def money(self, job_id: int) -> tuple[float, float]:
+        """(spent, held) for one job, from the ledger (its row may be deleted: its money is not)."""
+        return ledger.job_totals(_Tx(self._db, self._guard), job_id)
 
     def overruns(self) -> list[ledger.Entry]:
         """Settlements above their reservation not yet acknowledged: nothing is sent while there is one."""

@@ -153,10 +153,18 @@ def _job(db: Executor, job_id: int) -> tuple[float, float, float, str, str | Non
     """(reserved in all, spent so far, still held, the reservation's day, its kernel) of one job."""
     row = db.execute(
         "SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN amount ELSE 0 END), 0), COALESCE(SUM(spent), 0),"
-        " COALESCE(SUM(held), 0), MIN(day), MIN(kernel) FROM ledger WHERE job_id = ?",
+        " COALESCE(SUM(held), 0) FROM ledger WHERE job_id = ?",
         (job_id,),
     ).fetchone()
-    return float(row[0]), float(row[1]), float(row[2]), row[3] or today(db), row[4]
+    first = db.execute("SELECT day, kernel FROM ledger WHERE job_id = ? ORDER BY id LIMIT 1", (job_id,)).fetchone()
+    day, kernel = (first[0], first[1]) if first else (today(db), None)
+    return float(row[0]), float(row[1]), float(row[2]), day, kernel
+
+
+def job_totals(db: Executor, job_id: int) -> tuple[float, float]:
+    """(spent, held) for one job."""
+    _, spent, held, _, _ = _job(db, job_id)
+    return spent, max(0.0, held)
 
 
 def settle(db: Executor, job_id: int, cost: float, *, kernel: str | None = None) -> float | None:
@@ -165,8 +173,9 @@ def settle(db: Executor, job_id: int, cost: float, *, kernel: str | None = None)
     above the job's reservation (an overrun, also written), else None."""
     reserved, spent, held, day, owner = _job(db, job_id)
     owner = owner if owner is not None else kernel
+    flagged = db.execute("SELECT 1 FROM ledger WHERE job_id = ? AND kind = 'overrun'", (job_id,)).fetchone()
     write(db, job_id, "settle", amount=cost, spent=max(0.0, cost - spent), held=-held, day=day, kernel=owner)
-    if reserved > 0 and cost > reserved + EPSILON:
+    if reserved > 0 and cost > reserved + EPSILON and flagged is None:
         write(db, job_id, "overrun", amount=round(cost - reserved, 6), day=day, kernel=owner)
         return cost - reserved
     return None
@@ -212,8 +221,8 @@ def overruns(db: Executor) -> list[Entry]:
 def acknowledge(db: Executor, kernel: str | None) -> int:
     """The user has seen every overrun so far; returns how many that was."""
     seen = overruns(db)
-    if seen:
-        write(db, seen[-1].job_id, "acknowledge", amount=0.0, day=today(db), kernel=kernel)
+    if seen:  # job 0: no job's (SQLite's job ids start at 1)
+        write(db, 0, "acknowledge", amount=0.0, day=today(db), kernel=kernel)
     return len(seen)
 
 

@@ -388,7 +388,7 @@ class Tracker:
 
         def written(job: Job, error: BaseException) -> BaseException | None:
             if isinstance(error, SubmitUnconfirmed):
-                price = self.journal.get(journal_id).reserved
+                price = self.journal.money(journal_id)[1]  # from the ledger: the row may have been deleted
                 message = (
                     f"{error}; it may cost {format_cost(price)}, so @{journal_id} is recorded as unconfirmed and "
                     "counted as spent: check fal's request history (fal.ai/dashboard) before sending it again"
