@@ -186,10 +186,7 @@ class Session:
             "jobs_in_flight": len(engine.active_jobs()),
             "concurrency": engine.settings.concurrency,
             "runs_dir": str(self.tracker.journal.folder),
-            **{
-                f"spent_{k}" if not k.endswith(("cap", "left", "above", "reserved")) else k: v
-                for k, v in self.budget().items()
-            },
+            **{f"spent_{k}" if k in ("session", "today", "total") else k: v for k, v in self.budget().items()},
         }
 
     def close(self) -> None:
