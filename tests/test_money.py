@@ -1086,7 +1086,7 @@ def test_two_time_zones_on_one_runs_folder_count_one_day(
         "(`test_two_time_zones_on_one_runs_folder_count_one_day`)",
         sb,
         east,
-        budget=f"today ({budget['day']}, {budget['timezone']}) ${budget['today']:.2f}",
+        budget=f"today ({budget['timezone']}) ${budget['today']:.2f}",
     )
 
 
@@ -1207,11 +1207,15 @@ def test_write_the_money_table() -> None:
 ## Money: what was sent, what was billed, what kontext_nb says
 
 Produced by `pytest tests/test_money.py` against the offline sandbox over HTTP (one image of [max] is $0.08;
-"billed" counts the images the sandbox completed, as fal bills completed outputs). A job's price is reserved
-in the journal when it is submitted and counts against the caps until it ends: cancelled and failed jobs give it
-back, finished ones turn it into their real cost, and a submit whose reply was lost stays counted as
-`unconfirmed`. Reservations live in the runs folder's journal, so every kernel sharing it sees them, and a seeded
-request identical to a job in flight in any of them joins that job instead of being sent.
+"billed" counts the images the sandbox completed, as fal bills completed outputs, or says what else was made).
+A job's price (an upper bound: a per-megapixel source's size is read from its header, a URL's with one bounded
+range request, or the largest fal takes) is reserved in the journal's append-only spend ledger when it is
+submitted and counts against the caps until it ends: cancelled and failed jobs release it, finished ones settle
+their real cost, and a submit whose reply was lost stays counted as `unconfirmed`. Delete, prune and salvage never
+remove a ledger entry. Every kernel sharing the runs folder sees the ledger; `budget_session` adds the kernel's
+entries in every runs folder it has used; "today" is the folder's day (UTC unless `budget_timezone`). A seeded
+request identical to a job in flight in any kernel joins that job instead of being sent. Rows naming a test are
+issue 20's cases.
 
 {chr(10).join(rows)}
 {MONEY_END}"""
