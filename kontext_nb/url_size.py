@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import warnings
 from typing import Any
@@ -27,8 +28,10 @@ TIMEOUT = 5.0
 MAX_REDIRECTS = 3
 
 
+@functools.lru_cache(maxsize=256)
 def url_image_size(url: str) -> tuple[int, int] | None:
-    """(width, height) of the image at ``url`` from its first bytes, or None when they cannot be read."""
+    """(width, height) of the image at ``url`` from its first bytes, or None when they cannot be read. Kept per URL
+    for the kernel's life (a sweep over one source reads it once; one that could not be read stays priced high)."""
     target = url
     try:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
