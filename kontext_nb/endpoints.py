@@ -177,8 +177,8 @@ class Endpoint:
         output follows the input, the largest it can be."""
         if "image_size" in arguments or (self.mode == "text-to-image" and "aspect_ratio" not in arguments):
             size = arguments.get("image_size", "landscape_4_3")
-            if isinstance(size, Mapping):
-                return int(size["width"]), int(size["height"])
+            if isinstance(size, Mapping):  # fal may round a custom size up (NOT PUBLISHED): priced as rounded to 16
+                return _multiple_of_16((int(size["width"]), int(size["height"])))
             return IMAGE_SIZE_PRESETS.get(str(size), (1024, 1024))
         mode = arguments.get("resolution_mode")
         if mode is not None and mode not in ("match_input", "auto"):

@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from kontext_nb import endpoints
@@ -112,3 +114,24 @@ def test_a_url_edit_is_priced_from_its_header(server: str) -> None:
     assert unknown.cost == pytest.approx(endpoints.billed_megapixels(14144, 14144) * 0.035)
     per_image = build_request("edit", "make it night", model="max", sources=[f"{server}/gone.png"])
     assert per_image.cost == 0.08 and len(Files.seen) == 2  # a per-image price needs no size: nothing is read
+
+
+@given(
+    endpoint=st.sampled_from(sorted(endpoints.ENDPOINTS)),
+    mode=st.sampled_from([None, "match_input", "auto", "16:9", "21:9"]),
+    ratio=st.sampled_from([None, *endpoints.ASPECT_RATIOS]),
+    n=st.integers(1, 4),
+    width=st.integers(1, 14142),
+    height=st.integers(1, 14142),
+)
+def test_an_unknown_source_size_is_priced_as_the_worst(
+    endpoint: str, mode: str | None, ratio: str | None, n: int, width: int, height: int
+) -> None:
+    """Whatever size the source turns out to be (up to fal's 14142 px), the price without it is not lower."""
+    ep = endpoints.ENDPOINTS[endpoint]
+    arguments: dict[str, Any] = {"num_images": n}
+    if mode is not None and any(f.name == "resolution_mode" for f in ep.inputs):
+        arguments["resolution_mode"] = mode
+    if ratio is not None and any(f.name == "aspect_ratio" for f in ep.inputs):
+        arguments["aspect_ratio"] = ratio
+    assert ep.estimate(arguments, None) >= ep.estimate(arguments, (width, height)) - 1e-9
