@@ -380,7 +380,7 @@ class Journal:
             for at in written:
                 job_id = answers[at] = self._insert(w, rows[at], reserved[at], now)
                 if reserved[at] > 0:
-                    ledger.reserve(w, job_id, reserved[at], kernel=rows[at].session, now=now)
+                    ledger.reserve(w, job_id, reserved[at], kernel=rows[at].session)
             final: list[int | JobRecord] = []
             for answer in answers:
                 if isinstance(answer, int) and answer < 0:  # the batch's earlier identical row
@@ -722,7 +722,10 @@ class Journal:
         return h.today(), h.zone()
 
     def agree_zone(self, wanted: str | None) -> tuple[str, str | None]:
-        """Keep ``wanted`` as the folder's budget_timezone if it has none: (the zone in force, a notice if not ours)."""
+        """Keep ``wanted`` as the folder's budget_timezone if it has none: (the zone in force, a notice if not ours).
+        Nothing is written when nothing is wanted (a read-only runs folder can still be opened)."""
+        if wanted is None:
+            return self.holdings().zone(), None
         with self._write() as w:
             return ledger.agree_zone(w, wanted)
 

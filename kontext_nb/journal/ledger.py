@@ -58,6 +58,11 @@ DEFAULT_ZONE = "UTC"
 EPSILON = 1e-9
 
 
+def clock() -> float:
+    """Now, in seconds since the epoch (UTC): the one clock of the ledger's days (a test may replace it)."""
+    return time.time()
+
+
 class Cursor(Protocol):
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
@@ -112,7 +117,7 @@ def zone(db: Executor) -> str:
 
 
 def today(db: Executor, now: float | None = None) -> str:
-    return day_of(time.time() if now is None else now, zone(db))
+    return day_of(clock() if now is None else now, zone(db))
 
 
 def agree_zone(db: Executor, wanted: str | None) -> tuple[str, str | None]:
@@ -140,12 +145,13 @@ def write(
     assert kind in KINDS and spent >= 0
     db.execute(
         "INSERT INTO ledger (at, day, job_id, kind, amount, spent, held, kernel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (time.time() if now is None else now, day, job_id, kind, amount, spent, held, kernel),
+        (clock() if now is None else now, day, job_id, kind, amount, spent, held, kernel),
     )
 
 
-def reserve(db: Executor, job_id: int, price: float, *, kernel: str | None, now: float) -> None:
+def reserve(db: Executor, job_id: int, price: float, *, kernel: str | None, now: float | None = None) -> None:
     """Hold a job's price (written with its row, in the transaction that checked the caps)."""
+    now = clock() if now is None else now
     write(db, job_id, "reserve", amount=price, held=price, day=today(db, now), kernel=kernel, now=now)
 
 

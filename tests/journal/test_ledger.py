@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -116,6 +117,27 @@ def test_the_budget_timezone_is_the_folders(tmp_path: Path) -> None:
     assert journal.today() == (ledger.day_of(__import__("time").time(), "Pacific/Kiritimati"), "Pacific/Kiritimati")
     with pytest.raises(ValidationError, match=r"budget_timezone='Mars/Olympus' is not a time zone: give an IANA"):
         ledger.check_zone("Mars/Olympus")
+    journal.close()
+
+
+def test_a_jobs_money_belongs_to_the_day_it_was_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Midnight in the folder's zone starts a new daily cap; a job sent before it and settled after stays on the
+    day it was sent."""
+    import datetime as dt
+
+    journal, kernel = Journal(tmp_path / "runs"), Kernel()
+    journal.agree_zone("America/New_York")
+    midnight = dt.datetime(2026, 12, 8, tzinfo=ZoneInfo("America/New_York")).timestamp()
+    caps = Settings(budget_daily=0.10)
+    monkeypatch.setattr(ledger, "clock", lambda: midnight - 1)
+    late = reserve(journal, kernel, 0.08, caps)
+    with pytest.raises(BudgetError, match=r"today's \(2026-12-07, America/New_York\) cap is \$0.10"):
+        reserve(journal, kernel, 0.08, caps)
+    monkeypatch.setattr(ledger, "clock", lambda: midnight + 1)
+    journal.finished(late, status="done", cost=0.08)
+    early = reserve(journal, kernel, 0.08, caps)  # a new day in New York (it was 05:00 UTC already)
+    assert journal.held(day="2026-12-07") == (pytest.approx(0.08), 0.0)
+    assert journal.held(day="2026-12-08") == (0.0, pytest.approx(0.08)) and early > late
     journal.close()
 
 
