@@ -1025,6 +1025,23 @@ def test_the_session_cap_spans_runs_folders(make_session: MakeSession, sb: Any, 
     )
 
 
+def test_a_job_in_flight_across_a_folder_switch_is_not_taken_for_one_left_behind(
+    make_session: MakeSession, sb: Any, tmp_path: Path
+) -> None:
+    """The kernel keeps one id across runs folders (its session cap is its): back in A, a job it still runs there is
+    its own in flight, not a job left behind to resume or to collect a second time."""
+    sb.configure(inference_time=1.0)
+    s = make_session()
+    job = s.generate("a slow fox in A", seed=1, wait=False)
+    assert isinstance(job, Job)
+    wait_for(lambda: job.request_id)
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "B")))
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "runs")))
+    assert s.tracker.resumable() == [] and s.resume() == []
+    again = s.generate("a slow fox in A", seed=1)  # joins the job in flight: no second send, no second collector
+    assert again.images == job.result(30).images and sb.stats()["submits"] == 1
+
+
 @pytest.mark.parametrize("how", ["%config", "pyproject"])
 def test_the_session_cap_spans_runs_folders_in_the_magics(shell: Shell, sb: Any, tmp_path: Path, how: str) -> None:
     """Issue 20, point 7: `%config Kontext.runs_dir` and a pyproject's runs_dir change folders, never the cap."""

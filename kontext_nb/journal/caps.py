@@ -41,6 +41,12 @@ class Kernel:
     folders: set[Path] = field(default_factory=set)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _seen: dict[Path, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _active: dict[Path, set[int]] = field(default_factory=dict, repr=False)
+
+    def active_in(self, folder: Path) -> set[int]:
+        """The jobs this kernel is collecting in one runs folder (one set, however often it switches folders: a job
+        still in flight from before a switch is never taken for one left behind)."""
+        return self._active.setdefault(folder, set())
 
     def elsewhere(self, here: Path) -> tuple[float, float]:
         """(spent, held) by this kernel in every runs folder it has used but ``here``. A folder that cannot be read

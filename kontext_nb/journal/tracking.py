@@ -71,7 +71,7 @@ class Tracker:
         self.notice = notice
         self.settings = settings
         self._agree_zone()
-        self._active: set[int] = set()
+        self._active: set[int] = self.kernel.active_in(self.journal.folder)
         self._unsaved: dict[int, tuple[Result, int | None]] = {}
         """Results whose images or row could not be written (a full disk), by journal id: resume saves them."""
         self.started = time.time()
