@@ -88,7 +88,7 @@ class Session:
         self._retired: list[Engine] = []
         self._enhance_said = False
         self._listeners: list[Callable[[Job], None]] = []
-        self._flying: dict[int, Job] = {}
+        self._flying: dict[tuple[Path, int], Job] = {}
         self._flying_lock = threading.Lock()  # not self._lock: close() holds that while jobs end on the engine thread
         """This session's jobs in flight by journal id: an identical request the journal joins to one gets that Job."""
         self._followers: list[Follower] = []
@@ -309,7 +309,7 @@ class Session:
         Follower of the kernel that sends it."""
         tracker = self.tracker
         with self._flying_lock:
-            own = self._flying.get(record.id) if record.session == tracker.session_id else None
+            own = self._flying.get((record.folder, record.id)) if record.session == tracker.session_id else None
         if own is not None:
             self.notice(joined_notice(record, here=True))
             if run.on_update is not None:
@@ -346,14 +346,15 @@ class Session:
         return job
 
     def _track_in_flight(self, journal_id: int, job: Job) -> None:
+        key = (self.tracker.journal.folder, journal_id)  # by runs folder too: the kernel's id spans folders
         with self._flying_lock:
-            self._flying[journal_id] = job
+            self._flying[key] = job
 
         def landed(job: Job, status: Any) -> None:
             if status.finished:
                 with self._flying_lock:
-                    if self._flying.get(journal_id) is job:
-                        del self._flying[journal_id]
+                    if self._flying.get(key) is job:
+                        del self._flying[key]
 
         job.on_update(landed)
         if job.done():

@@ -1042,6 +1042,20 @@ def test_a_job_in_flight_across_a_folder_switch_is_not_taken_for_one_left_behind
     assert again.images == job.result(30).images and sb.stats()["submits"] == 1
 
 
+def test_a_join_after_a_folder_switch_gets_that_folders_job(make_session: MakeSession, sb: Any, tmp_path: Path) -> None:
+    """Job @1 of runs folder A and job @1 of B, both in flight in one kernel: the same request again in A joins A's."""
+    sb.configure(inference_time=1.0)
+    s = make_session()
+    in_a = s.generate("an owl in A", seed=1, wait=False)
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "B")))
+    in_b = s.generate("a hare in B", seed=2, wait=False)
+    assert isinstance(in_a, Job) and isinstance(in_b, Job) and in_a.journal_id == in_b.journal_id == 1
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "runs")))
+    again = s.generate("an owl in A", seed=1)
+    assert again.prompt == "an owl in A" and again.images == in_a.result(30).images
+    assert sb.stats()["submits"] == 2
+
+
 @pytest.mark.parametrize("how", ["%config", "pyproject"])
 def test_the_session_cap_spans_runs_folders_in_the_magics(shell: Shell, sb: Any, tmp_path: Path, how: str) -> None:
     """Issue 20, point 7: `%config Kontext.runs_dir` and a pyproject's runs_dir change folders, never the cap."""
