@@ -269,12 +269,14 @@ def prune(*, older_than_days: float | None = None, max_bytes: int | None = None)
     return get_session().prune(older_than_days=older_than_days, max_bytes=max_bytes)
 
 
-def budget(*, reconcile: bool = False) -> dict[str, Any]:
+def budget(*, acknowledge: bool = False, reconcile: bool = False) -> dict[str, Any]:
     """Dollars spent this session, today and in total, what is reserved for jobs still running (and counted
-    against the caps), the caps, and what is left. ``reconcile=True`` also asks fal's usage API what it billed per
-    UTC day and endpoint over the last 7 days and puts it beside the journal's spend (key ``reconcile``; every
-    difference is printed)."""
-    return get_session().budget(reconcile=reconcile)
+    against the caps), the caps, what is left, which day "today" is (``day``, ``timezone``) and ``overruns``: jobs
+    that cost more than was reserved for them. Nothing is sent while there is one; ``acknowledge=True`` says you
+    have seen them, and sending goes on. ``reconcile=True`` also asks fal's usage API what it billed per UTC day and
+    endpoint over the last 7 days and puts it beside the journal's spend (key ``reconcile``; every difference is
+    printed)."""
+    return get_session().budget(acknowledge=acknowledge, reconcile=reconcile)
 
 
 def read_metadata(path: Any) -> dict[str, Any]:
@@ -289,7 +291,7 @@ def configure(**changes: Any) -> Settings:
 
     Settings: base_url (a fal-compatible server, like KONTEXT_FAL_URL), key, concurrency,
     job_timeout, use_stream, poll_interval, inline_max_bytes, max_input_side, retry, runs_dir,
-    budget_session, budget_daily, confirm_above.
+    budget_session, budget_daily, budget_timezone, confirm_above.
     """
     from dataclasses import fields
 
@@ -299,6 +301,10 @@ def configure(**changes: Any) -> Settings:
             raise ValidationError(
                 f"unknown setting {name!r}{endpoints.suggest(name, names)}; allowed: {', '.join(names)}", field=name
             )
+    if changes.get("budget_timezone") is not None:
+        from .journal.ledger import check_zone
+
+        check_zone(changes["budget_timezone"])
     session = get_session()
     current = session.settings
     updated = current.with_(**changes)

@@ -64,6 +64,9 @@ class Settings:
     """Dollars this session may spend; new submissions stop beyond it."""
     budget_daily: float | None = None
     """Dollars all sessions sharing the runs folder may spend per calendar day."""
+    budget_timezone: str | None = None
+    """The time zone of budget_daily's days (an IANA name); kept in the runs folder by the first kernel that sets
+    it, so every kernel on the folder counts the same day. None: the folder's zone, UTC when it keeps none."""
     confirm_above: float = 1.00
     """A single call that would spend more needs confirm=True (the magics and panel ask)."""
     unconfirmed_after: float = 3600.0

@@ -51,8 +51,11 @@ PRICE_PER_MEGAPIXEL: dict[str, float] = {
 MEGAPIXEL = 1024 * 1024
 """Pixels in a billed megapixel. NOT PUBLISHED: fal's pages price "1024x1024" images at one megapixel, so
 kontext_nb counts 2**20 pixels, and rounds each image up to whole megapixels — its estimates err high."""
-ASSUMED_INPUT_SIZE = (2048, 2048)
-"""An input whose size is unknown (a URL kontext_nb did not read) is priced as the largest it sends."""
+LARGEST_INPUT = (14142, 14142)
+"""An input whose size is unknown (a URL whose header could not be read) is priced as the largest fal takes:
+"Max width: 14142px, Max height: 14142px" in fal's ``image_url`` description. fal publishes no largest *output*
+size for ``resolution_mode: match_input`` (nor for inpainting, which returns the source's size): kontext_nb
+takes the output of such an input to be as large (rounded up to multiples of 16: 14144 px, 191 MP)."""
 
 ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 OUTPUT_FORMATS = ("jpeg", "png")
@@ -161,34 +164,43 @@ class Endpoint:
     def cost(self, num_images: int, sizes: Sequence[tuple[int, int] | None] | None = None) -> float:
         """What ``num_images`` images cost; per megapixel, from their ``sizes`` (width, height) as returned.
 
-        A size that is not known is priced as ``ASSUMED_INPUT_SIZE`` (errs high).
+        A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under.
         """
         if self.unit == "image":
             return round(self.price * num_images, 4)
         known = list(sizes or [])[:num_images]
         known += [None] * (num_images - len(known))
-        return round(sum(self.price * billed_megapixels(*(s or ASSUMED_INPUT_SIZE)) for s in known), 4)
+        return round(sum(self.price * billed_megapixels(*(s or _multiple_of_16(LARGEST_INPUT))) for s in known), 4)
 
     def output_size(self, arguments: Mapping[str, Any], input_size: tuple[int, int] | None = None) -> tuple[int, int]:
-        """The size fal is expected to return for these arguments (an estimate where fal does not say)."""
+        """The size fal is expected to return for these arguments; with ``input_size=None`` (not known) where the
+        output follows the input, the largest it can be."""
         if "image_size" in arguments or (self.mode == "text-to-image" and "aspect_ratio" not in arguments):
             size = arguments.get("image_size", "landscape_4_3")
-            if isinstance(size, Mapping):
-                return int(size["width"]), int(size["height"])
+            if isinstance(size, Mapping):  # fal may round a custom size up (NOT PUBLISHED): priced as rounded to 16
+                return _multiple_of_16((int(size["width"]), int(size["height"])))
             return IMAGE_SIZE_PRESETS.get(str(size), (1024, 1024))
         mode = arguments.get("resolution_mode")
         if mode is not None and mode not in ("match_input", "auto"):
             return aspect_size(str(mode))
-        if mode == "auto":
-            return aspect_size(nearest_ratio(*(input_size or (1, 1))))
         if mode == "match_input" or self.mode == "inpaint":
-            w, h = input_size or ASSUMED_INPUT_SIZE
-            return -(-w // 16) * 16, -(-h // 16) * 16  # multiples of 16, rounded up
-        ratio = arguments.get("aspect_ratio") or (nearest_ratio(*input_size) if input_size else "1:1")
-        return aspect_size(str(ratio))
+            return _multiple_of_16(input_size or LARGEST_INPUT)
+        ratio = arguments.get("aspect_ratio") if mode != "auto" else None
+        if not ratio and input_size is None:  # the ratio would follow the input: the dearest of them
+            return max((aspect_size(r) for r in ASPECT_RATIOS), key=lambda wh: billed_megapixels(*wh))
+        return aspect_size(str(ratio or nearest_ratio(*(input_size or (1, 1)))))
+
+    def needs_input_size(self, arguments: Mapping[str, Any]) -> bool:
+        """Whether the price depends on the source's size (per megapixel, the output following the input)."""
+        if self.unit == "image" or self.mode == "text-to-image":
+            return False
+        return self.output_size(arguments, (1024, 1024)) != self.output_size(arguments, None)
 
     def estimate(self, arguments: Mapping[str, Any], input_size: tuple[int, int] | None = None) -> float:
-        """The cost before sending: from the requested (or the input's) resolution and ``num_images``."""
+        """What a request may cost at most, before sending: the one estimator (sessions, sweeps, the panel and the
+        classroom proxy all use it). Per image: exact. Per megapixel: from the requested size, or the source's
+        ``input_size`` (width, height) where the output follows it; ``input_size=None`` means not known, and
+        prices the largest output fal can make for it (``LARGEST_INPUT``). ``num_images`` multiplies."""
         n = int(arguments.get("num_images", 1))
         if self.unit == "image":
             return self.cost(n)
@@ -483,6 +495,12 @@ def endpoint_for(mode: str, model: str) -> Endpoint:
 def models_for(mode: str) -> tuple[str, ...]:
     """The models that serve a mode, in MODELS order."""
     return tuple(m for m in MODELS if any(e.mode == mode and e.model == m for e in ENDPOINTS.values()))
+
+
+def _multiple_of_16(size: tuple[int, int]) -> tuple[int, int]:
+    """fal's match_input sizes: each side rounded up to a multiple of 16."""
+    w, h = size
+    return -(-w // 16) * 16, -(-h // 16) * 16
 
 
 def billed_megapixels(width: int, height: int) -> int:

@@ -5,6 +5,7 @@ Everything a call could get wrong is found here, before anything is sent or paid
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import os
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ def build_request(
             args[field.name] = inputs[0] if field.kind == "image" else inputs
     if loras is not None:
         args["loras"] = lora_list(loras)
-    validated = endpoints.validate(endpoint, args)
+    validated = _with_source_size(endpoint, endpoints.validate(endpoint, args))
     options = SubmitOptions(
         webhook_url=_check_webhook(webhook_url),
         priority=_check_priority(priority),
@@ -112,6 +113,23 @@ def build_request(
         store_io=not private,
     )
     return Request(endpoint, validated, options, tuple(notices))
+
+
+def _with_source_size(endpoint: endpoints.Endpoint, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Where the price follows a URL source's size, read it from its header (fal/source_size.py); a URL that cannot
+    be read stays without a size, and is priced as the largest fal takes."""
+    field = endpoint.image_field
+    if field is None or field.kind != "image":
+        return arguments
+    source = arguments.get(field.name)
+    if not (isinstance(source, ImageInput) and source.url and source.size is None):
+        return arguments
+    if not endpoint.needs_input_size(arguments):
+        return arguments
+    from .fal.source_size import url_image_size
+
+    size = url_image_size(source.url)
+    return arguments if size is None else {**arguments, field.name: dataclasses.replace(source, size=size)}
 
 
 def edit_mode(sources: Any) -> tuple[str, list[Any]]:

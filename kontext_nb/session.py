@@ -20,6 +20,7 @@ from .endpoints import text_problem
 from .errors import Interrupted, ValidationError
 from .fal.engine import Engine
 from .jobs import Job
+from .journal.caps import Kernel
 from .journal.db import Holdings, JobRecord
 from .journal.following import NEVER_SENT, Follower, collecting_notice, joined_notice
 from .journal.tracking import Tracker, describe_request, is_ref
@@ -89,7 +90,7 @@ class Session:
         self._retired: list[Engine] = []
         self._enhance_said = False
         self._listeners: list[Callable[[Job], None]] = []
-        self._flying: dict[int, Job] = {}
+        self._flying: dict[tuple[Path, int], Job] = {}
         self._flying_lock = threading.Lock()  # not self._lock: close() holds that while jobs end on the engine thread
         """This session's jobs in flight by journal id: an identical request the journal joins to one gets that Job."""
         self._followers: list[Follower] = []
@@ -98,6 +99,8 @@ class Session:
         self.notice: Callable[[str], None] = lambda message: say(redact(message))  # never the key, whatever it says
         self.backend: str | None = None
         """'fal', 'sandbox' or 'custom' (a KONTEXT_FAL_URL server), once the engine exists."""
+        self.kernel = Kernel()
+        """This kernel's money identity: its budget_session spans every runs folder it writes to."""
 
     @property
     def settings(self) -> Settings:
@@ -136,7 +139,7 @@ class Session:
         """The journal of the runs folder (opened on first use; says so if jobs wait to be collected)."""
         with self._lock:
             if self._tracker is None:
-                self._tracker = Tracker(self.settings, self.notice)
+                self._tracker = Tracker(self.settings, self.notice, self.kernel)
                 waiting = self._tracker.resumable()
                 if waiting and "resume" not in ANNOUNCED:
                     n = len(waiting)
@@ -175,7 +178,7 @@ class Session:
             if self._tracker is not None and self._tracker.journal.folder != Tracker.folder_for(settings):
                 self._tracker = None
             elif self._tracker is not None:
-                self._tracker.settings = settings
+                self._tracker.use_settings(settings)
 
     def proxy_view(self) -> dict[str, Any] | None:
         """A classroom proxy's view of this student (allowed models and settings, quota left) when the base URL
@@ -200,10 +203,7 @@ class Session:
             "jobs_in_flight": len(engine.active_jobs()),
             "concurrency": engine.settings.concurrency,
             "runs_dir": str(self.tracker.journal.folder),
-            **{
-                f"spent_{k}" if not k.endswith(("cap", "left", "above", "reserved")) else k: v
-                for k, v in self.budget().items()
-            },
+            **{f"spent_{k}" if k in ("session", "today", "total") else k: v for k, v in self.budget().items()},
         }
 
     def close(self) -> None:
@@ -326,7 +326,7 @@ class Session:
         Follower of the kernel that sends it."""
         tracker = self.tracker
         with self._flying_lock:
-            own = self._flying.get(record.id) if record.session == tracker.session_id else None
+            own = self._flying.get((record.folder, record.id)) if record.session == tracker.session_id else None
         if own is not None:
             self.notice(joined_notice(record, here=True))
             if run.on_update is not None:
@@ -364,14 +364,15 @@ class Session:
         return job
 
     def _track_in_flight(self, journal_id: int, job: Job) -> None:
+        key = (self.tracker.journal.folder, journal_id)  # by runs folder too: the kernel's id spans folders
         with self._flying_lock:
-            self._flying[journal_id] = job
+            self._flying[key] = job
 
         def landed(job: Job, status: Any) -> None:
             if status.finished:
                 with self._flying_lock:
-                    if self._flying.get(journal_id) is job:
-                        del self._flying[journal_id]
+                    if self._flying.get(key) is job:
+                        del self._flying[key]
 
         job.on_update(landed)
         if job.done():
@@ -488,8 +489,30 @@ class Session:
         """Collect jobs submitted but never collected (restart, crash, timeout, a failed download or save), and
         settle unconfirmed submits from fal's request history (found: collected; provably never sent: released).
         Never submits. Each job is claimed first (journal.claim): one collector, however many kernels try."""
-        tracker = self.tracker
         jobs: list[Job] = []
+        try:  # Ctrl-C anywhere in here: jobs made earlier, paid for or about to be: stop waiting, never cancel them
+            self._claim_left_jobs(jobs)  # into jobs as they start: an interrupt meanwhile counts them
+            jobs += self._settle_unconfirmed()
+            if not wait:
+                return jobs
+            results: list[Result] = []
+            for job in jobs:
+                try:
+                    results.append(job.result(interrupt_cancels=False))
+                except Exception as exc:  # said once per job; the journal row has the error
+                    self.notice(f"kontext_nb: could not collect @{job.journal_id}: {exc}")
+        except KeyboardInterrupt:
+            left = sum(not job.done() for job in jobs)
+            raise Interrupted(
+                f"stopped waiting; {left} job{'s' if left != 1 else ''} still being collected in the background "
+                "(nothing cancelled: kx.history() shows them as they finish)"
+            ) from None
+        return results
+
+    def _claim_left_jobs(self, jobs: list[Job]) -> None:
+        """resume()'s first half: the jobs left behind, claimed and being collected (or saved from memory), each
+        added to ``jobs`` as it starts."""
+        tracker = self.tracker
         for record in tracker.resumable():
             held = tracker.unsaved(record.id)
             if held is not None:  # the images are in memory (a full disk kept them from being written): save them
@@ -520,25 +543,8 @@ class Session:
             if claimed is None:  # another kernel took it meanwhile (its resume, or a request that joined it)
                 continue
             job = self._collect(claimed)
-            self._announce(job)
             jobs.append(job)
-        jobs += self._settle_unconfirmed()
-        if not wait:
-            return jobs
-        results: list[Result] = []
-        try:
-            for job in jobs:
-                try:
-                    results.append(job.result(interrupt_cancels=False))
-                except Exception as exc:  # said once per job; the journal row has the error
-                    self.notice(f"kontext_nb: could not collect @{job.journal_id}: {exc}")
-        except KeyboardInterrupt:  # jobs made earlier, paid for or about to be: stop waiting, never cancel them
-            left = sum(not job.done() for job in jobs)
-            raise Interrupted(
-                f"stopped waiting; {left} job{'s' if left != 1 else ''} still being collected in the background "
-                "(nothing cancelled: kx.history() shows them as they finish)"
-            ) from None
-        return results
+            self._announce(job)
 
     def _settle_unconfirmed(self) -> list[Job]:
         """Unconfirmed submits looked up in fal's request history: found ones are collected (never sent again),
@@ -592,9 +598,13 @@ class Session:
 
         return prune(self.tracker.journal, older_than_days=older_than_days, max_bytes=max_bytes)
 
-    def budget(self, *, reconcile: bool = False) -> dict[str, Any]:
-        """Dollars spent this session, today and in total, reserved for jobs in flight, the caps and what is left.
+    def budget(self, *, acknowledge: bool = False, reconcile: bool = False) -> dict[str, Any]:
+        """Dollars spent this session, today and in total, reserved for jobs in flight, the caps and what is left,
+        the day and time zone of "today", and overruns (jobs that cost more than was reserved for them: nothing is
+        sent while there is one). ``acknowledge=True`` says they have been seen, and sending goes on.
         ``reconcile=True`` adds ``reconcile``: fal's billed usage beside the journal's (see ``reconciled``)."""
+        if acknowledge:
+            self.tracker.journal.acknowledge(self.kernel.id)
         spending = self.tracker.spending()
         if reconcile:
             spending["reconcile"] = self.reconciled()

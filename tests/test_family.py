@@ -138,8 +138,9 @@ def test_estimate_from_input_resolution_for_match_input() -> None:
     args = ep.validate(DEV, {**base(DEV), "num_images": 2})
     assert DEV.estimate(args, input_size=(2000, 1500)) == pytest.approx(2 * 3 * DEV.price)  # 2000x1504 -> 3 MP
     assert DEV.estimate(args, input_size=(512, 512)) == pytest.approx(2 * DEV.price)
-    # unknown input size: assume the largest kontext_nb sends (errs high)
-    assert DEV.estimate(args) == pytest.approx(2 * 4 * DEV.price)
+    # unknown input size (a URL whose header could not be read): the largest fal takes, 14142 px a side
+    assert DEV.estimate(args) == pytest.approx(2 * 191 * DEV.price)
+    assert DEV.estimate(ep.validate(DEV, {**base(DEV), "resolution_mode": "auto"})) == pytest.approx(2 * DEV.price)
     auto = ep.validate(DEV, {**base(DEV), "resolution_mode": "16:9"})
     assert DEV.estimate(auto, input_size=(4000, 100)) == pytest.approx(DEV.price)
 

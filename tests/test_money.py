@@ -7,6 +7,7 @@ from __future__ import annotations
 import _thread
 import errno
 import json
+import math
 import os
 import re
 import sqlite3
@@ -30,6 +31,7 @@ import kontext_nb as kx
 from kontext_nb.config import RetryPolicy
 from kontext_nb.errors import (
     BudgetError,
+    ConfirmationRequired,
     DownloadFailed,
     ImageInputError,
     ImageTooLarge,
@@ -55,14 +57,19 @@ MONEY: dict[str, tuple[str, str, str, str]] = {}
 
 
 def record_money(
-    scenario: str, sb: Any, session: Session | None, journal: str | None = None, budget: str | None = None
+    scenario: str,
+    sb: Any,
+    session: Session | None,
+    journal: str | None = None,
+    budget: str | None = None,
+    billed: str | None = None,
 ) -> None:
     """One row of the money table: what reached the sandbox (fal), what it would bill (completed images), what the
     journal and kx.budget() say. Read from the real sandbox and journal, never written by hand."""
     stats = sb.stats()
     wait_for(lambda: sb.stats()["in_queue"] + sb.stats()["in_progress"] == 0, timeout=30)
     stats = sb.stats()
-    billed = f"${stats['completed'] * PRICE:.2f}"
+    billed = billed or f"${stats['completed'] * PRICE:.2f}"  # given where the images were not all [max]
     if journal is None and session is not None:
         rows = session.tracker.journal.search()
         counts: dict[str, int] = {}
@@ -285,6 +292,8 @@ def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_n
     journal = Journal(runs)
     try:
         assert [r.status for r in journal.search(search="seeded lighthouse")] == ["unconfirmed"]
+        # the slow job's images are saved (and its cost settled) after fal's slot is free for the next submit
+        wait_for(lambda: [r.status for r in journal.search(search="a slow job first")] == ["done"], timeout=30)
         assert journal.held() == (pytest.approx(2 * PRICE), 0.0)  # the unconfirmed one counts as spent, once
     finally:
         journal.close()
@@ -727,11 +736,11 @@ def test_a_damaged_journal_is_one_line_then_salvaged(make_session: MakeSession, 
         journal.finished(job, status="done", cost=PRICE, num_images=1)
     journal.close()
     damage_a_page(runs / "journal.sqlite3")
-    s = make_session(budget_daily=100.0)  # checking the cap reads every row of today
+    s = make_session(budget_daily=100.0)
     with pytest.raises(
         JournalError, match=r"is damaged \(database disk image is malformed\): \d+ readable jobs"
     ) as info:
-        s.generate("after the damage")
+        s.history()  # reads every row (the caps read only the spend ledger, whose pages are whole)
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
     assert sb.stats()["submits"] == 0
     (aside,) = [p for p in runs.glob("journal.sqlite3.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
@@ -739,6 +748,7 @@ def test_a_damaged_journal_is_one_line_then_salvaged(make_session: MakeSession, 
     kept = s.tracker.journal.count()
     assert 200 < kept < 300 and s.record(1).prompt.startswith("job 0 ")
     assert s.generate("after the damage").images and s.tracker.journal.count() == kept + 1
+    assert s.budget()["total"] == pytest.approx(301 * PRICE)  # salvage keeps every ledger entry: no money is lost
     record_money("a damaged journal page, then two `generate` calls", sb, s, f"{kept} of 300 rows kept, 1 done")
 
 
@@ -1248,6 +1258,268 @@ def test_collecting_an_earlier_kernels_job_does_not_spend_this_sessions_cap(make
     record_money("a new session collects a job an earlier kernel left, under a $0.10 session cap", sb, now)
 
 
+# -- 5. the spend ledger (issue 20): housekeeping, runs folders and time zones never reset a cap ---------------------
+HOUSEKEEPING = {"delete": "delete('@last')", "prune": "prune(older_than_days=0)"}
+
+
+@pytest.mark.parametrize("housekeeping", ["delete", "prune"])
+def test_housekeeping_never_resets_the_daily_cap(make_session: MakeSession, sb: Any, housekeeping: str) -> None:
+    """Issue 20, point 1: deleting or pruning jobs removes their rows and files, never their money."""
+    s = make_session(budget_daily=0.16)
+    for i in range(2):
+        s.generate(f"a fox {i}")
+    if housekeeping == "delete":
+        s.delete("@last")
+    else:
+        assert s.prune(older_than_days=0) == 2
+    with pytest.raises(BudgetError, match=r"cap is \$0.16 and \$0.16 is spent"):
+        s.generate("a third fox")
+    assert sb.stats()["submits"] == 2 and s.budget()["today"] == pytest.approx(2 * PRICE)
+    record_money(
+        f"`budget_daily=0.16`, 2 images, then `kx.{HOUSEKEEPING[housekeeping]}`"
+        f" and a 3rd (`test_housekeeping_never_resets_the_daily_cap[{housekeeping}]`)",
+        sb,
+        s,
+        budget=f"today ${s.budget()['today']:.2f} of $0.16",
+    )
+
+
+def test_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: Any) -> None:
+    """Issue 20, point 1: a job deleted while it runs still holds its price, and its settlement lands in the ledger."""
+    sb.configure(inference_time=1.0)
+    s = make_session(budget_daily=0.16)
+    job = s.generate("a fox deleted in flight", wait=False)
+    assert isinstance(job, Job)
+    s.delete("@last")
+    assert s.budget()["today_reserved"] == pytest.approx(PRICE)
+    assert job.result(30).images
+    assert s.budget()["today"] == pytest.approx(PRICE) and s.budget()["today_reserved"] == 0
+    assert [e.kind for e in s.tracker.journal.ledger_entries(job.journal_id)] == ["reserve", "settle"]
+    record_money(
+        "a job deleted while it runs, then finished (`test_deleting_a_running_job_keeps_its_money`)",
+        sb,
+        s,
+        budget=f"today ${s.budget()['today']:.2f}",
+    )
+
+
+def test_the_session_cap_spans_runs_folders(make_session: MakeSession, sb: Any, tmp_path: Path) -> None:
+    """Issue 20, point 7: A -> B -> A under budget_session=0.16 sends two images, not three."""
+    s = make_session(budget_session=0.16)
+    for n, folder in enumerate(["A", "B"]):
+        s.configure(s.settings.with_(runs_dir=str(tmp_path / folder)))
+        s.generate(f"a fox in {folder}", seed=n)
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "A")))
+    with pytest.raises(BudgetError, match=r"this session's cap is \$0.16 and \$0.16 is spent"):
+        s.generate("a third fox, back in A")
+    assert sb.stats()["submits"] == 2 and s.budget()["session"] == pytest.approx(2 * PRICE)
+    record_money(
+        "`budget_session=0.16`, runs folder A → B → A, one image in each (`test_the_session_cap_spans_runs_folders`)",
+        sb,
+        s,
+    )
+
+
+def test_a_job_in_flight_across_a_folder_switch_is_not_taken_for_one_left_behind(
+    make_session: MakeSession, sb: Any, tmp_path: Path
+) -> None:
+    """The kernel keeps one id across runs folders (its session cap is its): back in A, a job it still runs there is
+    its own in flight, not a job left behind to resume or to collect a second time."""
+    sb.configure(inference_time=1.0)
+    s = make_session()
+    job = s.generate("a slow fox in A", seed=1, wait=False)
+    assert isinstance(job, Job)
+    wait_for(lambda: job.request_id)
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "B")))
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "runs")))
+    assert s.tracker.resumable() == [] and s.resume() == []
+    again = s.generate("a slow fox in A", seed=1)  # joins the job in flight: no second send, no second collector
+    assert again.images == job.result(30).images and sb.stats()["submits"] == 1
+
+
+def test_a_join_after_a_folder_switch_gets_that_folders_job(make_session: MakeSession, sb: Any, tmp_path: Path) -> None:
+    """Job @1 of runs folder A and job @1 of B, both in flight in one kernel: the same request again in A joins A's."""
+    sb.configure(inference_time=1.0)
+    s = make_session()
+    in_a = s.generate("an owl in A", seed=1, wait=False)
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "B")))
+    in_b = s.generate("a hare in B", seed=2, wait=False)
+    assert isinstance(in_a, Job) and isinstance(in_b, Job) and in_a.journal_id == in_b.journal_id == 1
+    s.configure(s.settings.with_(runs_dir=str(tmp_path / "runs")))
+    again = s.generate("an owl in A", seed=1)
+    assert again.prompt == "an owl in A" and again.images == in_a.result(30).images
+    assert sb.stats()["submits"] == 2
+
+
+@pytest.mark.parametrize("how", ["%config", "pyproject"])
+def test_the_session_cap_spans_runs_folders_in_the_magics(shell: Shell, sb: Any, tmp_path: Path, how: str) -> None:
+    """Issue 20, point 7: `%config Kontext.runs_dir` and a pyproject's runs_dir change folders, never the cap."""
+    kx.configure(budget_session=0.16)
+    shell.line('"a fox in the first folder" --seed 1')
+    if how == "%config":
+        shell.run(f"%config Kontext.runs_dir = {str(tmp_path / 'B')!r}")
+    else:
+        other = tmp_path / "other-notebooks"
+        other.mkdir()
+        (other / "pyproject.toml").write_text(f'[tool.kontext_nb]\nruns_dir = "{tmp_path / "B"}"\n')
+        os.chdir(other)  # the shell fixture's monkeypatch.chdir takes it back
+        shell.run("%reload_ext kontext_nb")
+    assert kx.get_session().runs_folder == tmp_path / "B"
+    shell.line('"a fox in the second folder" --seed 2')
+    message = shell.usage_error('"a third fox" --seed 3')
+    assert "cap is $0.16" in message and "nothing was sent" in message
+    assert sb.stats()["submits"] == 2
+    record_money(
+        f"`budget_session=0.16`, folder changed by {'`%config Kontext.runs_dir`' if how[0] == '%' else 'pyproject'}"
+        f" between images (`test_the_session_cap_spans_runs_folders_in_the_magics[{how}]`)",
+        sb,
+        kx.get_session(),
+    )
+
+
+def _zone_whose_day_began_at(moment: int) -> str:
+    """A POSIX TZ string whose local midnight is ``moment`` (a whole second since the epoch)."""
+    offset = (86400 - moment % 86400) % 86400  # local = UTC + offset: 00:00:00 at moment
+    if offset > 43200:
+        offset -= 86400
+    sign = "-" if offset >= 0 else "+"  # POSIX TZ offsets are west-positive
+    h, rest = divmod(abs(offset), 3600)
+    return f"XXX{sign}{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def test_two_time_zones_on_one_runs_folder_count_one_day(
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20, point 8: a kernel whose local day just began and one whose day did not share one daily cap."""
+    west = make_session(budget_daily=0.16)
+    west.generate("a fox in the west", seed=1)
+    west.generate("another fox in the west", seed=2)
+    midnight = math.ceil(max(r.created for r in west.tracker.journal.search()) + 0.001)
+    wait_for(lambda: time.time() > midnight)  # in the east, the day began after the west's two jobs
+    monkeypatch.setenv("TZ", _zone_whose_day_began_at(midnight))
+    time.tzset()
+    try:
+        east = make_session(budget_daily=0.16)
+        with pytest.raises(BudgetError, match=r"today's \(\d{4}-\d\d-\d\d, UTC\) cap is \$0.16"):
+            east.generate("a fox in the east", seed=3)
+        budget = east.budget()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert sb.stats()["submits"] == 2 and budget["timezone"] == "UTC" and budget["today"] == pytest.approx(0.16)
+    record_money(
+        "two kernels on one runs folder, one whose local day began a second ago, `budget_daily=0.16` "
+        "(`test_two_time_zones_on_one_runs_folder_count_one_day`)",
+        sb,
+        east,
+        budget=f"today ({budget['timezone']}) ${budget['today']:.2f}",
+    )
+
+
+# -- 6. reservations are upper bounds (issue 20, point 4) ------------------------------------------------------------
+DEV_PRICE = 0.025  # [dev], per megapixel
+
+
+def stored_url(sb: Any, width: int, height: int) -> str:
+    """An image of this size in the sandbox's storage (fal's upload protocol): a URL source fal fetches itself."""
+    import httpx
+    from PIL import Image
+
+    buffer = __import__("io").BytesIO()
+    Image.new("RGB", (width, height), (40, 90, 160)).save(buffer, "PNG")
+    with httpx.Client(timeout=30) as http:
+        token = http.post(
+            f"{sb.url}/storage/auth/token", params={"storage_type": "fal-cdn-v3"}, json={},
+            headers={"Authorization": "Key test-key-0123456789abcdef"},
+        ).json()  # fmt: skip
+        answer = http.post(
+            token["base_url"].rstrip("/") + "/files/upload",
+            content=buffer.getvalue(),
+            headers={
+                "Authorization": f"Bearer {token['token']}",
+                "Content-Type": "image/png",
+                "X-Fal-File-Name": "big.png",
+            },
+        )
+    return str(answer.json()["access_url"])
+
+
+def test_a_url_source_reserves_its_real_size(make_session: MakeSession, sb: Any) -> None:
+    """Issue 20, point 4: a [dev] edit of a 4096x4096 URL (match_input) is 16 MP, $0.40: a $0.20 cap refuses it."""
+    url = stored_url(sb, 4096, 4096)
+    s = make_session(budget_session=0.20)
+    with pytest.raises(BudgetError, match=r"would cost \$0.40, but this session's cap is \$0.20"):
+        s.edit(url, "make it night", model="dev", seed=1)
+    assert sb.stats()["submits"] == 0
+    record_money(
+        "a [dev] edit of a 4096×4096 URL under a $0.20 session cap (`test_a_url_source_reserves_its_real_size`)",
+        sb,
+        s,
+        billed="$0.00",
+    )
+
+
+def test_a_url_source_is_settled_within_its_reservation(make_session: MakeSession, sb: Any) -> None:
+    """Issue 20, point 4: what is reserved for a URL source is what fal bills for it; num_images multiplies, and
+    confirm_above applies to the reservation."""
+    sb.configure(image_scale=1.0)  # the sandbox makes what fal makes: the source's own 4096x4096
+    url = stored_url(sb, 4096, 4096)
+    s = make_session(budget_session=2.00)
+    with pytest.raises(ConfirmationRequired, match=r"\$1.60, more than \$1.00"):
+        s.edit(url, "make it night", model="dev", seed=1, num_images=4)
+    result = s.edit(url, "make it night", model="dev", seed=1)
+    assert result.cost == pytest.approx(16 * DEV_PRICE) and result.images[0].size == (4096, 4096)
+    kinds = [(e.kind, e.amount) for e in s.tracker.journal.ledger_entries(result.journal_id)]
+    assert kinds == [("reserve", pytest.approx(0.40)), ("settle", pytest.approx(0.40))]
+    assert s.budget()["session"] == pytest.approx(0.40) and s.budget()["overruns"] == []
+    assert sb.stats()["submits"] == 1
+    record_money(
+        "a [dev] edit of a 4096×4096 URL, then with `num_images=4`"
+        " (`test_a_url_source_is_settled_within_its_reservation`)",
+        sb,
+        s,
+        billed="$0.40 (16 MP of [dev])",
+    )
+
+
+def test_an_unreadable_url_source_reserves_the_largest(make_session: MakeSession, sb: Any) -> None:
+    """A URL whose header cannot be read is priced as fal's largest input, 14142 px a side (191 MP)."""
+    s = make_session()
+    request, _ = s.prepare_edit(f"{sb.url}/files/nothing-here/x.png", "make it night", model="dev")
+    assert request.input_size is None and request.cost == pytest.approx(191 * DEV_PRICE)
+    request, _ = s.prepare_edit(stored_url(sb, 1000, 500), "make it night", model="lora", num_images=2)
+    assert request.input_size == (1000, 500) and request.cost == pytest.approx(2 * 0.035)
+
+
+def test_a_settlement_above_its_reservation_stops_sending_until_acknowledged(
+    make_session: MakeSession, sb: Any
+) -> None:
+    """A defect of the estimate (here: a server returning twice the size) is flagged, said in one line, and nothing
+    more is sent until kx.budget(acknowledge=True)."""
+    notices: list[str] = []
+    s = make_session()
+    s.notice = notices.append
+    sb.configure(image_scale=2.0)  # a server that makes twice the size asked for
+    over = s.generate("a fox", model="lora", image_size="square_hd", seed=1)  # reserved 1 MP, 2048x2048 is 4 MP
+    assert over.cost == pytest.approx(4 * 0.035)
+    (line,) = [n for n in notices if "more than was reserved" in n]
+    assert f"@{over.journal_id}" in line and "kx.budget(acknowledge=True)" in line and "\n" not in line
+    assert s.budget()["overruns"] == [f"@{over.journal_id}"]
+    sb.configure(image_scale=1.0)
+    with pytest.raises(BudgetError, match=r"cost more than was reserved.*kx.budget\(acknowledge=True\)"):
+        s.generate("another fox", seed=2)
+    assert sb.stats()["submits"] == 1
+    assert s.budget(acknowledge=True)["overruns"] == []
+    assert s.generate("another fox", seed=2).images and sb.stats()["submits"] == 2
+    record_money(
+        "a result larger than reserved, then 2 more sends, acknowledged between them "
+        "(`test_a_settlement_above_its_reservation_stops_sending_until_acknowledged`)",
+        sb,
+        s,
+        billed="$0.22 (4 MP + 1 image of [max])",
+    )
+
+
 # -- the table (last: pytest runs tests in file order) ---------------------------------------------------------
 def test_write_the_money_table() -> None:
     """docs/reliability.md's money section, between its markers (the fault matrix keeps it when it rewrites)."""
@@ -1261,13 +1533,16 @@ def test_write_the_money_table() -> None:
 ## Money: what was sent, what was billed, what kontext_nb says
 
 Produced by `pytest tests/test_money.py` against the offline sandbox over HTTP (one image of [max] is $0.08;
-"billed" counts the images the sandbox completed, as fal bills completed outputs). A job's price is reserved
-in the journal when it is submitted and counts against the caps until it ends: cancelled and failed jobs give it
-back, finished ones turn it into their real cost, and a submit whose reply was lost is looked up in fal's request
-history: found, it is collected; else it stays counted as `unconfirmed` until `kx.resume()` finds it, or proves
-(after `unconfirmed_after`) that it never arrived and releases its price. Reservations live in the runs folder's
-journal, so every kernel sharing it sees them, and a seeded request identical to a job in flight in any of them joins
-that job instead of being sent.
+"billed" counts the images the sandbox completed, as fal bills completed outputs, or says what else was made).
+A job's price (an upper bound: a per-megapixel source's size is read from its header, a URL's with one bounded
+range request, or the largest fal takes) is reserved in the journal's append-only spend ledger when it is
+submitted and counts against the caps until it ends: cancelled and failed jobs release it, finished ones settle
+their real cost, and a submit whose reply was lost is looked up in fal's request history: found, it is collected;
+else it stays counted as `unconfirmed` until `kx.resume()` finds it, or proves (after `unconfirmed_after`) that it
+never arrived and releases its price. Delete, prune and salvage never remove a ledger entry. Every kernel sharing
+the runs folder sees the ledger; `budget_session` adds the kernel's entries in every runs folder it has used;
+"today" is the folder's day (UTC unless `budget_timezone`). A seeded request identical to a job in flight in any
+kernel joins that job instead of being sent. Rows naming a test are issue 20's cases.
 
 {chr(10).join(rows)}
 {MONEY_END}"""

@@ -24,7 +24,7 @@ from typing import Any
 from ..endpoints import OfEndpoint
 from ..errors import JournalError
 from ..keys import redact
-from . import salvage
+from . import ledger, salvage
 from .folder import inside
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0
     """,
+    # 7: the append-only spend ledger (journal/ledger.py), filled once from the jobs' cost and reserved columns
+    ledger.MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ORPHAN_SQL = """
@@ -318,6 +320,7 @@ class Journal:
                 with self._write() as w:
                     salvage.copy_into(w, tables, replace_older=False)
                     salvage.gap_ids(w, tables)
+                    salvage.past_ledger(w)
             finally:
                 self._local.salvaging = False
         kept = len(tables.get("jobs", ([], []))[1])
@@ -428,7 +431,9 @@ class Journal:
             if guard is not None and written:
                 guard(Holdings(w), written)
             for at in written:
-                answers[at] = self._insert(w, rows[at], reserved[at], now)
+                job_id = answers[at] = self._insert(w, rows[at], reserved[at], now)
+                if reserved[at] > 0:
+                    ledger.reserve(w, job_id, reserved[at], kernel=rows[at].session, endpoint=rows[at].endpoint)
             final: list[int | JobRecord] = []
             for answer in answers:
                 if isinstance(answer, int) and answer < 0:  # the batch's earlier identical row
@@ -537,8 +542,10 @@ class Journal:
         error_type: str | None = None,
         request_id: str | None = None,
         billable_units: float | None = None,
-    ) -> None:
-        """Record how a job ended (done with its files and cost, failed, or cancelled)."""
+    ) -> float | None:
+        """Record how a job ended (done with its files and cost, failed, or cancelled), and settle its money in the
+        ledger (also when its row was deleted meanwhile: its money stays). Returns by how much its cost is above its
+        reservation (a defect of the estimate, kept in the ledger as an overrun), else None."""
         changes: dict[str, Any] = {
             "status": status,
             "cost": cost,
@@ -558,7 +565,16 @@ class Journal:
             changes["billable_units"] = billable_units
         if status in FINAL:  # the job's price is no longer held: it became its real cost, or nothing
             changes["reserved"] = 0.0
-        self._update(job_id, **changes)
+        changes["updated"] = time.time()
+        columns = ", ".join(f"{k} = ?" for k in changes)
+        with self._write() as w:
+            w.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*changes.values(), job_id))
+            if status == "done":
+                row = w.execute("SELECT session FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                return ledger.settle(w, job_id, cost, kernel=row["session"] if row else None)
+            if status in FINAL:
+                ledger.release(w, job_id)
+        return None
 
     def unconfirmed(self, job_id: int, *, error: str, request_id: str | None = None) -> None:
         """A submit fal may have received but never confirmed: its price counts as spent (never undercount)."""
@@ -569,6 +585,7 @@ class Journal:
                 " request_id = COALESCE(?, request_id), updated = ? WHERE id = ?",
                 (redact(error), request_id, now, job_id),
             )
+            ledger.unconfirmed(w, job_id)
 
     def resolve_unconfirmed(self, job_id: int, request_id: str) -> bool:
         """fal's request history shows an unconfirmed submit arrived as ``request_id``: the job is 'submitted' again
@@ -590,6 +607,8 @@ class Journal:
                 " updated = ? WHERE id = ? AND status = 'unconfirmed'",
                 (error, time.time(), job_id),
             )
+            if cur.rowcount == 1:
+                ledger.not_sent(w, job_id)
             return cur.rowcount == 1
 
     def record_cached(
@@ -633,6 +652,7 @@ class Journal:
             w.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*changes.values(), job_id))
 
     def delete(self, job_id: int) -> None:
+        """Forget a job's row (and votes); its ledger entries stay: the money it spent or holds is still counted."""
         with self._write() as w:
             w.execute("UPDATE jobs SET parent_id = NULL WHERE parent_id = ?", (job_id,))
             w.execute(ORPHAN_SQL, (job_id, job_id))
@@ -787,16 +807,52 @@ class Journal:
             params.append(limit)
         return [self._record(r) for r in self._query(sql, params)]
 
-    def spent(self, *, since: float | None = None, session: str | None = None) -> float:
-        return self.holdings().of(since=since, session=session)[0]
+    # -- money: the ledger (journal/ledger.py) ----------------------------------------------
+    def spent(self, *, day: str | None = None, kernel: str | None = None) -> float:
+        """Dollars spent (settled or unconfirmed) on ``day`` and/or by ``kernel``; all of them when not given."""
+        return self.holdings().of(day=day, kernel=kernel)[0]
 
     def holdings(self) -> Holdings:
         """Money spent and held, read outside any transaction (for reports, not for reserving)."""
         return Holdings(_Tx(self._db, self._guard))
 
-    def held(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
+    def held(self, *, day: str | None = None, kernel: str | None = None) -> tuple[float, float]:
         """(spent, reserved): real costs so far, and prices held for jobs that may still be billed."""
-        return self.holdings().of(since=since, session=session)
+        return self.holdings().of(day=day, kernel=kernel)
+
+    def today(self) -> tuple[str, str]:
+        """(the runs folder's day, YYYY-MM-DD, and the time zone it is counted in)."""
+        h = self.holdings()
+        return h.today(), h.zone()
+
+    def agree_zone(self, wanted: str | None) -> tuple[str, str | None]:
+        """Keep ``wanted`` as the folder's budget_timezone if it has none: (the zone in force, a notice if not ours).
+        Nothing is written when nothing is wanted (a read-only runs folder can still be opened)."""
+        if wanted is None:
+            return self.holdings().zone(), None
+        with self._write() as w:
+            return ledger.agree_zone(w, wanted)
+
+    def ledger_entries(self, job_id: int | None = None) -> list[ledger.Entry]:
+        """The ledger's entries (of one job), oldest first."""
+        return [ledger.entry(r) for r in self._query(*_ledger_sql(job_id))]
+
+    def money(self, job_id: int) -> tuple[float, float]:
+        """(spent, held) for one job, from the ledger (its row may be deleted: its money is not)."""
+        return ledger.job_totals(_Tx(self._db, self._guard), job_id)
+
+    def money_per_job(self, *, since: float) -> list[ledger.JobMoney]:
+        """Each job's spent and held money reserved since ``since``, from the ledger (deleted jobs included)."""
+        return ledger.per_job(_Tx(self._db, self._guard), since=since)
+
+    def overruns(self) -> list[ledger.Entry]:
+        """Settlements above their reservation not yet acknowledged: nothing is sent while there is one."""
+        return self.holdings().overruns()
+
+    def acknowledge(self, kernel: str | None) -> int:
+        """The user has seen every overrun: sending may go on. Returns how many there were."""
+        with self._write() as w:
+            return ledger.acknowledge(w, kernel)
 
     def _record(self, row: sqlite3.Row) -> JobRecord:
         return JobRecord(
@@ -855,22 +911,25 @@ class NewJob:
 
 
 class Holdings:
-    """Money spent and held, read through one connection (inside a write transaction when reserving)."""
+    """Money spent and held, from the ledger, read through one connection (inside the write transaction when
+    reserving: what the caps check is what no other kernel can change until the reservation is written)."""
 
     def __init__(self, tx: _Tx) -> None:
         self._tx = tx
 
-    def of(self, *, since: float | None = None, session: str | None = None) -> tuple[float, float]:
-        sql = "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(reserved), 0) FROM jobs WHERE 1 = 1"
-        params: list[str | float] = []
-        if since is not None:
-            sql += " AND created >= ?"
-            params.append(since)
-        if session is not None:
-            sql += " AND session = ?"
-            params.append(session)
-        spent, reserved = self._tx.execute(sql, params).fetchone()
-        return float(spent), float(reserved)
+    def of(self, *, day: str | None = None, kernel: str | None = None) -> tuple[float, float]:
+        """(spent, held) on the runs folder's ``day`` and/or by ``kernel`` (everything when neither is given)."""
+        return ledger.totals(self._tx, day=day, kernel=kernel)
+
+    def today(self) -> str:
+        """The runs folder's day now (in its budget_timezone, UTC when none is kept)."""
+        return ledger.today(self._tx)
+
+    def zone(self) -> str:
+        return ledger.zone(self._tx)
+
+    def overruns(self) -> list[ledger.Entry]:
+        return ledger.overruns(self._tx)
 
 
 def left_behind(
@@ -911,6 +970,12 @@ class _Tx:
         for statement in script.split(";"):
             if statement.strip():
                 self.db.execute(statement)
+
+
+def _ledger_sql(job_id: int | None) -> tuple[str, tuple[int, ...]]:
+    if job_id is None:
+        return "SELECT * FROM ledger ORDER BY id", ()
+    return "SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,)
 
 
 def _contains(text: str | None, word: str) -> bool:

@@ -21,6 +21,7 @@ from .. import endpoints
 from ..endpoints import format_cost
 from ..fal.platform import UsageLine
 from .db import JobRecord, Journal
+from .ledger import JobMoney
 
 if TYPE_CHECKING:
     from ..fal.engine import Engine
@@ -99,8 +100,8 @@ def day_of(when: float) -> str:
     return dt.datetime.fromtimestamp(when, dt.timezone.utc).date().isoformat()
 
 
-def journal_spend(records: Iterable[JobRecord]) -> dict[tuple[str, str], tuple[float, float, int]]:
-    """(spent, held, jobs) per (UTC day of the job's creation, endpoint)."""
+def journal_spend(records: Iterable[JobRecord | JobMoney]) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """(spent, held, jobs) per (UTC day of the job's creation, endpoint): fal's usage counts UTC days."""
     found: dict[tuple[str, str], tuple[float, float, int]] = {}
     for r in records:
         if r.cached or (r.cost <= 0 and r.reserved <= 0):
@@ -131,6 +132,6 @@ def reconcile(journal: Journal, engine: Engine, *, days: int = 7, now: float | N
     first = today - dt.timedelta(days=max(1, days) - 1)
     start, end = first.isoformat(), (today + dt.timedelta(days=1)).isoformat()
     since = dt.datetime.combine(first, dt.time(), dt.timezone.utc).timestamp()
-    spend = journal_spend(journal.search(since=since))
+    spend = journal_spend(journal.money_per_job(since=since))  # the ledger: deleted jobs' money included
     usage = engine.call(engine.platform.usage(endpoints.ENDPOINTS, start, end))
     return Reconciliation(tuple(compare(spend, usage)), start, end)

@@ -135,14 +135,14 @@ def readable_tables(conn: sqlite3.Connection) -> Tables:
     return tables
 
 
-def readable_rows(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The jobs table's column names and every row that can still be read, in id order."""
+def readable_rows(path: Path, table: str = "jobs") -> tuple[list[str], list[tuple[Any, ...]]]:
+    """A table's column names (the jobs, or the spend ledger's) and every row that can still be read, in id order."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error:
         return [], []
     try:
-        columns, rows = readable_tables(conn).get("jobs", (["rowid"], []))
+        columns, rows = readable_tables(conn).get(table, (["rowid"], []))
         return columns[1:], [row[1:] for row in rows]
     finally:
         conn.close()
@@ -211,6 +211,15 @@ def gap_ids(w: Any, tables: Tables) -> None:
         if w.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'").fetchone():
             w.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
             w.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, top))
+
+
+def past_ledger(w: Any) -> None:
+    """A job id the ledger names is never given to a new job (its money would be taken for the new one's)."""
+    if not w.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'").fetchone():
+        return
+    top = int(w.execute("SELECT COALESCE(MAX(job_id), 0) FROM ledger").fetchone()[0])
+    if w.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'jobs'", (top,)).rowcount == 0:
+        w.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (top,))
 
 
 def carry_over(old: sqlite3.Connection, new: Any) -> int:

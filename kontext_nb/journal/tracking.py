@@ -11,10 +11,8 @@ import hashlib
 import json
 import os
 import re
-import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,6 @@ from .._version import __version__
 from ..config import Settings
 from ..endpoints import DEFAULT_CONTENT_TYPE, format_cost, get_endpoint
 from ..errors import (
-    BudgetError,
     ConfirmationRequired,
     DownloadFailed,
     FalError,
@@ -38,8 +35,11 @@ from ..fal.engine import JobHooks
 from ..images import ImageInput, LoraFile, decode_image, image_inputs, labelled, sniff_content_type
 from ..jobs import Job
 from ..result import Result
+from . import caps
 from . import folder as store
+from .caps import Kernel
 from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind, unattended
+from .ledger import check_zone
 
 REF_PATTERN = re.compile(r"^@(last|-\d+|\d+)$")
 
@@ -62,16 +62,34 @@ def source_name() -> str:
 class Tracker:
     """The journal side of one session."""
 
-    def __init__(self, settings: Settings, notice: Callable[[str], None]) -> None:
+    def __init__(self, settings: Settings, notice: Callable[[str], None], kernel: Kernel | None = None) -> None:
         self.journal = Journal(settings.runs_dir)
-        self.session_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.kernel = kernel or Kernel()
+        """The kernel's money identity: the Session keeps one across runs_dir changes (its session cap is its)."""
+        self.kernel.folders.add(self.journal.folder)
+        self.session_id = self.kernel.id
         self.source = source_name()
         self.notice = notice
         self.settings = settings
-        self._active: set[int] = set()
+        self._agree_zone()
+        self._active: set[int] = self.kernel.active_in(self.journal.folder)
         self._unsaved: dict[int, tuple[Result, int | None]] = {}
         """Results whose images or row could not be written (a full disk), by journal id: resume saves them."""
         self.started = time.time()
+
+    def use_settings(self, settings: Settings) -> None:
+        """New settings on the same runs folder (a budget_timezone is agreed with the folder's)."""
+        changed = settings.budget_timezone != self.settings.budget_timezone
+        self.settings = settings
+        if changed:
+            self._agree_zone()
+
+    def _agree_zone(self) -> None:
+        if self.settings.budget_timezone is not None:
+            check_zone(self.settings.budget_timezone)
+        _, notice = self.journal.agree_zone(self.settings.budget_timezone)
+        if notice:
+            self.notice(notice)
 
     @staticmethod
     def folder_for(settings: Settings) -> Path:
@@ -209,32 +227,8 @@ class Tracker:
             )
 
     def cap_guard(self, cost: float, description: str) -> Callable[[Holdings], None]:
-        """The budget rule, run inside the journal's write transaction: spent + reserved + this run must stay
-        within the session cap and the runs folder's daily cap, or nothing of the run is sent."""
-        s = self.settings
-
-        def guard(holdings: Holdings) -> None:
-            caps = (
-                ("this session's", s.budget_session, self._session_scope(), "budget_session"),
-                ("today's", s.budget_daily, {"since": _start_of_today()}, "budget_daily"),
-            )
-            for label, cap, scope, setting in caps:
-                if cap is None:
-                    continue
-                spent, reserved = holdings.of(**scope)
-                if spent + reserved + cost > cap + 1e-9:
-                    raise BudgetError(
-                        f"{description} would cost {format_cost(cost)}, but {label} cap is {format_cost(cap)} and "
-                        f"{format_cost(spent)} is spent + {format_cost(reserved)} reserved for jobs in flight: "
-                        f"nothing was sent (raise {setting} to go on)"
-                    )
-
-        return guard
-
-    def _session_scope(self) -> dict[str, Any]:
-        """This session's jobs: its own rows made since it started. A job an earlier kernel made and this one only
-        collects (claimed: resume, %load_ext, a join) becomes this session's row but was that kernel's spending."""
-        return {"session": self.session_id, "since": self.started}
+        """The budget rule (journal/caps.py), run inside the journal's write transaction that reserves."""
+        return caps.cap_guard(self.settings, self.kernel, self.journal.folder, cost, description)
 
     def check_budget(self, cost: float, description: str, confirm: bool) -> None:
         """Stop before sending when a cap would be passed or a call is large and unconfirmed."""
@@ -242,27 +236,7 @@ class Tracker:
         self.check_confirm(cost, description, confirm)
 
     def spending(self) -> dict[str, Any]:
-        s = self.settings
-        session, session_held = self.journal.held(**self._session_scope())
-        today, today_held = self.journal.held(since=_start_of_today())
-
-        def dollars(x: float | None) -> float | None:  # sums of prices are cents: no 0.0200000000000018
-            return None if x is None else round(x, 4)
-
-        return {
-            "session": dollars(session),
-            "today": dollars(today),
-            "total": dollars(self.journal.spent()),
-            "session_reserved": dollars(session_held),
-            "today_reserved": dollars(today_held),
-            "session_cap": s.budget_session,
-            "daily_cap": s.budget_daily,
-            "session_left": None
-            if s.budget_session is None
-            else dollars(max(0.0, s.budget_session - session - session_held)),
-            "daily_left": None if s.budget_daily is None else dollars(max(0.0, s.budget_daily - today - today_held)),
-            "confirm_above": s.confirm_above,
-        }
+        return caps.spending(self.settings, self.kernel, self.journal)
 
     # -- one job's rows ---------------------------------------------------------------------
     def begin(self, endpoint: str, arguments: dict[str, Any], *, parent_id: int | None, tags: Iterable[str]) -> int:
@@ -305,7 +279,8 @@ class Tracker:
                     parents=tuple(i.journal_id for i in image_inputs(arguments) if i.journal_id is not None),
                 )
             )
-        begun = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard, join=join)
+        with self.kernel.lock:  # one reservation at a time in this kernel: its session cap spans runs folders
+            begun = self.journal.create_all(rows, reserved=[price for *_, price in jobs], guard=guard, join=join)
         self._active.update(i for i in begun if isinstance(i, int))
         return begun
 
@@ -377,7 +352,7 @@ class Tracker:
             return
         result.files = [self.journal.folder / f for f in files]
         try:
-            self.journal.finished(
+            overrun = self.journal.finished(
                 journal_id,
                 status="done",
                 seed=result.seed,
@@ -397,6 +372,12 @@ class Tracker:
             self.notice(f"kontext_nb: {exc}; the images are still in result.images, and kx.resume() records them later")
         else:
             self._unsaved.pop(journal_id, None)
+            if overrun is not None:
+                self.notice(
+                    f"kontext_nb: @{journal_id} cost {format_cost(result.cost)}, {format_cost(overrun)} more than was "
+                    "reserved for it (kontext_nb's upper bound was wrong: please report it); nothing more is sent "
+                    "until you have looked: kx.budget(acknowledge=True)"
+                )
         self._active.discard(journal_id)
 
     def _record_save_error(self, journal_id: int, result: Result) -> str | None:
@@ -424,7 +405,7 @@ class Tracker:
             if isinstance(error, TakenOver):  # the row is the other kernel's now: nothing to write here
                 return None
             if isinstance(error, SubmitUnconfirmed):
-                price = self.journal.get(journal_id).reserved
+                price = self.journal.money(journal_id)[1]  # from the ledger: the row may have been deleted
                 message = (
                     f"{error}; it may cost {format_cost(price)}, so @{journal_id} is recorded as unconfirmed and "
                     "counted as spent: kx.resume() looks it up in fal's request history"
@@ -476,11 +457,6 @@ def _identity(value: Any) -> Any:
     if isinstance(value, list):
         return [_identity(v) for v in value]
     return value
-
-
-def _start_of_today() -> float:
-    now = dt.datetime.now().astimezone()
-    return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
 def describe_request(endpoint: str, num_images: int) -> str:

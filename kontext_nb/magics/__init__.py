@@ -50,6 +50,9 @@ class Kontext(Magics):
     ).tag(config=True)
     budget_session = Float(None, allow_none=True, help="dollars this session may spend").tag(config=True)
     budget_daily = Float(None, allow_none=True, help="dollars all sessions may spend per day").tag(config=True)
+    budget_timezone = Unicode(
+        "", help="the time zone of budget_daily's days, kept in the runs folder (empty: the folder's, else UTC)"
+    ).tag(config=True)
     confirm_above = Float(1.0, help="ask before a run that would cost more than this").tag(config=True)
 
     def __init__(self, shell: Any, **kwargs: Any) -> None:
@@ -58,7 +61,14 @@ class Kontext(Magics):
 
     # -- settings -----------------------------------------------------------------------------
     @observe(
-        "concurrency", "runs_dir", "budget_session", "budget_daily", "confirm_above", "thumbnail_size", "embed_limit_mb"
+        "concurrency",
+        "runs_dir",
+        "budget_session",
+        "budget_daily",
+        "budget_timezone",
+        "confirm_above",
+        "thumbnail_size",
+        "embed_limit_mb",
     )
     def _settings_changed(self, change: Any) -> None:
         """Pass on only the setting that changed: the session's other settings stay as they are."""

@@ -223,8 +223,9 @@ def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
         cap = info.get(f"{name}_cap")
         held = info.get(f"{name if name == 'session' else 'today'}_reserved") or 0
         reserved = f" + {format_cost(held)} reserved" if held else ""
+        day = f" ({info['day']} {info['timezone']})" if label == "today" else ""
         caps.append(
-            f"{label} {format_cost(info[f'spent_{label}'])}{reserved}" + (f" of {format_cost(cap)}" if cap else "")
+            f"{label}{day} {format_cost(info[f'spent_{label}'])}{reserved}" + (f" of {format_cost(cap)}" if cap else "")
         )
     from ..fal.proxy_view import describe
 
@@ -234,6 +235,11 @@ def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
         *(describe(info["proxy"])[1:] if info.get("proxy") else []),
         f"fal key: {'set' if info['key_set'] else 'not set'}",
         f"spent: {', '.join(caps)}, {format_cost(info['spent_total'])} in total",
+        *(
+            [f"over reservation: {', '.join(info['overruns'])}; nothing is sent until kx.budget(acknowledge=True)"]
+            if info["overruns"]
+            else []
+        ),
         f"jobs in flight: {info['jobs_in_flight']} (at most {info['concurrency']} at once)",
         f"runs folder: {info['runs_dir']}",
     ]

@@ -401,9 +401,10 @@ class JobQueue:
                 sources += [(f.name, url) for url in args.get(f.name, [])]
         for lora in args.get("loras") or []:
             await self._check_lora(job, str(lora["path"]))
-        inputs = []
+        inputs, source_size = [], None
         for name, url in sources:
             data = await self._fetch(url, name)
+            source_size = source_size or render.header_size(data)  # the first source's own size, as fal sees it
             try:
                 inputs.append(await loop.run_in_executor(self._executor, render.decode_image, data))
             except render.ImageLoadError as exc:
@@ -423,6 +424,7 @@ class JobQueue:
                 nonce=nonce,
                 prompt=prompt,
                 nsfw=nsfw,
+                source_size=source_size,
             )
             images.append(await loop.run_in_executor(self._executor, draw))
             await _sleep_until(start + budget * (i + 1) / (n + 1))

@@ -26,6 +26,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from kontext_nb import endpoints
 
 MAX_INPUT_SIDE = 2048  # inputs are shrunk to this before use, so a huge upload cannot stall a worker
+MAX_OUTPUT_SIDE = 4096
+"""Per-megapixel outputs follow the source's own size (as fal's match_input does: billed as such) up to this side;
+fal goes to 14142 px, the sandbox stops here so one request cannot take a worker's memory."""
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 
 
@@ -79,11 +82,22 @@ def decode_image(data: bytes) -> Image.Image:
         raise ImageLoadError(f"cannot decode the input image: {exc}") from None
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """An input's width and height from its header (nothing decoded), or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except Exception:
+        return None
+    return int(width), int(height)
+
+
 def output_size(
     arguments: Mapping[str, Any],
     inputs: Sequence[Image.Image] = (),
     scale: float = 1.0,
     endpoint: endpoints.Endpoint | None = None,
+    source_size: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
     """Output width and height, times scale: as the endpoint's spec says (endpoints.Endpoint.output_size) —
     aspect_ratio, image_size, resolution_mode, or the first input's size or nearest ratio."""
@@ -93,8 +107,8 @@ def output_size(
             ratio = endpoints.nearest_ratio(*inputs[0].size) if inputs else "1:1"
         w, h = endpoints.aspect_size(ratio)
     else:
-        w, h = endpoint.output_size(arguments, inputs[0].size if inputs else None)
-        w, h = min(w, MAX_INPUT_SIDE), min(h, MAX_INPUT_SIDE)
+        w, h = endpoint.output_size(arguments, source_size or (inputs[0].size if inputs else None))
+        w, h = min(w, MAX_OUTPUT_SIDE), min(h, MAX_OUTPUT_SIDE)
     return max(16, round(w * scale)), max(16, round(h * scale))
 
 
@@ -119,6 +133,7 @@ def render_image(
     nonce: str = "",
     prompt: str | None = None,
     nsfw: bool = False,
+    source_size: tuple[int, int] | None = None,
 ) -> RenderedImage:
     """Render image ``index`` of a request and encode it as output_format.
 
@@ -136,7 +151,7 @@ def render_image(
     )
     extra = tuple(repr(arguments.get(k)) for k in _FAMILY_SETTINGS if k in arguments)
     rng = _rng(endpoint_id, shown, seed, index, settings + extra if extra else settings, nonce)
-    size = output_size(arguments, inputs, scale, ep)
+    size = output_size(arguments, inputs, scale, ep, source_size)
     count = int(arguments.get("num_images", 1))
     seed_line = f"seed {seed}" + (f" · image {index + 1}/{count}" if count > 1 else "")
     if ep.mode == "inpaint" and len(inputs) >= 2:

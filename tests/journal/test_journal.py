@@ -455,6 +455,8 @@ def test_delete_unlinks_children(journal: Journal) -> None:
 
 
 def test_spent(journal: Journal) -> None:
+    """Spend is the ledger's: by kernel (the row's session when nothing was reserved) and by the folder's day (the
+    day money was committed, whatever a row's created time says)."""
     assert journal.spent() == 0.0
     old = add(journal, "old", cost=0.08, session="s1")
     add(journal, "new", cost=0.04, session="s1")
@@ -462,13 +464,15 @@ def test_spent(journal: Journal) -> None:
     add(journal, "failed", status="failed", session="s2")
     add(journal, "pending", status="pending", session="s1")
     set_created(journal, old, time.time() - 3 * DAY)
+    today, zone = journal.today()
+    assert zone == "UTC" and today == time.strftime("%Y-%m-%d", time.gmtime())
     assert journal.spent() == pytest.approx(0.28)
-    assert journal.spent(session="s1") == pytest.approx(0.12)
-    assert journal.spent(session="s2") == pytest.approx(0.16)
-    assert journal.spent(session="none") == 0.0
-    assert journal.spent(since=time.time() - DAY) == pytest.approx(0.20)
-    assert journal.spent(since=time.time() - DAY, session="s1") == pytest.approx(0.04)
-    assert journal.spent(since=time.time() + DAY) == 0.0
+    assert journal.spent(kernel="s1") == pytest.approx(0.12)
+    assert journal.spent(kernel="s2") == pytest.approx(0.16)
+    assert journal.spent(kernel="none") == 0.0
+    assert journal.spent(day=today) == pytest.approx(0.28)
+    assert journal.spent(day=today, kernel="s1") == pytest.approx(0.12)
+    assert journal.spent(day="2000-01-01") == 0.0
 
 
 # -- migrations -----------------------------------------------------------------------------

@@ -145,6 +145,7 @@ def test_two_sessions_resuming_one_runs_folder_collect_each_job_once(make_sessio
 def test_an_interrupt_while_resuming_cancels_nothing(make_session, sb: sandbox.SandboxServer) -> None:
     """Jobs made earlier are paid for (or about to be): Ctrl-C during kx.resume() stops waiting, never cancels them."""
     import _thread
+    import sys
     import threading
 
     from waiting import wait_for
@@ -158,8 +159,18 @@ def test_an_interrupt_while_resuming_cancels_nothing(make_session, sb: sandbox.S
         job.result(timeout=10)
     impatient.configure(impatient.settings.with_(job_timeout=30))
 
+    main = threading.main_thread().ident
+
+    def waiting_on_a_job() -> bool:  # Ctrl-C while resume() waits on the job it collects (not mid-claim)
+        frame = sys._current_frames().get(main or 0)
+        while frame is not None:
+            if frame.f_code.co_name == "result" and frame.f_code.co_filename.endswith("jobs.py"):
+                return True
+            frame = frame.f_back
+        return False
+
     def interrupt_when_collecting() -> None:
-        wait_for(lambda: impatient.active_jobs(), timeout=30)
+        wait_for(waiting_on_a_job, timeout=30)
         _thread.interrupt_main()
 
     threading.Thread(target=interrupt_when_collecting, daemon=True).start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_housekeeping(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
     shell.line("status")
     out = capsys.readouterr().out
     assert "backend: custom" in out and "fal key: set" in out and "spent:" in out
+    assert re.search(r"today \(\d{4}-\d\d-\d\d UTC\) \$", out), "which day the daily cap counts, in which zone"
     assert "test-key" not in out
     assert shell.line("resume") is None
     shell.line("help")
