@@ -16,7 +16,8 @@ classroom proxy, and stores uploads only when their bytes are an image.
 Layer: a server beside the engine. It may import endpoints.py, errors.py and serving.py, never
 the engine (fal/), the journal, views or presentation. Modules: state.py (shared server state
 and answers), app.py (assembles routes), queue_routes.py, storage.py, control_routes.py,
-queue.py, schema.py, render.py, faults.py, wire.py (fal's HTTP surface, shared with the proxy).
+queue.py, billing.py (what fal would bill), schema.py, render.py, faults.py, wire.py (fal's HTTP surface,
+shared with the proxy).
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ class SandboxControl:
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change runtime settings (workers, queue_delay, inference_time, ...); returns all of them."""
         return self._call("POST", "config", settings)  # type: ignore[no-any-return]
+
+    def bills(self) -> dict[str, Any]:
+        """What fal would bill so far: ``{"total": dollars, "count": n, "bills": [...]}``, one line per completed
+        request (endpoint, unit, quantity, unit_price, amount, sizes, at), priced from the returned image sizes."""
+        return self._call("GET", "bills")  # type: ignore[no-any-return]
+
+    def billed(self) -> float:
+        """Dollars billed so far (the bill log's total)."""
+        return float(self.bills()["total"])
 
     def reset(self) -> None:
         """Forget all requests, media, uploads, counters and fault rules (settings stay)."""

@@ -70,6 +70,7 @@ def create_app(config: SandboxConfig, base_url: str, local_bases: set[str] | Non
         Route("/_sandbox/requests/{request_id}", control_routes.control_request, methods=["GET"]),
         Route("/_sandbox/faults", control_routes.control_faults, methods=["GET", "POST"]),
         Route("/_sandbox/config", control_routes.control_config, methods=["GET", "POST"]),
+        Route("/_sandbox/bills", control_routes.control_bills, methods=["GET"]),
         Route("/_sandbox/reset", control_routes.control_reset, methods=["POST"]),
         Route("/_sandbox/webhooks", control_routes.control_webhooks, methods=["GET", "POST"]),
         *wire.fal_routes(HANDLERS),

@@ -31,6 +31,7 @@ import httpx
 from kontext_nb import endpoints
 
 from . import render
+from .billing import BillLog, bill_for
 
 if TYPE_CHECKING:
     from . import SandboxConfig
@@ -132,6 +133,8 @@ class JobQueue:
         self.local_bases = local_bases
         self.jobs: dict[str, Job] = {}
         self.counters: Counter[str] = Counter()
+        self.bills = BillLog()
+        """What fal would bill: a line per completed output, from the sizes returned (billing.py)."""
         self.closing = False
         self._normal: list[Job] = []
         self._low: list[Job] = []
@@ -240,6 +243,7 @@ class JobQueue:
         for request_id in list(self.jobs):
             self.forget(request_id)
         self.counters.clear()
+        self.bills.clear()
 
     async def aclose(self) -> None:
         """Stop everything: cancel jobs, end open streams, close the HTTP client."""
@@ -265,6 +269,8 @@ class JobQueue:
         self._running.discard(job)
         if error is None:
             self.counters["completed"] += 1
+            sizes = [(int(i["width"]), int(i["height"])) for i in (result or {}).get("images", [])]
+            self.bills.append(bill_for(job.endpoint.id, job.id, sizes, job.completed_at))
         elif error.error_type == "request_cancelled":
             self.counters["cancelled"] += 1
         else:
