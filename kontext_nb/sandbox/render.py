@@ -26,6 +26,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from kontext_nb import endpoints
 
 MAX_INPUT_SIDE = 2048  # inputs are shrunk to this before use, so a huge upload cannot stall a worker
+MAX_OUTPUT_SIDE = 4096
+"""Outputs that follow an input's size (match_input, inpainting) keep it as fal does, up to this side (fal goes to
+14142): big enough that a per-megapixel bill can exceed a 2048x2048 guess, small enough to draw quickly."""
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 
 
@@ -71,10 +74,14 @@ def decode_image(data: bytes) -> Image.Image:
     """Decode input bytes to an RGB image no larger than MAX_INPUT_SIDE, or raise ImageLoadError."""
     try:
         with Image.open(io.BytesIO(data)) as im:
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # an Exif orientation that swaps the sides
+            original = im.size[::-1] if turned else im.size
             im.draft("RGB", (MAX_INPUT_SIDE, MAX_INPUT_SIDE))
             im = ImageOps.exif_transpose(im)
             im.thumbnail((MAX_INPUT_SIDE, MAX_INPUT_SIDE))
-            return im.convert("RGB")
+            rgb = im.convert("RGB")
+            rgb.info["source_size"] = original  # what fal sees (match_input returns it), before the shrink
+            return rgb
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageLoadError(f"cannot decode the input image: {exc}") from None
 
@@ -93,8 +100,9 @@ def output_size(
             ratio = endpoints.nearest_ratio(*inputs[0].size) if inputs else "1:1"
         w, h = endpoints.aspect_size(ratio)
     else:
-        w, h = endpoint.output_size(arguments, inputs[0].size if inputs else None)
-        w, h = min(w, MAX_INPUT_SIDE), min(h, MAX_INPUT_SIDE)
+        source = inputs[0].info.get("source_size", inputs[0].size) if inputs else None
+        w, h = endpoint.output_size(arguments, source)
+        w, h = min(w, MAX_OUTPUT_SIDE), min(h, MAX_OUTPUT_SIDE)
     return max(16, round(w * scale)), max(16, round(h * scale))
 
 
