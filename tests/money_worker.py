@@ -77,7 +77,7 @@ def serve(url: str, runs: str, key: str, settings: dict[str, Any]) -> None:
             answer = {"ok": describe(value, jobs)}
         except BaseException as exc:  # every failure is an answer: the test decides what it means
             answer = {"error": type(exc).__name__, "message": str(exc)}
-        print(REPLY + json.dumps(answer), flush=True)
+        print("\n" + REPLY + json.dumps(answer), flush=True)
     session.close()
 
 
@@ -105,10 +105,13 @@ class Worker:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            if line.startswith(REPLY):
-                self.replies.append(json.loads(line[len(REPLY) :]))
-            else:
-                self.output.append(line.rstrip("\n"))
+            head, found, rest = line.partition(REPLY)
+            if found:  # a status line written without a newline may share the line: keep both
+                reply, end = json.JSONDecoder().raw_decode(rest)
+                self.replies.append(reply)
+                head += rest[end:]
+            if head.strip():
+                self.output.append(head.rstrip("\n"))
 
     def _await(self, n: int, timeout: float) -> dict[str, Any]:
         def arrived() -> bool:
