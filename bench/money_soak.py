@@ -50,11 +50,23 @@ def main() -> int:
     started = time.monotonic()
     try:
         run_state_machine_as_test(MoneyMachine, settings=soak)
-    except Exception as exc:  # the sequence and the broken promise are printed by hypothesis above
-        print(f"\nFAILED after {time.monotonic() - started:.0f} s: {type(exc).__name__}: {str(exc)[:500]}")
+    except Exception as exc:  # each broken promise with the shortest sequence found (hypothesis's notes)
+        print(f"\nFAILED after {time.monotonic() - started:.0f} s:")
+        for failure in _failures(exc):
+            print(f"\n{type(failure).__name__}: {str(failure).splitlines()[0] if str(failure) else ''}")
+            for note in getattr(failure, "__notes__", []):
+                print("  " + note.replace("\n", "\n  "))
         return 1
     print(f"held: {args.examples} sequences of up to {args.steps} acts in {time.monotonic() - started:.0f} s")
     return 0
+
+
+def _failures(exc: BaseException) -> list[BaseException]:
+    """The distinct failures hypothesis found (an ExceptionGroup when there are several)."""
+    subs = getattr(exc, "exceptions", None)  # BaseExceptionGroup (Python 3.11+, or the exceptiongroup backport)
+    if isinstance(subs, tuple):
+        return [leaf for sub in subs for leaf in _failures(sub)]
+    return [exc]
 
 
 if __name__ == "__main__":
