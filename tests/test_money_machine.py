@@ -15,7 +15,7 @@ from money_machine import MoneyMachine, Profile
 
 CI = settings(
     phases=(Phase.explicit, Phase.generate),  # no shrinking in CI: its time is bounded; the soak shrinks
-    max_examples=20,
+    max_examples=16,
     stateful_step_count=10,
     deadline=None,
     derandomize=True,
