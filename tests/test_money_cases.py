@@ -336,3 +336,32 @@ def test_the_bill_log_agrees_with_the_journal_for_a_plain_run(make_session: Make
     assert bills["total"] == pytest.approx(0.08) and kx.budget()["today"] == pytest.approx(0.08)
     findable(kx.get_session(), bills)
     assert len(kx.history()) == 1
+
+
+# -- counterexamples the state machine found (bench/money_soak.py, shrunk), kept as scripted cases -------------------
+def test_found_a_large_url_edit_whose_download_fails_is_held_at_its_bill(make_session: MakeSession, sb: Any) -> None:
+    """fail_downloads(); edit_a_large_url(): the job stays collectable holding $0.10 (2048x2048 guessed) while fal
+    billed $0.125 (2112x2112, 5 megapixels of [dev])."""
+    sb.configure(image_scale=1.0)
+    url = _upload(sb, Image.new("RGB", (2100, 2100), (60, 90, 150)))
+    kx.set_session(make_session())
+    sb.set_faults([{"route": "media", "kind": "500"}])
+    tries(lambda i: kx.edit(url, "make it night", model="dev", seed=5), 1)
+    bills = settled_bills(sb)
+    assert bills["total"] > 0
+    spent_at_least_billed(kx.get_session(), bills["total"], "(a [dev] edit of a URL whose download failed)")
+
+
+def test_found_a_lost_submit_reply_is_found_again_by_resume(make_session: MakeSession, sb: Any) -> None:
+    """lose_the_next_submit_reply(); a submit: fal has the job (and bills it), the journal only an unconfirmed row
+    without a request id; kx.resume() must find it (fal's request history) so the paid image is not lost."""
+    kx.set_session(make_session())
+    sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}])
+    tries(lambda i: kx.generate("a fox whose submit reply is lost", seed=6), 1)
+    sb.set_faults([])
+    bills = settled_bills(sb)
+    assert bills["count"] == 1
+    spent_at_least_billed(kx.get_session(), bills["total"], "(an unconfirmed submit)")
+    with contextlib.suppress(kx.KontextError):
+        kx.resume()
+    findable(kx.get_session(), settled_bills(sb), what="(a lost submit reply, after kx.resume())")
