@@ -98,6 +98,15 @@ class SandboxControl:
         """Change runtime settings (workers, queue_delay, inference_time, ...); returns all of them."""
         return self._call("POST", "config", settings)  # type: ignore[no-any-return]
 
+    def bills(self) -> dict[str, Any]:
+        """What fal would bill so far: ``{"total": dollars, "count": n, "bills": [...]}``, one line per completed
+        request (endpoint, unit, quantity, unit_price, amount, sizes, at), priced from the returned image sizes."""
+        return self._call("GET", "bills")  # type: ignore[no-any-return]
+
+    def billed(self) -> float:
+        """Dollars billed so far (the bill log's total)."""
+        return float(self.bills()["total"])
+
     def reset(self) -> None:
         """Forget all requests, media, uploads, counters and fault rules (settings stay)."""
         self._call("POST", "reset")

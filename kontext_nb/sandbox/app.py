@@ -71,6 +71,7 @@ def create_app(config: SandboxConfig, base_url: str, local_bases: set[str] | Non
         Route("/_sandbox/requests/{request_id}", guarded(control_routes.control_request), methods=["GET"]),
         Route("/_sandbox/faults", guarded(control_routes.control_faults), methods=["GET", "POST"]),
         Route("/_sandbox/config", guarded(control_routes.control_config), methods=["GET", "POST"]),
+        Route("/_sandbox/bills", guarded(control_routes.control_bills), methods=["GET"]),
         Route("/_sandbox/reset", guarded(control_routes.control_reset), methods=["POST"]),
         Route("/_sandbox/webhooks", control_routes.control_webhooks, methods=["POST"]),  # where webhooks arrive
         Route("/_sandbox/webhooks", guarded(control_routes.control_webhooks), methods=["GET"]),

@@ -1,8 +1,10 @@
-"""What the sandbox would bill, and fal's retention of queue results: pure functions the platform routes use.
+"""What the sandbox would bill, and fal's retention of queue results.
 
 Each completed request (no error) is billed as fal bills it: per image for [max] and [pro], per output megapixel
-for [dev] and LoRA (endpoints.py's prices and megapixel rule). ``x-fal-billable-units`` carries the quantity in the
-endpoint's unit, and ``/v1/models/usage`` sums quantity and cost per time bucket and endpoint.
+for [dev] and LoRA (endpoints.py's prices and megapixel rule), from the sizes it really returned, never from what
+was asked. The bill log is append-only (``reset`` of the whole sandbox is the one way to forget it): tests compare
+it with what kontext_nb says it spent, ``x-fal-billable-units`` carries each request's quantity in the endpoint's
+unit, and ``/v1/models/usage`` sums quantity and cost per time bucket and endpoint.
 
 fal keeps a queue result 1 hour after completion, or 6 minutes if it is 10 KB or larger (``result_ttl``).
 """
@@ -10,6 +12,8 @@ fal keeps a queue result 1 hour after completion, or 6 minutes if it is 10 KB or
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +37,67 @@ class Billed:
     at: float
     """When it completed (seconds since the epoch)."""
     quantity: float
+    """Images, or billed megapixels (each image rounded up, endpoints.billed_megapixels)."""
     unit: str
+    """'image' or 'megapixel' (as endpoints.Endpoint.unit)."""
     unit_price: float
+    sizes: tuple[tuple[int, int], ...] = ()
+    """(width, height) of each returned image."""
 
     @property
     def cost(self) -> float:
+        """Dollars: unit_price x quantity."""
         return round(self.quantity * self.unit_price, 6)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id, "endpoint": self.endpoint_id, "unit": self.unit,
+            "quantity": self.quantity, "unit_price": self.unit_price, "amount": self.cost,
+            "sizes": [list(s) for s in self.sizes], "at": self.at,
+        }  # fmt: skip
+
+
+def bill_for(endpoint_id: str, request_id: str, sizes: Sequence[tuple[int, int]], at: float | None = None) -> Billed:
+    """The bill for one completed request whose images came back at ``sizes`` (the one pricing rule)."""
+    ep = endpoints.get_endpoint(endpoint_id)
+    sized = tuple((int(w), int(h)) for w, h in sizes)
+    when = time.time() if at is None else at
+    return Billed(request_id, ep.id, when, billable_units(ep, sized), ep.unit, ep.price, sized)
+
+
+class BillLog:
+    """Append-only, thread-safe: the sandbox's loop appends; the control and usage APIs and tests read."""
+
+    def __init__(self) -> None:
+        self._lines: list[Billed] = []
+        self._lock = threading.Lock()
+
+    def append(self, bill: Billed) -> None:
+        with self._lock:
+            self._lines.append(bill)
+
+    def entries(
+        self, *, endpoints_: Sequence[str] | None = None, since: float | None = None, until: float | None = None
+    ) -> list[Billed]:
+        """Bills in order, optionally only some endpoints and a time window [since, until)."""
+        with self._lock:
+            lines = list(self._lines)
+        return [
+            b
+            for b in lines
+            if (endpoints_ is None or b.endpoint_id in endpoints_)
+            and (since is None or b.at >= since)
+            and (until is None or b.at < until)
+        ]
+
+    def total(self) -> float:
+        """Dollars billed so far."""
+        return round(sum(b.cost for b in self.entries()), 6)
+
+    def clear(self) -> None:
+        """Only for the sandbox's reset (a new sandbox, as far as clients can tell)."""
+        with self._lock:
+            self._lines.clear()
 
 
 def billable_units(ep: endpoints.Endpoint, sizes: Sequence[tuple[int, int]]) -> float:

@@ -93,6 +93,20 @@ def _setting(key: str, value: Any) -> Any:
     return float(value)
 
 
+async def control_bills(request: Request) -> Response:
+    """The bill log: every completed output at endpoints.py's prices; ``?since=`` / ``?until=`` (Unix times)."""
+    sb = sandbox_of(request)
+    try:
+        since, until = (request.query_params.get(k) for k in ("since", "until"))
+        bills = sb.queue.bills.entries(
+            since=None if since is None else float(since), until=None if until is None else float(until)
+        )
+    except ValueError:
+        return JSONResponse({"detail": "since and until are Unix times", "error_type": "bad_request"}, 400)
+    total = round(sum(b.cost for b in bills), 6)
+    return JSONResponse({"total": total, "count": len(bills), "bills": [b.as_dict() for b in bills]})
+
+
 async def control_reset(request: Request) -> Response:
     sandbox_of(request).reset()
     return JSONResponse({"ok": True})

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("429", "500", "502", "503", "drop", "vanish", "slow", "403", "lost-reply", "huge")
+KINDS = ("429", "500", "502", "503", "drop", "vanish", "slow", "403", "lost-reply", "slow-lost-reply", "huge")
 # "403": a refusal such as an expired signed link (a media download's first try, say).
 # "lost-reply": the request is processed (a submit is queued, and would be billed) and then the
 # connection drops before the answer: the client cannot know whether it was accepted.
+# "slow-lost-reply": the same after waiting slow_seconds first (a submit that hangs, then loses its answer).
 # "huge" (media): the image served is a valid 13000x13000 RGB PNG of about half a megabyte instead, as a
 # broken or hostile server could send: it decodes to some 680 MB (render.oversized_png).
 ROUTES = ("submit", "status", "stream", "result", "cancel", "media", "upload", "platform", "any")

@@ -79,7 +79,7 @@ async def usage(request: Request) -> Response:
         page, limit = _page(request)
     except BadQuery as exc:
         return fal_error(400, str(exc), "bad_request")
-    lines = list(sb.queue.billed)
+    lines = sb.queue.bills.entries()
     body: dict[str, Any] = {"next_cursor": None, "has_more": False}
     if "time_series" in expand:
         series = billing.time_series(lines, endpoint_ids=ids, start=start, end=end, timeframe=timeframe, zone=zone)

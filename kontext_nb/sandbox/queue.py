@@ -136,9 +136,9 @@ class JobQueue:
         self.base_url = base_url
         self.local_bases = local_bases
         self.jobs: dict[str, Job] = {}
-        self.billed: list[billing.Billed] = []
-        """Every request the sandbox would bill, as fal's usage API reports them."""
         self.counters: Counter[str] = Counter()
+        self.bills = billing.BillLog()
+        """What fal would bill: a line per completed request, from the sizes returned (billing.py)."""
         self.closing = False
         self._normal: list[Job] = []
         self._low: list[Job] = []
@@ -247,7 +247,7 @@ class JobQueue:
         for request_id in list(self.jobs):
             self.forget(request_id)
         self.counters.clear()
-        self.billed.clear()
+        self.bills.clear()
 
     def now(self) -> float:
         """The sandbox's clock: real time moved on by ``clock_offset`` (tests move it to expire results)."""
@@ -297,13 +297,9 @@ class JobQueue:
 
     def _bill(self, job: Job) -> None:
         sizes = [(int(m["width"]), int(m["height"])) for m in (job.result or {}).get("images") or []]
-        job.billable_units = billing.billable_units(job.endpoint, sizes)
-        self.billed.append(
-            billing.Billed(
-                job.id, job.endpoint.id, job.completed_at or time.time(), job.billable_units,
-                job.endpoint.unit, job.endpoint.price,
-            )
-        )  # fmt: skip
+        bill = billing.bill_for(job.endpoint.id, job.id, sizes, job.completed_at or time.time())
+        job.billable_units = bill.quantity
+        self.bills.append(bill)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -352,7 +348,7 @@ class JobQueue:
     def stats(self) -> dict[str, Any]:
         counts = Counter(job.status for job in self.jobs.values())
         return {
-            "billed": round(sum(line.cost for line in self.billed), 6),  # dollars, as fal's usage API reports them
+            "billed": self.bills.total(),  # dollars, as fal's usage API reports them
             "completed": self.counters["completed"],
             "failed": self.counters["failed"],
             "cancelled": self.counters["cancelled"],

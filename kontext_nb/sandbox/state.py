@@ -125,7 +125,7 @@ class Sandbox:
         kind = self.faults.pick(route)
         if kind is not None:
             self.faults_injected[kind] += 1
-            if kind == "slow":
+            if kind in ("slow", "slow-lost-reply"):
                 await asyncio.sleep(float(self.config.slow_seconds))
             elif kind == "429":
                 return fal_error(
@@ -144,7 +144,7 @@ class Sandbox:
                 return DropResponse()
             elif kind == "403":
                 return fal_error(403, "Forbidden (sandbox fault)", "forbidden", request_id)
-            elif kind == "lost-reply":
+            if kind in ("lost-reply", "slow-lost-reply"):
                 request.state.lost_reply = True
             elif kind == "huge":
                 request.state.huge = True
