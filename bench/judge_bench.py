@@ -1,7 +1,7 @@
 """Benchmark of judging: change scores, a duel vote's round trip, a 100-image report.
 
     python bench/judge_bench.py     # about a minute; prints a table and writes bench/judge_results.md
-    python bench/judge_bench.py --tiny   # 12 results, 2 edits, 2 browser votes: nothing written (CI runs it)
+    python bench/judge_bench.py --tiny   # 12 results, 2 edits, a 4-result browser duel: nothing written (CI runs it)
 
 - ``kx.changes``' computation (``judging.changes.compute``) on 1 MP (1024 x 1024) and 4 MP (2048 x 2048) pairs of
   textured pictures with a local edit, median of 15 runs after a warm-up; and ``kx.changes`` end to end on a
@@ -132,7 +132,7 @@ def main() -> int:
         )
         session.close()
 
-    browser = browser_round_trip(votes=size(30, 2), warmup=size(5, 1))
+    browser = browser_round_trip(votes=size(30, 2), warmup=size(5, 1), results=size(12, 4))
     rows.append(
         (
             "a duel vote's round trip in the browser: key press → next pair drawn (JupyterLab, Chromium)",
