@@ -133,12 +133,16 @@ def test_queue_positions_count_down(http: httpx.Client, ctl: Any) -> None:
 
 
 def test_low_priority_runs_after_normal(http: httpx.Client, ctl: Any) -> None:
-    ctl.configure(workers=1, inference_time=0.05)
+    # "first" holds the only worker until it is cancelled: with a 0.05 s job, a busy machine could finish it (and
+    # start "low") before "normal" was even sent, as seen when the sandbox tests ran beside two CPU-bound processes
+    ctl.configure(workers=1, inference_time=PAUSED)
     first = submit(http, T2I, prompt="first")
     low = submit(http, T2I, headers={"X-Fal-Queue-Priority": "low"}, prompt="low")
     normal = submit(http, T2I, prompt="normal")
     assert low["queue_position"] == 0 and normal["queue_position"] == 0  # normal jumps ahead of low
-    for sub in (first, low, normal):
+    ctl.configure(inference_time=0.05)
+    assert http.put(first["cancel_url"]).status_code == 202  # the worker is free: the queue's order decides
+    for sub in (low, normal):
         wait_done(http, sub)
     info = {name: ctl.request_info(s["request_id"]) for name, s in (("low", low), ("normal", normal))}
     assert info["normal"]["started_at"] < info["low"]["started_at"]
