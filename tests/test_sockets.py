@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -129,3 +130,17 @@ def test_wherever_the_answer_is_cut_the_same_answer_is_read(data: bytes, cuts: l
         theirs.close()
     assert answer.body == BODY
     assert answer.raw == data
+
+
+def test_every_raw_socket_read_in_the_suite_goes_through_the_helper() -> None:
+    """One door: a ``recv`` anywhere else in the tests would be a read that may stop at the first segment."""
+    tests = Path(__file__).resolve().parent
+    helper = tests / "sockets.py"
+    found = [
+        f"{path.relative_to(tests)}:{n}: {line.strip()}"
+        for path in sorted(tests.rglob("*.py"))
+        if path != helper and "node_modules" not in path.parts
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\.recv(_into|from)?\(", line) and path != Path(__file__).resolve()
+    ]
+    assert found == [], "read raw sockets with tests/sockets.py (read_answer, read_until_closed):\n" + "\n".join(found)
