@@ -33,7 +33,7 @@ import httpx
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, _free_port, percentile, table
+from common import TINY, Row, _free_port, percentile, table
 from proxy_bench import server
 
 from kontext_nb.proxy.classroom import Classroom
@@ -347,11 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="4 students, about a second per attack (CI)")
     args = parser.parse_args(argv)
+    args.tiny = args.tiny or TINY  # common.py takes --tiny off the command line as it is imported
     students, seconds, scale = (4, 1.0, 1) if args.tiny else (30, 8.0, 8)
     phases = measure(students, seconds, scale)
     text = table(rows(phases))
     print(text)
-    if not args.tiny:
+    if args.tiny:
+        print(f"(tiny run: {RESULTS.name} not written)")
+    else:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         RESULTS.write_text(
             f"# A class under attack (bench/attack_bench.py)\n\n{students} students, {seconds:g} s per phase, "

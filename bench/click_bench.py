@@ -1,6 +1,7 @@
 """Benchmark of the panel's Generate click: how soon the user sees the job queued.
 
     python bench/click_bench.py     # about half a minute; prints a table and writes bench/click_results.md
+    python bench/click_bench.py --tiny   # 3 clicks, 1 sweep: seconds, nothing written (CI runs it)
 
 A whole Panel (so the gallery's new card is part of the click, as in a notebook) on a Session pointed at a
 sandbox in its own process. Each of 30 clicks calls ``CreateTab.generate()`` (what the button does) and waits
@@ -21,13 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import percentile, sandbox_process
+from common import percentile, sandbox_process, size, write_results
 
 from kontext_nb.config import Settings
 from kontext_nb.session import Session
 from kontext_nb.widgets.panel import Panel
 
-CLICKS, WARMUP, SWEEP_RUNS = 30, 3, 5
+CLICKS, WARMUP, SWEEP_RUNS = size(30, 3), size(3, 1), size(5, 1)
 TARGET_MS = 100.0
 SANDBOX = {"workers": 4, "queue_delay": 0.0, "inference_time": 0.1, "image_scale": 0.25}
 
@@ -108,7 +109,7 @@ def main() -> int:
     ]
     text = "\n".join(["# kontext_nb panel click benchmark", "", f"{when} · {machine}", "", *lines, "", *notes, ""])
     print(text)
-    (Path(__file__).resolve().parent / "click_results.md").write_text(text)
+    write_results(Path(__file__).resolve().parent / "click_results.md", text)
     return 0
 
 

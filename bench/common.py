@@ -1,8 +1,9 @@
-"""Shared pieces of the benchmarks: the sandbox process, the two clients, statistics, the table."""
+"""Shared pieces of the benchmarks: the tiny size, the sandbox process, the two clients, statistics, the table."""
 
 from __future__ import annotations
 
 import io
+import os
 import signal
 import socket
 import statistics
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fal_client
 import httpx
@@ -25,6 +26,37 @@ from kontext_nb import endpoints, sandbox
 from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.fal.engine import Engine
 from kontext_nb.fal.transport import FalTransport
+
+# ---- the tiny size: every benchmark runs end to end in seconds, so a benchmark that no longer runs fails CI ------
+TINY_ENV = "KONTEXT_BENCH_TINY"
+T = TypeVar("T")
+
+
+def _tiny() -> bool:
+    """``--tiny`` on the command line (taken off it, and passed on to child processes) or KONTEXT_BENCH_TINY=1."""
+    if "--tiny" in sys.argv[1:]:
+        sys.argv.remove("--tiny")
+        os.environ[TINY_ENV] = "1"
+    return os.environ.get(TINY_ENV, "") not in ("", "0")
+
+
+TINY = _tiny()
+"""A smoke run (tests/test_bench.py): a few of everything, the same code paths and printed rows, no results
+file written. Its figures mean nothing; only that every measure still runs."""
+
+
+def size(full: T, tiny: T) -> T:
+    """``full`` for a real run, ``tiny`` for a smoke run."""
+    return tiny if TINY else full
+
+
+def write_results(path: Path, text: str) -> None:
+    """A real run keeps its table in bench/*.md; a tiny run says so and leaves the file alone."""
+    if TINY:
+        print(f"(tiny run: {path.name} not written)")
+    else:
+        path.write_text(text, encoding="utf-8")
+
 
 ENDPOINT = "fal-ai/flux-pro/kontext/max/text-to-image"
 KEY = "bench-key"

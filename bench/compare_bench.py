@@ -1,6 +1,7 @@
 """Benchmark of the compare view in a real JupyterLab and Chromium: what one divider move costs.
 
     python bench/compare_bench.py     # about a minute; prints a table and writes bench/compare_results.md
+    python bench/compare_bench.py --tiny   # 3 moves each: nothing written (CI runs it)
 
 One notebook makes an edit and its source on the kernel's offline sandbox (1184x880 JPEGs, as fal's are about one
 megapixel), then shows the pair twice: with today's design until this change (an ipywidgets slider whose every move
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import size, write_results
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-MOVES = 30
+MOVES = size(30, 3)
 CHROMIUM = os.environ.get("KONTEXT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 SETUP = """import kontext_nb as kx
@@ -300,7 +302,7 @@ def report(r: dict[str, Any]) -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    (ROOT / "bench" / "compare_results.md").write_text(text)
+    write_results(ROOT / "bench" / "compare_results.md", text)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import httpx
 
-CELL = (
+CELL = (  # the jobs all at once: the offline sandbox takes a second a job, and only the votes are measured
     "import kontext_nb as kx\n"
-    "refs = [kx.generate('a lighthouse', seed=s).ref for s in range(1, 13)]\n"
+    "jobs = [kx.generate('a lighthouse', seed=s, wait=False) for s in range(1, RESULTS + 1)]\n"
+    "refs = [job.result().ref for job in jobs]\n"
     "view = kx.duel(refs, voter='bench')\nview"
 )
 
@@ -34,17 +35,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def browser_round_trip(votes: int = 30, warmup: int = 5) -> list[float]:
-    """Milliseconds from each key press to the next pair drawn, for ``votes`` votes after ``warmup``."""
+def browser_round_trip(votes: int = 30, warmup: int = 5, results: int = 12) -> list[float]:
+    """Milliseconds from each key press to the next pair drawn, for ``votes`` votes after ``warmup``, in a duel of
+    ``results`` results."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         root = base / "root"
         root.mkdir()
-        cells = [
-            {"cell_type": "code", "execution_count": None, "id": "c0", "metadata": {}, "outputs": [], "source": CELL}
-        ]
+        source = CELL.replace("RESULTS", str(results))
+        cells = [dict(cell_type="code", execution_count=None, id="c0", metadata={}, outputs=[], source=source)]
         kernelspec = {"display_name": "Python 3", "language": "python", "name": "python3"}
         notebook = {"cells": cells, "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}
         (root / "duel.ipynb").write_text(json.dumps(notebook))

@@ -1,6 +1,7 @@
 """Benchmark of the run journal at 10,000 jobs: history search, journaling cost per job, opening at load time.
 
     python bench/journal_bench.py     # about half a minute; prints a table and writes bench/journal_results.md
+    python bench/journal_bench.py --tiny   # 200 jobs, a few runs of each: seconds, nothing written (CI runs it)
 
 (a) ``Journal.search`` latency and rendering ``History`` for limit=50, (b) create + submitted +
 finished for one job, (c) what loading the extension adds: a fresh process opening the journal
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common import size, write_results
 from PIL import Image
 
 from kontext_nb.endpoints import ENDPOINTS
@@ -32,9 +34,9 @@ from kontext_nb.journal.db import Journal
 from kontext_nb.views.history import History, _thumbnail_uri
 
 ROOT = Path(__file__).resolve().parent.parent
-JOBS = 10_000
-IMAGES = 64  # distinct real files; job n lists images/n%64.jpg, so 50 consecutive rows read 50 different files
-RUNS, WRITE_JOBS, PROCESS_RUNS = 20, 200, 7
+JOBS = size(10_000, 200)
+IMAGES = size(64, 4)  # distinct real files; job n lists images/n%64.jpg, so 50 consecutive rows read 50 different files
+RUNS, WRITE_JOBS, PROCESS_RUNS = size(20, 2), size(200, 5), size(7, 1)
 WORDS = (
     "a red fox sleeping in the snow under pine trees at dusk lighthouse on a rocky coast watercolour oil painting "
     "portrait of an old fisherman with a pipe cyberpunk city street neon rain reflections make it claymation turn "
@@ -99,7 +101,7 @@ def one_job(journal: Journal, rng: random.Random, *, finish: bool = True) -> int
 
 
 def fill(journal: Journal, rng: random.Random) -> float:
-    """10,000 jobs through the Journal API; a few (0.2 %) left submitted, as after a crashed kernel."""
+    """JOBS (10,000) jobs through the Journal API; a few (0.2 %) left submitted, as after a crashed kernel."""
     start = time.perf_counter()
     for _ in range(JOBS):
         one_job(journal, rng, finish=rng.random() > 0.002)
@@ -117,7 +119,8 @@ def write_images(folder: Path) -> int:
         )
         picture = Image.blend(scene, Image.effect_noise(side, 20).convert("RGB"), 0.15)
         picture.save(folder / "images" / f"{i}.jpg", quality=90)
-        store.save_thumbnail(folder, f"images/{i}.jpg", picture)  # as the session does when a job finishes
+        # as the session does when a job finishes: the thumbnail from the file's bytes
+        store.save_thumbnail(folder, f"images/{i}.jpg", (folder / "images" / f"{i}.jpg").read_bytes())
     return sum(p.stat().st_size for p in (folder / "images").iterdir()) // IMAGES
 
 
@@ -184,15 +187,13 @@ def main() -> int:
         ms, _ = timed(cold)
         notes.append(f"for reference: the cold table without thumbnail files (full-size JPEGs decoded): {ms:.0f} ms")
         (folder / "thumbs-away").rename(folder / "thumbs")
-        picture = Image.open(folder / "images" / "0.jpg")
-        picture.load()
         blob = (folder / "images" / "0.jpg").read_bytes()
         meta = {"prompt": "a red fox in snow", "seed": 1, "endpoint": "fal-ai/flux-pro/kontext/max", "arguments": {}}
 
         def save_one() -> None:
             out = folder / "save-bench"
             name, _ = store.save_result_image(out, blob, "image/jpeg", meta)
-            store.save_thumbnail(out, name, picture)
+            store.save_thumbnail(out, name, blob)
             shutil.rmtree(out)
 
         ms, _ = timed(save_one)
@@ -236,7 +237,7 @@ def main() -> int:
         outs = [subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, text=True, check=True)
                 for _ in range(PROCESS_RUNS + 1)][1:]  # fmt: skip
         added = statistics.median(float(o.stdout.split("LOAD")[-1]) for o in outs)
-        lines.append(row("(c) %load_ext kontext_nb in a fresh IPython, 10,000 jobs in the journal", added, 200))
+        lines.append(row(f"(c) %load_ext kontext_nb in a fresh IPython, {JOBS:,} jobs in the journal", added, 200))
         size = sum(p.stat().st_size for p in folder.glob("journal.sqlite3*")) / 1e6
         notes.append(f"journal size on disk: {size:.1f} MB for {JOBS + WRITE_JOBS} jobs")
 
@@ -247,7 +248,7 @@ def main() -> int:
     )
     text = "\n".join(["# kontext_nb journal benchmark", "", machine, "", *lines, "", *(f"- {n}" for n in notes), ""])
     print(text)
-    (Path(__file__).resolve().parent / "journal_results.md").write_text(text, encoding="utf-8")
+    write_results(Path(__file__).resolve().parent / "journal_results.md", text)
     return 0
 
 

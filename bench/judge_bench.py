@@ -1,6 +1,7 @@
 """Benchmark of judging: change scores, a duel vote's round trip, a 100-image report.
 
     python bench/judge_bench.py     # about a minute; prints a table and writes bench/judge_results.md
+    python bench/judge_bench.py --tiny   # 12 results, 2 edits, a 4-result browser duel: nothing written (CI runs it)
 
 - ``kx.changes``' computation (``judging.changes.compute``) on 1 MP (1024 x 1024) and 4 MP (2048 x 2048) pairs of
   textured pictures with a local edit, median of 15 runs after a warm-up; and ``kx.changes`` end to end on a
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import sandbox_process
+from common import sandbox_process, size, write_results
 from duel_browser import browser_round_trip
 from PIL import Image, ImageDraw
 
@@ -40,6 +41,8 @@ from kontext_nb.session import Session
 from kontext_nb.widgets.duel import DuelView
 
 ROOT = Path(__file__).resolve().parent
+RESULTS, EDITS, RUNS, VOTES = size(90, 12), size(10, 2), size(15, 2), size(40, 3)
+"""text-to-image results and edits in the report; runs of each timing; votes timed (and cast) in the kernel"""
 SANDBOX = {"workers": 8, "queue_delay": 0.0, "inference_time": 0.01, "image_scale": 1.0}
 
 
@@ -63,7 +66,7 @@ def changes_pair(side: int) -> list[float]:
     after = before.copy()
     ImageDraw.Draw(after).ellipse((side // 4, side // 4, side // 2, side // 2), fill=(200, 30, 30))
     compute(before, after)  # warm-up: imports, first allocations
-    return timed(lambda: compute(before, after), 15)
+    return timed(lambda: compute(before, after), RUNS)
 
 
 def fmt(values: list[float]) -> str:
@@ -80,18 +83,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(**SANDBOX) as (url, _control):
         session = Session(Settings(base_url=url, key="bench-key", runs_dir=str(Path(tmp) / "runs")), notice=print)
         kx.set_session(session)
-        jobs = [kx.generate(f"a lighthouse, study {i % 9}", seed=i + 1, wait=False) for i in range(90)]
+        jobs = [kx.generate(f"a lighthouse, study {i % 9}", seed=i + 1, wait=False) for i in range(RESULTS)]
         results = [job.result() for job in jobs]  # type: ignore[union-attr]
-        edits = [kx.edit(results[i], "make it winter", seed=500 + i) for i in range(10)]
+        edits = [kx.edit(results[i], "make it winter", seed=500 + i) for i in range(EDITS)]
         assert all(isinstance(r, Result) for r in [*results, *edits])
-        end_to_end = timed(lambda: kx.changes(edits[0]), 10)
+        end_to_end = timed(lambda: kx.changes(edits[0]), size(10, 2))
         rows.append(("kx.changes on a journal edit, end to end (1024 px images read from disk)", fmt(end_to_end), "—"))
 
         view = DuelView(LocalDuel(session.tracker.journal, [session.record(r) for r in results[:12]], voter="bench"))
-        for _ in range(5):  # warm-up: each result's duel image is encoded once, then kept
+        for _ in range(size(5, 1)):  # warm-up: each result's duel image is encoded once, then kept
             view.choose("left")
         rounds = []
-        for k in range(40):
+        for k in range(VOTES):
             start = time.perf_counter()
             view._on_message(
                 view, {"type": "vote", "choice": ("left", "right", "tie")[k % 3], "number": view.number}, []
@@ -101,21 +104,22 @@ def main() -> int:
 
         everyone = [*results, *edits]
         rng = np.random.default_rng(3)
-        for _ in range(40):
+        for _ in range(VOTES):
             a, b = rng.choice(len(results), 2, replace=False)
             kx.vote(results[a], results[b], voter=f"v{a % 5}")
-        for i in range(0, 100, 7):
+        for i in range(0, len(everyone), 7):
             kx.rate(everyone[i], 1 + i % 5)
         path = Path(tmp) / "report.html"
         start = time.perf_counter()
         kx.report(everyone, path, size=512)
         took = time.perf_counter() - start
-        size = path.stat().st_size
-        rows.append(("kx.report of 100 results at 512 px (10 edits scored), time", f"{took:.1f} s", "—"))
+        nbytes = path.stat().st_size
+        label = f"kx.report of {len(everyone)} results at 512 px ({EDITS} edits scored), time"
+        rows.append((label, f"{took:.1f} s", "—"))
         rows.append(
             (
                 "its size (one self-contained HTML file)",
-                f"{size / 1e6:.1f} MB ({size / 100 / 1e3:.0f} KB a result)",
+                f"{nbytes / 1e6:.1f} MB ({nbytes / len(everyone) / 1e3:.0f} KB a result)",
                 "—",
             )
         )
@@ -128,7 +132,7 @@ def main() -> int:
         )
         session.close()
 
-    browser = browser_round_trip()
+    browser = browser_round_trip(votes=size(30, 2), warmup=size(5, 1), results=size(12, 4))
     rows.append(
         (
             "a duel vote's round trip in the browser: key press → next pair drawn (JupyterLab, Chromium)",
@@ -153,7 +157,7 @@ def main() -> int:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    (ROOT / "judge_results.md").write_text(text, encoding="utf-8")
+    write_results(ROOT / "judge_results.md", text)
     return 0
 
 

@@ -3,6 +3,7 @@ submits and status reads. The same load as tests/test_load.py, measured.
 
     python bench/load_bench.py            # ~40 s; prints a table and writes bench/load_results.md
     python bench/load_bench.py --jobs 500 --rate 0.3
+    python bench/load_bench.py --tiny     # 20 jobs, one run per rate: seconds, nothing written
 
 For each fault rate: wall time, jobs/s, retries the client made and 429s the sandbox injected, what became of
 every job (done / failed, lost, sent twice, rows whose files are missing), and the resident memory of the client
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from common import TINY, size, write_results
 
 from kontext_nb import sandbox
 from kontext_nb.config import RetryPolicy, Settings
@@ -208,9 +210,9 @@ def table(runs: list[Run]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=size(200, 20))
     parser.add_argument("--rate", type=float, action="append", help="429 rate (repeatable; default 0 and 0.2)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per rate (the machine is shared: medians help)")
+    parser.add_argument("--repeat", type=int, default=size(3, 1), help="runs per rate (a shared machine: medians help)")
     parser.add_argument("--seed", type=int, default=20240611, help="seed of the sandbox's fault RNG")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     args = parser.parse_args(argv)
@@ -254,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if not args.no_write:
-        RESULTS.write_text(text)
-        print(f"written to {RESULTS.relative_to(ROOT)}")
+        write_results(RESULTS, text)
+        if not TINY:
+            print(f"written to {RESULTS.relative_to(ROOT)}")
     return 0
 
 

@@ -3,6 +3,7 @@ left on fal, and (with them) how long until the background collecting has saved 
 
     python bench/load_ext_bench.py                     # ~1 min; prints a table, writes bench/load_ext_results.md
     python bench/load_ext_bench.py --before ../main    # also another checkout's kontext_nb, in turn with this one
+    python bench/load_ext_bench.py --tiny              # 5 jobs, 1 left behind, one process each: seconds
 
 Each measure is taken inside a fresh process (an interpreter's start-up varies more than the load costs): the
 time of ``ip.run_line_magic('load_ext', 'kontext_nb')``, and from its start until the collecting thread ends. The
@@ -22,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import size, write_results
+
 from kontext_nb import sandbox
 from kontext_nb.config import Settings
 from kontext_nb.journal.db import Journal
@@ -29,7 +32,7 @@ from kontext_nb.session import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "load_ext_results.md"
-RUNS, FINISHED, LEFT = 11, 200, 4
+RUNS, FINISHED, LEFT = size(11, 1), size(200, 5), size(4, 1)
 LOAD = """
 import threading, time
 from IPython.core.interactiveshell import InteractiveShell
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(text)
     if not args.no_write:
-        RESULTS.write_text(text)
+        write_results(RESULTS, text)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Benchmark of the panel's gallery: kernel memory with 500 full-size results in it.
 
     python bench/panel_bench.py     # a few minutes; prints a table and writes bench/panel_results.md
+    python bench/panel_bench.py --tiny   # 8 results instead of 500: seconds, nothing written
 
 Each measurement runs in a fresh Python process (the "kernel") against a sandbox in a process of its
 own, with images at full size (image_scale 1.0: 1024x1024). RSS (VmRSS) is read after gc, first with
@@ -28,8 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-N = 500
-BATCH = 16
+from common import size, write_results
+
+N = size(500, 8)
+BATCH = size(16, 4)
 TARGET_MB = 300.0
 OUT = Path(__file__).resolve().parent / "panel_results.md"
 
@@ -136,7 +139,7 @@ def run_child(mode: str, url: str, runs: str) -> dict[str, Any]:
 
 # ---- the table ---------------------------------------------------------------------------------------
 def main() -> None:
-    from common import sandbox_process
+    from common import sandbox_process  # the measuring children need none of it
 
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -208,7 +211,7 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    OUT.write_text(text, encoding="utf-8")
+    write_results(OUT, text)
 
 
 if __name__ == "__main__":

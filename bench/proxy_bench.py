@@ -1,6 +1,7 @@
 """The classroom proxy's cost: time it adds to each request, and requests per second it sustains.
 
     python bench/proxy_bench.py          # ~40 s; prints a table and writes bench/proxy_results.md
+    python bench/proxy_bench.py --tiny   # 5 requests per route, 0.3 s runs, 4 connections; nothing written
 
 Three processes, as in a classroom: the sandbox (standing in for fal, requiring the class key), the proxy
 (``python -m kontext_nb.proxy --upstream URL``, holding that key) and this one, the students. Compared side by
@@ -35,14 +36,14 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Row, _free_port, median, percentile, table
+from common import ROOT, Row, _free_port, median, percentile, size, table, write_results
 
 from kontext_nb.proxy.classroom import Classroom
 
 RESULTS = Path(__file__).resolve().parent / "proxy_results.md"
 ENDPOINT = "fal-ai/flux-pro/kontext/text-to-image"
 STATUS_BASE = "fal-ai/flux-pro"
-STUDENTS = 30
+STUDENTS = size(30, 4)
 ADDED_TARGET_MS = 5.0
 RATE_TARGET = 200.0
 
@@ -151,9 +152,9 @@ async def hammer(base: str, tokens: list[str], seconds: float, connections: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=200, help="sequential requests per route (default %(default)s)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each throughput run")
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("-n", type=int, default=size(200, 5), help="sequential requests per route (%(default)s)")
+    parser.add_argument("--seconds", type=float, default=size(5.0, 0.3), help="length of each throughput run")
+    parser.add_argument("--connections", type=int, default=size(64, 4))
     args = parser.parse_args()
     began = time.monotonic()
     key = "class-" + secrets.token_hex(16)
@@ -226,12 +227,12 @@ def main() -> None:
         f"# Classroom proxy benchmark\n\n{stamp} · {os.cpu_count()} CPUs (nproc), Python {platform.python_version()}, "
         f"{platform.platform()}\n\nSettings: sandbox, proxy and clients in three processes on this machine; sandbox "
         f"with 64 workers and no inference time (so the server's own time is what is left); {args.n} sequential "
-        f"requests per route; throughput runs of {args.seconds:.0f} s each with {args.connections} connections; "
+        f"requests per route; throughput runs of {args.seconds:g} s each with {args.connections} connections; "
         f"{STUDENTS} students; endpoint {ENDPOINT}.\n"
     )
     text = f"{header}\n{table(rows)}\n\n- total run time {time.monotonic() - began:.0f} s\n"
-    RESULTS.write_text(text)
     print(text)
+    write_results(RESULTS, text)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmarks: kontext_nb's engine against fal_client, both talking to the sandbox in another process.
 
     python bench/run.py          # about a minute; prints a table and writes bench/results.md
+    python bench/run.py --tiny   # a few jobs per section: seconds, nothing written (CI runs it)
 
 (a) completion-notice latency and HTTP requests per job, (b) throughput of 64 queued jobs,
 (c) end-to-end time per job. Measurement only: it never fails on a missed target.
@@ -34,16 +35,18 @@ from common import (
     median,
     percentile,
     sandbox_process,
+    size,
     table,
+    write_results,
 )
 
 from kontext_nb.sandbox import SandboxControl
 
 IMAGE_SCALE = 0.5
-WARMUP = 2
-LATENCY_JOBS, LATENCY_INFERENCE = 30, 0.3
-BATCH_JOBS, BATCH_INFERENCE, BATCH_WORKERS, SEQUENTIAL_JOBS = 64, 0.5, 8, 16
-E2E_JOBS, E2E_INFERENCE = 20, 0.3
+WARMUP = size(2, 1)
+LATENCY_JOBS, LATENCY_INFERENCE = size(30, 3), size(0.3, 0.05)
+BATCH_JOBS, BATCH_INFERENCE, BATCH_WORKERS, SEQUENTIAL_JOBS = size(64, 12), size(0.5, 0.05), size(8, 4), size(16, 4)
+E2E_JOBS, E2E_INFERENCE = size(20, 2), size(0.3, 0.05)
 JITTER = 0.1  # inference time drawn from [base, base + JITTER): one poll interval, so pollers see every phase
 
 
@@ -283,7 +286,7 @@ def main() -> int:
     print(body)
     print(f"\nsettings: {settings}\nmachine: {machine}")
     text = f"# kontext_nb benchmarks\n\n{when} · {machine}\n\nSettings: {settings}\n\n{body}\n"
-    (Path(__file__).resolve().parent / "results.md").write_text(text)
+    write_results(Path(__file__).resolve().parent / "results.md", text)
     return 0
 
 

@@ -11,8 +11,9 @@ all ``offline`` tests first, then all ``keyed`` ones (pytest groups tests by a s
   That sandbox refuses every other key, so each job that succeeds proves the kernels sent the key; the tests then
   check that nothing shows it (test_lab.py's canary test searches every file, log and page the mode left).
 
-``page``: a fresh page of a browser shared by the module. ``screenshot(page, name)`` saves into
-test-artifacts/browser/ at the repository root (keyed mode adds ``-keyed`` to the name).
+``page``: a fresh page (its own context) of one Chromium shared by every test in tests/browser.
+``screenshot(page, name)`` saves into test-artifacts/browser/ at the repository root (keyed mode adds ``-keyed`` to
+the name).
 
 Nothing is downloaded: Chromium is the system one (Debian's ``chromium``; ``.ci/run`` installs it).
 JupyterLab and Playwright come with the ``test`` extra; when one is missing the tests fail, they never skip.
@@ -310,9 +311,13 @@ def _chromium() -> str:
     return found
 
 
-@pytest.fixture(scope="module")  # Playwright's sync API keeps an event loop running: stop it with the module
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session (the system's, never a downloaded one)."""
+    """One headless Chromium for every test in tests/browser (the system's, never a downloaded one).
+
+    Package scope, not session: Playwright's sync API leaves its event loop set as the running one in the main
+    thread, so a test elsewhere calling asyncio.run() must not run while it is open. Inside tests/browser nothing
+    does; one launch there instead of one per module (and mode) saves a Chromium start each."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

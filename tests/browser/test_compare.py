@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from waiting import wait_for  # tests/waiting.py: tests/ is on sys.path
 
 from .test_lab import WAIT, assert_picture, button, cards, outputs, pane, tab
 
@@ -68,6 +69,16 @@ class Frames:
 
     def since(self, mark: tuple[int, int]) -> tuple[int, int]:
         return len(self.sent) - mark[0], len(self.received) - mark[1]
+
+    def quiet(self, page: Page, seconds: float = 1.0) -> None:
+        """Until no frame has gone either way for ``seconds`` (the kernel's last replies to a cell are in): a
+        fixed sleep was too short when the machine was busy. Bounded by WAIT."""
+        deadline, last, still_since = time.monotonic() + WAIT / 1000, self.mark(), time.monotonic()
+        while time.monotonic() - still_since < seconds:
+            assert time.monotonic() < deadline, f"kernel frames never stopped: {self.mark()}"
+            page.wait_for_timeout(100)  # lets Playwright deliver the frame events meanwhile
+            if self.mark() != last:
+                last, still_since = self.mark(), time.monotonic()
 
 
 def open_in(page: Page, lab: Lab, front: str, name: str) -> None:
@@ -121,7 +132,7 @@ def test_compare_and_files_in_the_browser(lab: Lab, page: Page, screenshot: Shot
         assert_picture(page, img)
     expect(viewer.locator(".kx-labels")).to_contain_text("source")
     stage.scroll_into_view_if_needed()
-    time.sleep(1.0)  # the kernel finishes its replies to the cell: from now on it should hear nothing
+    frames.quiet(page)  # the kernel has finished its replies to the cell: from now on it should hear nothing
     screenshot(page, f"{tag}-1-slider")
 
     # drag the divider on the image itself: 30 moves, no frame to the kernel
@@ -165,10 +176,13 @@ def test_compare_and_files_in_the_browser(lab: Lab, page: Page, screenshot: Shot
     viewer.locator(".kx-rate").select_option("8")
     viewer.locator(".kx-play").click()
     expect(viewer).to_have_attribute("data-mode", "flicker")
-    seen = set()
-    for _ in range(40):
+    seen: set[str] = set()
+
+    def both_shown() -> bool:  # sampled until each image was seen, not for a fixed time
         seen.add(data(viewer, "shown"))
-        time.sleep(0.03)
+        return len(seen) >= 2
+
+    wait_for(both_shown, timeout=WAIT / 1000, interval=0.03)
     assert seen == {"0", "1"}, f"flicker showed {seen}"
     viewer.locator(".kx-play").click()  # stop
     before = data(viewer, "shown")
@@ -277,7 +291,7 @@ def test_several_results_side_by_side_with_what_differs(lab: Lab, page: Page, sc
         "6.0"
     )
     viewer.scroll_into_view_if_needed()
-    time.sleep(1.0)
+    frames.quiet(page)
     mark = frames.mark()
     box = figures.nth(0).locator(".kx-stage").bounding_box()
     assert box is not None

@@ -8,7 +8,6 @@ Offline mode only: none of this depends on where jobs go (the keyed mode runs th
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from .test_compare import FRONTS, open_in, run_first_cell, write_notebook
 from .test_lab import WAIT, Shot, assert_picture, button, cards, outputs, pane, tab
-from .test_panel_views import NARROW, make_one, no_sideways_scroll
+from .test_panel_views import make_one, narrow, no_sideways_scroll
 
 if TYPE_CHECKING:
     from .conftest import Lab
@@ -124,8 +123,7 @@ def test_the_gallery_scrolls_to_new_cards(lab: Lab, page: Page, screenshot: Shot
     assert_picture(page, made.locator("img.widget-image").first)
     screenshot(page, f"14-gallery-revealed-on-return-{front}-1400")
     no_sideways_scroll(panel)
-    page.set_viewport_size(NARROW)
-    time.sleep(0.5)
+    narrow(page, panel)
     no_sideways_scroll(panel)
     screenshot(page, f"14-gallery-{front}-900")
 
@@ -174,8 +172,7 @@ def test_history_rows_with_thumbnails_and_compare(lab: Lab, page: Page, screensh
     expect(pane(panel)).to_contain_text("request id", timeout=WAIT)
     no_sideways_scroll(panel)
     screenshot(page, f"14-history-details-{front}-1400")
-    page.set_viewport_size(NARROW)
-    time.sleep(0.5)
+    narrow(page, panel)
     expect(rows.first.locator("img")).to_have_count(1)
     no_sideways_scroll(panel)
     screenshot(page, f"14-history-rows-{front}-900")

@@ -5,7 +5,6 @@ column at 1400 px and still take two rows.)"""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ import pytest
 from .test_compare import FRONTS, open_in, run_first_cell
 from .test_compare import write_notebook as write_one
 from .test_lab import WAIT, Shot, button, cards, cell, open_notebook, outputs, pane, run_cell, tab
-from .test_panel_views import NARROW, no_sideways_scroll, write_notebook
+from .test_panel_views import narrow, no_sideways_scroll, write_notebook
 
 if TYPE_CHECKING:
     from .conftest import Lab
@@ -180,8 +179,7 @@ def test_gallery_create_compare_and_history_fit_their_columns(
         values = [lb[key] for lb in labels]
         assert max(values) - min(values) <= 1, f"the filters differ in {key}: {labels}"
 
-    page.set_viewport_size(NARROW)
-    time.sleep(0.5)
+    narrow(page, panel)
     no_sideways_scroll(panel)
     screenshot(page, f"14-layout-history-{front}-900")
     tab(panel, "Gallery").click()

@@ -13,6 +13,7 @@ import pytest
 
 from .test_lab import (
     PROMPT,
+    SETTLE,
     WAIT,
     Shot,
     assert_picture,
@@ -78,6 +79,15 @@ def no_sideways_scroll(target: Locator) -> None:
     assert wide == [], f"horizontal scrolling inside the panel: {wide}"
 
 
+def narrow(page: Page, panel: Locator, size: dict[str, int] = NARROW) -> None:
+    """The viewport at ``size``, once the panel has been laid out inside it again (JupyterLab lays out on later
+    animation frames; a fixed sleep after the resize was too short on a busy machine)."""
+    page.set_viewport_size(size)
+    fits = "el => el.getBoundingClientRect().right <= window.innerWidth + 1 && window.innerWidth === %d"
+    page.wait_for_function(fits % size["width"], arg=panel.element_handle(timeout=WAIT), timeout=WAIT)
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
 def newest(panel: Locator) -> Locator:
     return panel.locator(".kontext-newest")
 
@@ -137,8 +147,7 @@ def test_newest_result_beside_create_and_gallery_after_restart(lab: Lab, page: P
 
     # 900 px wide: the result goes below the form, nothing scrolls sideways
     tab(panel, "Create").click()
-    page.set_viewport_size(NARROW)
-    time.sleep(0.5)
+    narrow(page, panel)
     no_sideways_scroll(panel)
     beside = newest(panel).bounding_box()
     assert beside is not None
@@ -160,7 +169,8 @@ def test_panel_in_notebook_7(lab: Lab, page: Page, screenshot: Shot) -> None:
     page.goto(f"{lab.url}/notebooks/nb7.ipynb?token={lab.token}")
     expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=WAIT)
     expect(page.locator("#jp-title, .jp-NotebookKernelStatus, #jp-top-panel").first).to_be_visible(timeout=WAIT)
-    time.sleep(4.0)  # the kernel starts and the widget manager connects
+    expect(page.get_by_text(re.compile(r"Idle|Kernel status: Idle|\| Idle"))).not_to_have_count(0, timeout=WAIT)
+    time.sleep(SETTLE)  # the kernel is up (idle, waited for above); its widget manager connects
     target = cell(page, 0)
     target.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")

@@ -118,7 +118,7 @@ def test_sync_submit_iter_events_status_get(client: fal_client.SyncClient, sandb
 
 
 def test_sync_queue_position_cancel_and_cancelled_result(client: fal_client.SyncClient, sandbox_server: Any) -> None:
-    sandbox_server.configure(workers=1, inference_time=0.3)
+    sandbox_server.configure(workers=1, inference_time=3600)  # "first" runs until cancelled: "second" stays queued
     first = client.submit(T2I, {"prompt": "first"})
     second = client.submit(T2I, {"prompt": "second"}, priority="low", start_timeout=30)
     status = second.status()
@@ -195,7 +195,7 @@ def test_async_client_submit_events_get_cancel_upload(sandbox: str, sandbox_serv
         result = await handle.get()
         assert result["seed"] == 3 and result["images"][0]["url"].startswith(sandbox)
 
-        sandbox_server.configure(workers=1, inference_time=3.0)  # long enough that "queued" stays queued
+        sandbox_server.configure(workers=1, inference_time=3600)  # the blocker runs until cancelled: "queued" stays
         blocker = await client.submit(T2I, {"prompt": "blocker"})
         queued = await client.submit(T2I, {"prompt": "queued"})
         assert isinstance(await queued.status(), fal_client.Queued)
