@@ -306,6 +306,18 @@ def image_size(data: bytes) -> tuple[int, int]:
     return _open(data).size
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's first bytes, or None when they are not a readable image header (pricing
+    then assumes the largest: fal/source_size.py, the proxy)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            width, height = image_size(data)
+    except Exception:
+        return None
+    return (int(width), int(height)) if width > 0 and height > 0 else None
+
+
 def too_large(size: tuple[int, int], max_pixels: int = MAX_INPUT_PIXELS) -> str:
     """Why an image of this size is not decoded ('' when it is): the start of the one line outputs show."""
     width, height = size

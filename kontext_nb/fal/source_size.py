@@ -14,13 +14,12 @@ import base64
 import binascii
 import functools
 import ipaddress
-import warnings
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from ..images import image_size
+from ..images import header_size
 
 PROBE_BYTES = 64 * 1024
 """Enough for the header of a PNG, WebP or GIF, and of a JPEG whose EXIF comes first (up to 64 KB)."""
@@ -50,24 +49,29 @@ def url_image_size(url: str) -> tuple[int, int] | None:
                         data += chunk
                         if len(data) >= PROBE_BYTES:
                             break
-                return _header_size(bytes(data[:PROBE_BYTES]))
+                return header_size(bytes(data[:PROBE_BYTES]))
     except (httpx.HTTPError, httpx.InvalidURL, ValueError, OSError):
         return None
     return None
 
 
 def data_uri_size(uri: Any) -> tuple[int, int] | None:
-    """(width, height) of an image given as a ``data:`` URI, from its header (only the base64 is undone), or None."""
+    """(width, height) of an image given as a ``data:`` URI, from its header (only the base64 is undone), or None.
+    The first PROBE_BYTES first; the whole payload only when the header lies further (a JPEG's long EXIF)."""
     if not isinstance(uri, str) or not uri.startswith("data:"):
         return None
     header, comma, payload = uri.partition(",")
     if not comma or not header.endswith(";base64"):
         return None
-    try:
-        head = base64.b64decode(payload[: 4 * (PROBE_BYTES // 3)])  # whole groups of 4: no padding needed
-    except (ValueError, binascii.Error):
-        return None
-    return _header_size(head[:PROBE_BYTES])
+    probe = 4 * (PROBE_BYTES // 3)  # whole groups of 4: no padding needed
+    for chars in (probe, len(payload)):
+        try:
+            found = header_size(base64.b64decode(payload[: chars - chars % 4], validate=False))
+        except (ValueError, binascii.Error):
+            return None
+        if found is not None or chars >= len(payload):
+            return found
+    return None
 
 
 def _allowed(url: str, *, redirected: bool) -> bool:
@@ -84,13 +88,3 @@ def _allowed(url: str, *, redirected: bool) -> bool:
     except ValueError:
         return True
     return not (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved)
-
-
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            width, height = image_size(data)
-    except Exception:  # not an image, or a header beyond PROBE_BYTES: the caller prices the largest
-        return None
-    return (width, height) if width > 0 and height > 0 else None

@@ -10,41 +10,16 @@ worst case.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kontext_nb import endpoints
-from kontext_nb.images import image_size
+from kontext_nb.fal.source_size import data_uri_size
+from kontext_nb.images import header_size
 
-HEAD_CHARS = 64 * 1024  # base64 characters decoded first: headers (and EXIF before a JPEG's SOF) fit in 48 KB
+__all__ = ["Size", "data_uri_size", "header_size", "input_size"]
+
 Size = tuple[int, int]
-
-
-def header_size(data: bytes) -> Size | None:
-    """(width, height) from an image's header alone; None when the bytes are not a readable image header."""
-    try:
-        width, height = image_size(data)
-    except Exception:
-        return None
-    return (int(width), int(height)) if width > 0 and height > 0 else None
-
-
-def data_uri_size(uri: str) -> Size | None:
-    """The size a ``data:image/...;base64,`` URI's header declares; its pixels are never decoded."""
-    header, sep, payload = uri.partition(",")
-    if not sep or not header.startswith("data:image/") or ";base64" not in header:
-        return None
-    for chars in (HEAD_CHARS, len(payload)):  # the head first; the whole payload only if the header lies further
-        head = payload[: chars - chars % 4]
-        try:
-            found = header_size(base64.b64decode(head, validate=False))
-        except (binascii.Error, ValueError):
-            return None
-        if found is not None or chars >= len(payload):
-            return found
-    return None
 
 
 def input_size(
