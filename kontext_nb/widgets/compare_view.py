@@ -24,7 +24,7 @@ from ..views import render
 from ..views.compare import Comparison
 from ..views.grid import Grid
 from ..views.names import readable_name
-from . import files
+from . import files, theme
 from .cards import close_tree
 from .compare_widget import MAX_ITEMS, CompareWidget
 from .rating import RatingStars
@@ -32,7 +32,7 @@ from .rating import RatingStars
 if TYPE_CHECKING:
     from ..session import Session
 
-RED = "#b00020"
+RED = theme.ERROR
 SIDE = 320
 
 
@@ -227,7 +227,7 @@ def changes_html(before: Image.Image, after: Image.Image, side: int = SIDE) -> s
 
 
 def _note(text: str) -> str:
-    return f'<span style="font:12px sans-serif;opacity:.7">{html.escape(text)}</span>'
+    return f'<span style="font:12px sans-serif;color:{theme.MUTED}">{html.escape(text)}</span>'
 
 
 def _free(path: Path) -> Path:

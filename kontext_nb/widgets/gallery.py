@@ -18,6 +18,7 @@ import ipywidgets as w
 
 from ..jobs import Job
 from ..result import Result
+from . import theme
 from .cards import CARD, CARD_WIDTH, Card, ResultCallback, close_tree
 from .reveal import Reveal
 
@@ -30,7 +31,7 @@ TWO_CARDS = 2 * (CARD_WIDTH + 8)
 ONE_CARD = 400
 """The grid's widths below which two full-width cards no longer share a row, and two narrowed ones would be cramped."""
 STYLE = (
-    f"<style>.{NEW}{{outline:3px solid #1976d2;outline-offset:1px}}"
+    f"<style>.{NEW}{{outline:3px solid {theme.ACCENT};outline-offset:1px}}"
     ".kontext-gallery-grid{overflow-anchor:none;container-type:inline-size}"
     f"@container (max-width:{TWO_CARDS - 1}px){{.{CARD}{{width:calc(50% - 9px)!important}}}}"
     f"@container (max-width:{ONE_CARD - 1}px){{.{CARD}{{width:min(calc(100% - 8px),{CARD_WIDTH}px)!important}}}}"
@@ -283,4 +284,4 @@ class Gallery:
         text = f"{n} result{'s' if n != 1 else ''}, newest first" if n else "no results yet: jobs appear here"
         if n == self.max_cards:
             text += f" (the newest {self.max_cards} are kept)"
-        self.header.value = f'{STYLE}<div style="font:12px sans-serif;opacity:.75">{html.escape(text)}</div>'
+        self.header.value = f'{STYLE}<div style="font:12px sans-serif;color:{theme.MUTED}">{html.escape(text)}</div>'

@@ -107,13 +107,16 @@ export default { render };
 """
 
 _CSS = """
-.kx-mask-bar { display:flex; gap:6px; align-items:center; flex-wrap:wrap; margin:4px 0; font:12px sans-serif; }
-.kx-mask-bar button { padding:2px 8px; } .kx-mask-bar button.on { background:#1976d2; color:#fff; }
+.kx-mask-bar { color:var(--jp-ui-font-color1, rgba(0, 0, 0, .87));
+  display:flex; gap:6px; align-items:center; flex-wrap:wrap; margin:4px 0; font:12px sans-serif; }
+.kx-mask-bar button { padding:2px 8px; border:1px solid var(--jp-border-color1, #bdbdbd); border-radius:3px;
+  background:var(--jp-layout-color2, #eee); color:var(--jp-ui-font-color1, rgba(0, 0, 0, .87)); cursor:pointer; }
+.kx-mask-bar button.on { background:var(--jp-brand-color1, #1976d2); color:var(--jp-ui-inverse-font-color0, #fff); }
 .kx-mask-stage { position:relative; display:inline-block; max-width:100%; line-height:0; }
 .kx-mask-stage img { max-width:100%; display:block; user-select:none; pointer-events:none; }
 .kx-mask-stage canvas { position:absolute; inset:0; width:100%; height:100%; opacity:0.55;
   cursor:crosshair; touch-action:none; background:transparent; }
-.kx-mask-bar .kx-state { color:#555; }
+.kx-mask-bar .kx-state { color:var(--jp-ui-font-color2, rgba(0, 0, 0, .54)); }
 """
 
 
