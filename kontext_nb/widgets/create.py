@@ -110,9 +110,14 @@ class CreateTab:
         self.generate_button = SendButton(description="Generate", button_style="primary", icon="play")
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
         self.confirm_text = w.HTML()
-        self.yes = w.Button(description="Yes, send", button_style="warning", layout=w.Layout(width="auto"))
-        self.no = w.Button(description="No", layout=w.Layout(width="auto"))
-        self.confirm_row = w.HBox([self.confirm_text, self.yes, self.no], layout=w.Layout(display="none"))
+        keep = w.Layout(width="auto", flex="0 0 auto")  # never squeezed to "Yes, se…" by a long question
+        self.yes = w.Button(description="Yes, send", button_style="warning", layout=keep)
+        self.no = w.Button(description="No", layout=w.Layout(width="auto", flex="0 0 auto"))
+        self.confirm_text.layout = w.Layout(flex="1 1 12em", min_width="0")
+        self.confirm_row = w.HBox(
+            [self.confirm_text, self.yes, self.no],
+            layout=w.Layout(display="none", flex_flow="row wrap", align_items="center"),
+        )
         self.error = w.HTML()
         self.status = w.HTML()
         self.form = w.VBox(

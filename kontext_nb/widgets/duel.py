@@ -151,12 +151,18 @@ class DuelTab:
         self.session = session
         self.count = w.BoundedIntText(value=RECENT, min=2, max=200, description="last", layout=w.Layout(width="140px"))
         self.voter = w.Text(placeholder="your name (optional)", layout=w.Layout(width="200px"))
-        self.start = w.Button(description="new duel", icon="random", tooltip="a blind duel over the last results")
+        self.start = w.Button(
+            description="new duel",
+            icon="random",
+            tooltip="a blind duel over the last results",
+            layout=w.Layout(width="auto", flex="0 0 auto"),
+        )
         self.start.on_click(lambda _: self.new_duel())
         self.message = w.HTML()
         self.area = w.VBox()
         self.view: DuelView | None = None
-        self.widget = w.VBox([w.HBox([self.count, self.voter, self.start]), self.message, self.area])
+        bar = w.HBox([self.count, self.voter, self.start], layout=w.Layout(flex_flow="row wrap"))
+        self.widget = w.VBox([bar, self.message, self.area])
 
     def show(self) -> None:
         """The tab came into view: start a duel if none is running."""

@@ -27,6 +27,8 @@ TICK = 1.0
 PAGE = 48
 """Results read from the journal at a time: the newest when the gallery opens, older ones on request."""
 NEW = "kontext-new"
+GRID_HEIGHT = "max(920px, calc(100vh - 140px))"
+"""The grid's scroll box: two rows of cards at least, the window's height less the tab bar where that is more."""
 TWO_CARDS = 2 * (CARD_WIDTH + 8)
 ONE_CARD = 400
 """The grid's widths below which two full-width cards no longer share a row, and two narrowed ones would be cramped."""
@@ -83,7 +85,7 @@ class Gallery:
                 display="flex",
                 flex_flow="row wrap",
                 align_items="flex-start",
-                max_height="760px",
+                max_height=GRID_HEIGHT,
                 overflow="auto",
                 padding="6px 0 0 6px",  # room for a new card's outline and flash at the grid's edges
             )

@@ -43,6 +43,18 @@ function render({ model, el }) {
   let tool = "paint", drawing = false, last = null;
   const undo = [];
   size.value = model.get("brush"); sizeText.textContent = size.value;
+  const sent = model.get("mask");  // "mask ready" only once a mask was used; until then, what to do
+  state.textContent = sent && sent.byteLength ? model.get("status") : "paint where the image may change, then Use mask";
+  // the whole painter in sight: the image no taller than the notebook's view less the toolbar
+  const fit = () => {
+    const scroller = el.closest(".jp-WindowedPanel-outer, .jp-Notebook") || document.scrollingElement;
+    const seen = Math.min(scroller && scroller.clientHeight ? scroller.clientHeight : innerHeight, innerHeight);
+    img.style.maxHeight = `${Math.max(160, seen - bar.offsetHeight - 24)}px`;
+  };
+  fit();
+  const resize = new ResizeObserver(fit);
+  resize.observe(bar);
+  addEventListener("resize", fit);
   const snapshot = () => { undo.push(ctx.getImageData(0, 0, w, h)); if (undo.length > 30) undo.shift(); };
   const at = (e) => {
     const r = canvas.getBoundingClientRect();
@@ -101,7 +113,7 @@ function render({ model, el }) {
   bar.querySelectorAll("[data-act]").forEach((b) => b.addEventListener("click", () => acts[b.dataset.act]()));
   const shown = () => { state.textContent = model.get("status"); };
   model.on("change:status", shown);
-  return () => URL.revokeObjectURL(url);
+  return () => { URL.revokeObjectURL(url); resize.disconnect(); removeEventListener("resize", fit); };
 }
 export default { render };
 """
@@ -112,6 +124,7 @@ _CSS = """
 .kx-mask-bar button { padding:2px 8px; border:1px solid var(--jp-border-color1, #bdbdbd); border-radius:3px;
   background:var(--jp-layout-color2, #eee); color:var(--jp-ui-font-color1, rgba(0, 0, 0, .87)); cursor:pointer; }
 .kx-mask-bar button.on { background:var(--jp-brand-color1, #1976d2); color:var(--jp-ui-inverse-font-color0, #fff); }
+.kx-mask-bar { position:sticky; top:0; z-index:2; background:var(--jp-layout-color1, #fff); padding:2px 0; }
 .kx-mask-stage { position:relative; display:inline-block; max-width:100%; line-height:0; }
 .kx-mask-stage img { max-width:100%; display:block; user-select:none; pointer-events:none; }
 .kx-mask-stage canvas { position:absolute; inset:0; width:100%; height:100%; opacity:0.55;

@@ -41,7 +41,7 @@ STAR = mix(jp("warn-color1", "#f57c00"), 65, INK)
 PILL = mix(ACCENT, 20, PAGE)
 """A seed badge's background (text: TEXT)."""
 PILL_OK = mix(jp("success-color1", "#388e3c"), 22, PAGE)
-HIGHLIGHT = mix(jp("warn-color2", "#ffb74d"), 50, PAGE)
+HIGHLIGHT = mix(jp("warn-color2", "#ffb74d"), 35, PAGE)
 """Behind changed words and settings (text: TEXT)."""
 PICKED = mix(ACCENT, 16, PAGE)
 HOVER = mix(TEXT, 6, "transparent")
@@ -51,6 +51,10 @@ STYLE = f"""<style>
 .kx-themed .jupyter-button.mod-warning {{ background-color: {WARN}; color: {jp("ui-inverse-font-color0", "#fff")}; }}
 .kx-themed .jupyter-button.mod-info {{ background-color: {ACCENT}; color: {ON_ACCENT}; }}
 .kx-themed .jupyter-button.mod-primary {{ background-color: {ACCENT}; color: {ON_ACCENT}; }}
+/* tab titles and the "advanced" fold: ipywidgets draws the ones not chosen in secondary text on a grey (4.2-4.4:1) */
+.kx-themed .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab,
+.kx-themed .jupyter-widgets.jupyter-widget-tab > .lm-TabBar .lm-TabBar-tab,
+.kx-themed .jupyter-widget-Collapse-header {{ color: {TEXT}; }}
 </style>"""
 """Rules for the ipywidgets controls inside a view whose root has the class ``kx-themed``."""
 

@@ -7,6 +7,8 @@ const KX_RATES = [1, 2, 4, 8]; // flicker rate choices, per second
 const KX_MAX_ZOOM = 32; // times the fitted size
 const KX_DIFF_GAIN = 4; // differences are faint: brighten them
 const KX_DIFF_SIDE = 2048; // the difference is computed at most this large
+const KX_MARGIN = 16; // px kept free below the view when it is fitted to the notebook's height
+const KX_MIN_STAGE = 160; // px: a stage never shrinks below this to fit
 
 function render({ model, el }) {
   const root = h("div", "kx-compare", null, { tabindex: "0" });
@@ -60,6 +62,23 @@ function render({ model, el }) {
   const head = h("div", "kx-head");
   const table = h("div", "kx-table");
   [bar, head, body, hint, table].forEach((n) => root.appendChild(n));
+
+  // -- fitting the window: at "fit" the whole view (toolbar, images, labels, buttons) is in sight -------------
+  function room() {
+    const scroller = root.closest(".jp-WindowedPanel-outer, .jp-Notebook") || document.scrollingElement;
+    const seen = scroller && scroller.clientHeight ? scroller.clientHeight : window.innerHeight;
+    return Math.min(seen, window.innerHeight) - KX_MARGIN;
+  }
+
+  function fitHeight() {
+    const stages = [...body.querySelectorAll(".kx-stage")];
+    if (!stages.length || !root.isConnected) return;
+    const columns = Math.max(1, getComputedStyle(body.firstChild).gridTemplateColumns.split(" ").length);
+    const rows = view.mode === "side by side" ? Math.ceil(stages.length / columns) : 1;
+    const others = root.offsetHeight - rows * stages[0].offsetHeight;
+    const each = Math.max(KX_MIN_STAGE, Math.floor((room() - others) / rows));
+    if (root.style.getPropertyValue("--kx-stage-max") !== `${each}px`) root.style.setProperty("--kx-stage-max", `${each}px`);
+  }
 
   // -- the shared view: every viewport shows its image at the same zoom and centre --------------------------
   function layout() {
@@ -281,7 +300,8 @@ function render({ model, el }) {
     const A = images[a];
     const B = images[b];
     const box = stageBox(A.width / A.height);
-    box.classList.add(`kx-${view.mode.replace(/ /g, "-")}`);
+    box.classList.add(`kx-${view.mode.replace(/ /g, "-")}`, "kx-pair-stage");
+    root.style.setProperty("--kx-aspect", String(A.width / A.height));
     const blur = (i) => (items[i].flagged ? "kx-flagged" : "");
     const bottom = layerOf(B, blur(b));
     const topWrap = h("div", "kx-top");
@@ -373,6 +393,7 @@ function render({ model, el }) {
     if (!items.length || images.length !== items.length) return;
     if (view.mode === "side by side") drawSideBySide(items);
     else drawOverlay(items);
+    fitHeight();
     layout();
   }
 
@@ -418,8 +439,13 @@ function render({ model, el }) {
     }
   });
 
-  const resize = new ResizeObserver(() => layout());
+  const refit = () => {
+    fitHeight();
+    layout();
+  };
+  const resize = new ResizeObserver(refit);
   resize.observe(root);
+  window.addEventListener("resize", refit); // a taller or shorter window: the view fits it again
   model.on("change:items", load);
   model.on("change:rows", drawTable);
   model.on("change:note", drawTable);
@@ -429,6 +455,7 @@ function render({ model, el }) {
     stopFlicker();
     dropDiff();
     resize.disconnect();
+    window.removeEventListener("resize", refit);
     model.off("change:items", load);
     model.off("change:rows", drawTable);
     model.off("change:note", drawTable);
