@@ -207,6 +207,10 @@ def test_every_view_reads_and_fits_in_light_and_dark_at_1400_and_900(lab: Lab, p
     views["duel"].click(position={"x": 5, "y": 5})  # the view first, then a key: one vote, the pair revealed
     page.keyboard.press("ArrowLeft")
     expect(views["duel"].locator(".kx-duel-reveal-row")).to_be_visible(timeout=WAIT)
+    tab(views["panel"], "Compare").click()  # "what changed": the heat map over the pair, not a second image
+    views["panel"].get_by_role("button", name="what changed").click()
+    expect(views["panel"].locator(".kx-compare .kx-stage img.kx-heat")).to_have_count(1, timeout=WAIT)
+    expect(views["panel"].locator(".kontext-changes img")).to_have_count(0)
     problems: list[str] = []
     try:
         for dark in (False, True):

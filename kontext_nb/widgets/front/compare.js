@@ -15,10 +15,12 @@ function render({ model, el }) {
   el.appendChild(root);
   const view = { mode: model.get("mode"), zoom: 1, cx: 0.5, cy: 0.5, cut: 0.5, pair: [0, 1], shown: 0, rate: 2 };
   let images = [];
+  let heat = null; // "what changed": the overlay image, drawn over the pair with the same zoom and pan
   let timer = null;
   let diff = null; // {key, url, width, height}
   let viewports = []; // [{box, layers: [{node, image}]}]
   let generation = 0;
+  let heatGeneration = 0;
 
   const bar = h("div", "kx-bar");
   const modeButtons = KX_MODES.map((name) => {
@@ -285,14 +287,15 @@ function render({ model, el }) {
       const box = stageBox(1 / aspect);
       const layer = layerOf(images[i], item.flagged ? "kx-flagged" : "");
       box.appendChild(layer.node);
+      const vp = { box, layers: [layer] };
+      if (heat && items.length === 2 && i === 1) addHeat(vp);
       figure.append(box, caption(item, i), actions(images[i], item.label));
       grid.appendChild(figure);
-      const vp = { box, layers: [layer] };
       viewports.push(vp);
       attach(vp);
     });
     body.appendChild(grid);
-    hint.textContent = "drag: pan · wheel or + −: zoom, all images together";
+    hint.textContent = withNote("drag: pan · wheel or + −: zoom, all images together");
   }
 
   function drawOverlay(items) {
@@ -313,6 +316,7 @@ function render({ model, el }) {
       vp.layers.push(top);
       box.appendChild(topWrap);
     }
+    if (heat) addHeat(vp);
     if (view.mode === "slider") {
       vp.divider = h("div", "kx-divider", null, { role: "slider", "aria-label": "before / after divider" });
       vp.divider.appendChild(h("div", "kx-handle", "◀▶"));
@@ -331,8 +335,29 @@ function render({ model, el }) {
       flicker: "f or space: swap · ▶ flicker: swap by itself · drag: pan · wheel: zoom",
       difference: "bright where the two images differ (×4) · drag: pan · wheel: zoom",
     };
-    hint.textContent = hints[view.mode];
+    hint.textContent = withNote(hints[view.mode]);
     if (view.mode === "flicker") showFlicker();
+  }
+
+  function addHeat(vp) {
+    const layer = layerOf(heat, "kx-heat");
+    vp.layers.push(layer);
+    vp.box.appendChild(layer.node);
+  }
+
+  function withNote(text) {
+    const note = heat ? model.get("overlay_note") : "";
+    return note ? `what changed (red): ${note} · ${text}` : text;
+  }
+
+  async function loadOverlay() {
+    const ref = model.get("overlay");
+    const mine = ++heatGeneration;
+    const loaded = ref ? await imageOf(model, ref) : null;
+    if (mine !== heatGeneration) return;
+    heat = loaded;
+    root.dataset.overlay = String(Boolean(heat));
+    draw();
   }
 
   async function showDifference(vp, A, B) {
@@ -447,16 +472,19 @@ function render({ model, el }) {
   resize.observe(root);
   window.addEventListener("resize", refit); // a taller or shorter window: the view fits it again
   model.on("change:items", load);
+  model.on("change:overlay", loadOverlay);
   model.on("change:rows", drawTable);
   model.on("change:note", drawTable);
   model.on("change:common_prompt", draw);
   load();
+  loadOverlay();
   return () => {
     stopFlicker();
     dropDiff();
     resize.disconnect();
     window.removeEventListener("resize", refit);
     model.off("change:items", load);
+    model.off("change:overlay", loadOverlay);
     model.off("change:rows", drawTable);
     model.off("change:note", drawTable);
     model.off("change:common_prompt", draw);
