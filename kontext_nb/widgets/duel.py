@@ -19,6 +19,7 @@ import traitlets
 from ..errors import KontextError
 from ..judging.duel import DuelSource, LocalDuel, Pair
 from ..session import Session
+from .frontends import in_notebook, needs_notebook
 
 HERE = Path(__file__).parent
 RECENT = 12
@@ -89,8 +90,17 @@ class DuelView(anywidget.AnyWidget):
         if isinstance(content, dict) and content.get("type") == "vote" and content.get("number") == self.number:
             self.choose(str(content.get("choice")))
 
+    def __repr__(self) -> str:
+        """What a terminal prints: one line saying where the duel can be seen, and what works here instead."""
+        return needs_notebook(
+            f"blind duel (pair {self.number}, {self.voted} votes here)",
+            "vote with kx.vote('@3', '@5') and see kx.ranking()",
+        )
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget, plus plain HTML for a saved notebook read with no kernel."""
+        """The widget, plus plain HTML for a saved notebook read with no kernel; in a terminal, one line."""
+        if not in_notebook():
+            return {"text/plain": repr(self)}
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..errors import ImageInputError
 from ..images import ImageInput, prepare_image
+from .frontends import in_notebook, needs_notebook
 
 _ESM = r"""
 function render({ model, el }) {
@@ -171,6 +172,22 @@ class MaskPainter(anywidget.AnyWidget):
         self.source: ImageInput = picture
         self._on_mask = on_mask
         self.observe(self._mask_arrived, "mask")
+
+    def __repr__(self) -> str:
+        """What a terminal prints: one line saying where the painter can be used, and what works here instead."""
+        return needs_notebook(
+            f"mask painter ({self.width}x{self.height})",
+            "give kx.inpaint(..., mask=) an image of the source's size instead (white = repaint)",
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if not in_notebook():
+            return {"text/plain": repr(self)}
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):  # a saved notebook read with no kernel shows this, not "MaskPainter(...)"
+            data["text/plain"] = "kontext_nb mask painter (it needs a running kernel)"
+        return bundle
 
     def _mask_arrived(self, change: Any) -> None:
         data = bytes(change.new or b"")
