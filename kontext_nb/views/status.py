@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from ..endpoints import format_cost
-from ..jobs import Job
+from ..jobs import Job, queue_place
 
 
 def status_text(jobs: Sequence[Job], started: float) -> str:
@@ -17,8 +17,7 @@ def status_text(jobs: Sequence[Job], started: float) -> str:
         s = job.status
         ref = f"@{job.journal_id} " if job.journal_id else ""
         if s.state == "queued":
-            where = f"position {s.position}" if s.position is not None else "waiting to be sent"
-            return f"{ref}queued · {where} · {elapsed:.1f} s"
+            return f"{ref}queued · {queue_place(s.position)} · {elapsed:.1f} s"
         if s.state == "running":
             return f"{ref}running · {elapsed:.1f} s"
         if s.state == "done":

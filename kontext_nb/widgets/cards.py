@@ -25,7 +25,7 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 from PIL import Image, ImageFilter
 
 from .. import endpoints
-from ..jobs import Job, JobStatus
+from ..jobs import Job, JobStatus, queue_place
 from ..journal import folder as store
 from ..journal.db import JobRecord
 from ..result import Result
@@ -440,10 +440,11 @@ def _prompt_html(prompt: str) -> str:
 
 
 def _status_html(job: Job, status: JobStatus, since: float = 0.0) -> str:
-    """'queued · position 3' or 'running · 12 s · the last log line'; ``since``: seconds since this status came."""
+    """'queued · 3 ahead in fal's queue' or 'running · 12 s · the last log line'; ``since``: seconds since this
+    status came."""
     ref = f"@{job.journal_id} · " if job.journal_id is not None else ""
     if status.state == "queued":
-        text = "queued · " + (f"position {status.position}" if status.position is not None else "waiting to be sent")
+        text = "queued · " + queue_place(status.position)
     elif status.state == "running":
         text = f"running · {status.elapsed + since:.0f} s"
         if status.logs:

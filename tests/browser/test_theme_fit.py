@@ -233,3 +233,33 @@ def test_every_view_reads_and_fits_in_light_and_dark_at_1400_and_900(lab: Lab, p
     finally:
         set_theme(page, False)
     assert problems == [], "\n".join(problems)
+
+
+RESTART = [
+    "import kontext_nb as kx\n%load_ext kontext_nb",
+    "import kontext_nb.sandbox\n\n"
+    'kontext_nb.sandbox.control(kx.get_session().info()["url"]).configure(inference_time=60)',
+    "%kontext a lighthouse at dawn --bg",
+]
+
+
+@pytest.mark.parametrize("lab", ["offline"], indirect=True)  # the page's side of a restart: where jobs go is moot
+def test_a_restart_leaves_no_dead_background_output(lab: Lab, page: Page, screenshot: Shot) -> None:
+    """Issue 22 point 4: a --bg output running when the kernel restarts says so, and what collects the job."""
+    write_notebook(lab, "restart22.ipynb", RESTART)
+    open_notebook(page, lab, "restart22.ipynb")
+    for index in range(len(RESTART)):
+        wait_finished(run_cell(page, index))
+    bg = outputs(cell(page, 2))
+    expect(bg.locator(".kontext-status")).to_have_text(re.compile(r"@(\d+) (queued|running)"), timeout=WAIT)
+    ref = re.search(r"@\d+", bg.locator(".kontext-status").inner_text())
+    assert ref is not None
+    expect(bg.get_by_role("button", name=re.compile("Cancel"))).to_be_visible()
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()  # as a user restarts it
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept", has_text="Restart").click()
+    expect(bg.locator(".kontext-status")).to_have_text(
+        f"kernel restarted — %kontext resume collects {ref[0]}", timeout=WAIT
+    )
+    expect(bg.get_by_role("button", name=re.compile("Cancel"))).to_have_count(0)
+    screenshot(page, "22-background-after-restart")
