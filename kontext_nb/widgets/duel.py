@@ -19,6 +19,7 @@ import traitlets
 from ..errors import KontextError
 from ..judging.duel import DuelSource, LocalDuel, Pair
 from ..session import Session
+from . import theme
 from .frontends import in_notebook, needs_notebook
 
 HERE = Path(__file__).parent
@@ -100,7 +101,7 @@ class DuelView(anywidget.AnyWidget):
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The widget, plus plain HTML for a saved notebook read with no kernel; in a terminal, one line."""
         if not in_notebook():
-            return {"text/plain": repr(self)}
+            return {"text/plain": repr(self)}, {}
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):
@@ -170,9 +171,11 @@ class DuelTab:
         self.start.on_click(lambda _: self.new_duel())
         self.message = w.HTML()
         self.area = w.VBox()
+        self.ranking = w.HTML()
+        """The results of this duel ranked from the journal's votes (Bradley–Terry), refreshed after each vote."""
         self.view: DuelView | None = None
         bar = w.HBox([self.count, self.voter, self.start], layout=w.Layout(flex_flow="row wrap"))
-        self.widget = w.VBox([bar, self.message, self.area])
+        self.widget = w.VBox([bar, self.message, self.area, self.ranking])
 
     def show(self) -> None:
         """The tab came into view: start a duel if none is running."""
@@ -203,9 +206,20 @@ class DuelTab:
         self.message.value = ""
         self.view = DuelView(source)
         self.area.children = (self.view,)
+        ids = [r.id for r in records if r.id in source.records]
+        self.view.observe(lambda _: self._rank(ids), "voted")
+        self._rank(ids)
         return self.view
 
+    def _rank(self, ids: list[int]) -> None:
+        """The ranking below the duel: best first, with each score's uncertainty and its wins, losses and ties."""
+        from ..judging.ranking import fit
+
+        votes = self.session.tracker.journal.votes(ids)
+        self.ranking.value = ranking_html(ids, fit(ids, votes)) if votes else ""
+
     def close_view(self) -> None:
+        self.ranking.value = ""
         if self.view is not None:
             self.view.close()
             self.view = None
@@ -214,3 +228,21 @@ class DuelTab:
     def close(self) -> None:
         self.close_view()
         self.widget.close()
+
+
+def ranking_html(ids: list[int], found: Any) -> str:
+    """A small table of a Bradley–Terry fit (judging.ranking.Fit), best first; what kx.ranking() returns."""
+    order = sorted(range(len(ids)), key=lambda k: -float(found.score[k]))
+    cell = f"padding:1px 8px;border-bottom:1px solid {theme.LINE};text-align:left"
+    head = "".join(f'<th style="{cell}">{name}</th>' for name in ("", "result", "score", "wins · losses · ties"))
+    rows = []
+    for place, k in enumerate(order, 1):
+        score = f"{float(found.score[k]):+.2f} ± {float(found.uncertainty[k]):.2f}"
+        record = f"{int(found.wins[k])} · {int(found.losses[k])} · {int(found.ties[k])}"
+        values = (str(place), f"@{ids[k]}", score, record)
+        rows.append("<tr>" + "".join(f'<td style="{cell}">{html.escape(v)}</td>' for v in values) + "</tr>")
+    return (
+        f'<div class="kx-duel-ranking" style="font:12px sans-serif;color:{theme.TEXT};margin-top:8px">'
+        f'<div style="color:{theme.MUTED}">ranking of this duel\'s results (kx.ranking() has it as a table)</div>'
+        f'<table style="border-collapse:collapse"><tr>{head}</tr>{"".join(rows)}</table></div>'
+    )

@@ -182,7 +182,7 @@ class MaskPainter(anywidget.AnyWidget):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         if not in_notebook():
-            return {"text/plain": repr(self)}
+            return {"text/plain": repr(self)}, {}
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):  # a saved notebook read with no kernel shows this, not "MaskPainter(...)"

@@ -204,8 +204,11 @@ def test_every_view_reads_and_fits_in_light_and_dark_at_1400_and_900(lab: Lab, p
     expect(views["compare"]).to_have_attribute("data-mode", "slider")
     expect(views["compare-four"]).to_have_attribute("data-count", "4", timeout=WAIT)
     expect(views["panel"].get_by_role("button", name="Yes, send")).to_be_visible()
-    views["duel"].click(position={"x": 5, "y": 5})  # the view first, then a key: one vote, the pair revealed
-    page.keyboard.press("ArrowLeft")
+    views["duel"].locator(".kx-duel-left").click()  # a first click on a picture takes the view in hand: no vote
+    expect(views["duel"]).to_have_attribute("data-engaged", "true")
+    expect(views["duel"].locator(".kx-duel-head")).to_contain_text("pair 1 · 0 votes")
+    page.keyboard.press("ArrowLeft")  # then a key votes: one vote, the pair revealed
+    expect(views["duel"].locator(".kx-duel-head")).to_contain_text("pair 2 · 1 votes", timeout=WAIT)
     expect(views["duel"].locator(".kx-duel-reveal-row")).to_be_visible(timeout=WAIT)
     tab(views["panel"], "Compare").click()  # "what changed": the heat map over the pair, not a second image
     views["panel"].get_by_role("button", name="what changed").click()
