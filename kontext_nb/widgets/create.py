@@ -42,6 +42,10 @@ SOURCE_FIELDS = ("image_url", "image_urls")
 MASK_FIELDS = ("mask_url", "mask")
 
 
+KEYS_FROM = "kx-create"
+"""The Create tab's class: Ctrl+Enter (Cmd+Enter) in it presses Generate."""
+
+
 @dataclass
 class Plan:
     """What one click would send: checked requests, their cost, and the sweep they come from."""
@@ -107,7 +111,13 @@ class CreateTab:
             layout=w.Layout(display="none"),
         )
         self.inputs = InputControls(self._endpoint())
-        self.generate_button = SendButton(description="Generate", button_style="primary", icon="play")
+        self.generate_button = SendButton(
+            description="Generate",
+            button_style="primary",
+            icon="play",
+            tooltip="send the job (Ctrl+Enter or Cmd+Enter in the form)",
+            keys_from=KEYS_FROM,
+        )
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
         self.confirm_text = w.HTML()
         keep = w.Layout(width="auto", flex="0 0 auto")  # never squeezed to "Yes, se…" by a long question
@@ -142,6 +152,7 @@ class CreateTab:
         self.widget = w.HBox(
             [self.form, self.result_view.widget], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")
         )
+        self.widget.add_class(KEYS_FROM)
         self.sources.widget.layout.display = "none"
         self.prompt.observe(lambda _: self._changed("prompt"), "value")
         self.mode.observe(self._mode_changed, "value")

@@ -44,10 +44,9 @@ CELLS = [
     "kx.rate(fox, 4);",
     "kx.compare(fox, blue)",
     "%kontext compare $fox $blue @3 @4",
-    # the panel asks before a run above the threshold: its question and buttons are on show
+    # the panel asks before a run above the threshold (the test presses Ctrl+Enter): its question and buttons show
     "kx.configure(confirm_above=0.01)\npanel = kx.Panel()\npanel.compare.add(fox)\npanel.compare.add(blue)\n"
-    "panel.create.prompt.value = 'a red fox in the snow at dusk, in the style of an old woodcut print'\n"
-    "assert panel.create.generate() == []\npanel",
+    "panel.create.prompt.value = 'a red fox in the snow at dusk, in the style of an old woodcut print'\npanel",
     "kx.duel([fox, blue, *more], voter='lab')",
     "kx.mask(fox)",
 ]
@@ -203,7 +202,12 @@ def test_every_view_reads_and_fits_in_light_and_dark_at_1400_and_900(lab: Lab, p
     expect(views["compare"]).to_have_attribute("data-ready", "true", timeout=WAIT)
     expect(views["compare"]).to_have_attribute("data-mode", "slider")
     expect(views["compare-four"]).to_have_attribute("data-count", "4", timeout=WAIT)
-    expect(views["panel"].get_by_role("button", name="Yes, send")).to_be_visible()
+    yes = views["panel"].get_by_role("button", name="Yes, send")
+    expect(views["panel"].get_by_role("button", name=re.compile(r"Generate · 1 image"))).to_be_enabled(timeout=WAIT)
+    views["panel"].get_by_placeholder("Describe the image, or the edit").click()
+    page.keyboard.press("Control+Enter")  # Generate, from the prompt (above the threshold: it asks first)
+    expect(yes).to_be_visible(timeout=WAIT)
+    expect(cell(page, DUEL).locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"^\[\d+\]:$"))  # not re-run
     views["duel"].locator(".kx-duel-left").click()  # a first click on a picture takes the view in hand: no vote
     expect(views["duel"]).to_have_attribute("data-engaged", "true")
     expect(views["duel"].locator(".kx-duel-head")).to_contain_text("pair 1 · 0 votes")
