@@ -28,6 +28,7 @@ from ..views.grid import Grid
 from ..views.status import logs_text, status_text
 from .cards import close_tree
 from .controls import SEED_LIMIT, InputControls, SourcePicker, error_html
+from .recall import PromptRecall
 from .result_view import ResultView
 from .send_button import SendButton
 
@@ -42,6 +43,8 @@ SOURCE_FIELDS = ("image_url", "image_urls")
 MASK_FIELDS = ("mask_url", "mask")
 
 
+RECALL = 200
+"""Journal rows read for the prompt's ↑ / ↓ history when the tab opens."""
 KEYS_FROM = "kx-create"
 """The Create tab's class: Ctrl+Enter (Cmd+Enter) in it presses Generate."""
 
@@ -130,9 +133,13 @@ class CreateTab:
         )
         self.error = w.HTML()
         self.status = w.HTML()
+        self.recall = PromptRecall(scope=KEYS_FROM)
+        """↑ / ↓ in the prompt: the journal's earlier prompts, newest first."""
+        self._recall_from_journal()
         self.form = w.VBox(
             [
                 w.HTML(STYLE),
+                self.recall,
                 self.prompt,
                 self.prompt_error,
                 w.HBox([self.mode, self.model], layout=w.Layout(flex_flow="row wrap")),
@@ -375,7 +382,15 @@ class CreateTab:
             self.error.value = error_html(str(exc) if isinstance(exc, KontextError) else f"{type(exc).__name__}: {exc}")
             return []
         self._follow(Batch(jobs, plan.sweep if plan.sweep.axes else None))
+        self.recall.remember([str(job.arguments.get("prompt") or "") for job in jobs[:1]])
         return jobs
+
+    def _recall_from_journal(self) -> None:
+        try:
+            records = self.session.tracker.journal.search(limit=RECALL)
+        except KontextError:  # an unreadable journal: the prompt simply has no history yet
+            return
+        self.recall.remember([r.prompt for r in records])
 
     def rerun(self, result: Any) -> list[Job]:
         """The newest result again with a new seed (its "rerun" button), followed like a click on Generate."""

@@ -43,7 +43,9 @@ function render({ model, el }) {
   // Ctrl+Enter (Cmd+Enter on a Mac) anywhere in the box with the class keys_from presses this button, as in
   // A1111, ComfyUI and fal's playground; the box is found once the view is in the page
   let scope = null, tries = 0;
+  // on the window, capturing: JupyterLab reads shortcuts on the document as they go down, and would take it first
   const onKey = (e) => {
+    if (!scope || !scope.contains(e.target)) return;
     if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.shiftKey || e.altKey) return;
     e.preventDefault();
     e.stopPropagation();  // not the notebook's "run cell"
@@ -53,11 +55,11 @@ function render({ model, el }) {
     const name = model.get("keys_from");
     if (!name) return;
     scope = el.closest(`.${name}`);
-    if (scope) scope.addEventListener("keydown", onKey);
+    if (scope) window.addEventListener("keydown", onKey, true);
     else if (tries++ < 600) requestAnimationFrame(bind);
   };
   bind();
-  return () => { if (scope) scope.removeEventListener("keydown", onKey); };
+  return () => window.removeEventListener("keydown", onKey, true);
 }
 export default { render };
 """

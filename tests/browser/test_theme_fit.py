@@ -240,6 +240,16 @@ def test_every_view_reads_and_fits_in_light_and_dark_at_1400_and_900(lab: Lab, p
     finally:
         set_theme(page, False)
     assert problems == [], "\n".join(problems)
+    tab(views["panel"], "Create").click()  # ↑ / ↓ in the prompt: the journal's earlier prompts, newest first
+    prompt = views["panel"].get_by_placeholder("Describe the image, or the edit")
+    prompt.click()
+    page.keyboard.press("ArrowUp")
+    expect(prompt).to_have_value("a red fox in the snow")
+    page.keyboard.press("ArrowUp")
+    expect(prompt).to_have_value("make the fox blue")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(prompt).to_have_value("a red fox in the snow at dusk, in the style of an old woodcut print")
 
 
 RESTART = [

@@ -157,3 +157,17 @@ def test_a_multi_reference_source_can_be_removed_and_is_not_added_twice(panel: P
     create.sources.remove(0)
     assert [e.label for e in create.sources.entries] == [b.ref]
     assert len(create.sources.preview.children) == 1
+
+
+def test_the_prompt_recalls_earlier_prompts_newest_first(session: Session) -> None:
+    """Issue 22 point 6: ↑ / ↓ in the prompt bring back the journal's prompts (the browser steps through them)."""
+    for prompt in ("an old lighthouse", "a quiet harbour", "an old lighthouse"):
+        session.generate(prompt, seed=1)
+    tab = CreateTab(session)
+    try:
+        assert tab.recall.prompts[:2] == ["an old lighthouse", "a quiet harbour"], "newest first, each once"
+        tab.prompt.value = "a red fox in the snow"
+        sent = tab.generate()
+        assert sent and tab.recall.prompts[0] == "a red fox in the snow"
+    finally:
+        tab.close()
