@@ -438,6 +438,21 @@ class CreateTab:
             # a grid renders thumbnails: not on the engine thread, which carries every job's traffic
             threading.Thread(target=self._sweep_finished, args=(batch,), name="kontext-panel-grid", daemon=True).start()
 
+    def follow_elsewhere(self, job: Job) -> None:
+        """A job made outside this tab (a magic, a sweep, kx.generate, a card's rerun): once done, its result is the
+        newest beside the form too. This tab's own jobs are drawn as they finish already."""
+
+        def done(j: Job, status: Any) -> None:
+            if status.finished and j.state == "done" and not self.closed:
+                with self._lock:
+                    mine = any(j is own for own in self.jobs)
+                if not mine:
+                    self._show_newest(j)
+
+        job.on_update(done)
+        if job.done():
+            done(job, job.status)
+
     def _show_newest(self, job: Job) -> None:
         """Beside the form, in one worker thread (the images are encoded larger than thumbnails); when several
         jobs finish at once only the last is drawn."""

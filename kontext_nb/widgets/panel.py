@@ -88,6 +88,8 @@ class Panel:
         self.widget = w.VBox([self.header, self.tab, self.files])
         self.widget.add_class("kx-themed")  # theme.STYLE: ipywidgets' own button colours made readable in any theme
         self._stop_header = session.on_job(self._watch_spending)
+        self._stop_newest = session.on_job(self.create.follow_elsewhere)
+        """Create's newest result follows magics, sweeps and kx.generate too."""
         self.create.on_sweep_done(self._show_grid)
         self._record_lock = threading.Lock()
         self.made: list[Result] = []
@@ -235,6 +237,7 @@ class Panel:
             return
         self.closed = True
         self._stop_header()
+        self._stop_newest()
         self.create.close()
         self.gallery.close()
         for view in (self.compare, self.history, self.duel):

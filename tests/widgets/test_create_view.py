@@ -171,3 +171,15 @@ def test_the_prompt_recalls_earlier_prompts_newest_first(session: Session) -> No
         assert sent and tab.recall.prompts[0] == "a red fox in the snow"
     finally:
         tab.close()
+
+
+def test_the_newest_result_follows_magics_sweeps_and_kx_generate(session: Session) -> None:
+    """Issue 22 point 6: a result made outside the Create tab (kx.generate here) shows beside the form too."""
+    panel = Panel(session)
+    try:
+        made = session.generate("a lighthouse made from code", seed=5)
+        assert isinstance(made, Result)
+        waiting.wait_for(lambda: panel.create.result_view.result is not None)
+        assert panel.create.result_view.result.journal_id == made.journal_id  # type: ignore[union-attr]
+    finally:
+        panel.close()

@@ -410,7 +410,7 @@ def test_a_new_panel_closes_the_previous_one(session: Session, sb: sandbox.Sandb
     first = Panel(session)
     second = Panel(session)
     assert first.closed and not second.closed
-    assert len(session._listeners) == 2  # only the second panel follows the session: its gallery and its header
+    assert len(session._listeners) == 3  # only the second panel follows the session: gallery, header, newest result
     second.create.prompt.value = "a red fox"
     (job,) = second.create.generate()
     card_for(second, job.journal_id)
