@@ -28,6 +28,7 @@ from ..views.grid import Grid
 from ..views.status import logs_text, status_text
 from .cards import close_tree
 from .controls import SEED_LIMIT, InputControls, SourcePicker, error_html
+from .drop import ImageDrop
 from .recall import PromptRecall
 from .result_view import ResultView
 from .send_button import SendButton
@@ -134,12 +135,16 @@ class CreateTab:
         self.error = w.HTML()
         self.status = w.HTML()
         self.recall = PromptRecall(scope=KEYS_FROM)
+        self.drop = ImageDrop(scope=KEYS_FROM, on_image=self._dropped)
+        """An image file dropped on the tab, or pasted into it, becomes the source."""
+        self.drop.observe(lambda change: self.sources.show_error(change.new) if change.new else None, "note")
         """↑ / ↓ in the prompt: the journal's earlier prompts, newest first."""
         self._recall_from_journal()
         self.form = w.VBox(
             [
                 w.HTML(STYLE),
                 self.recall,
+                self.drop,
                 self.prompt,
                 self.prompt_error,
                 w.HBox([self.mode, self.model], layout=w.Layout(flex_flow="row wrap")),
@@ -194,6 +199,13 @@ class CreateTab:
         else:
             self.mode.value = "edit"
             self.sources.set([result])
+
+    def _dropped(self, data: bytes, name: str) -> None:
+        """A dropped or pasted image file: the source of an edit (added to a multi-reference's sources)."""
+        try:
+            self.use_as_input(data)
+        except KontextError as exc:
+            self.sources.show_error(f"{name}: {exc}")
 
     def set_seed(self, seed: int | None) -> None:
         """Use this seed for the next runs (locked)."""

@@ -158,6 +158,18 @@ FIT = """(root, tall) => {
 }"""
 
 
+DROP_IMAGE = """async area => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64; canvas.height = 48;
+  canvas.getContext('2d').fillRect(0, 0, 32, 48);
+  const blob = await new Promise(done => canvas.toBlob(done, 'image/png'));
+  const data = new DataTransfer();
+  data.items.add(new File([blob], 'dropped.png', {type: 'image/png'}));
+  area.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}));
+  area.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+}"""
+
+
 def set_theme(page: Page, dark: bool) -> None:
     """Settings > Theme, as a user switches it (JupyterLab keeps the choice: the test switches back after)."""
     name = "JupyterLab Dark" if dark else "JupyterLab Light"
@@ -250,6 +262,10 @@ def test_every_view_reads_and_fits_in_light_and_dark_at_1400_and_900(lab: Lab, p
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")
     expect(prompt).to_have_value("a red fox in the snow at dusk, in the style of an old woodcut print")
+    prompt.evaluate(DROP_IMAGE)  # an image file dropped on the form: the source of an edit
+    expect(views["panel"].locator("button.widget-toggle-button.mod-active", has_text="edit")).to_be_visible(
+        timeout=WAIT
+    )
 
 
 RESTART = [

@@ -183,3 +183,17 @@ def test_the_newest_result_follows_magics_sweeps_and_kx_generate(session: Sessio
         assert panel.create.result_view.result.journal_id == made.journal_id  # type: ignore[union-attr]
     finally:
         panel.close()
+
+
+def test_a_dropped_or_pasted_image_becomes_the_source(session: Session) -> None:
+    """Issue 22 point 6: an image file dropped on Create (or pasted) is the source of the next edit."""
+    create = CreateTab(session)
+    try:
+        out = io.BytesIO()
+        Image.new("RGB", (64, 48), (200, 30, 30)).save(out, "PNG")
+        create.drop._message(create.drop, {"type": "image", "name": "red.png"}, [memoryview(out.getvalue())])
+        assert create.mode.value == "edit" and len(create.sources.entries) == 1
+        create.drop._message(create.drop, {"type": "image", "name": "notes.txt"}, [memoryview(b"not an image")])
+        assert len(create.sources.entries) == 1, "a file that is not an image is refused, the source stays"
+    finally:
+        create.close()
