@@ -10,7 +10,6 @@ folder's journal (``LocalDuel``) or a classroom proxy.
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -19,10 +18,9 @@ import traitlets
 from ..errors import KontextError
 from ..judging.duel import DuelSource, LocalDuel, Pair
 from ..session import Session
-from . import theme
+from . import front, theme
 from .frontends import in_notebook, needs_notebook
 
-HERE = Path(__file__).parent
 RECENT = 12
 """kx.duel() with no references duels the last this-many finished results."""
 
@@ -30,8 +28,8 @@ RECENT = 12
 class DuelView(anywidget.AnyWidget):
     """A blind duel over a ``DuelSource``. ``choose("left" | "right" | "tie")`` votes as the keys do."""
 
-    _esm = HERE / "duel.js"
-    _css = HERE / "duel.css"
+    _esm = front.esm("duel.js")
+    _css = front.css("duel.css")
     title = traitlets.Unicode("blind duel: ← left · → right · = tie").tag(sync=True)
     """Shown above the pair."""
     number = traitlets.Int(0).tag(sync=True)

@@ -14,7 +14,7 @@ function render({ model, el }) {
     if (!file || !file.type.startsWith("image/")) return note("drop or paste an image file (PNG, JPEG, WebP ...)");
     if (file.size > KX_DROP_MAX) return note(`${file.name}: larger than 50 MB`);
     const bytes = await file.arrayBuffer();
-    model.send({ type: "image", name: file.name || "pasted image", mime: file.type }, [bytes]);
+    model.send({ type: "image", name: file.name || "pasted image", mime: file.type }, undefined, [bytes]);
   };
   const imageOfList = (items) => [...(items || [])].find((f) => f.type && f.type.startsWith("image/"));
   const over = (e) => {
