@@ -296,3 +296,36 @@ def test_a_restart_leaves_no_dead_background_output(lab: Lab, page: Page, screen
     )
     expect(bg.get_by_role("button", name=re.compile("Cancel"))).to_have_count(0)
     screenshot(page, "22-background-after-restart")
+
+
+@pytest.mark.parametrize("lab", ["offline"], indirect=True)  # where jobs go does not change the view
+def test_kx_compare_in_notebook_7(lab: Lab, page: Page, screenshot: Shot) -> None:
+    """Issue 22 point 1 in Notebook 7: kx.compare draws the Compare tab's view (the divider on the image) in the
+    cell, and the divider moves with a drag."""
+    from .test_compare import open_in, run_first_cell
+    from .test_compare import write_notebook as write_one
+
+    code = (
+        "import kontext_nb as kx\n\n"
+        "fox = kx.generate('a red fox in the snow', seed=42, aspect_ratio='4:3')\n"
+        "blue = kx.edit(fox, 'make the fox blue', seed=7)\n"
+        "kx.compare(fox, blue)"
+    )
+    write_one(lab, "compare22-nb7.ipynb", code)
+    open_in(page, lab, "notebook7", "compare22-nb7.ipynb")
+    run_first_cell(page)
+    viewer = page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-OutputArea-output .kx-compare")
+    expect(viewer).to_have_attribute("data-ready", "true", timeout=WAIT)
+    expect(viewer).to_have_attribute("data-mode", "slider")
+    stage = viewer.locator(".kx-stage")
+    box = stage.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    expect(viewer).to_have_attribute("data-cut", re.compile(r"^0\.(1[5-9]|2[0-5])"))
+    viewer.evaluate("el => el.scrollIntoView({block: 'start'})")
+    bottom = viewer.locator(".kx-pair-actions").evaluate("el => el.getBoundingClientRect().bottom")
+    assert bottom <= page.viewport_size["height"], f"at fit the view ends at {bottom} px, below the window"  # type: ignore[index]
+    screenshot(page, "22-compare-notebook7")

@@ -69,7 +69,8 @@ function render({ model, el }) {
   function room() {
     const scroller = root.closest(".jp-WindowedPanel-outer, .jp-Notebook") || document.scrollingElement;
     const seen = scroller && scroller.clientHeight ? scroller.clientHeight : window.innerHeight;
-    return Math.min(seen, window.innerHeight) - KX_MARGIN;
+    const below = window.innerHeight - Math.max(0, scroller ? scroller.getBoundingClientRect().top : 0);
+    return Math.min(seen, below) - KX_MARGIN; // Notebook 7 scrolls the page: its bars above take room too
   }
 
   function fitHeight() {

@@ -34,7 +34,8 @@ function render({ model, el }) {
   // the whole painter in sight: the image no taller than the notebook's view less the toolbar
   const fit = () => {
     const scroller = el.closest(".jp-WindowedPanel-outer, .jp-Notebook") || document.scrollingElement;
-    const seen = Math.min(scroller && scroller.clientHeight ? scroller.clientHeight : innerHeight, innerHeight);
+    const below = innerHeight - Math.max(0, scroller ? scroller.getBoundingClientRect().top : 0);
+    const seen = Math.min(scroller && scroller.clientHeight ? scroller.clientHeight : innerHeight, below);
     img.style.maxHeight = `${Math.max(160, seen - bar.offsetHeight - 24)}px`;
   };
   fit();
