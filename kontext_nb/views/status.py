@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 
@@ -34,6 +35,17 @@ def status_text(jobs: Sequence[Job], started: float) -> str:
         f"{counts[k]} {k}" for k in ("running", "queued", "failed", "cancelled") if counts.get(k)
     ]
     return " · ".join(parts) + f" · {elapsed:.1f} s · {format_cost(spent)}"
+
+
+def usual_time(seconds: Sequence[float]) -> str:
+    """'usually 6–9 s': the middle half of earlier runs' times (fal's inference time, from the journal), or ''
+    with fewer than three."""
+    times = sorted(t for t in seconds if t >= 0)
+    if len(times) < 3:
+        return ""
+    low, _, high = statistics.quantiles(times, n=4, method="inclusive")
+    low_s, high_s = max(1, round(low)), max(1, round(high))
+    return f"usually about {low_s} s" if low_s == high_s else f"usually {low_s}–{high_s} s"
 
 
 def logs_text(jobs: Sequence[Job], last: int = 3) -> list[str]:

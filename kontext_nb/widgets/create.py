@@ -25,7 +25,7 @@ from ..request import Request, build_request
 from ..session import Session
 from ..sweep import Sweep, build_sweep
 from ..views.grid import Grid
-from ..views.status import logs_text, status_text
+from ..views.status import logs_text, status_text, usual_time
 from .cards import close_tree
 from .controls import SEED_LIMIT, InputControls, SourcePicker, error_html
 from .drop import ImageDrop
@@ -46,6 +46,8 @@ MASK_FIELDS = ("mask_url", "mask")
 
 RECALL = 200
 """Journal rows read for the prompt's ↑ / ↓ history when the tab opens."""
+ESTIMATE_FROM = 30
+"""Earlier runs of an endpoint whose times make the 'usually 6–9 s' estimate."""
 KEYS_FROM = "kx-create"
 """The Create tab's class: Ctrl+Enter (Cmd+Enter) in it presses Generate."""
 
@@ -71,6 +73,8 @@ class Batch:
     sweep: Sweep | None
     started: float = field(default_factory=time.time)
     finished: bool = False
+    estimate: str = ""
+    """'usually 6–9 s', from the journal's timings of earlier runs of this endpoint (shown while it runs)."""
 
 
 class CreateTab:
@@ -393,9 +397,20 @@ class CreateTab:
                 log.exception("the panel could not send the request")
             self.error.value = error_html(str(exc) if isinstance(exc, KontextError) else f"{type(exc).__name__}: {exc}")
             return []
-        self._follow(Batch(jobs, plan.sweep if plan.sweep.axes else None))
+        self._follow(Batch(jobs, plan.sweep if plan.sweep.axes else None, estimate=self._estimate(jobs)))
         self.recall.remember([str(job.arguments.get("prompt") or "") for job in jobs[:1]])
         return jobs
+
+    def _estimate(self, jobs: list[Job]) -> str:
+        """How long runs of this endpoint usually take (fal's inference time, the journal's last ESTIMATE_FROM)."""
+        if len(jobs) != 1:
+            return ""
+        try:
+            records = self.session.tracker.journal.search(endpoint=jobs[0].endpoint, status="done", limit=ESTIMATE_FROM)
+        except KontextError:
+            return ""
+        times = [float((r.timings or {}).get("inference") or -1) for r in records if not r.cached]
+        return usual_time(times)
 
     def _recall_from_journal(self) -> None:
         try:
@@ -510,6 +525,8 @@ class CreateTab:
             if batch is None:
                 return
             lines = [status_text(batch.jobs, batch.started), *logs_text(batch.jobs)]
+            if batch.estimate and not batch.finished:
+                lines[0] += f" · {batch.estimate}"
             if batch.finished and any(j.state == "done" for j in batch.jobs):
                 lines[0] += " · in the Gallery tab"
             text = "<br>".join(html.escape(line) for line in lines if line)

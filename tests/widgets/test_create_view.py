@@ -197,3 +197,17 @@ def test_a_dropped_or_pasted_image_becomes_the_source(session: Session) -> None:
         assert len(create.sources.entries) == 1, "a file that is not an image is refused, the source stays"
     finally:
         create.close()
+
+
+def test_a_run_says_how_long_runs_of_its_model_usually_take(session: Session) -> None:
+    """Issue 22 point 6: a progress estimate from the journal's own timings for the endpoint."""
+    for seed in (1, 2, 3):
+        session.generate("a timed lighthouse", seed=seed)
+    tab = CreateTab(session)
+    try:
+        tab.prompt.value = "a lighthouse, timed again"
+        (job,) = tab.generate()
+        assert tab._batch is not None and tab._batch.estimate.startswith("usually")
+        job.result(30)
+    finally:
+        tab.close()
