@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from .jobs import Job, JobStatus
     from .result import Result
     from .session import Session
+    from .widgets.compared import compare
     from .widgets.duel import duel
     from .widgets.panel import Panel
 
@@ -79,6 +80,7 @@ _LAZY = {
     "prepare_image": "images",
     "sandbox": None,
     "Panel": "widgets.panel",
+    "compare": "widgets.compared",
     "duel": "widgets.duel",
     "mask": "widgets.mask",
     "MaskPainter": "widgets.mask",
@@ -133,6 +135,7 @@ __all__ = [
     "budget",
     "changes",
     "children",
+    "compare",
     "configure",
     "current_session",
     "delete",

@@ -255,8 +255,10 @@ def report(
     settings, model, cost, rating, ranking, change scores and lineage. No external URL: it opens offline and
     prints well. ``zip=True`` also writes ``<name>.zip`` with the full-size files and a CSV."""
     from .judging.report import write_report
+    from .views.links import ReportFile
 
-    return write_report(get_session().tracker, refs_or_history, path, size=size, title=title, full_size_zip=zip)
+    written = write_report(get_session().tracker, refs_or_history, path, size=size, title=title, full_size_zip=zip)
+    return ReportFile(written)  # a Path; in a notebook, a link that opens the report
 
 
 def delete(ref: Any, *, files: bool = True) -> None:

@@ -158,11 +158,14 @@ def search_request(settings: Any, values: list[tuple[str, Any]]) -> tuple[str, s
         raise RuntimeError(f"checking the request for the fal key failed ({type(exc).__name__})") from None
 
 
-def sandbox_notice(url: str | None = None) -> str:
-    """The one line that says jobs go to the offline sandbox (at load, or when the first job starts it)."""
+def sandbox_notice(url: str | None = None, *, terminal: bool = False) -> str:
+    """The one line that says jobs go to the offline sandbox (at load, or when the first job starts it); in a
+    terminal it names IPython, not Jupyter and a kernel."""
     where = f" at {url}" if url else ""
+    then = (
+        "before starting IPython) and start it again" if terminal else "before starting Jupyter) and restart the kernel"
+    )
     return (
         f"kontext_nb: no fal key found, so jobs run on the offline sandbox{where}: images are SANDBOX placeholders "
-        "and nothing is charged. For real FLUX.1 Kontext images set FAL_KEY (export FAL_KEY=... before starting "
-        "Jupyter) and restart the kernel."
+        f"and nothing is charged. For real FLUX.1 Kontext images set FAL_KEY (export FAL_KEY=... {then}."
     )

@@ -30,6 +30,16 @@ WAIT_SLICE = 0.1
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
+def queue_place(position: int | None) -> str:
+    """Where a queued job stands, in words (fal's queue_position counts the requests ahead: 0 is next), the one
+    wording every status line uses."""
+    if position is None:
+        return "waiting to be sent"
+    if position <= 0:
+        return "next in fal's queue"
+    return f"{position} ahead in fal's queue"
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """Where a job is: queued (with fal's queue position), running (with logs), or finished."""
@@ -50,8 +60,7 @@ class JobStatus:
 
     def __str__(self) -> str:
         if self.state == "queued":
-            where = f"position {self.position}" if self.position is not None else "waiting to be sent"
-            return f"queued ({where})"
+            return f"queued ({queue_place(self.position)})"
         if self.state == "running":
             last = f": {self.logs[-1].get('message', '')}" if self.logs else ""
             return f"running ({self.elapsed:.1f} s){last}"

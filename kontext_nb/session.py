@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, resolve_key, sandbox_notice, search_request
 from .endpoints import text_problem
-from .errors import Interrupted, ValidationError
+from .errors import FalError, Interrupted, ValidationError
 from .fal.engine import Engine
 from .jobs import Job
 from .journal.caps import Kernel
@@ -359,7 +359,10 @@ class Session:
         tracker = self.tracker
         tracker.mark_active(record.id)
         hooks = tracker.hooks(record.id, record.parent_id)
-        job = self.engine.attach(record.endpoint, record.request_id or "", hooks=hooks, arguments=record.arguments)
+        engine = self.engine  # first: it decides the backend
+        if self.backend == "sandbox":
+            hooks = replace(hooks, on_failed=_sandbox_restarted(hooks.on_failed))
+        job = engine.attach(record.endpoint, record.request_id or "", hooks=hooks, arguments=record.arguments)
         self._track_in_flight(record.id, job)
         return job
 
@@ -662,3 +665,23 @@ def _no_more(keywords: dict[str, Any]) -> None:
         allowed = ", ".join(f.name for f in fields(RunOptions))
         name = next(iter(keywords))
         raise ValidationError(f"unknown option {name!r}: the run options are {allowed}", field=name)
+
+
+def _sandbox_restarted(
+    inner: Callable[[Job, BaseException], BaseException | None] | None,
+) -> Callable[[Job, BaseException], BaseException | None]:
+    """A job the in-kernel offline sandbox held before a restart: the new sandbox does not know it (404). Say so,
+    and that nothing was charged, rather than "fal no longer knows request ..."."""
+
+    def on_failed(job: Job, error: BaseException) -> BaseException | None:
+        if isinstance(error, FalError) and error.status_code == 404:
+            error = FalError(
+                f"the offline sandbox restarted with the kernel and no longer has request {job.request_id}: "
+                "nothing was charged (sandbox jobs are free); run it again",
+                status_code=404,
+                error_type=error.error_type,
+                request_id=job.request_id,
+            )
+        return (inner(job, error) if inner is not None else None) or error
+
+    return on_failed

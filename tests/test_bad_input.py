@@ -36,12 +36,13 @@ from shell import Shell  # tests/shell.py
 import kontext_nb as kx
 import kontext_nb.sandbox as sandbox
 from kontext_nb.session import Session
+from kontext_nb.widgets import theme
 from kontext_nb.widgets.create import CreateTab
 
 MAX_MESSAGE = 500
 """Characters a one-line error may have: it names the bad value, it does not echo 100k of it."""
 HUGE = 100_000
-RED = "color:#c62828"
+RED = f"color:{theme.ERROR}"
 
 
 # -- files and variables the lines refer to ---------------------------------------------------------------------------

@@ -167,6 +167,7 @@ API_CALLS: dict[str, tuple[bool, Callable[[World], Any]]] = {
     "budget": (FREE, lambda c: kx.budget()),
     "changes": (FREE, lambda c: kx.changes("@last")),
     "children": (FREE, lambda c: kx.children("@1")),
+    "compare": (FREE, lambda c: kx.compare("@last", "@-2")),
     "configure": (FREE, lambda c: kx.configure(concurrency=4)),
     "current_session": (FREE, lambda c: kx.current_session()),
     "get_session": (FREE, lambda c: kx.get_session()),

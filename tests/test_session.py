@@ -171,6 +171,7 @@ def test_the_sandbox_is_announced_in_one_wording(
 
     class Magics:
         runs_dir = str(tmp_path / "runs")  # no journal there: the greeting is the sandbox line alone
+        terminal = False  # a notebook's kernel: the same words as the first job's notice
 
     capsys.readouterr()
     greet(Magics())  # type: ignore[arg-type]

@@ -248,17 +248,13 @@ def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
 
 
 def cmd_compare(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
-    from ..views.compare import Comparison
+    """%kontext compare @3 @5: the compare view of the panel's Compare tab (one edit: beside its source)."""
+    from ..widgets.compared import compare
 
     if not tokens:
         raise UsageError("compare takes job references: %kontext compare @3 @5 (or one edit: with its source)")
     results = [_guard(kx.load, source_of(magics, t)) for t in tokens]
-    if len(results) == 1:
-        try:
-            return Comparison.edit_and_source(results[0])
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    return Comparison(results)
+    return _guard(compare, *results)
 
 
 def cmd_panel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:

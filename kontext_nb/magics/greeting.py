@@ -26,7 +26,7 @@ def greet(magics: Kontext) -> None:
     if session is not None and (session.settings.base_url or session.settings.key):
         offline = False
     if offline:
-        print(sandbox_notice())
+        print(sandbox_notice(terminal=magics.terminal))
         ANNOUNCED.add("sandbox")
     configured = (session.settings.runs_dir if session is not None else None) or magics.runs_dir
     folder = Path(configured).expanduser() if configured else default_folder()

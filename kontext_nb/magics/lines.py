@@ -189,15 +189,19 @@ def usage(exc: Exception, parsed: Parsed | None = None) -> str:
 
 
 def confirm(magics: Kontext, cost: float, what: str, yes: bool, *, estimated: bool = False) -> None:
-    """Ask before spending more than the threshold (the API's confirm=True, asked as a question)."""
+    """Ask before spending more than the threshold (the API's confirm=True, asked as a question in a terminal; a
+    notebook gets the one-line refusal, so no cell ever waits on stdin)."""
     threshold = api.get_session().settings.confirm_above
     if yes or cost <= threshold + 1e-9:
         return
     price = format_price(cost, estimate=estimated)
+    refusal = f"{what} would cost {price}: add --yes (-y) to go ahead"
+    if not magics.terminal:  # a notebook never waits on an input box: Run All would stop there
+        raise UsageError(refusal)
     question = f"{what} will cost {price} (more than {format_cost(threshold)}). Go ahead? [y/N] "
     try:
         answer = input(question)
     except (StdinNotImplementedError, EOFError, OSError):
-        raise UsageError(f"{what} would cost {price}: add --yes (-y) to go ahead") from None
+        raise UsageError(refusal) from None
     if answer.strip().lower() not in ("y", "yes"):
         raise UsageError("nothing was sent")

@@ -54,17 +54,32 @@ class LiveOutput:
     def finished(self) -> bool:
         return all(job.done() for job in self.jobs)
 
+    def _lines(self) -> list[str]:
+        return [line for line in (status_text(self.jobs, self.started), *logs_text(self.jobs)) if line]
+
     def _html(self, body: str = "") -> str:
-        lines = [status_text(self.jobs, self.started), *logs_text(self.jobs)]
-        text = "<br/>".join(html.escape(line) for line in lines if line)
+        text = "<br/>".join(html.escape(line) for line in self._lines())
         return f'<div class="kontext-status" style="{STYLE}">{text}</div>{body}'
+
+    def _refs(self) -> str:
+        return " ".join(f"@{job.journal_id}" for job in self.jobs if job.journal_id) or "this job"
+
+    def _saved_html(self) -> str:
+        """What a saved notebook shows of a run still going (no kernel, no widget state): not a frozen "queued",
+        but what happens next."""
+        when = time.strftime("%H:%M", time.localtime(self.started))
+        text = (
+            f"{self._refs()} sent at {when}, running in the background: its images show here when it ends; "
+            "if the kernel stopped first, %kontext resume collects it"
+        )
+        return f'<div class="kontext-status" style="{STYLE}">{html.escape(text)}</div>'
 
     def refresh(self, body: str = "") -> None:
         with self._lock:
             if self.terminal:
                 self._print()
             elif self.widget is not None:
-                self.widget.children[0].value = self._html(body)
+                self.widget.lines = self._lines()
                 if self.finished:  # plain HTML from now on: a saved notebook has no widget to lose
                     from IPython.display import HTML
 
@@ -111,20 +126,17 @@ class LiveOutput:
             self.refresh()
 
     def _make_widget(self) -> None:
-        import ipywidgets as w
         from IPython.display import display
 
-        status = w.HTML(self._html())
-        cancel = w.Button(description="Cancel", button_style="warning", icon="stop", layout=w.Layout(width="auto"))
+        from ..widgets.background import BackgroundStatus
 
-        def on_cancel(_: Any) -> None:
-            cancel.disabled = True
+        def on_cancel() -> None:
             threading.Thread(target=lambda: [job.cancel() for job in self.jobs], daemon=True).start()
 
-        cancel.on_click(on_cancel)
-        self.widget = w.VBox([status, cancel])
-        # the widget, with the status as HTML beside it for front ends without widgets
-        bundle = {**self.widget._repr_mimebundle_(), "text/html": self._html()}
+        self.widget = BackgroundStatus(lines=self._lines(), refs=self._refs(), on_cancel=on_cancel)
+        # the widget, with what happens next as HTML beside it for a saved notebook and front ends without widgets
+        shown = self.widget._repr_mimebundle_()
+        bundle = {**(shown[0] if isinstance(shown, tuple) else shown), "text/html": self._saved_html()}
         self.handle = display(bundle, raw=True, display_id=True)
 
     def show_results(self, body_html: str) -> None:

@@ -64,6 +64,23 @@ def relative_href(path: Path, folder: Path | None = None) -> str | None:
     return quote(relative.as_posix())
 
 
+class ReportFile(type(Path())):  # type: ignore[misc]
+    """A written file (kx.report's): a Path as before, shown in a notebook as a link that opens it (Jupyter serves
+    files below the notebook's folder), else as its path with the reason."""
+
+    def _repr_html_(self) -> str:
+        href = relative_href(self)
+        if href is None:
+            return (
+                f'<span style="font:12px sans-serif">report written to <code>{html.escape(str(self))}</code> '
+                "(outside the notebook's folder, where Jupyter cannot open it: open the file in a browser)</span>"
+            )
+        return (
+            f'<span style="font:12px sans-serif">report written: <a href="{html.escape(href)}" target="_blank" '
+            f'rel="noopener">open {html.escape(self.name)}</a> · {html.escape(str(self))}</span>'
+        )
+
+
 def file_html(path: Path | None, data: bytes, name: str, mime: str) -> str:
     """The links "full size · download" for one image file (``data``: its bytes; ``name``: a download's name)."""
     esc = html.escape

@@ -11,7 +11,7 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .render import data_uri, file_html_of
+from .render import data_uri, file_html_of, of_count
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -48,7 +48,7 @@ def record_html(results: Sequence[Result], *, total: int | None = None) -> str:
                 f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" title="{esc(result.prompt)}"'
                 f' style="max-width:{SIDE}px;border-radius:3px;{blur}"/>'
                 f'<figcaption style="font:11px sans-serif"><span style="white-space:nowrap">{esc(ref)}seed '
-                f"{esc(str(result.seed))}</span>{links}</figcaption>"
+                f"{esc(str(result.seed))}{esc(of_count(i, len(result.image_bytes)))}</span>{links}</figcaption>"
                 "</figure>"
             )
     shown = min(total, KEEP)

@@ -85,8 +85,8 @@ def result_html(result: Result, side: int | None = None) -> str:
             f'<figure style="margin:0 8px 8px 0;display:inline-block;vertical-align:top">'
             f'<img src="{data_uri(data, mime)}" alt="{esc(result.prompt[:100])}" style="{style}"'
             f' title="{esc(result.prompt)}"/>'
-            f'<figcaption style="font:12px monospace">seed <b>{esc(str(result.seed))}</b> · '
-            f"{width}x{height}{note}{link}</figcaption></figure>"
+            f'<figcaption style="font:12px monospace">seed <b>{esc(str(result.seed))}</b>'
+            f"{esc(of_count(i, len(result.sizes)))} · {width}x{height}{note}{link}</figcaption></figure>"
         )
     cached = " · cached" if result.cached else ""
     header = (
@@ -95,6 +95,12 @@ def result_html(result: Result, side: int | None = None) -> str:
         f'<span style="opacity:.6">{esc(result.endpoint)} · {esc(result.request_id)}</span></div>'
     )
     return f'<div class="kontext-result">{header}{"".join(figures)}</div>'
+
+
+def of_count(index: int, count: int) -> str:
+    """' · 2/4' for the second of four images (one seed makes them all, so the seed alone cannot tell them apart);
+    '' for a single image."""
+    return f" · {index + 1}/{count}" if count > 1 else ""
 
 
 def file_html_of(result: Result, index: int, *, embed: bool = True) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 
 from ..endpoints import format_cost
-from ..jobs import Job
+from ..jobs import Job, queue_place
 
 
 def status_text(jobs: Sequence[Job], started: float) -> str:
@@ -17,8 +18,7 @@ def status_text(jobs: Sequence[Job], started: float) -> str:
         s = job.status
         ref = f"@{job.journal_id} " if job.journal_id else ""
         if s.state == "queued":
-            where = f"position {s.position}" if s.position is not None else "waiting to be sent"
-            return f"{ref}queued · {where} · {elapsed:.1f} s"
+            return f"{ref}queued · {queue_place(s.position)} · {elapsed:.1f} s"
         if s.state == "running":
             return f"{ref}running · {elapsed:.1f} s"
         if s.state == "done":
@@ -35,6 +35,17 @@ def status_text(jobs: Sequence[Job], started: float) -> str:
         f"{counts[k]} {k}" for k in ("running", "queued", "failed", "cancelled") if counts.get(k)
     ]
     return " · ".join(parts) + f" · {elapsed:.1f} s · {format_cost(spent)}"
+
+
+def usual_time(seconds: Sequence[float]) -> str:
+    """'usually 6–9 s': the middle half of earlier runs' times (fal's inference time, from the journal), or ''
+    with fewer than three."""
+    times = sorted(t for t in seconds if t >= 0)
+    if len(times) < 3:
+        return ""
+    low, _, high = statistics.quantiles(times, n=4, method="inclusive")
+    low_s, high_s = max(1, round(low)), max(1, round(high))
+    return f"usually about {low_s} s" if low_s == high_s else f"usually {low_s}–{high_s} s"
 
 
 def logs_text(jobs: Sequence[Job], last: int = 3) -> list[str]:

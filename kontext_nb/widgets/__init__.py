@@ -18,6 +18,8 @@ _LAZY = {
     "Gallery": "gallery",
     "Card": "cards",
     "CompareView": "compare_view",
+    "ComparedView": "compared",
+    "compare": "compared",
     "HistoryView": "history_view",
     "DuelView": "duel",
     "DuelTab": "duel",

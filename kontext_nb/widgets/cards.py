@@ -25,12 +25,12 @@ from ipywidgets.widgets.widget_string import HTMLStyle
 from PIL import Image, ImageFilter
 
 from .. import endpoints
-from ..jobs import Job, JobStatus
+from ..jobs import Job, JobStatus, queue_place
 from ..journal import folder as store
 from ..journal.db import JobRecord
 from ..result import Result
 from ..views.names import readable_name
-from . import files
+from . import files, theme
 from .rating import RatingStars
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 SIDE = store.THUMB_SIDE
 CARD_WIDTH = SIDE + 16
 PROMPT_CHARS = 90
-RED = "#b00020"
+RED = theme.ERROR
 SEED_RANGE = 2**31
 BUTTONS: dict[str, tuple[str, str]] = {
     "use": ("use", "use this image as the input of an edit"),
@@ -61,7 +61,9 @@ class Shared:
     They are never closed; swapping ``layout`` between SHOWN and HIDDEN shows or hides a part."""
 
     def __init__(self) -> None:
-        self.card = w.Layout(width=f"{CARD_WIDTH}px", padding="6px", margin="0 8px 8px 0", border="1px solid #ccc")
+        self.card = w.Layout(
+            width=f"{CARD_WIDTH}px", padding="6px", margin="0 8px 8px 0", border=f"1px solid {theme.BORDER}"
+        )
         """Narrower in a narrow grid, two a row (the Gallery's style)."""
         self.image = w.Layout(
             width="100%", max_width=f"{SIDE}px", max_height=f"{SIDE}px", object_fit="contain", margin="2px 0"
@@ -343,7 +345,7 @@ class Card:
 
     def _show_failure(self, job: Job) -> None:
         status = job.status
-        colour = RED if status.state == "failed" else "#8a6d00"
+        colour = RED if status.state == "failed" else theme.WARN
         text = f"{status.error_type}: {status.error}" if status.error_type else (status.error or status.state)
         word = "failed" if status.state == "failed" else "cancelled"
         ref = f"@{job.journal_id} · " if job.journal_id is not None else ""
@@ -415,7 +417,7 @@ class Card:
 
 
 # -- HTML pieces ---------------------------------------------------------------------------------------
-def _badge(text: str, colour: str = "#e8eefc") -> str:
+def _badge(text: str, colour: str = theme.PILL) -> str:
     return f'<span style="{BADGE}background:{colour}">{html.escape(text)}</span> '
 
 
@@ -425,7 +427,7 @@ def _meta_line(endpoint: str, cost: float | None, cached: bool) -> str:
     ep = get_endpoint(endpoint)
     parts = [ep.model, ep.mode] + ([endpoints.format_cost(cost)] if cost is not None else [])
     text = f'<span style="font:11px sans-serif">{html.escape(" · ".join(parts))}</span>'
-    return text + (" " + _badge("cached", "#e3f4e1") if cached else "")
+    return text + (" " + _badge("cached", theme.PILL_OK) if cached else "")
 
 
 def _prompt_html(prompt: str) -> str:
@@ -438,10 +440,11 @@ def _prompt_html(prompt: str) -> str:
 
 
 def _status_html(job: Job, status: JobStatus, since: float = 0.0) -> str:
-    """'queued · position 3' or 'running · 12 s · the last log line'; ``since``: seconds since this status came."""
+    """'queued · 3 ahead in fal's queue' or 'running · 12 s · the last log line'; ``since``: seconds since this
+    status came."""
     ref = f"@{job.journal_id} · " if job.journal_id is not None else ""
     if status.state == "queued":
-        text = "queued · " + (f"position {status.position}" if status.position is not None else "waiting to be sent")
+        text = "queued · " + queue_place(status.position)
     elif status.state == "running":
         text = f"running · {status.elapsed + since:.0f} s"
         if status.logs:
@@ -455,7 +458,7 @@ def _status_html(job: Job, status: JobStatus, since: float = 0.0) -> str:
 def _links_html(result: Result) -> str:
     if not result.files:
         why = result.save_error or "not saved to the runs folder"
-        return f'<span style="font:11px sans-serif;opacity:.7">{html.escape(why)}</span>'
+        return f'<span style="font:11px sans-serif;color:{theme.MUTED}">{html.escape(why)}</span>'
     return files.links_html(result)  # served by the panel's FileServer: works wherever the runs folder is
 
 

@@ -9,6 +9,7 @@ is offered for download under a readable name.
 from __future__ import annotations
 
 import html
+import io
 import os
 import time
 from pathlib import Path
@@ -20,11 +21,10 @@ from PIL import Image
 from ..journal.db import default_folder
 from ..journal.folder import grids_folder
 from ..result import Result
-from ..views import render
 from ..views.compare import Comparison
 from ..views.grid import Grid
 from ..views.names import readable_name
-from . import files
+from . import files, theme
 from .cards import close_tree
 from .compare_widget import MAX_ITEMS, CompareWidget
 from .rating import RatingStars
@@ -32,7 +32,7 @@ from .rating import RatingStars
 if TYPE_CHECKING:
     from ..session import Session
 
-RED = "#b00020"
+RED = theme.ERROR
 SIDE = 320
 
 
@@ -79,13 +79,16 @@ class CompareView:
 
     # -- the items ----------------------------------------------------------------------------------
     def add(self, result: Result) -> None:
-        """Add a result (the same one twice is kept once; beyond MAX_ITEMS the oldest makes room)."""
+        """Add a result (the same one twice is kept once; beyond MAX_ITEMS the oldest makes room). A sweep's grid
+        shown before gives way to the comparison."""
+        self._show(self.grid_box, False)
         if not any(item is result for item in self.items):
             self.items = [*self.items, result][-MAX_ITEMS:]
             self._render()
 
     def replace(self, results: list[Result]) -> None:
-        """Compare exactly these results (History's two rows): what was picked before is let go."""
+        """Compare exactly these results (History's two rows): what was picked before, and a grid, are let go."""
+        self._show(self.grid_box, False)
         self.items = list(results)[-MAX_ITEMS:]
         self._render()
 
@@ -181,8 +184,15 @@ class CompareView:
         self._draw_changes()
 
     def _draw_changes(self, _change: object = None) -> None:
-        shown = self.changes.value and self._pair_images is not None
-        self.before_after.value = changes_html(*self._pair_images) if shown and self._pair_images else ""
+        """ "what changed": the heat map over the pair's image in the browser (zoomed and panned with it), its
+        numbers below; computed in the kernel (kx.changes) only when asked for."""
+        if not (self.changes.value and self._pair_images is not None):
+            self.view.show_overlay(None)
+            self.before_after.value = ""
+            return
+        png, note = changes_overlay(*self._pair_images)
+        self.view.show_overlay(png, note)
+        self.before_after.value = _note(note)
 
     def _render_stars(self) -> None:
         old = self.stars.children
@@ -213,21 +223,26 @@ class CompareView:
         box.layout.display = None if visible else "none"
 
 
-def changes_html(before: Image.Image, after: Image.Image, side: int = SIDE) -> str:
-    """The change heat map of ``after`` against ``before`` (what kx.changes shows), with its numbers."""
+def changes_overlay(before: Image.Image, after: Image.Image) -> tuple[bytes, str]:
+    """What kx.changes shows, as an overlay: a PNG of ``after``'s shape, red where it differs from ``before``
+    (stronger = more), clear elsewhere; and the scores as one line."""
+    from PIL import ImageChops
+
     from ..judging.changes import compute, summary
 
     found = compute(before, after)
-    data, mime = render.thumbnail(found.image, side)
-    return (
-        f'<div class="kontext-changes" style="font:12px sans-serif"><img src="{render.data_uri(data, mime)}"'
-        f' alt="what changed" style="width:{side}px;display:block"/>'
-        f"<div>{html.escape(summary(found.as_dict()))}</div></div>"
-    )
+    red, green, _ = found.image.convert("RGB").split()
+    # the heat map is grey with red mixed in by the change's strength h: red - green = 210 * h
+    strength = ImageChops.subtract(red, green).point(lambda v: min(255, round(v * 255 / 210)))
+    overlay = Image.new("RGBA", found.image.size, (230, 20, 20, 0))
+    overlay.putalpha(strength)
+    out = io.BytesIO()
+    overlay.save(out, "PNG")
+    return out.getvalue(), summary(found.as_dict())
 
 
 def _note(text: str) -> str:
-    return f'<span style="font:12px sans-serif;opacity:.7">{html.escape(text)}</span>'
+    return f'<span style="font:12px sans-serif;color:{theme.MUTED}">{html.escape(text)}</span>'
 
 
 def _free(path: Path) -> Path:

@@ -45,6 +45,11 @@ class CompareWidget(anywidget.AnyWidget):
     for more. The user's later choices stay in the browser."""
     pair = t.List(t.Int(), default_value=[0, 1]).tag(sync=True)
     """The two items a pair view overlays (first on the left)."""
+    overlay = t.Instance(front.ImageBuffer, allow_none=True).tag(sync=True, **w.widget_serialization)
+    """What changed (kx.changes' heat map, red where the edit changed, clear elsewhere), drawn over the pair's
+    image with the same zoom and pan; None: not shown."""
+    overlay_note = t.Unicode("").tag(sync=True)
+    """The change scores, shown with the overlay."""
 
     def __init__(self, **kwargs: Any) -> None:
         self._buffers: dict[int, front.ImageBuffer] = {}
@@ -84,6 +89,15 @@ class CompareWidget(anywidget.AnyWidget):
         rows = [[name, values, hot] for name, values, hot in comparison.rows()]
         self._set(items, rows, comparison.note(), comparison.common_prompt() or "")
 
+    def show_overlay(self, png: bytes | None, note: str = "") -> None:
+        """Draw ``png`` (RGBA, the pair's shape) over the pair, or take the overlay away (None)."""
+        old = self.overlay
+        with self.hold_sync():
+            self.overlay = front.image_buffer(png, "image/png", "what-changed.png") if png else None
+            self.overlay_note = note if png else ""
+        if old is not None:
+            old.close()
+
     def _set(self, items: list[dict[str, Any]], rows: list[Any], note: str, prompt: str) -> None:
         keep = {id(item["image"]) for item in items}
         with self.hold_sync():
@@ -104,6 +118,7 @@ class CompareWidget(anywidget.AnyWidget):
         return self._buffers[key]
 
     def close(self) -> None:
+        self.show_overlay(None)
         for buffer in self._buffers.values():
             buffer.close()
         self._buffers.clear()

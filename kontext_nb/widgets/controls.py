@@ -20,6 +20,7 @@ from .. import endpoints
 from ..errors import ValidationError
 from ..images import ImageInput, prepare_image
 from ..sweep import label, parse_values
+from . import theme
 from .cards import close_tree
 
 SWEEP_FIELDS = ("seed", "guidance_scale")
@@ -35,7 +36,7 @@ ADVANCED = ("sync_mode",)
 LABEL_WIDTH = "120px"
 """One width for every control's label, so the fields line up."""
 SHAPE_SIDE = 32
-ERROR_STYLE = "color:#c62828;font-size:12px"
+ERROR_STYLE = f"color:{theme.ERROR};font-size:12px"
 THUMB_SIDE = 96
 
 
@@ -309,7 +310,7 @@ def shape_html(ratio: str) -> str:
     width, height = round(wide * scale), round(high * scale)
     return (
         f'<div title="{html.escape(ratio)}" style="display:inline-block;vertical-align:middle;'
-        f'width:{width}px;height:{height}px;border:2px solid #1976d2;border-radius:2px"></div>'
+        f'width:{width}px;height:{height}px;border:2px solid {theme.ACCENT};border-radius:2px"></div>'
     )
 
 

@@ -25,9 +25,11 @@ from ..request import Request, build_request
 from ..session import Session
 from ..sweep import Sweep, build_sweep
 from ..views.grid import Grid
-from ..views.status import logs_text, status_text
+from ..views.status import logs_text, status_text, usual_time
 from .cards import close_tree
 from .controls import SEED_LIMIT, InputControls, SourcePicker, error_html
+from .drop import ImageDrop
+from .recall import PromptRecall
 from .result_view import ResultView
 from .send_button import SendButton
 
@@ -40,6 +42,14 @@ STYLE = f"<style>.{CHOICES} .widget-toggle-button{{padding:0 7px}}</style>"
 """Mode and model buttons a little tighter than ipywidgets': edit mode's four priced models fit the form's column."""
 SOURCE_FIELDS = ("image_url", "image_urls")
 MASK_FIELDS = ("mask_url", "mask")
+
+
+RECALL = 200
+"""Journal rows read for the prompt's ↑ / ↓ history when the tab opens."""
+ESTIMATE_FROM = 30
+"""Earlier runs of an endpoint whose times make the 'usually 6–9 s' estimate."""
+KEYS_FROM = "kx-create"
+"""The Create tab's class: Ctrl+Enter (Cmd+Enter) in it presses Generate."""
 
 
 @dataclass
@@ -63,6 +73,8 @@ class Batch:
     sweep: Sweep | None
     started: float = field(default_factory=time.time)
     finished: bool = False
+    estimate: str = ""
+    """'usually 6–9 s', from the journal's timings of earlier runs of this endpoint (shown while it runs)."""
 
 
 class CreateTab:
@@ -107,17 +119,36 @@ class CreateTab:
             layout=w.Layout(display="none"),
         )
         self.inputs = InputControls(self._endpoint())
-        self.generate_button = SendButton(description="Generate", button_style="primary", icon="play")
+        self.generate_button = SendButton(
+            description="Generate",
+            button_style="primary",
+            icon="play",
+            tooltip="send the job (Ctrl+Enter or Cmd+Enter in the form)",
+            keys_from=KEYS_FROM,
+        )
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
         self.confirm_text = w.HTML()
-        self.yes = w.Button(description="Yes, send", button_style="warning", layout=w.Layout(width="auto"))
-        self.no = w.Button(description="No", layout=w.Layout(width="auto"))
-        self.confirm_row = w.HBox([self.confirm_text, self.yes, self.no], layout=w.Layout(display="none"))
+        keep = w.Layout(width="auto", flex="0 0 auto")  # never squeezed to "Yes, se…" by a long question
+        self.yes = w.Button(description="Yes, send", button_style="warning", layout=keep)
+        self.no = w.Button(description="No", layout=w.Layout(width="auto", flex="0 0 auto"))
+        self.confirm_text.layout = w.Layout(flex="1 1 12em", min_width="0")
+        self.confirm_row = w.HBox(
+            [self.confirm_text, self.yes, self.no],
+            layout=w.Layout(display="none", flex_flow="row wrap", align_items="center"),
+        )
         self.error = w.HTML()
         self.status = w.HTML()
+        self.recall = PromptRecall(scope=KEYS_FROM)
+        self.drop = ImageDrop(scope=KEYS_FROM, on_image=self._dropped)
+        """An image file dropped on the tab, or pasted into it, becomes the source."""
+        self.drop.observe(lambda change: self.sources.show_error(change.new) if change.new else None, "note")
+        """↑ / ↓ in the prompt: the journal's earlier prompts, newest first."""
+        self._recall_from_journal()
         self.form = w.VBox(
             [
                 w.HTML(STYLE),
+                self.recall,
+                self.drop,
                 self.prompt,
                 self.prompt_error,
                 w.HBox([self.mode, self.model], layout=w.Layout(flex_flow="row wrap")),
@@ -137,6 +168,7 @@ class CreateTab:
         self.widget = w.HBox(
             [self.form, self.result_view.widget], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")
         )
+        self.widget.add_class(KEYS_FROM)
         self.sources.widget.layout.display = "none"
         self.prompt.observe(lambda _: self._changed("prompt"), "value")
         self.mode.observe(self._mode_changed, "value")
@@ -171,6 +203,13 @@ class CreateTab:
         else:
             self.mode.value = "edit"
             self.sources.set([result])
+
+    def _dropped(self, data: bytes, name: str) -> None:
+        """A dropped or pasted image file: the source of an edit (added to a multi-reference's sources)."""
+        try:
+            self.use_as_input(data)
+        except KontextError as exc:
+            self.sources.show_error(f"{name}: {exc}")
 
     def set_seed(self, seed: int | None) -> None:
         """Use this seed for the next runs (locked)."""
@@ -358,8 +397,27 @@ class CreateTab:
                 log.exception("the panel could not send the request")
             self.error.value = error_html(str(exc) if isinstance(exc, KontextError) else f"{type(exc).__name__}: {exc}")
             return []
-        self._follow(Batch(jobs, plan.sweep if plan.sweep.axes else None))
+        self._follow(Batch(jobs, plan.sweep if plan.sweep.axes else None, estimate=self._estimate(jobs)))
+        self.recall.remember([str(job.arguments.get("prompt") or "") for job in jobs[:1]])
         return jobs
+
+    def _estimate(self, jobs: list[Job]) -> str:
+        """How long runs of this endpoint usually take (fal's inference time, the journal's last ESTIMATE_FROM)."""
+        if len(jobs) != 1:
+            return ""
+        try:
+            records = self.session.tracker.journal.search(endpoint=jobs[0].endpoint, status="done", limit=ESTIMATE_FROM)
+        except KontextError:
+            return ""
+        times = [float((r.timings or {}).get("inference") or -1) for r in records if not r.cached]
+        return usual_time(times)
+
+    def _recall_from_journal(self) -> None:
+        try:
+            records = self.session.tracker.journal.search(limit=RECALL)
+        except KontextError:  # an unreadable journal: the prompt simply has no history yet
+            return
+        self.recall.remember([r.prompt for r in records])
 
     def rerun(self, result: Any) -> list[Job]:
         """The newest result again with a new seed (its "rerun" button), followed like a click on Generate."""
@@ -407,6 +465,21 @@ class CreateTab:
             # a grid renders thumbnails: not on the engine thread, which carries every job's traffic
             threading.Thread(target=self._sweep_finished, args=(batch,), name="kontext-panel-grid", daemon=True).start()
 
+    def follow_elsewhere(self, job: Job) -> None:
+        """A job made outside this tab (a magic, a sweep, kx.generate, a card's rerun): once done, its result is the
+        newest beside the form too. This tab's own jobs are drawn as they finish already."""
+
+        def done(j: Job, status: Any) -> None:
+            if status.finished and j.state == "done" and not self.closed:
+                with self._lock:
+                    mine = any(j is own for own in self.jobs)
+                if not mine:
+                    self._show_newest(j)
+
+        job.on_update(done)
+        if job.done():
+            done(job, job.status)
+
     def _show_newest(self, job: Job) -> None:
         """Beside the form, in one worker thread (the images are encoded larger than thumbnails); when several
         jobs finish at once only the last is drawn."""
@@ -452,6 +525,8 @@ class CreateTab:
             if batch is None:
                 return
             lines = [status_text(batch.jobs, batch.started), *logs_text(batch.jobs)]
+            if batch.estimate and not batch.finished:
+                lines[0] += f" · {batch.estimate}"
             if batch.finished and any(j.state == "done" for j in batch.jobs):
                 lines[0] += " · in the Gallery tab"
             text = "<br>".join(html.escape(line) for line in lines if line)

@@ -10,7 +10,6 @@ folder's journal (``LocalDuel``) or a classroom proxy.
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -19,8 +18,9 @@ import traitlets
 from ..errors import KontextError
 from ..judging.duel import DuelSource, LocalDuel, Pair
 from ..session import Session
+from . import front, theme
+from .frontends import in_notebook, needs_notebook
 
-HERE = Path(__file__).parent
 RECENT = 12
 """kx.duel() with no references duels the last this-many finished results."""
 
@@ -28,8 +28,8 @@ RECENT = 12
 class DuelView(anywidget.AnyWidget):
     """A blind duel over a ``DuelSource``. ``choose("left" | "right" | "tie")`` votes as the keys do."""
 
-    _esm = HERE / "duel.js"
-    _css = HERE / "duel.css"
+    _esm = front.esm("duel.js")
+    _css = front.css("duel.css")
     title = traitlets.Unicode("blind duel: ← left · → right · = tie").tag(sync=True)
     """Shown above the pair."""
     number = traitlets.Int(0).tag(sync=True)
@@ -89,8 +89,17 @@ class DuelView(anywidget.AnyWidget):
         if isinstance(content, dict) and content.get("type") == "vote" and content.get("number") == self.number:
             self.choose(str(content.get("choice")))
 
+    def __repr__(self) -> str:
+        """What a terminal prints: one line saying where the duel can be seen, and what works here instead."""
+        return needs_notebook(
+            f"blind duel (pair {self.number}, {self.voted} votes here)",
+            "vote with kx.vote('@3', '@5') and see kx.ranking()",
+        )
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget, plus plain HTML for a saved notebook read with no kernel."""
+        """The widget, plus plain HTML for a saved notebook read with no kernel; in a terminal, one line."""
+        if not in_notebook():
+            return {"text/plain": repr(self)}, {}
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):
@@ -151,12 +160,20 @@ class DuelTab:
         self.session = session
         self.count = w.BoundedIntText(value=RECENT, min=2, max=200, description="last", layout=w.Layout(width="140px"))
         self.voter = w.Text(placeholder="your name (optional)", layout=w.Layout(width="200px"))
-        self.start = w.Button(description="new duel", icon="random", tooltip="a blind duel over the last results")
+        self.start = w.Button(
+            description="new duel",
+            icon="random",
+            tooltip="a blind duel over the last results",
+            layout=w.Layout(width="auto", flex="0 0 auto"),
+        )
         self.start.on_click(lambda _: self.new_duel())
         self.message = w.HTML()
         self.area = w.VBox()
+        self.ranking = w.HTML()
+        """The results of this duel ranked from the journal's votes (Bradley–Terry), refreshed after each vote."""
         self.view: DuelView | None = None
-        self.widget = w.VBox([w.HBox([self.count, self.voter, self.start]), self.message, self.area])
+        bar = w.HBox([self.count, self.voter, self.start], layout=w.Layout(flex_flow="row wrap"))
+        self.widget = w.VBox([bar, self.message, self.area, self.ranking])
 
     def show(self) -> None:
         """The tab came into view: start a duel if none is running."""
@@ -187,9 +204,20 @@ class DuelTab:
         self.message.value = ""
         self.view = DuelView(source)
         self.area.children = (self.view,)
+        ids = [r.id for r in records if r.id in source.records]
+        self.view.observe(lambda _: self._rank(ids), "voted")
+        self._rank(ids)
         return self.view
 
+    def _rank(self, ids: list[int]) -> None:
+        """The ranking below the duel: best first, with each score's uncertainty and its wins, losses and ties."""
+        from ..judging.ranking import fit
+
+        votes = self.session.tracker.journal.votes(ids)
+        self.ranking.value = ranking_html(ids, fit(ids, votes)) if votes else ""
+
     def close_view(self) -> None:
+        self.ranking.value = ""
         if self.view is not None:
             self.view.close()
             self.view = None
@@ -198,3 +226,21 @@ class DuelTab:
     def close(self) -> None:
         self.close_view()
         self.widget.close()
+
+
+def ranking_html(ids: list[int], found: Any) -> str:
+    """A small table of a Bradley–Terry fit (judging.ranking.Fit), best first; what kx.ranking() returns."""
+    order = sorted(range(len(ids)), key=lambda k: -float(found.score[k]))
+    cell = f"padding:1px 8px;border-bottom:1px solid {theme.LINE};text-align:left"
+    head = "".join(f'<th style="{cell}">{name}</th>' for name in ("", "result", "score", "wins · losses · ties"))
+    rows = []
+    for place, k in enumerate(order, 1):
+        score = f"{float(found.score[k]):+.2f} ± {float(found.uncertainty[k]):.2f}"
+        record = f"{int(found.wins[k])} · {int(found.losses[k])} · {int(found.ties[k])}"
+        values = (str(place), f"@{ids[k]}", score, record)
+        rows.append("<tr>" + "".join(f'<td style="{cell}">{html.escape(v)}</td>' for v in values) + "</tr>")
+    return (
+        f'<div class="kx-duel-ranking" style="font:12px sans-serif;color:{theme.TEXT};margin-top:8px">'
+        f'<div style="color:{theme.MUTED}">ranking of this duel\'s results (kx.ranking() has it as a table)</div>'
+        f'<table style="border-collapse:collapse"><tr>{head}</tr>{"".join(rows)}</table></div>'
+    )

@@ -22,9 +22,9 @@ import traitlets as t
 from ..images import sniff_content_type
 from ..result import Result
 from ..views.names import readable_name
-from . import front
+from . import front, theme
 
-LINK = "color:#2f6fd6;text-decoration:underline;cursor:pointer"
+LINK = f"color:{theme.LINK};text-decoration:underline;cursor:pointer"
 _paths: dict[str, Path] = {}
 _lock = threading.Lock()
 

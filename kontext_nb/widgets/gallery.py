@@ -18,6 +18,7 @@ import ipywidgets as w
 
 from ..jobs import Job
 from ..result import Result
+from . import theme
 from .cards import CARD, CARD_WIDTH, Card, ResultCallback, close_tree
 from .reveal import Reveal
 
@@ -26,11 +27,23 @@ TICK = 1.0
 PAGE = 48
 """Results read from the journal at a time: the newest when the gallery opens, older ones on request."""
 NEW = "kontext-new"
+HIDDEN = "kx-filtered-out"
+"""A card the Gallery's search or rating filter leaves out."""
+RATINGS = [
+    ("any rating", 0),
+    ("★ or more", 1),
+    ("★★ or more", 2),
+    ("★★★ or more", 3),
+    ("★★★★ or more", 4),
+    ("★★★★★", 5),
+]
+GRID_HEIGHT = "max(920px, calc(100vh - 140px))"
+"""The grid's scroll box: two rows of cards at least, the window's height less the tab bar where that is more."""
 TWO_CARDS = 2 * (CARD_WIDTH + 8)
 ONE_CARD = 400
 """The grid's widths below which two full-width cards no longer share a row, and two narrowed ones would be cramped."""
 STYLE = (
-    f"<style>.{NEW}{{outline:3px solid #1976d2;outline-offset:1px}}"
+    f"<style>.{NEW}{{outline:3px solid {theme.ACCENT};outline-offset:1px}}.{HIDDEN}{{display:none!important}}"
     ".kontext-gallery-grid{overflow-anchor:none;container-type:inline-size}"
     f"@container (max-width:{TWO_CARDS - 1}px){{.{CARD}{{width:calc(50% - 9px)!important}}}}"
     f"@container (max-width:{ONE_CARD - 1}px){{.{CARD}{{width:min(calc(100% - 8px),{CARD_WIDTH}px)!important}}}}"
@@ -82,7 +95,7 @@ class Gallery:
                 display="flex",
                 flex_flow="row wrap",
                 align_items="flex-start",
-                max_height="760px",
+                max_height=GRID_HEIGHT,
                 overflow="auto",
                 padding="6px 0 0 6px",  # room for a new card's outline and flash at the grid's edges
             )
@@ -92,7 +105,19 @@ class Gallery:
         """Scrolls the grid to a new card and flashes it, in the browser."""
         self.older = w.Button(description="older results", icon="history", layout=w.Layout(display="none"))
         self.older.on_click(lambda _: self.load_recent())
-        self.widget = w.VBox([self.header, self.reveal, self.grid, self.older])
+        self.search = w.Text(
+            placeholder="search prompts (or a seed)",
+            continuous_update=False,
+            layout=w.Layout(width="240px", flex="0 1 auto"),
+        )
+        self.min_rating = w.Dropdown(options=RATINGS, value=0, layout=w.Layout(width="120px", flex="0 0 auto"))
+        """Gallery search and rating filter (History has the same in its filters): cards that do not match hide."""
+        self.search.observe(lambda _: self.filter(), "value")
+        self.min_rating.observe(lambda _: self.filter(), "value")
+        self._shown: set[int] | None = None
+        """Journal ids matching the filter (None: no filter)."""
+        filters = w.HBox([self.search, self.min_rating], layout=w.Layout(flex_flow="row wrap", gap="6px"))
+        self.widget = w.VBox([self.header, filters, self.reveal, self.grid, self.older])
         self.widget.add_class("kontext-gallery")
         self._update_header()
 
@@ -275,12 +300,40 @@ class Gallery:
             listener(len(self._new))
 
     def _lay_out(self) -> None:
-        """Every card in the one scrolling grid, newest first."""
+        """Every card in the one scrolling grid, newest first; those the filter leaves out hidden."""
+        for card in self.cards:
+            self._show_if_matching(card)
         self.grid.children = tuple(c.widget for c in self.cards)
+
+    def filter(self) -> None:
+        """Apply the search text and the rating filter (the journal answers: prompt words, or a seed)."""
+        text, stars = self.search.value.strip(), int(self.min_rating.value)
+        if not text and not stars:
+            self._shown = None
+        else:
+            journal = self.session.tracker.journal
+            found = journal.search(search=text or None, min_rating=stars or None)
+            if text.isdigit():
+                found += journal.search(seed=int(text), min_rating=stars or None)
+            self._shown = {r.id for r in found}
+        with self._lock:
+            for card in self.cards:
+                self._show_if_matching(card)
+        self._update_header()
+
+    def _show_if_matching(self, card: Card) -> None:
+        hidden = self._shown is not None and card.journal_id is not None and card.journal_id not in self._shown
+        if hidden:  # a class, not layout.display: the cards share one Layout
+            card.widget.add_class(HIDDEN)
+        else:
+            card.widget.remove_class(HIDDEN)
 
     def _update_header(self) -> None:
         n = len(self.cards)
         text = f"{n} result{'s' if n != 1 else ''}, newest first" if n else "no results yet: jobs appear here"
+        if self._shown is not None:
+            matching = sum(c.journal_id is None or c.journal_id in self._shown for c in self.cards)
+            text = f"{matching} of {n} shown (filtered), newest first"
         if n == self.max_cards:
             text += f" (the newest {self.max_cards} are kept)"
-        self.header.value = f'{STYLE}<div style="font:12px sans-serif;opacity:.75">{html.escape(text)}</div>'
+        self.header.value = f'{STYLE}<div style="font:12px sans-serif;color:{theme.MUTED}">{html.escape(text)}</div>'

@@ -18,6 +18,7 @@ from .. import endpoints
 from ..endpoints import ENDPOINTS
 from ..journal import folder as store
 from ..journal.db import JobRecord
+from . import theme
 from .cards import close_tree, keep_open
 
 ROW = "kx-history-row"
@@ -33,30 +34,30 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "load": ("load", "fill Create with this job's prompt and settings"),
     "details": ("details", "this job's settings and its lineage, beside the list"),
 }
-STATUS_COLOUR = {"failed": "#b00020", "cancelled": "#8a6d00", "queued": "#5f6b7a", "running": "#1976d2"}
+STATUS_COLOUR = {"failed": theme.ERROR, "cancelled": theme.WARN, "queued": theme.MUTED, "running": theme.ACCENT}
 STYLE = f"""<style>
 .kx-history-list {{ border-top: 1px solid var(--jp-border-color2, #e0e0e0); }}
 .{ROW} {{ align-items: center; gap: 10px; padding: 6px 8px; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0);
   border-left: 3px solid transparent; box-sizing: border-box; }}
-.{ROW}:hover {{ background: rgba(127, 127, 127, 0.06); }}
-.{ROW}.{CURRENT} {{ background: rgba(25, 118, 210, 0.05); border-left-color: rgba(25, 118, 210, 0.45); }}
-.{ROW}.{PICKED} {{ background: #e8f0fe; border-left-color: #1976d2; }}
+.{ROW}:hover {{ background: {theme.HOVER}; }}
+.{ROW}.{CURRENT} {{ background: {theme.mix(theme.ACCENT, 6, "transparent")}; border-left-color: {theme.ACCENT}; }}
+.{ROW}.{PICKED} {{ background: {theme.PICKED}; border-left-color: {theme.ACCENT}; }}
 .{ROW} img.widget-image {{ width: {THUMB}px; height: {THUMB}px; object-fit: cover; border-radius: 4px;
-  background: #ececec; flex: 0 0 auto; }}
+  background: {theme.SURFACE}; flex: 0 0 auto; }}
 .{ROW} .kx-h-text {{ flex: 1 1 220px; min-width: 0; }}
 .{ROW} .kx-h-text .widget-html-content {{ line-height: 1.35; }}
 .kx-h-top {{ font: 12px var(--jp-ui-font-family, sans-serif); display: flex; gap: 8px; align-items: baseline;
   flex-wrap: wrap; }}
 .kx-h-ref {{ font-weight: 600; }}
-.kx-h-when {{ opacity: .65; }}
+.kx-h-when {{ color: {theme.MUTED}; }}
 .kx-h-prompt {{ font: 13px var(--jp-ui-font-family, sans-serif); overflow-wrap: anywhere; display: -webkit-box;
   -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden; margin: 1px 0; }}
 .kx-h-meta {{ font: 11px var(--jp-ui-font-family, sans-serif); display: flex; gap: 6px; flex-wrap: wrap;
-  align-items: center; opacity: .9; }}
-.kx-h-chip {{ padding: 0 6px; border-radius: 8px; background: rgba(127, 127, 127, 0.16);
+  align-items: center; }}
+.kx-h-chip {{ padding: 0 6px; border-radius: 8px; background: {theme.PILL}; color: {theme.TEXT};
   font-family: var(--jp-code-font-family, monospace); }}
-.kx-h-stars {{ color: #d99a00; letter-spacing: 1px; }}
-.kx-h-stars.kx-h-unrated {{ opacity: .45; }}
+.kx-h-stars {{ color: {theme.STAR}; letter-spacing: 1px; }}
+.kx-h-stars.kx-h-unrated {{ color: {theme.MUTED}; }}
 .{ROW} .kx-h-actions {{ flex: 0 0 auto; gap: 4px; flex-wrap: wrap; justify-content: flex-end; }}
 .{ROW} .kx-h-actions button {{ margin: 0; height: 26px; font-size: 12px; padding: 0 10px; }}
 </style>"""

@@ -22,7 +22,7 @@ from ..journal import folder as store
 from ..journal.db import JobRecord
 from ..result import Result
 from ..views.names import readable_name
-from . import files
+from . import files, theme
 from .cards import close_tree
 from .history_rows import CURRENT, STYLE, HistoryRow, row_label
 
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 MODELS = ("any", *sorted({ep.model for ep in ENDPOINTS.values()}))
 LINEAGE_SIDE = 96
-RED = "#b00020"
-STATUS_COLOUR = {"done": "#2a7d2a", "failed": RED, "cancelled": "#8a6d00"}
+RED = theme.ERROR
+STATUS_COLOUR = {"done": theme.SUCCESS, "failed": RED, "cancelled": theme.WARN}
 PairCallback = Callable[[Result, Result], None]
 
 FILTER_WIDTH = "240px"
@@ -160,7 +160,7 @@ class HistoryView:
         n = len(records)
         more = n >= self._limit
         text = f"{n} job{'s' if n != 1 else ''}" + (" (the newest; “more” shows older ones)" if more else "")
-        self.count.value = f'<span style="font:12px sans-serif;opacity:.75">{html.escape(text)}</span>'
+        self.count.value = f'<span style="font:12px sans-serif;color:{theme.MUTED}">{html.escape(text)}</span>'
         self.more.disabled = not more
         self.more.layout.display = "" if more else "none"
 
@@ -253,7 +253,7 @@ class HistoryView:
         picture: w.Widget = (
             w.Image(value=data, format="jpeg", layout=w.Layout(width=f"{LINEAGE_SIDE}px"))
             if data is not None
-            else w.HTML(f'<div style="width:{LINEAGE_SIDE}px;font:11px sans-serif;opacity:.6">no image</div>')
+            else w.HTML(f'<div style="width:{LINEAGE_SIDE}px;font:11px sans-serif;color:{theme.MUTED}">no image</div>')
         )
         button = w.Button(
             description=record.ref,

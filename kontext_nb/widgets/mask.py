@@ -17,104 +17,8 @@ from PIL import Image
 
 from ..errors import ImageInputError
 from ..images import ImageInput, prepare_image
-
-_ESM = r"""
-function render({ model, el }) {
-  const w = model.get("width"), h = model.get("height");
-  el.classList.add("kx-mask");
-  el.innerHTML = `
-    <div class="kx-mask-bar">
-      <button data-tool="paint" class="on">Paint</button>
-      <button data-tool="erase">Erase</button>
-      <label>brush <input type="range" min="1" max="400" class="kx-size"><span class="kx-size-text"></span> px</label>
-      <button data-act="invert">Invert</button><button data-act="clear">Clear</button>
-      <button data-act="undo">Undo</button><button data-act="use" class="kx-use">Use mask</button>
-      <span class="kx-state"></span>
-    </div>
-    <div class="kx-mask-stage"><img class="kx-src"><canvas class="kx-paint"></canvas></div>`;
-  const bar = el.querySelector(".kx-mask-bar"), img = el.querySelector(".kx-src");
-  const canvas = el.querySelector(".kx-paint"), state = el.querySelector(".kx-state");
-  const size = el.querySelector(".kx-size"), sizeText = el.querySelector(".kx-size-text");
-  canvas.width = w; canvas.height = h;            // full resolution: one canvas pixel per source pixel
-  const ctx = canvas.getContext("2d");
-  const buf = model.get("image");
-  const url = URL.createObjectURL(new Blob([buf.buffer ? buf.buffer : buf], { type: model.get("image_type") }));
-  img.src = url;
-  let tool = "paint", drawing = false, last = null;
-  const undo = [];
-  size.value = model.get("brush"); sizeText.textContent = size.value;
-  const snapshot = () => { undo.push(ctx.getImageData(0, 0, w, h)); if (undo.length > 30) undo.shift(); };
-  const at = (e) => {
-    const r = canvas.getBoundingClientRect();
-    return [(e.clientX - r.left) * w / r.width, (e.clientY - r.top) * h / r.height];
-  };
-  const dab = (p, q) => {
-    ctx.globalCompositeOperation = tool === "paint" ? "source-over" : "destination-out";
-    ctx.strokeStyle = ctx.fillStyle = "rgb(255,40,90)";  // shown in red; the mask is the alpha
-    ctx.lineWidth = Number(size.value); ctx.lineCap = ctx.lineJoin = "round";
-    ctx.beginPath(); ctx.moveTo(p[0], p[1]); ctx.lineTo(q[0], q[1]); ctx.stroke();
-  };
-  const dirty = () => { state.textContent = "not used yet"; };
-  canvas.addEventListener("pointerdown", (e) => {
-    snapshot(); drawing = true; last = at(e); dab(last, last); dirty();
-    canvas.setPointerCapture(e.pointerId);
-  });
-  canvas.addEventListener("pointermove", (e) => { if (!drawing) return; const p = at(e); dab(last, p); last = p; });
-  const stop = () => { drawing = false; };
-  canvas.addEventListener("pointerup", stop); canvas.addEventListener("pointercancel", stop);
-  size.addEventListener("input", () => { sizeText.textContent = size.value; });
-  size.addEventListener("change", () => { model.set("brush", Number(size.value)); model.save_changes(); });
-  bar.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => {
-    tool = b.dataset.tool;
-    bar.querySelectorAll("[data-tool]").forEach((o) => o.classList.toggle("on", o === b));
-  }));
-  const acts = {
-    invert() {
-      snapshot();
-      const d = ctx.getImageData(0, 0, w, h), px = d.data;
-      for (let i = 0; i < px.length; i += 4) {
-        const a = 255 - px[i + 3];
-        px[i] = 255; px[i + 1] = 40; px[i + 2] = 90; px[i + 3] = a;
-      }
-      ctx.putImageData(d, 0, 0); dirty();
-    },
-    clear() { snapshot(); ctx.clearRect(0, 0, w, h); dirty(); },
-    undo() { const d = undo.pop(); if (d) { ctx.putImageData(d, 0, 0); dirty(); } },
-    use() {
-      // the mask fal takes: white (repaint) where painted, black elsewhere, the source's exact size
-      const out = document.createElement("canvas"); out.width = w; out.height = h;
-      const o = out.getContext("2d");
-      o.fillStyle = "#000"; o.fillRect(0, 0, w, h);
-      const d = ctx.getImageData(0, 0, w, h), px = d.data;
-      for (let i = 0; i < px.length; i += 4) {
-        const v = px[i + 3] >= 128 ? 255 : 0;
-        px[i] = px[i + 1] = px[i + 2] = v; px[i + 3] = 255;
-      }
-      o.putImageData(d, 0, 0);
-      out.toBlob(async (blob) => {
-        const bytes = new Uint8Array(await blob.arrayBuffer());
-        model.set("mask", new DataView(bytes.buffer)); model.save_changes();
-        state.textContent = "mask sent to the kernel";
-      }, "image/png");
-    },
-  };
-  bar.querySelectorAll("[data-act]").forEach((b) => b.addEventListener("click", () => acts[b.dataset.act]()));
-  const shown = () => { state.textContent = model.get("status"); };
-  model.on("change:status", shown);
-  return () => URL.revokeObjectURL(url);
-}
-export default { render };
-"""
-
-_CSS = """
-.kx-mask-bar { display:flex; gap:6px; align-items:center; flex-wrap:wrap; margin:4px 0; font:12px sans-serif; }
-.kx-mask-bar button { padding:2px 8px; } .kx-mask-bar button.on { background:#1976d2; color:#fff; }
-.kx-mask-stage { position:relative; display:inline-block; max-width:100%; line-height:0; }
-.kx-mask-stage img { max-width:100%; display:block; user-select:none; pointer-events:none; }
-.kx-mask-stage canvas { position:absolute; inset:0; width:100%; height:100%; opacity:0.55;
-  cursor:crosshair; touch-action:none; background:transparent; }
-.kx-mask-bar .kx-state { color:#555; }
-"""
+from . import front
+from .frontends import in_notebook, needs_notebook
 
 
 def _bytes_from_json(js: Any, widget: Any) -> bytes:
@@ -125,8 +29,8 @@ def _bytes_from_json(js: Any, widget: Any) -> bytes:
 class MaskPainter(anywidget.AnyWidget):
     """Paint a mask over ``source``; ``mask_image`` (or ``mask=painter``) is the result, once "Use mask" is pressed."""
 
-    _esm = traitlets.Unicode(_ESM).tag(sync=True)
-    _css = traitlets.Unicode(_CSS).tag(sync=True)
+    _esm = front.esm("images.js", "mask.js")
+    _css = front.css("mask.css")
     image = traitlets.Bytes(b"").tag(sync=True)
     """The source, encoded as given (sent once)."""
     image_type = traitlets.Unicode("image/png").tag(sync=True)
@@ -155,6 +59,22 @@ class MaskPainter(anywidget.AnyWidget):
         self.source: ImageInput = picture
         self._on_mask = on_mask
         self.observe(self._mask_arrived, "mask")
+
+    def __repr__(self) -> str:
+        """What a terminal prints: one line saying where the painter can be used, and what works here instead."""
+        return needs_notebook(
+            f"mask painter ({self.width}x{self.height})",
+            "give kx.inpaint(..., mask=) an image of the source's size instead (white = repaint)",
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if not in_notebook():
+            return {"text/plain": repr(self)}, {}
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):  # a saved notebook read with no kernel shows this, not "MaskPainter(...)"
+            data["text/plain"] = "kontext_nb mask painter (it needs a running kernel)"
+        return bundle
 
     def _mask_arrived(self, change: Any) -> None:
         data = bytes(change.new or b"")

@@ -13,6 +13,7 @@ import ipywidgets as w
 from ..result import Result
 from ..session import Session
 from ..views.grid import Grid
+from . import theme
 from .cards import close_tree
 from .compare_view import CompareView
 from .create import CreateTab
@@ -89,7 +90,10 @@ class Panel:
         self.header = w.HTML(self._header_text())
         self.files = FileServer()  # "open full size" and "download" links anywhere in the panel
         self.widget = w.VBox([self.header, self.tab, self.files])
+        self.widget.add_class("kx-themed")  # theme.STYLE: ipywidgets' own button colours made readable in any theme
         self._stop_header = session.on_job(self._watch_spending)
+        self._stop_newest = session.on_job(self.create.follow_elsewhere)
+        """Create's newest result follows magics, sweeps and kx.generate too."""
         self.create.on_sweep_done(self._show_grid)
         self._record_lock = threading.Lock()
         self.made: list[Result] = []
@@ -176,7 +180,8 @@ class Panel:
         spent = self.session.budget()
         cap = spent.get("session_cap")
         money = f"spent {format_cost(spent['session'])}" + (f" of {format_cost(cap)}" if cap else "")
-        return f'<div style="font:12px sans-serif;opacity:.8">kontext_nb · {where} · {money} this session</div>'
+        style = f"font:12px sans-serif;color:{theme.MUTED}"
+        return f'{theme.STYLE}<div style="{style}">kontext_nb · {where} · {money} this session</div>'
 
     def _watch_spending(self, job: Any) -> None:
         def refresh(j: Any, status: Any) -> None:
@@ -240,6 +245,7 @@ class Panel:
             return
         self.closed = True
         self._stop_header()
+        self._stop_newest()
         self.create.close()
         self.gallery.close()
         for view in (self.compare, self.history, self.duel):

@@ -51,9 +51,10 @@ function render({ model, el }) {
 export default { render };
 """
 CSS = """
-.kx-star { border: none; background: none; padding: 0 1px; font-size: 16px; line-height: 1; color: #d99a00;
+.kx-star { border: none; background: none; padding: 0 1px; font-size: 16px; line-height: 1;
+  color: color-mix(in srgb, var(--jp-warn-color1, #f57c00) 65%, var(--jp-ui-font-color0, #000));
   cursor: pointer; }
-.kx-star:disabled { color: #aaa; cursor: default; }
+.kx-star:disabled { color: var(--jp-ui-font-color2, rgba(0, 0, 0, .54)); cursor: default; }
 """
 
 

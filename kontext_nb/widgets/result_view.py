@@ -14,6 +14,7 @@ import ipywidgets as w
 
 from ..result import Result
 from ..views import render
+from . import theme
 from .cards import close_tree, links_html
 
 SIDE = 512
@@ -24,7 +25,7 @@ BUTTONS: dict[str, tuple[str, str]] = {
     "rerun": ("rerun", "the same settings with a new seed"),
     "compare": ("compare", "add to the Compare tab"),
 }
-EMPTY = '<div style="font:12px sans-serif;opacity:.6;padding:8px 0">the newest result shows here</div>'
+EMPTY = f'<div style="font:12px sans-serif;color:{theme.MUTED};padding:8px 0">the newest result shows here</div>'
 
 
 class ResultView:
@@ -93,7 +94,7 @@ class ResultView:
         try:
             callback(self.result)
         except Exception as exc:  # shown where the click was
-            self.note.value = f'<span style="color:#b00020;font:12px sans-serif">{html.escape(str(exc))}</span>'
+            self.note.value = f'<span style="color:{theme.ERROR};font:12px sans-serif">{html.escape(str(exc))}</span>'
 
     def rerun(self) -> Any:
         """What "rerun" does (the owner's callback): returns what it returns."""

@@ -40,6 +40,26 @@ function render({ model, el }) {
   for (const name of ["description", "icon", "button_style", "tooltip", "disabled"]) model.on(`change:${name}`, draw);
   draw();
   el.append(button);
+  // Ctrl+Enter (Cmd+Enter on a Mac) anywhere in the box with the class keys_from presses this button, as in
+  // A1111, ComfyUI and fal's playground; the box is found once the view is in the page
+  let scope = null, tries = 0;
+  // on the window, capturing: JupyterLab reads shortcuts on the document as they go down, and would take it first
+  const onKey = (e) => {
+    if (!scope || !scope.contains(e.target)) return;
+    if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.shiftKey || e.altKey) return;
+    e.preventDefault();
+    e.stopPropagation();  // not the notebook's "run cell"
+    button.click();
+  };
+  const bind = () => {
+    const name = model.get("keys_from");
+    if (!name) return;
+    scope = el.closest(`.${name}`);
+    if (scope) window.addEventListener("keydown", onKey, true);
+    else if (tries++ < 600) requestAnimationFrame(bind);
+  };
+  bind();
+  return () => window.removeEventListener("keydown", onKey, true);
 }
 export default { render };
 """
@@ -62,6 +82,8 @@ class SendButton(anywidget.AnyWidget):
     disabled = traitlets.Bool(False).tag(sync=True)
     handled = traitlets.Int(0).tag(sync=True)
     """Clicks the kernel has dealt with; each change enables the button in the page again."""
+    keys_from = traitlets.Unicode("").tag(sync=True)
+    """The CSS class of a box around the button in which Ctrl+Enter (Cmd+Enter) presses it ("": none)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -48,7 +48,7 @@ def test_a_duel_shows_two_hidden_results_and_records_votes(made: Callable[..., l
         pairs.add(frozenset((fresh.pair.left.key, fresh.pair.right.key)))  # type: ignore[union-attr]
         fresh.choose("left")
     assert len(pairs) == 6
-    assert "text/html" in fresh._repr_mimebundle_()[0]
+    assert "needs a notebook front end" in fresh._repr_mimebundle_()[0]["text/plain"]  # no kernel here: one line
 
 
 def test_a_duel_needs_two_results(made: Callable[..., list[Result]]) -> None:
@@ -117,5 +117,26 @@ def test_stars_on_cards_and_in_the_compare_view(made: Callable[..., list[Result]
     assert judged.tracker.journal.get(b.journal_id).rating == 2  # type: ignore[arg-type]
     assert "what changed" not in compare.before_after.value
     compare.changes.value = True
-    assert 'alt="what changed"' in compare.before_after.value and "pHash" in compare.before_after.value
+    assert compare.view.overlay is not None and "pHash" in compare.before_after.value  # the heat map, overlaid
     compare.close()
+
+
+def test_the_duel_tab_ranks_its_results_after_each_vote(made: Callable[..., list[Result]], judged: Session) -> None:
+    """Issue 22 point 5: the Duel tab shows the ranking (kx.ranking's numbers), best first, as votes come in."""
+    panel = Panel(judged)
+    try:
+        made(3)
+        view = panel.duel.new_duel()
+        assert view is not None and panel.duel.ranking.value == ""
+        assert view.pair is not None
+        winner = view.pair.left.reveal["ref"]
+        view.choose("left")
+        shown = panel.duel.ranking.value
+        assert "ranking" in shown and shown.index(winner) < min(
+            shown.index(f"@{r.id}") for r in judged.tracker.journal.search(status="done") if f"@{r.id}" != winner
+        ), "the winner of the only vote ranks first"
+        assert "1 · 0 · 0" in shown
+        view.choose("tie")
+        assert "0 · 0 · 1" in panel.duel.ranking.value or "1 · 0 · 1" in panel.duel.ranking.value
+    finally:
+        panel.close()

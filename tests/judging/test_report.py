@@ -56,3 +56,18 @@ def test_bad_report_arguments(made: Callable[..., list[Result]], tmp_path: Path,
     with pytest.raises(ValidationError) as info:
         kx.report("@last", **args)
     assert words in str(info.value)
+
+
+def test_the_report_is_a_link_in_a_notebook(
+    made: Callable[..., list[Result]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22 point 6: kx.report() in a notebook shows a link that opens it, not a bare path."""
+    a, b = made(2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    path = kx.report([a, b], "reports/lesson.html")
+    assert isinstance(path, Path) and path.read_text().startswith("<!")
+    assert '<a href="reports/lesson.html" target="_blank"' in path._repr_html_()  # type: ignore[attr-defined]
+    elsewhere = kx.report([a, b], tmp_path.parent / f"{tmp_path.name}-out.html")
+    shown = elsewhere._repr_html_()  # type: ignore[attr-defined]
+    assert "<a " not in shown and "outside the notebook's folder" in shown

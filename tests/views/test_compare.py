@@ -10,6 +10,7 @@ from PIL import Image
 
 from kontext_nb.images import ImageInput
 from kontext_nb.result import Result
+from kontext_nb.session import Session
 from kontext_nb.views.compare import Comparison
 
 T2I = "fal-ai/flux-pro/kontext/max/text-to-image"
@@ -176,3 +177,17 @@ def test_slider_is_two_stacked_images_in_a_resizable_clip() -> None:
     assert "resize:horizontal" in html and "overflow:hidden" in html
     assert "<script" not in html and "&lt;before&gt;" in html
     assert len(re.findall(r'[";]width:300px;height:300px', html)) == 3  # the frame and both images
+
+
+def test_images_of_one_run_are_numbered_beside_their_seed(session: Session) -> None:
+    """Issue 22 point 6: -n 4 makes four images with one seed; each is labelled 'seed 42 · 2/4'."""
+    from kontext_nb.views.record import record_html
+
+    result = session.generate("a red fox", seed=42, num_images=3)
+    assert isinstance(result, Result)
+    shown = result._repr_mimebundle_()["text/html"]
+    assert [f"seed <b>42</b> · {k}/3 ·" in shown for k in (1, 2, 3)] == [True] * 3
+    assert [f"seed 42 · {k}/3" in record_html([result]) for k in (1, 2, 3)] == [True] * 3
+    single = session.generate("a red fox", seed=42)
+    assert isinstance(single, Result)
+    assert re.search(r"seed <b>42</b> · \d+x\d+", single._repr_mimebundle_()["text/html"]), "one image: no count"

@@ -167,3 +167,37 @@ def test_a_plain_image_is_sent_as_png_and_huge_ones_are_capped() -> None:
     with Image.open(io.BytesIO(buffer.value)) as image:
         assert image.width == front.MAX_SIDE
     buffer.close()
+
+
+# -- issue 22: a new pair replaces an old sweep grid; "what changed" is an overlay on the image --------------------
+def test_a_new_pair_replaces_the_sweep_grid_shown_before(session: Session) -> None:
+    sweep = build_sweep("a {cat|fox}", {"seed": "1"})
+    results = [generated(session, c.prompt, model=c.model, **c.arguments) for c in sweep.cells]
+    view = CompareView()
+    view.show_grid(Grid(sweep, results))
+    assert view.grid_box.layout.display != "none"
+    view.replace(results)
+    assert view.grid_box.layout.display == "none", "the old grid stays under the new pair"
+    view.show_grid(Grid(sweep, results))
+    view.add(generated(session, "a dog", seed=3))
+    assert view.grid_box.layout.display == "none"
+    view.close()
+
+
+def test_what_changed_overlays_the_heat_map_on_the_pair(session: Session) -> None:
+    fox = generated(session, "a red fox", seed=3)
+    blue = session.edit(fox, "make the fox blue", seed=7)
+    assert isinstance(blue, Result)
+    view = CompareView()
+    view.add(blue)
+    assert view.view.overlay is None
+    view.changes.value = True
+    overlay = view.view.overlay
+    assert isinstance(overlay, ImageBuffer) and overlay.mime == "image/png"
+    with Image.open(io.BytesIO(overlay.value)) as heat:
+        assert heat.mode == "RGBA" and heat.getextrema()[3][1] > 0, "red where the edit changed, clear elsewhere"
+        assert heat.width / heat.height == pytest.approx(blue.images[0].width / blue.images[0].height, rel=0.02)
+    assert "changed" in view.view.overlay_note and "<img" not in view.before_after.value, "no second image"
+    view.changes.value = False
+    assert view.view.overlay is None
+    view.close()

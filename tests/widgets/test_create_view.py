@@ -157,3 +157,57 @@ def test_a_multi_reference_source_can_be_removed_and_is_not_added_twice(panel: P
     create.sources.remove(0)
     assert [e.label for e in create.sources.entries] == [b.ref]
     assert len(create.sources.preview.children) == 1
+
+
+def test_the_prompt_recalls_earlier_prompts_newest_first(session: Session) -> None:
+    """Issue 22 point 6: ↑ / ↓ in the prompt bring back the journal's prompts (the browser steps through them)."""
+    for prompt in ("an old lighthouse", "a quiet harbour", "an old lighthouse"):
+        session.generate(prompt, seed=1)
+    tab = CreateTab(session)
+    try:
+        assert tab.recall.prompts[:2] == ["an old lighthouse", "a quiet harbour"], "newest first, each once"
+        tab.prompt.value = "a red fox in the snow"
+        sent = tab.generate()
+        assert sent and tab.recall.prompts[0] == "a red fox in the snow"
+    finally:
+        tab.close()
+
+
+def test_the_newest_result_follows_magics_sweeps_and_kx_generate(session: Session) -> None:
+    """Issue 22 point 6: a result made outside the Create tab (kx.generate here) shows beside the form too."""
+    panel = Panel(session)
+    try:
+        made = session.generate("a lighthouse made from code", seed=5)
+        assert isinstance(made, Result)
+        waiting.wait_for(lambda: panel.create.result_view.result is not None)
+        assert panel.create.result_view.result.journal_id == made.journal_id  # type: ignore[union-attr]
+    finally:
+        panel.close()
+
+
+def test_a_dropped_or_pasted_image_becomes_the_source(session: Session) -> None:
+    """Issue 22 point 6: an image file dropped on Create (or pasted) is the source of the next edit."""
+    create = CreateTab(session)
+    try:
+        out = io.BytesIO()
+        Image.new("RGB", (64, 48), (200, 30, 30)).save(out, "PNG")
+        create.drop._message(create.drop, {"type": "image", "name": "red.png"}, [memoryview(out.getvalue())])
+        assert create.mode.value == "edit" and len(create.sources.entries) == 1
+        create.drop._message(create.drop, {"type": "image", "name": "notes.txt"}, [memoryview(b"not an image")])
+        assert len(create.sources.entries) == 1, "a file that is not an image is refused, the source stays"
+    finally:
+        create.close()
+
+
+def test_a_run_says_how_long_runs_of_its_model_usually_take(session: Session) -> None:
+    """Issue 22 point 6: a progress estimate from the journal's own timings for the endpoint."""
+    for seed in (1, 2, 3):
+        session.generate("a timed lighthouse", seed=seed)
+    tab = CreateTab(session)
+    try:
+        tab.prompt.value = "a lighthouse, timed again"
+        (job,) = tab.generate()
+        assert tab._batch is not None and tab._batch.estimate.startswith("usually")
+        job.result(30)
+    finally:
+        tab.close()

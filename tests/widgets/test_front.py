@@ -10,13 +10,22 @@ from pathlib import Path
 
 import pytest
 
+from kontext_nb.widgets.background import BackgroundStatus
 from kontext_nb.widgets.compare_widget import CompareWidget
+from kontext_nb.widgets.drop import ImageDrop
+from kontext_nb.widgets.duel import DuelView
 from kontext_nb.widgets.files import FileServer
 from kontext_nb.widgets.front import HERE
+from kontext_nb.widgets.mask import MaskPainter
+from kontext_nb.widgets.recall import PromptRecall
 from kontext_nb.widgets.reveal import Reveal
 
 
-@pytest.mark.parametrize("widget", [CompareWidget, FileServer, Reveal], ids=lambda w: w.__name__)
+@pytest.mark.parametrize(
+    "widget",
+    [CompareWidget, FileServer, Reveal, BackgroundStatus, PromptRecall, ImageDrop, DuelView, MaskPainter],
+    ids=lambda w: w.__name__,
+)
 def test_each_module_parses_as_an_es_module(widget: type, tmp_path: Path) -> None:
     node = shutil.which("node")
     assert node is not None, "node is needed to check the front end's JavaScript (.ci/run installs it)"

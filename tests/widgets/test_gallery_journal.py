@@ -10,7 +10,7 @@ import waiting  # tests/waiting.py
 
 from kontext_nb.result import Result
 from kontext_nb.session import Session
-from kontext_nb.widgets.gallery import Gallery
+from kontext_nb.widgets.gallery import HIDDEN, Gallery
 from kontext_nb.widgets.history_view import HistoryView
 from kontext_nb.widgets.panel import GALLERY, Panel
 
@@ -170,3 +170,27 @@ def test_history_details_open_files_through_the_file_server(session: Session) ->
     name = f"{made.journal_id:04d}-seed42-a-red-fox-in-snow.jpg"
     assert f'data-kx-action="open" data-kx-name="{name}"' in page
     assert "file://" not in page and 'href="#"' in page
+
+
+def test_gallery_search_and_rating_filter(session: Session) -> None:
+    """Issue 22 point 6: the Gallery has search (prompt words, or a seed) and a rating filter, like History."""
+    fox = session.generate("a red fox in snow", seed=11)
+    cat = session.generate("a grey cat on a sofa", seed=12)
+    assert isinstance(fox, Result) and isinstance(cat, Result)
+    session.tracker.journal.set_rating(fox.journal_id, 4)  # type: ignore[arg-type]
+    gallery = Gallery(session)
+    try:
+        gallery.load_recent()
+        shown = lambda: sorted(c.journal_id for c in gallery.cards if HIDDEN not in c.widget._dom_classes)  # noqa: E731
+        assert shown() == sorted([fox.journal_id, cat.journal_id])
+        gallery.search.value = "cat"
+        assert shown() == [cat.journal_id] and "1 of 2 shown" in gallery.header.value
+        gallery.search.value = "11"
+        assert shown() == [fox.journal_id], "a number finds its seed"
+        gallery.search.value = ""
+        gallery.min_rating.value = 4
+        assert shown() == [fox.journal_id]
+        gallery.min_rating.value = 0
+        assert len(shown()) == 2 and "(filtered)" not in gallery.header.value
+    finally:
+        gallery.close()

@@ -24,6 +24,7 @@ from kontext_nb.errors import ValidationError
 from kontext_nb.result import Result
 from kontext_nb.session import Session
 from kontext_nb.widgets import panel as panel_module
+from kontext_nb.widgets import theme
 from kontext_nb.widgets.controls import NO_DEFAULT, SWEEP_FIELDS, InputControls, control_for
 from kontext_nb.widgets.create import CreateTab
 from kontext_nb.widgets.panel import COMPARE, CREATE, HISTORY, Panel
@@ -211,7 +212,7 @@ def test_invalid_settings_are_shown_beside_the_field_and_nothing_is_sent(
     create.prompt.value = "a red fox"
     label = spoil(create)
     create.generate_button.click()
-    assert words in label.value and "color:#c62828" in label.value
+    assert words in label.value and f"color:{theme.ERROR}" in label.value
     assert create.jobs == []
     assert sb.stats()["submits"] == 0
 
@@ -409,7 +410,7 @@ def test_a_new_panel_closes_the_previous_one(session: Session, sb: sandbox.Sandb
     first = Panel(session)
     second = Panel(session)
     assert first.closed and not second.closed
-    assert len(session._listeners) == 2  # only the second panel follows the session: its gallery and its header
+    assert len(session._listeners) == 3  # only the second panel follows the session: gallery, header, newest result
     second.create.prompt.value = "a red fox"
     (job,) = second.create.generate()
     card_for(second, job.journal_id)

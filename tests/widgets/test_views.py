@@ -21,6 +21,7 @@ from kontext_nb.journal.db import JobRecord
 from kontext_nb.result import Result
 from kontext_nb.sandbox import SandboxServer
 from kontext_nb.session import Session
+from kontext_nb.widgets import theme
 from kontext_nb.widgets.cards import Card, placeholder, shared
 from kontext_nb.widgets.gallery import Gallery
 from kontext_nb.widgets.history_view import HistoryView, row_label
@@ -79,7 +80,7 @@ def test_failed_job_shows_its_error_on_the_card(session: Session, sb: SandboxSer
     assert isinstance(job, Job)
     card = gallery.add_job(job)
     wait_for(lambda: not card.running)
-    assert "failed" in card.status.value and "500" in card.status.value and "#b00020" in card.status.value
+    assert "failed" in card.status.value and "500" in card.status.value and theme.ERROR in card.status.value
     assert card.result is None and card.image.value == placeholder()
     assert card.buttons["use"].disabled and not card.buttons["rerun"].disabled
     assert session.record(job.journal_id).status == "failed"

@@ -7,16 +7,20 @@ const KX_RATES = [1, 2, 4, 8]; // flicker rate choices, per second
 const KX_MAX_ZOOM = 32; // times the fitted size
 const KX_DIFF_GAIN = 4; // differences are faint: brighten them
 const KX_DIFF_SIDE = 2048; // the difference is computed at most this large
+const KX_MARGIN = 16; // px kept free below the view when it is fitted to the notebook's height
+const KX_MIN_STAGE = 160; // px: a stage never shrinks below this to fit
 
 function render({ model, el }) {
   const root = h("div", "kx-compare", null, { tabindex: "0" });
   el.appendChild(root);
   const view = { mode: model.get("mode"), zoom: 1, cx: 0.5, cy: 0.5, cut: 0.5, pair: [0, 1], shown: 0, rate: 2 };
   let images = [];
+  let heat = null; // "what changed": the overlay image, drawn over the pair with the same zoom and pan
   let timer = null;
   let diff = null; // {key, url, width, height}
   let viewports = []; // [{box, layers: [{node, image}]}]
   let generation = 0;
+  let heatGeneration = 0;
 
   const bar = h("div", "kx-bar");
   const modeButtons = KX_MODES.map((name) => {
@@ -60,6 +64,24 @@ function render({ model, el }) {
   const head = h("div", "kx-head");
   const table = h("div", "kx-table");
   [bar, head, body, hint, table].forEach((n) => root.appendChild(n));
+
+  // -- fitting the window: at "fit" the whole view (toolbar, images, labels, buttons) is in sight -------------
+  function room() {
+    const scroller = root.closest(".jp-WindowedPanel-outer, .jp-Notebook") || document.scrollingElement;
+    const seen = scroller && scroller.clientHeight ? scroller.clientHeight : window.innerHeight;
+    const below = window.innerHeight - Math.max(0, scroller ? scroller.getBoundingClientRect().top : 0);
+    return Math.min(seen, below) - KX_MARGIN; // Notebook 7 scrolls the page: its bars above take room too
+  }
+
+  function fitHeight() {
+    const stages = [...body.querySelectorAll(".kx-stage")];
+    if (!stages.length || !root.isConnected) return;
+    const columns = Math.max(1, getComputedStyle(body.firstChild).gridTemplateColumns.split(" ").length);
+    const rows = view.mode === "side by side" ? Math.ceil(stages.length / columns) : 1;
+    const others = root.offsetHeight - rows * stages[0].offsetHeight;
+    const each = Math.max(KX_MIN_STAGE, Math.floor((room() - others) / rows));
+    if (root.style.getPropertyValue("--kx-stage-max") !== `${each}px`) root.style.setProperty("--kx-stage-max", `${each}px`);
+  }
 
   // -- the shared view: every viewport shows its image at the same zoom and centre --------------------------
   function layout() {
@@ -266,14 +288,15 @@ function render({ model, el }) {
       const box = stageBox(1 / aspect);
       const layer = layerOf(images[i], item.flagged ? "kx-flagged" : "");
       box.appendChild(layer.node);
+      const vp = { box, layers: [layer] };
+      if (heat && items.length === 2 && i === 1) addHeat(vp);
       figure.append(box, caption(item, i), actions(images[i], item.label));
       grid.appendChild(figure);
-      const vp = { box, layers: [layer] };
       viewports.push(vp);
       attach(vp);
     });
     body.appendChild(grid);
-    hint.textContent = "drag: pan · wheel or + −: zoom, all images together";
+    hint.textContent = withNote("drag: pan · wheel or + −: zoom, all images together");
   }
 
   function drawOverlay(items) {
@@ -281,7 +304,8 @@ function render({ model, el }) {
     const A = images[a];
     const B = images[b];
     const box = stageBox(A.width / A.height);
-    box.classList.add(`kx-${view.mode.replace(/ /g, "-")}`);
+    box.classList.add(`kx-${view.mode.replace(/ /g, "-")}`, "kx-pair-stage");
+    root.style.setProperty("--kx-aspect", String(A.width / A.height));
     const blur = (i) => (items[i].flagged ? "kx-flagged" : "");
     const bottom = layerOf(B, blur(b));
     const topWrap = h("div", "kx-top");
@@ -293,6 +317,7 @@ function render({ model, el }) {
       vp.layers.push(top);
       box.appendChild(topWrap);
     }
+    if (heat) addHeat(vp);
     if (view.mode === "slider") {
       vp.divider = h("div", "kx-divider", null, { role: "slider", "aria-label": "before / after divider" });
       vp.divider.appendChild(h("div", "kx-handle", "◀▶"));
@@ -311,8 +336,29 @@ function render({ model, el }) {
       flicker: "f or space: swap · ▶ flicker: swap by itself · drag: pan · wheel: zoom",
       difference: "bright where the two images differ (×4) · drag: pan · wheel: zoom",
     };
-    hint.textContent = hints[view.mode];
+    hint.textContent = withNote(hints[view.mode]);
     if (view.mode === "flicker") showFlicker();
+  }
+
+  function addHeat(vp) {
+    const layer = layerOf(heat, "kx-heat");
+    vp.layers.push(layer);
+    vp.box.appendChild(layer.node);
+  }
+
+  function withNote(text) {
+    const note = heat ? model.get("overlay_note") : "";
+    return note ? `what changed (red): ${note} · ${text}` : text;
+  }
+
+  async function loadOverlay() {
+    const ref = model.get("overlay");
+    const mine = ++heatGeneration;
+    const loaded = ref ? await imageOf(model, ref) : null;
+    if (mine !== heatGeneration) return;
+    heat = loaded;
+    root.dataset.overlay = String(Boolean(heat));
+    draw();
   }
 
   async function showDifference(vp, A, B) {
@@ -373,6 +419,7 @@ function render({ model, el }) {
     if (!items.length || images.length !== items.length) return;
     if (view.mode === "side by side") drawSideBySide(items);
     else drawOverlay(items);
+    fitHeight();
     layout();
   }
 
@@ -418,18 +465,27 @@ function render({ model, el }) {
     }
   });
 
-  const resize = new ResizeObserver(() => layout());
+  const refit = () => {
+    fitHeight();
+    layout();
+  };
+  const resize = new ResizeObserver(refit);
   resize.observe(root);
+  window.addEventListener("resize", refit); // a taller or shorter window: the view fits it again
   model.on("change:items", load);
+  model.on("change:overlay", loadOverlay);
   model.on("change:rows", drawTable);
   model.on("change:note", drawTable);
   model.on("change:common_prompt", draw);
   load();
+  loadOverlay();
   return () => {
     stopFlicker();
     dropDiff();
     resize.disconnect();
+    window.removeEventListener("resize", refit);
     model.off("change:items", load);
+    model.off("change:overlay", loadOverlay);
     model.off("change:rows", drawTable);
     model.off("change:note", drawTable);
     model.off("change:common_prompt", draw);

@@ -50,11 +50,15 @@ function render({ model, el: root }) {
   for (const side of ["left", "right"]) {
     const frame = el("button", `kx-duel-side kx-duel-${side}`);
     frame.type = "button";
-    frame.title = side === "left" ? "this one is better (←)" : "this one is better (→)";
+    frame.title = side === "left" ? "this one is better (←; click once more)" : "this one is better (→; click once more)";
     const img = el("img");
     img.alt = side === "left" ? "left image" : "right image";
     frame.append(img);
-    frame.addEventListener("click", () => vote(side));
+    // a first click only takes the view in hand (the README's "click the view first"): it never votes
+    frame.addEventListener("click", () => {
+      if (engaged) vote(side);
+      else engage();
+    });
     stage.append(frame);
     sides[side] = { frame, img };
   }
@@ -67,6 +71,15 @@ function render({ model, el: root }) {
   }
 
   let pending = false;
+  let engaged = false; // true after the user's first click or key in the view: from then a click on a picture votes
+  const engage = () => {
+    engaged = true;
+    box.dataset.engaged = "true";
+    head.textContent = headText();
+  };
+  box.addEventListener("pointerdown", (event) => {
+    if (!event.target.closest(".kx-duel-side")) engage();
+  });
   let shown = { left: "", right: "" };
   let previous = { left: "", right: "" };
 
@@ -81,7 +94,7 @@ function render({ model, el: root }) {
 
   function draw() {
     const number = model.get("number");
-    head.textContent = model.get("title") + (number ? ` · pair ${number} · ${model.get("voted")} votes` : "");
+    head.textContent = headText();
     // the pair just voted stays for the reveal; the one before it is let go (no blob piles up over a long duel)
     for (const url of Object.values(previous)) if (url) URL.revokeObjectURL(url);
     previous = shown;
@@ -109,9 +122,16 @@ function render({ model, el: root }) {
     box.dataset.shownAt = String(performance.now());
   }
 
+  function headText() {
+    const number = model.get("number");
+    const how = engaged ? " · or click a picture" : " · click the view first";
+    return model.get("title") + (number ? ` · pair ${number} · ${model.get("voted")} votes${how}` : "");
+  }
+
   box.addEventListener("keydown", (event) => {
     const choice = CHOICES[event.key];
     if (!choice) return;
+    engaged = true;
     event.preventDefault();
     event.stopPropagation(); // Jupyter's own shortcuts must not see the arrows
     vote(choice);
