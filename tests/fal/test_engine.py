@@ -97,10 +97,10 @@ def test_a_server_without_a_stream_falls_back_to_polling(make_session: MakeSessi
 
 
 def test_cancel_a_queued_job(session: Session, sb: sandbox.SandboxServer) -> None:
-    sb.configure(workers=1, inference_time=1.0)
+    sb.configure(workers=1, inference_time=3600.0)  # the busy job holds the one worker until it is cancelled
     busy = session.generate("busy", wait=False)
     job = session.generate("waiting", wait=False)
-    _wait_for(lambda: job.request_id is not None and job.state == "queued")
+    _wait_for(lambda: job.request_id is not None and job.state == "queued", timeout=60)
     assert job.cancel() is True
     with pytest.raises(JobCancelled):
         job.result(timeout=10)
@@ -246,7 +246,7 @@ def test_build_request_checks_options_before_anything_is_sent() -> None:
     assert build_request("text-to-image", "x", private=True).options == SubmitOptions(store_io=False)
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> None:
+def _wait_for(predicate, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import httpx
 from PIL import Image
+from sockets import read_answer  # tests/sockets.py: tests/ is on sys.path
 
 from kontext_nb.proxy import Bounds, ProxyServer
 from kontext_nb.serving import ConnectionLimits
@@ -32,10 +33,14 @@ def hold(port: int, source: str, data: bytes) -> socket.socket:
 
 
 def answer_of(sock: socket.socket) -> bytes:
+    """The proxy's whole answer on ``sock`` (tests/sockets.py), or b"" when it closed or reset the connection
+    without one."""
     try:
-        return sock.recv(4096)
-    except ConnectionResetError:
-        return b""
+        return read_answer(sock).raw
+    except AssertionError as ended:
+        if "connection ended before the end of the head; read: b''" in str(ended):
+            return b""
+        raise
 
 
 def test_four_addresses_holding_half_sent_heads_do_not_lock_the_class_out(
