@@ -179,12 +179,17 @@ def test_a_large_head_is_refused_however_it_arrives(make_proxy: Callable[..., Pr
     server = make_proxy()
     for pieces in (1, 7):
         head = b"GET /instructor HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 40_000 + b"\r\n\r\n"
+        cut_off = False
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             step = len(head) // pieces + 1
-            for i in range(0, len(head), step):
-                sock.sendall(head[i : i + step])
+            try:
+                for i in range(0, len(head), step):
+                    sock.sendall(head[i : i + step])
+            except (ConnectionResetError, BrokenPipeError):
+                cut_off = True  # it answered 431 and closed while the rest was still being sent
             answer = answer_of(sock)
-        assert answer.startswith(b"HTTP/1.1 431"), answer[:60]
+        # refused either way: the 431 read, or (the reset overtaking it, as TCP may) a connection never served
+        assert answer.startswith(b"HTTP/1.1 431") or (cut_off and answer == b""), answer[:60]
     with httpx.Client(timeout=30.0, trust_env=False) as client:
         assert client.get(f"{server.url}/instructor", headers={"x-pad": "a" * 8000}).status_code == 200
 
