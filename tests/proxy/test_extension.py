@@ -77,8 +77,12 @@ def test_cancel_through_the_proxy(
     upstream.configure(queue_delay=PAUSED)
     server = make_proxy(Limits(**{**LIMITS.as_dict(), "class_in_flight": 1}))
     session = student_session(server, server.classroom.add_student("Ada"))
-    upstream_job, waiting_job = session.generate("one", wait=False), session.generate("two", wait=False)
-    assert isinstance(upstream_job, Job) and isinstance(waiting_job, Job)
+    # one after the other: sent together, "two" could reach the proxy first and be the one upstream
+    upstream_job = session.generate("one", wait=False)
+    assert isinstance(upstream_job, Job)
+    wait_until(lambda: upstream.stats()["submits"] == 1, "the first is upstream")
+    waiting_job = session.generate("two", wait=False)
+    assert isinstance(waiting_job, Job)
     wait_until(lambda: upstream_job.request_id is not None and waiting_job.request_id is not None, "both submitted")
     assert waiting_job.cancel() and upstream_job.cancel()  # one waits in the proxy, one is upstream
     for job in (upstream_job, waiting_job):
