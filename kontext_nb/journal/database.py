@@ -146,7 +146,8 @@ class Database(ABC):
 
     @abstractmethod
     def read(self, sql: str, params: Params = ()) -> list[Any]:
-        """Every row of one statement, outside any write transaction."""
+        """Every row of one statement run outside any write transaction (autocommit: no lock; [] when it returns no
+        rows, as an UPDATE)."""
 
     def one(self, sql: str, params: Params = ()) -> Any:
         """The first row, or None."""
@@ -349,7 +350,8 @@ class PostgresDatabase(Database):
         for attempt in (0, 1):
             conn = self._conn()
             try:
-                return list(self._run(conn, sql, params).fetchall())
+                cursor = self._run(conn, sql, params)
+                return list(cursor.fetchall()) if cursor.description is not None else []
             except (self._pg.OperationalError, self._pg.InterfaceError) as exc:
                 if attempt == 0 and conn.broken:  # the server restarted since this connection was opened
                     self.close()
