@@ -342,12 +342,17 @@ class PostgresDatabase(Database):
         if held is not None:
             held.close()
 
-    def _mapped(self, exc: Exception) -> Exception:
+    def _mapped(self, exc: Exception, *, committing: bool = False) -> Exception:
         """One line of the caller's error class (or ``Conflict``), without the password."""
         pg = self._pg
         text = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, self.url)
         if isinstance(exc, pg.errors.UniqueViolation):
             return Conflict(text)
+        if isinstance(exc, pg.OperationalError | pg.InterfaceError) and committing:
+            return self._error(
+                f"cannot reach {self._what} at {self.where} ({text}): the database server went away while this "
+                "call's change was committed, so it may or may not be kept; the next call reconnects"
+            )
         if isinstance(exc, pg.OperationalError | pg.InterfaceError):
             return self._error(
                 f"cannot reach {self._what} at {self.where} ({text}): the database server is down, restarting or "
@@ -413,7 +418,7 @@ class PostgresDatabase(Database):
         except self._pg.Error as exc:
             self.close()
             if raising:
-                raise self._mapped(exc) from None
+                raise self._mapped(exc, committing=True) from None
 
     def _ensure_lock(self, lock: str) -> None:
         """The lock table and this lock's row (made once; an advisory lock keeps two first kernels apart)."""
