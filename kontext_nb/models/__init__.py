@@ -1,0 +1,75 @@
+"""The model registry: every fal image model kontext_nb knows, from fal's published OpenAPI schemas and prices.
+
+Below everything (imports only errors.py and the standard library); importing it reads nothing: the vendored
+snapshot (``models/snapshot/``, one JSON document per endpoint) is read on the first lookup.
+
+API (``from kontext_nb import models``)::
+
+    models.get(name) -> Model                      # alias ('max', 'pro', 'dev', 'lora', 'flux2-flex-edit', ...) or
+                                                   # endpoint id; ValidationError (one line, did-you-mean) if unknown
+    models.registry() -> Registry                  # the process's registry:
+        .get(name) / .find(name) -> Model | None / name in registry
+        .all() / .search(text=None, category=None) -> list[Model]
+        .variant(name, mode) -> Model              # mode: text-to-image | edit | multi | inpaint; follows `sibling`:
+                                                   # ('max', 'text-to-image') -> .../kontext/max/text-to-image
+        .family(name) -> list[Model]; .aliases() -> {alias: endpoint_id}; .endpoint_ids()
+        .set_price(name, unit_price, per='image'|'megapixel') -> Model   # a price the user declares (kx.set_price)
+    models.load_live(registry, endpoint_id, runs_folder, openapi, price) -> Model
+                                                   # any endpoint with a key: fetched by the caller's two callables,
+                                                   # cached in <runs>/models/ for a day (models/live.py)
+
+    Model (frozen): endpoint_id, alias, title, category, sibling, inputs (InputField, in x-fal-order-properties
+        order), output (OutputShape: images 'images'|'image', seed 'seed'|'seeds', nsfw flag field), pricing
+        (Pricing | None: unit_price, unit 'image'|'megapixel', currency, rule, source), provenance (dict), live;
+        .input(name), .takes(name), .defaults(), .image_inputs, .source_field, .mask_field, .count_field,
+        .takes_seed, .takes_mask, .mode, .price_source
+    InputField (frozen): name, kind (string|integer|float|boolean|enum|image|images|size|loras|object|array),
+        type, description, required, default (MISSING when none; .has_default), enum, minimum, maximum,
+        min_items, max_items, max_side, title
+
+    Prices (models/pricing.py): bound(model, arguments, input_sizes=None) -> dollars, an upper bound before sending;
+        billed(model, arguments, output_sizes, input_sizes=()) -> dollars from what came back;
+        billed_units(...), output_size(model, arguments, input_size), images_asked(model, arguments),
+        can_price(model) -> None | reason; Unpriced (a ValidationError): no price published / a rule not known ->
+        nothing is sent (a declared price, set_price, is the one way past it).
+    Adapters (models/adapters.py): adapt(model, Intention(prompt, sources, mask, size, n, seed, settings)) ->
+        Adapted(endpoint_id, arguments, not_taken, reproducible, notes); normalise(output_json) ->
+        Output(images, seeds, nsfw, extra).
+    Table: models_frame(search=None, category=None) -> pandas.DataFrame (kx.models).
+"""
+
+from __future__ import annotations
+
+from .adapters import Adapted, Intention, Output, adapt, normalise
+from .live import load as load_live
+from .pricing import Unpriced, billed, billed_units, bound, can_price, images_asked, output_size
+from .registry import MODES, Registry, get, registry
+from .schema import MISSING, InputField, Model, OutputShape, Pricing, parse
+from .table import models_frame
+
+__all__ = [
+    "MISSING",
+    "MODES",
+    "Adapted",
+    "InputField",
+    "Intention",
+    "Model",
+    "Output",
+    "OutputShape",
+    "Pricing",
+    "Registry",
+    "Unpriced",
+    "adapt",
+    "billed",
+    "billed_units",
+    "bound",
+    "can_price",
+    "get",
+    "images_asked",
+    "load_live",
+    "models_frame",
+    "normalise",
+    "output_size",
+    "parse",
+    "registry",
+]
