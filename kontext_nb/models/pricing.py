@@ -38,6 +38,7 @@ SIZE_PRESETS: dict[str, tuple[int, int]] = {
 RESOLUTION_MEGAPIXELS = {"0.5K": 0.25, "1K": 1.0, "2K": 4.0, "4K": 16.0}
 """A ``resolution`` enum's output size (Nano Banana): the long side 1K/2K/4K, so about 1, 4 or 16 MP."""
 Size = tuple[int, int]
+COMMON_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 
 
 class Unpriced(ValidationError):
@@ -59,6 +60,11 @@ def aspect_size(ratio: str, megapixels: float = 1.0) -> Size:
     w, h = (float(x) for x in ratio.split(":"))
     height = math.sqrt(megapixels * MEGAPIXEL * h / w)
     return round(height * w / h / 16) * 16, round(height / 16) * 16
+
+
+FALS_CHOICE = max((aspect_size(r) for r in COMMON_RATIOS), key=lambda wh: billed_megapixels(*wh))
+"""Where the output follows the input or fal chooses ('auto'), it may be about a megapixel in the input's shape
+(as Kontext's auto does, and the sandbox draws): the dearest such shape, 21:9 at 1568x672, bills 2 MP."""
 
 
 def _ratio_or_none(value: Any) -> float | None:
@@ -90,7 +96,7 @@ def images_asked(model: Model, arguments: Mapping[str, Any]) -> int:
 def output_size(model: Model, arguments: Mapping[str, Any], input_size: Size | None = None) -> Size:
     """The largest output fal may return for these arguments (``input_size``: the first source's, None = unknown)."""
     args = arguments_with_defaults(model, arguments)
-    follows = multiple_of_16(input_size or LARGEST)
+    follows = max(multiple_of_16(input_size or LARGEST), FALS_CHOICE, key=lambda wh: billed_megapixels(*wh))
     if model.takes("image_size"):
         size = args.get("image_size")
         if isinstance(size, Mapping) and _is_int(size.get("width")) and _is_int(size.get("height")):
@@ -142,26 +148,28 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral)
 
 
-def _sources(model: Model, arguments: Mapping[str, Any]) -> int:
-    """How many source images the arguments send (a mask and a reference are not billed as inputs)."""
-    src = model.source_field
-    value = arguments.get(src.name) if src is not None else None
-    if isinstance(value, (list, tuple)):
-        return len(value)
-    return 1 if value is not None else 0
+def _image_values(model: Model, arguments: Mapping[str, Any]) -> int:
+    """How many images the arguments send, over every image input (sources, masks, references)."""
+    count = 0
+    for name in model.image_inputs:
+        value = arguments.get(name)
+        count += len(value) if isinstance(value, (list, tuple)) else int(value is not None)
+    return count
 
 
 # -- the interpreter ----------------------------------------------------------------------------------------------
 def bound(model: Model, arguments: Mapping[str, Any], input_sizes: Sequence[Size | None] | None = None) -> float:
-    """The most a request may cost, in dollars, before sending. ``input_sizes``: each source's (width, height) in
-    order, None where not known; omitted, every source is of unknown size. Unpriced when it cannot be bounded."""
+    """The most a request may cost, in dollars, before sending. ``input_sizes``: the (width, height) of each image
+    sent, sources first (the output may follow the first), then masks and references, None where not known; images
+    not listed are of unknown size (the largest fal takes). Unpriced when it cannot be bounded."""
     rule, unit_price = _rule(model)
     args = arguments_with_defaults(model, arguments)
     n = images_asked(model, args)
     per = rule.get("per")
     if per == "image":
-        return round(n * _per_image(model, rule, unit_price, args), 6)
-    sizes = list(input_sizes) if input_sizes is not None else [None] * _sources(model, args)
+        return round(n * _per_image(model, rule, unit_price, args, arguments), 6)
+    sizes: list[Size | None] = list(input_sizes or [])
+    sizes += [None] * (_image_values(model, args) - len(sizes))  # an image whose size is not given: unknown
     out = billed_megapixels(*output_size(model, args, sizes[0] if sizes else None))
     if rule.get("of", "output") == "output":
         return round(n * _per_mp(rule, unit_price, out), 6)
@@ -180,7 +188,7 @@ def billed(
     rule, unit_price = _rule(model)
     args = arguments_with_defaults(model, arguments)
     if rule.get("per") == "image":
-        return round(len(output_sizes) * _per_image(model, rule, unit_price, args), 6)
+        return round(len(output_sizes) * _per_image(model, rule, unit_price, args, arguments), 6)
     if rule.get("of", "output") == "output":
         return round(sum(_per_mp(rule, unit_price, billed_megapixels(*s)) for s in output_sizes), 6)
     if not output_sizes:
@@ -238,14 +246,20 @@ def _rule(model: Model) -> tuple[Mapping[str, Any], float]:
     return rule, p.unit_price
 
 
-def _per_image(model: Model, rule: Mapping[str, Any], unit_price: float, args: Mapping[str, Any]) -> float:
+def _per_image(
+    model: Model, rule: Mapping[str, Any], unit_price: float, args: Mapping[str, Any], asked: Mapping[str, Any]
+) -> float:
+    """One image's price. A worst-case table (per-token prices) is read for what was ``asked`` (the arguments as
+    given); a multiplier for the arguments with the schema's defaults (a value not in it: the largest)."""
     table = rule.get("table")
     if isinstance(table, Mapping):
         fields = table.get("field")
         names = [fields] if isinstance(fields, str) else list(fields or [])
-        key = "|".join(str(args.get(n, "")) for n in names)
-        worst = table.get("worst_case") or {}
-        return float(worst.get(key, max([float(table["default"]), *map(float, worst.values())])))
+        worst = {str(k): float(v) for k, v in (table.get("worst_case") or {}).items()}
+        dearest = max([float(table["default"]), *worst.values()])
+        if any(asked.get(n) is None for n in names):  # not asked: whatever fal fills in, the dearest
+            return dearest
+        return worst.get("|".join(str(asked[n]) for n in names), dearest)
     mult = rule.get("multiplier")
     if isinstance(mult, Mapping):
         values = {str(k): float(v) for k, v in (mult.get("values") or {}).items()}
