@@ -154,7 +154,10 @@ def pricing(ep: E.Endpoint) -> tuple[dict[str, Any] | None, str]:
             PRO_LLMS + " ('$0.04 per images'), read 2026-12-07")
     if ep.model == "max":
         return {"unit_price": 0.08, "unit": "image", "currency": "USD", "rule": {"per": "image"}}, (
-            "kontext_nb/endpoints.py PRICE_PER_IMAGE['max'] (since 2026-11-21; fal's page for it not re-read here)")
+            "kontext_nb/endpoints.py PRICE_PER_IMAGE['max'] (the project's figure since 2026-11-21, its source not"
+            " recorded there); fal's own page for [max] could not be read here; a third-party catalogue"
+            " (lumenfall.ai, citing https://fal.ai/models/fal-ai/flux-pro/kontext/max/text-to-image) quotes the"
+            " same $0.08 per image")
     if ep.model == "lora":
         return {"unit_price": 0.035, "unit": "megapixels", "currency": "USD",
                 "rule": {"per": "megapixel", "of": "output"}}, (
