@@ -14,8 +14,6 @@ from .errors import ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from .models import Model
     from pathlib import Path
 
     import pandas
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
     from .jobs import Job
     from .journal.db import JobRecord
     from .judging.changes import Changes
+    from .models import Model
     from .result import Result
     from .session import Session
     from .views.history import History

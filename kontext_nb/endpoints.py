@@ -1,28 +1,18 @@
-"""The Kontext endpoints on fal: names, defaults, enums, ranges and prices.
+"""Endpoints: the API the engine, sandbox, widgets, magics, sweeps and proxy use, built from the model registry.
 
-This module is the single source of truth. The engine, the sandbox, the widgets and the
-help texts all read from it; no other file repeats a range, an enum or a default.
+Every input (name, type, enum, range, default, description) and every price comes from ``kontext_nb.models``: fal's
+OpenAPI documents in the vendored snapshot (``models/snapshot/``, with the source and date of each fact in its
+``provenance``; what fal does not publish is marked there). ``ENDPOINTS`` is the Kontext family (max, pro, dev, lora,
+built on first use); ``get_endpoint`` and ``endpoint_for`` also give every other model of the registry.
 
-Sources:
-
-- [max]/[pro]: fal's API pages for ``fal-ai/flux-pro/kontext/max/text-to-image`` and
-  ``fal-ai/flux-pro/kontext/max`` (the project's seed pages).
-- [dev], LoRA and inpainting (``fal-ai/flux-kontext/dev``, ``fal-ai/flux-kontext-lora``,
-  ``fal-ai/flux-kontext-lora/text-to-image``, ``fal-ai/flux-kontext-lora/inpaint``): the
-  types of fal's JavaScript client, fal-ai/fal-js ``libs/client/src/types/endpoints.ts``
-  at commit 381105e (2026-08-02): ``DevKontextEditInput``, ``BaseKontextEditInput``,
-  ``BaseKontextInput``, ``BaseKontextInpaintInput``, ``LoraWeight``, ``ImageSize`` and the
-  output ``unoOutput`` — every field, type, default and enum. Those types carry no ranges;
-  the ranges (steps 10-50, guidance 0-20) and the price ($0.035 per megapixel) are from
-  fal's page https://fal.ai/models/fal-ai/flux-kontext-lora/llms.txt (read 2026-11-30).
-- Not published in what we could read (each marked ``NOT PUBLISHED`` below, with the choice
-  kontext_nb makes): the ranges of [dev] (taken from its LoRA sibling, the same model),
-  ``num_images`` (1-4 as in the rest of the family), ``strength`` (0.01-1, the range fal
-  publishes for ``fal-ai/flux-lora/inpainting``), a LoRA's ``scale`` (kontext_nb allows 0-4),
-  custom ``image_size`` sides (1-14142, the largest input side fal names), the pixel sizes of
-  the ``image_size`` presets, fal's megapixel rounding rule, and [dev]'s price (fal's model
-  page was not available to us; $0.025 per megapixel is the figure third-party catalogues
-  quote for it — a labelled estimate, see ``PRICE_PER_MEGAPIXEL``).
+Still written here, and why:
+- Kontext's output-size rule (``Endpoint.output_size``: ``resolution_mode``, ``aspect_ratio``, ``image_size``) and
+  its estimate: the sandbox renders Kontext images with it and the money tests compare reservations and bills made
+  with it; every other model is priced by ``models.bound`` (an upper bound, never below the Kontext rule: tested).
+- Value checks (``validate``): the kinds' rules (a LoRA's scale range ``LORA_SCALE`` and the largest custom side
+  ``MAX_SIDE`` are NOT PUBLISHED by fal), the did-you-mean hints, and the text rules (``text_problem``).
+- ``ASPECT_RATIOS``, ``OUTPUT_FORMATS``, ``SAFETY_TOLERANCES``: Kontext's enums as other modules name them (the
+  same values as the snapshot's, which the tests compare).
 """
 
 from __future__ import annotations
@@ -624,13 +614,15 @@ def validate(endpoint: Endpoint | str, arguments: Mapping[str, Any], *, fill_def
 
 
 def _unknown(ep: Endpoint, key: str) -> str:
+    names = tuple(f.name for f in ep.inputs)
+    if not ep.kontext:  # the Kontext family's hints (another mode, another model of it) are not this model's
+        return f"unknown argument {key!r} for {ep.id}{suggest(key, names)}; allowed: {', '.join(names)}"
     others = [e for e in ENDPOINTS.values() if e.model == ep.model and any(f.name == key for f in e.inputs)]
     if others:
         return f"{key!r} is not an input of {ep.id} ({ep.mode}); it belongs to {ep_list(others)}"
     elsewhere = [
         m for m in MODELS if any(e.model == m and any(f.name == key for f in e.inputs) for e in ENDPOINTS.values())
     ]
-    names = tuple(f.name for f in ep.inputs)
     if elsewhere:
         return f"{key!r} is not an input of {ep.id} ([{ep.model}] {ep.mode}); only of {', '.join(elsewhere)}"
     return f"unknown argument {key!r} for {ep.id}{suggest(key, names)}; allowed: {', '.join(names)}"

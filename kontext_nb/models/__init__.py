@@ -47,10 +47,10 @@ import types
 from typing import TYPE_CHECKING
 
 from .adapters import Adapted, Intention, Output, adapt, normalise
+from .catalog import MODES, Registry, get, registry
 from .live import check_endpoint_id
 from .live import load as load_live
 from .pricing import Unpriced, billed, billed_units, bound, can_price, images_asked, output_size
-from .registry import MODES, Registry, get, registry
 from .schema import MISSING, InputField, Model, OutputShape, Pricing, parse
 from .table import models_frame
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KontextError, ValidationError
-from .registry import Registry
+from .catalog import Registry
 from .schema import Model, parse
 
 MAX_AGE = 24 * 3600.0
