@@ -143,6 +143,12 @@ class Endpoint:
         """Whether kontext_nb can bound what a job costs here (see models/pricing.py)."""
         return self.spec is not None and models.can_price(self.spec) is None
 
+    def cost_of_units(self, units: float, arguments: Mapping[str, Any] | None = None) -> float:
+        """Dollars for the units fal says it billed (``x-fal-billable-units``), by this endpoint's price rule."""
+        if not self.kontext and self.spec is not None:
+            return round(models.from_units(self.spec, arguments or {}, units), 4)
+        return round(units * self.price, 4)
+
     @property
     def price_per_image(self) -> float:
         """Per-image endpoints: the price; per-megapixel ones: the price of a 1 MP image."""
@@ -166,15 +172,22 @@ class Endpoint:
     def defaults(self) -> dict[str, Any]:
         return {f.name: f.default for f in self.inputs if f.has_default}
 
-    def cost(self, num_images: int, sizes: Sequence[tuple[int, int] | None] | None = None) -> float:
+    def cost(
+        self,
+        num_images: int,
+        sizes: Sequence[tuple[int, int] | None] | None = None,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> float:
         """What ``num_images`` images cost; per megapixel, from their ``sizes`` (width, height) as returned.
 
-        A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under.
+        A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under. ``arguments``
+        (what was sent) matter to rules outside the Kontext family (a resolution multiplier, a quality table).
+        NOT KNOWN here: the sources' sizes, which rules of input and output also bill (fal's billable units do).
         """
         if not self.kontext and self.spec is not None:
             shown = [s or _multiple_of_16(LARGEST_INPUT) for s in list(sizes or [])[:num_images]]
             shown += [_multiple_of_16(LARGEST_INPUT)] * (num_images - len(shown))
-            return round(models.billed(self.spec, {}, shown), 4)
+            return round(models.billed(self.spec, arguments or {}, shown), 4)
         if self.unit == "image":
             return round(self.price * num_images, 4)
         known = list(sizes or [])[:num_images]

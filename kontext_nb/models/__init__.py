@@ -29,7 +29,8 @@ API (``from kontext_nb import models``)::
 
     Prices (models/pricing.py): bound(model, arguments, input_sizes=None) -> dollars, an upper bound before sending;
         billed(model, arguments, output_sizes, input_sizes=()) -> dollars from what came back;
-        billed_units(...), output_size(model, arguments, input_size), images_asked(model, arguments),
+        billed_units(...), from_units(model, arguments, units) (x-fal-billable-units -> dollars),
+        output_size(model, arguments, input_size), images_asked(model, arguments),
         can_price(model) -> None | reason; Unpriced (a ValidationError): no price published / a rule not known ->
         nothing is sent (a declared price, set_price, is the one way past it).
     Adapters (models/adapters.py): adapt(model, Intention(prompt, sources, mask, size, n, seed, settings)) ->
@@ -50,7 +51,7 @@ from .adapters import Adapted, Intention, Output, adapt, normalise
 from .catalog import MODES, Registry, get, registry
 from .live import check_endpoint_id
 from .live import load as load_live
-from .pricing import Unpriced, billed, billed_units, bound, can_price, images_asked, output_size
+from .pricing import Unpriced, billed, billed_units, bound, can_price, from_units, images_asked, output_size
 from .schema import MISSING, InputField, Model, OutputShape, Pricing, parse
 from .table import models_frame
 
@@ -75,6 +76,7 @@ __all__ = [
     "bound",
     "can_price",
     "check_endpoint_id",
+    "from_units",
     "get",
     "images_asked",
     "load_live",
