@@ -75,8 +75,10 @@ class Field:
         """What values are allowed, in words (used in every error message)."""
         if self.kind == "enum":
             return "one of " + ", ".join(self.choices)
-        if self.kind in ("integer", "float") and self.minimum is not None:
+        if self.kind in ("integer", "float"):
             what = "an integer" if self.kind == "integer" else "a number"
+            if self.minimum is None:
+                return what if self.maximum is None else f"{what} <= {_num(self.maximum)}"
             if self.maximum is None:
                 return f"{what} >= {_num(self.minimum)}"
             return f"{what} from {_num(self.minimum)} to {_num(self.maximum)}"
@@ -85,7 +87,9 @@ class Field:
         if self.kind == "image":
             return "an http(s) URL or a data URI of an image"
         if self.kind == "images":
-            return f"a list of {self.min_items} to {self.max_items} image URLs or data URIs"
+            if self.max_items is None:
+                return f"a list of at least {self.min_items or 1} image URLs or data URIs"
+            return f"a list of {self.min_items or 1} to {self.max_items} image URLs or data URIs"
         if self.kind == "loras":
             return (
                 "a list of LoRAs, each {'path': URL or Hugging Face name, 'scale': "

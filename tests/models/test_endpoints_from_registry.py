@@ -52,3 +52,13 @@ def test_an_unpriced_model_says_so_and_refuses_an_estimate() -> None:
     assert not seedream.priced and seedream.price_text() == "price not published"
     with pytest.raises(models.Unpriced, match="fal publishes no price for fal-ai/bytedance/seedream/v4/edit"):
         seedream.estimate({"prompt": "p"})
+
+
+def test_help_text_for_a_schema_without_ranges() -> None:
+    text = endpoints.describe(endpoints.get_endpoint("fal-ai/gpt-image-1.5/edit"))
+    assert "(price not published)" in text and "num_images: an integer [default 1]" in text
+    assert "image_urls: a list of at least 1 image URLs or data URIs [required]" in text
+    with pytest.raises(ValidationError, match=r"num_images='2' must be an integer \(a str is not an integer\)"):
+        endpoints.validate(
+            "fal-ai/gpt-image-1.5/edit", {"prompt": "p", "image_urls": ["https://a/b.png"], "num_images": "2"}
+        )
