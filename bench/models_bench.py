@@ -111,18 +111,23 @@ def main(argv: list[str] | None = None) -> int:
         return f"{statistics.median(values):.2f} ms (range {min(values):.2f}–{max(values):.2f})"
 
     count = int(reg[0][0])
-    rows = [
-        "| measure | median (range) |",
-        "|---|---|",
-        f"| `import kontext_nb.models` | {med([r[1] for r in reg])} |",
-        f"| cold: first `registry().all()` ({count} models: read, parse each) | {med([r[2] for r in reg])} |",
-        f"| warm: `registry().get('max')` | {med([r[3] / 1000 for r in reg])} |",
-        f"| warm: a new `Registry().all()` over the documents read | {med([r[4] for r in reg])} |",
-        f"| the Kontext Endpoints from the registry (first `endpoint_for`) | {med([r[5] for r in reg])} |",
+    names = list(loads)
+    rows = ["| measure | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+
+    def row(what: str, ours: list[float], old: str = "–") -> str:
+        return f"| {what} | {med(ours)} |" + f" {old} |" * (len(names) - 1)
+
+    rows += [
+        row("`import kontext_nb.models` (the package first)", [r[1] for r in reg]),
+        row(f"cold: first `registry().all()` ({count} models: read, parse each)", [r[2] for r in reg]),
+        row("warm: `registry().get('max')`", [r[3] / 1000 for r in reg]),
+        row("warm: a new `Registry().all()` over the documents read", [r[4] for r in reg]),
+        row("the Kontext Endpoints from the registry (first `endpoint_for`)", [r[5] for r in reg]),
+        "| `%load_ext kontext_nb` | " + " | ".join(med([v[0] for v in loads[n]]) for n in names) + " |",
+        "| then the first `endpoint_for('edit', 'max').estimate({})` | "
+        + " | ".join(med([v[1] for v in loads[n]]) for n in names)
+        + " |",
     ]
-    rows += ["", "| code | `%load_ext kontext_nb` | then the first `endpoint_for(...).estimate` |", "|---|---|---|"]
-    for name, values in loads.items():
-        rows.append(f"| {name} | {med([v[0] for v in values])} | {med([v[1] for v in values])} |")
     for row in rows:
         print(row)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

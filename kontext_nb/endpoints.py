@@ -47,6 +47,9 @@ takes the output of such an input to be as large (rounded up to multiples of 16:
 ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 OUTPUT_FORMATS = ("jpeg", "png")
 SAFETY_TOLERANCES = ("1", "2", "3", "4", "5", "6")
+T2I_DEFAULTS: dict[str, Any] = {"aspect_ratio": "1:1", "output_format": "jpeg", "guidance_scale": 3.5}
+"""[max] text to image's defaults, for the magics' config traits, which need them when the magics are imported:
+before the registry is read, so %load_ext stays as cheap as before it (the tests compare them with the snapshot)."""
 
 _MISSING: Any = object()
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))  # zero-width: a prompt of only these is empty

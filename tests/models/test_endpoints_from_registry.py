@@ -20,6 +20,8 @@ def test_the_kontext_family_is_built_from_the_snapshot() -> None:
     assert max_edit.field("aspect_ratio").choices == endpoints.ASPECT_RATIOS
     assert max_edit.field("safety_tolerance").choices == endpoints.SAFETY_TOLERANCES
     assert max_edit.field("output_format").choices == endpoints.OUTPUT_FORMATS
+    t2i = endpoints.endpoint_for("text-to-image", "max")
+    assert {k: t2i.field(k).default for k in endpoints.T2I_DEFAULTS} == endpoints.T2I_DEFAULTS
     assert max_edit.field("seed").maximum == 2**63 - 1  # an integer bound stays an integer
     assert endpoints.PRICE_PER_IMAGE == {"max": 0.08, "pro": 0.04}
     assert endpoints.PRICE_PER_MEGAPIXEL == {"dev": 0.025, "lora": 0.035}
