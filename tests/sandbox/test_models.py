@@ -318,3 +318,16 @@ def test_fals_js_client_calls_a_non_kontext_endpoint(server: SandboxServer) -> N
     assert len(line["data"]["images"]) == 2 and line["data"]["seed"] == 5
     info = server.request_info(line["requestId"])
     assert info["endpoint"] == endpoint_id and len(info["arguments"]["image_urls"]) == 2
+
+
+def test_usage_sums_what_the_bills_cost_where_a_first_megapixel_costs_more(
+    client: fal_client.SyncClient, server: SandboxServer
+) -> None:
+    endpoint_id = "fal-ai/flux-2-max/edit"  # $0.07 the first processed megapixel, $0.03 each further one
+    client.submit(endpoint_id, {"prompt": "dusk", "image_urls": [IMAGE, IMAGE], "seed": 1}).get()
+    bills = [b["amount"] for b in server.bills()["bills"] if b["endpoint"] == endpoint_id]
+    headers = {"Authorization": "Key sandbox-test"}
+    params = {"endpoint_id": endpoint_id, "expand": "summary"}
+    got = httpx.get(f"{server.url}/v1/models/usage", params=params, headers=headers, trust_env=False).json()
+    (line,) = got["summary"]
+    assert line["cost"] == pytest.approx(sum(bills)) and 0.07 + 2 * 0.03 in [pytest.approx(b) for b in bills]
