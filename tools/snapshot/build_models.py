@@ -203,7 +203,8 @@ def build(types: Types, eid: str) -> dict[str, Any]:
         "integer vs number: fal-js's types say number; "
         + ", ".join(sorted(INTEGER_NAMES))
         + " are typed integer as fal's pages show them",
-        "x-fal-order-properties: fal-js's types list fields alphabetically, so the order here is alphabetical",
+        "x-fal-order-properties: fal-js's types list fields alphabetically; the order here is prompt, the other"
+        " required fields, then the rest alphabetically (not fal's)",
     ]
     props = schemas[in_name]["properties"]
     for field, (lo, hi) in facts.get("ranges", {}).items():
