@@ -7,6 +7,8 @@ import pytest
 from kontext_nb import endpoints, models
 from kontext_nb.errors import ValidationError
 
+from .docs import PROMPT, document
+
 FLEX = "fal-ai/flux-2-flex/edit"
 
 
@@ -50,10 +52,11 @@ def test_every_other_model_is_an_endpoint_too() -> None:
 
 
 def test_an_unpriced_model_says_so_and_refuses_an_estimate() -> None:
-    seedream = endpoints.get_endpoint("fal-ai/bytedance/seedream/v4/edit")
-    assert not seedream.priced and seedream.price_text() == "price not published"
-    with pytest.raises(models.Unpriced, match="fal publishes no price for fal-ai/bytedance/seedream/v4/edit"):
-        seedream.estimate({"prompt": "p"})
+    models.registry().add(models.parse(document("acme/unpriced/edit", PROMPT), live=True))  # as kx.model loads one
+    unpriced = endpoints.get_endpoint("acme/unpriced/edit")
+    assert not unpriced.priced and unpriced.price_text() == "price not published"
+    with pytest.raises(models.Unpriced, match="fal publishes no price for acme/unpriced/edit"):
+        unpriced.estimate({"prompt": "p"})
 
 
 def test_help_text_for_a_schema_without_ranges() -> None:

@@ -130,8 +130,9 @@ def test_a_table_field_not_asked_reserves_the_dearest() -> None:
 
 
 def test_unpriced_models_and_unknown_rules_are_refused_in_one_line() -> None:
-    with pytest.raises(Unpriced, match=r"fal publishes no price for fal-ai/bytedance/seedream/v4/edit") as err:
-        bound(models.get("seedream4-edit"), {"prompt": "p"})
+    free = Registry(lambda: {"acme/free": document("acme/free", PROMPT)}).get("acme/free")
+    with pytest.raises(Unpriced, match=r"fal publishes no price for acme/free .*kx.set_price\('acme/free'") as err:
+        bound(free, {"prompt": "p"})
     assert "\n" not in str(err.value) and isinstance(err.value, ValidationError)
     doc = document("acme/video", PROMPT, pricing={"unit_price": 0.1, "unit": "seconds", "rule": {"per": "second"}})
     m = Registry(lambda: {"acme/video": doc}).get("acme/video")
