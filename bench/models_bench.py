@@ -4,7 +4,8 @@
     python bench/models_bench.py --before /tmp/old # the old code from a checkout of your own
     python bench/models_bench.py --tiny           # a few runs, no old checkout: seconds
 
-Every measure runs in a fresh interpreter (start-up varies more than these costs): cold is the first
+Every measure runs in a fresh interpreter (start-up varies more than these costs) and is that process's CPU time
+(``time.process_time``: on a shared machine wall times swing by more than the differences). Cold is the first
 ``models.registry().all()`` of a process (reading every snapshot file and parsing every model); warm is a lookup
 (``get('max')``) and a whole new parse over the documents already read; the Kontext family's Endpoints are built
 from the registry on first use (``endpoint_for('edit', 'max')``). ``%load_ext`` is timed in IPython for this
@@ -33,32 +34,32 @@ RUNS = size(15, 2)
 
 REGISTRY = """
 import time
-t0 = time.perf_counter()
+t0 = time.process_time()
 from kontext_nb import models
-t1 = time.perf_counter()
+t1 = time.process_time()
 reg = models.registry(); n = len(reg.all())
-t2 = time.perf_counter()
+t2 = time.process_time()
 for _ in range(1000): reg.get('max')
-t3 = time.perf_counter()
+t3 = time.process_time()
 fresh = models.Registry(); fresh.all()
-t4 = time.perf_counter()
+t4 = time.process_time()
 from kontext_nb import endpoints
-t5 = time.perf_counter()
+t5 = time.process_time()
 endpoints.endpoint_for('edit', 'max')
-t6 = time.perf_counter()
+t6 = time.process_time()
 print('REG', n, (t1-t0)*1e3, (t2-t1)*1e3, (t3-t2)*1e3, (t4-t3)*1e3, (t6-t5)*1e3)
 """
 LOAD_EXT = """
 import time
 from IPython.core.interactiveshell import InteractiveShell
 ip = InteractiveShell.instance()
-t = time.perf_counter()
+t = time.process_time()
 ip.run_line_magic('load_ext', 'kontext_nb')
-loaded = (time.perf_counter() - t) * 1000
-t = time.perf_counter()
+loaded = (time.process_time() - t) * 1000
+t = time.process_time()
 from kontext_nb import endpoints
 endpoints.endpoint_for('edit', 'max').estimate({})
-first = (time.perf_counter() - t) * 1000
+first = (time.process_time() - t) * 1000
 import kontext_nb
 print('LOAD', kontext_nb.__file__, loaded, first)
 """
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += [
         row("`import kontext_nb.models` (the package first)", [r[1] for r in reg]),
         row(f"cold: first `registry().all()` ({count} models: read, parse each)", [r[2] for r in reg]),
-        row("warm: `registry().get('max')`", [r[3] / 1000 for r in reg]),
+        row("warm: `registry().get('max')` (µs, not ms)", [r[3] for r in reg]),
         row("warm: a new `Registry().all()` over the documents read", [r[4] for r in reg]),
         row("the Kontext Endpoints from the registry (first `endpoint_for`)", [r[5] for r in reg]),
         "| `%load_ext kontext_nb` | " + " | ".join(med([v[0] for v in loads[n]]) for n in names) + " |",

@@ -36,6 +36,11 @@ API (``from kontext_nb import models``)::
     Adapters (models/adapters.py): adapt(model, Intention(prompt, sources, mask, size, n, seed, settings)) ->
         Adapted(endpoint_id, arguments, not_taken, reproducible, notes); normalise(output_json) ->
         Output(images, seeds, nsfw, extra).
+    Live: check_endpoint_id(text) -> the id or ValidationError; Session.model(name) / kx.model(name) wire load_live
+        to the engine (fal/platform.py: PlatformAPI.openapi, .price); kx.set_price(name, unit_price, per).
+    Endpoints (kontext_nb/endpoints.py) are built from these Models: ENDPOINTS is the Kontext family;
+        get_endpoint(endpoint_id) and endpoint_for(mode, alias or id) give every other model too (Endpoint.spec is
+        its Model; .estimate -> bound, .cost(n, sizes, arguments), .cost_of_units(units, arguments), .priced).
     Table: models_frame(search=None, category=None) -> pandas.DataFrame. This module is callable, so that
         ``kx.models(search=None, category=None)`` (the user's table) and ``kontext_nb.models`` (this package) are one
         name: ``kx.models("flux 2", "image-to-image")`` is ``models_frame("flux 2", "image-to-image")``.

@@ -133,3 +133,13 @@ def test_models_table_lists_prices_or_not_published() -> None:
     row = frame.set_index("endpoint_id").loc["fal-ai/flux-pro/kontext/max"]
     assert row["unit"] == "image" and row["unit_price"] == 0.08 and row["takes_seed"]
     assert set(models.models_frame("kontext", "text-to-image")["category"]) == {"text-to-image"}
+
+
+def test_kx_models_is_the_package_called() -> None:
+    import kontext_nb as kx
+    import kontext_nb.models.catalog as catalog
+
+    assert kx.models is models and catalog.Registry is Registry  # one name: the package, callable
+    frame = kx.models("kontext", category="text-to-image")
+    assert len(frame) >= 3 and set(frame["category"]) == {"text-to-image"}
+    assert kx.model("max-t2i").endpoint_id == "fal-ai/flux-pro/kontext/max/text-to-image"
