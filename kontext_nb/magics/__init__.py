@@ -21,7 +21,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Enum, Float, Int, Unicode, observe
 
 from .. import endpoints
-from .parse import SUBCOMMANDS, help_text, split
+from .parse import HELP, SUBCOMMANDS, help_text, split
 from .typos import check_line, with_prompt_hint
 
 _T2I = endpoints.T2I_DEFAULTS  # constants: the registry is read on first use, not by %load_ext
@@ -136,7 +136,10 @@ class Kontext(Magics):
             raise UsageError(with_prompt_hint(str(exc), command, line)) from None
 
 
-Kontext.kontext.__doc__ = help_text()
+Kontext.kontext.__doc__ = HELP.strip() + "\n\nOptions for making images: %kontext help (or %kontext?)\n"
+# the options' help is built from the model registry: on first ``%kontext?`` (IPython asks ``getdoc()`` first), not
+# when the magics load, so %load_ext reads no snapshot
+Kontext.kontext.getdoc = help_text  # type: ignore[union-attr]
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -48,20 +48,42 @@ API (``from kontext_nb import models``)::
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .adapters import Adapted, Intention, Output, adapt, normalise
 from .catalog import MODES, Registry, get, registry
-from .live import check_endpoint_id
-from .live import load as load_live
 from .pricing import Unpriced, billed, billed_units, bound, can_price, from_units, images_asked, output_size
 from .schema import MISSING, InputField, Model, OutputShape, Pricing, parse
-from .table import models_frame
 
 if TYPE_CHECKING:
     import pandas
+
+    from .adapters import Adapted, Intention, Output, adapt, normalise
+    from .live import check_endpoint_id
+    from .live import load as load_live
+    from .table import models_frame
+
+_LAZY = {
+    "Adapted": ("adapters", "Adapted"),
+    "Intention": ("adapters", "Intention"),
+    "Output": ("adapters", "Output"),
+    "adapt": ("adapters", "adapt"),
+    "normalise": ("adapters", "normalise"),
+    "check_endpoint_id": ("live", "check_endpoint_id"),
+    "load_live": ("live", "load"),
+    "models_frame": ("table", "models_frame"),
+}
+"""Loaded on first use: importing kontext_nb (and %load_ext) stays as cheap as before the registry."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MISSING",
@@ -97,6 +119,8 @@ class _CallableModule(types.ModuleType):
     """``kx.models(...)``: the package called is the table of its models."""
 
     def __call__(self, search: str | None = None, category: str | None = None) -> pandas.DataFrame:
+        from .table import models_frame
+
         return models_frame(search, category)
 
 
