@@ -316,10 +316,11 @@ class _Family(Mapping[str, Endpoint]):
         if self._built is None or self._version != models.registry().version:  # a price declared since
             self._version = models.registry().version
             reg = models.registry()
-            built: dict[str, Endpoint] = {}
+            before, built = self._built or {}, {}
             for name in MODELS:
                 for m in sorted(reg.family(name), key=lambda m: MODES.index(m.mode)):
-                    built[m.endpoint_id] = from_model(m, name)
+                    kept = before.get(m.endpoint_id)  # unchanged: the same object (callers compare with `is`)
+                    built[m.endpoint_id] = kept if kept is not None and kept.spec == m else from_model(m, name)
             self._built = built
         return self._built
 
