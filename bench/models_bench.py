@@ -137,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             "# The model registry: load times",
             "",
             f"{stamp}, {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs; "
-            f"{RUNS} fresh processes per measure, each its CPU time (`python bench/models_bench.py`). Target: warm < 50 ms, and "
-            "`%load_ext` no slower than before the registry (the snapshot is read on first use, not on load).",
+            f"{RUNS} fresh processes per measure, each its CPU time (`python bench/models_bench.py`). Target: warm "
+            "< 50 ms, and `%load_ext` no slower than before the registry (the snapshot is read on first use, not on "
+            "load).",
             "",
             *rows,
             "",
