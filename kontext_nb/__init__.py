@@ -34,6 +34,7 @@ from .api import (
     inpaint,
     lineage,
     load,
+    model,
     prune,
     ranking,
     rate,
@@ -42,6 +43,7 @@ from .api import (
     report,
     rerun,
     resume,
+    set_price,
     set_session,
     vote,
 )
@@ -59,6 +61,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from . import models
     from .config import Settings
     from .fal.engine import Engine, SubmitOptions
     from .jobs import Job, JobStatus
@@ -79,6 +82,7 @@ _LAZY = {
     "ImageInput": "images",
     "prepare_image": "images",
     "sandbox": None,
+    "models": None,  # the model registry, callable: kx.models(search, category) is its table
     "Panel": "widgets.panel",
     "compare": "widgets.compared",
     "duel": "widgets.duel",
@@ -150,6 +154,8 @@ __all__ = [
     "lineage",
     "load",
     "mask",
+    "model",
+    "models",
     "prepare_image",
     "prune",
     "ranking",
@@ -159,6 +165,7 @@ __all__ = [
     "report",
     "rerun",
     "resume",
+    "set_price",
     "set_session",
     "vote",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -102,7 +103,7 @@ async def result_from_output(
         urls=[m["url"] if not m["url"].startswith("data:") else "data:" for m in metas],
         has_nsfw_concepts=nsfw,
         timings=dict(output.get("timings") or {}),
-        cost=billed_cost(ep, sizes, units),
+        cost=billed_cost(ep, sizes, units, arguments),
         inputs=image_inputs(arguments),
         output=_elide(output),
         logs=job.status.logs,
@@ -111,12 +112,17 @@ async def result_from_output(
     )
 
 
-def billed_cost(ep: endpoints.Endpoint, sizes: list[tuple[int, int]], units: float | None) -> float:
-    """What the job costs: the units fal says it billed (``x-fal-billable-units``) at the endpoint's price when it
-    sent them; else from the returned images (per image, or per megapixel of their sizes)."""
+def billed_cost(
+    ep: endpoints.Endpoint,
+    sizes: list[tuple[int, int]],
+    units: float | None,
+    arguments: Mapping[str, Any] | None = None,
+) -> float:
+    """What the job costs: the units fal says it billed (``x-fal-billable-units``) by the endpoint's price rule
+    when it sent them; else from the returned images (per image, or per megapixel of their sizes)."""
     if units is not None:
-        return round(units * ep.price, 4)
-    return ep.cost(len(sizes), sizes)
+        return ep.cost_of_units(units, arguments)
+    return ep.cost(len(sizes), sizes, arguments)
 
 
 def _checked_size(blob: bytes) -> tuple[int, int]:

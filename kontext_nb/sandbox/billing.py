@@ -2,9 +2,12 @@
 
 Each completed request (no error) is billed as fal bills it: per image for [max] and [pro], per output megapixel
 for [dev] and LoRA (endpoints.py's prices and megapixel rule), from the sizes it really returned, never from what
-was asked. The bill log is append-only (``reset`` of the whole sandbox is the one way to forget it): tests compare
-it with what kontext_nb says it spent, ``x-fal-billable-units`` carries each request's quantity in the endpoint's
-unit, and ``/v1/models/usage`` sums quantity and cost per time bucket and endpoint.
+was asked. Every other snapshot endpoint is billed by its snapshot price rule (per image, with a resolution
+multiplier or a quality x size table; per megapixel of output, or of input and output, or a first megapixel and
+each extra one); an endpoint whose price fal does not publish is billed $0 (the sandbox cannot know it) in images.
+The bill log is append-only (``reset`` of the whole sandbox is the one way to forget it): tests compare it with what
+kontext_nb says it spent, ``x-fal-billable-units`` carries each request's quantity in the endpoint's unit, and
+``/v1/models/usage`` sums quantity and cost per time bucket and endpoint.
 
 fal keeps a queue result 1 hour after completion, or 6 minutes if it is 10 KB or larger (``result_ttl``).
 """
@@ -14,12 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from kontext_nb import endpoints
+
+from . import models
 
 RESULT_TTL_SMALL = 3600.0
 RESULT_TTL_LARGE = 360.0
@@ -43,11 +48,13 @@ class Billed:
     unit_price: float
     sizes: tuple[tuple[int, int], ...] = ()
     """(width, height) of each returned image."""
+    amount: float | None = None
+    """Dollars, where the rule is not unit_price x quantity (a first megapixel dearer than the rest)."""
 
     @property
     def cost(self) -> float:
-        """Dollars: unit_price x quantity."""
-        return round(self.quantity * self.unit_price, 6)
+        """Dollars: unit_price x quantity (or the rule's own amount)."""
+        return round(self.quantity * self.unit_price if self.amount is None else self.amount, 6)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,12 +64,57 @@ class Billed:
         }  # fmt: skip
 
 
-def bill_for(endpoint_id: str, request_id: str, sizes: Sequence[tuple[int, int]], at: float | None = None) -> Billed:
-    """The bill for one completed request whose images came back at ``sizes`` (the one pricing rule)."""
-    ep = endpoints.get_endpoint(endpoint_id)
+def bill_for(
+    endpoint_id: str,
+    request_id: str,
+    sizes: Sequence[tuple[int, int]],
+    at: float | None = None,
+    *,
+    inputs: Sequence[tuple[int, int]] = (),
+    arguments: Mapping[str, Any] | None = None,
+) -> Billed:
+    """The bill for one completed request whose images came back at ``sizes`` (``inputs``: the sizes of its image
+    inputs; ``arguments``: what it ran with, for rules that depend on a setting)."""
     sized = tuple((int(w), int(h)) for w, h in sizes)
     when = time.time() if at is None else at
-    return Billed(request_id, ep.id, when, billable_units(ep, sized), ep.unit, ep.price, sized)
+    ep = endpoints.ENDPOINTS.get(endpoint_id)
+    if ep is not None:
+        return Billed(request_id, ep.id, when, billable_units(ep, sized), ep.unit, ep.price, sized)
+    model = models.get(endpoint_id)
+    if model is None:
+        raise KeyError(endpoint_id)
+    quantity, unit, unit_price, amount = by_rule(model.pricing, sized, inputs, arguments or {})
+    return Billed(request_id, endpoint_id, when, quantity, unit, unit_price, sized, amount)
+
+
+def by_rule(
+    pricing: Mapping[str, Any] | None,
+    sizes: Sequence[tuple[int, int]],
+    inputs: Sequence[tuple[int, int]],
+    arguments: Mapping[str, Any],
+) -> tuple[float, str, float, float | None]:
+    """(quantity, unit, unit_price, amount or None) of a snapshot price rule for what came back."""
+    if pricing is None:  # not published: counted, at $0
+        return float(len(sizes)), "image", 0.0, None
+    rule, price = pricing["rule"], float(pricing["unit_price"])
+    if rule.get("per") == "image":
+        if "multiplier" in rule:
+            factor = float(rule["multiplier"]["values"].get(str(arguments.get(rule["multiplier"]["field"])), 1))
+            return len(sizes) * factor, "image", price, None
+        if "table" in rule:
+            table = rule["table"]
+            key = "|".join(str(arguments.get(f)) for f in table["field"])
+            each = float(table["worst_case"].get(key, table["default"]))
+            return float(len(sizes)), "image", each, None
+        return float(len(sizes)), "image", price, None
+    if rule.get("per") == "megapixel":
+        counted = list(sizes) + (list(inputs) if rule.get("of") == "input+output" else [])
+        mp = float(sum(endpoints.billed_megapixels(w, h) for w, h in counted))
+        if "first" in rule:
+            amount = float(rule["first"]) + float(rule["extra"]) * max(0.0, mp - 1) if mp else 0.0
+            return mp, "megapixel", price, round(amount, 6)
+        return mp, "megapixel", price, None
+    raise ValueError(f"unknown price rule {rule!r}")
 
 
 class BillLog:
@@ -134,15 +186,16 @@ def time_series(
 
     A line counts when ``start <= at < end`` (fal's end is exclusive when bound to the timeframe)."""
     wanted = set(endpoint_ids)
-    buckets: dict[dt.datetime, dict[tuple[str, str, float], float]] = {}
+    buckets: dict[dt.datetime, dict[tuple[str, str, float], tuple[float, float]]] = {}
     for line in lines:
         if line.endpoint_id not in wanted or not start <= line.at < end:
             continue
         key = (line.endpoint_id, line.unit, line.unit_price)
         bucket = buckets.setdefault(bucket_start(line.at, timeframe, zone), {})
-        bucket[key] = bucket.get(key, 0.0) + line.quantity
+        qty, cost = bucket.get(key, (0.0, 0.0))
+        bucket[key] = (qty + line.quantity, cost + line.cost)
     return [
-        {"bucket": when.isoformat(), "results": [_result(key, qty) for key, qty in sorted(buckets[when].items())]}
+        {"bucket": when.isoformat(), "results": [_result(key, *sums) for key, sums in sorted(buckets[when].items())]}
         for when in sorted(buckets)
     ]
 
@@ -150,22 +203,24 @@ def time_series(
 def summary(lines: Iterable[Billed], *, endpoint_ids: Iterable[str], start: float, end: float) -> list[dict[str, Any]]:
     """fal's ``summary``: one aggregate row per endpoint (and unit price) over the whole window."""
     wanted = set(endpoint_ids)
-    totals: dict[tuple[str, str, float], float] = {}
+    totals: dict[tuple[str, str, float], tuple[float, float]] = {}
     for line in lines:
         if line.endpoint_id in wanted and start <= line.at < end:
             key = (line.endpoint_id, line.unit, line.unit_price)
-            totals[key] = totals.get(key, 0.0) + line.quantity
-    return [_result(key, qty) for key, qty in sorted(totals.items())]
+            qty, cost = totals.get(key, (0.0, 0.0))
+            totals[key] = (qty + line.quantity, cost + line.cost)
+    return [_result(key, *sums) for key, sums in sorted(totals.items())]
 
 
-def _result(key: tuple[str, str, float], quantity: float) -> dict[str, Any]:
+def _result(key: tuple[str, str, float], quantity: float, cost: float) -> dict[str, Any]:
+    """One usage line; its cost is the sum of the bills' own (a first megapixel may cost more than the rest)."""
     endpoint_id, unit, unit_price = key
     return {
         "endpoint_id": endpoint_id,
         "unit": unit,
         "quantity": round(quantity, 6),
         "unit_price": unit_price,
-        "cost": round(quantity * unit_price, 6),
+        "cost": round(cost, 6),
         "currency": "USD",
         "auth_method": "Sandbox Key",
     }

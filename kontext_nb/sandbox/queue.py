@@ -29,9 +29,8 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 import httpx
 
-from kontext_nb import endpoints
-
 from . import billing, render
+from .models import Model
 
 if TYPE_CHECKING:
     from . import SandboxConfig
@@ -43,7 +42,7 @@ CANCELLED_MESSAGE = "Request was cancelled"
 _NSFW = re.compile(r"\bnsfw\b", re.IGNORECASE)
 RUNNER_ERROR_MARK = "[sandbox:runner_server_error]"
 """A prompt containing this ends its job with fal's stored 500 runner_server_error (to test clients)."""
-_EXT = {"image/jpeg": "jpg", "image/png": "png"}
+_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 
 
 class JobError(Exception):
@@ -68,13 +67,15 @@ class Job:
     """One queued request and everything the status, result and control routes report about it."""
 
     id: str
-    endpoint: endpoints.Endpoint
+    endpoint: Model
     arguments: dict[str, Any]
     priority: str = "normal"
     timeout: float | None = None
     store_io: bool = True
     raw_input: dict[str, Any] | None = None
     """The body as submitted (before defaults): fal's request history shows it as ``json_input``."""
+    input_sizes: list[tuple[int, int]] = field(default_factory=list)
+    """(width, height) of each image input as fetched: what per-megapixel-of-input prices bill."""
     billable_units: float | None = None
     """What fal bills for it once it completed with images (``x-fal-billable-units``), in the endpoint's unit."""
     headers_seen: dict[str, str | None] = field(default_factory=dict)  # the raw header values, for the control API
@@ -296,8 +297,11 @@ class JobQueue:
         self._dispatch()
 
     def _bill(self, job: Job) -> None:
-        sizes = [(int(m["width"]), int(m["height"])) for m in (job.result or {}).get("images") or []]
-        bill = billing.bill_for(job.endpoint.id, job.id, sizes, job.completed_at or time.time())
+        result = job.result or {}
+        images = result.get("images") or ([result["image"]] if isinstance(result.get("image"), dict) else [])
+        sizes = [(int(m["width"]), int(m["height"])) for m in images]
+        when = job.completed_at or time.time()
+        bill = billing.bill_for(job.endpoint.id, job.id, sizes, when, inputs=job.input_sizes, arguments=job.arguments)
         job.billable_units = bill.quantity
         self.bills.append(bill)
 
@@ -378,10 +382,10 @@ class JobQueue:
         loop = asyncio.get_running_loop()
         start, budget = time.monotonic(), max(0.0, float(self.config.inference_time))
         ep, args = job.endpoint, dict(job.arguments)
-        self._log(job, f"Loading FLUX.1 Kontext [{ep.model}] (sandbox)")
-        if args.get("seed") is None:
+        self._log(job, f"Loading {ep.title if ep.kontext is None else f'FLUX.1 Kontext [{ep.model}]'} (sandbox)")
+        if args.get("seed") is None:  # a model without a seed input still draws one, to vary its pictures
             args["seed"] = random.randrange(2**31)
-        prompt, nonce = args["prompt"], ""
+        prompt, nonce = str(args.get("prompt") or ""), ""
         if RUNNER_ERROR_MARK in prompt:
             raise JobError(
                 "Internal server error (sandbox: the prompt asked for a runner error)", "runner_server_error"
@@ -389,31 +393,33 @@ class JobQueue:
         if args.get("enhance_prompt"):
             prompt, nonce = enhance(prompt), uuid.uuid4().hex
             self._log(job, f"Enhanced prompt: {prompt}")
-        sources: list[tuple[str, str]] = []  # every image input, in the endpoint spec's order
-        for f in ep.inputs:
-            if f.kind == "image" and f.name in args:
-                sources.append((f.name, args[f.name]))
-            elif f.kind == "images":
-                sources += [(f.name, url) for url in args.get(f.name, [])]
+        sources: list[tuple[str, str]] = []  # every image input, in the schema's order
+        for name, many in ep.image_inputs:
+            if many:
+                sources += [(name, url) for url in args.get(name) or []]
+            elif args.get(name) is not None:
+                sources.append((name, args[name]))
         for lora in args.get("loras") or []:
             await self._check_lora(job, str(lora["path"]))
         inputs, source_size = [], None
         for name, url in sources:
             data = await self._fetch(url, name)
-            source_size = source_size or render.header_size(data)  # the first source's own size, as fal sees it
+            size = render.header_size(data)
+            source_size = source_size or size  # the first source's own size, as fal sees it
+            job.input_sizes.append(size or (1024, 1024))
             try:
                 inputs.append(await loop.run_in_executor(self._executor, render.decode_image, data))
             except render.ImageLoadError as exc:
                 message = f"Failed to load the image given as {name}: {exc}"
                 raise JobError(message, "image_load_error", 422, name) from None
-        n, scale, nsfw = int(args["num_images"]), float(self.config.image_scale), bool(_NSFW.search(prompt))
+        n, scale, nsfw = int(args.get("num_images", 1)), float(self.config.image_scale), bool(_NSFW.search(prompt))
         images = []
         for i in range(n):
             self._log(job, f"Generating image {i + 1}/{n}")
             draw: Callable[[], render.RenderedImage] = partial(
                 render.render_image,
                 ep.id,
-                args,
+                {**args, "prompt": args.get("prompt") or ""},
                 index=i,
                 inputs=inputs,
                 scale=scale,
@@ -421,19 +427,26 @@ class JobQueue:
                 prompt=prompt,
                 nsfw=nsfw,
                 source_size=source_size,
+                title=ep.title,
+                mode=ep.mode,
             )
             images.append(await loop.run_in_executor(self._executor, draw))
             await _sleep_until(start + budget * (i + 1) / (n + 1))
         await _sleep_until(start + budget)
         elapsed = time.monotonic() - start
         self._log(job, f"Generated {n} image{'s' * (n != 1)} in {elapsed:.2f} s")
-        return {
-            "images": [self._publish(job, i, img, bool(args.get("sync_mode"))) for i, img in enumerate(images)],
+        published = [self._publish(job, i, img, bool(args.get("sync_mode"))) for i, img in enumerate(images)]
+        values = {
+            "images": published,
+            "image": published[0] if published else None,
             "timings": {"inference": round(elapsed, 4)},
             "seed": args["seed"],
+            "seeds": [args["seed"]] * n,
             "has_nsfw_concepts": [nsfw] * n,
+            "nsfw_content_detected": [nsfw] * n,
             "prompt": prompt,
         }
+        return shaped(ep.output_schema, values)
 
     def _publish(self, job: Job, index: int, img: render.RenderedImage, sync: bool) -> dict[str, Any]:
         if sync:
@@ -513,6 +526,24 @@ class JobQueue:
         """Until the job is COMPLETED (or forgotten, or the sandbox closes)."""
         while not (job.done or job.forgotten or self.closing):
             await job.changed.wait()
+
+
+_EMPTY = {"string": "", "integer": 0, "number": 0.0, "boolean": False, "array": [], "object": {}}
+
+
+def shaped(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The result as the endpoint's output schema declares it: its fields in its order (``images`` or ``image``,
+    ``seed``, ``has_nsfw_concepts``, ...), a required field the sandbox has no value for as an empty one."""
+    props: dict[str, Any] = schema.get("properties") or {}
+    order = [p for p in schema.get("x-fal-order-properties") or () if p in props]
+    required = set(schema.get("required") or ())
+    out: dict[str, Any] = {}
+    for name in order + [p for p in props if p not in order]:
+        if values.get(name) is not None:
+            out[name] = values[name]
+        elif name in required:
+            out[name] = _EMPTY.get(str(props[name].get("type")))
+    return out
 
 
 def enhance(prompt: str) -> str:

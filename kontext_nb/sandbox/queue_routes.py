@@ -8,9 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from kontext_nb import endpoints
-
-from . import billing, schema, wire
+from . import billing, models, schema, wire
 from .queue import Job
 from .state import DropResponse, fal_error, fal_json, sandbox_of, too_large, unprocessable
 
@@ -65,7 +63,7 @@ async def submit(request: Request) -> Response:
     if denied is not None:
         return denied
     endpoint_id = request.path_params["endpoint"].strip("/")
-    ep = endpoints.ENDPOINTS.get(endpoint_id)
+    ep = models.get(endpoint_id)
     if ep is None:
         return fal_error(404, f"Application '{endpoint_id}' not found", "not_found", request_id)
     raw = await wire.read_body(request, int(sb.config.max_upload_bytes))

@@ -13,6 +13,7 @@ import hashlib
 import io
 import math
 import random
+import re
 import struct
 import textwrap
 import zlib
@@ -29,7 +30,7 @@ MAX_INPUT_SIDE = 2048  # inputs are shrunk to this before use, so a huge upload 
 MAX_OUTPUT_SIDE = 4096
 """Per-megapixel outputs follow the source's own size (as fal's match_input does: billed as such) up to this side;
 fal goes to 14142 px, the sandbox stops here so one request cannot take a worker's memory."""
-CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
 OVERSIZED_SIDE = 13000
@@ -112,6 +113,29 @@ def output_size(
     return max(16, round(w * scale)), max(16, round(h * scale))
 
 
+_PIXELS = re.compile(r"(\d+)x(\d+)")
+_RATIO = re.compile(r"([1-9]\d*):([1-9]\d*)")
+
+
+def any_size(arguments: Mapping[str, Any], inputs: Sequence[Image.Image] = (), scale: float = 1.0) -> tuple[int, int]:
+    """Output size for an endpoint outside the Kontext family, from whatever size input its schema has: an
+    ``image_size`` preset, ``{width, height}`` or ``"WxH"``, an ``aspect_ratio`` ``"W:H"``, else the first input's
+    shape (about 1 MP); capped at MAX_OUTPUT_SIDE."""
+    size = arguments.get("image_size")
+    if isinstance(size, Mapping):
+        w, h = int(size.get("width", 1024)), int(size.get("height", 1024))
+    elif isinstance(size, str) and size in endpoints.IMAGE_SIZE_PRESETS:
+        w, h = endpoints.IMAGE_SIZE_PRESETS[size]
+    elif isinstance(size, str) and (m := _PIXELS.fullmatch(size)):
+        w, h = int(m.group(1)), int(m.group(2))
+    elif isinstance(arguments.get("aspect_ratio"), str) and (m := _RATIO.fullmatch(arguments["aspect_ratio"])):
+        w, h = endpoints.aspect_size(m.group(0))
+    else:
+        w, h = endpoints.aspect_size(endpoints.nearest_ratio(*inputs[0].size) if inputs else "1:1")
+    w, h = min(max(1, w), MAX_OUTPUT_SIDE), min(max(1, h), MAX_OUTPUT_SIDE)
+    return max(16, round(w * scale)), max(16, round(h * scale))
+
+
 _FAMILY_SETTINGS = (
     "num_inference_steps",
     "strength",
@@ -134,14 +158,19 @@ def render_image(
     prompt: str | None = None,
     nsfw: bool = False,
     source_size: tuple[int, int] | None = None,
+    title: str = "",
+    mode: str = "edit",
 ) -> RenderedImage:
     """Render image ``index`` of a request and encode it as output_format.
 
     ``arguments`` are validated arguments with the seed already chosen; ``prompt`` is the
     prompt to print (the enhanced one when enhance_prompt is on) and ``nonce`` enters the
-    hash so enhanced requests do not reproduce.
+    hash so enhanced requests do not reproduce. An endpoint outside the Kontext family is
+    labelled with its ``title`` and drawn as its ``mode`` (text-to-image or edit) says.
     """
-    ep = endpoints.get_endpoint(endpoint_id)
+    ep = endpoints.ENDPOINTS.get(endpoint_id)
+    if ep is not None:
+        title, mode = f"FLUX.1 Kontext [{ep.model}]", ep.mode
     seed = int(arguments["seed"])
     shown = arguments["prompt"] if prompt is None else prompt
     settings: tuple[Any, ...] = (
@@ -151,18 +180,20 @@ def render_image(
     )
     extra = tuple(repr(arguments.get(k)) for k in _FAMILY_SETTINGS if k in arguments)
     rng = _rng(endpoint_id, shown, seed, index, settings + extra if extra else settings, nonce)
-    size = output_size(arguments, inputs, scale, ep, source_size)
+    size = output_size(arguments, inputs, scale, ep, source_size) if ep else any_size(arguments, inputs, scale)
     count = int(arguments.get("num_images", 1))
     seed_line = f"seed {seed}" + (f" · image {index + 1}/{count}" if count > 1 else "")
-    if ep.mode == "inpaint" and len(inputs) >= 2:
-        img = _inpaint(size, inputs, rng, arguments, lambda im: _label(im, ep, shown, seed_line, nsfw))
+    tag = f"{title} · {mode}"
+    if mode == "inpaint" and len(inputs) >= 2:
+        img = _inpaint(size, inputs, rng, arguments, lambda im: _label(im, tag, shown, seed_line, nsfw))
     else:
-        img = _generate(size, rng) if ep.mode == "text-to-image" or not inputs else _derive(size, inputs, rng)
+        img = _generate(size, rng) if mode == "text-to-image" or not inputs else _derive(size, inputs, rng)
         img = _steps_and_loras(img, arguments, rng)
         if nsfw:
             img = img.filter(ImageFilter.GaussianBlur(radius=max(4, size[0] // 24)))
-        _label(img, ep, shown, seed_line, nsfw)
+        _label(img, tag, shown, seed_line, nsfw)
     fmt = arguments.get("output_format", "jpeg")
+    fmt = fmt if fmt in CONTENT_TYPES else "png"
     return RenderedImage(_encode(img, fmt), img.width, img.height, CONTENT_TYPES[fmt])
 
 
@@ -287,8 +318,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=max(8, size))
 
 
-def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed_line: str, nsfw: bool) -> None:
-    """Draw the SANDBOX mark, the model and mode, the prompt (wrapped, truncated) and the seed."""
+def _label(img: Image.Image, tag: str, prompt: str, seed_line: str, nsfw: bool) -> None:
+    """Draw the SANDBOX mark, the model and mode (``tag``), the prompt (wrapped, truncated) and the seed."""
     w, h = img.size
     draw = ImageDraw.Draw(img, "RGBA")
     unit = min(w, h)
@@ -307,7 +338,7 @@ def _label(img: Image.Image, ep: endpoints.Endpoint, prompt: str, seed_line: str
         stroke_fill=(0, 0, 0, 170),
     )
     small = _font(unit // 22)
-    tag = f"FLUX.1 Kontext [{ep.model}] · {ep.mode}" + (" · NSFW" if nsfw else "")
+    tag += " · NSFW" if nsfw else ""
     # the bands are nearly opaque, so an edit's labels cover the ones its source carried
     draw.rectangle((0, 0, w, unit // 22 + unit // 20), fill=(0, 0, 0, 225))
     draw.text((unit // 40, unit // 60), tag, font=small, fill=(255, 255, 255, 235))
@@ -328,6 +359,8 @@ def _encode(img: Image.Image, fmt: str) -> bytes:
     buf = io.BytesIO()
     if fmt == "png":
         img.save(buf, format="PNG", compress_level=1)
+    elif fmt == "webp":
+        img.save(buf, format="WEBP", quality=80)
     else:
         img.save(buf, format="JPEG", quality=88)
     return buf.getvalue()
