@@ -114,6 +114,10 @@ def test_the_issue_s_sweep_draws_one_grid_with_costs_and_what_each_model_lacks(
         assert ("guidance_scale" in sent) is ("seedream" not in result.endpoint)
         assert ("image_urls" in sent) is (result.endpoint != "fal-ai/flux-pro/kontext/max")
         assert ("guidance_scale" in cell.not_taken) is ("seedream" in result.endpoint)
+    found = shell.line("history --model seedream4-edit")
+    assert len(found) == 4 and {r.endpoint for r in found} == {"fal-ai/bytedance/seedream/v4/edit"}
+    kx.vote(grid.results[0], grid.results[-1])
+    assert list(shell.line("ranking --by model")["model"]) == ["max", "flux2-flex-edit"]
 
 
 def test_a_seed_sweep_over_a_model_without_a_seed_says_so_in_one_line(
