@@ -500,13 +500,22 @@ class Session:
         from .sweep import SweepPlan
 
         requests: list[tuple[Request, int | None]] = []
+        parent = None
+        if sweep.mode != "text-to-image" and source is not None and not isinstance(source, (list, tuple)):
+            from .images import prepare_image
+
+            found = self.result(source) if is_ref(source) else source
+            parent = found.journal_id if isinstance(found, Result) else None
+            side = self.settings.max_input_side
+            source = prepare_image(found) if side is None else prepare_image(found, max_side=side)  # read once
         for cell in sweep.cells:
             ep = sweep.endpoint(cell)
             args = {**(defaults(ep) if defaults is not None else {}), **arguments, **cell.arguments}
             if sweep.mode == "text-to-image":
                 requests.append((build_request(sweep.mode, cell.prompt, model=cell.model, **args), None))
             else:
-                requests.append(self.prepare_edit(source, cell.prompt, model=cell.model, **args))
+                request, parent_id = self.prepare_edit(source, cell.prompt, model=cell.model, **args)
+                requests.append((request, parent if parent_id is None else parent_id))
         sizes = [r.input_size for r, _ in requests if r.input_size]
         return SweepPlan(replace(sweep, input_size=sizes[0]) if sizes else sweep, tuple(requests))
 

@@ -116,7 +116,7 @@ def source_of(magics: Kontext, word: str) -> Any:
 
 def model_of(magics: Kontext, parsed: Parsed, mode: str | None = None) -> str:
     """--model (or Kontext.model): max, pro, dev, lora or an endpoint id; inpainting is LoRA's alone."""
-    if parsed.model is None and mode is not None and magics.model not in endpoints.models_for(mode):
+    if parsed.model is None and mode is not None and not _serves(magics.model, mode):
         return endpoints.models_for(mode)[-1]  # e.g. inpaint: lora, whatever Kontext.model says
     model = magics.model if parsed.model is None else parsed.model
     if model not in endpoints.MODELS and model not in endpoints.ENDPOINTS:
@@ -127,6 +127,17 @@ def model_of(magics: Kontext, parsed: Parsed, mode: str | None = None) -> str:
             text = f"--model {model!r} is not allowed" + text[len(known) :] if text.startswith(known) else text
             raise UsageError(text.replace(f"model={model!r}", f"--model {model!r}", 1)) from None
     return model
+
+
+def _serves(model: str, mode: str) -> bool:
+    """Whether a model (a Kontext name, or any the registry knows) has an endpoint for this mode."""
+    if model in endpoints.MODELS:
+        return model in endpoints.models_for(mode)
+    try:
+        endpoints.endpoint_for(mode, model)
+    except KontextError:
+        return False
+    return True
 
 
 def known_model(name: str) -> str:
