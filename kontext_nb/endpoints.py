@@ -1,28 +1,18 @@
-"""The Kontext endpoints on fal: names, defaults, enums, ranges and prices.
+"""Endpoints: the API the engine, sandbox, widgets, magics, sweeps and proxy use, built from the model registry.
 
-This module is the single source of truth. The engine, the sandbox, the widgets and the
-help texts all read from it; no other file repeats a range, an enum or a default.
+Every input (name, type, enum, range, default, description) and every price comes from ``kontext_nb.models``: fal's
+OpenAPI documents in the vendored snapshot (``models/snapshot/``, with the source and date of each fact in its
+``provenance``; what fal does not publish is marked there). ``ENDPOINTS`` is the Kontext family (max, pro, dev, lora,
+built on first use); ``get_endpoint`` and ``endpoint_for`` also give every other model of the registry.
 
-Sources:
-
-- [max]/[pro]: fal's API pages for ``fal-ai/flux-pro/kontext/max/text-to-image`` and
-  ``fal-ai/flux-pro/kontext/max`` (the project's seed pages).
-- [dev], LoRA and inpainting (``fal-ai/flux-kontext/dev``, ``fal-ai/flux-kontext-lora``,
-  ``fal-ai/flux-kontext-lora/text-to-image``, ``fal-ai/flux-kontext-lora/inpaint``): the
-  types of fal's JavaScript client, fal-ai/fal-js ``libs/client/src/types/endpoints.ts``
-  at commit 381105e (2026-08-02): ``DevKontextEditInput``, ``BaseKontextEditInput``,
-  ``BaseKontextInput``, ``BaseKontextInpaintInput``, ``LoraWeight``, ``ImageSize`` and the
-  output ``unoOutput`` — every field, type, default and enum. Those types carry no ranges;
-  the ranges (steps 10-50, guidance 0-20) and the price ($0.035 per megapixel) are from
-  fal's page https://fal.ai/models/fal-ai/flux-kontext-lora/llms.txt (read 2026-11-30).
-- Not published in what we could read (each marked ``NOT PUBLISHED`` below, with the choice
-  kontext_nb makes): the ranges of [dev] (taken from its LoRA sibling, the same model),
-  ``num_images`` (1-4 as in the rest of the family), ``strength`` (0.01-1, the range fal
-  publishes for ``fal-ai/flux-lora/inpainting``), a LoRA's ``scale`` (kontext_nb allows 0-4),
-  custom ``image_size`` sides (1-14142, the largest input side fal names), the pixel sizes of
-  the ``image_size`` presets, fal's megapixel rounding rule, and [dev]'s price (fal's model
-  page was not available to us; $0.025 per megapixel is the figure third-party catalogues
-  quote for it — a labelled estimate, see ``PRICE_PER_MEGAPIXEL``).
+Still written here, and why:
+- Kontext's output-size rule (``Endpoint.output_size``: ``resolution_mode``, ``aspect_ratio``, ``image_size``) and
+  its estimate: the sandbox renders Kontext images with it and the money tests compare reservations and bills made
+  with it; every other model is priced by ``models.bound`` (an upper bound, never below the Kontext rule: tested).
+- Value checks (``validate``): the kinds' rules (a LoRA's scale range ``LORA_SCALE`` and the largest custom side
+  ``MAX_SIDE`` are NOT PUBLISHED by fal), the did-you-mean hints, and the text rules (``text_problem``).
+- ``ASPECT_RATIOS``, ``OUTPUT_FORMATS``, ``SAFETY_TOLERANCES``: Kontext's enums as other modules name them (the
+  same values as the snapshot's, which the tests compare).
 """
 
 from __future__ import annotations
@@ -57,6 +47,9 @@ takes the output of such an input to be as large (rounded up to multiples of 16:
 ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 OUTPUT_FORMATS = ("jpeg", "png")
 SAFETY_TOLERANCES = ("1", "2", "3", "4", "5", "6")
+T2I_DEFAULTS: dict[str, Any] = {"aspect_ratio": "1:1", "output_format": "jpeg", "guidance_scale": 3.5}
+"""[max] text to image's defaults, for the magics' config traits, which need them when the magics are imported:
+before the registry is read, so %load_ext stays as cheap as before it (the tests compare them with the snapshot)."""
 
 _MISSING: Any = object()
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))  # zero-width: a prompt of only these is empty
@@ -85,8 +78,10 @@ class Field:
         """What values are allowed, in words (used in every error message)."""
         if self.kind == "enum":
             return "one of " + ", ".join(self.choices)
-        if self.kind in ("integer", "float") and self.minimum is not None:
+        if self.kind in ("integer", "float"):
             what = "an integer" if self.kind == "integer" else "a number"
+            if self.minimum is None:
+                return what if self.maximum is None else f"{what} <= {_num(self.maximum)}"
             if self.maximum is None:
                 return f"{what} >= {_num(self.minimum)}"
             return f"{what} from {_num(self.minimum)} to {_num(self.maximum)}"
@@ -95,7 +90,9 @@ class Field:
         if self.kind == "image":
             return "an http(s) URL or a data URI of an image"
         if self.kind == "images":
-            return f"a list of {self.min_items} to {self.max_items} image URLs or data URIs"
+            if self.max_items is None:
+                return f"a list of at least {self.min_items or 1} image URLs or data URIs"
+            return f"a list of {self.min_items or 1} to {self.max_items} image URLs or data URIs"
         if self.kind == "loras":
             return (
                 "a list of LoRAs, each {'path': URL or Hugging Face name, 'scale': "
@@ -153,6 +150,12 @@ class Endpoint:
         """Whether kontext_nb can bound what a job costs here (see models/pricing.py)."""
         return self.spec is not None and models.can_price(self.spec) is None
 
+    def cost_of_units(self, units: float, arguments: Mapping[str, Any] | None = None) -> float:
+        """Dollars for the units fal says it billed (``x-fal-billable-units``), by this endpoint's price rule."""
+        if not self.kontext and self.spec is not None:
+            return round(models.from_units(self.spec, arguments or {}, units), 4)
+        return round(units * self.price, 4)
+
     @property
     def price_per_image(self) -> float:
         """Per-image endpoints: the price; per-megapixel ones: the price of a 1 MP image."""
@@ -176,15 +179,22 @@ class Endpoint:
     def defaults(self) -> dict[str, Any]:
         return {f.name: f.default for f in self.inputs if f.has_default}
 
-    def cost(self, num_images: int, sizes: Sequence[tuple[int, int] | None] | None = None) -> float:
+    def cost(
+        self,
+        num_images: int,
+        sizes: Sequence[tuple[int, int] | None] | None = None,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> float:
         """What ``num_images`` images cost; per megapixel, from their ``sizes`` (width, height) as returned.
 
-        A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under.
+        A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under. ``arguments``
+        (what was sent) matter to rules outside the Kontext family (a resolution multiplier, a quality table).
+        NOT KNOWN here: the sources' sizes, which rules of input and output also bill (fal's billable units do).
         """
         if not self.kontext and self.spec is not None:
             shown = [s or _multiple_of_16(LARGEST_INPUT) for s in list(sizes or [])[:num_images]]
             shown += [_multiple_of_16(LARGEST_INPUT)] * (num_images - len(shown))
-            return round(models.billed(self.spec, {}, shown), 4)
+            return round(models.billed(self.spec, arguments or {}, shown), 4)
         if self.unit == "image":
             return round(self.price * num_images, 4)
         known = list(sizes or [])[:num_images]
@@ -635,13 +645,15 @@ def validate(endpoint: Endpoint | str, arguments: Mapping[str, Any], *, fill_def
 
 
 def _unknown(ep: Endpoint, key: str) -> str:
+    names = tuple(f.name for f in ep.inputs)
+    if not ep.kontext:  # the Kontext family's hints (another mode, another model of it) are not this model's
+        return f"unknown argument {key!r} for {ep.id}{suggest(key, names)}; allowed: {', '.join(names)}"
     others = [e for e in ENDPOINTS.values() if e.model == ep.model and any(f.name == key for f in e.inputs)]
     if others:
         return f"{key!r} is not an input of {ep.id} ({ep.mode}); it belongs to {ep_list(others)}"
     elsewhere = [
         m for m in MODELS if any(e.model == m and any(f.name == key for f in e.inputs) for e in ENDPOINTS.values())
     ]
-    names = tuple(f.name for f in ep.inputs)
     if elsewhere:
         return f"{key!r} is not an input of {ep.id} ([{ep.model}] {ep.mode}); only of {', '.join(elsewhere)}"
     return f"unknown argument {key!r} for {ep.id}{suggest(key, names)}; allowed: {', '.join(names)}"
