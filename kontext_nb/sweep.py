@@ -215,20 +215,30 @@ def parse_values(name: str, text: str) -> tuple[Any, ...]:
 def check_value(name: str, value: Any) -> Any:
     """The value as endpoints normalise it, or endpoints' one-line error naming option, value and what is allowed."""
     if name == "model":
-        if value not in endpoints.MODELS and value not in endpoints.ENDPOINTS and not _known_model(value):
-            known = [*endpoints.MODELS, *models.registry().aliases()]
-            raise ValidationError(
-                f"model={value!r} is not allowed: choose one of {', '.join(endpoints.MODELS)}, an alias kx.models() "
-                "lists or an endpoint id (with a fal key, kx.model('fal-ai/...') loads any)"
-                + endpoints.suggest(str(value), known),
-                field="model",
-            )
+        if value not in endpoints.MODELS and value not in endpoints.ENDPOINTS and not known_model(value):
+            raise ValidationError(unknown_model(value), field="model")
         return value
     return endpoints.check_field(_field(name), value)
 
 
-def _known_model(value: Any) -> bool:
-    return isinstance(value, str) and models.registry().find(value) is not None
+def known_model(value: Any) -> bool:
+    """A model name as typed: a Kontext name, an alias exactly (they are lower-case) or an endpoint id the registry
+    holds (the snapshot's, or one loaded live)."""
+    if not isinstance(value, str) or value != value.strip() or not value:
+        return False
+    if "/" not in value and value != value.lower():
+        return False
+    return value in endpoints.MODELS or models.registry().find(value) is not None
+
+
+def unknown_model(value: Any) -> str:
+    """The one short line for a model name kontext_nb does not know (kx.models() lists every one)."""
+    names = [*endpoints.MODELS, *models.registry().aliases(), *models.registry().endpoint_ids()]
+    hint = endpoints.suggest(str(value), names) or endpoints.suggest(str(value).lower(), names)
+    return (
+        f"model={value!r} is not allowed{hint}: choose one of {', '.join(endpoints.MODELS)}, a model's alias "
+        "(qwen-edit, seedream4-edit, ...: kx.models() lists them) or an endpoint id (with a fal key, any)"
+    )
 
 
 def _field(name: str) -> endpoints.Field:

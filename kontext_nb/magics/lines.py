@@ -123,9 +123,7 @@ def model_of(magics: Kontext, parsed: Parsed, mode: str | None = None) -> str:
         try:
             known_model(model)
         except KontextError as exc:
-            text, known = str(exc), f"model={model!r} is not a model kontext_nb knows"
-            text = f"--model {model!r} is not allowed" + text[len(known) :] if text.startswith(known) else text
-            raise UsageError(text.replace(f"model={model!r}", f"--model {model!r}", 1)) from None
+            raise UsageError(str(exc).replace(f"model={model!r}", f"--model {model!r}", 1)) from None
     return model
 
 
@@ -141,13 +139,14 @@ def _serves(model: str, mode: str) -> bool:
 
 
 def known_model(name: str) -> str:
-    """A model name the registry knows (alias or endpoint id), or, with a fal key, any endpoint id loaded live
-    (kx.model); else the registry's one line."""
-    from .. import api, models
+    """A model name the registry knows (alias as typed, or endpoint id), or, with a fal key, any endpoint id loaded
+    live (kx.model); else one short line naming what is allowed."""
+    from ..sweep import known_model as named
+    from ..sweep import unknown_model
 
-    if models.registry().find(name) is None:
-        if "/" not in name:
-            models.registry().get(name)  # its one line, with a did-you-mean
+    if not named(name):
+        if "/" not in name or name != name.strip():
+            raise ValidationError(unknown_model(name), field="model")
         api.get_session().model(name)  # live with a key; offline: the one line saying so
     return name
 
