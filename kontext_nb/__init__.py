@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import endpoints, models
+from . import sweep as _sweep_module  # noqa: F401  # loaded first, so the name `sweep` below is the call kx.sweep
 from ._version import __version__
 from .api import (
     attach,

@@ -6,12 +6,11 @@ caller can confirm before paying. Names, kinds and ranges all come from :mod:`ko
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
 import re
-import sys
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -29,16 +28,28 @@ MAX_CELLS = 2000
 """Cells in one sweep: a guard against an accidental bill."""
 NONE_LABEL = "(none)"
 
-_SPEC = endpoints.endpoint_for("text-to-image", "max")
-SWEEPABLE: tuple[str, ...] = (
-    "model",
-    *dict.fromkeys(
-        f.name
-        for ep in endpoints.ENDPOINTS.values()
-        for f in ep.inputs
-        if f.kind in ("integer", "float", "boolean", "enum") and f.name != "sync_mode"
-    ),
-)
+
+@functools.cache
+def sweepable() -> tuple[str, ...]:
+    """What can be an axis: "model", and every number, switch or choice input of the Kontext family (other models'
+    such inputs too, found by name). Read on first use: importing this module reads no snapshot."""
+    return (
+        "model",
+        *dict.fromkeys(
+            f.name
+            for ep in endpoints.ENDPOINTS.values()
+            for f in ep.inputs
+            if f.kind in ("integer", "float", "boolean", "enum") and f.name != "sync_mode"
+        ),
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SWEEPABLE":  # the constant's old name, computed on first use
+        return sweepable()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _TRUE, _FALSE = ("true", "on", "1", "yes"), ("false", "off", "0", "no")
 _INT_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 
@@ -179,7 +190,7 @@ def _plural(name: str) -> str:
 
 
 def _num_images(cell: Cell) -> int:
-    return int(cell.arguments.get("num_images") or _SPEC.field("num_images").default)
+    return int(cell.arguments.get("num_images") or 1)  # every model's default: one image
 
 
 def label(value: Any) -> str:
@@ -261,9 +272,9 @@ def _sweepable_elsewhere(name: str) -> bool:
 
 
 def _check_name(name: str) -> None:
-    if name not in SWEEPABLE and not _sweepable_elsewhere(name):
+    if name not in sweepable() and not _sweepable_elsewhere(name):
         raise ValidationError(
-            f"{name!r} cannot be swept{endpoints.suggest(name, SWEEPABLE)}; sweepable: {', '.join(SWEEPABLE)}",
+            f"{name!r} cannot be swept{endpoints.suggest(name, sweepable())}; sweepable: {', '.join(sweepable())}",
             field=name,
         )
 
@@ -518,18 +529,3 @@ class SweepPlan:
 
     def __repr__(self) -> str:
         return f"<SweepPlan {self.describe()}>"
-
-
-class _CallableModule(types.ModuleType):
-    """``kx.sweep(...)``: importing this module makes it the package's ``sweep`` attribute, so the module called is
-    the call (as ``kx.models``)."""
-
-    def __call__(
-        self, prompt: str, *, source: Any = None, model: str | Sequence[str] = "max", wait: bool = True, **options: Any
-    ) -> Any:
-        from .api import sweep
-
-        return sweep(prompt, source=source, model=model, wait=wait, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
