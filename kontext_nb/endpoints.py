@@ -22,11 +22,12 @@ import math
 import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from . import models
 from .errors import ValidationError
-from .models.pricing import SIZE_PRESETS
+
+if TYPE_CHECKING:
+    from . import models
 
 Mode = Literal["text-to-image", "edit", "multi", "inpaint"]
 Model = Literal["max", "pro", "dev", "lora"]
@@ -141,6 +142,8 @@ class Endpoint:
     @property
     def price(self) -> float:
         """Dollars per unit (per image or per megapixel); models.Unpriced when fal publishes none."""
+        from . import models
+
         if self.spec is None or self.spec.pricing is None:
             raise models.Unpriced((models.can_price(self.spec) if self.spec else None) or f"{self.id} has no price")
         return self.spec.pricing.unit_price
@@ -148,10 +151,14 @@ class Endpoint:
     @property
     def priced(self) -> bool:
         """Whether kontext_nb can bound what a job costs here (see models/pricing.py)."""
+        from . import models
+
         return self.spec is not None and models.can_price(self.spec) is None
 
     def cost_of_units(self, units: float, arguments: Mapping[str, Any] | None = None) -> float:
         """Dollars for the units fal says it billed (``x-fal-billable-units``), by this endpoint's price rule."""
+        from . import models
+
         if not self.kontext and self.spec is not None:
             return round(models.from_units(self.spec, arguments or {}, units), 4)
         return round(units * self.price, 4)
@@ -191,6 +198,8 @@ class Endpoint:
         (what was sent) matter to rules outside the Kontext family (a resolution multiplier, a quality table).
         NOT KNOWN here: the sources' sizes, which rules of input and output also bill (fal's billable units do).
         """
+        from . import models
+
         if not self.kontext and self.spec is not None:
             shown = [s or _multiple_of_16(LARGEST_INPUT) for s in list(sizes or [])[:num_images]]
             shown += [_multiple_of_16(LARGEST_INPUT)] * (num_images - len(shown))
@@ -204,13 +213,15 @@ class Endpoint:
     def output_size(self, arguments: Mapping[str, Any], input_size: tuple[int, int] | None = None) -> tuple[int, int]:
         """The size fal is expected to return for these arguments; with ``input_size=None`` (not known) where the
         output follows the input, the largest it can be."""
+        from . import models
+
         if not self.kontext and self.spec is not None:
             return models.output_size(self.spec, arguments, input_size)
         if "image_size" in arguments or (self.mode == "text-to-image" and "aspect_ratio" not in arguments):
             size = arguments.get("image_size", "landscape_4_3")
             if isinstance(size, Mapping):  # fal may round a custom size up (NOT PUBLISHED): priced as rounded to 16
                 return _multiple_of_16((int(size["width"]), int(size["height"])))
-            return IMAGE_SIZE_PRESETS.get(str(size), (1024, 1024))
+            return models.pricing.SIZE_PRESETS.get(str(size), (1024, 1024))
         mode = arguments.get("resolution_mode")
         if mode is not None and mode not in ("match_input", "auto"):
             return aspect_size(str(mode))
@@ -234,6 +245,8 @@ class Endpoint:
         classroom proxy all use it). Per image: exact. Per megapixel: from the requested size, or the source's
         ``input_size`` (width, height) where the output follows it; ``input_size=None`` means not known, and
         prices the largest output fal can make for it (``LARGEST_INPUT``). ``num_images`` multiplies."""
+        from . import models
+
         if not self.kontext and self.spec is not None:  # the registry's rule: models.bound
             return models.bound(self.spec, arguments, [input_size] if input_size is not None else None)
         n = int(arguments.get("num_images", 1))
@@ -255,8 +268,6 @@ OUTPUTS: tuple[OutputField, ...] = (
 )
 IMAGE_OUTPUT_FIELDS = ("url", "width", "height", "content_type")
 DEFAULT_CONTENT_TYPE = "image/jpeg"
-IMAGE_SIZE_PRESETS: dict[str, tuple[int, int]] = SIZE_PRESETS
-"""fal's ImageSize names and the sizes fal's FLUX endpoints return for them (NOT PUBLISHED: models/pricing.py)."""
 MAX_SIDE = 14142  # "Max width: 14142px, Max height: 14142px" (fal's image_url description)
 LORA_SCALE = (0.0, 4.0)  # NOT PUBLISHED: fal's LoraWeight.scale has a default (1) and no range
 
@@ -300,13 +311,16 @@ class _Family(Mapping[str, Endpoint]):
         self._version = -1
 
     def _all(self) -> dict[str, Endpoint]:
+        from . import models
+
         if self._built is None or self._version != models.registry().version:  # a price declared since
             self._version = models.registry().version
             reg = models.registry()
-            built: dict[str, Endpoint] = {}
+            before, built = self._built or {}, {}
             for name in MODELS:
                 for m in sorted(reg.family(name), key=lambda m: MODES.index(m.mode)):
-                    built[m.endpoint_id] = from_model(m, name)
+                    kept = before.get(m.endpoint_id)  # unchanged: the same object (callers compare with `is`)
+                    built[m.endpoint_id] = kept if kept is not None and kept.spec == m else from_model(m, name)
             self._built = built
         return self._built
 
@@ -330,7 +344,11 @@ _OTHERS: dict[str, Endpoint] = {}
 
 
 def __getattr__(name: str) -> Any:
-    # the family's prices, from the registry (read lazily: importing this module reads no snapshot)
+    # the family's prices and fal's ImageSize presets, from the registry (read lazily: importing this module does not)
+    if name == "IMAGE_SIZE_PRESETS":
+        from .models.pricing import SIZE_PRESETS
+
+        return SIZE_PRESETS
     if name in ("PRICE_PER_IMAGE", "PRICE_PER_MEGAPIXEL"):
         unit = "image" if name == "PRICE_PER_IMAGE" else "megapixel"
         return {e.model: e.price for e in ENDPOINTS.values() if e.unit == unit}
@@ -367,6 +385,8 @@ def endpoint_for(mode: str, model: str) -> Endpoint:
 
     ``model`` may also be an endpoint id; it must then serve this mode.
     """
+    from . import models
+
     if mode not in MODES:
         raise ValidationError(_bad_choice("mode", mode, MODES), field="mode")
     if model in ENDPOINTS:
@@ -419,6 +439,8 @@ def billed_megapixels(width: int, height: int) -> int:
 def get_endpoint(endpoint_id: str) -> Endpoint:
     """The Endpoint of an endpoint id: the Kontext family's, or any model the registry holds (the snapshot's, and
     those loaded live with kx.model)."""
+    from . import models
+
     found = ENDPOINTS.get(endpoint_id)
     if found is not None:
         return found

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from . import endpoints, models
+from . import endpoints
 from .endpoints import format_price
 from .errors import ValidationError
 
@@ -161,7 +161,9 @@ def model_label(model: str) -> str:
     """A model as a grid header shows it: its short alias (max, seedream4-edit), not a long endpoint id."""
     if model in endpoints.MODELS:
         return model
-    found = models.registry().find(model)
+    from .models import registry
+
+    found = registry().find(model)
     return found.alias if found is not None else model
 
 
@@ -239,12 +241,16 @@ def known_model(value: Any) -> bool:
         return False
     if "/" not in value and value != value.lower():
         return False
-    return value in endpoints.MODELS or models.registry().find(value) is not None
+    from .models import registry
+
+    return value in endpoints.MODELS or registry().find(value) is not None
 
 
 def unknown_model(value: Any) -> str:
     """The one short line for a model name kontext_nb does not know (kx.models() lists every one)."""
-    names = [*endpoints.MODELS, *models.registry().aliases(), *models.registry().endpoint_ids()]
+    from .models import registry
+
+    names = [*endpoints.MODELS, *registry().aliases(), *registry().endpoint_ids()]
     hint = endpoints.suggest(str(value), names) or endpoints.suggest(str(value).lower(), names)
     return (
         f"model={value!r} is not allowed{hint}: choose one of {', '.join(endpoints.MODELS)}, a model's alias "
@@ -257,7 +263,9 @@ def _field(name: str) -> endpoints.Field:
     try:
         return endpoints.field_spec(name)
     except KeyError:
-        for m in models.registry().all():
+        from .models import registry
+
+        for m in registry().all():
             if m.takes(name):
                 return endpoints.field_of(m.input(name))
         raise
