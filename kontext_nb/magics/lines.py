@@ -146,7 +146,7 @@ def known_model(name: str) -> str:
 
     if not named(name):
         if "/" not in name or name != name.strip():
-            raise ValidationError(unknown_model(name), field="model")
+            raise ValidationError(unknown_model(name).replace(f"model={name!r}", f"--model {name!r}", 1), field="model")
         api.get_session().model(name)  # live with a key; offline: the one line saying so
     return name
 
