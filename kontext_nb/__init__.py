@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import endpoints
+from . import sweep as _sweep_module  # noqa: F401  # loaded first, so the name `sweep` below is the call kx.sweep
 from ._version import __version__
 from .api import (
     attach,
@@ -45,6 +46,7 @@ from .api import (
     resume,
     set_price,
     set_session,
+    sweep,
     vote,
 )
 from .errors import (
@@ -167,5 +169,6 @@ __all__ = [
     "resume",
     "set_price",
     "set_session",
+    "sweep",
     "vote",
 ]

@@ -30,7 +30,10 @@ from .result import Result
 
 if TYPE_CHECKING:
     from . import models
+    from .endpoints import Endpoint
     from .journal.reconcile import Reconciliation
+    from .sweep import Sweep, SweepPlan
+    from .views.grid import Grid
     from .views.history import History
 
 SANDBOX_KEY = "kontext-sandbox"
@@ -40,6 +43,10 @@ ENHANCE_NOTICE = (
     "kontext_nb: enhance_prompt is on, so fal rewrites the prompt each time: the same seed will not "
     "reproduce the image (and such requests are never answered from the cache)"
 )
+
+
+SWEEP_OPTIONS = ("loras", "webhook_url", "priority", "start_timeout", "private")
+"""A sweep's keywords that are not settings of a cell's model (the same for every cell)."""
 
 
 def _print_notice(message: str) -> None:
@@ -210,6 +217,16 @@ class Session:
 
         folder = self.runs_folder
         return models.load_live(reg, str(name), folder, openapi if online else None, price if online else None)
+
+    def _named(self, model: str) -> str:
+        """A model name as given, after loading it live when it is an endpoint id the registry lacks (with a key;
+        offline: the one line saying so). Every generating call names its model through here."""
+        from . import endpoints, models
+
+        name = str(model)
+        if "/" in name and name not in endpoints.ENDPOINTS and models.registry().find(name) is None:
+            self.model(name)
+        return name
 
     def proxy_view(self) -> dict[str, Any] | None:
         """A classroom proxy's view of this student (allowed models and settings, quota left) when the base URL
@@ -423,7 +440,7 @@ class Session:
     ) -> Result | Job:
         """Text to image; ``arguments`` are fal's inputs and the run options (``RunOptions``)."""
         options = RunOptions.take(arguments)
-        request = build_request("text-to-image", prompt, model=model, **arguments)
+        request = build_request("text-to-image", prompt, model=self._named(model), **arguments)
         return self.run(request, wait=wait, options=options)
 
     def edit(
@@ -444,7 +461,8 @@ class Session:
         self, source: Any, prompt: str, *, model: str = "max", **arguments: Any
     ) -> tuple[Request, int | None]:
         """A checked edit request and the journal id of the job whose image it edits (if any)."""
-        mode, sources = edit_mode(source)
+        model = self._named(model)
+        mode, sources = edit_mode(source, model)
         sources = [self.result(s) if is_ref(s) else s for s in sources]
         parent_id = next((s.journal_id for s in sources if isinstance(s, Result) and s.journal_id), None)
         request = build_request(
@@ -474,6 +492,7 @@ class Session:
         self, source: Any, prompt: str, *, mask: Any, reference: Any = None, model: str = "lora", **arguments: Any
     ) -> tuple[Request, int | None]:
         """A checked inpainting request (source, mask, optional reference) and the job it edits (if any)."""
+        model = self._named(model)
         src, msk, ref = (self.result(x) if is_ref(x) else x for x in (source, mask, reference))
         parent_id = src.journal_id if isinstance(src, Result) else None
         request = build_request(
@@ -481,6 +500,82 @@ class Session:
             max_input_side=self.settings.max_input_side, **arguments,
         )  # fmt: skip
         return request, parent_id
+
+    def plan_sweep(
+        self,
+        sweep: Sweep,
+        *,
+        source: Any = None,
+        defaults: Callable[[Endpoint], dict[str, Any]] | None = None,
+        **arguments: Any,
+    ) -> SweepPlan:
+        """Every cell of a sweep as a checked request in its own model's shape, priced; nothing is sent.
+        ``source``: the image an edit sweep edits; ``defaults(endpoint)``: settings a caller adds where the cell's
+        model takes them (the magics' %config); ``arguments``: fixed inputs that are not sweep settings (loras, the
+        submit options)."""
+        from .sweep import SweepPlan
+
+        requests: list[tuple[Request, int | None]] = []
+        parent = None
+        if sweep.mode != "text-to-image" and source is not None and not isinstance(source, (list, tuple)):
+            from .images import prepare_image
+
+            found = self.result(source) if is_ref(source) else source
+            parent = found.journal_id if isinstance(found, Result) else None
+            side = self.settings.max_input_side
+            source = prepare_image(found) if side is None else prepare_image(found, max_side=side)  # read once
+        for cell in sweep.cells:
+            ep = sweep.endpoint(cell)
+            args = {**(defaults(ep) if defaults is not None else {}), **arguments, **cell.arguments}
+            if sweep.mode == "text-to-image":
+                requests.append((build_request(sweep.mode, cell.prompt, model=cell.model, **args), None))
+            else:
+                request, parent_id = self.prepare_edit(source, cell.prompt, model=cell.model, **args)
+                requests.append((request, parent if parent_id is None else parent_id))
+        sizes = [r.input_size for r, _ in requests if r.input_size]
+        return SweepPlan(replace(sweep, input_size=sizes[0]) if sizes else sweep, tuple(requests))
+
+    def sweep(
+        self,
+        prompt: str,
+        *,
+        source: Any = None,
+        model: str | Sequence[str] = "max",
+        wait: bool = True,
+        **options: Any,
+    ) -> Grid | list[Job]:
+        """A grid of jobs over a prompt's {a|b} groups, settings and models: every value given as a list (or range)
+        is an axis, anything else is fixed; ``model`` a name or a list of them ('max', 'seedream4-edit', endpoint
+        ids), each cell sent in its own model's shape. ``source``: an edit sweep. The whole sweep is priced and
+        reserved at once before anything is sent (caps and confirm_above see its total: over a cap, nothing is
+        sent). Settings a model lacks are left out of its cells, shown '–' and listed under the grid. Returns the
+        Grid (``wait=False``: the Jobs, in cell order). Run options as for ``edit``."""
+        from .sweep import build_sweep
+
+        run = RunOptions.take(options)
+        names = [self._named(m.strip()) for m in (model.split(",") if isinstance(model, str) else model)]
+        axes = {k: v for k, v in options.items() if isinstance(v, (list, tuple, range))}
+        rest = {k: v for k, v in options.items() if k in SWEEP_OPTIONS}
+        fixed = {k: v for k, v in options.items() if k not in axes and k not in rest}
+        mode = "text-to-image" if source is None else "edit"
+        built = build_sweep(prompt, {k: tuple(v) for k, v in axes.items()}, model=names, base=fixed, mode=mode)
+        plan = self.plan_sweep(built, source=source, **rest)
+        for line in plan.not_taken():
+            self.notice(f"kontext_nb: {line}")
+        jobs = self.submit_all(list(plan.requests), options=run)
+        if not wait:
+            return jobs
+        from .views.grid import Grid
+
+        outcomes: list[Any] = []
+        for job in jobs:
+            try:
+                outcomes.append(job.result(run.timeout))
+            except Interrupted:
+                raise
+            except Exception as exc:  # one cell's failure is shown in its cell; the others stand
+                outcomes.append(exc)
+        return Grid(plan.sweep, outcomes)
 
     def job(self, ref: Any) -> Job | None:
         """The Job in flight in this session for a journal reference, if it is still running."""
@@ -517,6 +612,8 @@ class Session:
 
         record = self.record(ref)
         options = RunOptions.take(changes)
+        if "model" in changes:
+            changes["model"] = self._named(changes["model"])
         request, parent_id = rerun_request(record, changes, self.settings.max_input_side)
         return self.run(request, wait=wait, parent_id=parent_id, options=options)
 
@@ -621,7 +718,15 @@ class Session:
         since = filters.get("since")
         if since is not None and not isinstance(since, (int, float)):
             filters["since"] = since.timestamp()
-        return History(self.tracker.journal.search(**filters))
+        model = filters.pop("model", None)
+        if model is None:
+            return History(self.tracker.journal.search(**filters))
+        ids = model_endpoints(str(model))
+        if len(ids) == 1 and filters.get("endpoint") in (None, ids[0]):
+            return History(self.tracker.journal.search(**{**filters, "endpoint": ids[0]}))
+        limit = filters.pop("limit", None)
+        found = [r for r in self.tracker.journal.search(**filters) if r.endpoint in ids]
+        return History(found[:limit] if limit is not None else found)
 
     def delete(self, ref: Any, *, files: bool = True) -> None:
         from .journal.pruning import delete_record
@@ -654,6 +759,16 @@ class Session:
         if not found.ok:
             self.notice(f"kontext_nb: {found!r}")
         return found
+
+
+def model_endpoints(name: str) -> list[str]:
+    """The endpoint ids a model name stands for: a Kontext name (max, pro, dev, lora) its whole family, an alias
+    or endpoint id its one endpoint; ValidationError (one line, did-you-mean) for a name the registry lacks."""
+    from . import endpoints, models
+
+    if name in endpoints.MODELS:
+        return [e.id for e in endpoints.ENDPOINTS.values() if e.model == name]
+    return [models.registry().get(name).endpoint_id]
 
 
 def refuse_secrets(request: Request, settings: Settings, tags: Sequence[str] = ()) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from .. import endpoints
+from .. import endpoints, models
 from ..errors import DownloadFailed, FalError, ImageTooLarge, JobFailed
 from ..images import decode_image, image_inputs, image_size, sniff_content_type
 from ..jobs import Job
@@ -78,7 +78,8 @@ async def result_from_output(
     """A Result from the model's output JSON (the queue's result, or ``json_output`` in fal's request history):
     every image downloaded and decoded."""
     request_id = job.request_id or ""
-    metas = [m for m in output.get("images") or [] if isinstance(m, dict) and m.get("url")]
+    shaped = models.normalise(output)  # images[] or image, seed or seeds, either NSFW flag: one shape
+    metas = [m for m in shaped.images if m.get("url")]
     if not metas:
         raise JobFailed(f"fal returned no images for request {request_id}", request_id=request_id)
     blobs = await asyncio.gather(*(fetch_image(media, m["url"], request_id) for m in metas))
@@ -91,12 +92,12 @@ async def result_from_output(
                 f"image {i + 1} of request {request_id} is not a readable image", request_id=request_id
             ) from None
     ep = endpoints.get_endpoint(endpoint)
-    nsfw = [bool(x) for x in output.get("has_nsfw_concepts") or []]
+    nsfw = [flag for m, flag in zip(shaped.images, shaped.nsfw, strict=True) if m.get("url")]
     return Result(
         endpoint=endpoint,
         request_id=request_id,
         arguments=job.arguments,
-        seed=output.get("seed"),
+        seed=_seed(output, shaped.seeds, arguments),
         prompt=str(output.get("prompt") or arguments.get("prompt", "")),
         image_bytes=list(blobs),
         content_types=[str(m.get("content_type") or _sniff(b)) for m, b in zip(metas, blobs, strict=True)],
@@ -110,6 +111,16 @@ async def result_from_output(
         elapsed=job.status.elapsed,
         billable_units=units,
     )
+
+
+def _seed(output: dict[str, Any], returned: tuple[int | None, ...], arguments: dict[str, Any]) -> Any:
+    """The seed used: the one returned (``seed``, or the first of ``seeds``); a model that returns none (Nano Banana)
+    used the one it was sent; None when it neither took nor returned one (not reproducible)."""
+    if "seed" in output:
+        return output.get("seed")
+    found = next((x for x in returned if x is not None), None)
+    sent = arguments.get("seed")
+    return found if found is not None else (sent if isinstance(sent, int) and not isinstance(sent, bool) else None)
 
 
 def billed_cost(

@@ -18,7 +18,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Enum, Float, Int, Unicode, observe
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import endpoints
 from .parse import HELP, SUBCOMMANDS, help_text, split
@@ -31,7 +31,9 @@ _T2I = endpoints.T2I_DEFAULTS  # constants: the registry is read on first use, n
 class Kontext(Magics):
     """FLUX.1 Kontext on fal: make, edit, sweep and compare images from one line or a cell."""
 
-    model = Enum(endpoints.MODELS, default_value="max", help="max ($0.08/image) or pro ($0.04/image)").tag(config=True)
+    model = Unicode(
+        "max", help="max ($0.08/image), pro ($0.04/image), dev, lora, or any model kx.models() lists (alias or id)"
+    ).tag(config=True)
     aspect_ratio = Enum(endpoints.ASPECT_RATIOS, default_value=_T2I["aspect_ratio"], help="text to image").tag(
         config=True
     )
@@ -59,6 +61,16 @@ class Kontext(Magics):
         "", help="the time zone of budget_daily's days, kept in the runs folder (empty: the folder's, else UTC)"
     ).tag(config=True)
     confirm_above = Float(1.0, help="ask before a run that would cost more than this").tag(config=True)
+
+    @validate("model")
+    def _known_model(self, proposal: Any) -> str:
+        """Kontext.model names a model of the registry (any case of an alias, or an endpoint id)."""
+        from ..models import registry
+
+        name = str(proposal["value"]).strip()
+        if name not in endpoints.MODELS and registry().find(name) is None:
+            raise TraitError(registry().unknown(name))
+        return name
 
     def __init__(self, shell: Any, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)

@@ -12,7 +12,7 @@ from ..endpoints import format_cost
 from ..errors import KontextError
 from ..request import Request
 from ..result import Results
-from .lines import inputs_of, model_of, prompts_of, request_of, source_of, split_at_dashes, usage
+from .lines import inputs_of, known_model, model_of, prompts_of, request_of, source_of, split_at_dashes, usage
 from .parse import convert, option_for, parse, shown, split
 from .running import run
 
@@ -107,12 +107,12 @@ def cmd_rerun(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     if len(parsed.words) != 1:
         raise UsageError("rerun takes one job reference: %kontext rerun @12 --seed 7")
     changes = {k: convert(k, v) for k, v in parsed.inputs.items()}
-    if parsed.model:
-        changes["model"] = parsed.model
     session = kx.get_session()
     from ..journal.rerun import rerun_request
 
     try:
+        if parsed.model:  # any model (an endpoint id the registry lacks is loaded live, with a key)
+            changes["model"] = known_model(parsed.model)
         record = session.record(source_of(magics, parsed.words[0]))
         request, parent = rerun_request(record, changes, session.settings.max_input_side)
     except KontextError as exc:
@@ -131,6 +131,7 @@ def cmd_history(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     p.add_argument("--tag")
     p.add_argument("--status")
     p.add_argument("--min-rating", type=_int("--min-rating"))
+    p.add_argument("--model")
     args = p.parse_intermixed_args(tokens)
     _text_ok("search words", " ".join(args.words))
     _text_ok("--tag", args.tag or "")
@@ -142,6 +143,7 @@ def cmd_history(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
             tag=args.tag,
             status=args.status,
             min_rating=args.min_rating,
+            model=args.model,
         )
     )
 
@@ -298,8 +300,14 @@ def cmd_duel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
 
 
 def cmd_ranking(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
-    """%kontext ranking [@3 @5 ...]: the results ranked from the votes, best first."""
-    return _guard(kx.ranking, tokens or None)
+    """%kontext ranking [@3 @5 ...] [--by model]: the results (or their models) ranked from the votes, best first."""
+    from .parse import UsageParser
+
+    p = UsageParser(prog="%kontext ranking", add_help=False, allow_abbrev=False)
+    p.add_argument("refs", nargs="*")
+    p.add_argument("--by", choices=("model",))
+    args = p.parse_intermixed_args(tokens)
+    return _guard(lambda: kx.ranking(args.refs or None, by=args.by))
 
 
 def cmd_changes(magics: Kontext, tokens: list[str], cell: str | None) -> Any:

@@ -114,8 +114,9 @@ def make_parser(command: str, *, sweep: bool = False) -> UsageParser:
         "--model",
         dest="model",
         action=_Once,
-        metavar="|".join(endpoints.MODELS) + ("[,...]" if sweep else ""),
-        help="FLUX.1 Kontext [max], [pro], [dev] (edit) or lora (with --lora), or an endpoint id",
+        metavar="|".join(endpoints.MODELS) + "|ALIAS|ID" + ("[,...]" if sweep else ""),
+        help="FLUX.1 Kontext [max], [pro], [dev] (edit) or lora (with --lora), any model kx.models() lists by its "
+        "alias (qwen-edit, seedream4-edit) or an endpoint id",
     )
     if command == "inpaint":
         p.add_argument("--mask", dest="mask", action=_Once, metavar="MASK", help="white = repaint: path, @12, $m")
@@ -262,13 +263,16 @@ HELP = """
   %kontext sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,3.5,5     a labelled grid
   %kontext sweep edit @last "make it night" --model max,pro,dev --seed 1,2   one grid across models
   %kontext sweep edit @last "make it {winter|night}" --seed 1-4
+  %kontext sweep edit $src "make it night" --model max,seedream4-edit,fal-ai/flux-2-flex/edit --seed 1,2
+                                      any model kx.models() lists (alias or endpoint id): one grid, each
+                                      cell's cost, settings a model lacks shown '–' and listed
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
-  %kontext history fox --seed 42 --limit 20 --min-rating 4
+  %kontext history fox --seed 42 --limit 20 --min-rating 4 --model seedream4-edit
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
   %kontext panel                      the interactive panel: Create, Gallery, Compare, History, Duel
   %kontext rate @12 4                 1-5 stars (0 clears); kx.history(min_rating=4) finds them
   %kontext duel @3 @5 @7              a blind duel: ← → pick the better one, = a tie (no refs: the last 12)
-  %kontext ranking @3 @5 @7           the results ranked from the votes (Bradley–Terry)
+  %kontext ranking @3 @5 @7           the results ranked from the votes (Bradley–Terry); --by model
   %kontext changes @12                what an edit changed: heat map, changed share, SSIM outside, pHash
   %kontext report @3 @5 @7 -o report.html --size 512 --zip    one self-contained HTML file to share
 
