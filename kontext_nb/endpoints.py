@@ -191,19 +191,22 @@ class Endpoint:
         num_images: int,
         sizes: Sequence[tuple[int, int] | None] | None = None,
         arguments: Mapping[str, Any] | None = None,
+        input_sizes: Sequence[tuple[int, int] | None] = (),
     ) -> float:
         """What ``num_images`` images cost; per megapixel, from their ``sizes`` (width, height) as returned.
 
         A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under. ``arguments``
-        (what was sent) matter to rules outside the Kontext family (a resolution multiplier, a quality table).
-        NOT KNOWN here: the sources' sizes, which rules of input and output also bill (fal's billable units do).
+        (what was sent) matter to rules outside the Kontext family (a resolution multiplier, a quality table);
+        ``input_sizes`` (one per source sent, None where not known) to rules that bill input megapixels too.
         """
         from . import models
 
         if not self.kontext and self.spec is not None:
-            shown = [s or _multiple_of_16(LARGEST_INPUT) for s in list(sizes or [])[:num_images]]
-            shown += [_multiple_of_16(LARGEST_INPUT)] * (num_images - len(shown))
-            return round(models.billed(self.spec, arguments or {}, shown), 4)
+            largest = _multiple_of_16(LARGEST_INPUT)
+            shown = [s or largest for s in list(sizes or [])[:num_images]]
+            shown += [largest] * (num_images - len(shown))
+            sources = [s or largest for s in input_sizes]
+            return round(models.billed(self.spec, arguments or {}, shown, sources), 4)
         if self.unit == "image":
             return round(self.price * num_images, 4)
         known = list(sizes or [])[:num_images]

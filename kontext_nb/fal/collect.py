@@ -133,7 +133,8 @@ def billed_cost(
     when it sent them; else from the returned images (per image, or per megapixel of their sizes)."""
     if units is not None:
         return ep.cost_of_units(units, arguments)
-    return ep.cost(len(sizes), sizes, arguments)
+    sources = [i.size for i in image_inputs(dict(arguments or {}))]  # rules of input and output bill these too
+    return ep.cost(len(sizes), sizes, arguments, sources)
 
 
 def _checked_size(blob: bytes) -> tuple[int, int]:
