@@ -58,6 +58,7 @@ from kontext_nb.serving import ConnectionLimits, ServerThread, listen
 
 from .bounds import Bounds
 from .classroom import Classroom
+from .instances import instance_id
 
 if TYPE_CHECKING:
     from kontext_nb.sandbox import SandboxServer
@@ -173,7 +174,7 @@ class ProxyServer:
                 self.instructor_token = self.classroom.new_instructor_token()
             local = (bound, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}")
             self.upstream = Upstream(self._target, key, config.retry, label)
-            self.proxy = Proxy(config, self.classroom, self.upstream, local)
+            self.proxy = Proxy(config, self.classroom, self.upstream, local, instance_id(self.port))
         except BaseException:
             self._socket.close()
             if self.sandbox is not None:

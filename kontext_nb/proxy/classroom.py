@@ -1,18 +1,22 @@
 """The classroom's state in SQLite: students, the job audit log, refusals, the instructor token.
 
-One file, ``<state>/classroom.db``, in WAL mode, so the server and the management commands
-(``kontext-nb proxy add-student``, ``revoke``, ...) can use it at the same time. Tokens are kept
-only as SHA-256 hashes. Quotas are computed from the jobs table, which is the one record of what
-was reserved, settled and released; the server writes it before it answers, so a restart
-continues exactly where the last run stopped.
+One file, ``<state>/classroom.db``, in WAL mode, so the server, the management commands
+(``kontext-nb proxy add-student``, ``revoke``, ...) and other proxy instances on this machine can use
+it at the same time. Tokens are kept only as SHA-256 hashes. Quotas are summed from the spend ledger
+(spend.py: append-only reserve, settle and release entries), checked and reserved in one write
+transaction, so two instances admitting a student's requests at once cannot both take the last image;
+the server writes before it answers, so a restart continues exactly where the last run stopped.
+What several instances share, and what each keeps to itself, is in instances.py.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,8 +24,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from . import roster
-from .limits import Usage, to_dollars
+from . import roster, spend
+from .limits import Limits, Refusal, Usage, check, to_dollars
 
 DB_NAME = "classroom.db"
 WAITING, SUBMITTING, UPSTREAM, DONE = "waiting", "submitting", "upstream", "done"
@@ -65,7 +69,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_status INTEGER,
     result_headers TEXT,
     result TEXT,                     -- the result body as served (JSON text, upstream addresses)
-    image_urls TEXT
+    image_urls TEXT,
+    owner TEXT,                      -- the proxy instance that sends and watches it (instances.py)
+    cancel_requested INTEGER NOT NULL DEFAULT 0,  -- asked through another instance while being sent
+    upstream_status TEXT             -- IN_QUEUE | IN_PROGRESS, for the instances not watching it
 );
 CREATE INDEX IF NOT EXISTS jobs_student_day ON jobs (student, day);
 CREATE INDEX IF NOT EXISTS jobs_session_student ON jobs (session, student);
@@ -93,7 +100,34 @@ CREATE TABLE IF NOT EXISTS upload_sizes (  -- images stored through the proxy: t
     height INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS logins (  -- the instructor's logged-in browsers, whichever instance they reach
+    sid_hash TEXT PRIMARY KEY,       -- SHA-256 of the session cookie
+    token_hash TEXT NOT NULL,        -- the instructor token it was opened with: replaced, the login ends
+    csrf TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signed_uploads (  -- upload ids handed out; the PUT may reach another instance
+    id TEXT PRIMARY KEY,
+    student TEXT NOT NULL,
+    file_url TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS instances (  -- proxy instances serving this class, alive by heartbeat
+    id TEXT PRIMARY KEY,             -- host:port
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
 """
+_ADDED_COLUMNS = {  # columns a state folder from an older version lacks
+    "jobs": (
+        ("result_headers", "TEXT"),  # fal's error headers
+        ("owner", "TEXT"),
+        ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+        ("upstream_status", "TEXT"),
+    ),
+    "refusals": (("minute", "INTEGER"), ("count", "INTEGER NOT NULL DEFAULT 1")),  # counted per minute
+}
 _JSON_COLUMNS = (
     "arguments",
     "body",
@@ -127,19 +161,28 @@ class Classroom:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        if "result_headers" not in columns:  # a state folder from before fal's error headers were kept
-            self._db.execute("ALTER TABLE jobs ADD COLUMN result_headers TEXT")
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(refusals)")}
-        if "minute" not in columns:  # a state folder from before refusals were counted per minute
-            self._db.execute("ALTER TABLE refusals ADD COLUMN minute INTEGER")
-            self._db.execute("ALTER TABLE refusals ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
-        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS refusals_bucket ON refusals (student, kind, minute)")
+        with self._write() as db:
+            self._migrate(db)
         self._tokens: dict[str, Student] = {}
-        self._tokens_version: int | None = None
+        self._tokens_version: str | None = None
         self.last_tokens_file: Path | None = None
         """Where import_roster last wrote the tokens it issued."""
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Create the tables, or bring an older state folder's up to date (in one write transaction)."""
+        had_ledger = bool(db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger'").fetchone())
+        for statement in statements(_SCHEMA + spend.SCHEMA.format(serial="INTEGER PRIMARY KEY", real="REAL")):
+            db.execute(statement)
+        for table, added in _ADDED_COLUMNS.items():
+            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in added:
+                if name not in columns:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS refusals_bucket ON refusals (student, kind, minute)")
+        db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, state)")
+        if not had_ledger:  # the jobs of a state folder from before the ledger, entered once
+            for statement in statements(spend.FILL):
+                db.execute(statement)
 
     def close(self) -> None:
         with self._lock:
@@ -163,6 +206,9 @@ class Classroom:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    transaction, query = _write, _rows
+    """For the proxy's other tables (instances.py, duel.py): one write transaction; rows of a read."""
+
     # ---- students ------------------------------------------------------------------------
     def add_student(self, name: str, token: str | None = None) -> str:
         """Add a student and return their token (shown once: only its hash is kept)."""
@@ -177,7 +223,7 @@ class Classroom:
                 "INSERT INTO students (name, token_hash, created) VALUES (?, ?, ?)",
                 (name, roster.token_hash(token), time.time()),
             )
-        self._tokens_version = None
+            _students_changed(db)
         return token
 
     def import_roster(self, path: str | Path) -> dict[str, str]:
@@ -201,7 +247,7 @@ class Classroom:
         with self._write() as db:
             if db.execute("UPDATE students SET revoked_at = ? WHERE name = ?", (when, name)).rowcount == 0:
                 raise KeyError(f"no student called {name!r}")
-        self._tokens_version = None
+            _students_changed(db)
 
     def revoke(self, name: str) -> None:
         """Refuse the student's requests from now on (jobs already running finish)."""
@@ -211,9 +257,11 @@ class Classroom:
         self._set_revoked(name, None)
 
     def student_for_token(self, token: str) -> Student | None:
-        """The student a token belongs to: a dict lookup by hash, reloaded when any process changed the table."""
+        """The student a token belongs to: a dict lookup by hash, reloaded when any process or instance changed
+        the table (a revision number it bumps: one small read per request)."""
         with self._lock:
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            found = self._db.execute("SELECT value FROM settings WHERE key = 'students_revision'").fetchone()
+            version = found[0] if found else ""
             if version != self._tokens_version:
                 rows = self._db.execute("SELECT name, token_hash, revoked_at FROM students").fetchall()
                 self._tokens = {r["token_hash"]: Student(r["name"], r["revoked_at"] is not None) for r in rows}
@@ -221,9 +269,13 @@ class Classroom:
             return self._tokens.get(roster.token_hash(token))
 
     def touch(self, names_seen: dict[str, float]) -> None:
-        """Store when students were last seen (the server batches these)."""
+        """Store when students were last seen (each instance batches these; the latest wins)."""
         with self._write() as db:
-            db.executemany("UPDATE students SET last_seen = ? WHERE name = ?", [(t, n) for n, t in names_seen.items()])
+            for name, when in names_seen.items():
+                db.execute(
+                    "UPDATE students SET last_seen = ? WHERE name = ? AND COALESCE(last_seen, 0) < ?",
+                    (when, name, when),
+                )
 
     # ---- the instructor ------------------------------------------------------------------
     def new_instructor_token(self) -> str:
@@ -242,12 +294,19 @@ class Classroom:
         return rows[0]["value"] if rows else None
 
     # ---- jobs ----------------------------------------------------------------------------
-    def add_job(self, job: dict[str, Any]) -> None:
-        """Insert a job row: this is the reservation of its images and dollars."""
+    def admit(self, job: dict[str, Any], limits: Limits) -> Refusal | None:
+        """Check the job against every quota and, if it fits, insert its row and its reservation, in one write
+        transaction: requests reaching two instances at once see each other's reservations."""
         row = {k: (json.dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in job.items()}
         columns = ", ".join(row)
         with self._write() as db:
-            db.execute(f"INSERT INTO jobs ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+            student = _usage(db, job["day"], job["session"], job["student"])
+            klass = _usage(db, job["day"], job["session"], None)
+            refusal = check(limits, student, klass, int(job["num_images"]), int(job["cost_reserved"]))
+            if refusal is None:
+                db.execute(f"INSERT INTO jobs ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+                spend.reserve(db, job)
+        return refusal
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         row = {k: (json.dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
@@ -255,18 +314,71 @@ class Classroom:
         with self._write() as db:
             db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*row.values(), job_id))
 
+    def move_job(self, job_id: str, before: str, **fields: Any) -> bool:
+        """Update the job only if it is still in state ``before`` (False: another instance moved it first)."""
+        row = {k: (json.dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
+        assignments = ", ".join(f"{k} = ?" for k in row)
+        with self._write() as db:
+            sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?"
+            return bool(db.execute(sql, (*row.values(), job_id, before)).rowcount)
+
+    def finish(
+        self, job_id: str, images: int, cost: int, ok: bool, only_from: str | None = None, **fields: Any
+    ) -> bool:
+        """End a job: its row marked done and its one settle or release entry, in one transaction. False when it
+        had ended already (or was no longer in state ``only_from``): nothing is written, nothing counted twice."""
+        row = {k: (json.dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
+        row.update(state=DONE, images=images, cost=cost)
+        assignments = ", ".join(f"{k} = ?" for k in row)
+        with self._write() as db:
+            found = db.execute(
+                "SELECT id, student, day, session, num_images, cost_reserved, state FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if found is None or found["state"] == DONE or (only_from is not None and found["state"] != only_from):
+                return False
+            db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*row.values(), job_id))
+            spend.end(db, dict(found), images, cost, ok)
+        return True
+
+    def claim(self, job_id: str, owner: str, limit: int | None) -> int | str:
+        """Move a waiting job of ``owner`` to submitting if the class has an upstream slot free: its dispatch
+        sequence number; "full" when every slot is taken (by any instance); "gone" when it is not waiting any
+        more (cancelled through another instance, or taken over)."""
+        with self._write() as db:
+            found = db.execute("SELECT state, owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if found is None or found["state"] != WAITING or found["owner"] not in (owner, None):
+                return "gone"
+            if limit is not None:
+                running = db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (SUBMITTING, UPSTREAM))
+                if int(running.fetchone()[0]) >= limit:
+                    return "full"
+            seq = int(db.execute("SELECT COALESCE(MAX(dispatch_seq), 0) + 1 FROM jobs").fetchone()[0])
+            db.execute(
+                "UPDATE jobs SET state = ?, dispatched = ?, dispatch_seq = ?, owner = ? WHERE id = ?",
+                (SUBMITTING, time.time(), seq, owner, job_id),
+            )
+        return seq
+
     def job(self, job_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", job_id)
         return _decode(rows[0]) if rows else None
 
-    def active_jobs(self) -> list[dict[str, Any]]:
-        """Jobs waiting, being sent or running upstream, oldest first (what a restart picks up)."""
-        marks = ", ".join("?" * len(ACTIVE_STATES))
-        rows = self._rows(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", *ACTIVE_STATES)
-        return [_decode(r) for r in rows]
+    def waiting_before(self, job_id: str) -> int:
+        """How many jobs of the class wait in front of this one (its place in line, as any instance sees it)."""
+        rows = self._rows(
+            "SELECT COUNT(*) FROM jobs WHERE state = ? AND created < (SELECT created FROM jobs WHERE id = ?)",
+            WAITING,
+            job_id,
+        )
+        return int(rows[0][0])
 
-    def next_dispatch_seq(self) -> int:
-        return int(self._rows("SELECT COALESCE(MAX(dispatch_seq), 0) AS n FROM jobs")[0]["n"]) + 1
+    def active_jobs(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Jobs waiting, being sent or running upstream (those of ``owner`` if given), oldest first."""
+        marks = ", ".join("?" * len(ACTIVE_STATES))
+        sql, args = f"SELECT * FROM jobs WHERE state IN ({marks})", list(ACTIVE_STATES)
+        if owner is not None:
+            sql, args = sql + " AND owner = ?", [*args, owner]
+        return [_decode(r) for r in self._rows(sql + " ORDER BY created", *args)]
 
     def dispatch_log(self, session: str | None = None) -> list[tuple[int, str, str]]:
         """(sequence number, student, job id) of every job sent upstream, in the order it was sent."""
@@ -278,27 +390,11 @@ class Classroom:
 
     def student_usage(self, name: str, day: str, session: str) -> Usage:
         with self._lock:
-            images = self._db.execute(
-                "SELECT COALESCE(SUM(images), 0) FROM jobs WHERE student = ? AND day = ?", (name, day)
-            ).fetchone()[0]
-            spent = self._db.execute(
-                "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE student = ? AND session = ?", (name, session)
-            ).fetchone()[0]
-            flying = self._db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE student = ? AND state != ?", (name, DONE)
-            ).fetchone()[0]
-        return Usage(int(images), int(spent), int(flying))
+            return _usage(self._db, day, session, name)
 
     def class_usage(self, day: str, session: str) -> Usage:
         with self._lock:
-            images = self._db.execute("SELECT COALESCE(SUM(images), 0) FROM jobs WHERE day = ?", (day,)).fetchone()[0]
-            spent = self._db.execute(
-                "SELECT COALESCE(SUM(cost), 0) FROM jobs WHERE session = ?", (session,)
-            ).fetchone()[0]
-            flying = self._db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (SUBMITTING, UPSTREAM)
-            ).fetchone()[0]
-        return Usage(int(images), int(spent), int(flying))
+            return _usage(self._db, day, session, None)
 
     # ---- uploads -------------------------------------------------------------------------
     def uploaded(self, name: str, day: str) -> int:
@@ -346,8 +442,8 @@ class Classroom:
         rows = self._rows(
             """
             SELECT s.name, s.revoked_at, s.last_seen, s.created,
-              (SELECT COALESCE(SUM(images), 0) FROM jobs j WHERE j.student = s.name AND j.day = ?) AS images_today,
-              (SELECT COALESCE(SUM(cost), 0) FROM jobs j WHERE j.student = s.name AND j.session = ?) AS spent,
+              (SELECT COALESCE(SUM(images), 0) FROM ledger l WHERE l.student = s.name AND l.day = ?) AS images_today,
+              (SELECT COALESCE(SUM(micros), 0) FROM ledger l WHERE l.student = s.name AND l.session = ?) AS spent,
               (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.session = ?) AS jobs,
               (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.outcome = 'ok' AND j.session = ?) AS done,
               (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.outcome = 'failed' AND j.session = ?)
@@ -461,6 +557,35 @@ class Classroom:
             "recent_images": self.recent_images(),
             "recent_refusals": self.recent_refusals(_day_start(day)),
         }
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a schema script, comments dropped (they may hold a semicolon)."""
+    text = re.sub(r"--[^\n]*", "", script)
+    return [part.strip() for part in text.split(";") if part.strip()]
+
+
+def _usage(db: Any, day: str, session: str, student: str | None) -> Usage:
+    """What a student (None: the class) has counted: images today and dollars this session from the ledger,
+    jobs waiting or running from the jobs table (the class's in-flight count: jobs upstream only)."""
+    if student is None:
+        images = db.execute(spend.IMAGES_ON_DAY, (day,)).fetchone()[0]
+        spent = db.execute(spend.MICROS_IN_SESSION, (session,)).fetchone()[0]
+        flying = db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (SUBMITTING, UPSTREAM)).fetchone()[0]
+    else:
+        images = db.execute(spend.STUDENT_IMAGES_ON_DAY, (day, student)).fetchone()[0]
+        spent = db.execute(spend.STUDENT_MICROS_IN_SESSION, (session, student)).fetchone()[0]
+        flying = db.execute("SELECT COUNT(*) FROM jobs WHERE student = ? AND state != ?", (student, DONE)).fetchone()[0]
+    return Usage(int(images), int(spent), int(flying))
+
+
+def _students_changed(db: Any) -> None:
+    """A new revision of the students table: every instance reloads its token cache on its next request."""
+    db.execute(
+        "INSERT INTO settings (key, value) VALUES ('students_revision', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (uuid.uuid4().hex,),
+    )
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from kontext_nb import endpoints
 from kontext_nb.fal.protocol import CANCEL_ERROR_TYPES, http_error
 from kontext_nb.images import sniff_content_type
 
+from . import instances
 from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
 from .limits import to_micros
 from .upstream import Upstream
@@ -35,6 +36,7 @@ log = logging.getLogger("kontext_nb.proxy")
 CANCELLED = {"detail": "Request was cancelled", "error_type": "request_cancelled"}
 CANCEL_TYPES = CANCEL_ERROR_TYPES  # fal documents both; client_cancelled is HTTP 499
 WATCH_ATTEMPTS = 12  # consecutive failures to follow a job before _collect pauses and starts again
+TICK = 0.2  # seconds between an instance's looks at what other instances changed
 COLLECT_PAUSE, COLLECT_PAUSE_MAX = 1.0, 60.0  # seconds between tries to reach an upstream that keeps failing
 
 
@@ -51,6 +53,10 @@ class FairQueue:
     def push(self, student: str, job_id: str) -> None:
         self._lanes.setdefault(student, deque()).append(job_id)
         self._order = None
+
+    def peek(self) -> str | None:
+        """The job pop() would return, left in place."""
+        return next(iter(self._lanes.values()))[0] if self._lanes else None
 
     def pop(self) -> str | None:
         if not self._lanes:
@@ -107,6 +113,8 @@ class ProxyJob:
     error: str | None = None
     error_type: str | None = None
     cancel_requested: bool = False
+    owner: str | None = None
+    """The instance that sends and watches it; any other answers from its row (instances.py)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -138,22 +146,39 @@ class ProxyJob:
             outcome=row["outcome"],
             error=row["error"],
             error_type=row["error_type"],
+            owner=row.get("owner"),
+            upstream_status=row.get("upstream_status"),
         )
+
+    def refresh(self, row: dict[str, Any]) -> None:
+        """Take on what the row says (a job another instance watches); wake watchers if anything moved."""
+        before = (self.state, self.upstream_status, self.outcome)
+        self.state, self.upstream_id, self.urls = row["state"], row["upstream_id"], row["upstream_urls"]
+        self.upstream_status, self.outcome = row.get("upstream_status"), row["outcome"]
+        self.metrics, self.error, self.error_type = row["metrics"] or {}, row["error"], row["error_type"]
+        self.owner = row.get("owner")
+        if (self.state, self.upstream_status, self.outcome) != before:
+            self.notify()
 
 
 class Dispatcher:
     """Holds the waiting jobs, sends them upstream in fair order, and watches each to the end."""
 
-    def __init__(self, classroom: Classroom, upstream: Upstream, limit: int | None, poll_interval: float) -> None:
+    def __init__(
+        self, classroom: Classroom, upstream: Upstream, limit: int | None, poll_interval: float, me: str = "local"
+    ) -> None:
         self.classroom = classroom
         self.upstream = upstream
         self.limit = limit
         self.poll_interval = poll_interval
+        self.me = me
+        """This instance's name in the state: the owner of the jobs it sends and watches."""
         self.jobs: dict[str, ProxyJob] = {}
+        self.foreign: dict[str, ProxyJob] = {}
+        """Unfinished jobs of other instances that this one's students asked about: re-read on each tick."""
         self.queue = FairQueue()
         self.running: set[ProxyJob] = set()
         self.closing = False
-        self._seq = classroom.next_dispatch_seq()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sends: set[asyncio.Future[Any]] = set()
 
@@ -165,9 +190,20 @@ class Dispatcher:
         self.pump()
 
     def resume(self) -> None:
-        """After a restart: queue the waiting jobs again and watch those that were upstream."""
-        for row in self.classroom.active_jobs():
-            job = ProxyJob.from_row(row)
+        """After a restart: take this instance's jobs, and those of instances that stopped or were lost, again."""
+        instances.beat(self.classroom, self.me)
+        instances.adopt(self.classroom, self.me)
+        self.take(self.classroom.active_jobs(self.me))
+        self._spawn(self.tick())
+
+    def take(self, rows: list[dict[str, Any]]) -> None:
+        """Queue the waiting jobs of these rows again and watch those that were upstream."""
+        for row in rows:
+            job = self.foreign.pop(row["id"], None)  # a stream here may be following it: the same object
+            if job is None:
+                job = ProxyJob.from_row(row)
+            else:
+                job.refresh(row)
             self.jobs[job.id] = job
             if job.state == WAITING:
                 self.queue.push(job.student, job.id)
@@ -188,22 +224,60 @@ class Dispatcher:
         self.pump()
 
     def pump(self) -> None:
-        """Send waiting jobs upstream while there is room, one student at a time."""
+        """Send waiting jobs upstream while the class has room (counted over every instance), one student at a
+        time."""
+        moved = False
         while not self.closing and (self.limit is None or len(self.running) < self.limit):
-            job_id = self.queue.pop()
+            job_id = self.queue.peek()
             if job_id is None:
                 break
+            claimed = self.classroom.claim(job_id, self.me, self.limit)
+            if claimed == "full":
+                break
+            self.queue.pop()
+            moved = True
             job = self.jobs[job_id]
+            if claimed == "gone":  # cancelled through another instance, or taken over by one
+                row = self.classroom.job(job_id)
+                if row is not None:
+                    job.refresh(row)
+                continue
             job.state = SUBMITTING
-            self.classroom.update_job(job.id, state=SUBMITTING, dispatched=time.time(), dispatch_seq=self._seq)
-            self._seq += 1
             self.running.add(job)
             self._spawn(self._run(job))
             job.notify()
-        for job_id in self.queue.order():  # positions moved up
-            self.jobs[job_id].notify()
+        if moved:
+            for job_id in self.queue.order():  # positions moved up
+                self.jobs[job_id].notify()
+
+    async def tick(self) -> None:
+        """Every few tenths of a second: send what waits when another instance freed a slot; wake the watchers of
+        other instances' jobs that moved; say this instance is alive and take over the jobs of lost ones."""
+        beat = 0.0
+        while not self.closing:
+            try:
+                if len(self.queue):
+                    self.pump()
+                for job_id, job in list(self.foreign.items()):
+                    row = self.classroom.job(job_id)
+                    if row is None or row["state"] == DONE or row.get("owner") == self.me:
+                        self.foreign.pop(job_id, None)
+                    if row is not None:
+                        job.refresh(row)
+                if time.monotonic() - beat > instances.HEARTBEAT:
+                    beat = time.monotonic()
+                    instances.beat(self.classroom, self.me)
+                taken = set(instances.adopt(self.classroom, self.me))
+                if taken:
+                    log.info("took over %d jobs of a proxy instance that stopped or was lost", len(taken))
+                    self.take([r for r in self.classroom.active_jobs(self.me) if r["id"] in taken])
+            except Exception as exc:  # the state's database is away: try again on the next tick
+                log.warning("the proxy's state cannot be reached: %s", exc)
+            await asyncio.sleep(TICK)
 
     def position(self, job: ProxyJob) -> int | None:
+        if job.state == WAITING and job.id in self.foreign:
+            return self.classroom.waiting_before(job.id)
         if job.state == WAITING:
             return self.queue.position(job.id)
         if job.state == SUBMITTING:
@@ -211,12 +285,23 @@ class Dispatcher:
         return job.upstream_position if job.upstream_status == "IN_QUEUE" else None
 
     def lookup(self, job_id: str) -> ProxyJob | None:
-        """A job of this run, or a finished one from the db (old jobs' status and results stay available)."""
-        job = self.jobs.get(job_id)
+        """A job of this run, or one from the db: a finished one (old jobs' status and results stay available),
+        or one another instance watches (read from its row now, and again on every tick while it is asked about)."""
+        job = self.jobs.get(job_id) or self.foreign.get(job_id)
+        if job is not None and (job.id not in self.foreign or job.done):
+            return job
+        row = self.classroom.job(job_id)
+        if row is None:
+            return None
         if job is None:
-            row = self.classroom.job(job_id)
-            if row is not None:
-                job = self.jobs[job_id] = ProxyJob.from_row(row)
+            job = ProxyJob.from_row(row)
+        else:
+            job.refresh(row)
+        if job.done:
+            self.foreign.pop(job_id, None)
+            self.jobs[job_id] = job
+        else:
+            self.foreign[job_id] = job
         return job
 
     # ---- cancel --------------------------------------------------------------------------
@@ -226,11 +311,17 @@ class Dispatcher:
             return 400, "ALREADY_COMPLETED"
         if job.state == WAITING:
             self.queue.remove(job.student, job.id)
-            self._finish(job, "cancelled", 400, CANCELLED, error_type="request_cancelled")
-            self.pump()
-            return 202, "CANCELLATION_REQUESTED"
+            if self._finish(job, "cancelled", 400, CANCELLED, error_type="request_cancelled", only_from=WAITING):
+                self.pump()
+                return 202, "CANCELLATION_REQUESTED"
+            row = self.classroom.job(job.id)  # another instance sent it just now: cancel it as a running job
+            if row is not None:
+                job.refresh(row)
+            if job.state == DONE:
+                return 400, "ALREADY_COMPLETED"
         if job.state == SUBMITTING or job.urls is None:
             job.cancel_requested = True  # cancelled upstream the moment the submit answers
+            self.classroom.update_job(job.id, cancel_requested=1)  # (by whichever instance sends it)
             return 202, "CANCELLATION_REQUESTED"
         status, body = await self.upstream.get_json(job.urls["cancel_url"], "PUT")
         answer = body.get("status") if isinstance(body, dict) else None
@@ -292,7 +383,18 @@ class Dispatcher:
         job.urls = {k: str(data[k]) for k in ("status_url", "response_url", "cancel_url")}
         job.state, job.body = UPSTREAM, None
         job.upstream_status, job.upstream_position = "IN_QUEUE", data.get("queue_position")
-        self.classroom.update_job(job.id, state=UPSTREAM, upstream_id=job.upstream_id, upstream_urls=job.urls)
+        fields = {"upstream_id": job.upstream_id, "upstream_urls": job.urls, "upstream_status": "IN_QUEUE"}
+        if not self.classroom.move_job(job.id, SUBMITTING, state=UPSTREAM, **fields):
+            log.warning(
+                "job %s of %s was given up while it was being sent: cancelling it upstream", job.id, job.student
+            )
+            await self.upstream.get_json(job.urls["cancel_url"], "PUT")
+            row = self.classroom.job(job.id)
+            if row is not None:
+                job.refresh(row)
+            return False
+        row = self.classroom.job(job.id)
+        job.cancel_requested = job.cancel_requested or bool(row and row["cancel_requested"])
         log.info("job %s of %s is upstream", job.id, job.student)
         job.notify()
         return True
@@ -389,6 +491,8 @@ class Dispatcher:
             job.logs = list(data["logs"])
         if (job.upstream_status, job.upstream_position, len(job.logs)) != before:
             job.notify()
+        if job.upstream_status != before[0] and job.upstream_status == "IN_PROGRESS":  # for the other instances
+            self.classroom.update_job(job.id, upstream_status="IN_PROGRESS")
 
     def _complete(self, job: ProxyJob, final: dict[str, Any], status: int, body: Any, headers: dict[str, str]) -> None:
         """The upstream said COMPLETED and answered the result read: whatever it says is the job's end."""
@@ -420,10 +524,14 @@ class Dispatcher:
         error: str | None = None,
         error_type: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> None:
-        """Store the result (with fal's error headers), settle or release the reservation, then tell COMPLETED."""
+        only_from: str | None = None,
+    ) -> bool:
+        """Store the result (with fal's error headers), settle or release the reservation, then tell COMPLETED.
+
+        False when the job had ended already (through another instance: a cancel while it waited), or was no
+        longer in state ``only_from``: the row is left as it is and the job takes it on."""
         if job.done:
-            return
+            return False
         if outcome == "ok":
             metas = [m for m in body.get("images") or [] if isinstance(m, dict) and m.get("url")]
             images = len(metas)
@@ -436,15 +544,15 @@ class Dispatcher:
                 error = detail if isinstance(detail, str) else f"upstream answered HTTP {status}"
             error_type = error_type or (body.get("error_type") if isinstance(body, dict) else None)
         text = self.upstream.scrub(_rename(body, job))
-        job.state, job.outcome, job.error, job.error_type, job.body = DONE, outcome, error, error_type, None
-        self.classroom.update_job(
+        ended = self.classroom.finish(
             job.id,
-            state=DONE,
+            images,
+            cost,
+            outcome == "ok",
+            only_from,
             outcome=outcome,
             error=error,
             error_type=error_type,
-            images=images,
-            cost=cost,
             finished=time.time(),
             metrics=job.metrics,
             result_status=status,
@@ -453,8 +561,15 @@ class Dispatcher:
             image_urls=urls,
             body=None,
         )
+        if not ended:
+            row = self.classroom.job(job.id)
+            if row is not None:
+                job.refresh(row)
+            return False
+        job.state, job.outcome, job.error, job.error_type, job.body = DONE, outcome, error, error_type, None
         log.info("job %s of %s: %s%s", job.id, job.student, outcome, f" ({images} images)" if outcome == "ok" else "")
         job.notify()
+        return True
 
     # ---- stopping ------------------------------------------------------------------------
     def begin_close(self) -> None:
@@ -464,13 +579,15 @@ class Dispatcher:
             job.notify()
 
     async def aclose(self, grace: float = 5.0) -> None:
-        """Let submits in progress finish (so their upstream ids are recorded), then stop watching."""
+        """Let submits in progress finish (so their upstream ids are recorded), stop watching, then hand this
+        instance's jobs to the others (or to the next start)."""
         self.closing = True
         if self._sends:
             await asyncio.wait(list(self._sends), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        instances.leave(self.classroom, self.me)
 
 
 def _json_body(response: Any) -> Any:

@@ -22,7 +22,7 @@ from . import policy
 from .classroom import today
 from .dispatch import ProxyJob
 from .inputs import input_size
-from .limits import Refusal, check, to_micros
+from .limits import Refusal, to_micros
 from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of
 from .upstream import SUBMIT_HEADERS, pick_headers
 
@@ -102,19 +102,11 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
     size = input_size(ep, sent_inputs, proxy.classroom.upload_size)  # None: not known, the worst case
     cost = to_micros(ep.estimate(inputs, size))  # the notebook's estimator; num_images multiplies
     day, session = today(), proxy.session
-    refusal = check(
-        proxy.limits,
-        proxy.classroom.student_usage(student.name, day, session),
-        proxy.classroom.class_usage(day, session),
-        images,
-        cost,
-    )
-    if refusal is not None:
-        return proxy.refuse(student.name, refusal, endpoint_id, prompt)
     forced = {"safety_tolerance": safety[0]} if policy.has_safety_tolerance(ep) else {}  # [dev]/LoRA: none
     sent = proxy.upstream.inbound({**given, **forced}, bases)
     job = ProxyJob(str(uuid.uuid4()), student.name, endpoint_id, sent, pick_headers(request.headers, SUBMIT_HEADERS))
-    proxy.classroom.add_job(
+    job.owner = proxy.dispatcher.me
+    refusal = proxy.classroom.admit(  # checked and reserved in one transaction, whichever instance admits
         {
             "id": job.id,
             "student": student.name,
@@ -133,8 +125,12 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
             "safety_note": safety[1] if forced else None,
             "state": job.state,
             "created": time.time(),
-        }
+            "owner": job.owner,
+        },
+        proxy.limits,
     )
+    if refusal is not None:
+        return proxy.refuse(student.name, refusal, endpoint_id, prompt)
     log.info("%s submitted job %s (%s, %d image%s)", student.name, job.id, endpoint_id, images, "s" * (images != 1))
     job.body = None  # kept in the db until sent: waiting jobs hold no memory
     proxy.dispatcher.add(job)

@@ -81,7 +81,12 @@ class Proxy:
     """All server state: settings, the classroom db, the upstream, the dispatcher, instructor logins."""
 
     def __init__(
-        self, config: ProxyConfig, classroom: Classroom, upstream: Upstream, local_bases: tuple[str, ...] = ()
+        self,
+        config: ProxyConfig,
+        classroom: Classroom,
+        upstream: Upstream,
+        local_bases: tuple[str, ...] = (),
+        me: str = "local",
     ) -> None:
         self.config = config
         self.limits: Limits = config.limits
@@ -89,14 +94,10 @@ class Proxy:
         self.classroom = classroom
         self.upstream = upstream
         self.blocklist = policy.Blocklist(config.blocklist)
-        self.dispatcher = Dispatcher(classroom, upstream, self.limits.class_in_flight, config.poll_interval)
+        self.dispatcher = Dispatcher(classroom, upstream, self.limits.class_in_flight, config.poll_interval, me)
         self.local_bases = local_bases
         """The addresses the server listens on, besides --public-url (a student's file URLs may use any)."""
-        self.instructor_sessions: dict[str, LoginSession] = {}
         self.keepalive_seconds = KEEPALIVE_SECONDS
-        self.uploads: dict[str, tuple[str, str]] = {}
-        """Signed-upload ids this proxy handed out (id -> student, file URL): a PUT naming any other is refused
-        unread."""
         self.holdings = Holdings(config.bounds)
         """Body bytes and uploads being received, per student and in total."""
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from kontext_nb.images import sniff_content_type, sniff_upload
 from kontext_nb.sandbox import wire
 
+from . import instances
 from .bounds import declared_size
 from .classroom import today
 from .inputs import header_size
@@ -27,7 +28,6 @@ from .upstream import UPLOAD_HEADERS, pick_headers
 
 log = logging.getLogger("kontext_nb.proxy")
 
-MAX_PENDING_UPLOADS = 10_000
 SERVED_HEADERS = ("cache-control", "etag", "last-modified")
 
 
@@ -132,10 +132,8 @@ async def storage_initiate(request: Request) -> Response:
         return failed
     answer = response.json()
     upload_id = str(answer.get("upload_url", "")).rstrip("/").rsplit("/storage/uploads/", 1)[-1]
-    if upload_id and "/" not in upload_id:
-        if len(proxy.uploads) >= MAX_PENDING_UPLOADS:
-            proxy.uploads.pop(next(iter(proxy.uploads)))
-        proxy.uploads[upload_id] = (student.name, str(answer.get("file_url", "")))
+    if upload_id and "/" not in upload_id:  # the PUT may reach another instance: the id is kept in the state
+        instances.add_signed_upload(proxy.classroom, upload_id, student.name, str(answer.get("file_url", "")))
     return proxy.relay(answer, request)
 
 
@@ -146,7 +144,7 @@ async def storage_put(request: Request) -> Response:
     Only ids this proxy handed out are read at all: any other PUT is refused before its body.
     """
     proxy = proxy_of(request)
-    issued = proxy.uploads.get(request.path_params["upload_id"])
+    issued = instances.signed_upload(proxy.classroom, request.path_params["upload_id"])
     if issued is None:
         return error(404, "Unknown upload URL")
     name, file_url = issued
@@ -159,7 +157,7 @@ async def storage_put(request: Request) -> Response:
         kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
         if kind is None:
             return error(415, wire.not_an_image(request.headers.get("content-type")))
-        proxy.uploads.pop(request.path_params["upload_id"], None)
+        instances.drop_signed_upload(proxy.classroom, request.path_params["upload_id"])
         response = await proxy.upstream.put_signed(request.url.path, data, {"content-type": kind})
         failed = _upstream_failure(response)
         if failed is None:

@@ -134,3 +134,14 @@ def wait_until(predicate: Callable[[], bool], what: str, tries: int = 2000) -> N
             return
         time.sleep(0.01)
     raise AssertionError(f"never happened: {what}")
+
+
+@pytest.fixture(params=["sqlite"])
+def make_pair(request: pytest.FixtureRequest, make_proxy: Callable[..., ProxyServer]) -> Callable[..., Any]:
+    """``make_pair(limits, **config)``: two proxies on two ports sharing one state (a SQLite file in one folder,
+    or one PostgreSQL database), as two instances behind a load balancer."""
+
+    def make(limits: Limits = UNLIMITED, **config: Any) -> tuple[ProxyServer, ProxyServer]:
+        return make_proxy(limits, **config), make_proxy(limits, **config)
+
+    return make

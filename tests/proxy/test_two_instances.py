@@ -1,0 +1,202 @@
+"""Issue 24: two proxy instances serve one class behind a load balancer, sharing one state.
+
+Two real proxies on two ports, one state (a shared SQLite file; PostgreSQL where the server is there), the
+students' requests alternating between them as a round-robin load balancer sends them: quotas, the class's
+upstream slots, jobs, the instructor's login and page, revocations, audit and the class duel are the class's,
+whichever instance a request reaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from kontext_nb.proxy import Limits, ProxyServer
+from kontext_nb.sandbox import SandboxServer
+
+from .conftest import PAUSED, T2I, auth, enroll, poll_completed, wait_completed, wait_until
+
+Pair = Callable[..., tuple[ProxyServer, ProxyServer]]
+
+
+def moved(url: str, a: ProxyServer, b: ProxyServer) -> str:
+    """The same address at the other instance (what the load balancer's next pick means)."""
+    return url.replace(a.url, b.url)
+
+
+def post(client: httpx.Client, server: ProxyServer, token: str, prompt: str, **body: Any) -> httpx.Response:
+    return client.post(f"{server.url}/{T2I}", json={"prompt": prompt, **body}, headers=auth(token))
+
+
+def test_a_students_quota_holds_when_requests_alternate(make_pair: Pair, upstream: SandboxServer) -> None:
+    upstream.configure(queue_delay=PAUSED)  # nothing ends: every accepted job is still reserved
+    a, b = make_pair(Limits(images_per_day=3, dollars_per_session=None, jobs_in_flight=None))
+    ada = a.classroom.add_student("Ada")
+
+    async def alternate() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
+            calls = [
+                client.post(f"{(a, b)[i % 2].url}/{T2I}", json={"prompt": f"ada {i}"}, headers=auth(ada))
+                for i in range(10)
+            ]
+            return list(await asyncio.gather(*calls))
+
+    answers = asyncio.run(alternate())
+    kinds = Counter((r.status_code, r.headers.get("x-kontext-limit")) for r in answers)
+    assert kinds == Counter({(200, None): 3, (429, "images-per-day"): 7}), kinds
+    with httpx.Client(timeout=30.0, trust_env=False) as client:  # one at a time, each instance in turn
+        for server in (a, b, a, b):
+            refused = post(client, server, ada, "one more")
+            assert refused.status_code == 429 and "3 of your 3 images today" in refused.json()["detail"]
+    for server in (a, b):  # the audit: every refusal, whichever instance made it
+        rows = {s["name"]: s for s in server.classroom.students(server.proxy.session)}
+        assert (rows["Ada"]["images_today"], rows["Ada"]["refused_today"]) == (3, 11)
+
+
+def test_the_class_upstream_slots_are_shared_and_jobs_are_followed_anywhere(
+    make_pair: Pair, upstream: SandboxServer
+) -> None:
+    upstream.configure(queue_delay=PAUSED)
+    a, b = make_pair(Limits(images_per_day=None, dollars_per_session=None, jobs_in_flight=None, class_in_flight=2))
+    tokens = enroll(a, 3)
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        jobs = [(post(client, server, t, f"{n} via {i}").json(), t) for n, t in tokens.items() for i, server in
+                enumerate((a, b))]  # fmt: skip
+        assert len(a.classroom.dispatch_log()) == 2  # two upstream for the whole class; four wait
+        assert upstream.stats()["submits"] <= 2
+        waiting = [job for job, _ in jobs if job["status_url"].startswith(a.url)][-1]
+        token = next(t for job, t in jobs if job is waiting)
+        elsewhere = client.get(moved(waiting["status_url"], a, b), headers=auth(token))
+        assert (elsewhere.status_code, elsewhere.json()["status"]) == (202, "IN_QUEUE")
+        assert elsewhere.json()["queue_position"] is not None
+        cancel = client.put(moved(waiting["cancel_url"], a, b), headers=auth(token))  # waiting on A, cancelled on B
+        assert (cancel.status_code, cancel.json()) == (202, {"status": "CANCELLATION_REQUESTED"})
+        upstream.configure(queue_delay=0)
+
+        async def follow() -> list[dict[str, Any]]:
+            async with httpx.AsyncClient(timeout=30.0, trust_env=False) as aclient:
+                waits = [  # each job followed on the instance it was not sent to: streams and polls
+                    (wait_completed if k % 2 else poll_completed)(aclient, moved(job["status_url"], a, b)
+                     if job["status_url"].startswith(a.url) else moved(job["status_url"], b, a), t)
+                    for k, (job, t) in enumerate(jobs)
+                ]  # fmt: skip
+                return list(await asyncio.gather(*waits))
+
+        finals = asyncio.run(follow())
+        outcomes = Counter(f.get("error_type") for f in finals)
+        assert outcomes == Counter({None: 5, "request_cancelled": 1}), outcomes
+        assert upstream.stats()["submits"] == 5  # the cancelled one never went; none went twice
+        log = a.classroom.dispatch_log()
+        assert len(log) == 5 and len({seq for seq, _, _ in log}) == 5
+        for job, t in jobs:
+            if job is not waiting:
+                result = client.get(moved(job["response_url"], a, b), headers=auth(t))
+                assert result.status_code == 200 and len(result.json()["images"]) == 1
+        assert post(client, b, token, "after the cancel").status_code == 200
+
+
+def instructor_login(client: httpx.Client, server: ProxyServer) -> str:
+    token = server.classroom.new_instructor_token()
+    assert client.post(f"{server.url}/instructor/login", data={"token": token}).status_code in (200, 303)
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get(f"{server.url}/instructor").text)
+    assert found, "not logged in"
+    return found.group(1)
+
+
+def test_the_instructor_logs_in_once_and_a_revocation_holds_everywhere(
+    make_pair: Pair, upstream: SandboxServer
+) -> None:
+    a, b = make_pair()
+    ada = a.classroom.add_student("Ada")
+    with httpx.Client(timeout=30.0, trust_env=False) as browser, httpx.Client(trust_env=False) as client:
+        job = post(client, a, ada, "a fox").json()
+        poll_completed_sync(client, job["status_url"], ada)
+        csrf = instructor_login(browser, a)  # logged in through A; the cookie is the class's
+        usage = browser.get(f"{b.url}/instructor/api/usage").json()
+        assert usage["class"]["done"] == 1 and usage["recent_images"][0]["job"] == job["request_id"]
+        assert 'data-student="Ada"' in browser.get(f"{b.url}/instructor").text
+        revoked = browser.post(f"{b.url}/instructor/revoke", data={"name": "Ada", "csrf": csrf})
+        assert revoked.status_code in (200, 303)
+        for server in (a, b):
+            denied = post(client, server, ada, "x")
+            assert (denied.status_code, denied.headers["x-kontext-limit"]) == (403, "revoked")
+        browser.post(f"{a.url}/instructor/restore", data={"name": "Ada", "csrf": csrf})
+        assert post(client, b, ada, "back again").status_code == 200
+        browser.post(f"{b.url}/instructor/logout")
+        assert browser.get(f"{a.url}/instructor/api/usage").status_code == 401  # logged out everywhere
+
+
+def poll_completed_sync(client: httpx.Client, status_url: str, token: str) -> None:
+    wait_until(lambda: client.get(status_url, headers=auth(token)).status_code == 200, f"{status_url} done")
+
+
+def test_the_class_duel_is_one_duel_on_both_instances(make_pair: Pair, upstream: SandboxServer) -> None:
+    a, b = make_pair()
+    tokens = enroll(a, 3)
+    names = list(tokens)
+    with httpx.Client(timeout=30.0, trust_env=False) as browser, httpx.Client(trust_env=False) as client:
+        for k, (name, token) in enumerate(tokens.items()):
+            job = post(client, (a, b)[k % 2], token, f"{name}'s lighthouse", seed=k + 1).json()
+            poll_completed_sync(client, job["status_url"], token)
+        csrf = instructor_login(browser, a)
+        assert browser.post(f"{a.url}/instructor/duel/start", data={"csrf": csrf, "count": "3"}).status_code in (
+            200,
+            303,
+        )
+        voter = tokens[names[0]]
+        offered = client.get(f"{b.url}/kontext/duel/pair", headers=auth(voter)).json()  # asked on B
+        same = client.get(f"{a.url}/kontext/duel/pair", headers=auth(voter)).json()  # and again on A: one offer
+        assert (offered["left"]["key"], offered["right"]["key"]) == (same["left"]["key"], same["right"]["key"])
+        vote = {"duel": offered["duel"], "left": offered["left"]["key"], "right": offered["right"]["key"]}
+        assert client.post(
+            f"{a.url}/kontext/duel/vote", json={**vote, "choice": "left"}, headers=auth(voter)
+        ).is_success
+        twice = client.post(f"{b.url}/kontext/duel/vote", json={**vote, "choice": "right"}, headers=auth(voter))
+        assert twice.status_code == 409
+        other = tokens[names[1]]
+        pair = client.get(f"{a.url}/kontext/duel/pair", headers=auth(other)).json()
+        body = {"duel": pair["duel"], "left": pair["left"]["key"], "right": pair["right"]["key"], "choice": "tie"}
+        assert client.post(f"{b.url}/kontext/duel/vote", json=body, headers=auth(other)).is_success
+        page = browser.get(f"{b.url}/instructor").text
+        assert '<span id="duel-votes">2</span> votes' in page and '<span id="duel-voters">2</span> students' in page
+        assert browser.post(f"{b.url}/instructor/duel/stop", data={"csrf": csrf}).status_code in (200, 303)
+        stopped = client.get(f"{a.url}/kontext/duel/pair", headers=auth(voter))
+        assert stopped.status_code == 404
+
+
+def test_an_upload_begun_on_one_instance_ends_on_the_other(make_pair: Pair, upstream: SandboxServer) -> None:
+    from .test_reservations import png
+
+    a, b = make_pair()
+    ada = a.classroom.add_student("Ada")
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        start = client.post(
+            f"{a.url}/storage/upload/initiate?storage_type=gcs",
+            json={"file_name": "a.png", "content_type": "image/png"},
+            headers=auth(ada),
+        ).json()
+        assert start["upload_url"].startswith(a.url)
+        assert client.put(moved(start["upload_url"], a, b), content=png(64)).status_code == 200
+        assert client.get(moved(start["file_url"], a, b)).status_code == 200
+
+
+def test_a_stopped_instance_hands_its_jobs_to_the_other(make_pair: Pair, upstream: SandboxServer) -> None:
+    """A rolling restart: A stops with one job upstream and two waiting; B takes them up, nothing is sent twice."""
+    upstream.configure(queue_delay=PAUSED)
+    a, b = make_pair(Limits(images_per_day=None, dollars_per_session=None, jobs_in_flight=None, class_in_flight=1))
+    ada = a.classroom.add_student("Ada")
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        jobs = [post(client, a, ada, f"before the stop {i}").json() for i in range(3)]
+        wait_until(lambda: upstream.stats()["submits"] == 1, "one job upstream")
+        a.stop()
+        upstream.configure(queue_delay=0)
+        for job in jobs:
+            poll_completed_sync(client, moved(job["status_url"], a, b), ada)
+            result = client.get(moved(job["response_url"], a, b), headers=auth(ada))
+            assert result.status_code == 200 and result.json()["images"][0]["url"].startswith(b.url)
+    assert upstream.stats()["submits"] == 3
