@@ -293,6 +293,7 @@ def configure(**changes: Any) -> Settings:
 
     Settings: base_url (a fal-compatible server, like KONTEXT_FAL_URL), key, concurrency,
     job_timeout, use_stream, poll_interval, inline_max_bytes, max_input_side, retry, runs_dir,
+    journal_url (postgresql://...: one journal for every host, like KONTEXT_JOURNAL_URL),
     budget_session, budget_daily, budget_timezone, confirm_above.
     """
     from dataclasses import fields
@@ -303,6 +304,10 @@ def configure(**changes: Any) -> Settings:
             raise ValidationError(
                 f"unknown setting {name!r}{endpoints.suggest(name, names)}; allowed: {', '.join(names)}", field=name
             )
+    if changes.get("journal_url") is not None:
+        from .config import check_journal_url
+
+        check_journal_url(changes["journal_url"])
     if changes.get("budget_timezone") is not None:
         from .journal.ledger import check_zone
 

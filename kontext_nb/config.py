@@ -14,6 +14,7 @@ from .errors import ValidationError
 from .keys import find_secret, remember, secret_parts
 
 BASE_URL_ENV = "KONTEXT_FAL_URL"
+JOURNAL_URL_ENV = "KONTEXT_JOURNAL_URL"
 
 ANNOUNCED: set[str] = set()
 """Notices already given in this process ('sandbox', 'resume'), so none is said twice."""
@@ -60,6 +61,10 @@ class Settings:
     max_input_side: int = MAX_INPUT_SIDE
     runs_dir: str | None = None
     """The runs folder (journal and images); None means KONTEXT_HOME, else ./kontext-runs."""
+    journal_url: str | None = field(default=None, repr=False)
+    """``postgresql://user:password@host/database``: the journal and spend ledger there, shared by every kernel on
+    every host naming it (images stay in each runs folder). None: KONTEXT_JOURNAL_URL, else SQLite in the runs
+    folder. Never shown with its password (``journal_where``)."""
     budget_session: float | None = None
     """Dollars this session may spend; new submissions stop beyond it."""
     budget_daily: float | None = None
@@ -78,6 +83,25 @@ class Settings:
 
     def describe(self) -> str:
         return self.base_url or "fal (queue.fal.run)"
+
+    def journal(self) -> str | None:
+        """The journal URL in force: the setting, else KONTEXT_JOURNAL_URL; None for SQLite in the runs folder."""
+        return check_journal_url(self.journal_url or os.environ.get(JOURNAL_URL_ENV, "").strip() or None)
+
+
+def check_journal_url(url: str | None) -> str | None:
+    """A ``postgresql://`` URL (or None), or a one-line error naming what is allowed (never the password)."""
+    if url is None or not url.strip():
+        return None
+    url = url.strip()
+    if not url.startswith(("postgresql://", "postgres://")):
+        scheme = url.split("://", 1)[0] if "://" in url else "a path"
+        raise ValidationError(
+            f"journal_url must be a postgresql://user@host/database URL (or empty: SQLite in the runs folder), "
+            f"not {scheme if scheme == 'a path' else scheme + '://...'}",
+            field="journal_url",
+        )
+    return url
 
 
 def env_base_url() -> str | None:

@@ -175,7 +175,10 @@ class Session:
             if self._engine is not None:
                 self._retired.append(self._engine)
             self._engine = None
-            if self._tracker is not None and self._tracker.journal.folder != Tracker.folder_for(settings):
+            if self._tracker is not None and (
+                self._tracker.journal.folder != Tracker.folder_for(settings)
+                or self._tracker.journal.url != settings.journal()
+            ):
                 self._tracker = None
             elif self._tracker is not None:
                 self._tracker.use_settings(settings)
@@ -220,7 +223,7 @@ class Session:
                 self._sandbox.stop()
                 self._sandbox = None
             if self._tracker is not None:
-                self._tracker.journal.close()
+                self._tracker.close()
                 self._tracker = None
 
     # -- making images ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postgres import PostgresServer, start_server  # tests/postgres.py
 from shell import Shell  # tests/shell.py
 
 import kontext_nb
@@ -133,3 +134,26 @@ def shell(make_session: Callable[..., Session], monkeypatch: pytest.MonkeyPatch,
         del ip.user_ns[name]
     ip.run_line_magic("unload_ext", "kontext_nb")
     ip.config.pop("Kontext", None)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the whole run (tests/postgres.py), started when a test first asks."""
+    server = start_server()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of this test's own: its URL (dropped afterwards)."""
+    with pg_server.database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_url(request: pytest.FixtureRequest) -> str | None:
+    """Both journal backends: None (SQLite in the runs folder), then a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))

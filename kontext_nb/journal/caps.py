@@ -11,7 +11,6 @@ the kernel's lock keeps two of its own threads from checking two folders at once
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import threading
 import uuid
@@ -25,11 +24,12 @@ from ..endpoints import format_cost
 from ..errors import BudgetError
 from . import ledger
 from .db import DB_NAME, Holdings, Journal
+from .heartbeat import host_id
 
 
 def new_kernel_id() -> str:
-    """'host:pid:random': owner_alive() reads the host and pid back."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """'host:pid:random': owner_alive() reads the host and pid back (the host: heartbeat.host_id())."""
+    return f"{host_id()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The run journal: every job, its seed, settings, outcome and files, in SQLite.
+"""The run journal: every job, its seed, settings, outcome and files, in SQLite (the runs folder's
+journal.sqlite3) or PostgreSQL (``journal_url``: shared by every host; journal/database.py is the interface).
 
 Users pay per image and come back days later, so a job's row is written *before* it is
 submitted, its request id the moment fal accepts it, and its outcome when it ends. WAL
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -24,8 +24,10 @@ from typing import Any
 from ..endpoints import OfEndpoint
 from ..errors import JournalError
 from ..keys import redact
-from . import ledger, salvage
+from . import heartbeat, ledger, salvage
+from .database import PostgresDatabase, Tx, open_database
 from .folder import inside
+from .schema import MIGRATIONS, PG_MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -34,85 +36,6 @@ DEFAULT_FOLDER = "kontext-runs"
 DB_NAME = "journal.sqlite3"
 FINAL = ("done", "failed", "cancelled")
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the jobs table
-    """
-    CREATE TABLE jobs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        created REAL NOT NULL,
-        updated REAL NOT NULL,
-        status TEXT NOT NULL,
-        endpoint TEXT NOT NULL,
-        prompt TEXT NOT NULL,
-        arguments TEXT NOT NULL,
-        seed INTEGER,
-        request_id TEXT,
-        parent_id INTEGER,
-        tags TEXT NOT NULL DEFAULT '[]',
-        source TEXT,
-        session TEXT,
-        input_hashes TEXT NOT NULL DEFAULT '[]',
-        cache_key TEXT,
-        cached INTEGER NOT NULL DEFAULT 0,
-        cost REAL NOT NULL DEFAULT 0,
-        num_images INTEGER NOT NULL DEFAULT 0,
-        timings TEXT,
-        nsfw TEXT,
-        output_prompt TEXT,
-        files TEXT NOT NULL DEFAULT '[]',
-        error TEXT,
-        error_type TEXT
-    );
-    CREATE INDEX jobs_created ON jobs (created);
-    CREATE INDEX jobs_request ON jobs (request_id);
-    CREATE INDEX jobs_cache ON jobs (cache_key);
-    CREATE INDEX jobs_parent ON jobs (parent_id);
-    CREATE INDEX jobs_status ON jobs (status);
-    """,
-    # 2: money held for a job while it may still be billed (its price, from submit until it ends)
-    """
-    ALTER TABLE jobs ADD COLUMN reserved REAL NOT NULL DEFAULT 0
-    """,
-    # 3: judging: a job's star rating and change scores; blind pairwise votes (who voted when)
-    """
-    ALTER TABLE jobs ADD COLUMN rating INTEGER;
-    ALTER TABLE jobs ADD COLUMN scores TEXT;
-    CREATE TABLE votes (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        created REAL NOT NULL,
-        winner_id INTEGER NOT NULL,
-        loser_id INTEGER NOT NULL,
-        tie INTEGER NOT NULL DEFAULT 0,
-        voter TEXT NOT NULL,
-        session TEXT
-    );
-    CREATE INDEX votes_winner ON votes (winner_id);
-    CREATE INDEX votes_loser ON votes (loser_id);
-    """,
-    # 4: every parent of a job (a multi-reference edit has 2-4), in order; parent_id stays the first, for older readers
-    """
-    ALTER TABLE jobs ADD COLUMN parents TEXT NOT NULL DEFAULT '[]';
-    UPDATE jobs SET parents = json_array(parent_id) WHERE parent_id IS NOT NULL;
-    """,
-    # 5: what fal says it billed for a job (its x-fal-billable-units header), when it says so
-    """
-    ALTER TABLE jobs ADD COLUMN billable_units REAL
-    """,
-    # 6: 1 while a job is provably not sent yet (its row is written before the submit; cleared, by its owner only,
-    # just before the request goes out): a kernel joined to it may take it over only then (Journal.claim_unsent).
-    # Rows written before this column, or by an older kontext_nb, count as perhaps sent.
-    """
-    ALTER TABLE jobs ADD COLUMN unsent INTEGER NOT NULL DEFAULT 0
-    """,
-    # 7: the append-only spend ledger (journal/ledger.py), filled once from the jobs' cost and reserved columns
-    ledger.MIGRATION,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-ORPHAN_SQL = """
-    UPDATE jobs SET parents = (SELECT json_group_array(value) FROM json_each(jobs.parents) WHERE value != ?)
-    WHERE EXISTS (SELECT 1 FROM json_each(jobs.parents) WHERE value = ?)
-"""
-"""Forget a deleted job as a parent (its children stay)."""
 SQLITE_MAX = 2**63 - 1  # SQLite's largest integer
 
 
@@ -156,6 +79,8 @@ class JobRecord(OfEndpoint):
     """What fal said it billed (``x-fal-billable-units``: images, or megapixels), None when it did not say."""
     unsent: bool = field(default=False, compare=False)
     """True while the job is provably not sent yet (its owner has not begun the submit)."""
+    host: str | None = field(default=None, compare=False)
+    """The host that wrote its files (into ``folder``); None for rows from before kontext_nb kept it."""
 
     @property
     def paths(self) -> list[Path]:
@@ -184,7 +109,7 @@ def owner_alive(session: str | None) -> bool:
     """Whether the session that owns a row ('host:pid:id') is a live process on this machine."""
     try:
         host, pid, _ = (session or "").split(":", 2)
-        if host != socket.gethostname():
+        if host != heartbeat.host_id():
             return False
         os.kill(int(pid), 0)
     except (ValueError, ProcessLookupError):
@@ -202,19 +127,52 @@ def default_folder() -> Path:
 class Journal:
     """The SQLite journal of one runs folder. Safe to share between threads and processes."""
 
-    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike[str] | None = None, url: str | None = None) -> None:
+        """``folder``: the runs folder (images; and the SQLite journal when no ``url``). ``url``: a
+        ``postgresql://`` journal shared by every kernel on every host that names it."""
         self.folder = Path(folder).expanduser().resolve() if folder is not None else default_folder()
         self.path = self.folder / DB_NAME
+        self.url = url or None
+        self._pg: PostgresDatabase | None = None
+        if self.url is not None:
+            database = open_database(self.url)
+            assert isinstance(database, PostgresDatabase)
+            self._pg = database
+        self.dialect = "postgresql" if self._pg is not None else "sqlite"
+        self.where = self._pg.where if self._pg is not None else str(self.path)
+        """The journal's file, or its URL without the password: for messages."""
         self._local = threading.local()
         self._opened = False
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise JournalError(f"cannot create the runs folder {self.folder}: {exc.strerror or exc}") from None
-        self._open_checked()
+        if self._pg is not None:
+            self._pg.migrate("journal", PG_MIGRATIONS)
+            self._opened = True
+        else:
+            self._open_checked()
 
     def __repr__(self) -> str:
-        return f"<Journal {self.path}>"
+        return f"<Journal {self.where}>"
+
+    # -- owners ---------------------------------------------------------------------------
+    def alive(self, session: str | None) -> bool:
+        """Whether the kernel ``session`` may still collect its jobs: its heartbeat has not lapsed (PostgreSQL:
+        hosts share the journal), or it is a live process on this host (SQLite: one host)."""
+        if self._pg is not None:
+            return heartbeat.alive(self._pg, session)
+        return owner_alive(session)
+
+    def keep_alive(self, session: str) -> None:
+        """Beat for ``session`` while this process runs (PostgreSQL only: SQLite asks the process table)."""
+        if self._pg is not None and self.url is not None:
+            heartbeat.keep(self._pg, self.url, session)
+
+    def let_go(self, session: str) -> None:
+        """``session`` closes: its heartbeat stops and its row goes (its unfinished jobs are left behind at once)."""
+        if self._pg is not None and self.url is not None:
+            heartbeat.stop(self._pg, self.url, session)
 
     # -- connection -----------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -231,9 +189,12 @@ class Journal:
         return conn
 
     @property
-    def _db(self) -> sqlite3.Connection:
-        """This thread's connection, to the journal's file as it is now (see salvage.py: a file moved aside by a
-        salvage, in this kernel or another, is left and what it holds that the new one lacks carried over)."""
+    def _db(self) -> Any:
+        """A reader (PostgreSQL), or this thread's connection to the journal's file as it is now (see salvage.py: a
+        file moved aside by a salvage, in this kernel or another, is left and what it holds that the new one lacks
+        carried over)."""
+        if self._pg is not None:
+            return _Reader(self._pg)
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and not conn.in_transaction and salvage.identity(self.path) != self._local.identity:
             return self._follow_move(conn)
@@ -258,7 +219,8 @@ class Journal:
             old.close()  # SQLite sees the file was moved: it neither checkpoints nor deletes the new journal's files
         if carried:
             log.warning("the journal %s was moved aside: %d rows written there were carried over", self.path, carried)
-        return self._db
+        conn: sqlite3.Connection = self._db
+        return conn
 
     def _open_checked(self) -> None:
         """Open and migrate; a file that is not a journal is moved aside, never overwritten."""
@@ -329,9 +291,12 @@ class Journal:
             f"copied into a new journal and the damaged file was moved aside to {aside.name}; try again"
         )
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._pg is not None:
+            return self._pg.read(sql, params)
         with self._guard():
-            return self._db.execute(sql, params).fetchall()
+            rows: list[Any] = self._db.execute(sql, params).fetchall()
+            return rows
 
     def _migrate(self) -> None:
         db = self._db
@@ -347,11 +312,15 @@ class Journal:
         with self._write() as w:
             version = w.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
             for number in range(version, SCHEMA_VERSION):
-                w.executescript_in_tx(MIGRATIONS[number])
+                w.script(MIGRATIONS[number])
             w.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
-    def _write(self) -> Iterator[_Tx]:
+    def _write(self) -> Iterator[_Tx | Tx]:
+        if self._pg is not None:
+            with self._pg.write() as tx:
+                yield tx
+            return
         with self._guard():
             while True:
                 db = self._db
@@ -368,6 +337,10 @@ class Journal:
             db.execute("COMMIT")
 
     def close(self) -> None:
+        """Close this thread's connection (the next call opens another)."""
+        if self._pg is not None:
+            self._pg.close()
+            return
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -444,7 +417,7 @@ class Journal:
                 final.append(answer)
             return final
 
-    def _in_flight(self, w: _Tx, cache_key: str, session: str | None) -> JobRecord | None:
+    def _in_flight(self, w: _Tx | Tx, cache_key: str, session: str | None) -> JobRecord | None:
         """The job with this cache key that fal may still finish and someone may still collect: one with a request
         id, or one still being sent by a live kernel (a row with no request id whose kernel is gone was perhaps
         never accepted: never joined)."""
@@ -455,35 +428,54 @@ class Journal:
         for row in rows:
             record = self._record(row)
             if record.request_id is not None or (
-                record.error is None and (record.session == session or owner_alive(record.session))
+                record.error is None and (record.session == session or self.alive(record.session))
             ):
                 return record
         return None
 
-    @staticmethod
-    def _insert(w: _Tx, row: NewJob, price: float, now: float) -> int:
-        cur = w.execute(
-            "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, parent_id, parents,"
-            " tags, source, session, input_hashes, cache_key, reserved, unsent)"
-            " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-            (
-                now,
-                now,
-                row.endpoint,
-                str(row.arguments.get("prompt", "")),
-                _dump(row.arguments),
-                row.arguments.get("seed"),
-                row.every_parent[0] if row.every_parent else None,
-                _dump(row.every_parent),
-                _dump(sorted(set(row.tags))),
-                row.source,
-                row.session,
-                _dump(list(row.input_hashes)),
-                row.cache_key,
-                price,
-            ),
+    def _insert(self, w: _Tx | Tx, row: NewJob, price: float, now: float) -> int:
+        prompt = str(row.arguments.get("prompt", ""))
+        return self._insert_row(
+            w,
+            created=now,
+            updated=now,
+            status="pending",
+            endpoint=row.endpoint,
+            prompt=prompt,
+            arguments=_dump(row.arguments),
+            seed=row.arguments.get("seed"),
+            parent_id=row.every_parent[0] if row.every_parent else None,
+            parents=_dump(row.every_parent),
+            tags=_dump(sorted(set(row.tags))),
+            source=row.source,
+            session=row.session,
+            input_hashes=_dump(list(row.input_hashes)),
+            cache_key=row.cache_key,
+            reserved=price,
+            unsent=1,
         )
-        return int(cur.lastrowid or 0)
+
+    def _insert_row(self, w: _Tx | Tx, **columns: Any) -> int:
+        """A new jobs row (with the host and runs folder that write its files); its id."""
+        columns.setdefault("host", heartbeat.host_id())
+        columns.setdefault("folder", str(self.folder))
+        if self.dialect == "postgresql":  # what search matches (PostgreSQL's lower() depends on the server's locale)
+            columns["prompt_fold"] = str(columns.get("prompt", "")).casefold()
+        names = ", ".join(columns)
+        return w.insert(f"INSERT INTO jobs ({names}) VALUES ({', '.join('?' * len(columns))})", tuple(columns.values()))
+
+    def _json_has(self, column: str) -> str:
+        """The JSON list in ``column`` holds the next parameter (given through ``_json_value``)."""
+        if self.dialect == "postgresql":
+            return f"jobs.{column}::jsonb @> ?::jsonb"
+        return f"EXISTS (SELECT 1 FROM json_each(jobs.{column}) WHERE value = ?)"
+
+    def _json_value(self, value: int | str) -> int | str:
+        return json.dumps([value]) if self.dialect == "postgresql" else value
+
+    def _is(self, column: str) -> str:
+        """``column`` equals the next parameter, NULL equal to NULL."""
+        return f"{column} IS NOT DISTINCT FROM ?" if self.dialect == "postgresql" else f"{column} IS ?"
 
     def claim(self, record: JobRecord, session: str) -> JobRecord | None:
         """Take over collecting a job nobody collects (its kernel is gone, or kept it for later): it becomes
@@ -491,8 +483,11 @@ class Journal:
         it, or it ended): one collector, however many kernels try at once."""
         with self._write() as w:
             cur = w.execute(
-                "UPDATE jobs SET session = ?, error = NULL, updated = ? WHERE id = ? AND session IS ? AND error IS ?"
-                " AND status IN ('pending', 'submitted') AND request_id IS NOT NULL",
+                "UPDATE jobs SET session = ?, error = NULL, updated = ? WHERE id = ? AND "
+                + self._is("session")
+                + " AND "
+                + self._is("error")
+                + " AND status IN ('pending', 'submitted') AND request_id IS NOT NULL",
                 (session, time.time(), record.id, record.session, record.error),
             )
             if cur.rowcount != 1:
@@ -515,7 +510,9 @@ class Journal:
         takes it, and never one its owner has begun to send (``sending`` checks the owner in the same journal)."""
         with self._write() as w:
             cur = w.execute(
-                "UPDATE jobs SET session = ?, updated = ? WHERE id = ? AND session IS ? AND status = 'pending'"
+                "UPDATE jobs SET session = ?, updated = ? WHERE id = ? AND "
+                + self._is("session")
+                + " AND status = 'pending'"
                 " AND request_id IS NULL AND unsent = 1",
                 (session, time.time(), record.id, record.session),
             )
@@ -565,6 +562,8 @@ class Journal:
             changes["billable_units"] = billable_units
         if status in FINAL:  # the job's price is no longer held: it became its real cost, or nothing
             changes["reserved"] = 0.0
+        if files:  # whoever collected it wrote them, into its runs folder
+            changes["host"], changes["folder"] = heartbeat.host_id(), str(self.folder)
         changes["updated"] = time.time()
         columns = ", ".join(f"{k} = ?" for k in changes)
         with self._write() as w:
@@ -617,33 +616,33 @@ class Journal:
         """A job answered from an earlier identical one: its own row, no request, no cost."""
         now = time.time()
         with self._write() as w:
-            cur = w.execute(
-                "INSERT INTO jobs (created, updated, status, endpoint, prompt, arguments, seed, request_id, parent_id,"
-                " parents, tags, source, session, input_hashes, cache_key, cached, cost, num_images, timings, nsfw,"
-                " output_prompt, files) VALUES (?, ?, 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?, ?, ?)",
-                (
-                    now,
-                    now,
-                    original.endpoint,
-                    original.prompt,
-                    _dump(original.arguments),
-                    original.seed,
-                    original.request_id,
-                    original.parent_id,
-                    _dump(list(original.parents)),
-                    _dump(sorted(set(tags))),
-                    source,
-                    session,
-                    _dump(list(original.input_hashes)),
-                    original.cache_key,
-                    original.num_images,
-                    _dump(original.timings),
-                    _dump(list(original.nsfw)),
-                    original.output_prompt,
-                    _dump(list(original.files)),
-                ),
+            return self._insert_row(
+                w,
+                created=now,
+                updated=now,
+                status="done",
+                endpoint=original.endpoint,
+                prompt=original.prompt,
+                arguments=_dump(original.arguments),
+                seed=original.seed,
+                request_id=original.request_id,
+                parent_id=original.parent_id,
+                parents=_dump(list(original.parents)),
+                tags=_dump(sorted(set(tags))),
+                source=source,
+                session=session,
+                input_hashes=_dump(list(original.input_hashes)),
+                cache_key=original.cache_key,
+                cached=1,
+                cost=0,
+                num_images=original.num_images,
+                timings=_dump(original.timings),
+                nsfw=_dump(list(original.nsfw)),
+                output_prompt=original.output_prompt,
+                files=_dump(list(original.files)),
+                host=original.host,  # its files are the original's, where they were written
+                folder=str(original.folder),
             )
-            return int(cur.lastrowid or 0)
 
     def _update(self, job_id: int, **changes: Any) -> None:
         changes["updated"] = time.time()
@@ -655,7 +654,11 @@ class Journal:
         """Forget a job's row (and votes); its ledger entries stay: the money it spent or holds is still counted."""
         with self._write() as w:
             w.execute("UPDATE jobs SET parent_id = NULL WHERE parent_id = ?", (job_id,))
-            w.execute(ORPHAN_SQL, (job_id, job_id))
+            for row in w.execute(
+                "SELECT id, parents FROM jobs WHERE " + self._json_has("parents"), (self._json_value(job_id),)
+            ).fetchall():  # forget it as a parent (its children stay)
+                kept = [p for p in json.loads(row["parents"]) if p != job_id]
+                w.execute("UPDATE jobs SET parents = ? WHERE id = ?", (_dump(kept), row["id"]))
             w.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             w.execute("DELETE FROM votes WHERE winner_id = ? OR loser_id = ?", (job_id, job_id))
 
@@ -670,7 +673,7 @@ class Journal:
         with self._write() as w:  # read and write in one transaction: two kernels scoring at once keep both
             row = w.execute("SELECT scores FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
-                raise JournalError(f"no job @{job_id} in the journal {self.path}")
+                raise JournalError(f"no job @{job_id} in the journal {self.where}")
             current = json.loads(row["scores"]) if row["scores"] else {}
             w.execute(
                 "UPDATE jobs SET scores = ?, updated = ? WHERE id = ?",
@@ -680,11 +683,10 @@ class Journal:
     def add_vote(self, winner_id: int, loser_id: int, *, tie: bool, voter: str, session: str | None = None) -> int:
         """Record one pairwise vote; returns its id."""
         with self._write() as w:
-            cur = w.execute(
+            return w.insert(
                 "INSERT INTO votes (created, winner_id, loser_id, tie, voter, session) VALUES (?, ?, ?, ?, ?, ?)",
                 (time.time(), winner_id, loser_id, int(tie), voter, session),
             )
-            return int(cur.lastrowid or 0)
 
     def votes(self, job_ids: Iterable[int] | None = None) -> list[Vote]:
         """Every vote, oldest first; with ``job_ids`` only votes between two of those jobs."""
@@ -702,7 +704,7 @@ class Journal:
         if 0 <= job_id <= SQLITE_MAX:  # beyond: no such row (and SQLite could not even take the number)
             row = next(iter(self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))), None)
         if row is None:
-            raise JournalError(f"no job @{job_id} in the journal {self.path}")
+            raise JournalError(f"no job @{job_id} in the journal {self.where}")
         return self._record(row)
 
     def nth_latest(self, n: int) -> JobRecord:
@@ -747,9 +749,8 @@ class Journal:
 
     def children(self, job_id: int) -> list[JobRecord]:
         rows = self._query(
-            "SELECT * FROM jobs WHERE parent_id = ? OR EXISTS (SELECT 1 FROM json_each(jobs.parents) WHERE value = ?)"
-            " ORDER BY id",
-            (job_id, job_id),
+            "SELECT * FROM jobs WHERE parent_id = ? OR " + self._json_has("parents") + " ORDER BY id",
+            (job_id, self._json_value(job_id)),
         )
         return [self._record(r) for r in rows]
 
@@ -786,15 +787,15 @@ class Journal:
         where: list[str] = []
         params: list[str | int | float] = []
         for word in (search or "").split():
-            where.append("kx_contains(prompt, ?)")
+            where.append("strpos(prompt_fold, ?) > 0" if self.dialect == "postgresql" else "kx_contains(prompt, ?)")
             params.append(word.casefold())
         for column, value in (("seed", seed), ("endpoint", endpoint), ("status", status), ("session", session)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         if tag is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)")
-            params.append(tag)
+            where.append(self._json_has("tags"))
+            params.append(self._json_value(tag))
         if since is not None:
             where.append("created >= ?")
             params.append(since)
@@ -879,13 +880,14 @@ class Journal:
             files=tuple(json.loads(row["files"])),
             error=row["error"],
             error_type=row["error_type"],
-            folder=self.folder,
+            folder=Path(row["folder"]) if self.dialect == "postgresql" and row["folder"] else self.folder,
             rating=row["rating"],
             scores=json.loads(row["scores"]) if row["scores"] else {},
             reserved=row["reserved"],
             parents=tuple(json.loads(row["parents"])),
             billable_units=row["billable_units"],
             unsent=bool(row["unsent"]),
+            host=row["host"],
         )
 
 
@@ -914,7 +916,7 @@ class Holdings:
     """Money spent and held, from the ledger, read through one connection (inside the write transaction when
     reserving: what the caps check is what no other kernel can change until the reservation is written)."""
 
-    def __init__(self, tx: _Tx) -> None:
+    def __init__(self, tx: ledger.Executor) -> None:
         self._tx = tx
 
     def of(self, *, day: str | None = None, kernel: str | None = None) -> tuple[float, float]:
@@ -933,7 +935,11 @@ class Holdings:
 
 
 def left_behind(
-    records: Iterable[JobRecord], *, session: str | None = None, active: Iterable[int] = ()
+    records: Iterable[JobRecord],
+    *,
+    session: str | None = None,
+    active: Iterable[int] = (),
+    alive: Callable[[str | None], bool] = owner_alive,
 ) -> list[JobRecord]:
     """The one rule for jobs to collect: unfinished rows whose owner is gone (another process that ended),
     or this session's own rows no longer in flight."""
@@ -941,17 +947,23 @@ def left_behind(
     return [
         r
         for r in records
-        if r.id not in busy and ((session is not None and r.session == session) or not owner_alive(r.session))
+        if r.id not in busy and ((session is not None and r.session == session) or not alive(r.session))
     ]
 
 
-def unattended(record: JobRecord, *, session: str | None = None, active: Iterable[int] = ()) -> bool:
+def unattended(
+    record: JobRecord,
+    *,
+    session: str | None = None,
+    active: Iterable[int] = (),
+    alive: Callable[[str | None], bool] = owner_alive,
+) -> bool:
     """Whether nobody collects a job fal may still finish: left behind (see ``left_behind``), or kept for later by
     a live kernel (a timeout or a failed download: its error says so). Whoever wants its images may ``claim`` it."""
     return (
         record.status in ("pending", "submitted")
         and record.request_id is not None
-        and (record.error is not None or bool(left_behind([record], session=session, active=active)))
+        and (record.error is not None or bool(left_behind([record], session=session, active=active, alive=alive)))
     )
 
 
@@ -966,10 +978,33 @@ class _Tx:
         with self._guard():
             return self.db.execute(sql, params)
 
-    def executescript_in_tx(self, script: str) -> None:
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """An INSERT's new row id (as database.Tx)."""
+        with self._guard():
+            return int(self.db.execute(sql, params).lastrowid or 0)
+
+    def script(self, script: str) -> None:
         for statement in script.split(";"):
             if statement.strip():
                 self.db.execute(statement)
+
+
+class _Reader:
+    """PostgreSQL reads outside a transaction, shaped as a connection's ``execute(...).fetchone()``."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._database = database
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        return _Rows(self._database.read(sql, params))
+
+
+class _Rows(list[Any]):
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
 
 
 def _ledger_sql(job_id: int | None) -> tuple[str, tuple[int, ...]]:

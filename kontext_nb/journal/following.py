@@ -1,7 +1,7 @@
 """Following a job another kernel sends, for a caller whose identical request joined it: one fal request.
 
 Kernels share nothing but the runs folder, so the joiner watches the job's row in the journal until the owner's
-outcome is known, with no deadline while the owner is alive (``owner_alive``: the one test of liveness). When the row
+outcome is known, with no deadline while the owner is alive (``Journal.alive``: the one test of liveness). When the row
 is done, its images are read from the runs folder (the files the owner saved, byte for byte). When nobody collects it
 any more (its kernel died, or kept it for later after a timeout) the joiner claims it and collects it itself, so
 nothing paid for is lost and it is billed once. When the owner's submit is unconfirmed (its reply was lost, or its
@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import JobCancelled, SubmitUnconfirmed
 from ..jobs import Job, relay
-from .db import JobRecord, owner_alive
+from .db import JobRecord
 from .tracking import Tracker
 
 POLL = 0.2
@@ -126,7 +126,7 @@ class Follower:
             if claimed is None:  # another kernel took it first: follow that one
                 return False
             return self._hand_over(lambda: self._collect(claimed), collecting_notice(claimed))
-        if record.request_id is None and not owner_alive(record.session):
+        if record.request_id is None and not self.tracker.journal.alive(record.session):
             if not record.unsent:  # it stopped while sending: fal may have it
                 why = "stopped in the other kernel while it was being sent, before fal's answer was recorded"
                 self.job.settle(error=unconfirmed_error(record, why))

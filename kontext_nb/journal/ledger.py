@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import ValidationError
 
-MIGRATION = """
+SCHEMA = """
     CREATE TABLE ledger (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at REAL NOT NULL,
@@ -45,6 +45,11 @@ MIGRATION = """
     CREATE INDEX ledger_day ON ledger (day);
     CREATE INDEX ledger_kernel ON ledger (kernel);
     CREATE TABLE folder_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+"""The ledger's tables (and the folder's settings)."""
+MIGRATION = (
+    SCHEMA
+    + """;
     INSERT INTO ledger (at, day, job_id, kind, amount, spent, held, kernel, endpoint)
         SELECT created, date(created, 'unixepoch'), id, 'reserve', reserved, 0, reserved, session, endpoint
         FROM jobs WHERE reserved > 0;
@@ -53,6 +58,7 @@ MIGRATION = """
                CASE status WHEN 'unconfirmed' THEN 'unconfirmed' ELSE 'settle' END, cost, cost, 0, session, endpoint
         FROM jobs WHERE cost > 0
 """
+)
 """Schema 7: the ledger, filled once from the jobs that exist (their cost spent, their reservation held)."""
 
 KINDS = ("reserve", "settle", "release", "unconfirmed", "overrun", "acknowledge", "not_sent")
@@ -143,12 +149,13 @@ def agree_zone(db: Executor, wanted: str | None) -> tuple[str, str | None]:
 
 def write(
     db: Executor, job_id: int, kind: str, *, amount: float, spent: float = 0.0, held: float = 0.0,
-    day: str, kernel: str | None, now: float | None = None,
+    day: str, kernel: str | None, now: float | None = None, endpoint: str | None = None,
 ) -> None:  # fmt: skip
     assert kind in KINDS and (spent >= 0 or kind == "not_sent")
     db.execute(
-        "INSERT INTO ledger (at, day, job_id, kind, amount, spent, held, kernel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (clock() if now is None else now, day, job_id, kind, amount, spent, held, kernel),
+        "INSERT INTO ledger (at, day, job_id, kind, amount, spent, held, kernel, endpoint)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (clock() if now is None else now, day, job_id, kind, amount, spent, held, kernel, endpoint),
     )
 
 
@@ -159,8 +166,9 @@ def reserve(
     """Hold a job's price (written with its row, in the transaction that checked the caps); the endpoint is kept so
     the ledger alone can be put beside fal's usage per endpoint (journal/reconcile.py), deleted jobs included."""
     now = clock() if now is None else now
-    write(db, job_id, "reserve", amount=price, held=price, day=today(db, now), kernel=kernel, now=now)
-    db.execute("UPDATE ledger SET endpoint = ? WHERE id = last_insert_rowid()", (endpoint,))
+    write(
+        db, job_id, "reserve", amount=price, held=price, day=today(db, now), kernel=kernel, now=now, endpoint=endpoint
+    )
 
 
 def _job(db: Executor, job_id: int) -> tuple[float, float, float, str, str | None]:

@@ -63,11 +63,13 @@ class Tracker:
     """The journal side of one session."""
 
     def __init__(self, settings: Settings, notice: Callable[[str], None], kernel: Kernel | None = None) -> None:
-        self.journal = Journal(settings.runs_dir)
+        self.journal = Journal(settings.runs_dir, settings.journal())
         self.kernel = kernel or Kernel()
         """The kernel's money identity: the Session keeps one across runs_dir changes (its session cap is its)."""
-        self.kernel.folders.add(self.journal.folder)
+        if self.journal.url is None:  # a shared journal counts this kernel's spend in every runs folder itself
+            self.kernel.folders.add(self.journal.folder)
         self.session_id = self.kernel.id
+        self.journal.keep_alive(self.session_id)
         self.source = source_name()
         self.notice = notice
         self.settings = settings
@@ -90,6 +92,11 @@ class Tracker:
         _, notice = self.journal.agree_zone(self.settings.budget_timezone)
         if notice:
             self.notice(notice)
+
+    def close(self) -> None:
+        """The session closes: this thread's connection, and its heartbeat on a shared journal."""
+        self.journal.let_go(self.session_id)
+        self.journal.close()
 
     @staticmethod
     def folder_for(settings: Settings) -> Path:
@@ -175,7 +182,7 @@ class Tracker:
 
     def unattended(self, record: JobRecord) -> bool:
         """Whether nobody collects this job fal may still finish (so this session may claim it)."""
-        return unattended(record, session=self.session_id, active=self._active)
+        return unattended(record, session=self.session_id, active=self._active, alive=self.journal.alive)
 
     def claim(self, record: JobRecord) -> JobRecord | None:
         """Make an unattended job this session's to collect (None: another kernel took it, or it ended)."""
@@ -444,7 +451,9 @@ class Tracker:
 
     def resumable(self) -> list[JobRecord]:
         """Rows left unfinished by sessions that are gone (or by this one, no longer in flight)."""
-        return left_behind(self.journal.uncollected(), session=self.session_id, active=self._active)
+        return left_behind(
+            self.journal.uncollected(), session=self.session_id, active=self._active, alive=self.journal.alive
+        )
 
 
 def _identity(value: Any) -> Any:

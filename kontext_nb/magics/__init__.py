@@ -44,6 +44,11 @@ class Kontext(Magics):
     runs_dir = Unicode("", help="the runs folder (journal and images); empty: KONTEXT_HOME or ./kontext-runs").tag(
         config=True
     )
+    journal_url = Unicode(
+        "",
+        help="postgresql://user:password@host/db: one journal and ledger for every host (empty: KONTEXT_JOURNAL_URL, "
+        "else SQLite in the runs folder); shown without its password",
+    ).tag(config=True)
     thumbnail_size = Int(512, help="the longer side of thumbnails embedded in outputs, in pixels").tag(config=True)
     embed_limit_mb = Float(
         1.0, help="image files up to this size are embedded for full size and download when outside the notebook folder"
@@ -63,6 +68,7 @@ class Kontext(Magics):
     @observe(
         "concurrency",
         "runs_dir",
+        "journal_url",
         "budget_session",
         "budget_daily",
         "budget_timezone",
@@ -75,7 +81,15 @@ class Kontext(Magics):
         from ..api import configure
         from ..views import links, render
 
-        if change.name == "thumbnail_size":
+        if change.name == "journal_url":
+            from ..journal.database import safe_url
+
+            if change.new and change.new == safe_url(change.new) and "***" in change.new:
+                return  # the shown form of the URL set just before: the session keeps the real one
+            configure(journal_url=change.new or None)
+            if change.new != safe_url(change.new):
+                self.journal_url = safe_url(change.new)  # %config Kontext shows it without the password
+        elif change.name == "thumbnail_size":
             render.set_thumbnail_side(change.new)
         elif change.name == "embed_limit_mb":
             links.set_embed_limit(change.new)

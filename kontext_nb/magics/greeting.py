@@ -38,7 +38,7 @@ def greet(magics: Kontext) -> None:
         print(f"kontext_nb: {exc}")
         return
     try:
-        waiting = left_behind(journal.uncollected())
+        waiting = left_behind(journal.uncollected(), alive=journal.alive)
     finally:
         journal.close()
     ANNOUNCED.add("resume")  # before the collecting thread opens the session's journal: said here, not there

@@ -283,6 +283,6 @@ command's (@12, $var, a file, {a|b}, all). To make an image of such a line, quot
 In %kontext PROMPT, words after -- are all prompt (for prompts with option-like words); in edit,
 -- separates the sources from the prompt.
 Settings: %config Kontext.model = 'pro' (also aspect_ratio, output_format, guidance, concurrency,
-background, runs_dir, thumbnail_size, embed_limit_mb, budget_session, budget_daily, confirm_above), or
+background, runs_dir, journal_url, thumbnail_size, embed_limit_mb, budget_session, budget_daily, confirm_above), or
 [tool.kontext_nb] in a pyproject.toml beside the notebook.
 """

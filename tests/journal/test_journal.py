@@ -25,8 +25,9 @@ DAY = 86400.0
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    j = Journal(tmp_path / "runs")
+def journal(tmp_path: Path, journal_url: str | None) -> Iterator[Journal]:
+    """On both backends: SQLite in the runs folder, and PostgreSQL."""
+    j = Journal(tmp_path / "runs", journal_url)
     yield j
     j.close()
 

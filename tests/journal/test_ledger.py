@@ -63,7 +63,7 @@ def test_an_existing_journal_brings_its_spend_into_the_ledger_once(tmp_path: Pat
         assert [e.kind for e in journal.ledger_entries()] == ["reserve", "settle", "unconfirmed"]
         assert {e.day for e in journal.ledger_entries()} == {"1970-01-01"}  # the day of each job's row, in UTC
         journal.close()
-    assert SCHEMA_VERSION == 7  # 5 billable units, 6 unsent, 7 the ledger
+    assert SCHEMA_VERSION == 8  # 5 billable units, 6 unsent, 7 the ledger, 8 host and folder
 
 
 def test_delete_prune_and_salvage_keep_every_entry(tmp_path: Path) -> None:
