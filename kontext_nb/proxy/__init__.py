@@ -256,7 +256,7 @@ class ProxyServer:
         else:
             lines.append(f"students: export KONTEXT_FAL_URL={self.url} FAL_KEY=<their token>")
         lines.append(f"upstream: {self.upstream.describe()}")
-        lines.append(f"state: {self.classroom.path} (session {self.proxy.session})")
+        lines.append(f"state: {self.classroom.where} (session {self.proxy.session})")
         lines.append(f"limits: {self.proxy.limits.describe()}; blocklist: {len(self.proxy.blocklist)} entries")
         page = f"{self.url}/instructor"
         if self.instructor_token is not None:

@@ -29,7 +29,8 @@ from kontext_nb.sandbox import wire
 
 from . import duel, instructor, queue_routes, storage, student_view
 from .bounds import RequestCaps
-from .state import Proxy, ProxyHeader, error
+from .classroom import StateError
+from .state import Proxy, ProxyHeader, error, state_unavailable
 
 __all__ = ["create_app"]
 
@@ -67,6 +68,8 @@ def create_app(proxy: Proxy) -> Starlette:
         await proxy.dispatcher.aclose()
         await proxy.upstream.aclose()
         proxy.flush_seen()
+        duel.close_for(proxy)  # this thread's connections to the state
+        proxy.classroom.close()
 
     app = Starlette(
         routes=[*instructor.routes(), *duel.routes(), *student_view.routes(), *wire.fal_routes(HANDLERS)],
@@ -76,7 +79,12 @@ def create_app(proxy: Proxy) -> Starlette:
             Middleware(RequestCaps, bounds=proxy.config.bounds),
             Middleware(wire.TargetUrl),
         ],
-        exception_handlers={404: _not_found, 405: _not_found, wire.SlowBody: _slow_body},
+        exception_handlers={
+            404: _not_found,
+            405: _not_found,
+            wire.SlowBody: _slow_body,
+            StateError: state_unavailable,  # routes outside ``guarded`` (the instructor's, the duel's)
+        },
     )
     app.state.proxy = proxy
     return app

@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from kontext_nb.journal import database
+
 from . import roster, spend
 from .limits import Limits, Refusal, Usage, check, to_dollars
 
 DB_NAME = "classroom.db"
+DEFAULT_FILES = "kontext-proxy"
+"""Where new-tokens CSV files go when the state is a PostgreSQL database."""
+LOCK = "proxy"
+"""The name of the proxy's write lock (database.py: one writer at a time; the journal's is another)."""
+WHAT = "the class's state"
 WAITING, SUBMITTING, UPSTREAM, DONE = "waiting", "submitting", "upstream", "done"
 ACTIVE_STATES = (WAITING, SUBMITTING, UPSTREAM)
 
@@ -85,7 +89,9 @@ CREATE TABLE IF NOT EXISTS refusals (  -- one row per student, reason and minute
     endpoint TEXT,
     prompt TEXT,                     -- the latest prompt refused (an excerpt)
     kind TEXT NOT NULL,
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    minute INTEGER,                  -- the minute counted in (epoch seconds // 60)
+    count INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS uploads (  -- bytes each student stored upstream per day (the upload quota)
     student TEXT NOT NULL,
@@ -149,18 +155,29 @@ class Student:
     revoked: bool
 
 
-class Classroom:
-    """The state folder of one class. Safe to share between threads; other processes may open it too."""
+class StateError(Exception):
+    """The class's state (its SQLite file or PostgreSQL database) cannot be used just now: one line, without the
+    database's password. The server answers 503 with it; the next request tries again."""
 
-    def __init__(self, state_dir: str | Path) -> None:
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = self.state_dir / DB_NAME
+
+class Classroom:
+    """The state of one class: a folder (SQLite, ``classroom.db``) or a ``postgresql://`` URL (one database for
+    every proxy instance). Safe to share between threads; other processes and instances may open it too."""
+
+    def __init__(self, state: str | Path, files: str | Path = DEFAULT_FILES) -> None:
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self.path: Path | None = None
+        """The SQLite file (None on PostgreSQL)."""
+        if database.is_url(state):
+            self.state_dir = Path(files)  # new-tokens CSV files only, made when first written
+            self.database: database.Database = database.PostgresDatabase(str(state), error=StateError, what=WHAT)
+        else:
+            self.state_dir = Path(state)
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path = self.state_dir / DB_NAME
+            self.database = database.SqliteDatabase(self.path, error=StateError, what=WHAT)
+        self.where = self.database.where
+        """Where the state is, for output (a URL's password replaced)."""
         with self._write() as db:
             self._migrate(db)
         self._tokens: dict[str, Student] = {}
@@ -168,13 +185,21 @@ class Classroom:
         self.last_tokens_file: Path | None = None
         """Where import_roster last wrote the tokens it issued."""
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
+    def _migrate(self, db: database.Tx) -> None:
         """Create the tables, or bring an older state folder's up to date (in one write transaction)."""
-        had_ledger = bool(db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger'").fetchone())
-        for statement in statements(_SCHEMA + spend.SCHEMA.format(serial="INTEGER PRIMARY KEY", real="REAL")):
+        script = _SCHEMA + spend.SCHEMA
+        if db.dialect == "postgresql":
+            journal = db.execute("SELECT to_regclass('jobs') IS NOT NULL, to_regclass('students') IS NULL").fetchone()
+            if journal[0] and journal[1]:
+                raise StateError(f"{self.where} holds a kontext_nb journal: give the proxy a database of its own")
+            had_ledger = bool(db.execute("SELECT to_regclass('ledger') IS NOT NULL").fetchone()[0])
+            script = database.ddl(script)
+        else:
+            had_ledger = bool(db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger'").fetchone())
+        for statement in statements(script):
             db.execute(statement)
-        for table, added in _ADDED_COLUMNS.items():
-            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for table, added in _ADDED_COLUMNS.items() if db.dialect == "sqlite" else ():  # PostgreSQL: all new
+            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
             for name, kind in added:
                 if name not in columns:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
@@ -185,26 +210,18 @@ class Classroom:
                 db.execute(statement)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Close this thread's connection (each thread that used the state has its own)."""
+        self.database.close()
 
     def __repr__(self) -> str:
-        return f"<Classroom {self.path}>"
+        return f"<Classroom {self.where}>"
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _write(self) -> Any:
+        """One write transaction, holding the state's write lock (one writer at a time across every instance)."""
+        return self.database.write(LOCK)
 
-    def _rows(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+    def _rows(self, sql: str, *args: Any) -> list[Any]:
+        return self.database.read(sql, args)
 
     transaction, query = _write, _rows
     """For the proxy's other tables (instances.py, duel.py): one write transaction; rows of a read."""
@@ -236,6 +253,8 @@ class Classroom:
             if self.has_student(name):
                 continue
             issued[name] = self.add_student(name, token)
+        if issued:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.last_tokens_file = roster.write_new_tokens(self.state_dir, issued) if issued else None
         return issued
 
@@ -260,10 +279,10 @@ class Classroom:
         """The student a token belongs to: a dict lookup by hash, reloaded when any process or instance changed
         the table (a revision number it bumps: one small read per request)."""
         with self._lock:
-            found = self._db.execute("SELECT value FROM settings WHERE key = 'students_revision'").fetchone()
+            found = self.database.one("SELECT value FROM settings WHERE key = 'students_revision'")
             version = found[0] if found else ""
             if version != self._tokens_version:
-                rows = self._db.execute("SELECT name, token_hash, revoked_at FROM students").fetchall()
+                rows = self.database.read("SELECT name, token_hash, revoked_at FROM students")
                 self._tokens = {r["token_hash"]: Student(r["name"], r["revoked_at"] is not None) for r in rows}
                 self._tokens_version = version
             return self._tokens.get(roster.token_hash(token))
@@ -389,12 +408,10 @@ class Classroom:
         return [(r[0], r[1], r[2]) for r in self._rows(sql + " ORDER BY dispatch_seq", *args)]
 
     def student_usage(self, name: str, day: str, session: str) -> Usage:
-        with self._lock:
-            return _usage(self._db, day, session, name)
+        return _usage(_Reads(self.database), day, session, name)
 
     def class_usage(self, day: str, session: str) -> Usage:
-        with self._lock:
-            return _usage(self._db, day, session, None)
+        return _usage(_Reads(self.database), day, session, None)
 
     # ---- uploads -------------------------------------------------------------------------
     def uploaded(self, name: str, day: str) -> int:
@@ -406,13 +423,17 @@ class Classroom:
         with self._write() as db:
             db.execute(
                 "INSERT INTO uploads (student, day, bytes, files) VALUES (?, ?, ?, 1) ON CONFLICT (student, day) "
-                "DO UPDATE SET bytes = bytes + excluded.bytes, files = files + 1",
+                "DO UPDATE SET bytes = uploads.bytes + excluded.bytes, files = uploads.files + 1",
                 (name, day, size),
             )
 
     def add_upload_size(self, url: str, size: tuple[int, int]) -> None:
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO upload_sizes (url, width, height) VALUES (?, ?, ?)", (url, *size))
+            db.execute(
+                "INSERT INTO upload_sizes (url, width, height) VALUES (?, ?, ?) ON CONFLICT (url) DO UPDATE SET "
+                "width = excluded.width, height = excluded.height",
+                (url, *size),
+            )
 
     def upload_size(self, url: str) -> tuple[int, int] | None:
         """The size of an image uploaded through the proxy, by its upstream URL; None for any other URL."""
@@ -430,8 +451,8 @@ class Classroom:
             db.execute(
                 "INSERT INTO refusals (student, at, endpoint, prompt, kind, message, minute, count) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (student, kind, minute) DO UPDATE SET "
-                "count = count + 1, at = excluded.at, endpoint = excluded.endpoint, "
-                "prompt = COALESCE(excluded.prompt, prompt), message = excluded.message",
+                "count = refusals.count + 1, at = excluded.at, endpoint = excluded.endpoint, "
+                "prompt = COALESCE(excluded.prompt, refusals.prompt), message = excluded.message",
                 (student or "", now, endpoint, excerpt, kind, message, int(now // 60)),
             )
 
@@ -455,7 +476,7 @@ class Classroom:
                 AS running,
               (SELECT COALESCE(SUM(count), 0) FROM refusals r WHERE r.student = s.name AND r.at >= ?) AS refused,
               (SELECT MAX(created) FROM jobs j WHERE j.student = s.name) AS last_job
-            FROM students s ORDER BY s.name COLLATE NOCASE
+            FROM students s ORDER BY lower(s.name), s.name
             """,
             day,
             session,
@@ -472,16 +493,16 @@ class Classroom:
                 {
                     "name": r["name"],
                     "status": "revoked" if r["revoked_at"] is not None else "active",
-                    "images_today": r["images_today"],
-                    "spent_session": to_dollars(r["spent"]),
-                    "jobs": r["jobs"],
-                    "done": r["done"],
-                    "failed": r["failed"],
-                    "cancelled": r["cancelled"],
-                    "refused_today": r["refused"],
-                    "waiting": r["waiting"],
-                    "running": r["running"],
-                    "in_flight": r["waiting"] + r["running"],
+                    "images_today": int(r["images_today"]),  # PostgreSQL sums are decimals
+                    "spent_session": to_dollars(int(r["spent"])),
+                    "jobs": int(r["jobs"]),
+                    "done": int(r["done"]),
+                    "failed": int(r["failed"]),
+                    "cancelled": int(r["cancelled"]),
+                    "refused_today": int(r["refused"]),
+                    "waiting": int(r["waiting"]),
+                    "running": int(r["running"]),
+                    "in_flight": int(r["waiting"]) + int(r["running"]),
                     "last_seen": seen,
                 }
             )
@@ -516,7 +537,7 @@ class Classroom:
                 ROW_NUMBER() OVER (PARTITION BY student, kind ORDER BY at DESC) AS latest,
                 at, endpoint, prompt, message
               FROM refusals WHERE at >= ? WINDOW w AS (PARTITION BY student, kind)
-            ) WHERE latest = 1 ORDER BY at DESC
+            ) AS counted WHERE latest = 1 ORDER BY at DESC
             """,
             since,
         )
@@ -526,21 +547,20 @@ class Classroom:
             name = r["student"] or None
             shown[name or ""] = shown.get(name or "", 0) + 1
             if shown[name or ""] <= per_student:
-                out.append({**dict(r), "student": name})
+                out.append({**dict(r), "student": name, "count": int(r["count"])})
         return out
 
     def usage(self, session: str | None = None, day: str | None = None) -> dict[str, Any]:
         """Everything the instructor page shows, as plain data (also served as JSON)."""
         session, day = session or today(), day or today()
-        with self._lock:
-            klass = self.class_usage(day, session)
-            waiting = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (WAITING,)).fetchone()[0]
-            outcomes = dict(
-                self._db.execute(
-                    "SELECT outcome, COUNT(*) FROM jobs WHERE session = ? AND outcome IS NOT NULL GROUP BY outcome",
-                    (session,),
-                ).fetchall()
+        klass = self.class_usage(day, session)
+        waiting = self._rows("SELECT COUNT(*) FROM jobs WHERE state = ?", WAITING)[0][0]
+        outcomes = {
+            str(r[0]): int(r[1])
+            for r in self._rows(
+                "SELECT outcome, COUNT(*) FROM jobs WHERE session = ? AND outcome IS NOT NULL GROUP BY outcome", session
             )
+        }
         return {
             "session": session,
             "day": day,
@@ -588,7 +608,28 @@ def _students_changed(db: Any) -> None:
     )
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
+class _Reads:
+    """Reads outside a transaction, as a transaction's ``execute(...).fetchone()`` reads (for _usage)."""
+
+    def __init__(self, db: database.Database) -> None:
+        self.db = db
+
+    def execute(self, sql: str, params: Any = ()) -> _Fetched:
+        return _Fetched(self.db.read(sql, params))
+
+
+class _Fetched:
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+
+def _decode(row: Any) -> dict[str, Any]:
     out = dict(row)
     for key in _JSON_COLUMNS:
         if out.get(key) is not None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,7 @@ from kontext_nb.fal.protocol import CANCEL_ERROR_TYPES, http_error
 from kontext_nb.images import sniff_content_type
 
 from . import instances
-from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
+from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom, StateError
 from .limits import to_micros
 from .upstream import Upstream
 
@@ -181,6 +183,7 @@ class Dispatcher:
         self.closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._sends: set[asyncio.Future[Any]] = set()
+        self._adopt_after = 0.0
 
     # ---- admission and order -------------------------------------------------------------
     def add(self, job: ProxyJob) -> None:
@@ -231,7 +234,12 @@ class Dispatcher:
             job_id = self.queue.peek()
             if job_id is None:
                 break
-            claimed = self.classroom.claim(job_id, self.me, self.limit)
+            try:
+                claimed = self.classroom.claim(job_id, self.me, self.limit)
+            except StateError as exc:  # the state is away: the job waits here; the tick tries again
+                log.warning("cannot send waiting jobs: %s", exc)
+                self._trouble()
+                break
             if claimed == "full":
                 break
             self.queue.pop()
@@ -253,7 +261,7 @@ class Dispatcher:
     async def tick(self) -> None:
         """Every few tenths of a second: send what waits when another instance freed a slot; wake the watchers of
         other instances' jobs that moved; say this instance is alive and take over the jobs of lost ones."""
-        beat = 0.0
+        beat = time.monotonic()  # resume() has just beaten
         while not self.closing:
             try:
                 if len(self.queue):
@@ -265,15 +273,22 @@ class Dispatcher:
                     if row is not None:
                         job.refresh(row)
                 if time.monotonic() - beat > instances.HEARTBEAT:
-                    beat = time.monotonic()
                     instances.beat(self.classroom, self.me)
-                taken = set(instances.adopt(self.classroom, self.me))
-                if taken:
-                    log.info("took over %d jobs of a proxy instance that stopped or was lost", len(taken))
-                    self.take([r for r in self.classroom.active_jobs(self.me) if r["id"] in taken])
-            except Exception as exc:  # the state's database is away: try again on the next tick
+                    beat = time.monotonic()
+                if time.monotonic() > self._adopt_after:  # never right after an outage: the others beat first
+                    taken = set(instances.adopt(self.classroom, self.me))
+                    if taken:
+                        log.info("took over %d jobs of a proxy instance that stopped or was lost", len(taken))
+                        self.take([r for r in self.classroom.active_jobs(self.me) if r["id"] in taken])
+            except StateError as exc:  # the state's database is away: try again on the next tick
                 log.warning("the proxy's state cannot be reached: %s", exc)
+                self._trouble()
             await asyncio.sleep(TICK)
+
+    def _trouble(self) -> None:
+        """The state was unreachable: every instance's heartbeat may have lapsed meanwhile, so none is taken over
+        until they have all had time to beat again."""
+        self._adopt_after = time.monotonic() + instances.LAPSE
 
     def position(self, job: ProxyJob) -> int | None:
         if job.state == WAITING and job.id in self.foreign:
@@ -384,7 +399,8 @@ class Dispatcher:
         job.state, job.body = UPSTREAM, None
         job.upstream_status, job.upstream_position = "IN_QUEUE", data.get("queue_position")
         fields = {"upstream_id": job.upstream_id, "upstream_urls": job.urls, "upstream_status": "IN_QUEUE"}
-        if not self.classroom.move_job(job.id, SUBMITTING, state=UPSTREAM, **fields):
+        moved = await self._stored(job, lambda: self.classroom.move_job(job.id, SUBMITTING, state=UPSTREAM, **fields))
+        if not moved:
             log.warning(
                 "job %s of %s was given up while it was being sent: cancelling it upstream", job.id, job.student
             )
@@ -398,6 +414,26 @@ class Dispatcher:
         log.info("job %s of %s is upstream", job.id, job.student)
         job.notify()
         return True
+
+    async def _stored(self, job: ProxyJob, write: Callable[[], bool]) -> bool:
+        """A write about a job the upstream has accepted (and may bill): tried until the state takes it, however
+        long its database is away; the upstream's id stays in memory meanwhile."""
+        pause = COLLECT_PAUSE
+        while True:
+            try:
+                return write()
+            except StateError as exc:
+                self._trouble()
+                log.warning(
+                    "job %s of %s (upstream id %s): the proxy's state cannot be reached (%s); trying again in %.0f s",
+                    job.id,
+                    job.student,
+                    job.upstream_id,
+                    exc,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, COLLECT_PAUSE_MAX)
 
     async def _collect(self, job: ProxyJob) -> None:
         """Follow an upstream job to COMPLETED and store its result.
@@ -419,12 +455,16 @@ class Dispatcher:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # the upstream, or the state's database (the result is read again)
+                if isinstance(exc, StateError):
+                    self._trouble()
+                where = "the proxy's state" if isinstance(exc, StateError) else "the upstream"
                 log.warning(
-                    "job %s of %s: the upstream cannot be reached (%s); trying again in %.0f s",
+                    "job %s of %s: %s cannot be reached (%s); trying again in %.0f s",
                     job.id,
                     job.student,
-                    self.upstream.explain(exc),
+                    where,
+                    exc if isinstance(exc, StateError) else self.upstream.explain(exc),
                     pause,
                 )
                 await asyncio.sleep(pause)
@@ -492,7 +532,8 @@ class Dispatcher:
         if (job.upstream_status, job.upstream_position, len(job.logs)) != before:
             job.notify()
         if job.upstream_status != before[0] and job.upstream_status == "IN_PROGRESS":  # for the other instances
-            self.classroom.update_job(job.id, upstream_status="IN_PROGRESS")
+            with contextlib.suppress(StateError):  # only shown elsewhere: not worth a retry
+                self.classroom.update_job(job.id, upstream_status="IN_PROGRESS")
 
     def _complete(self, job: ProxyJob, final: dict[str, Any], status: int, body: Any, headers: dict[str, str]) -> None:
         """The upstream said COMPLETED and answered the result read: whatever it says is the job's end."""

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
-    id {serial},
-    at {real} NOT NULL,
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
     job_id TEXT NOT NULL,
     student TEXT NOT NULL,
     day TEXT NOT NULL,                   -- the proxy's day of the reservation

@@ -26,7 +26,7 @@ from kontext_nb.serving import SlowBody
 
 from . import policy
 from .bounds import Holdings, declared_size
-from .classroom import Classroom, Student, today
+from .classroom import Classroom, StateError, Student, today
 from .dispatch import Dispatcher, ProxyJob
 from .limits import Limits, Refusal
 from .upstream import Upstream, UpstreamRefused
@@ -41,6 +41,10 @@ LIMIT_HEADER = "X-Kontext-Limit"
 UNKNOWN_TOKEN = "unknown token: ask your instructor for yours"
 REVOKED = Refusal("revoked", 403, "your access to the classroom proxy was revoked: ask your instructor")
 NOT_FOUND = "Request not found"
+STATE_UNAVAILABLE = (
+    "the classroom proxy cannot reach its database just now (nothing was sent or spent by this request): "
+    "try again in a moment"
+)
 SEEN_FLUSH_SECONDS = 30.0
 KEEPALIVE_SECONDS = 15.0
 
@@ -230,6 +234,8 @@ def guarded(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Reques
             return error(400, "the request is nested too deeply to read")
         except SlowBody as exc:
             return error(408, f"request timeout: {exc}")
+        except StateError as exc:
+            return state_unavailable(request, exc)
         except Exception as exc:
             proxy = proxy_of(request)
             if isinstance(exc, UpstreamRefused):
@@ -241,6 +247,13 @@ def guarded(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Reques
             return error(502, proxy.upstream.scrub(text))
 
     return wrapper
+
+
+def state_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The state's database cannot be reached (a PostgreSQL server restarting): a 503 the student's client retries,
+    one line saying nothing was sent or spent; the instructor's log gets the reason (never the password)."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error(503, STATE_UNAVAILABLE, **{"retry-after": "2"})
 
 
 def too_large(limit: int) -> JSONResponse:

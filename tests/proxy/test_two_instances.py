@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from postgres import PostgresServer  # tests/postgres.py
 
 from kontext_nb.proxy import Limits, ProxyServer
 from kontext_nb.sandbox import SandboxServer
 
-from .conftest import PAUSED, T2I, auth, enroll, poll_completed, wait_completed, wait_until
+from .conftest import PAUSED, T2I, UNLIMITED, auth, enroll, poll_completed, wait_completed, wait_until
 
 Pair = Callable[..., tuple[ProxyServer, ProxyServer]]
 
@@ -200,3 +201,37 @@ def test_a_stopped_instance_hands_its_jobs_to_the_other(make_pair: Pair, upstrea
             result = client.get(moved(job["response_url"], a, b), headers=auth(ada))
             assert result.status_code == 200 and result.json()["images"][0]["url"].startswith(b.url)
     assert upstream.stats()["submits"] == 3
+
+
+def test_the_database_going_away_mid_run_loses_nothing_paid(
+    make_proxy: Callable[..., ProxyServer], upstream: SandboxServer, pg_server: PostgresServer, pg_url: str
+) -> None:
+    """PostgreSQL stops with jobs upstream and comes back: meanwhile students get one clear line (and a 503 their
+    clients retry), the jobs that finished upstream are stored once it is back, nothing is sent twice."""
+    url = pg_url.replace("kontext@", "kontext:never-shown@")  # trust ignores it; no output may show it
+    upstream.configure(queue_delay=PAUSED)
+    a, b = make_proxy(UNLIMITED, state_dir=url), make_proxy(UNLIMITED, state_dir=url)
+    ada = a.classroom.add_student("Ada")
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        jobs = [post(client, server, ada, f"through the outage {i}").json() for i, server in enumerate((a, b))]
+        wait_until(lambda: upstream.stats()["submits"] == 2, "both jobs upstream")
+        pg_server.stop()
+        try:
+            upstream.configure(queue_delay=0)  # they finish upstream while the state is away
+            for server in (a, b):
+                refused = post(client, server, ada, "during the outage")
+                assert refused.status_code == 503 and refused.headers["retry-after"]
+                assert refused.json()["detail"].startswith("the classroom proxy cannot reach its database just now")
+                assert "never-shown" not in refused.text and "postgresql" not in refused.text
+            elsewhere = client.get(moved(jobs[0]["status_url"], a, b), headers=auth(ada))
+            assert elsewhere.status_code == 503
+        finally:
+            pg_server.start()
+        for job, server, other in ((jobs[0], a, b), (jobs[1], b, a)):
+            poll_completed_sync(client, moved(job["status_url"], server, other), ada)
+            result = client.get(moved(job["response_url"], server, other), headers=auth(ada))
+            assert result.status_code == 200 and len(result.json()["images"]) == 1
+    assert upstream.stats()["submits"] == 2
+    rows = {s["name"]: s for s in a.classroom.students(a.proxy.session)}
+    assert (rows["Ada"]["images_today"], rows["Ada"]["done"]) == (2, 2)  # settled once each, in the ledger
+    assert "never-shown" not in repr(a) + "\n".join(a.banner())
