@@ -81,7 +81,8 @@ class ProxyConfig:
     """Everything a classroom proxy needs. The key is never in the repr."""
 
     state_dir: str | Path = DEFAULT_STATE_DIR
-    """Holds classroom.db (students, jobs, refusals) and the new-tokens-*.csv files."""
+    """Holds classroom.db (students, jobs, refusals) and the new-tokens-*.csv files; or a ``postgresql://`` URL:
+    one state for several instances behind a load balancer (instances.py says what they share)."""
     host: str = "127.0.0.1"
     """127.0.0.1 serves this machine only; 0.0.0.0 serves the classroom network."""
     port: int = DEFAULT_PORT  # 0: any free port
@@ -256,7 +257,14 @@ class ProxyServer:
         else:
             lines.append(f"students: export KONTEXT_FAL_URL={self.url} FAL_KEY=<their token>")
         lines.append(f"upstream: {self.upstream.describe()}")
-        lines.append(f"state: {self.classroom.where} (session {self.proxy.session})")
+        lines.append(
+            f"state: {self.classroom.where} (session {self.proxy.session}; instance {self.proxy.dispatcher.me})"
+        )
+        if self.sandbox is not None and self.classroom.path is None:
+            lines.append(
+                "note: the rehearsal sandbox is this instance's own; for several instances start one sandbox "
+                "(python -m kontext_nb.sandbox --require-key KEY) and give each --upstream URL"
+            )
         lines.append(f"limits: {self.proxy.limits.describe()}; blocklist: {len(self.proxy.blocklist)} entries")
         page = f"{self.url}/instructor"
         if self.instructor_token is not None:
