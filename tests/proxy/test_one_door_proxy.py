@@ -1,7 +1,8 @@
 """One door in the classroom proxy too (issue 20): every route is listed by introspection, and every way a student's
 request reaches fal (the queue, fal.run's synchronous call, fal's proxyUrl protocol) goes through the proxy's door:
 the dispatcher's ``add``, which takes only a job its quota reservation already holds (``resume``: the same jobs after
-a restart; ``take``: the jobs of another instance that stopped or was lost, reserved when it admitted them). The upstream's submit, the only code that sends a job to fal, must never run outside it.
+a restart; ``take``: the jobs of another instance that stopped or was lost, reserved when it admitted them). The
+upstream's submit, the only code that sends a job to fal, must never run outside it.
 
 The door is followed across the proxy's asyncio tasks with a context variable: a task started from inside the door
 inherits it, a route handler that called the upstream itself would not.
