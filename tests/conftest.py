@@ -72,10 +72,13 @@ TEST_KEY = "test-key-0123456789abcdef"
 
 
 @pytest.fixture
-def make_session(sb: kontext_nb.sandbox.SandboxServer, tmp_path: Path) -> Iterator[Callable[..., Session]]:
+def make_session(
+    sb: kontext_nb.sandbox.SandboxServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Session]]:
     """Sessions on the sandbox with quick retries and a runs folder of the test's own;
-    ``make_session(concurrency=2)`` changes settings."""
+    ``make_session(concurrency=2)`` changes settings. A test that asks for ``journal_url`` runs on both journals."""
     made: list[Session] = []
+    url = request.getfixturevalue("journal_url") if "journal_url" in request.fixturenames else None
 
     def make(**changes: Any) -> Session:
         settings = Settings(
@@ -83,6 +86,7 @@ def make_session(sb: kontext_nb.sandbox.SandboxServer, tmp_path: Path) -> Iterat
             key=TEST_KEY,
             retry=RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.5),
             runs_dir=str(tmp_path / "runs"),
+            journal_url=url,
         )
         session = Session(settings.with_(**changes), notice=lambda message: None)
         made.append(session)

@@ -11,6 +11,7 @@ SUBMITTED (an ``owner=True`` kernel, once the journal holds fal's request id; it
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -82,6 +83,7 @@ class Kernel:
         spec.setdefault("prompt", PROMPT)
         self.process = subprocess.Popen(
             [sys.executable, "-c", KERNEL, sb.url, str(runs), json.dumps(spec)],
+            env={**os.environ, **spec.get("env", {})},  # KONTEXT_JOURNAL_URL, KONTEXT_HOST_ID: another "host"
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -54,6 +54,8 @@ class Profile:
     damage: bool = False
     without: frozenset[str] = frozenset()
     """Acts left out (by rule name): to check the harness on what already holds, or to aim a soak."""
+    pg: Any = None
+    """A PostgreSQL server (tests/postgres.py): every sequence gets a fresh database as its journal_url."""
 
 
 def allowed(name: str) -> Any:
@@ -87,6 +89,11 @@ class MoneyMachine(RuleBasedStateMachine):
         self.url_source: str | None = None
         self.damaged = False
         self.shell: Any = None
+        self._database: Any = None
+        self.journal_url: str | None = None
+        if self.profile.pg is not None:
+            self._database = self.profile.pg.database()
+            self.journal_url = self._database.__enter__()
         if self.profile.damage:
             _prefill(self.folders[0])
         self._new_kernel()
@@ -98,6 +105,7 @@ class MoneyMachine(RuleBasedStateMachine):
                 base_url=self.sb.url,
                 key=self.key,
                 runs_dir=str(self.folders[0]),
+                journal_url=self.journal_url,
                 retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.2),
                 budget_session=SESSION_CAP,
                 budget_daily=DAILY_CAP,
@@ -312,6 +320,8 @@ class MoneyMachine(RuleBasedStateMachine):
                 os.environ["TZ"] = self.tz
             time.tzset()
             shutil.rmtree(self.root, ignore_errors=True)
+            if self._database is not None:
+                self._database.__exit__(None, None, None)
 
     def _settle_and_check(self) -> None:
         """Faults off, every job collected, then: every billed image findable, the key nowhere."""
@@ -319,7 +329,8 @@ class MoneyMachine(RuleBasedStateMachine):
         self._settle()
         for folder in sorted(self.used):
             checker = Session(
-                Settings(base_url=self.sb.url, key=self.key, runs_dir=str(folder)), notice=self.outputs.append
+                Settings(base_url=self.sb.url, key=self.key, runs_dir=str(folder), journal_url=self.journal_url),
+                notice=self.outputs.append,
             )
             try:
                 for _ in range(2):  # a damaged journal is salvaged by the first read ("try again"): then resume
@@ -332,7 +343,10 @@ class MoneyMachine(RuleBasedStateMachine):
         rows: dict[str, Any] = {}
         checkers = []
         for folder in sorted(self.used):
-            checker = Session(Settings(base_url=self.sb.url, key=self.key, runs_dir=str(folder)), notice=lambda m: None)
+            checker = Session(
+                Settings(base_url=self.sb.url, key=self.key, runs_dir=str(folder), journal_url=self.journal_url),
+                notice=lambda m: None,
+            )
             checkers.append(checker)
             rows |= {r.request_id: checker for r in checker.history() if r.request_id}
         try:
@@ -357,7 +371,7 @@ class MoneyMachine(RuleBasedStateMachine):
     def _auditor(self, folder: Path) -> Session:
         """A session that only reads a runs folder's journal (no caps of its own, sends nothing)."""
         if folder not in self.auditors:
-            settings = Settings(base_url=self.sb.url, key=self.key, runs_dir=str(folder))
+            settings = Settings(base_url=self.sb.url, key=self.key, runs_dir=str(folder), journal_url=self.journal_url)
             self.auditors[folder] = Session(settings, notice=self.outputs.append)
         return self.auditors[folder]
 

@@ -21,9 +21,11 @@ import pytest
 from kernels import HOLD, PROMPT, Kernel, Repl, joiner_of, owner_with_a_queued_copy, release
 from waiting import wait_for
 
+from kontext_nb.config import JOURNAL_URL_ENV
 from kontext_nb.errors import JobCancelled, TakenOver
 from kontext_nb.jobs import Job
 from kontext_nb.journal import Journal, following
+from kontext_nb.journal.heartbeat import EVERY_ENV, LAPSE_ENV
 from kontext_nb.request import build_request
 from kontext_nb.sandbox import SandboxServer
 from kontext_nb.session import Session
@@ -46,19 +48,26 @@ def updated_at(journal: Journal, journal_id: int) -> float:
         return float(db.execute("SELECT updated FROM jobs WHERE id = ?", (journal_id,)).fetchone()[0])
 
 
+def shared(journal_url: str | None) -> dict[str, Any]:
+    """A kernel's journal: its runs folder's (SQLite), or one PostgreSQL journal with a quick heartbeat lapse."""
+    if journal_url is None:
+        return {}
+    return {"env": {JOURNAL_URL_ENV: journal_url, LAPSE_ENV: "2", EVERY_ENV: "0.2"}}
+
+
 def files_of(journal: Journal, journal_id: int) -> list[str]:
     return [hashlib.sha256(p.read_bytes()).hexdigest() for p in journal.get(journal_id).paths]
 
 
 # -- 1. two kernels, one seeded request, started together: one fal request ----------------------------------------
 def test_two_kernels_sending_the_same_seeded_request_together_send_it_once(
-    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel]
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], journal_url: str | None
 ) -> None:
     sb.configure(queue_delay=HOLD)
     runs, barrier = tmp_path / "runs", tmp_path / "barrier"
     barrier.mkdir()
     for name in ("a", "b"):
-        kernels.append(Kernel(sb, runs, name=name, barrier=str(barrier), arguments={"seed": 42}))
+        kernels.append(Kernel(sb, runs, name=name, barrier=str(barrier), arguments={"seed": 42}, **shared(journal_url)))
     wait_for(lambda: len(list(barrier.glob("ready-*"))) == 2, timeout=60)
     (barrier / "go").touch()
     for kernel in kernels:
@@ -70,7 +79,7 @@ def test_two_kernels_sending_the_same_seeded_request_together_send_it_once(
     outcomes = [k.finish() for k in kernels]
     assert outcomes[0][0] == "IMAGES" and outcomes[0] == outcomes[1]  # byte-identical images
     assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1
-    journal = Journal(runs)
+    journal = Journal(runs, journal_url)
     try:
         assert journal.held() == (pytest.approx(0.08), 0.0)  # spent once, nothing left reserved
         (row,) = journal.search()  # the joiner wrote no row of its own: nothing reserved, nothing sent
@@ -83,19 +92,24 @@ def test_two_kernels_sending_the_same_seeded_request_together_send_it_once(
 
 
 # -- 2. the owner kernel dies after fal accepted the job: the joiner collects it itself --------------------------
-@pytest.mark.parametrize("killed", ["while the joiner waits", "before the joiner sends"])
+@pytest.mark.parametrize(
+    "killed, backend",
+    [("while the joiner waits", "sqlite"), ("before the joiner sends", "sqlite"), ("while the joiner waits", "pg")],
+)
 def test_a_joiner_whose_owner_kernel_is_killed_collects_the_job_itself(
-    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], killed: str
+    sb: SandboxServer, tmp_path: Path, kernels: list[Kernel], killed: str, backend: str, request: pytest.FixtureRequest
 ) -> None:
+    """On PostgreSQL the joiner takes over once the owner's heartbeat has lapsed."""
+    journal_url = str(request.getfixturevalue("pg_url")) if backend == "pg" else None
     sb.configure(queue_delay=HOLD)
     runs = tmp_path / "runs"
-    owner = Kernel(sb, runs, name="owner", owner=True, arguments={"seed": 7})
+    owner = Kernel(sb, runs, name="owner", owner=True, arguments={"seed": 7}, **shared(journal_url))
     kernels.append(owner)
     owner.await_line("SUBMITTED")
     if killed == "before the joiner sends":
         os.kill(owner.process.pid, signal.SIGKILL)
         owner.process.wait(timeout=30)
-    joiner = Kernel(sb, runs, name="joiner", arguments={"seed": 7})
+    joiner = Kernel(sb, runs, name="joiner", arguments={"seed": 7}, **shared(journal_url))
     kernels.append(joiner)
     joiner.await_line("STARTED")
     if killed == "while the joiner waits":
@@ -107,7 +121,7 @@ def test_a_joiner_whose_owner_kernel_is_killed_collects_the_job_itself(
     assert word == "IMAGES", hashes
     assert any("collecting it here" in n for n in joiner.notices()), joiner.lines
     assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1
-    journal = Journal(runs)
+    journal = Journal(runs, journal_url)
     try:
         (row,) = journal.search()
         assert row.status == "done" and files_of(journal, row.id) == hashes

@@ -85,7 +85,9 @@ def record_money(
 
 
 # -- 1. a job's price is reserved at submit; a run that would cross a cap is refused whole -------------------------
-def test_non_blocking_calls_reserve_their_price_until_they_end(make_session: MakeSession, sb: Any) -> None:
+def test_non_blocking_calls_reserve_their_price_until_they_end(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     sb.configure(inference_time=1.5)
     s = make_session(budget_session=0.20)
     first, second = (s.generate(f"a fox {i}", wait=False) for i in range(2))
@@ -103,7 +105,7 @@ def test_non_blocking_calls_reserve_their_price_until_they_end(make_session: Mak
     record_money("3 × `generate(wait=False)` under a $0.20 session cap; the 1st cancelled", sb, s)
 
 
-def test_ten_non_blocking_calls_stop_at_the_cap(make_session: MakeSession, sb: Any) -> None:
+def test_ten_non_blocking_calls_stop_at_the_cap(make_session: MakeSession, sb: Any, journal_url: str | None) -> None:
     s = make_session(budget_session=0.20)
     sent, refused = [], 0
     for i in range(10):
@@ -200,7 +202,7 @@ def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(sb: Any, tmp_p
 
 
 # -- 2. the same intention is sent once ------------------------------------------------------------------------------
-def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any) -> None:
+def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any, journal_url: str | None) -> None:
     sb.configure(inference_time=0.5)
     first = session.generate("one lighthouse", seed=8, wait=False)
     again = session.generate("one lighthouse", seed=8, wait=False)
@@ -371,7 +373,9 @@ def test_ten_misspelt_lines_with_arguments_send_nothing(shell: Shell, sb: Any) -
 
 
 # -- 4. a submit that may have reached fal is never sent again -----------------------------------------------------
-def test_a_lost_submit_reply_is_found_in_fals_history_and_collected(session: Session, sb: Any) -> None:
+def test_a_lost_submit_reply_is_found_in_fals_history_and_collected(
+    session: Session, sb: Any, journal_url: str | None
+) -> None:
     sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}])
     result = session.generate("accepted in silence", seed=4)
     assert result.images and sb.stats()["submits"] == 1, "fal queued it once and was not asked again"
@@ -379,7 +383,7 @@ def test_a_lost_submit_reply_is_found_in_fals_history_and_collected(session: Ses
     record_money("submit accepted by fal, reply lost (`lost-reply` fault): found in fal's request history", sb, session)
 
 
-def test_a_lost_submit_reply_is_not_resent_and_is_counted(session: Session, sb: Any) -> None:
+def test_a_lost_submit_reply_is_not_resent_and_is_counted(session: Session, sb: Any, journal_url: str | None) -> None:
     history_refused = {"route": "platform", "kind": "403", "count": 1}  # the lookup at once cannot tell
     sb.set_faults([{"route": "submit", "kind": "lost-reply", "count": 1}, history_refused])
     with pytest.raises(SubmitUnconfirmed, match=r"fal may have accepted it; it may cost \$0.08") as info:
@@ -396,7 +400,9 @@ def test_a_lost_submit_reply_is_not_resent_and_is_counted(session: Session, sb: 
     record_money("… then `kx.resume()` finds it in fal's request history and collects it", sb, session)
 
 
-def test_a_submit_that_never_reached_fal_is_released_after_the_window(make_session: MakeSession, sb: Any) -> None:
+def test_a_submit_that_never_reached_fal_is_released_after_the_window(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     sb.set_faults([{"route": "submit", "kind": "drop", "count": 1}])  # dropped before fal queued it
     with pytest.raises(SubmitUnconfirmed):
         make_session().generate("lost on the way", seed=6)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 from money_machine import MoneyMachine, Profile
+from postgres import PostgresServer
 
 CI = settings(
     phases=(Phase.explicit, Phase.generate),  # no shrinking in CI: its time is bounded; the soak shrinks
@@ -36,6 +37,13 @@ def not_at_midnight() -> None:
 def test_no_sequence_of_everyday_acts_breaks_the_money_invariants() -> None:
     MoneyMachine.profile = Profile()
     run_state_machine_as_test(MoneyMachine, settings=CI)
+
+
+def test_the_money_invariants_on_a_postgresql_journal(pg_server: PostgresServer) -> None:
+    """The same machine with every kernel's journal in one PostgreSQL database (a fresh one per sequence): a
+    smaller budget (the SQLite run above explores the acts; this one proves the shared journal keeps them)."""
+    MoneyMachine.profile = Profile(pg=pg_server)
+    run_state_machine_as_test(MoneyMachine, settings=settings(CI, max_examples=6))
 
 
 def test_the_machine_holds_where_the_code_already_holds() -> None:

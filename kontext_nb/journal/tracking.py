@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..config import Settings
+from ..config import ANNOUNCED, Settings
 from ..endpoints import DEFAULT_CONTENT_TYPE, format_cost, get_endpoint
 from ..errors import (
     ConfirmationRequired,
@@ -40,6 +40,7 @@ from . import folder as store
 from .caps import Kernel
 from .db import Holdings, JobRecord, Journal, NewJob, default_folder, left_behind, unattended
 from .ledger import check_zone
+from .mounts import network_notice
 
 REF_PATTERN = re.compile(r"^@(last|-\d+|\d+)$")
 
@@ -74,6 +75,7 @@ class Tracker:
         self.notice = notice
         self.settings = settings
         self._agree_zone()
+        self._warn_network()
         self._active: set[int] = self.kernel.active_in(self.journal.folder)
         self._unsaved: dict[int, tuple[Result, int | None]] = {}
         """Results whose images or row could not be written (a full disk), by journal id: resume saves them."""
@@ -85,6 +87,15 @@ class Tracker:
         self.settings = settings
         if changed:
             self._agree_zone()
+
+    def _warn_network(self) -> None:
+        """A SQLite journal on NFS, CIFS or FUSE: one line recommending journal_url, once per runs folder."""
+        if self.journal.url is not None or f"network:{self.journal.folder}" in ANNOUNCED:
+            return
+        ANNOUNCED.add(f"network:{self.journal.folder}")
+        notice = network_notice(self.journal.folder)
+        if notice:
+            self.notice(notice)
 
     def _agree_zone(self) -> None:
         if self.settings.budget_timezone is not None:

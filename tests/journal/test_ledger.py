@@ -83,8 +83,8 @@ def test_delete_prune_and_salvage_keep_every_entry(tmp_path: Path) -> None:
     journal.close()
 
 
-def test_spend_never_goes_down_when_an_unconfirmed_job_is_settled(tmp_path: Path) -> None:
-    journal, kernel = Journal(tmp_path / "runs"), Kernel()
+def test_spend_never_goes_down_when_an_unconfirmed_job_is_settled(tmp_path: Path, journal_url: str | None) -> None:
+    journal, kernel = Journal(tmp_path / "runs", journal_url), Kernel()
     job = reserve(journal, kernel, 0.08)
     journal.unconfirmed(job, error="reply lost")
     assert journal.held() == (pytest.approx(0.08), 0.0)
@@ -92,8 +92,8 @@ def test_spend_never_goes_down_when_an_unconfirmed_job_is_settled(tmp_path: Path
     assert journal.held() == (pytest.approx(0.08), 0.0) and journal.overruns() == []
 
 
-def test_an_overrun_is_kept_until_acknowledged(tmp_path: Path) -> None:
-    journal, kernel = Journal(tmp_path / "runs"), Kernel()
+def test_an_overrun_is_kept_until_acknowledged(tmp_path: Path, journal_url: str | None) -> None:
+    journal, kernel = Journal(tmp_path / "runs", journal_url), Kernel()
     job = reserve(journal, kernel, 0.035)
     assert journal.finished(job, status="done", cost=0.14) == pytest.approx(0.105)
     (entry,) = journal.overruns()
@@ -105,10 +105,10 @@ def test_an_overrun_is_kept_until_acknowledged(tmp_path: Path) -> None:
     assert journal.held() == (pytest.approx(0.14), pytest.approx(0.01))
 
 
-def test_the_budget_timezone_is_the_folders(tmp_path: Path) -> None:
+def test_the_budget_timezone_is_the_folders(tmp_path: Path, journal_url: str | None) -> None:
     """The first zone set is kept in the folder; a kernel asking for another is told in one line, and counts the
     folder's day."""
-    journal = Journal(tmp_path / "runs")
+    journal = Journal(tmp_path / "runs", journal_url)
     assert journal.today()[1] == "UTC"
     assert journal.agree_zone("Pacific/Kiritimati") == ("Pacific/Kiritimati", None)
     zone, notice = journal.agree_zone("America/New_York")
@@ -120,12 +120,14 @@ def test_the_budget_timezone_is_the_folders(tmp_path: Path) -> None:
     journal.close()
 
 
-def test_a_jobs_money_belongs_to_the_day_it_was_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_jobs_money_belongs_to_the_day_it_was_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal_url: str | None
+) -> None:
     """Midnight in the folder's zone starts a new daily cap; a job sent before it and settled after stays on the
     day it was sent."""
     import datetime as dt
 
-    journal, kernel = Journal(tmp_path / "runs"), Kernel()
+    journal, kernel = Journal(tmp_path / "runs", journal_url), Kernel()
     journal.agree_zone("America/New_York")
     midnight = dt.datetime(2026, 12, 8, tzinfo=ZoneInfo("America/New_York")).timestamp()
     caps = Settings(budget_daily=0.10)

@@ -19,8 +19,9 @@ DAY = 86400.0
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    j = Journal(tmp_path)
+def journal(tmp_path: Path, journal_url: str | None) -> Iterator[Journal]:
+    """On both backends (the images in tmp_path either way)."""
+    j = Journal(tmp_path, journal_url)
     yield j
     j.close()
 

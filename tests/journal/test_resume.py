@@ -128,7 +128,9 @@ def test_a_failed_download_is_collected_later_by_resume(make_session, sb: sandbo
     assert sb.stats()["submits"] == 1
 
 
-def test_two_sessions_resuming_one_runs_folder_collect_each_job_once(make_session, sb: sandbox.SandboxServer) -> None:
+def test_two_sessions_resuming_one_runs_folder_collect_each_job_once(
+    make_session, sb: sandbox.SandboxServer, journal_url: str | None
+) -> None:
     """Two sessions (kernels) find the same job left behind by a dead one: one collects it, the other leaves it.
     Both collecting would download it twice, and the one that failed could write over the other's finished row."""
     first, second = make_session(), make_session()

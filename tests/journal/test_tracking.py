@@ -53,7 +53,7 @@ def test_images_are_saved_with_metadata_named_by_content(session: Session) -> No
 
 
 def test_identical_request_with_explicit_seed_is_answered_from_the_journal(
-    session: Session, sb: sandbox.SandboxServer
+    session: Session, sb: sandbox.SandboxServer, journal_url: str | None
 ) -> None:
     first = session.generate("cache me", seed=5, aspect_ratio="3:2")
     again = session.generate("cache me", seed=5, aspect_ratio="3:2", guidance_scale=3.5)
@@ -86,7 +86,7 @@ def test_edit_cache_depends_on_input_bytes(session: Session, sb: sandbox.Sandbox
     assert sb.stats()["submits"] == 2
 
 
-def test_references_name_jobs_everywhere(session: Session) -> None:
+def test_references_name_jobs_everywhere(session: Session, journal_url: str | None) -> None:
     a = session.generate("first", seed=1)
     b = session.generate("second", seed=2)
     for ref in ("@last", "@-1", b.journal_id, f"@{b.journal_id}", str(b.journal_id), b):
@@ -99,7 +99,7 @@ def test_references_name_jobs_everywhere(session: Session) -> None:
             session.record(bad)
 
 
-def test_edits_record_their_parent_and_lineage(session: Session) -> None:
+def test_edits_record_their_parent_and_lineage(session: Session, journal_url: str | None) -> None:
     original = session.generate("a house", seed=10)
     winter = session.edit(original, "make it winter", seed=11)
     night = session.edit("@last", "make it night", seed=12)
@@ -127,7 +127,9 @@ def test_rerun_keeps_the_seed_and_changes_what_is_asked(session: Session, sb: sa
     assert sb.stats()["submits"] == 6
 
 
-def test_budget_caps_stop_new_submissions(make_session: MakeSession, sb: sandbox.SandboxServer) -> None:
+def test_budget_caps_stop_new_submissions(
+    make_session: MakeSession, sb: sandbox.SandboxServer, journal_url: str | None
+) -> None:
     s = make_session(budget_session=0.20)
     s.generate("one", num_images=2)  # $0.16
     with pytest.raises(BudgetError, match=r"would cost \$0.08.*cap is \$0.20 and \$0.16 is spent \+ \$0.00 reserved"):
