@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from kontext_nb.config import RetryPolicy
 from kontext_nb.serving import ConnectionLimits, ServerThread, listen
 
+from . import instances
 from .bounds import Bounds
 from .classroom import Classroom
 from .instances import instance_id
@@ -260,6 +261,9 @@ class ProxyServer:
         lines.append(
             f"state: {self.classroom.where} (session {self.proxy.session}; instance {self.proxy.dispatcher.me})"
         )
+        for other, settings in instances.others(self.classroom, self.proxy.dispatcher.me):
+            if settings != self.proxy.dispatcher.settings:
+                lines.append(f"warning: instance {other} serves this class with other settings: {settings}")
         if self.sandbox is not None and self.classroom.path is None:
             lines.append(
                 "note: the rehearsal sandbox is this instance's own; for several instances start one sandbox "

@@ -122,7 +122,8 @@ CREATE TABLE IF NOT EXISTS instances (  -- proxy instances serving this class, a
     id TEXT PRIMARY KEY,             -- host:port
     pid INTEGER NOT NULL,
     started REAL NOT NULL,
-    last_seen REAL NOT NULL
+    last_seen REAL NOT NULL,
+    settings TEXT NOT NULL DEFAULT ''  -- its limits and session: every instance of a class should have the same
 );
 """
 _ADDED_COLUMNS = {  # columns a state folder from an older version lacks

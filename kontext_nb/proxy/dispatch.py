@@ -175,6 +175,8 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.me = me
         """This instance's name in the state: the owner of the jobs it sends and watches."""
+        self.settings = ""
+        """Its limits and session, as its heartbeat tells the other instances."""
         self.jobs: dict[str, ProxyJob] = {}
         self.foreign: dict[str, ProxyJob] = {}
         """Unfinished jobs of other instances that this one's students asked about: re-read on each tick."""
@@ -194,7 +196,7 @@ class Dispatcher:
 
     def resume(self) -> None:
         """After a restart: take this instance's jobs, and those of instances that stopped or were lost, again."""
-        instances.beat(self.classroom, self.me)
+        instances.beat(self.classroom, self.me, self.settings)
         instances.adopt(self.classroom, self.me)
         self.take(self.classroom.active_jobs(self.me))
         self._spawn(self.tick())
@@ -273,7 +275,7 @@ class Dispatcher:
                     if row is not None:
                         job.refresh(row)
                 if time.monotonic() - beat > instances.HEARTBEAT:
-                    instances.beat(self.classroom, self.me)
+                    instances.beat(self.classroom, self.me, self.settings)
                     beat = time.monotonic()
                 if time.monotonic() > self._adopt_after:  # never right after an outage: the others beat first
                     taken = set(instances.adopt(self.classroom, self.me))

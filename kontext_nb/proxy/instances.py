@@ -63,15 +63,22 @@ def instance_id(port: int) -> str:
     return f"{socket.gethostname()}:{port}"
 
 
-def beat(room: Classroom, me: str) -> None:
-    """Say this instance is alive."""
+def beat(room: Classroom, me: str, settings: str = "") -> None:
+    """Say this instance is alive (and with which limits and session)."""
     now = time.time()
     with room.transaction() as db:
         db.execute(
-            "INSERT INTO instances (id, pid, started, last_seen) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, last_seen = excluded.last_seen",
-            (me, os.getpid(), now, now),
+            "INSERT INTO instances (id, pid, started, last_seen, settings) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, last_seen = excluded.last_seen, "
+            "settings = excluded.settings",
+            (me, os.getpid(), now, now, settings),
         )
+
+
+def others(room: Classroom, me: str, lapse: float = LAPSE) -> list[tuple[str, str]]:
+    """(id, settings) of the other instances alive on this state."""
+    rows = room.query("SELECT id, settings FROM instances WHERE id <> ? AND last_seen >= ?", me, time.time() - lapse)
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 def leave(room: Classroom, me: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from postgres import PostgresServer  # tests/postgres.py
 
-from kontext_nb.proxy import Limits, ProxyServer
+from kontext_nb.proxy import Limits, ProxyServer, instances
 from kontext_nb.sandbox import SandboxServer
 
 from .conftest import PAUSED, T2I, UNLIMITED, auth, enroll, poll_completed, wait_completed, wait_until
@@ -57,6 +57,11 @@ def test_a_students_quota_holds_when_requests_alternate(make_pair: Pair, upstrea
     for server in (a, b):  # the audit: every refusal, whichever instance made it
         rows = {s["name"]: s for s in server.classroom.students(server.proxy.session)}
         assert (rows["Ada"]["images_today"], rows["Ada"]["refused_today"]) == (3, 11)
+    assert not [line for line in a.banner() + b.banner() if line.startswith("warning")]  # the same settings
+    instances.beat(a.classroom, "elsewhere:8900", "per student 99 images/day")  # one started with others
+    assert "warning: instance elsewhere:8900 serves this class with other settings: per student 99" in "\n".join(
+        b.banner()
+    )
 
 
 def test_the_class_upstream_slots_are_shared_and_jobs_are_followed_anywhere(
