@@ -110,6 +110,9 @@ class ProxyConfig:
     X-Forwarded-For names the client, and deadlines for heads and bodies."""
     bounds: Bounds = field(default_factory=Bounds)
     """What one token and the class can hold at once: requests, body bytes, uploads, upload bytes per day."""
+    heartbeat: float = 5.0
+    """Seconds between this instance's heartbeats in the state; the jobs of an instance silent for six of them
+    are taken over by another (give every instance of a class the same)."""
 
 
 def fal_key_from_env() -> str | None:
@@ -261,7 +264,7 @@ class ProxyServer:
         lines.append(
             f"state: {self.classroom.where} (session {self.proxy.session}; instance {self.proxy.dispatcher.me})"
         )
-        for other, settings in instances.others(self.classroom, self.proxy.dispatcher.me):
+        for other, settings in instances.others(self.classroom, self.proxy.dispatcher.me, self.proxy.dispatcher.lapse):
             if settings != self.proxy.dispatcher.settings:
                 lines.append(f"warning: instance {other} serves this class with other settings: {settings}")
         if self.sandbox is not None and self.classroom.path is None:

@@ -177,6 +177,8 @@ class Dispatcher:
         """This instance's name in the state: the owner of the jobs it sends and watches."""
         self.settings = ""
         """Its limits and session, as its heartbeat tells the other instances."""
+        self.heartbeat = instances.HEARTBEAT
+        """Seconds between its heartbeats; another instance's jobs are taken over after ``lapse`` without one."""
         self.jobs: dict[str, ProxyJob] = {}
         self.foreign: dict[str, ProxyJob] = {}
         """Unfinished jobs of other instances that this one's students asked about: re-read on each tick."""
@@ -197,7 +199,7 @@ class Dispatcher:
     def resume(self) -> None:
         """After a restart: take this instance's jobs, and those of instances that stopped or were lost, again."""
         instances.beat(self.classroom, self.me, self.settings)
-        instances.adopt(self.classroom, self.me)
+        instances.adopt(self.classroom, self.me, self.lapse)
         self.take(self.classroom.active_jobs(self.me))
         self._spawn(self.tick())
 
@@ -274,11 +276,11 @@ class Dispatcher:
                         self.foreign.pop(job_id, None)
                     if row is not None:
                         job.refresh(row)
-                if time.monotonic() - beat > instances.HEARTBEAT:
+                if time.monotonic() - beat > self.heartbeat:
                     instances.beat(self.classroom, self.me, self.settings)
                     beat = time.monotonic()
                 if time.monotonic() > self._adopt_after:  # never right after an outage: the others beat first
-                    taken = set(instances.adopt(self.classroom, self.me))
+                    taken = set(instances.adopt(self.classroom, self.me, self.lapse))
                     if taken:
                         log.info("took over %d jobs of a proxy instance that stopped or was lost", len(taken))
                         self.take([r for r in self.classroom.active_jobs(self.me) if r["id"] in taken])
@@ -287,10 +289,14 @@ class Dispatcher:
                 self._trouble()
             await asyncio.sleep(TICK)
 
+    @property
+    def lapse(self) -> float:
+        return self.heartbeat * instances.LAPSE_BEATS
+
     def _trouble(self) -> None:
         """The state was unreachable: every instance's heartbeat may have lapsed meanwhile, so none is taken over
         until they have all had time to beat again."""
-        self._adopt_after = time.monotonic() + instances.LAPSE
+        self._adopt_after = time.monotonic() + self.lapse
 
     def position(self, job: ProxyJob) -> int | None:
         if job.state == WAITING and job.id in self.foreign:

@@ -50,9 +50,10 @@ if TYPE_CHECKING:
     from .classroom import Classroom
 
 HEARTBEAT = 5.0
-"""Seconds between an instance's heartbeats."""
-LAPSE = 30.0
-"""Seconds without a heartbeat after which another instance takes a lost instance's jobs over."""
+"""Seconds between an instance's heartbeats (ProxyConfig.heartbeat)."""
+LAPSE_BEATS = 6
+"""Heartbeats missed after which another instance takes a lost instance's jobs over (30 s by default)."""
+LAPSE = HEARTBEAT * LAPSE_BEATS
 MAX_SIGNED_UPLOADS = 10_000
 UPLOAD_LIFETIME = 3600.0
 """Seconds a signed upload id stays valid (fal's CDN tokens last an hour)."""

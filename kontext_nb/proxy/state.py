@@ -100,6 +100,7 @@ class Proxy:
         self.blocklist = policy.Blocklist(config.blocklist)
         self.dispatcher = Dispatcher(classroom, upstream, self.limits.class_in_flight, config.poll_interval, me)
         self.dispatcher.settings = f"{self.limits.describe()}; session {self.session}; blocklist {len(self.blocklist)}"
+        self.dispatcher.heartbeat = config.heartbeat
         self.local_bases = local_bases
         """The addresses the server listens on, besides --public-url (a student's file URLs may use any)."""
         self.keepalive_seconds = KEEPALIVE_SECONDS

@@ -9,20 +9,25 @@ whichever instance a request reaches.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from postgres import PostgresServer  # tests/postgres.py
 
 from kontext_nb.proxy import Limits, ProxyServer, instances
 from kontext_nb.sandbox import SandboxServer
 
-from .conftest import PAUSED, T2I, UNLIMITED, auth, enroll, poll_completed, wait_completed, wait_until
+from .conftest import CLASS_KEY, PAUSED, T2I, UNLIMITED, auth, enroll, poll_completed, wait_completed, wait_until
 
 Pair = Callable[..., tuple[ProxyServer, ProxyServer]]
+LIMITS_ONE_SLOT = Limits(images_per_day=None, dollars_per_session=None, jobs_in_flight=None, class_in_flight=1)
 
 
 def moved(url: str, a: ProxyServer, b: ProxyServer) -> str:
@@ -240,3 +245,64 @@ def test_the_database_going_away_mid_run_loses_nothing_paid(
     rows = {s["name"]: s for s in a.classroom.students(a.proxy.session)}
     assert (rows["Ada"]["images_today"], rows["Ada"]["done"]) == (2, 2)  # settled once each, in the ledger
     assert "never-shown" not in repr(a) + "\n".join(a.banner())
+
+
+LOST = """
+import sys, time
+from kontext_nb.config import RetryPolicy
+from kontext_nb.proxy import Limits, ProxyConfig, start
+limits = Limits(images_per_day=None, dollars_per_session=None, jobs_in_flight=None, class_in_flight=1)
+retry = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.1)
+server = start(ProxyConfig(state_dir=sys.argv[1], port=0, upstream=sys.argv[2], limits=limits, retry=retry,
+                           heartbeat=0.3, poll_interval=0.02))
+print(server.url, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_killed_instances_jobs_are_taken_over_only_once_its_heartbeat_lapses(
+    backend: str, make_proxy: Callable[..., ProxyServer], upstream: SandboxServer, request: pytest.FixtureRequest
+) -> None:
+    """kill -9 of the instance that sent a job and holds another waiting: the other instance takes both over once
+    the killed one's heartbeat is six beats old (never while it lives); the job at fal is watched, not sent again."""
+    upstream.configure(queue_delay=PAUSED)
+    state = str(request.getfixturevalue("pg_url") if backend == "postgresql" else request.getfixturevalue("tmp_path"))
+    b = make_proxy(LIMITS_ONE_SLOT, state_dir=state, heartbeat=0.3)
+    ada = b.classroom.add_student("Ada")
+    env = {**os.environ, "FAL_KEY": CLASS_KEY}
+    lost = subprocess.Popen(
+        [sys.executable, "-c", LOST, state, upstream.url], stdout=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert lost.stdout is not None
+        a_url = lost.stdout.readline().strip()
+        assert a_url.startswith("http://"), "the instance to be killed did not start"
+        with httpx.Client(timeout=30.0, trust_env=False) as client:
+            jobs = [client.post(f"{a_url}/{T2I}", json={"prompt": f"a {i}"}, headers=auth(ada)).json() for i in (0, 1)]
+            wait_until(lambda: upstream.stats()["submits"] == 1, "one job upstream, one waiting")
+            first = b.classroom.query("SELECT last_seen FROM instances WHERE id <> ?", b.proxy.dispatcher.me)[0][0]
+            wait_until(  # alive for longer than a takeover would take: B must not have taken its jobs
+                lambda: (
+                    b.classroom.query("SELECT MAX(last_seen) FROM instances WHERE id <> ?", b.proxy.dispatcher.me)[0][0]
+                    > first + 3.0
+                ),
+                "the other instance beating for 3 s",
+            )
+            owners = {r[0] for r in b.classroom.query("SELECT owner FROM jobs")}
+            assert owners == {next(iter(owners))} and b.proxy.dispatcher.me not in owners, owners
+            lost.kill()  # kill -9
+            lost.wait()
+            upstream.configure(queue_delay=0)
+            for job in jobs:
+                status_url = job["status_url"].replace(a_url, b.url)
+                poll_completed_sync(client, status_url, ada)
+                result = client.get(status_url.removesuffix("/status"), headers=auth(ada))
+                assert result.status_code == 200 and result.json()["images"][0]["url"].startswith(b.url)
+        assert upstream.stats()["submits"] == 2  # the one at fal was watched again, not sent again
+        assert {r[0] for r in b.classroom.query("SELECT owner FROM jobs")} == {b.proxy.dispatcher.me}
+    finally:
+        lost.kill()
+        lost.wait()
+        if lost.stdout is not None:
+            lost.stdout.close()
