@@ -27,8 +27,10 @@ Manage a class, with or without a server running on the same folder::
 
 Modules: limits.py (quota arithmetic), bounds.py (what a token and the class may hold at once),
 policy.py (endpoints, safety, blocklist), fold.py (the blocklist's normaliser), inputs.py (input
-sizes for per-megapixel reservations), roster.py (tokens, CSV), classroom.py (SQLite), upstream.py
-(the real key, URL rewriting, scrubbing), dispatch.py (fair queue, upstream watcher), state.py
+sizes for per-megapixel reservations), roster.py (tokens, CSV), classroom.py (the state: SQLite or
+PostgreSQL), schema.py (its tables), spend.py (the append-only spend ledger quotas read), reports.py (the
+instructor's numbers), instances.py (what several instances share; heartbeats, takeover), upstream.py
+(the real key, URL rewriting, scrubbing), job.py (a job, the fair queue), dispatch.py (sending and watching), state.py
 (shared server state and answers), queue_routes.py (fal's queue), storage.py (uploads, media),
 instructor.py (the page), duel.py (the class duel), student_view.py (what a student's notebook
 shows), app.py (assembles them), __main__.py (the command line).

@@ -12,19 +12,19 @@ What several instances share, and what each keeps to itself, is in instances.py.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from kontext_nb.journal import database
 
-from . import roster, spend
-from .limits import Limits, Refusal, Usage, check, to_dollars
+from . import reports, roster, schema, spend
+from .limits import Limits, Refusal, Usage, check
+from .reports import today as today
+from .schema import StateError as StateError
 
 DB_NAME = "classroom.db"
 DEFAULT_FILES = "kontext-proxy"
@@ -35,106 +35,6 @@ WHAT = "the class's state"
 WAITING, SUBMITTING, UPSTREAM, DONE = "waiting", "submitting", "upstream", "done"
 ACTIVE_STATES = (WAITING, SUBMITTING, UPSTREAM)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS students (
-    name TEXT PRIMARY KEY,
-    token_hash TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL,
-    revoked_at REAL,
-    last_seen REAL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,             -- the proxy's request id (students never see upstream ids)
-    student TEXT NOT NULL,
-    session TEXT NOT NULL,
-    day TEXT NOT NULL,               -- the proxy's local calendar day at submit
-    endpoint TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    arguments TEXT NOT NULL,         -- what is sent, inline image data shortened
-    body TEXT,                       -- the full body to send; dropped when the job ends
-    headers TEXT NOT NULL,           -- the fal headers passed on
-    num_images INTEGER NOT NULL,
-    images INTEGER NOT NULL,         -- counted against quotas: requested, then settled (0 if none made)
-    cost_reserved INTEGER NOT NULL,  -- micro-dollars
-    cost INTEGER NOT NULL,           -- micro-dollars counted: reserved, then settled
-    safety_tolerance TEXT,
-    safety_note TEXT,
-    state TEXT NOT NULL,             -- waiting | submitting | upstream | done
-    outcome TEXT,                    -- ok | failed | cancelled
-    error TEXT,
-    error_type TEXT,
-    upstream_id TEXT,
-    upstream_urls TEXT,
-    created REAL NOT NULL,
-    dispatched REAL,
-    dispatch_seq INTEGER,
-    finished REAL,
-    metrics TEXT,
-    result_status INTEGER,
-    result_headers TEXT,
-    result TEXT,                     -- the result body as served (JSON text, upstream addresses)
-    image_urls TEXT,
-    owner TEXT,                      -- the proxy instance that sends and watches it (instances.py)
-    cancel_requested INTEGER NOT NULL DEFAULT 0,  -- asked through another instance while being sent
-    upstream_status TEXT             -- IN_QUEUE | IN_PROGRESS, for the instances not watching it
-);
-CREATE INDEX IF NOT EXISTS jobs_student_day ON jobs (student, day);
-CREATE INDEX IF NOT EXISTS jobs_session_student ON jobs (session, student);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished);
-CREATE TABLE IF NOT EXISTS refusals (  -- one row per student, reason and minute, with a count
-    id INTEGER PRIMARY KEY,
-    student TEXT,
-    at REAL NOT NULL,                -- the latest refusal counted here
-    endpoint TEXT,
-    prompt TEXT,                     -- the latest prompt refused (an excerpt)
-    kind TEXT NOT NULL,
-    message TEXT NOT NULL,
-    minute INTEGER,                  -- the minute counted in (epoch seconds // 60)
-    count INTEGER NOT NULL DEFAULT 1
-);
-CREATE TABLE IF NOT EXISTS uploads (  -- bytes each student stored upstream per day (the upload quota)
-    student TEXT NOT NULL,
-    day TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    files INTEGER NOT NULL,
-    PRIMARY KEY (student, day)
-);
-CREATE TABLE IF NOT EXISTS upload_sizes (  -- images stored through the proxy: their size, read from the header
-    url TEXT PRIMARY KEY,            -- the upstream URL, as a submit that names it sends it
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS logins (  -- the instructor's logged-in browsers, whichever instance they reach
-    sid_hash TEXT PRIMARY KEY,       -- SHA-256 of the session cookie
-    token_hash TEXT NOT NULL,        -- the instructor token it was opened with: replaced, the login ends
-    csrf TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS signed_uploads (  -- upload ids handed out; the PUT may reach another instance
-    id TEXT PRIMARY KEY,
-    student TEXT NOT NULL,
-    file_url TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS instances (  -- proxy instances serving this class, alive by heartbeat
-    id TEXT PRIMARY KEY,             -- host:port
-    pid INTEGER NOT NULL,
-    started REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    settings TEXT NOT NULL DEFAULT ''  -- its limits and session: every instance of a class should have the same
-);
-"""
-_ADDED_COLUMNS = {  # columns a state folder from an older version lacks
-    "jobs": (
-        ("result_headers", "TEXT"),  # fal's error headers
-        ("owner", "TEXT"),
-        ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
-        ("upstream_status", "TEXT"),
-    ),
-    "refusals": (("minute", "INTEGER"), ("count", "INTEGER NOT NULL DEFAULT 1")),  # counted per minute
-}
 _JSON_COLUMNS = (
     "arguments",
     "body",
@@ -146,19 +46,10 @@ _JSON_COLUMNS = (
 )  # result stays text
 
 
-def today() -> str:
-    return date.today().isoformat()
-
-
 @dataclass(frozen=True)
 class Student:
     name: str
     revoked: bool
-
-
-class StateError(Exception):
-    """The class's state (its SQLite file or PostgreSQL database) cannot be used just now: one line, without the
-    database's password. The server answers 503 with it; the next request tries again."""
 
 
 class Classroom:
@@ -180,35 +71,11 @@ class Classroom:
         self.where = self.database.where
         """Where the state is, for output (a URL's password replaced)."""
         with self._write() as db:
-            self._migrate(db)
+            schema.migrate(db, self.where)
         self._tokens: dict[str, Student] = {}
         self._tokens_version: str | None = None
         self.last_tokens_file: Path | None = None
         """Where import_roster last wrote the tokens it issued."""
-
-    def _migrate(self, db: database.Tx) -> None:
-        """Create the tables, or bring an older state folder's up to date (in one write transaction)."""
-        script = _SCHEMA + spend.SCHEMA
-        if db.dialect == "postgresql":
-            journal = db.execute("SELECT to_regclass('jobs') IS NOT NULL, to_regclass('students') IS NULL").fetchone()
-            if journal[0] and journal[1]:
-                raise StateError(f"{self.where} holds a kontext_nb journal: give the proxy a database of its own")
-            had_ledger = bool(db.execute("SELECT to_regclass('ledger') IS NOT NULL").fetchone()[0])
-            script = database.ddl(script)
-        else:
-            had_ledger = bool(db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger'").fetchone())
-        for statement in statements(script):
-            db.execute(statement)
-        for table, added in _ADDED_COLUMNS.items() if db.dialect == "sqlite" else ():  # PostgreSQL: all new
-            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
-            for name, kind in added:
-                if name not in columns:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS refusals_bucket ON refusals (student, kind, minute)")
-        db.execute("CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, state)")
-        if not had_ledger:  # the jobs of a state folder from before the ledger, entered once
-            for statement in statements(spend.FILL):
-                db.execute(statement)
 
     def close(self) -> None:
         """Close this thread's connection (each thread that used the state has its own)."""
@@ -457,133 +324,20 @@ class Classroom:
                 (student or "", now, endpoint, excerpt, kind, message, int(now // 60)),
             )
 
-    # ---- reports -------------------------------------------------------------------------
+    # ---- reports (reports.py) ------------------------------------------------------------
     def students(self, session: str | None = None, day: str | None = None) -> list[dict[str, Any]]:
         """One row per student: status, images today, spent this session, job counts, last seen."""
-        session, day = session or today(), day or today()
-        rows = self._rows(
-            """
-            SELECT s.name, s.revoked_at, s.last_seen, s.created,
-              (SELECT COALESCE(SUM(images), 0) FROM ledger l WHERE l.student = s.name AND l.day = ?) AS images_today,
-              (SELECT COALESCE(SUM(micros), 0) FROM ledger l WHERE l.student = s.name AND l.session = ?) AS spent,
-              (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.session = ?) AS jobs,
-              (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.outcome = 'ok' AND j.session = ?) AS done,
-              (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.outcome = 'failed' AND j.session = ?)
-                AS failed,
-              (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.outcome = 'cancelled' AND j.session = ?)
-                AS cancelled,
-              (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.state = 'waiting') AS waiting,
-              (SELECT COUNT(*) FROM jobs j WHERE j.student = s.name AND j.state IN ('submitting', 'upstream'))
-                AS running,
-              (SELECT COALESCE(SUM(count), 0) FROM refusals r WHERE r.student = s.name AND r.at >= ?) AS refused,
-              (SELECT MAX(created) FROM jobs j WHERE j.student = s.name) AS last_job
-            FROM students s ORDER BY lower(s.name), s.name
-            """,
-            day,
-            session,
-            session,
-            session,
-            session,
-            session,
-            _day_start(day),
-        )
-        out = []
-        for r in rows:
-            seen = max(filter(None, (r["last_seen"], r["last_job"])), default=None)
-            out.append(
-                {
-                    "name": r["name"],
-                    "status": "revoked" if r["revoked_at"] is not None else "active",
-                    "images_today": int(r["images_today"]),  # PostgreSQL sums are decimals
-                    "spent_session": to_dollars(int(r["spent"])),
-                    "jobs": int(r["jobs"]),
-                    "done": int(r["done"]),
-                    "failed": int(r["failed"]),
-                    "cancelled": int(r["cancelled"]),
-                    "refused_today": int(r["refused"]),
-                    "waiting": int(r["waiting"]),
-                    "running": int(r["running"]),
-                    "in_flight": int(r["waiting"]) + int(r["running"]),
-                    "last_seen": seen,
-                }
-            )
-        return out
+        return reports.students(self, session, day)
 
     def recent_images(self, limit: int = 12) -> list[dict[str, Any]]:
-        rows = self._rows(
-            "SELECT id, student, prompt, endpoint, cost, finished, image_urls FROM jobs "
-            "WHERE outcome = 'ok' ORDER BY finished DESC LIMIT ?",
-            limit,
-        )
-        return [
-            {
-                "job": r["id"],
-                "student": r["student"],
-                "prompt": r["prompt"],
-                "endpoint": r["endpoint"],
-                "cost": to_dollars(r["cost"]),
-                "finished": r["finished"],
-                "urls": json.loads(r["image_urls"] or "[]"),
-            }
-            for r in rows
-        ]
+        return reports.recent_images(self, limit)
 
     def recent_refusals(self, since: float, per_student: int = 5) -> list[dict[str, Any]]:
-        """Refusals since ``since`` per student and reason (count, latest time, message and prompt), each student's
-        latest ``per_student`` reasons: one student's flood cannot push another's refusal off the page."""
-        rows = self._rows(
-            """
-            SELECT student, kind, total AS count, at, endpoint, prompt, message FROM (
-              SELECT student, kind, SUM(count) OVER w AS total,
-                ROW_NUMBER() OVER (PARTITION BY student, kind ORDER BY at DESC) AS latest,
-                at, endpoint, prompt, message
-              FROM refusals WHERE at >= ? WINDOW w AS (PARTITION BY student, kind)
-            ) AS counted WHERE latest = 1 ORDER BY at DESC
-            """,
-            since,
-        )
-        shown: dict[str, int] = {}
-        out = []
-        for r in rows:
-            name = r["student"] or None
-            shown[name or ""] = shown.get(name or "", 0) + 1
-            if shown[name or ""] <= per_student:
-                out.append({**dict(r), "student": name, "count": int(r["count"])})
-        return out
+        return reports.recent_refusals(self, since, per_student)
 
     def usage(self, session: str | None = None, day: str | None = None) -> dict[str, Any]:
         """Everything the instructor page shows, as plain data (also served as JSON)."""
-        session, day = session or today(), day or today()
-        klass = self.class_usage(day, session)
-        waiting = self._rows("SELECT COUNT(*) FROM jobs WHERE state = ?", WAITING)[0][0]
-        outcomes = {
-            str(r[0]): int(r[1])
-            for r in self._rows(
-                "SELECT outcome, COUNT(*) FROM jobs WHERE session = ? AND outcome IS NOT NULL GROUP BY outcome", session
-            )
-        }
-        return {
-            "session": session,
-            "day": day,
-            "class": {
-                "images_today": klass.images_today,
-                "spent_session": to_dollars(klass.spent_micros),
-                "jobs_waiting": int(waiting),
-                "jobs_in_flight": klass.in_flight,
-                "done": outcomes.get("ok", 0),
-                "failed": outcomes.get("failed", 0),
-                "cancelled": outcomes.get("cancelled", 0),
-            },
-            "students": self.students(session, day),
-            "recent_images": self.recent_images(),
-            "recent_refusals": self.recent_refusals(_day_start(day)),
-        }
-
-
-def statements(script: str) -> list[str]:
-    """The statements of a schema script, comments dropped (they may hold a semicolon)."""
-    text = re.sub(r"--[^\n]*", "", script)
-    return [part.strip() for part in text.split(";") if part.strip()]
+        return reports.usage(self, session, day)
 
 
 def _usage(db: Any, day: str, session: str, student: str | None) -> Usage:
@@ -636,7 +390,3 @@ def _decode(row: Any) -> dict[str, Any]:
         if out.get(key) is not None:
             out[key] = json.loads(out[key])
     return out
-
-
-def _day_start(day: str) -> float:
-    return time.mktime(date.fromisoformat(day).timetuple())

@@ -36,7 +36,8 @@ from kontext_nb.judging.ranking import fit, next_pair
 from kontext_nb.serving import read_body
 
 from . import instructor
-from .classroom import LOCK, statements
+from .classroom import LOCK
+from .schema import statements
 from .state import proxy_of
 
 if TYPE_CHECKING:

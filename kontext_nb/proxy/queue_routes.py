@@ -20,8 +20,8 @@ from kontext_nb.sandbox import schema, wire
 
 from . import policy
 from .classroom import today
-from .dispatch import ProxyJob
 from .inputs import input_size
+from .job import ProxyJob
 from .limits import Refusal, to_micros
 from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of
 from .upstream import SUBMIT_HEADERS, pick_headers

@@ -27,7 +27,8 @@ from kontext_nb.serving import SlowBody
 from . import policy
 from .bounds import Holdings, declared_size
 from .classroom import Classroom, StateError, Student, today
-from .dispatch import Dispatcher, ProxyJob
+from .dispatch import Dispatcher
+from .job import ProxyJob
 from .limits import Limits, Refusal
 from .upstream import Upstream, UpstreamRefused
 
