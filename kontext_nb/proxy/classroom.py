@@ -287,13 +287,21 @@ class Classroom:
         rows = self._rows("SELECT bytes FROM uploads WHERE student = ? AND day = ?", name, day)
         return int(rows[0]["bytes"]) if rows else 0
 
-    def add_upload(self, name: str, day: str, size: int) -> None:
+    def add_upload(self, name: str, day: str, size: int, files: int = 1) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT INTO uploads (student, day, bytes, files) VALUES (?, ?, ?, 1) ON CONFLICT (student, day) "
-                "DO UPDATE SET bytes = uploads.bytes + excluded.bytes, files = uploads.files + 1",
-                (name, day, size),
-            )
+            _count_upload(db, name, day, size, files)
+
+    def reserve_upload(self, name: str, day: str, size: int, cap: int | None) -> int | None:
+        """Count an upload of ``size`` bytes against the student's day if it fits under ``cap``, in one
+        transaction (uploads racing through two instances cannot both take the last megabytes); else the bytes
+        already used."""
+        with self._write() as db:
+            row = db.execute("SELECT bytes FROM uploads WHERE student = ? AND day = ?", (name, day)).fetchone()
+            used = int(row[0]) if row else 0
+            if cap is not None and used + size > cap:
+                return used
+            _count_upload(db, name, day, size, 1)
+        return None
 
     def add_upload_size(self, url: str, size: tuple[int, int]) -> None:
         with self._write() as db:
@@ -352,6 +360,14 @@ def _usage(db: Any, day: str, session: str, student: str | None) -> Usage:
         spent = db.execute(spend.STUDENT_MICROS_IN_SESSION, (session, student)).fetchone()[0]
         flying = db.execute("SELECT COUNT(*) FROM jobs WHERE student = ? AND state != ?", (student, DONE)).fetchone()[0]
     return Usage(int(images), int(spent), int(flying))
+
+
+def _count_upload(db: Any, name: str, day: str, size: int, files: int) -> None:
+    db.execute(
+        "INSERT INTO uploads (student, day, bytes, files) VALUES (?, ?, ?, ?) ON CONFLICT (student, day) "
+        "DO UPDATE SET bytes = uploads.bytes + excluded.bytes, files = uploads.files + excluded.files",
+        (name, day, size, files),
+    )
 
 
 def _students_changed(db: Any) -> None:

@@ -21,7 +21,8 @@ import httpx
 import pytest
 from postgres import PostgresServer  # tests/postgres.py
 
-from kontext_nb.proxy import Limits, ProxyServer, instances
+from kontext_nb.proxy import Bounds, Limits, ProxyServer, instances
+from kontext_nb.proxy.classroom import today
 from kontext_nb.sandbox import SandboxServer
 
 from .conftest import CLASS_KEY, PAUSED, T2I, UNLIMITED, auth, enroll, poll_completed, wait_completed, wait_until
@@ -306,3 +307,22 @@ def test_a_killed_instances_jobs_are_taken_over_only_once_its_heartbeat_lapses(
         lost.wait()
         if lost.stdout is not None:
             lost.stdout.close()
+
+
+def test_the_daily_upload_allowance_holds_when_uploads_race_across_instances(make_pair: Pair) -> None:
+    from .test_reservations import png
+
+    image = png(64)
+    a, b = make_pair(bounds=Bounds(upload_bytes_per_day=2 * len(image)))
+    ada = a.classroom.add_student("Ada")
+
+    async def race() -> list[tuple[int, str | None]]:
+        async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
+            calls = [
+                client.post(f"{server.url}/files/upload", content=image, headers=auth(ada)) for server in (a, b, a, b)
+            ]
+            return [(r.status_code, r.headers.get("x-kontext-limit")) for r in await asyncio.gather(*calls)]
+
+    answers = Counter(asyncio.run(race()))  # counted before the bytes are sent upstream, in one transaction
+    assert answers == Counter({(200, None): 2, (429, "upload-bytes-per-day"): 2}), answers
+    assert a.classroom.uploaded("Ada", today()) == 2 * len(image)
