@@ -13,7 +13,8 @@ Shared (in the state's tables, so any instance answers any request alike):
   job) or upstream (a running one);
 - the class's upstream slots (``class_in_flight``): counted over every instance's jobs when one is claimed
   (Classroom.claim), so the class never has more upstream at once, however many instances there are;
-- the audit (``refusals``), uploads per day, uploaded images' sizes, the instructor token and the instructor's
+- uploads per day: counted before the body is read, in one write transaction (Classroom.reserve_upload);
+- the audit (``refusals``), uploaded images' sizes, the instructor token and the instructor's
   logins (``logins``: a browser logged in through one instance is logged in on all; logging out ends it
   everywhere), signed upload ids (``signed_uploads``: the PUT may reach another instance than the initiate);
 - the class duel (its tables: duels, votes and the one pair on offer to each voter).
@@ -32,9 +33,13 @@ Per instance by nature (each bounds its own process: N instances hold at most N 
   show IN_QUEUE / IN_PROGRESS from the row and the logs once the job ends. A load balancer with sticky routing
   (by the Authorization header) gives a student's status stream its live logs; nothing else needs it.
 
-Instances are alive by heartbeat (the ``instances`` table, host:port and process id, every few seconds).
+Options are per instance: limits, the session name and the blocklist must be the same on every instance of a
+class (each heartbeat carries them; the banner warns when another live instance's differ), and so must the time
+zone (images per day count over each instance's local day).
+
+Instances are alive by heartbeat (the ``instances`` table, host:port and process id, every ``ProxyConfig.heartbeat`` seconds).
 An instance that stops hands its jobs over at once; one that dies is taken over once its heartbeat is older
-than ``LAPSE`` seconds: another instance adopts its jobs (waiting ones are queued again, those upstream are
+than six heartbeats (30 s by default): another instance adopts its jobs (waiting ones are queued again, those upstream are
 watched again; one caught half-sent is released with a one-line error, as a restart does).
 """
 
