@@ -16,6 +16,7 @@ headers (``upstream.ERROR_HEADERS``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -67,7 +68,8 @@ def create_app(proxy: Proxy) -> Starlette:
         yield
         await proxy.dispatcher.aclose()
         await proxy.upstream.aclose()
-        proxy.flush_seen()
+        with contextlib.suppress(StateError):  # the state away at the stop: the last batch of "seen" times
+            proxy.flush_seen()
         duel.close_for(proxy)  # this thread's connections to the state
         proxy.classroom.close()
 

@@ -36,7 +36,7 @@ from kontext_nb.judging.ranking import fit, next_pair
 from kontext_nb.serving import read_body
 
 from . import instructor
-from .classroom import LOCK
+from .classroom import LOCK, StateError
 from .schema import statements
 from .state import proxy_of
 
@@ -172,7 +172,11 @@ def duels_of(proxy: Proxy) -> Duels:
         found = _OPEN.get(proxy)
         if found is None:
             room = proxy.classroom
-            db = room.database if room.path is None else database.SqliteDatabase(room.state_dir / DB_NAME)
+            db = (
+                room.database
+                if room.path is None
+                else database.SqliteDatabase(room.state_dir / DB_NAME, error=StateError)
+            )
             found = _OPEN[proxy] = Duels(db)
         return found
 

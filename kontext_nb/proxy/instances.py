@@ -37,10 +37,11 @@ Options are per instance: limits, the session name and the blocklist must be the
 class (each heartbeat carries them; the banner warns when another live instance's differ), and so must the time
 zone (images per day count over each instance's local day).
 
-Instances are alive by heartbeat (the ``instances`` table, host:port and process id, every ``ProxyConfig.heartbeat`` seconds).
-An instance that stops hands its jobs over at once; one that dies is taken over once its heartbeat is older
-than six heartbeats (30 s by default): another instance adopts its jobs (waiting ones are queued again, those upstream are
-watched again; one caught half-sent is released with a one-line error, as a restart does).
+Instances are alive by heartbeat (the ``instances`` table: host:port, process id and settings, every
+``ProxyConfig.heartbeat`` seconds). An instance that stops hands its jobs over at once; one that dies is taken
+over once its heartbeat is six beats old (30 s by default): another instance adopts its jobs (waiting ones are
+queued again, those upstream are watched again; one caught half-sent is released with a one-line error, as a
+restart does).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kontext_nb.proxy.classroom import Classroom, today
+from kontext_nb.proxy.classroom import Classroom, StateError, today
 from kontext_nb.proxy.limits import Limits
 
 SESSION = "s1"
@@ -137,3 +137,14 @@ def test_an_old_state_folders_jobs_enter_the_ledger_once_and_deleting_jobs_gives
     after = last.student_usage("Ada", today(), SESSION)
     assert (after.images_today, after.spent_micros) == (before.images_today, before.spent_micros)
     last.close()
+
+
+def test_a_journals_database_is_refused_with_one_line(pg_url: str, tmp_path: Path) -> None:
+    """The journal and the proxy both have jobs and ledger tables: the proxy asks for a database of its own."""
+    from kontext_nb.journal.db import Journal
+
+    Journal(tmp_path / "runs", pg_url).close()
+    with pytest.raises(StateError) as caught:
+        Classroom(pg_url)
+    assert "holds a kontext_nb journal: give the proxy a database of its own" in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
