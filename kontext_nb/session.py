@@ -206,6 +206,7 @@ class Session:
             "jobs_in_flight": len(engine.active_jobs()),
             "concurrency": engine.settings.concurrency,
             "runs_dir": str(self.tracker.journal.folder),
+            "journal": self.tracker.journal.where,  # a file, or a postgresql:// URL without its password
             **{f"spent_{k}" if k in ("session", "today", "total") else k: v for k, v in self.budget().items()},
         }
 

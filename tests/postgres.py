@@ -64,7 +64,8 @@ class PostgresServer:
     def __init__(self) -> None:
         self.bin = binaries()
         self.user = run_as()
-        self.root = Path(tempfile.mkdtemp(prefix="kx-pg-"))  # short: a socket path has at most 107 bytes
+        # short (a socket path has at most 107 bytes) and open to the server's user: /tmp, whatever TMPDIR says
+        self.root = Path(tempfile.mkdtemp(prefix="kx-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
         self.data = self.root / "data"
         self.port = free_port()
         self.superuser = "kontext"

@@ -147,6 +147,41 @@ def test_the_server_restarted_mid_run(sb: Any, tmp_path: Path, pg_server: Postgr
         s.close()
 
 
+def test_load_ext_on_another_host_collects_a_killed_kernels_job_once_its_heartbeat_lapses(
+    sb: Any, tmp_path: Path, pg_url: str
+) -> None:
+    """A fresh IPython on host B, KONTEXT_JOURNAL_URL set: %load_ext finds the job a kernel killed on host A left
+    on fal (its heartbeat lapsed) and collects it in the background, into B's runs folder; nothing sent again."""
+    from test_money import FRESH_IPYTHON, KILLED_KERNEL, ended, fresh_ipython_env, python
+
+    shared = {JOURNAL_URL_ENV: pg_url, LAPSE_ENV: "1", EVERY_ENV: "0.2"}
+    sb.configure(inference_time=1.0)
+    kernel = python(KILLED_KERNEL, sb.url, str(tmp_path / "a"), env={**_env(), **shared, HOST_ENV: "host-a"})
+    try:
+        assert kernel.stdout is not None and kernel.stdout.readline().strip() == "submitted", ended(kernel)
+    finally:
+        kernel.kill()
+        kernel.wait(10)
+    journal = Journal(tmp_path / "reader", pg_url)
+    try:
+        (row,) = journal.search()
+        wait_for(lambda: not journal.alive(row.session), timeout=30)
+        env = {**fresh_ipython_env(sb, tmp_path / "b"), **shared, HOST_ENV: "host-b"}
+        shell = python(FRESH_IPYTHON, env=env)
+        try:
+            assert shell.stdout is not None
+            first = shell.stdout.readline()
+            assert first.startswith(f"kontext_nb: collecting 1 job a stopped kernel left on fal (@{row.id})"), first
+            wait_for(lambda: journal.get(row.id).status == "done", timeout=60)
+        finally:
+            ended(shell)
+        done = journal.get(row.id)
+        assert done.host == "host-b" and done.folder == tmp_path / "b" and all(p.is_file() for p in done.paths)
+        assert sb.stats()["submits"] == 1 and journal.held() == (pytest.approx(0.08), 0.0)
+    finally:
+        journal.close()
+
+
 def _settings(sb: Any, runs: Path, url: str, **changes: Any) -> Settings:
     return Settings(
         base_url=sb.url,

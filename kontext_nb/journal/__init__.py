@@ -1,7 +1,10 @@
-"""The run journal: every job, its seed, settings, outcome and files, in SQLite and the runs folder.
+"""The run journal: every job, its seed, settings, outcome and files, in SQLite (or PostgreSQL) and the runs folder.
 
-db.py is the SQLite journal; folder.py alone knows the runs folder's layout (images/, thumbs/, inputs/, grids/) and
-that every path it hands out lies inside it; metadata.py writes how an image was made into the file itself;
+db.py is the journal, on SQLite or PostgreSQL (journal_url) through database.py, the one small database interface
+both engines implement (the proxy uses it too); schema.py is its tables; heartbeat.py keeps owners alive on a journal
+hosts share; copying.py moves a journal between the engines; mounts.py tells a runs folder on a network
+filesystem; folder.py alone knows the runs folder's layout (images/, thumbs/, inputs/, grids/) and that every path it
+hands out lies inside it; metadata.py writes how an image was made into the file itself;
 tracking.py is what the journal adds to a session (rows before submit, files on completion, cache, budget);
 following.py follows a job another kernel sends for a request that joined it; salvage.py copies a damaged journal's
 rows out and lets every kernel follow the journal to its new file; pruning.py deletes; rerun.py rebuilds a job's

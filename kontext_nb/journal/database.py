@@ -284,6 +284,20 @@ def to_pyformat(sql: str) -> str:
     return "".join(out)
 
 
+class _Held:
+    """A thread's connection, closed when the thread ends (its thread-local value is dropped) if not before."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a connection the server already dropped
+            self.conn.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
     index = {column.name: i for i, column in enumerate(cursor.description or ())}
     return lambda values: Row(values, index)
@@ -308,33 +322,37 @@ class PostgresDatabase(Database):
 
     # -- connections -------------------------------------------------------------------------------
     def _conn(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is not None and (conn.closed or conn.broken):
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and (held.conn.closed or held.conn.broken):
             self.close()
-            conn = None
-        if conn is None:
+            held = None
+        if held is None:
             try:
                 conn = self._pg.connect(
                     self.url, autocommit=True, row_factory=_row_factory, connect_timeout=CONNECT_TIMEOUT
                 )
             except self._pg.Error as exc:
                 raise self._mapped(exc) from None
-            self._local.conn = conn
-        return conn
+            held = self._local.held = _Held(conn)
+        return held.conn
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # a connection the server already dropped
-                conn.close()
+        held: _Held | None = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None:
+            held.close()
 
-    def _mapped(self, exc: Exception) -> Exception:
+    def _mapped(self, exc: Exception, *, committing: bool = False) -> Exception:
         """One line of the caller's error class (or ``Conflict``), without the password."""
         pg = self._pg
         text = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, self.url)
         if isinstance(exc, pg.errors.UniqueViolation):
             return Conflict(text)
+        if isinstance(exc, pg.OperationalError | pg.InterfaceError) and committing:
+            return self._error(
+                f"cannot reach {self._what} at {self.where} ({text}): the database server went away while this "
+                "call's change was committed, so it may or may not be kept; the next call reconnects"
+            )
         if isinstance(exc, pg.OperationalError | pg.InterfaceError):
             return self._error(
                 f"cannot reach {self._what} at {self.where} ({text}): the database server is down, restarting or "
@@ -400,7 +418,7 @@ class PostgresDatabase(Database):
         except self._pg.Error as exc:
             self.close()
             if raising:
-                raise self._mapped(exc) from None
+                raise self._mapped(exc, committing=True) from None
 
     def _ensure_lock(self, lock: str) -> None:
         """The lock table and this lock's row (made once; an advisory lock keeps two first kernels apart)."""

@@ -1,7 +1,9 @@
 """Deleting jobs and pruning the runs folder, without touching what is still on its way.
 
 Files are counted once per call (every row that names an image or an input), so pruning thousands of jobs reads
-the journal once, not once per file. A file goes with the last row that names it, its thumbnail with it.
+the journal once, not once per file. A file goes with the last row that names it, its thumbnail with it. A journal
+shared by hosts (journal_url) holds rows whose files are in other runs folders: files are counted per folder, and
+prune only ever takes this runs folder's jobs.
 """
 
 from __future__ import annotations
@@ -18,24 +20,24 @@ class _Usage:
     """How many rows name each image file and each kept input."""
 
     def __init__(self, journal: Journal) -> None:
-        self.folder = journal.folder
         records = journal.search()
-        self.files = Counter(name for r in records for name in set(r.files))
-        self.inputs = Counter(identity for r in records for identity in set(r.input_hashes))
+        self.files = Counter((r.folder, name) for r in records for name in set(r.files))
+        self.inputs = Counter((r.folder, identity) for r in records for identity in set(r.input_hashes))
 
     def release(self, record: JobRecord) -> list[Path]:
-        """The row is going: the files no other row names (checked to lie inside the runs folder)."""
+        """The row is going: the files no other row names (checked to lie inside its runs folder)."""
+        folder = record.folder
         for name in record.files:
-            runs.inside(self.folder, name)  # a tampered row is refused before anything is deleted
+            runs.inside(folder, name)  # a tampered row is refused before anything is deleted
         going: list[Path] = []
         for name in set(record.files):
-            self.files[name] -= 1
-            if self.files[name] <= 0:
-                going += [runs.inside(self.folder, name), runs.thumbnail_path(self.folder, name)]
+            self.files[(folder, name)] -= 1
+            if self.files[(folder, name)] <= 0:
+                going += [runs.inside(folder, name), runs.thumbnail_path(folder, name)]
         for identity in set(record.input_hashes):
-            self.inputs[identity] -= 1
-            source = runs.input_source(self.folder, identity)
-            if self.inputs[identity] <= 0 and isinstance(source, Path):
+            self.inputs[(folder, identity)] -= 1
+            source = runs.input_source(folder, identity)
+            if self.inputs[(folder, identity)] <= 0 and isinstance(source, Path):
                 going.append(source)
         return going
 
@@ -62,7 +64,8 @@ def prune(journal: Journal, *, older_than_days: float | None = None, max_bytes: 
     """Delete finished jobs older than a number of days, then the oldest until the images fit in
     ``max_bytes``. Jobs still pending or uncollected are never pruned. Returns how many went."""
     usage = _Usage(journal)
-    finished = [r for r in reversed(journal.search()) if r.status in FINAL]  # oldest first
+    # oldest first; this runs folder's only (a shared journal holds other hosts' too)
+    finished = [r for r in reversed(journal.search()) if r.status in FINAL and r.folder == journal.folder]
     deleted: set[int] = set()
 
     def drop(record: JobRecord) -> int:

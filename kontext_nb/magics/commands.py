@@ -242,6 +242,7 @@ def cmd_status(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
         ),
         f"jobs in flight: {info['jobs_in_flight']} (at most {info['concurrency']} at once)",
         f"runs folder: {info['runs_dir']}",
+        f"journal: {info['journal']}",
     ]
     print("\n".join(lines))
     return None

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import api
-from ..config import ANNOUNCED, env_base_url, has_fal_credentials, sandbox_notice
-from ..errors import JournalError
+from ..config import ANNOUNCED, Settings, env_base_url, has_fal_credentials, sandbox_notice
+from ..errors import JournalError, KontextError
 from ..journal.db import DB_NAME, Journal, default_folder, left_behind
 from .collecting import collect_in_background
 
@@ -30,10 +30,15 @@ def greet(magics: Kontext) -> None:
         ANNOUNCED.add("sandbox")
     configured = (session.settings.runs_dir if session is not None else None) or magics.runs_dir
     folder = Path(configured).expanduser() if configured else default_folder()
-    if not (folder / DB_NAME).exists():  # no journal yet: nothing to collect, and no folder made just to look
+    try:  # a shared journal (journal_url): jobs any kernel on any host left behind (its heartbeat lapsed)
+        url = (session.settings if session is not None else Settings()).journal()
+    except KontextError as exc:
+        print(f"kontext_nb: {exc}")
+        return
+    if url is None and not (folder / DB_NAME).exists():  # no journal yet: nothing to collect, no folder made to look
         return
     try:
-        journal = Journal(folder)
+        journal = Journal(folder, url)
     except JournalError as exc:
         print(f"kontext_nb: {exc}")
         return

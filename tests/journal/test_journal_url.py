@@ -29,8 +29,9 @@ def test_the_magic_the_pyproject_and_the_environment(
     first = shell.line("a shared fox --seed 4")
     with contextlib.redirect_stdout(io.StringIO()) as shown:
         shell.ip.run_line_magic("config", "Kontext")
-        print(repr(session.settings), session.tracker.journal, session.tracker.journal.where)
-    assert "Sesame" not in shown.getvalue() and "kontext:***@" in shown.getvalue()
+        print(repr(session.settings), session.tracker.journal, session.info())
+        shell.line("status")
+    assert "Sesame" not in shown.getvalue() and "journal: postgresql://kontext:***@" in shown.getvalue()
     shell.ip.run_line_magic("config", "Kontext.journal_url = ''")  # back to SQLite in the runs folder
     assert kx.get_session().tracker.journal.url is None and first.journal_id is not None
 

@@ -161,6 +161,22 @@ def test_prune_older_than_days_only_finished_jobs(journal: Journal) -> None:
     assert images(folder) == {"images/new.png"}
 
 
+def test_prune_on_a_shared_journal_takes_only_this_runs_folders_jobs(tmp_path: Path, pg_url: str) -> None:
+    """Two hosts' runs folders on one PostgreSQL journal, the same image name in both: pruning one folder deletes
+    its own jobs and files, never the other folder's rows or files."""
+    here, there = Journal(tmp_path / "here", pg_url), Journal(tmp_path / "there", pg_url)
+    try:
+        mine = add(here, "mine", files=[write_image(here.folder, "same.png")], days_old=10)
+        theirs = add(there, "theirs", files=[write_image(there.folder, "same.png")], days_old=10)
+        assert prune(here, older_than_days=5) == 1
+        assert ids(there) == {theirs} and mine not in ids(here)
+        assert images(there.folder) == {"images/same.png"} and images(here.folder) == set()
+        assert_no_row_lists_a_missing_file(there)
+    finally:
+        here.close()
+        there.close()
+
+
 def test_prune_with_nothing_to_do(journal: Journal) -> None:
     folder = journal.folder
     job = add(journal, "one", files=[write_image(folder, "a.png")], days_old=30)
