@@ -29,6 +29,8 @@ Per instance by nature (each bounds its own process: N instances hold at most N 
 - the rehearsal sandbox (``--upstream sandbox``) and its key: each instance would start its own, whose files the
   other cannot serve. For a rehearsal on several instances, start one sandbox
   (``python -m kontext_nb.sandbox --require-key KEY``) and give every instance ``--upstream URL`` with that key;
+- when students were last seen: batched in memory and written every 30 s (the latest time wins), and the
+  upstream's connection pool and retries (upstream.py): each instance's own;
 - the live status of a job upstream (its queue position and logs): the owner sees them first; other instances
   show IN_QUEUE / IN_PROGRESS from the row and the logs once the job ends. A load balancer with sticky routing
   (by the Authorization header) gives a student's status stream its live logs; nothing else needs it.
