@@ -250,6 +250,12 @@ class Classroom:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", job_id)
         return _decode(rows[0]) if rows else None
 
+    def job_status(self, job_id: str) -> dict[str, Any] | None:
+        """What another instance needs to answer a status poll: the row without its body, arguments and result
+        (a body may hold megabytes of data URIs)."""
+        rows = self._rows(f"SELECT {_STATUS_COLUMNS}, NULL AS body FROM jobs WHERE id = ?", job_id)
+        return _decode(rows[0]) if rows else None
+
     def waiting_before(self, job_id: str) -> int:
         """How many jobs of the class wait in front of this one (its place in line, as any instance sees it)."""
         rows = self._rows(
@@ -360,6 +366,12 @@ def _usage(db: Any, day: str, session: str, student: str | None) -> Usage:
         spent = db.execute(spend.STUDENT_MICROS_IN_SESSION, (session, student)).fetchone()[0]
         flying = db.execute("SELECT COUNT(*) FROM jobs WHERE student = ? AND state != ?", (student, DONE)).fetchone()[0]
     return Usage(int(images), int(spent), int(flying))
+
+
+_STATUS_COLUMNS = (
+    "id, student, endpoint, headers, state, upstream_id, upstream_urls, metrics, outcome, error, error_type, owner, "
+    "upstream_status, cancel_requested"
+)
 
 
 def _count_upload(db: Any, name: str, day: str, size: int, files: int) -> None:

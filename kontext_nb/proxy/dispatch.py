@@ -150,7 +150,10 @@ class Dispatcher:
                 if len(self.queue):
                     self.pump()
                 for job_id, job in list(self.foreign.items()):
-                    row = self.classroom.job(job_id)
+                    if not job.followers:  # polls read the row themselves: only streams need it read here
+                        self.foreign.pop(job_id, None)
+                        continue
+                    row = self.classroom.job_status(job_id)
                     if row is None or row["state"] == DONE or row.get("owner") == self.me:
                         self.foreign.pop(job_id, None)
                     if row is not None:
@@ -192,7 +195,7 @@ class Dispatcher:
         job = self.jobs.get(job_id) or self.foreign.get(job_id)
         if job is not None and (job.id not in self.foreign or job.done):
             return job
-        row = self.classroom.job(job_id)
+        row = self.classroom.job_status(job_id)
         if row is None:
             return None
         if job is None:
@@ -223,8 +226,15 @@ class Dispatcher:
                 return 400, "ALREADY_COMPLETED"
         if job.state == SUBMITTING or job.urls is None:
             job.cancel_requested = True  # cancelled upstream the moment the submit answers
-            self.classroom.update_job(job.id, cancel_requested=1)  # (by whichever instance sends it)
-            return 202, "CANCELLATION_REQUESTED"
+            if job.id not in self.foreign:
+                return 202, "CANCELLATION_REQUESTED"
+            self.classroom.update_job(job.id, cancel_requested=1)  # the sending instance reads it once sent...
+            row = self.classroom.job(job.id)
+            if row is None or row["state"] != UPSTREAM:
+                return 202, "CANCELLATION_REQUESTED"
+            job.refresh(row)  # ...unless it read before this was written: then it is upstream now, cancelled here
+            if job.urls is None:
+                return 202, "CANCELLATION_REQUESTED"
         status, body = await self.upstream.get_json(job.urls["cancel_url"], "PUT")
         answer = body.get("status") if isinstance(body, dict) else None
         return status, str(answer or ("CANCELLATION_REQUESTED" if status < 400 else "NOT_FOUND"))

@@ -86,6 +86,8 @@ class ProxyJob:
     cancel_requested: bool = False
     owner: str | None = None
     """The instance that sends and watches it; any other answers from its row (instances.py)."""
+    followers: int = 0
+    """Status streams open on it here: another instance's job is re-read from its row while one is."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

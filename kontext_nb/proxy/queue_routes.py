@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -191,7 +192,18 @@ async def status_stream(request: Request) -> Response:
         encode=lambda snapshot: proxy.upstream.outbound(json.dumps(snapshot), base),
     )
     headers = {REQUEST_ID: job.id, **wire.SSE_HEADERS}
-    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    job.followers += 1  # before the stream starts: the tick must not forget the job in between
+    return StreamingResponse(_followed(job, events), media_type="text/event-stream", headers=headers)
+
+
+async def _followed(job: ProxyJob, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The stream's events; the job counts it as a follower while it is open (another instance's job is re-read
+    from its row for it: dispatch.Dispatcher.tick)."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        job.followers -= 1
 
 
 def _result_answer(proxy: Proxy, job: ProxyJob, request: Request) -> Response:

@@ -327,3 +327,28 @@ def test_the_daily_upload_allowance_holds_when_uploads_race_across_instances(mak
     answers = Counter(asyncio.run(race()))  # counted before the bytes are sent upstream, in one transaction
     assert answers == Counter({(200, None): 2, (429, "upload-bytes-per-day"): 2}), answers
     assert a.classroom.uploaded("Ada", today()) == 2 * len(image)
+
+
+def test_a_job_being_sent_by_one_instance_is_cancelled_through_the_other(
+    make_pair: Pair, upstream: SandboxServer
+) -> None:
+    """The cancel reaches B while A is still sending the job (its submit is slow): A cancels it upstream as soon as
+    the submit answers (or B does, if A had looked before B wrote): the job ends cancelled, its images given back."""
+    upstream.configure(queue_delay=PAUSED, slow_seconds=1.0)
+    upstream.set_faults([{"route": "submit", "kind": "slow", "count": 1}])
+    a, b = make_pair(Limits(images_per_day=1, dollars_per_session=None, jobs_in_flight=None))
+    ada = a.classroom.add_student("Ada")
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        job = post(client, a, ada, "slow to send").json()
+        assert a.classroom.job(job["request_id"])["state"] == "submitting"  # type: ignore[index]
+        cancel = client.put(moved(job["cancel_url"], a, b), headers=auth(ada))
+        assert (cancel.status_code, cancel.json()) == (202, {"status": "CANCELLATION_REQUESTED"})
+        final = asyncio.run(_poll(moved(job["status_url"], a, b), ada))
+        assert final["error_type"] in ("request_cancelled", "client_cancelled"), final
+        assert post(client, b, ada, "the image given back").status_code == 200
+    wait_until(lambda: upstream.stats()["submits"] == 2, "the second job sent")
+
+
+async def _poll(status_url: str, token: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
+        return await poll_completed(client, status_url, token)
