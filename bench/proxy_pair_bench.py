@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument("--pg-url", help="a PostgreSQL database to use (default: a throwaway cluster)")
     args = parser.parse_args()
     began = time.monotonic()
+    load = os.getloadavg()[0]
     key = "class-" + secrets.token_hex(16)
     port = _free_port()
     sandbox = f"http://127.0.0.1:{port}"
@@ -224,7 +225,9 @@ def main() -> None:
         f"# A class on two proxy instances\n\n{stamp} · {os.cpu_count()} CPUs (nproc), Python "
         f"{platform.python_version()}, {platform.platform()}\n\nSettings: sandbox, proxies and students in separate "
         f"processes on this machine; {STUDENTS} students × {WORKERS} workers, each request to the next instance in "
-        f"turn; images quota {QUOTA} per student; sandbox inference 0.05 s; endpoint {ENDPOINT}.\n"
+        f"turn; images quota {QUOTA} per student; sandbox inference 0.05 s; endpoint {ENDPOINT}. Load average "
+        f"{load:.1f} at the start (a machine shared with other work: the rates compare setups only roughly; the "
+        "exact quota is the point).\n"
     )
     text = f"{header}\n{table(rows)}\n\n- total run time {time.monotonic() - began:.0f} s\n"
     print(text)
