@@ -68,7 +68,7 @@ class Settings:
     budget_session: float | None = None
     """Dollars this session may spend; new submissions stop beyond it."""
     budget_daily: float | None = None
-    """Dollars all sessions sharing the runs folder may spend per calendar day."""
+    """Dollars all sessions sharing the runs folder (or the journal_url, on every host) may spend per calendar day."""
     budget_timezone: str | None = None
     """The time zone of budget_daily's days (an IANA name); kept in the runs folder by the first kernel that sets
     it, so every kernel on the folder counts the same day. None: the folder's zone, UTC when it keeps none."""

@@ -84,9 +84,12 @@ class PostgresServer:
             )
 
     def _run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin / program), *args], user=self.user, cwd=self.root, check=True, capture_output=True, text=True
+        done = subprocess.run(
+            [str(self.bin / program), *args], user=self.user, cwd=self.root, capture_output=True, text=True
         )
+        if done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, program, done.stdout, done.stderr[-2000:])
+        return done
 
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60", "start")
@@ -132,7 +135,10 @@ class PostgresServer:
 
 
 def start_server() -> PostgresServer:
-    server = PostgresServer()
+    try:
+        server = PostgresServer()
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"initdb failed for the test PostgreSQL server: {exc.stderr}") from None
     try:
         server.start()
     except BaseException:

@@ -52,7 +52,7 @@ def shared(journal_url: str | None) -> dict[str, Any]:
     """A kernel's journal: its runs folder's (SQLite), or one PostgreSQL journal with a quick heartbeat lapse."""
     if journal_url is None:
         return {}
-    return {"env": {JOURNAL_URL_ENV: journal_url, LAPSE_ENV: "2", EVERY_ENV: "0.2"}}
+    return {"env": {JOURNAL_URL_ENV: journal_url, LAPSE_ENV: "4", EVERY_ENV: "0.2"}}
 
 
 def files_of(journal: Journal, journal_id: int) -> list[str]:

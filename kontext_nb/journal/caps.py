@@ -3,9 +3,10 @@
 ``budget_session`` is what one kernel (one ``Session``) may spend, whatever runs folder it writes to: the Session
 keeps one ``Kernel`` (its id and every runs folder it has used) across ``runs_dir`` changes, every ledger entry
 names the kernel whose spending it is, and the cap adds this kernel's entries in every folder it has used.
-``budget_daily`` is what every kernel on one runs folder may spend on the folder's day (its ``budget_timezone``,
-UTC when none is kept). Both are checked inside the write transaction that reserves (``Journal.create_all``), and
-the kernel's lock keeps two of its own threads from checking two folders at once.
+``budget_daily`` is what every kernel on one runs folder (on a journal_url: on every host naming it) may spend on the
+folder's day (its ``budget_timezone``, UTC when none is kept). Both are checked inside the write transaction that
+reserves (``Journal.create_all``), and the kernel's lock keeps two of its own threads from checking two folders at
+once.
 """
 
 from __future__ import annotations

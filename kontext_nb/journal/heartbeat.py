@@ -3,7 +3,8 @@ another host, so each kernel writes its row in ``owners`` (session, host, pid, l
 and a job's owner is alive while its row was seen within ``lapse()`` seconds. Both times are read on the database
 server's clock, so hosts whose clocks differ still agree. A kernel killed with -9 stops beating: its jobs are taken
 over only once its heartbeat has lapsed; a kernel that closes its session removes its row (its jobs are left behind
-at once). On SQLite (one host) liveness stays the local process check (db.owner_alive).
+at once). A server that was down stopped every beat: for ``lapse()`` seconds after it starts, every kernel with a
+row still counts as alive. On SQLite (one host) liveness stays the local process check (db.owner_alive).
 """
 
 from __future__ import annotations
@@ -58,10 +59,17 @@ def beat(db: Database, session: str) -> None:
 
 
 def alive(db: Database, session: str | None) -> bool:
-    """Whether ``session`` beat within ``lapse()`` seconds."""
+    """Whether ``session`` beat within ``lapse()`` seconds; a kernel with a row counts as alive for ``lapse()``
+    seconds after the server (re)started too, since nobody could beat while it was down."""
     if not session:
         return False
-    return db.one(f"SELECT 1 FROM owners WHERE session = ? AND seen > {NOW} - ?", (session, lapse())) is not None
+    seconds = lapse()
+    row = db.one(
+        f"SELECT 1 FROM owners WHERE session = ? AND (seen > {NOW} - ?"
+        f" OR EXTRACT(EPOCH FROM pg_postmaster_start_time()) > {NOW} - ?)",
+        (session, seconds, seconds),
+    )
+    return row is not None
 
 
 class _Beating:
