@@ -210,21 +210,32 @@ class Classroom:
             return bool(db.execute(sql, (*row.values(), job_id, before)).rowcount)
 
     def finish(
-        self, job_id: str, images: int, cost: int, ok: bool, only_from: str | None = None, **fields: Any
+        self,
+        job_id: str,
+        images: int,
+        cost: int,
+        ok: bool,
+        only_from: str | None = None,
+        *,
+        unconfirmed: bool = False,
+        **fields: Any,
     ) -> bool:
-        """End a job: its row marked done and its one settle or release entry, in one transaction. False when it
-        had ended already (or was no longer in state ``only_from``): nothing is written, nothing counted twice."""
+        """End a job: its row marked done and its one settle or release entry (``unconfirmed``: its reservation
+        kept as spent), in one transaction. False when it had ended already (or was no longer in state
+        ``only_from``): nothing is written, nothing counted twice."""
         row = {k: (json.dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
-        row.update(state=DONE, images=images, cost=cost)
-        assignments = ", ".join(f"{k} = ?" for k in row)
         with self._write() as db:
             found = db.execute(
                 "SELECT id, student, day, session, num_images, cost_reserved, state FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
             if found is None or found["state"] == DONE or (only_from is not None and found["state"] != only_from):
                 return False
+            if unconfirmed:
+                images, cost = int(found["num_images"]), int(found["cost_reserved"])
+            row.update(state=DONE, images=images, cost=cost)
+            assignments = ", ".join(f"{k} = ?" for k in row)
             db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*row.values(), job_id))
-            spend.end(db, dict(found), images, cost, ok)
+            spend.end(db, dict(found), images, cost, ok, unconfirmed)
         return True
 
     def claim(self, job_id: str, owner: str, limit: int | None) -> int | str:

@@ -38,6 +38,10 @@ log = logging.getLogger("kontext_nb.proxy")
 CANCELLED = {"detail": "Request was cancelled", "error_type": "request_cancelled"}
 CANCEL_TYPES = CANCEL_ERROR_TYPES  # fal documents both; client_cancelled is HTTP 499
 WATCH_ATTEMPTS = 12  # consecutive failures to follow a job before _collect pauses and starts again
+HALF_SENT = (
+    "the proxy stopped while sending this job and cannot tell whether fal received it: it still counts against "
+    "your limits (fal may bill it); submit it again if you need the image"
+)
 TICK = 0.2  # seconds between an instance's looks at what other instances changed
 COLLECT_PAUSE, COLLECT_PAUSE_MAX = 1.0, 60.0  # seconds between tries to reach an upstream that keeps failing
 
@@ -93,17 +97,8 @@ class Dispatcher:
             self.jobs[job.id] = job
             if job.state == WAITING:
                 self.queue.push(job.student, job.id)
-            elif job.upstream_id is None:  # stopped while sending: it may or may not have arrived
-                self._finish(
-                    job,
-                    "failed",
-                    502,
-                    {
-                        "detail": "the proxy stopped while sending this job; it no longer counts against your limits: "
-                        "submit it again"
-                    },
-                    error_type="proxy_restarted",
-                )
+            elif job.upstream_id is None:  # stopped while sending: fal may have it (and bill it)
+                self._finish(job, "failed", 502, {"detail": HALF_SENT}, error_type="proxy_restarted", unconfirmed=True)
             else:
                 self.running.add(job)
                 self._spawn(self._run(job))
@@ -463,6 +458,7 @@ class Dispatcher:
         error_type: str | None = None,
         headers: dict[str, str] | None = None,
         only_from: str | None = None,
+        unconfirmed: bool = False,
     ) -> bool:
         """Store the result (with fal's error headers), settle or release the reservation, then tell COMPLETED.
 
@@ -488,6 +484,7 @@ class Dispatcher:
             cost,
             outcome == "ok",
             only_from,
+            unconfirmed=unconfirmed,
             outcome=outcome,
             error=error,
             error_type=error_type,

@@ -42,8 +42,8 @@ zone (images per day count over each instance's local day).
 Instances are alive by heartbeat (the ``instances`` table: host:port, process id and settings, every
 ``ProxyConfig.heartbeat`` seconds). An instance that stops hands its jobs over at once; one that dies is taken
 over once its heartbeat is six beats old (30 s by default): another instance adopts its jobs (waiting ones are
-queued again, those upstream are watched again; one caught half-sent is released with a one-line error, as a
-restart does).
+queued again, those upstream are watched again; one caught half-sent ends with one line and stays counted as
+spent, since fal may have it: spend.py's ``unconfirmed``).
 """
 
 from __future__ import annotations

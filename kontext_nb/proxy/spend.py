@@ -9,7 +9,9 @@ never updated or deleted:
   transaction as the quota check (``images`` +n, ``micros`` +price);
 - ``settle``: the job ended with images: the difference between what it made and cost, and what was
   reserved (usually negative or zero; positive only where the estimate was low), ``spent`` its real cost;
-- ``release``: the job ended without images: what it reserved is given back.
+- ``release``: the job ended without images: what it reserved is given back;
+- ``unconfirmed``: the job was caught half-sent (its instance stopped or died during the submit): fal may have
+  it and bill it, so what it reserved stays counted, as spent (never undercount).
 
 One ending per job (a unique index), written in the same transaction that marks the job done, so two
 instances racing to end one job (a cancel on B, the upstream's answer on A) count it once. A job's
@@ -29,7 +31,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     student TEXT NOT NULL,
     day TEXT NOT NULL,                   -- the proxy's day of the reservation
     session TEXT NOT NULL,               -- the session of the reservation
-    kind TEXT NOT NULL,                  -- reserve | settle | release
+    kind TEXT NOT NULL,                  -- reserve | settle | release | unconfirmed
     images INTEGER NOT NULL,             -- counted against the images quotas (a delta)
     micros BIGINT NOT NULL,              -- counted against the dollar quotas (a delta, micro-dollars)
     spent BIGINT NOT NULL DEFAULT 0      -- real cost, on settle
@@ -60,9 +62,11 @@ def reserve(db: Executor, job: dict[str, Any]) -> None:
     _entry(db, job, "reserve", int(job["num_images"]), int(job["cost_reserved"]), 0)
 
 
-def end(db: Executor, job: dict[str, Any], images: int, cost: int, ok: bool) -> None:
-    """The job's one ending: settle what it made and cost, or release what it reserved."""
-    if ok:
+def end(db: Executor, job: dict[str, Any], images: int, cost: int, ok: bool, unconfirmed: bool = False) -> None:
+    """The job's one ending: settle what it made and cost, release what it reserved, or keep it (unconfirmed)."""
+    if unconfirmed:
+        _entry(db, job, "unconfirmed", 0, 0, int(job["cost_reserved"]))
+    elif ok:
         _entry(db, job, "settle", images - int(job["num_images"]), cost - int(job["cost_reserved"]), cost)
     else:
         _entry(db, job, "release", -int(job["num_images"]), -int(job["cost_reserved"]), 0)

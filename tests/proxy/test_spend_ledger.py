@@ -8,16 +8,21 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kontext_nb.proxy import ProxyServer
 from kontext_nb.proxy.classroom import Classroom, StateError, today
 from kontext_nb.proxy.limits import Limits
+from kontext_nb.sandbox import SandboxServer
+
+from .conftest import auth
 
 SESSION = "s1"
 
@@ -148,3 +153,25 @@ def test_a_journals_database_is_refused_with_one_line(pg_url: str, tmp_path: Pat
         Classroom(pg_url)
     assert "holds a kontext_nb journal: give the proxy a database of its own" in str(caught.value)
     assert len(str(caught.value).splitlines()) == 1
+
+
+def test_a_job_caught_half_sent_stays_counted_as_spent(
+    state: str, make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
+) -> None:
+    """An instance died during a submit: fal may have the job and bill it, so the instance that takes it over ends it
+    with one line and keeps its reservation counted (an 'unconfirmed' entry), never gives it back."""
+    room = Classroom(state)
+    token = room.add_student("Ada")
+    half = job("Ada", 2, 80_000)
+    assert room.admit(half, Limits(images_per_day=None, dollars_per_session=None, jobs_in_flight=None)) is None
+    assert isinstance(room.claim(half["id"], "a-host-that-died:8900", None), int)  # sending when it died
+    server = make_proxy(state_dir=state, session=SESSION)  # takes the dead instance's jobs over at its start
+    with httpx.Client(timeout=30.0, trust_env=False) as client:
+        answer = client.get(f"{server.url}/fal-ai/flux-pro/requests/{half['id']}/status", headers=auth(token))
+    assert answer.status_code == 200 and answer.json()["error_type"] == "proxy_restarted"
+    assert "cannot tell whether fal received it: it still counts against your limits" in answer.json()["error"]
+    usage = room.student_usage("Ada", today(), SESSION)
+    assert (usage.images_today, usage.spent_micros, usage.in_flight) == (2, 80_000, 0)
+    kinds = [r[0] for r in room.query("SELECT kind FROM ledger WHERE job_id = ? ORDER BY id", half["id"])]
+    assert kinds == ["reserve", "unconfirmed"]
+    room.close()
