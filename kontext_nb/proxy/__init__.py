@@ -27,8 +27,10 @@ Manage a class, with or without a server running on the same folder::
 
 Modules: limits.py (quota arithmetic), bounds.py (what a token and the class may hold at once),
 policy.py (endpoints, safety, blocklist), fold.py (the blocklist's normaliser), inputs.py (input
-sizes for per-megapixel reservations), roster.py (tokens, CSV), classroom.py (SQLite), upstream.py
-(the real key, URL rewriting, scrubbing), dispatch.py (fair queue, upstream watcher), state.py
+sizes for per-megapixel reservations), roster.py (tokens, CSV), classroom.py (the state: SQLite or
+PostgreSQL), schema.py (its tables), spend.py (the append-only spend ledger quotas read), reports.py (the
+instructor's numbers), instances.py (what several instances share; heartbeats, takeover), upstream.py
+(the real key, URL rewriting, scrubbing), job.py (a job, the fair queue), dispatch.py (sending and watching), state.py
 (shared server state and answers), queue_routes.py (fal's queue), storage.py (uploads, media),
 instructor.py (the page), duel.py (the class duel), student_view.py (what a student's notebook
 shows), app.py (assembles them), __main__.py (the command line).
@@ -56,8 +58,10 @@ from typing import TYPE_CHECKING, Any
 from kontext_nb.config import RetryPolicy
 from kontext_nb.serving import ConnectionLimits, ServerThread, listen
 
+from . import instances
 from .bounds import Bounds
 from .classroom import Classroom
+from .instances import instance_id
 
 if TYPE_CHECKING:
     from kontext_nb.sandbox import SandboxServer
@@ -80,7 +84,8 @@ class ProxyConfig:
     """Everything a classroom proxy needs. The key is never in the repr."""
 
     state_dir: str | Path = DEFAULT_STATE_DIR
-    """Holds classroom.db (students, jobs, refusals) and the new-tokens-*.csv files."""
+    """Holds classroom.db (students, jobs, refusals) and the new-tokens-*.csv files; or a ``postgresql://`` URL:
+    one state for several instances behind a load balancer (instances.py says what they share)."""
     host: str = "127.0.0.1"
     """127.0.0.1 serves this machine only; 0.0.0.0 serves the classroom network."""
     port: int = DEFAULT_PORT  # 0: any free port
@@ -107,6 +112,9 @@ class ProxyConfig:
     X-Forwarded-For names the client, and deadlines for heads and bodies."""
     bounds: Bounds = field(default_factory=Bounds)
     """What one token and the class can hold at once: requests, body bytes, uploads, upload bytes per day."""
+    heartbeat: float = 5.0
+    """Seconds between this instance's heartbeats in the state; the jobs of an instance silent for six of them
+    are taken over by another (give every instance of a class the same)."""
 
 
 def fal_key_from_env() -> str | None:
@@ -173,7 +181,7 @@ class ProxyServer:
                 self.instructor_token = self.classroom.new_instructor_token()
             local = (bound, f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}")
             self.upstream = Upstream(self._target, key, config.retry, label)
-            self.proxy = Proxy(config, self.classroom, self.upstream, local)
+            self.proxy = Proxy(config, self.classroom, self.upstream, local, instance_id(self.port))
         except BaseException:
             self._socket.close()
             if self.sandbox is not None:
@@ -255,7 +263,17 @@ class ProxyServer:
         else:
             lines.append(f"students: export KONTEXT_FAL_URL={self.url} FAL_KEY=<their token>")
         lines.append(f"upstream: {self.upstream.describe()}")
-        lines.append(f"state: {self.classroom.path} (session {self.proxy.session})")
+        lines.append(
+            f"state: {self.classroom.where} (session {self.proxy.session}; instance {self.proxy.dispatcher.me})"
+        )
+        for other, settings in instances.others(self.classroom, self.proxy.dispatcher.me, self.proxy.dispatcher.lapse):
+            if settings != self.proxy.dispatcher.settings:
+                lines.append(f"warning: instance {other} serves this class with other settings: {settings}")
+        if self.sandbox is not None and self.classroom.path is None:
+            lines.append(
+                "note: the rehearsal sandbox is this instance's own; for several instances start one sandbox "
+                "(python -m kontext_nb.sandbox --require-key KEY) and give each --upstream URL"
+            )
         lines.append(f"limits: {self.proxy.limits.describe()}; blocklist: {len(self.proxy.blocklist)} entries")
         page = f"{self.url}/instructor"
         if self.instructor_token is not None:

@@ -4,8 +4,9 @@
     kontext-nb proxy add-student Ada                            # prints Ada's token, once
     kontext-nb proxy revoke Ada | restore Ada | students | instructor-token
 
-Management commands work on the state folder (``--state``, default ./kontext-proxy) whether
-or not a proxy is serving it; a running proxy sees the change on the next request.
+Management commands work on the state (``--state``: a folder, default ./kontext-proxy, or a
+``postgresql://`` URL that several proxy instances share) whether or not a proxy is serving it;
+every running instance sees the change on its next request.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from kontext_nb.serving import ConnectionLimits
 
 from . import DEFAULT_PORT, DEFAULT_STATE_DIR, ProxyConfig, ProxyError, start
 from .bounds import MB, Bounds
-from .classroom import Classroom, today
+from .classroom import Classroom, StateError, today
 from .limits import Limits
 from .policy import read_blocklist
 
 COMMANDS = ("add-student", "revoke", "restore", "students", "instructor-token")
 PROG = "kontext-nb proxy"
 EPILOG = f"""\
-managing the class (on the --state folder, whether or not a proxy is serving it):
+managing the class (on the --state folder or URL, whether or not a proxy is serving it):
   {PROG} add-student NAME [NAME ...]   add students; prints each new token once
   {PROG} revoke NAME / restore NAME    refuse / allow a student's requests from now on
   {PROG} students                      name, status, images today, spent, jobs, last seen
@@ -92,7 +93,13 @@ def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port, 0 for any free one (default %(default)s)")
     p.add_argument("--public-url", help="the address students use, if not the one they connect to (e.g. behind TLS)")
-    p.add_argument("--state", default=DEFAULT_STATE_DIR, metavar="DIR", help="holds classroom.db (default %(default)s)")
+    p.add_argument(
+        "--state",
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR|URL",
+        help="a folder holding classroom.db (default %(default)s), or postgresql://user@host/db: one state for "
+        "several proxy instances behind a load balancer (pip install 'kontext_nb[team]')",
+    )
     p.add_argument(
         "--upstream",
         default="fal",
@@ -181,7 +188,9 @@ def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def manage_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Manage a classroom proxy's students.")
-    p.add_argument("--state", default=DEFAULT_STATE_DIR, metavar="DIR", help="the state folder (default %(default)s)")
+    p.add_argument(
+        "--state", default=DEFAULT_STATE_DIR, metavar="DIR|URL", help="the state folder or URL (default %(default)s)"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = sub.add_parser("add-student", help="add students; prints each new token once")
     add.add_argument("names", nargs="+", metavar="NAME")
@@ -191,7 +200,7 @@ def manage_parser(prog: str = PROG) -> argparse.ArgumentParser:
     students.add_argument("--session", help="session whose spending to show (default: today's date)")
     sub.add_parser("instructor-token", help="issue a new instructor token (the old one stops working)")
     for parser in sub.choices.values():
-        parser.add_argument("--state", default=argparse.SUPPRESS, metavar="DIR", help="the state folder")
+        parser.add_argument("--state", default=argparse.SUPPRESS, metavar="DIR|URL", help="the state folder or URL")
     return p
 
 
@@ -210,7 +219,11 @@ def _command_of(argv: Sequence[str], parser: argparse.ArgumentParser) -> str | N
 
 
 def manage(args: argparse.Namespace, prog: str = PROG) -> int:
-    room = Classroom(args.state)
+    try:
+        room = Classroom(args.state)
+    except StateError as exc:
+        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.command == "add-student":
             for name in args.names:
@@ -228,7 +241,7 @@ def manage(args: argparse.Namespace, prog: str = PROG) -> int:
         elif args.command == "instructor-token":
             token = room.new_instructor_token()
             print(f"instructor token (shown once; the previous one no longer works): {token}")
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, StateError) as exc:
         print(f"{prog} {args.command}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     finally:
@@ -308,7 +321,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     try:
         server = start(config)
-    except (ProxyError, ValueError) as exc:
+    except (ProxyError, ValueError, StateError) as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

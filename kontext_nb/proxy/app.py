@@ -16,6 +16,7 @@ headers (``upstream.ERROR_HEADERS``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,7 +30,8 @@ from kontext_nb.sandbox import wire
 
 from . import duel, instructor, queue_routes, storage, student_view
 from .bounds import RequestCaps
-from .state import Proxy, ProxyHeader, error
+from .classroom import StateError
+from .state import Proxy, ProxyHeader, error, state_unavailable
 
 __all__ = ["create_app"]
 
@@ -66,7 +68,10 @@ def create_app(proxy: Proxy) -> Starlette:
         yield
         await proxy.dispatcher.aclose()
         await proxy.upstream.aclose()
-        proxy.flush_seen()
+        with contextlib.suppress(StateError):  # the state away at the stop: the last batch of "seen" times
+            proxy.flush_seen()
+        duel.close_for(proxy)  # this thread's connections to the state
+        proxy.classroom.close()
 
     app = Starlette(
         routes=[*instructor.routes(), *duel.routes(), *student_view.routes(), *wire.fal_routes(HANDLERS)],
@@ -76,7 +81,12 @@ def create_app(proxy: Proxy) -> Starlette:
             Middleware(RequestCaps, bounds=proxy.config.bounds),
             Middleware(wire.TargetUrl),
         ],
-        exception_handlers={404: _not_found, 405: _not_found, wire.SlowBody: _slow_body},
+        exception_handlers={
+            404: _not_found,
+            405: _not_found,
+            wire.SlowBody: _slow_body,
+            StateError: state_unavailable,  # routes outside ``guarded`` (the instructor's, the duel's)
+        },
     )
     app.state.proxy = proxy
     return app

@@ -14,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from kontext_nb import endpoints
 from kontext_nb.fal.protocol import CANCEL_ERROR_TYPES, http_error
 from kontext_nb.images import sniff_content_type
 
-from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
+from . import instances
+from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom, StateError
+from .job import FairQueue as FairQueue
+from .job import ProxyJob as ProxyJob
 from .limits import to_micros
 from .upstream import Upstream
 
@@ -35,127 +38,39 @@ log = logging.getLogger("kontext_nb.proxy")
 CANCELLED = {"detail": "Request was cancelled", "error_type": "request_cancelled"}
 CANCEL_TYPES = CANCEL_ERROR_TYPES  # fal documents both; client_cancelled is HTTP 499
 WATCH_ATTEMPTS = 12  # consecutive failures to follow a job before _collect pauses and starts again
+HALF_SENT = (
+    "the proxy stopped while sending this job and cannot tell whether fal received it: it still counts against "
+    "your limits (fal may bill it); submit it again if you need the image"
+)
+TICK = 0.2  # seconds between an instance's looks at what other instances changed
 COLLECT_PAUSE, COLLECT_PAUSE_MAX = 1.0, 60.0  # seconds between tries to reach an upstream that keeps failing
-
-
-class FairQueue:
-    """One FIFO per student, served in turn: pop() takes the next student's oldest job."""
-
-    def __init__(self) -> None:
-        self._lanes: OrderedDict[str, deque[str]] = OrderedDict()  # in serving order
-        self._order: list[str] | None = None
-
-    def __len__(self) -> int:
-        return sum(len(lane) for lane in self._lanes.values())
-
-    def push(self, student: str, job_id: str) -> None:
-        self._lanes.setdefault(student, deque()).append(job_id)
-        self._order = None
-
-    def pop(self) -> str | None:
-        if not self._lanes:
-            return None
-        student, lane = next(iter(self._lanes.items()))
-        job_id = lane.popleft()
-        del self._lanes[student]
-        if lane:
-            self._lanes[student] = lane  # to the back of the line
-        self._order = None
-        return job_id
-
-    def remove(self, student: str, job_id: str) -> bool:
-        lane = self._lanes.get(student)
-        if lane is None or job_id not in lane:
-            return False
-        lane.remove(job_id)
-        if not lane:
-            del self._lanes[student]
-        self._order = None
-        return True
-
-    def order(self) -> list[str]:
-        """Every waiting job in the order pop() would return them."""
-        if self._order is None:
-            lanes = [list(lane) for lane in self._lanes.values()]
-            self._order = [lane[i] for i in range(max(map(len, lanes), default=0)) for lane in lanes if i < len(lane)]
-        return self._order
-
-    def position(self, job_id: str) -> int | None:
-        try:
-            return self.order().index(job_id)
-        except ValueError:
-            return None
-
-
-@dataclass(eq=False)
-class ProxyJob:
-    """A job as the proxy follows it; its row in the classroom db is the lasting record."""
-
-    id: str
-    student: str
-    endpoint: str
-    body: dict[str, Any] | None = None  # what goes upstream; dropped once sent
-    headers: dict[str, str] = field(default_factory=dict)
-    state: str = WAITING
-    upstream_id: str | None = None
-    urls: dict[str, str] | None = None  # the upstream's status_url, response_url, cancel_url
-    upstream_status: str | None = None
-    upstream_position: int | None = None
-    logs: list[Any] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    outcome: str | None = None
-    error: str | None = None
-    error_type: str | None = None
-    cancel_requested: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def app_path(self) -> str:
-        """fal's by-id URLs use owner/app only: fal-ai/flux-pro/kontext/max -> fal-ai/flux-pro."""
-        return "/".join(self.endpoint.split("/")[:2])
-
-    @property
-    def done(self) -> bool:
-        return self.state == DONE
-
-    def notify(self) -> None:
-        """Wake every watcher of this job (they hold the old event; later ones get a fresh one)."""
-        old, self.changed = self.changed, asyncio.Event()
-        old.set()
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ProxyJob:
-        return cls(
-            id=row["id"],
-            student=row["student"],
-            endpoint=row["endpoint"],
-            body=row["body"],
-            headers=row["headers"] or {},
-            state=row["state"],
-            upstream_id=row["upstream_id"],
-            urls=row["upstream_urls"],
-            metrics=row["metrics"] or {},
-            outcome=row["outcome"],
-            error=row["error"],
-            error_type=row["error_type"],
-        )
 
 
 class Dispatcher:
     """Holds the waiting jobs, sends them upstream in fair order, and watches each to the end."""
 
-    def __init__(self, classroom: Classroom, upstream: Upstream, limit: int | None, poll_interval: float) -> None:
+    def __init__(
+        self, classroom: Classroom, upstream: Upstream, limit: int | None, poll_interval: float, me: str = "local"
+    ) -> None:
         self.classroom = classroom
         self.upstream = upstream
         self.limit = limit
         self.poll_interval = poll_interval
+        self.me = me
+        """This instance's name in the state: the owner of the jobs it sends and watches."""
+        self.settings = ""
+        """Its limits and session, as its heartbeat tells the other instances."""
+        self.heartbeat = instances.HEARTBEAT
+        """Seconds between its heartbeats; another instance's jobs are taken over after ``lapse`` without one."""
         self.jobs: dict[str, ProxyJob] = {}
+        self.foreign: dict[str, ProxyJob] = {}
+        """Unfinished jobs of other instances that this one's students asked about: re-read on each tick."""
         self.queue = FairQueue()
         self.running: set[ProxyJob] = set()
         self.closing = False
-        self._seq = classroom.next_dispatch_seq()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sends: set[asyncio.Future[Any]] = set()
+        self._adopt_after = 0.0
 
     # ---- admission and order -------------------------------------------------------------
     def add(self, job: ProxyJob) -> None:
@@ -165,45 +80,104 @@ class Dispatcher:
         self.pump()
 
     def resume(self) -> None:
-        """After a restart: queue the waiting jobs again and watch those that were upstream."""
-        for row in self.classroom.active_jobs():
-            job = ProxyJob.from_row(row)
+        """After a restart: take this instance's jobs, and those of instances that stopped or were lost, again."""
+        instances.beat(self.classroom, self.me, self.settings)
+        instances.adopt(self.classroom, self.me, self.lapse)
+        self.take(self.classroom.active_jobs(self.me))
+        self._spawn(self.tick())
+
+    def take(self, rows: list[dict[str, Any]]) -> None:
+        """Queue the waiting jobs of these rows again and watch those that were upstream."""
+        for row in rows:
+            job = self.foreign.pop(row["id"], None)  # a stream here may be following it: the same object
+            if job is None:
+                job = ProxyJob.from_row(row)
+            else:
+                job.refresh(row)
             self.jobs[job.id] = job
             if job.state == WAITING:
                 self.queue.push(job.student, job.id)
-            elif job.upstream_id is None:  # stopped while sending: it may or may not have arrived
-                self._finish(
-                    job,
-                    "failed",
-                    502,
-                    {
-                        "detail": "the proxy stopped while sending this job; it no longer counts against your limits: "
-                        "submit it again"
-                    },
-                    error_type="proxy_restarted",
-                )
+            elif job.upstream_id is None:  # stopped while sending: fal may have it (and bill it)
+                self._finish(job, "failed", 502, {"detail": HALF_SENT}, error_type="proxy_restarted", unconfirmed=True)
             else:
                 self.running.add(job)
                 self._spawn(self._run(job))
         self.pump()
 
     def pump(self) -> None:
-        """Send waiting jobs upstream while there is room, one student at a time."""
+        """Send waiting jobs upstream while the class has room (counted over every instance), one student at a
+        time."""
+        moved = False
         while not self.closing and (self.limit is None or len(self.running) < self.limit):
-            job_id = self.queue.pop()
+            job_id = self.queue.peek()
             if job_id is None:
                 break
+            try:
+                claimed = self.classroom.claim(job_id, self.me, self.limit)
+            except StateError as exc:  # the state is away: the job waits here; the tick tries again
+                log.warning("cannot send waiting jobs: %s", exc)
+                self._trouble()
+                break
+            if claimed == "full":
+                break
+            self.queue.pop()
+            moved = True
             job = self.jobs[job_id]
+            if claimed == "gone":  # cancelled through another instance, or taken over by one
+                row = self.classroom.job(job_id)
+                if row is not None:
+                    job.refresh(row)
+                continue
             job.state = SUBMITTING
-            self.classroom.update_job(job.id, state=SUBMITTING, dispatched=time.time(), dispatch_seq=self._seq)
-            self._seq += 1
             self.running.add(job)
             self._spawn(self._run(job))
             job.notify()
-        for job_id in self.queue.order():  # positions moved up
-            self.jobs[job_id].notify()
+        if moved:
+            for job_id in self.queue.order():  # positions moved up
+                self.jobs[job_id].notify()
+
+    async def tick(self) -> None:
+        """Every few tenths of a second: send what waits when another instance freed a slot; wake the watchers of
+        other instances' jobs that moved; say this instance is alive and take over the jobs of lost ones."""
+        beat = time.monotonic()  # resume() has just beaten
+        while not self.closing:
+            try:
+                if len(self.queue):
+                    self.pump()
+                for job_id, job in list(self.foreign.items()):
+                    if not job.followers:  # polls read the row themselves: only streams need it read here
+                        self.foreign.pop(job_id, None)
+                        continue
+                    row = self.classroom.job_status(job_id)
+                    if row is None or row["state"] == DONE or row.get("owner") == self.me:
+                        self.foreign.pop(job_id, None)
+                    if row is not None:
+                        job.refresh(row)
+                if time.monotonic() - beat > self.heartbeat:
+                    instances.beat(self.classroom, self.me, self.settings)
+                    beat = time.monotonic()
+                if time.monotonic() > self._adopt_after:  # never right after an outage: the others beat first
+                    taken = set(instances.adopt(self.classroom, self.me, self.lapse))
+                    if taken:
+                        log.info("took over %d jobs of a proxy instance that stopped or was lost", len(taken))
+                        self.take([r for r in self.classroom.active_jobs(self.me) if r["id"] in taken])
+            except StateError as exc:  # the state's database is away: try again on the next tick
+                log.warning("the proxy's state cannot be reached: %s", exc)
+                self._trouble()
+            await asyncio.sleep(TICK)
+
+    @property
+    def lapse(self) -> float:
+        return self.heartbeat * instances.LAPSE_BEATS
+
+    def _trouble(self) -> None:
+        """The state was unreachable: every instance's heartbeat may have lapsed meanwhile, so none is taken over
+        until they have all had time to beat again."""
+        self._adopt_after = time.monotonic() + self.lapse
 
     def position(self, job: ProxyJob) -> int | None:
+        if job.state == WAITING and job.id in self.foreign:
+            return self.classroom.waiting_before(job.id)
         if job.state == WAITING:
             return self.queue.position(job.id)
         if job.state == SUBMITTING:
@@ -211,12 +185,23 @@ class Dispatcher:
         return job.upstream_position if job.upstream_status == "IN_QUEUE" else None
 
     def lookup(self, job_id: str) -> ProxyJob | None:
-        """A job of this run, or a finished one from the db (old jobs' status and results stay available)."""
-        job = self.jobs.get(job_id)
+        """A job of this run, or one from the db: a finished one (old jobs' status and results stay available),
+        or one another instance watches (read from its row now, and again on every tick while it is asked about)."""
+        job = self.jobs.get(job_id) or self.foreign.get(job_id)
+        if job is not None and (job.id not in self.foreign or job.done):
+            return job
+        row = self.classroom.job_status(job_id)
+        if row is None:
+            return None
         if job is None:
-            row = self.classroom.job(job_id)
-            if row is not None:
-                job = self.jobs[job_id] = ProxyJob.from_row(row)
+            job = ProxyJob.from_row(row)
+        else:
+            job.refresh(row)
+        if job.done:
+            self.foreign.pop(job_id, None)
+            self.jobs[job_id] = job
+        else:
+            self.foreign[job_id] = job
         return job
 
     # ---- cancel --------------------------------------------------------------------------
@@ -226,12 +211,25 @@ class Dispatcher:
             return 400, "ALREADY_COMPLETED"
         if job.state == WAITING:
             self.queue.remove(job.student, job.id)
-            self._finish(job, "cancelled", 400, CANCELLED, error_type="request_cancelled")
-            self.pump()
-            return 202, "CANCELLATION_REQUESTED"
+            if self._finish(job, "cancelled", 400, CANCELLED, error_type="request_cancelled", only_from=WAITING):
+                self.pump()
+                return 202, "CANCELLATION_REQUESTED"
+            row = self.classroom.job(job.id)  # another instance sent it just now: cancel it as a running job
+            if row is not None:
+                job.refresh(row)
+            if job.state == DONE:
+                return 400, "ALREADY_COMPLETED"
         if job.state == SUBMITTING or job.urls is None:
             job.cancel_requested = True  # cancelled upstream the moment the submit answers
-            return 202, "CANCELLATION_REQUESTED"
+            if job.id not in self.foreign:
+                return 202, "CANCELLATION_REQUESTED"
+            self.classroom.update_job(job.id, cancel_requested=1)  # the sending instance reads it once sent...
+            row = self.classroom.job(job.id)
+            if row is None or row["state"] != UPSTREAM:
+                return 202, "CANCELLATION_REQUESTED"
+            job.refresh(row)  # ...unless it read before this was written: then it is upstream now, cancelled here
+            if job.urls is None:
+                return 202, "CANCELLATION_REQUESTED"
         status, body = await self.upstream.get_json(job.urls["cancel_url"], "PUT")
         answer = body.get("status") if isinstance(body, dict) else None
         return status, str(answer or ("CANCELLATION_REQUESTED" if status < 400 else "NOT_FOUND"))
@@ -292,10 +290,42 @@ class Dispatcher:
         job.urls = {k: str(data[k]) for k in ("status_url", "response_url", "cancel_url")}
         job.state, job.body = UPSTREAM, None
         job.upstream_status, job.upstream_position = "IN_QUEUE", data.get("queue_position")
-        self.classroom.update_job(job.id, state=UPSTREAM, upstream_id=job.upstream_id, upstream_urls=job.urls)
+        fields = {"upstream_id": job.upstream_id, "upstream_urls": job.urls, "upstream_status": "IN_QUEUE"}
+        moved = await self._stored(job, lambda: self.classroom.move_job(job.id, SUBMITTING, state=UPSTREAM, **fields))
+        if not moved:
+            log.warning(
+                "job %s of %s was given up while it was being sent: cancelling it upstream", job.id, job.student
+            )
+            await self.upstream.get_json(job.urls["cancel_url"], "PUT")
+            row = self.classroom.job(job.id)
+            if row is not None:
+                job.refresh(row)
+            return False
+        row = self.classroom.job(job.id)
+        job.cancel_requested = job.cancel_requested or bool(row and row["cancel_requested"])
         log.info("job %s of %s is upstream", job.id, job.student)
         job.notify()
         return True
+
+    async def _stored(self, job: ProxyJob, write: Callable[[], bool]) -> bool:
+        """A write about a job the upstream has accepted (and may bill): tried until the state takes it, however
+        long its database is away; the upstream's id stays in memory meanwhile."""
+        pause = COLLECT_PAUSE
+        while True:
+            try:
+                return write()
+            except StateError as exc:
+                self._trouble()
+                log.warning(
+                    "job %s of %s (upstream id %s): the proxy's state cannot be reached (%s); trying again in %.0f s",
+                    job.id,
+                    job.student,
+                    job.upstream_id,
+                    exc,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, COLLECT_PAUSE_MAX)
 
     async def _collect(self, job: ProxyJob) -> None:
         """Follow an upstream job to COMPLETED and store its result.
@@ -317,12 +347,16 @@ class Dispatcher:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # the upstream, or the state's database (the result is read again)
+                if isinstance(exc, StateError):
+                    self._trouble()
+                where = "the proxy's state" if isinstance(exc, StateError) else "the upstream"
                 log.warning(
-                    "job %s of %s: the upstream cannot be reached (%s); trying again in %.0f s",
+                    "job %s of %s: %s cannot be reached (%s); trying again in %.0f s",
                     job.id,
                     job.student,
-                    self.upstream.explain(exc),
+                    where,
+                    exc if isinstance(exc, StateError) else self.upstream.explain(exc),
                     pause,
                 )
                 await asyncio.sleep(pause)
@@ -389,6 +423,9 @@ class Dispatcher:
             job.logs = list(data["logs"])
         if (job.upstream_status, job.upstream_position, len(job.logs)) != before:
             job.notify()
+        if job.upstream_status != before[0] and job.upstream_status == "IN_PROGRESS":  # for the other instances
+            with contextlib.suppress(StateError):  # only shown elsewhere: not worth a retry
+                self.classroom.update_job(job.id, upstream_status="IN_PROGRESS")
 
     def _complete(self, job: ProxyJob, final: dict[str, Any], status: int, body: Any, headers: dict[str, str]) -> None:
         """The upstream said COMPLETED and answered the result read: whatever it says is the job's end."""
@@ -420,10 +457,15 @@ class Dispatcher:
         error: str | None = None,
         error_type: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> None:
-        """Store the result (with fal's error headers), settle or release the reservation, then tell COMPLETED."""
+        only_from: str | None = None,
+        unconfirmed: bool = False,
+    ) -> bool:
+        """Store the result (with fal's error headers), settle or release the reservation, then tell COMPLETED.
+
+        False when the job had ended already (through another instance: a cancel while it waited), or was no
+        longer in state ``only_from``: the row is left as it is and the job takes it on."""
         if job.done:
-            return
+            return False
         if outcome == "ok":
             metas = [m for m in body.get("images") or [] if isinstance(m, dict) and m.get("url")]
             images = len(metas)
@@ -436,15 +478,16 @@ class Dispatcher:
                 error = detail if isinstance(detail, str) else f"upstream answered HTTP {status}"
             error_type = error_type or (body.get("error_type") if isinstance(body, dict) else None)
         text = self.upstream.scrub(_rename(body, job))
-        job.state, job.outcome, job.error, job.error_type, job.body = DONE, outcome, error, error_type, None
-        self.classroom.update_job(
+        ended = self.classroom.finish(
             job.id,
-            state=DONE,
+            images,
+            cost,
+            outcome == "ok",
+            only_from,
+            unconfirmed=unconfirmed,
             outcome=outcome,
             error=error,
             error_type=error_type,
-            images=images,
-            cost=cost,
             finished=time.time(),
             metrics=job.metrics,
             result_status=status,
@@ -453,8 +496,15 @@ class Dispatcher:
             image_urls=urls,
             body=None,
         )
+        if not ended:
+            row = self.classroom.job(job.id)
+            if row is not None:
+                job.refresh(row)
+            return False
+        job.state, job.outcome, job.error, job.error_type, job.body = DONE, outcome, error, error_type, None
         log.info("job %s of %s: %s%s", job.id, job.student, outcome, f" ({images} images)" if outcome == "ok" else "")
         job.notify()
+        return True
 
     # ---- stopping ------------------------------------------------------------------------
     def begin_close(self) -> None:
@@ -464,13 +514,18 @@ class Dispatcher:
             job.notify()
 
     async def aclose(self, grace: float = 5.0) -> None:
-        """Let submits in progress finish (so their upstream ids are recorded), then stop watching."""
+        """Let submits in progress finish (so their upstream ids are recorded), stop watching, then hand this
+        instance's jobs to the others (or to the next start)."""
         self.closing = True
         if self._sends:
             await asyncio.wait(list(self._sends), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            instances.leave(self.classroom, self.me)
+        except StateError as exc:  # the others take its jobs over once its heartbeat lapses
+            log.warning("could not hand this instance's jobs over: %s", exc)
 
 
 def _json_body(response: Any) -> Any:

@@ -10,7 +10,8 @@ for that voter and that offer only, and a vote counts only when it names the pai
 per pair: the pair is the primary key, so a second answer is refused (409), however many requests race. The
 prompts are revealed only in the answer to the vote, never who made the images. Votes and
 duels live in ``duel.db`` beside ``classroom.db`` in the state folder; the ranking on the instructor page is the
-same Bradley–Terry fit as ``kx.ranking``.
+same Bradley–Terry fit as ``kx.ranking``. On PostgreSQL the duel's tables are in the class's database: one duel
+for every instance.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hmac
 import json
 import random
 import secrets
-import sqlite3
 import threading
 import time
 import weakref
@@ -30,11 +30,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from kontext_nb.journal import database
 from kontext_nb.journal.db import Vote
 from kontext_nb.judging.ranking import fit, next_pair
 from kontext_nb.serving import read_body
 
 from . import instructor
+from .classroom import LOCK, StateError
+from .schema import statements
 from .state import proxy_of
 
 if TYPE_CHECKING:
@@ -72,88 +75,80 @@ CREATE TABLE IF NOT EXISTS duel_offers (  -- the one pair on offer to each voter
 
 
 class Duels:
-    """The class duels of one state folder (SQLite, safe between threads)."""
+    """The class duels of one state: ``duel.db`` beside ``classroom.db`` (SQLite), or the class's PostgreSQL
+    database (the tables of every instance). Safe between threads."""
 
-    def __init__(self, path: Any) -> None:
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+    def __init__(self, db: database.Database) -> None:
+        self.db = db
+        with db.write(LOCK) as tx:
+            for statement in statements(database.ddl(_SCHEMA) if tx.dialect == "postgresql" else _SCHEMA):
+                tx.execute(statement)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def start(self, jobs: list[str]) -> int:
         """A new duel over these classroom jobs; any running one stops."""
-        with self._lock:
+        with self.db.write(LOCK) as tx:
             now = time.time()
-            self._db.execute("UPDATE duels SET stopped = ? WHERE stopped IS NULL", (now,))
-            cur = self._db.execute("INSERT INTO duels (created, jobs) VALUES (?, ?)", (now, json.dumps(jobs)))
-            return int(cur.lastrowid or 0)
+            tx.execute("UPDATE duels SET stopped = ? WHERE stopped IS NULL", (now,))
+            return int(tx.insert("INSERT INTO duels (created, jobs) VALUES (?, ?)", (now, json.dumps(jobs))))
 
     def stop(self) -> None:
-        with self._lock:
-            self._db.execute("UPDATE duels SET stopped = ? WHERE stopped IS NULL", (time.time(),))
+        with self.db.write(LOCK) as tx:
+            tx.execute("UPDATE duels SET stopped = ? WHERE stopped IS NULL", (time.time(),))
 
     def active(self) -> tuple[int, list[str]] | None:
-        with self._lock:
-            row = self._db.execute("SELECT id, jobs FROM duels WHERE stopped IS NULL ORDER BY id DESC").fetchone()
+        row = self.db.one("SELECT id, jobs FROM duels WHERE stopped IS NULL ORDER BY id DESC")
         return (int(row["id"]), list(json.loads(row["jobs"]))) if row else None
 
-    def offer(self, duel_id: int, student: str) -> tuple[str, str, str, str] | None:
+    def offer(self, duel_id: int, student: str, tx: database.Tx | None = None) -> tuple[str, str, str, str] | None:
         """(left key, left job, right key, right job) on offer to this student, if any."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT left_key, left_job, right_key, right_job FROM duel_offers WHERE duel_id = ? AND student = ?",
-                (duel_id, student),
-            ).fetchone()
+        sql = "SELECT left_key, left_job, right_key, right_job FROM duel_offers WHERE duel_id = ? AND student = ?"
+        row = tx.execute(sql, (duel_id, student)).fetchone() if tx is not None else self.db.one(sql, (duel_id, student))
         return (row[0], row[1], row[2], row[3]) if row else None
 
     def make_offer(self, duel_id: int, student: str, left: str, right: str) -> tuple[str, str, str, str]:
-        """Offer this pair to this student under fresh opaque keys (replacing nothing: one offer at a time)."""
+        """Offer this pair to this student under fresh opaque keys (replacing nothing: one offer at a time, asked
+        through any instance)."""
         if left == right:
             raise ValueError("a pair needs two different images")
         offer = (secrets.token_urlsafe(12), left, secrets.token_urlsafe(12), right)
-        with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO duel_offers VALUES (?, ?, ?, ?, ?, ?)", (duel_id, student, *offer))
-        found = self.offer(duel_id, student)
+        with self.db.write(LOCK) as tx:
+            tx.execute(
+                "INSERT INTO duel_offers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (duel_id, student) DO NOTHING",
+                (duel_id, student, *offer),
+            )
+            found = self.offer(duel_id, student, tx)
         assert found is not None
         return found
 
     def vote(self, duel_id: int, student: str, left_key: str, right_key: str, choice: str) -> str:
         """Record a vote on the pair on offer: 'ok', 'not-offered' (keys of no pair offered to this student) or
-        'voted' (already voted on this pair). The offer ends with the vote."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                offer = self.offer(duel_id, student)
-                if offer is None or (left_key, right_key) != (offer[0], offer[2]):
-                    self._db.execute("ROLLBACK")
-                    return "not-offered"
-                left, right = offer[1], offer[3]
-                a, b = sorted((left, right))
-                winner = None if choice == "tie" else (left if choice == "left" else right)
-                self._db.execute("DELETE FROM duel_offers WHERE duel_id = ? AND student = ?", (duel_id, student))
-                try:
-                    self._db.execute(
-                        "INSERT INTO duel_votes (duel_id, student, job_a, job_b, winner, at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (duel_id, student, a, b, winner, time.time()),
-                    )
-                except sqlite3.IntegrityError:
-                    self._db.execute("ROLLBACK")
-                    return "voted"
-                self._db.execute("COMMIT")
-                return "ok"
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        'voted' (already voted on this pair). The offer ends with the vote. One writer at a time: two answers
+        racing through two instances are one vote and one refusal."""
+        with self.db.write(LOCK) as tx:
+            offer = self.offer(duel_id, student, tx)
+            if offer is None or (left_key, right_key) != (offer[0], offer[2]):
+                return "not-offered"
+            left, right = offer[1], offer[3]
+            a, b = sorted((left, right))
+            winner = None if choice == "tie" else (left if choice == "left" else right)
+            voted = tx.execute(
+                "SELECT 1 FROM duel_votes WHERE duel_id = ? AND student = ? AND job_a = ? AND job_b = ?",
+                (duel_id, student, a, b),
+            ).fetchone()
+            if voted:
+                return "voted"
+            tx.execute("DELETE FROM duel_offers WHERE duel_id = ? AND student = ?", (duel_id, student))
+            tx.execute(
+                "INSERT INTO duel_votes (duel_id, student, job_a, job_b, winner, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (duel_id, student, a, b, winner, time.time()),
+            )
+            return "ok"
 
     def votes(self, duel_id: int) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM duel_votes WHERE duel_id = ? ORDER BY at", (duel_id,)).fetchall()
+        rows = self.db.read("SELECT * FROM duel_votes WHERE duel_id = ? ORDER BY at", (duel_id,))
         return [dict(r) for r in rows]
 
 
@@ -176,8 +171,22 @@ def duels_of(proxy: Proxy) -> Duels:
     with _OPEN_LOCK:
         found = _OPEN.get(proxy)
         if found is None:
-            found = _OPEN[proxy] = Duels(proxy.classroom.state_dir / DB_NAME)
+            room = proxy.classroom
+            db = (
+                room.database
+                if room.path is None
+                else database.SqliteDatabase(room.state_dir / DB_NAME, error=StateError)
+            )
+            found = _OPEN[proxy] = Duels(db)
         return found
+
+
+def close_for(proxy: Proxy) -> None:
+    """Close the calling thread's connection to the proxy's duels, if they were opened."""
+    with _OPEN_LOCK:
+        found = _OPEN.get(proxy)
+    if found is not None:
+        found.close()
 
 
 def error(status: int, detail: Any) -> JSONResponse:

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from kontext_nb.serving import read_body
 
+from . import instances
 from .roster import token_hash
 from .state import LoginSession, Proxy, proxy_of
 
@@ -60,10 +61,10 @@ def _current(request: Request) -> tuple[Proxy, LoginSession | None]:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(token_hash(token.strip()), wanted):
         return proxy, LoginSession(wanted, "", time.time())  # a script: no forms, so no CSRF token
-    session = proxy.instructor_sessions.get(request.cookies.get(COOKIE, ""))
-    if session is None or not hmac.compare_digest(session.token_hash, wanted):
+    found = instances.login(proxy.classroom, request.cookies.get(COOKIE, ""))  # through any instance
+    if found is None or not hmac.compare_digest(found[0], wanted):
         return proxy, None
-    return proxy, session
+    return proxy, LoginSession(*found)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -109,7 +110,8 @@ async def login(request: Request) -> Response:
     if wanted is None or not given or not hmac.compare_digest(token_hash(given), wanted):
         return _html(_login_form("That is not the instructor token."), 403)
     sid = secrets.token_urlsafe(32)
-    proxy.instructor_sessions[sid] = LoginSession(wanted, secrets.token_urlsafe(24), time.time())
+    instances.end_old_logins(proxy.classroom, wanted)
+    instances.add_login(proxy.classroom, sid, wanted, secrets.token_urlsafe(24))
     response = RedirectResponse("/instructor", 303)
     secure = proxy.base(request).startswith("https://")
     response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/instructor", secure=secure)
@@ -118,7 +120,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     proxy = proxy_of(request)
-    proxy.instructor_sessions.pop(request.cookies.get(COOKIE, ""), None)
+    instances.end_login(proxy.classroom, request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/instructor", 303)
     response.delete_cookie(COOKIE, path="/instructor")
     return response

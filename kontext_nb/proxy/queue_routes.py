@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -20,9 +21,9 @@ from kontext_nb.sandbox import schema, wire
 
 from . import policy
 from .classroom import today
-from .dispatch import ProxyJob
 from .inputs import input_size
-from .limits import Refusal, check, to_micros
+from .job import ProxyJob
+from .limits import Refusal, to_micros
 from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of
 from .upstream import SUBMIT_HEADERS, pick_headers
 
@@ -102,19 +103,11 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
     size = input_size(ep, sent_inputs, proxy.classroom.upload_size)  # None: not known, the worst case
     cost = to_micros(ep.estimate(inputs, size))  # the notebook's estimator; num_images multiplies
     day, session = today(), proxy.session
-    refusal = check(
-        proxy.limits,
-        proxy.classroom.student_usage(student.name, day, session),
-        proxy.classroom.class_usage(day, session),
-        images,
-        cost,
-    )
-    if refusal is not None:
-        return proxy.refuse(student.name, refusal, endpoint_id, prompt)
     forced = {"safety_tolerance": safety[0]} if policy.has_safety_tolerance(ep) else {}  # [dev]/LoRA: none
     sent = proxy.upstream.inbound({**given, **forced}, bases)
     job = ProxyJob(str(uuid.uuid4()), student.name, endpoint_id, sent, pick_headers(request.headers, SUBMIT_HEADERS))
-    proxy.classroom.add_job(
+    job.owner = proxy.dispatcher.me
+    refusal = proxy.classroom.admit(  # checked and reserved in one transaction, whichever instance admits
         {
             "id": job.id,
             "student": student.name,
@@ -133,8 +126,12 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
             "safety_note": safety[1] if forced else None,
             "state": job.state,
             "created": time.time(),
-        }
+            "owner": job.owner,
+        },
+        proxy.limits,
     )
+    if refusal is not None:
+        return proxy.refuse(student.name, refusal, endpoint_id, prompt)
     log.info("%s submitted job %s (%s, %d image%s)", student.name, job.id, endpoint_id, images, "s" * (images != 1))
     job.body = None  # kept in the db until sent: waiting jobs hold no memory
     proxy.dispatcher.add(job)
@@ -195,7 +192,18 @@ async def status_stream(request: Request) -> Response:
         encode=lambda snapshot: proxy.upstream.outbound(json.dumps(snapshot), base),
     )
     headers = {REQUEST_ID: job.id, **wire.SSE_HEADERS}
-    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    job.followers += 1  # before the stream starts: the tick must not forget the job in between
+    return StreamingResponse(_followed(job, events), media_type="text/event-stream", headers=headers)
+
+
+async def _followed(job: ProxyJob, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The stream's events; the job counts it as a follower while it is open (another instance's job is re-read
+    from its row for it: dispatch.Dispatcher.tick)."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        job.followers -= 1
 
 
 def _result_answer(proxy: Proxy, job: ProxyJob, request: Request) -> Response:

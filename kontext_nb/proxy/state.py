@@ -26,8 +26,9 @@ from kontext_nb.serving import SlowBody
 
 from . import policy
 from .bounds import Holdings, declared_size
-from .classroom import Classroom, Student, today
-from .dispatch import Dispatcher, ProxyJob
+from .classroom import Classroom, StateError, Student, today
+from .dispatch import Dispatcher
+from .job import ProxyJob
 from .limits import Limits, Refusal
 from .upstream import Upstream, UpstreamRefused
 
@@ -41,6 +42,10 @@ LIMIT_HEADER = "X-Kontext-Limit"
 UNKNOWN_TOKEN = "unknown token: ask your instructor for yours"
 REVOKED = Refusal("revoked", 403, "your access to the classroom proxy was revoked: ask your instructor")
 NOT_FOUND = "Request not found"
+STATE_UNAVAILABLE = (
+    "the classroom proxy cannot reach its database just now (nothing was sent or spent by this request): "
+    "try again in a moment"
+)
 SEEN_FLUSH_SECONDS = 30.0
 KEEPALIVE_SECONDS = 15.0
 
@@ -81,7 +86,12 @@ class Proxy:
     """All server state: settings, the classroom db, the upstream, the dispatcher, instructor logins."""
 
     def __init__(
-        self, config: ProxyConfig, classroom: Classroom, upstream: Upstream, local_bases: tuple[str, ...] = ()
+        self,
+        config: ProxyConfig,
+        classroom: Classroom,
+        upstream: Upstream,
+        local_bases: tuple[str, ...] = (),
+        me: str = "local",
     ) -> None:
         self.config = config
         self.limits: Limits = config.limits
@@ -89,14 +99,12 @@ class Proxy:
         self.classroom = classroom
         self.upstream = upstream
         self.blocklist = policy.Blocklist(config.blocklist)
-        self.dispatcher = Dispatcher(classroom, upstream, self.limits.class_in_flight, config.poll_interval)
+        self.dispatcher = Dispatcher(classroom, upstream, self.limits.class_in_flight, config.poll_interval, me)
+        self.dispatcher.settings = f"{self.limits.describe()}; session {self.session}; blocklist {len(self.blocklist)}"
+        self.dispatcher.heartbeat = config.heartbeat
         self.local_bases = local_bases
         """The addresses the server listens on, besides --public-url (a student's file URLs may use any)."""
-        self.instructor_sessions: dict[str, LoginSession] = {}
         self.keepalive_seconds = KEEPALIVE_SECONDS
-        self.uploads: dict[str, tuple[str, str]] = {}
-        """Signed-upload ids this proxy handed out (id -> student, file URL): a PUT naming any other is refused
-        unread."""
         self.holdings = Holdings(config.bounds)
         """Body bytes and uploads being received, per student and in total."""
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -229,6 +237,8 @@ def guarded(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Reques
             return error(400, "the request is nested too deeply to read")
         except SlowBody as exc:
             return error(408, f"request timeout: {exc}")
+        except StateError as exc:
+            return state_unavailable(request, exc)
         except Exception as exc:
             proxy = proxy_of(request)
             if isinstance(exc, UpstreamRefused):
@@ -240,6 +250,13 @@ def guarded(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Reques
             return error(502, proxy.upstream.scrub(text))
 
     return wrapper
+
+
+def state_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The state's database cannot be reached (a PostgreSQL server restarting): a 503 the student's client retries,
+    one line saying nothing was sent or spent; the instructor's log gets the reason (never the password)."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error(503, STATE_UNAVAILABLE, **{"retry-after": "2"})
 
 
 def too_large(limit: int) -> JSONResponse:

@@ -9,6 +9,8 @@ never leaves the proxy. Media is relayed without auth: like fal's, its URLs are 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from kontext_nb.images import sniff_content_type, sniff_upload
 from kontext_nb.sandbox import wire
 
+from . import instances
 from .bounds import declared_size
 from .classroom import today
 from .inputs import header_size
@@ -27,7 +30,6 @@ from .upstream import UPLOAD_HEADERS, pick_headers
 
 log = logging.getLogger("kontext_nb.proxy")
 
-MAX_PENDING_UPLOADS = 10_000
 SERVED_HEADERS = ("cache-control", "etag", "last-modified")
 
 
@@ -59,23 +61,33 @@ def _upstream_failure(response: Any) -> Response | None:
     return error(502, text + (f": {str(detail)[:200]}" if detail else ""))
 
 
-def _quota_refusal(proxy: Proxy, name: str, request: Request) -> Response | None:
-    """The upload-bytes-per-day refusal, decided from the declared size before the body is read."""
+@contextmanager
+def _allowance(proxy: Proxy, name: str, request: Request) -> Iterator[Response | Callable[[int], None]]:
+    """The upload-bytes-per-day allowance: the declared size counted (checked and counted in one transaction,
+    whichever instance) before the body is read, or the refusal; the block calls what it gets with the bytes
+    stored upstream, and the count is set to them (given back if it never does)."""
     cap = proxy.config.bounds.upload_bytes_per_day
-    if cap is None:
-        return None
-    used = proxy.classroom.uploaded(name, today())
+    day = today()
     size = declared_size(request.headers, proxy.config.max_upload_bytes)
-    if used + size <= cap:
-        return None
-    mb = 1024 * 1024
-    refusal = Refusal(
-        "upload-bytes-per-day",
-        429,
-        f"this upload ({size / mb:.1f} MB) would pass your {cap / mb:.0f} MB of uploads per day "
-        f"({max(0, cap - used) / mb:.1f} MB left); the count starts again tomorrow",
-    )
-    return proxy.refuse(name, refusal, "upload", None)
+    used = proxy.classroom.reserve_upload(name, day, size, cap)
+    if used is not None and cap is not None:
+        mb = 1024 * 1024
+        refusal = Refusal(
+            "upload-bytes-per-day",
+            429,
+            f"this upload ({size / mb:.1f} MB) would pass your {cap / mb:.0f} MB of uploads per day "
+            f"({max(0, cap - used) / mb:.1f} MB left); the count starts again tomorrow",
+        )
+        yield proxy.refuse(name, refusal, "upload", None)
+        return
+    stored: list[int] = []
+    try:
+        yield stored.append
+    finally:
+        if stored:
+            proxy.classroom.add_upload(name, day, stored[0] - size, files=0)
+        else:
+            proxy.classroom.add_upload(name, day, -size, files=-1)
 
 
 @guarded
@@ -84,24 +96,24 @@ async def cdn_upload(request: Request) -> Response:
     student = proxy.authenticate(request, record="upload")
     if isinstance(student, Response):
         return student
-    refused = _quota_refusal(proxy, student.name, request)
-    if refused is not None:
-        return refused
-    async with proxy.held_body(request, student.name, proxy.config.max_upload_bytes, upload=True) as data:
-        if isinstance(data, Response):
-            return data
-        kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
-        if kind is None:
-            return error(415, wire.not_an_image(request.headers.get("content-type")))
-        headers = {**pick_headers(request.headers, UPLOAD_HEADERS), "content-type": kind}
-        response = await proxy.upstream.upload(data, headers)
-        failed = _upstream_failure(response)
-        if failed is not None:
-            return failed
-        proxy.classroom.add_upload(student.name, today(), len(data))
-        answer = response.json()
-        _remember_size(proxy, answer.get("access_url") if isinstance(answer, dict) else None, data)
-        log.info("%s uploaded %d KB", student.name, len(data) // 1024)
+    with _allowance(proxy, student.name, request) as counted:
+        if isinstance(counted, Response):
+            return counted
+        async with proxy.held_body(request, student.name, proxy.config.max_upload_bytes, upload=True) as data:
+            if isinstance(data, Response):
+                return data
+            kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
+            if kind is None:
+                return error(415, wire.not_an_image(request.headers.get("content-type")))
+            headers = {**pick_headers(request.headers, UPLOAD_HEADERS), "content-type": kind}
+            response = await proxy.upstream.upload(data, headers)
+            failed = _upstream_failure(response)
+            if failed is not None:
+                return failed
+            counted(len(data))
+            answer = response.json()
+            _remember_size(proxy, answer.get("access_url") if isinstance(answer, dict) else None, data)
+            log.info("%s uploaded %d KB", student.name, len(data) // 1024)
     return proxy.relay(answer, request)
 
 
@@ -132,10 +144,8 @@ async def storage_initiate(request: Request) -> Response:
         return failed
     answer = response.json()
     upload_id = str(answer.get("upload_url", "")).rstrip("/").rsplit("/storage/uploads/", 1)[-1]
-    if upload_id and "/" not in upload_id:
-        if len(proxy.uploads) >= MAX_PENDING_UPLOADS:
-            proxy.uploads.pop(next(iter(proxy.uploads)))
-        proxy.uploads[upload_id] = (student.name, str(answer.get("file_url", "")))
+    if upload_id and "/" not in upload_id:  # the PUT may reach another instance: the id is kept in the state
+        instances.add_signed_upload(proxy.classroom, upload_id, student.name, str(answer.get("file_url", "")))
     return proxy.relay(answer, request)
 
 
@@ -146,25 +156,25 @@ async def storage_put(request: Request) -> Response:
     Only ids this proxy handed out are read at all: any other PUT is refused before its body.
     """
     proxy = proxy_of(request)
-    issued = proxy.uploads.get(request.path_params["upload_id"])
+    issued = instances.signed_upload(proxy.classroom, request.path_params["upload_id"])
     if issued is None:
         return error(404, "Unknown upload URL")
     name, file_url = issued
-    refused = _quota_refusal(proxy, name, request)
-    if refused is not None:
-        return refused
-    async with proxy.held_body(request, name, proxy.config.max_upload_bytes, upload=True) as data:
-        if isinstance(data, Response):
-            return data
-        kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
-        if kind is None:
-            return error(415, wire.not_an_image(request.headers.get("content-type")))
-        proxy.uploads.pop(request.path_params["upload_id"], None)
-        response = await proxy.upstream.put_signed(request.url.path, data, {"content-type": kind})
-        failed = _upstream_failure(response)
-        if failed is None:
-            proxy.classroom.add_upload(name, today(), len(data))
-            _remember_size(proxy, file_url, data)
+    with _allowance(proxy, name, request) as counted:
+        if isinstance(counted, Response):
+            return counted
+        async with proxy.held_body(request, name, proxy.config.max_upload_bytes, upload=True) as data:
+            if isinstance(data, Response):
+                return data
+            kind = sniff_upload(data)  # an image, or a LoRA's .safetensors
+            if kind is None:
+                return error(415, wire.not_an_image(request.headers.get("content-type")))
+            instances.drop_signed_upload(proxy.classroom, request.path_params["upload_id"])
+            response = await proxy.upstream.put_signed(request.url.path, data, {"content-type": kind})
+            failed = _upstream_failure(response)
+            if failed is None:
+                counted(len(data))
+                _remember_size(proxy, file_url, data)
     return failed or JSONResponse({}, 200)
 
 

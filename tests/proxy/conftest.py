@@ -134,3 +134,16 @@ def wait_until(predicate: Callable[[], bool], what: str, tries: int = 2000) -> N
             return
         time.sleep(0.01)
     raise AssertionError(f"never happened: {what}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_pair(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``make_pair(limits, **config)``: two proxies on two ports sharing one state (a SQLite file in one folder,
+    then a fresh PostgreSQL database: tests/postgres.py), as two instances behind a load balancer."""
+    state = {} if request.param == "sqlite" else {"state_dir": request.getfixturevalue("pg_url")}
+    make_proxy: Callable[..., ProxyServer] = request.getfixturevalue("make_proxy")  # stopped before the db goes
+
+    def make(limits: Limits = UNLIMITED, **config: Any) -> tuple[ProxyServer, ProxyServer]:
+        return make_proxy(limits, **state, **config), make_proxy(limits, **state, **config)
+
+    return make

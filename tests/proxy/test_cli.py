@@ -67,6 +67,20 @@ def test_manage_students_from_the_command_line(tmp_path: Path, capsys: pytest.Ca
     room.close()
 
 
+def test_manage_a_class_whose_state_is_on_postgresql(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 24: --state postgresql://... for the management commands; a server that cannot be reached is one line
+    without the URL's password."""
+    code, out, _ = run(["proxy", "add-student", "Ada", "--state", pg_url], capsys)
+    assert code == 0 and out.startswith("Ada\tkxs-")
+    code, out, _ = run(["proxy", "students", "--state", pg_url], capsys)
+    assert code == 0 and "Ada" in out and "active" in out
+    host = pg_url.split("@", 1)[1].split("/", 1)[0]
+    nowhere = pg_url.replace("kontext@", "kontext:s3cret-pw@").replace(host, "127.0.0.1:1")  # nothing listens there
+    code, out, err = run(["proxy", "students", "--state", nowhere], capsys)
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "cannot reach the class's state" in err and "s3cret-pw" not in err and "kontext:***@" in err
+
+
 def test_help_and_entry_points(capsys: pytest.CaptureFixture[str]) -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"kontext-nb": "kontext_nb.cli:main"}

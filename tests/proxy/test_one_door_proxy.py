@@ -1,7 +1,8 @@
 """One door in the classroom proxy too (issue 20): every route is listed by introspection, and every way a student's
 request reaches fal (the queue, fal.run's synchronous call, fal's proxyUrl protocol) goes through the proxy's door:
 the dispatcher's ``add``, which takes only a job its quota reservation already holds (``resume``: the same jobs after
-a restart). The upstream's submit, the only code that sends a job to fal, must never run outside it.
+a restart; ``take``: the jobs of another instance that stopped or was lost, reserved when it admitted them). The
+upstream's submit, the only code that sends a job to fal, must never run outside it.
 
 The door is followed across the proxy's asyncio tasks with a context variable: a task started from inside the door
 inherits it, a route handler that called the upstream itself would not.
@@ -25,7 +26,7 @@ from kontext_nb.proxy.upstream import Upstream
 
 from .conftest import T2I, auth, enroll, poll_completed
 
-DOORS: tuple[tuple[type, str], ...] = ((Dispatcher, "add"), (Dispatcher, "resume"))
+DOORS: tuple[tuple[type, str], ...] = ((Dispatcher, "add"), (Dispatcher, "resume"), (Dispatcher, "take"))
 SENDER: tuple[type, str] = (Upstream, "submit")
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("inside_the_proxy_door", default=False)
 
