@@ -126,6 +126,8 @@ class Kontext(Magics):
         rest = tokens[1:] if command else tokens
         if not command:  # a misspelt subcommand (any case, any arguments) is not a paid prompt
             check_line(line)
+        if command == "help" and rest:  # %kontext help MODEL: its fields, defaults, ranges, price and sources
+            return model_help(" ".join(rest))
         if command == "help":
             print(help_text())
             return None
@@ -134,6 +136,18 @@ class Kontext(Magics):
             return handler(self, rest, cell)
         except UsageError as exc:  # "show me a cat": the subcommand says what it takes, and how to make a prompt
             raise UsageError(with_prompt_hint(str(exc), command, line)) from None
+
+
+def model_help(name: str) -> Any:
+    """The registry's help for one model (an alias or endpoint id): HTML in a notebook, a text table in a terminal."""
+    from .. import models
+    from ..errors import ValidationError
+    from ..views.model_help import ModelHelp
+
+    try:
+        return ModelHelp(models.get(name))
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 Kontext.kontext.__doc__ = help_text()
