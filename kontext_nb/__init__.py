@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import endpoints
+from . import endpoints, models
 from ._version import __version__
 from .api import (
     attach,
@@ -34,6 +34,7 @@ from .api import (
     inpaint,
     lineage,
     load,
+    model,
     prune,
     ranking,
     rate,
@@ -42,6 +43,7 @@ from .api import (
     report,
     rerun,
     resume,
+    set_price,
     set_session,
     vote,
 )
@@ -150,6 +152,8 @@ __all__ = [
     "lineage",
     "load",
     "mask",
+    "model",
+    "models",
     "prepare_image",
     "prune",
     "ranking",
@@ -159,6 +163,7 @@ __all__ = [
     "report",
     "rerun",
     "resume",
+    "set_price",
     "set_session",
     "vote",
 ]

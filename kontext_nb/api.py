@@ -14,6 +14,8 @@ from .errors import ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from .models import Model
     from pathlib import Path
 
     import pandas
@@ -312,6 +314,30 @@ def configure(**changes: Any) -> Settings:
     updated = current.with_(**changes)
     session.configure(updated)
     return updated
+
+
+def model(name: str) -> Model:
+    """A model by alias ('max', 'flux2-flex-edit') or endpoint id, with its inputs, output shape, price and
+    provenance. With a fal key, any fal endpoint id loads live (its OpenAPI document and price, cached for a day in
+    the runs folder); without one, only the snapshot's models (kx.models() lists them)."""
+    return get_session().model(name)
+
+
+def models(search: str | None = None, category: str | None = None) -> pandas.DataFrame:
+    """The models kontext_nb knows, as a DataFrame: endpoint_id, alias, title, category, mode, unit, unit_price (or
+    'not published'), price_source, image_inputs, takes_seed, takes_mask. ``search``: words in the id, alias or
+    title; ``category``: 'text-to-image' or 'image-to-image'."""
+    from .models import models_frame
+
+    return models_frame(search, category)
+
+
+def set_price(name: str, unit_price: float, per: str = "image") -> Model:
+    """Declare the price of a model fal publishes none for (dollars per image, or per='megapixel' of output), for
+    this kernel: kontext_nb sends no job it cannot price, and a declared price is labelled as yours everywhere."""
+    from .models import registry
+
+    return registry().set_price(name, unit_price, per)
 
 
 def help() -> None:

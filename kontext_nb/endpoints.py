@@ -30,24 +30,21 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import models
 from .errors import ValidationError
+from .models.pricing import SIZE_PRESETS
 
 Mode = Literal["text-to-image", "edit", "multi", "inpaint"]
 Model = Literal["max", "pro", "dev", "lora"]
-Kind = Literal["string", "integer", "float", "boolean", "enum", "image", "images", "loras", "size"]
+Kind = Literal["string", "integer", "float", "boolean", "enum", "image", "images", "loras", "size", "object", "array"]
 Unit = Literal["image", "megapixel"]
 
 MODES: tuple[Mode, ...] = ("text-to-image", "edit", "multi", "inpaint")
 MODELS: tuple[Model, ...] = ("max", "pro", "dev", "lora")
-PRICE_PER_IMAGE: dict[str, float] = {"max": 0.08, "pro": 0.04}
-PRICE_PER_MEGAPIXEL: dict[str, float] = {
-    "lora": 0.035,  # fal's llms.txt for fal-ai/flux-kontext-lora: "$0.035 per megapixels"
-    "dev": 0.025,  # NOT PUBLISHED where we could read it: the figure third-party catalogues quote for fal
-}
 MEGAPIXEL = 1024 * 1024
 """Pixels in a billed megapixel. NOT PUBLISHED: fal's pages price "1024x1024" images at one megapixel, so
 kontext_nb counts 2**20 pixels, and rounds each image up to whole megapixels — its estimates err high."""
@@ -121,24 +118,40 @@ class OutputField:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One fal endpoint of the Kontext family."""
+    """One fal endpoint: the Kontext family's (ENDPOINTS), or any other model of the registry (get_endpoint)."""
 
     id: str
     mode: Mode
-    model: Model
+    model: str
+    """The family name for Kontext (max, pro, dev, lora); the registry's alias for every other model."""
     title: str
     inputs: tuple[Field, ...]
     source: str = "fal's API pages (the project's seed pages)"
+    spec: models.Model | None = field(default=None, compare=False, repr=False)
+    """The registry's Model this Endpoint was built from (its price rule, output shape and provenance)."""
+
+    @property
+    def kontext(self) -> bool:
+        """One of the Kontext family, priced by its own output-size rule (output_size below)."""
+        return self.model in MODELS
 
     @property
     def unit(self) -> Unit:
-        """What fal bills: each image ([max], [pro]) or each megapixel ([dev], LoRA)."""
-        return "image" if self.model in PRICE_PER_IMAGE else "megapixel"
+        """What fal bills: each image ([max], [pro], most others) or each megapixel ([dev], LoRA, FLUX.2 [flex])."""
+        p = self.spec.pricing if self.spec is not None else None
+        return "megapixel" if p is not None and p.unit == "megapixel" else "image"
 
     @property
     def price(self) -> float:
-        """Dollars per unit (per image or per megapixel)."""
-        return PRICE_PER_IMAGE[self.model] if self.unit == "image" else PRICE_PER_MEGAPIXEL[self.model]
+        """Dollars per unit (per image or per megapixel); models.Unpriced when fal publishes none."""
+        if self.spec is None or self.spec.pricing is None:
+            raise models.Unpriced((models.can_price(self.spec) if self.spec else None) or f"{self.id} has no price")
+        return self.spec.pricing.unit_price
+
+    @property
+    def priced(self) -> bool:
+        """Whether kontext_nb can bound what a job costs here (see models/pricing.py)."""
+        return self.spec is not None and models.can_price(self.spec) is None
 
     @property
     def price_per_image(self) -> float:
@@ -146,6 +159,8 @@ class Endpoint:
         return self.price
 
     def price_text(self) -> str:
+        if not self.priced:
+            return "price not published"
         return f"${self.price:.3f}".rstrip("0").rstrip(".") + f" per {self.unit}"
 
     @property
@@ -166,6 +181,10 @@ class Endpoint:
 
         A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under.
         """
+        if not self.kontext and self.spec is not None:
+            shown = [s or _multiple_of_16(LARGEST_INPUT) for s in list(sizes or [])[:num_images]]
+            shown += [_multiple_of_16(LARGEST_INPUT)] * (num_images - len(shown))
+            return round(models.billed(self.spec, {}, shown), 4)
         if self.unit == "image":
             return round(self.price * num_images, 4)
         known = list(sizes or [])[:num_images]
@@ -175,6 +194,8 @@ class Endpoint:
     def output_size(self, arguments: Mapping[str, Any], input_size: tuple[int, int] | None = None) -> tuple[int, int]:
         """The size fal is expected to return for these arguments; with ``input_size=None`` (not known) where the
         output follows the input, the largest it can be."""
+        if not self.kontext and self.spec is not None:
+            return models.output_size(self.spec, arguments, input_size)
         if "image_size" in arguments or (self.mode == "text-to-image" and "aspect_ratio" not in arguments):
             size = arguments.get("image_size", "landscape_4_3")
             if isinstance(size, Mapping):  # fal may round a custom size up (NOT PUBLISHED): priced as rounded to 16
@@ -192,6 +213,8 @@ class Endpoint:
 
     def needs_input_size(self, arguments: Mapping[str, Any]) -> bool:
         """Whether the price depends on the source's size (per megapixel, the output following the input)."""
+        if not self.kontext and self.spec is not None:
+            return self.unit != "image" and self.estimate(arguments, (1024, 1024)) != self.estimate(arguments, None)
         if self.unit == "image" or self.mode == "text-to-image":
             return False
         return self.output_size(arguments, (1024, 1024)) != self.output_size(arguments, None)
@@ -201,6 +224,8 @@ class Endpoint:
         classroom proxy all use it). Per image: exact. Per megapixel: from the requested size, or the source's
         ``input_size`` (width, height) where the output follows it; ``input_size=None`` means not known, and
         prices the largest output fal can make for it (``LARGEST_INPUT``). ``num_images`` multiplies."""
+        if not self.kontext and self.spec is not None:  # the registry's rule: models.bound
+            return models.bound(self.spec, arguments, [input_size] if input_size is not None else None)
         n = int(arguments.get("num_images", 1))
         if self.unit == "image":
             return self.cost(n)
@@ -211,56 +236,6 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-_COMMON: tuple[Field, ...] = (
-    Field("prompt", "string", "The prompt to generate an image from.", required=True),
-    Field(
-        "seed",
-        "integer",
-        "The same seed and the same prompt given to the same version of the model "
-        "will output the same image every time.",
-        minimum=0,
-        maximum=2**63 - 1,
-    ),
-    Field(
-        "guidance_scale",
-        "float",
-        "How closely the model sticks to the prompt (classifier-free guidance).",
-        default=3.5,
-        minimum=1,
-        maximum=20,
-    ),
-    Field(
-        "sync_mode",
-        "boolean",
-        "Return media as data URIs and keep the output out of fal's request history.",
-        default=False,
-    ),
-    Field("num_images", "integer", "The number of images to generate.", default=1, minimum=1, maximum=4),
-    Field("output_format", "enum", "The format of the generated image.", default="jpeg", choices=OUTPUT_FORMATS),
-    Field(
-        "safety_tolerance",
-        "enum",
-        "Safety tolerance: 1 is the most strict, 6 the most permissive (API only).",
-        default="2",
-        choices=SAFETY_TOLERANCES,
-    ),
-    Field("enhance_prompt", "boolean", "Whether to enhance the prompt for better results.", default=False),
-)
-
-_T2I_ASPECT = Field(
-    "aspect_ratio", "enum", "The aspect ratio of the generated image.", default="1:1", choices=ASPECT_RATIOS
-)
-_EDIT_ASPECT = Field("aspect_ratio", "enum", "The aspect ratio of the generated image.", choices=ASPECT_RATIOS)
-_IMAGE_URL = Field("image_url", "image", "The image to edit (URL or data URI).", required=True)
-_IMAGE_URLS = Field(
-    "image_urls",
-    "images",
-    "The reference images to combine (URLs or data URIs).",
-    required=True,
-    min_items=2,
-    max_items=4,
-)
-
 OUTPUTS: tuple[OutputField, ...] = (
     OutputField("images", "list[Image]", "The generated images: url, width, height, content_type."),
     OutputField("timings", "dict", "Timings of the run, in seconds."),
@@ -270,183 +245,86 @@ OUTPUTS: tuple[OutputField, ...] = (
 )
 IMAGE_OUTPUT_FIELDS = ("url", "width", "height", "content_type")
 DEFAULT_CONTENT_TYPE = "image/jpeg"
-
-
-def _family() -> dict[str, Endpoint]:
-    out: dict[str, Endpoint] = {}
-    for model in ("max", "pro"):
-        base = "fal-ai/flux-pro/kontext" + ("/max" if model == "max" else "")
-        label = f"FLUX.1 Kontext [{model}]"
-        for ep in (
-            Endpoint(
-                f"{base}/text-to-image", "text-to-image", model, f"{label} text to image", (*_COMMON, _T2I_ASPECT)
-            ),
-            Endpoint(base, "edit", model, f"{label} image editing", (*_COMMON, _EDIT_ASPECT, _IMAGE_URL)),
-            Endpoint(
-                f"{base}/multi", "multi", model, f"{label} multi-reference", (*_COMMON, _EDIT_ASPECT, _IMAGE_URLS)
-            ),
-        ):
-            out[ep.id] = ep
-    return out
-
-
-# --- [dev], LoRA and inpainting: fal-js endpoints.ts (381105e, 2026-08-02) + fal's llms.txt ----------
-
-ACCELERATIONS = ("none", "regular", "high")
-RESOLUTION_MODES = (
-    "auto",
-    "match_input",
-    "1:1",
-    "16:9",
-    "21:9",
-    "3:2",
-    "2:3",
-    "4:5",
-    "5:4",
-    "3:4",
-    "4:3",
-    "9:16",
-    "9:21",
-)
-IMAGE_SIZE_PRESETS: dict[str, tuple[int, int]] = {
-    # the names are fal's (ImageSize enum); the pixel sizes are NOT PUBLISHED in the schema: these are the
-    # sizes fal's FLUX endpoints return for them, used only to estimate a price before sending
-    "square_hd": (1024, 1024),
-    "square": (512, 512),
-    "portrait_4_3": (768, 1024),
-    "portrait_16_9": (576, 1024),
-    "landscape_4_3": (1024, 768),
-    "landscape_16_9": (1024, 576),
-}
+IMAGE_SIZE_PRESETS: dict[str, tuple[int, int]] = SIZE_PRESETS
+"""fal's ImageSize names and the sizes fal's FLUX endpoints return for them (NOT PUBLISHED: models/pricing.py)."""
 MAX_SIDE = 14142  # "Max width: 14142px, Max height: 14142px" (fal's image_url description)
 LORA_SCALE = (0.0, 4.0)  # NOT PUBLISHED: fal's LoraWeight.scale has a default (1) and no range
-DEV_SOURCE = "fal-ai/fal-js libs/client/src/types/endpoints.ts @381105e (2026-08-02)"
-LORA_SOURCE = DEV_SOURCE + "; https://fal.ai/models/fal-ai/flux-kontext-lora/llms.txt (2026-11-30)"
 
 
-def _steps(default: int) -> Field:
-    # range: fal's llms.txt for flux-kontext-lora (10 to 50); NOT PUBLISHED for [dev], which is the same model
+# --- every Endpoint from the model registry (fal's schemas in the vendored snapshot) ------------------------------
+def field_of(f: models.InputField) -> Field:
+    """A registry input as the Field the rest of the code checks values against."""
+    default = f.default if f.has_default else _MISSING
     return Field(
-        "num_inference_steps",
-        "integer",
-        "The number of inference steps to perform.",
-        default=default,
-        minimum=10,
-        maximum=50,
+        f.name,
+        f.kind,  # type: ignore[arg-type]  # the registry's kinds are Field's, plus object and array
+        f.description,
+        required=f.required,
+        default=tuple(default) if isinstance(default, list) else default,
+        choices=tuple(str(c) for c in f.enum),
+        minimum=f.minimum,
+        maximum=f.maximum,
+        min_items=f.min_items,
+        max_items=f.max_items,
     )
 
 
-_DEV_GUIDANCE = Field(
-    "guidance_scale",
-    "float",
-    "How closely the model sticks to the prompt (classifier-free guidance).",
-    default=2.5,
-    minimum=0,
-    maximum=20,
-)
-_SAFETY_CHECKER = Field(
-    "enable_safety_checker", "boolean", "If set to true, the safety checker will be enabled.", default=True
-)
-_ACCELERATION = Field(
-    "acceleration",
-    "enum",
-    "The speed of the generation: the higher the speed, the faster the generation.",
-    default="none",
-    choices=ACCELERATIONS,
-)
-_RESOLUTION_MODE = Field(
-    "resolution_mode",
-    "enum",
-    "How the output resolution is set: auto (a trained resolution near the input's shape), match_input "
-    "(the input's size, in multiples of 16) or an aspect ratio.",
-    default="match_input",
-    choices=RESOLUTION_MODES,
-)
-_LORAS = Field(
-    "loras",
-    "loras",
-    "The LoRAs to use; any number, merged together. A local .safetensors file is uploaded to fal's storage first.",
-    default=(),
-)
-_IMAGE_SIZE = Field(
-    "image_size", "size", "The size of the generated image.", default="landscape_4_3", choices=tuple(IMAGE_SIZE_PRESETS)
-)
-_NUM_IMAGES = _COMMON[4]  # 1 to 4: NOT PUBLISHED for these endpoints; the rest of the family's range
-_SEED, _SYNC = _COMMON[1], _COMMON[3]
-
-
-def _format(default: str) -> Field:
-    return Field("output_format", "enum", "The format of the generated image.", default=default, choices=OUTPUT_FORMATS)
-
-
-def _image(name: str, description: str) -> Field:
-    return Field(name, "image", description, required=True)
-
-
-def _dev_family() -> dict[str, Endpoint]:
-    prompt = Field("prompt", "string", "The prompt to edit the image.", required=True)
-    source = _image("image_url", "The image to edit (URL or data URI).")
-    tail = (_SEED, _DEV_GUIDANCE, _SYNC, _NUM_IMAGES, _SAFETY_CHECKER)
-    eps = (
-        Endpoint(
-            "fal-ai/flux-kontext/dev",
-            "edit",
-            "dev",
-            "FLUX.1 Kontext [dev] image editing",
-            (prompt, source, _steps(28), *tail, _format("jpeg"), _ACCELERATION, _RESOLUTION_MODE),
-            DEV_SOURCE + " (DevKontextEditInput)",
-        ),
-        Endpoint(
-            "fal-ai/flux-kontext-lora",
-            "edit",
-            "lora",
-            "FLUX.1 Kontext [dev] with LoRAs, image editing",
-            (prompt, source, _steps(30), *tail, _format("png"), _LORAS, _ACCELERATION, _RESOLUTION_MODE),
-            LORA_SOURCE + " (BaseKontextEditInput)",
-        ),
-        Endpoint(
-            "fal-ai/flux-kontext-lora/text-to-image",
-            "text-to-image",
-            "lora",
-            "FLUX.1 Kontext [dev] with LoRAs, text to image",
-            (_COMMON[0], _IMAGE_SIZE, _steps(30), *tail, _format("png"), _LORAS, _ACCELERATION),
-            LORA_SOURCE + " (BaseKontextInput)",
-        ),
-        Endpoint(
-            "fal-ai/flux-kontext-lora/inpaint",
-            "inpaint",
-            "lora",
-            "FLUX.1 Kontext [dev] with LoRAs, inpainting",
-            (
-                Field("prompt", "string", "The prompt for the masked region.", required=True),
-                _image("image_url", "The image to inpaint (URL or data URI)."),
-                _image("mask_url", "The mask: white where the image is repainted, black where it is kept."),
-                _image(
-                    "reference_image_url",
-                    "The reference image for inpainting (required by fal; kontext_nb sends the source when none "
-                    "is given).",
-                ),
-                Field(
-                    "strength",
-                    "float",
-                    "The strength of the initial image. Higher strength values are better for this model.",
-                    default=0.88,
-                    minimum=0.01,  # NOT PUBLISHED for this endpoint: fal-ai/flux-lora/inpainting's range
-                    maximum=1,
-                ),
-                _steps(30),
-                *tail,
-                _format("png"),
-                _LORAS,
-                _ACCELERATION,
-            ),
-            LORA_SOURCE + " (BaseKontextInpaintInput)",
-        ),
+def from_model(m: models.Model, model: str | None = None) -> Endpoint:
+    """The Endpoint of a registry Model (``model``: the family name it is known by: max, pro, dev, lora)."""
+    return Endpoint(
+        m.endpoint_id,
+        m.mode,  # type: ignore[arg-type]  # the registry's modes are MODES
+        model or m.alias,
+        m.title,
+        tuple(field_of(f) for f in m.inputs),
+        str(m.provenance.get("schema") or "fal's OpenAPI document"),
+        spec=m,
     )
-    return {ep.id: ep for ep in eps}
 
 
-ENDPOINTS: dict[str, Endpoint] = {**_family(), **_dev_family()}
+class _Family(Mapping[str, Endpoint]):
+    """The Kontext family's endpoints, built from the registry on first use (importing stays cheap)."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, Endpoint] | None = None
+        self._version = -1
+
+    def _all(self) -> dict[str, Endpoint]:
+        if self._built is None or self._version != models.registry().version:  # a price declared since
+            self._version = models.registry().version
+            reg = models.registry()
+            built: dict[str, Endpoint] = {}
+            for name in MODELS:
+                for m in sorted(reg.family(name), key=lambda m: MODES.index(m.mode)):
+                    built[m.endpoint_id] = from_model(m, name)
+            self._built = built
+        return self._built
+
+    def __getitem__(self, key: str) -> Endpoint:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return f"ENDPOINTS({list(self._all())})"
+
+
+ENDPOINTS: Mapping[str, Endpoint] = _Family()
+"""The Kontext family (max, pro, dev, lora: text-to-image, edit, multi, inpaint), from the registry. Every other
+model of the registry is an Endpoint too, through get_endpoint and endpoint_for."""
+_OTHERS: dict[str, Endpoint] = {}
+
+
+def __getattr__(name: str) -> Any:
+    # the family's prices, from the registry (read lazily: importing this module reads no snapshot)
+    if name in ("PRICE_PER_IMAGE", "PRICE_PER_MEGAPIXEL"):
+        unit = "image" if name == "PRICE_PER_IMAGE" else "megapixel"
+        return {e.model: e.price for e in ENDPOINTS.values() if e.unit == unit}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class OfEndpoint:
@@ -476,11 +354,20 @@ def endpoint_for(mode: str, model: str) -> Endpoint:
             raise ValidationError(f"model={model!r} is a {ep.mode} endpoint; this call needs {mode}", field="model")
         return ep
     if model not in MODELS:
-        raise ValidationError(
-            f"model={model!r} is not allowed: choose one of {', '.join(MODELS)} or an endpoint id"
-            + suggest(str(model), MODELS),
-            field="model",
-        )
+        named = models.registry().find(str(model))
+        if named is None:
+            raise ValidationError(
+                f"model={model!r} is not allowed: choose one of {', '.join(MODELS)} or an endpoint id (or an alias "
+                "kx.models() lists)" + suggest(str(model), [*MODELS, *models.registry().aliases()]),
+                field="model",
+            )
+        chosen = models.registry().variant(str(model), mode)
+        if "/" in str(model) and chosen.endpoint_id != named.endpoint_id:  # an endpoint id names one endpoint
+            raise ValidationError(
+                f"model={model!r} is a {named.mode} endpoint; this call needs {mode} ({chosen.endpoint_id} does)",
+                field="model",
+            )
+        return get_endpoint(chosen.endpoint_id)
     found = next((ep for ep in ENDPOINTS.values() if ep.mode == mode and ep.model == model), None)
     if found is None:
         serves = [m for m in MODELS if any(e.mode == mode and e.model == m for e in ENDPOINTS.values())]
@@ -509,10 +396,18 @@ def billed_megapixels(width: int, height: int) -> int:
 
 
 def get_endpoint(endpoint_id: str) -> Endpoint:
-    try:
-        return ENDPOINTS[endpoint_id]
-    except KeyError:
-        raise ValidationError(_bad_choice("endpoint", endpoint_id, tuple(ENDPOINTS)), field="endpoint") from None
+    """The Endpoint of an endpoint id: the Kontext family's, or any model the registry holds (the snapshot's, and
+    those loaded live with kx.model)."""
+    found = ENDPOINTS.get(endpoint_id)
+    if found is not None:
+        return found
+    model = models.registry().find(str(endpoint_id)) if "/" in str(endpoint_id) else None
+    if model is None:
+        raise ValidationError(_bad_choice("endpoint", endpoint_id, tuple(ENDPOINTS)), field="endpoint")
+    cached = _OTHERS.get(model.endpoint_id)
+    if cached is None or cached.spec != model:  # new, or a price declared since
+        cached = _OTHERS[model.endpoint_id] = from_model(model)
+    return cached
 
 
 def suggest(value: str, choices: tuple[str, ...] | list[str]) -> str:

@@ -29,6 +29,7 @@ from .request import Request, build_request, edit_mode
 from .result import Result
 
 if TYPE_CHECKING:
+    from . import models
     from .journal.reconcile import Reconciliation
     from .views.history import History
 
@@ -179,6 +180,33 @@ class Session:
                 self._tracker = None
             elif self._tracker is not None:
                 self._tracker.use_settings(settings)
+
+    def model(self, name: str) -> models.Model:
+        """A model by alias or endpoint id: the registry's, or, with a key, any fal endpoint (its OpenAPI document
+        and price fetched through this session's engine and cached in the runs folder for a day)."""
+        from . import models
+
+        reg = models.registry()
+        found = reg.find(str(name))
+        if found is not None:
+            return found
+        if "/" not in str(name):
+            reg.get(str(name))  # an alias the registry does not know: its one line
+        models.check_endpoint_id(str(name))
+        engine = self.engine  # first: it decides the backend
+        online = self.backend != "sandbox"  # the offline sandbox stands in for fal without a key: nothing to load
+
+        def openapi(eid: str) -> dict[str, Any]:
+            return engine.call(engine.platform.openapi(eid), timeout=60.0)
+
+        def price(eid: str) -> dict[str, Any] | None:
+            try:
+                return engine.call(engine.platform.price(eid), timeout=60.0)
+            except FalError:  # the price is optional: without it the model is listed as not published
+                return None
+
+        folder = self.runs_folder
+        return models.load_live(reg, str(name), folder, openapi if online else None, price if online else None)
 
     def proxy_view(self) -> dict[str, Any] | None:
         """A classroom proxy's view of this student (allowed models and settings, quota left) when the base URL

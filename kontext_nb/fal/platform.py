@@ -32,6 +32,8 @@ from ..errors import FalError
 from .protocol import http_error
 
 PLATFORM_URL = "https://api.fal.ai/v1"
+OPENAPI_URL = "https://fal.ai/api/openapi/queue/openapi.json"
+"""fal's OpenAPI document of one endpoint (``?endpoint_id=``); a sandbox at the base URL serves the same path."""
 MAX_PAGES = 50
 """A bound on cursor paging (50 pages of 100 requests), so a lookup always ends."""
 BILLABLE_UNITS_HEADER = "x-fal-billable-units"
@@ -180,6 +182,23 @@ class PlatformAPI:
                 for p in body
             ]  # fmt: skip
         return prices
+
+
+    async def openapi(self, endpoint_id: str) -> dict[str, Any]:
+        """fal's OpenAPI 3 document of one endpoint (the registry's live models: kx.model)."""
+        client = await self._http()
+        response = await client.get(OPENAPI_URL, params={"endpoint_id": endpoint_id})
+        if response.status_code >= 400:
+            raise http_error(response)
+        body = response.json()
+        if not isinstance(body, dict) or not isinstance(body.get("paths"), dict):
+            raise FalError(f"fal's OpenAPI document for {endpoint_id} is not an OpenAPI document")
+        return body
+
+    async def price(self, endpoint_id: str) -> dict[str, Any] | None:
+        """fal's price of one endpoint as ``{unit_price, unit, currency}``, or None when fal lists none."""
+        found = [p for p in await self.pricing([endpoint_id]) if p.endpoint_id == endpoint_id]
+        return {"unit_price": found[0].unit_price, "unit": found[0].unit, "currency": found[0].currency} if found else None
 
 
 def _item(x: dict[str, Any]) -> RequestItem:

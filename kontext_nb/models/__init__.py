@@ -35,17 +35,27 @@ API (``from kontext_nb import models``)::
     Adapters (models/adapters.py): adapt(model, Intention(prompt, sources, mask, size, n, seed, settings)) ->
         Adapted(endpoint_id, arguments, not_taken, reproducible, notes); normalise(output_json) ->
         Output(images, seeds, nsfw, extra).
-    Table: models_frame(search=None, category=None) -> pandas.DataFrame (kx.models).
+    Table: models_frame(search=None, category=None) -> pandas.DataFrame. This module is callable, so that
+        ``kx.models(search=None, category=None)`` (the user's table) and ``kontext_nb.models`` (this package) are one
+        name: ``kx.models("flux 2", "image-to-image")`` is ``models_frame("flux 2", "image-to-image")``.
 """
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import TYPE_CHECKING
+
 from .adapters import Adapted, Intention, Output, adapt, normalise
+from .live import check_endpoint_id
 from .live import load as load_live
 from .pricing import Unpriced, billed, billed_units, bound, can_price, images_asked, output_size
 from .registry import MODES, Registry, get, registry
 from .schema import MISSING, InputField, Model, OutputShape, Pricing, parse
 from .table import models_frame
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "MISSING",
@@ -64,6 +74,7 @@ __all__ = [
     "billed_units",
     "bound",
     "can_price",
+    "check_endpoint_id",
     "get",
     "images_asked",
     "load_live",
@@ -73,3 +84,13 @@ __all__ = [
     "parse",
     "registry",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``kx.models(...)``: the package called is the table of its models."""
+
+    def __call__(self, search: str | None = None, category: str | None = None) -> pandas.DataFrame:
+        return models_frame(search, category)
+
+
+sys.modules[__name__].__class__ = _CallableModule

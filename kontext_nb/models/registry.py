@@ -48,6 +48,8 @@ class Registry:
         self._models: dict[str, Model] = {}
         self._extra: dict[str, Model] = {}
         self._declared: dict[str, Pricing] = {}
+        self.version = 0
+        """Grows when a model is added or a price declared (views built from the registry rebuild)."""
         self._lock = threading.RLock()
 
     # -- lookups ----------------------------------------------------------------------------------------------------
@@ -172,6 +174,7 @@ class Registry:
         pricing = Pricing(float(unit_price), per, "USD", rule, f"declared by you (was: {was})")
         with self._lock:
             self._declared[model.endpoint_id] = pricing
+            self.version += 1
         return self.get(model.endpoint_id)
 
     # -- live models ------------------------------------------------------------------------------------------------
@@ -179,6 +182,7 @@ class Registry:
         """Make a model loaded live (kx.model) known by its endpoint id and alias, in this process."""
         with self._lock:
             self._extra[model.endpoint_id] = model
+            self.version += 1
         return self.get(model.endpoint_id)
 
 

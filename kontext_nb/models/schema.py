@@ -296,7 +296,10 @@ def _is_image_name(name: str) -> bool:
 
 
 def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+    """A bound as written: an integer stays one (2**63-1 as a float would be 2**63)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return x
 
 
 def _int(x: Any) -> int | None:

@@ -13,11 +13,14 @@ It behaves as fal's servers do where fal documents them (queue, storage, errors,
 It reads input images only from data URIs and its own storage, so it is safe to run behind a
 classroom proxy, and stores uploads only when their bytes are an image.
 
-Layer: a server beside the engine. It may import endpoints.py, errors.py and serving.py, never
+Layer: a server beside the engine. It may import endpoints.py, errors.py, serving.py and the models snapshot, never
 the engine (fal/), the journal, views or presentation. Modules: state.py (shared server state
 and answers), app.py (assembles routes), queue_routes.py, storage.py, control_routes.py,
-queue.py, schema.py, render.py, faults.py, wire.py (fal's HTTP surface, shared with the proxy), platform_routes.py
-(fal's Platform APIs: pricing, usage, request history) and billing.py (what it would bill; result expiry).
+queue.py, schema.py (one validator over any endpoint's JSON schema), models.py (the snapshot's endpoints as it serves
+them), render.py, faults.py, wire.py (fal's HTTP surface, shared with the proxy), platform_routes.py (fal's Platform
+APIs: pricing, usage, request history), catalog_routes.py (OpenAPI documents and Model Search, offline) and
+billing.py (what it would bill; result expiry). It serves every endpoint of the vendored snapshot
+(kontext_nb/models/snapshot), not only the Kontext family.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import control_routes, platform_routes, queue_routes, storage, wire
+from . import catalog_routes, control_routes, platform_routes, queue_routes, storage, wire
 from .control_routes import guarded
 from .state import RUNTIME_SETTINGS, QuietDrops, Sandbox, fal_error
 
@@ -76,6 +76,8 @@ def create_app(config: SandboxConfig, base_url: str, local_bases: set[str] | Non
         Route("/_sandbox/webhooks", control_routes.control_webhooks, methods=["POST"]),  # where webhooks arrive
         Route("/_sandbox/webhooks", guarded(control_routes.control_webhooks), methods=["GET"]),
         # fal's Platform APIs (api.fal.ai/v1), before the queue's by-id routes that their paths would also match
+        Route("/v1/models", catalog_routes.models_api, methods=["GET"]),
+        Route("/api/openapi/queue/openapi.json", catalog_routes.openapi_document, methods=["GET"]),
         Route("/v1/models/pricing", platform_routes.pricing, methods=["GET"]),
         Route("/v1/models/usage", platform_routes.usage, methods=["GET"]),
         Route("/v1/models/requests/by-endpoint", platform_routes.requests_by_endpoint, methods=["GET"]),

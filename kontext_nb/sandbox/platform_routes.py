@@ -2,7 +2,8 @@
 
 Shapes as fal documents them (docs.fal.ai/platform-apis/v1/models/...):
 - ``GET /v1/models/pricing?endpoint_id=a,b`` -> ``{prices: [{endpoint_id, unit_price, unit, currency}], next_cursor,
-  has_more}``, from endpoints.py's prices;
+  has_more}``, from endpoints.py's prices for the Kontext family and the snapshot's for every other model (an
+  endpoint whose price fal does not publish is left out, as one fal does not know);
 - ``GET /v1/models/usage?endpoint_id=..&start=..&end=..&timeframe=day&timezone=UTC&expand=time_series,summary`` ->
   ``{time_series: [{bucket, results: [{endpoint_id, unit, quantity, unit_price, cost, currency}]}], summary,
   next_cursor, has_more}``, from what the sandbox would bill (billing.py);
@@ -27,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 
 from kontext_nb import endpoints
 
-from . import billing
+from . import billing, models
 from .queue import Job
 from .state import fal_error, sandbox_of
 
@@ -44,15 +45,22 @@ async def pricing(request: Request) -> Response:
     if denied is not None:
         return denied
     try:
-        ids = _endpoint_ids(request)
+        ids = endpoint_ids(request)
     except BadQuery as exc:
         return fal_error(400, str(exc), "bad_request")
-    prices = [
-        {"endpoint_id": i, "unit_price": ep.price, "unit": ep.unit, "currency": "USD"}
-        for i in ids
-        if (ep := endpoints.ENDPOINTS.get(i)) is not None
-    ]
+    prices = [price for i in ids if (price := _price(i)) is not None]
     return JSONResponse({"prices": prices, "next_cursor": None, "has_more": False})
+
+
+def _price(endpoint_id: str) -> dict[str, Any] | None:
+    ep = endpoints.ENDPOINTS.get(endpoint_id)
+    if ep is not None:
+        return {"endpoint_id": endpoint_id, "unit_price": ep.price, "unit": ep.unit, "currency": "USD"}
+    model = models.get(endpoint_id)
+    if model is None or model.pricing is None:
+        return None
+    p = model.pricing
+    return {"endpoint_id": endpoint_id, "unit_price": p["unit_price"], "unit": p["unit"], "currency": p["currency"]}
 
 
 async def usage(request: Request) -> Response:
@@ -62,7 +70,7 @@ async def usage(request: Request) -> Response:
         return denied
     q = request.query_params
     try:
-        ids = _endpoint_ids(request)
+        ids = endpoint_ids(request)
         zone = _zone(q.get("timezone") or "UTC")
         now = sb.queue.now()
         start = _when(q.get("start"), now - DAY, zone)
@@ -73,17 +81,17 @@ async def usage(request: Request) -> Response:
         if (q.get("bound_to_timeframe") or "true").lower() != "false":
             start = billing.bucket_start(start, timeframe, zone).timestamp()
             end = _next_boundary(end, timeframe, zone)
-        expand = _expand(request) or {"time_series"}
+        expand = expand_of(request) or {"time_series"}
         if not expand & {"time_series", "summary"}:
             raise BadQuery("expand must hold time_series or summary")
-        page, limit = _page(request)
+        page, limit = page_of(request)
     except BadQuery as exc:
         return fal_error(400, str(exc), "bad_request")
     lines = sb.queue.bills.entries()
     body: dict[str, Any] = {"next_cursor": None, "has_more": False}
     if "time_series" in expand:
         series = billing.time_series(lines, endpoint_ids=ids, start=start, end=end, timeframe=timeframe, zone=zone)
-        body["time_series"], body["next_cursor"], body["has_more"] = _paged(series, page, limit)
+        body["time_series"], body["next_cursor"], body["has_more"] = paged(series, page, limit)
     if "summary" in expand:
         body["summary"] = billing.summary(lines, endpoint_ids=ids, start=start, end=end)
     return JSONResponse(body)
@@ -96,7 +104,7 @@ async def requests_by_endpoint(request: Request) -> Response:
         return denied
     q = request.query_params
     try:
-        ids = _endpoint_ids(request)
+        ids = endpoint_ids(request)
         wanted = q.get("request_id")
         now = sb.queue.now()
         start = _when(q.get("start"), now - (90 * DAY if wanted else DAY), "UTC")
@@ -104,8 +112,8 @@ async def requests_by_endpoint(request: Request) -> Response:
         status = q.get("status")
         if status not in (None, "success", "error", "user_error"):
             raise BadQuery(f"status {status!r}: use success, error or user_error")
-        payloads = "payloads" in _expand(request)
-        page, limit = _page(request, default=50, most=100)
+        payloads = "payloads" in expand_of(request)
+        page, limit = page_of(request, default=50, most=100)
     except BadQuery as exc:
         return fal_error(400, str(exc), "bad_request")
     jobs = [
@@ -118,7 +126,7 @@ async def requests_by_endpoint(request: Request) -> Response:
     ]
     jobs.sort(key=lambda j: (j.completed_at or float("inf"), j.submitted_at), reverse=True)
     items = [_item(job, payloads) for job in jobs]
-    shown, cursor, more = _paged(items, page, limit)
+    shown, cursor, more = paged(items, page, limit)
     return JSONResponse({"items": shown, "next_cursor": cursor, "has_more": more})
 
 
@@ -153,7 +161,7 @@ def _status_class(job: Job) -> str | None:
     return "success" if code < 400 else "user_error" if code < 500 else "error"
 
 
-def _endpoint_ids(request: Request) -> list[str]:
+def endpoint_ids(request: Request) -> list[str]:
     ids = [part.strip() for value in request.query_params.getlist("endpoint_id") for part in value.split(",")]
     ids = [i for i in ids if i]
     if not 1 <= len(ids) <= MAX_ENDPOINTS:
@@ -161,7 +169,7 @@ def _endpoint_ids(request: Request) -> list[str]:
     return ids
 
 
-def _expand(request: Request) -> set[str]:
+def expand_of(request: Request) -> set[str]:
     return {p.strip() for v in request.query_params.getlist("expand") for p in v.split(",") if p.strip()}
 
 
@@ -200,7 +208,7 @@ def _next_boundary(when: float, timeframe: str, zone: str) -> float:
     return (start + step).timestamp()
 
 
-def _page(request: Request, default: int = 50, most: int = 1000) -> tuple[int, int]:
+def page_of(request: Request, default: int = 50, most: int = 1000) -> tuple[int, int]:
     q = request.query_params
     try:
         limit = int(q.get("limit") or default)
@@ -212,7 +220,7 @@ def _page(request: Request, default: int = 50, most: int = 1000) -> tuple[int, i
     return page, limit
 
 
-def _paged(items: list[Any], page: int, limit: int) -> tuple[list[Any], str | None, bool]:
+def paged(items: list[Any], page: int, limit: int) -> tuple[list[Any], str | None, bool]:
     shown = items[(page - 1) * limit : page * limit]
     more = len(items) > page * limit
     return shown, base64.b64encode(str(page + 1).encode()).decode() if more else None, more

@@ -78,8 +78,11 @@ def _image(required: tuple[str, ...], title: str) -> dict[str, Any]:
     props = {
         "url": {"type": "string", "title": "Url", "description": "The URL where the file can be downloaded from."},
         "content_type": {"type": "string", "title": "Content Type", "description": "The mime type of the file."},
-        "file_name": {"type": "string", "title": "File Name",
-                      "description": "The name of the file. It will be auto-generated if not provided."},
+        "file_name": {
+            "type": "string",
+            "title": "File Name",
+            "description": "The name of the file. It will be auto-generated if not provided.",
+        },
         "file_size": {"type": "integer", "title": "File Size", "description": "The size of the file in bytes."},
         "width": {"type": "integer", "title": "Width", "description": "The width of the image in pixels."},
         "height": {"type": "integer", "title": "Height", "description": "The height of the image in pixels."},
@@ -87,8 +90,13 @@ def _image(required: tuple[str, ...], title: str) -> dict[str, Any]:
     if title == "registry__image__fast_sdxl__models__Image":
         props = {k: props[k] for k in ("url", "width", "height", "content_type")}
         props["content_type"]["default"] = "image/jpeg"
-    return {"title": title, "type": "object", "properties": props, "required": list(required),
-            "x-fal-order-properties": list(props)}
+    return {
+        "title": title,
+        "type": "object",
+        "properties": props,
+        "required": list(required),
+        "x-fal-order-properties": list(props),
+    }
 
 
 def output_schema(name: str, image_ref: str, images_description: str) -> dict[str, Any]:
@@ -96,14 +104,27 @@ def output_schema(name: str, image_ref: str, images_description: str) -> dict[st
         "title": name,
         "type": "object",
         "properties": {
-            "images": {"title": "Images", "type": "array", "description": images_description,
-                       "items": {"$ref": f"#/components/schemas/{image_ref}"}},
+            "images": {
+                "title": "Images",
+                "type": "array",
+                "description": images_description,
+                "items": {"$ref": f"#/components/schemas/{image_ref}"},
+            },
             "timings": {"title": "Timings", "type": "object", "additionalProperties": {"type": "number"}},
-            "seed": {"title": "Seed", "type": "integer", "description": (
-                "Seed of the generated Image. It will be the same value of the one passed in the input or the "
-                "randomly generated that was used in case none was passed.")},
-            "has_nsfw_concepts": {"title": "Has Nsfw Concepts", "type": "array", "items": {"type": "boolean"},
-                                  "description": "Whether the generated images contain NSFW concepts."},
+            "seed": {
+                "title": "Seed",
+                "type": "integer",
+                "description": (
+                    "Seed of the generated Image. It will be the same value of the one passed in the input or the "
+                    "randomly generated that was used in case none was passed."
+                ),
+            },
+            "has_nsfw_concepts": {
+                "title": "Has Nsfw Concepts",
+                "type": "array",
+                "items": {"type": "boolean"},
+                "description": "Whether the generated images contain NSFW concepts.",
+            },
             "prompt": {"title": "Prompt", "type": "string", "description": "The prompt used for generating the image."},
         },
         "x-fal-order-properties": ["images", "timings", "seed", "has_nsfw_concepts", "prompt"],
@@ -117,10 +138,15 @@ def _pascal(endpoint_id: str) -> str:
 
 
 ALIASES = {
-    "fal-ai/flux-pro/kontext/max": "max", "fal-ai/flux-pro/kontext": "pro", "fal-ai/flux-kontext/dev": "dev",
-    "fal-ai/flux-kontext-lora": "lora", "fal-ai/flux-pro/kontext/max/text-to-image": "max-t2i",
-    "fal-ai/flux-pro/kontext/text-to-image": "pro-t2i", "fal-ai/flux-pro/kontext/max/multi": "max-multi",
-    "fal-ai/flux-pro/kontext/multi": "pro-multi", "fal-ai/flux-kontext-lora/text-to-image": "lora-t2i",
+    "fal-ai/flux-pro/kontext/max": "max",
+    "fal-ai/flux-pro/kontext": "pro",
+    "fal-ai/flux-kontext/dev": "dev",
+    "fal-ai/flux-kontext-lora": "lora",
+    "fal-ai/flux-pro/kontext/max/text-to-image": "max-t2i",
+    "fal-ai/flux-pro/kontext/text-to-image": "pro-t2i",
+    "fal-ai/flux-pro/kontext/max/multi": "max-multi",
+    "fal-ai/flux-pro/kontext/multi": "pro-multi",
+    "fal-ai/flux-kontext-lora/text-to-image": "lora-t2i",
     "fal-ai/flux-kontext-lora/inpaint": "lora-inpaint",
 }
 SIBLINGS = {
@@ -151,16 +177,26 @@ DEV_NOT_PUBLISHED = [
 def pricing(ep: E.Endpoint) -> tuple[dict[str, Any] | None, str]:
     if ep.model == "pro":
         return {"unit_price": 0.04, "unit": "image", "currency": "USD", "rule": {"per": "image"}}, (
-            PRO_LLMS + " ('$0.04 per images'), read 2026-12-07")
+            PRO_LLMS + " ('$0.04 per images'), read 2026-12-07"
+        )
     if ep.model == "max":
         return {"unit_price": 0.08, "unit": "image", "currency": "USD", "rule": {"per": "image"}}, (
-            "kontext_nb/endpoints.py PRICE_PER_IMAGE['max'] (since 2026-11-21; fal's page for it not re-read here)")
+            "kontext_nb/endpoints.py PRICE_PER_IMAGE['max'] (the project's figure since 2026-11-21, its source not"
+            " recorded there); fal's own page for [max] could not be read here; a third-party catalogue"
+            " (lumenfall.ai, citing https://fal.ai/models/fal-ai/flux-pro/kontext/max/text-to-image) quotes the"
+            " same $0.08 per image"
+        )
     if ep.model == "lora":
-        return {"unit_price": 0.035, "unit": "megapixels", "currency": "USD",
-                "rule": {"per": "megapixel", "of": "output"}}, (
-            "https://fal.ai/models/fal-ai/flux-kontext-lora/llms.txt ('$0.035 per megapixels'), read 2026-11-30")
-    return None, ("not published: fal's model page for fal-ai/flux-kontext/dev was not available; the $0.025 per"
-                  " megapixel endpoints.py used is a third-party catalogue figure, not fal's")
+        return {
+            "unit_price": 0.035,
+            "unit": "megapixels",
+            "currency": "USD",
+            "rule": {"per": "megapixel", "of": "output"},
+        }, ("https://fal.ai/models/fal-ai/flux-kontext-lora/llms.txt ('$0.035 per megapixels'), read 2026-11-30")
+    return None, (
+        "not published: fal's model page for fal-ai/flux-kontext/dev was not available; the $0.025 per"
+        " megapixel endpoints.py used is a third-party catalogue figure, not fal's"
+    )
 
 
 def build(ep: E.Endpoint) -> dict[str, Any]:
@@ -181,19 +217,42 @@ def build(ep: E.Endpoint) -> dict[str, Any]:
     names = {f.name for f in ep.inputs}
     if "image_size" in names:
         side = {"type": "integer", "exclusiveMinimum": 0, "maximum": E.MAX_SIDE, "default": 512}
-        schemas["ImageSize"] = {"title": "ImageSize", "type": "object", "x-fal-order-properties": ["width", "height"],
-            "properties": {"width": {**side, "title": "Width", "description": "The width of the generated image."},
-                           "height": {**side, "title": "Height", "description": "The height of the generated image."}}}
+        schemas["ImageSize"] = {
+            "title": "ImageSize",
+            "type": "object",
+            "x-fal-order-properties": ["width", "height"],
+            "properties": {
+                "width": {**side, "title": "Width", "description": "The width of the generated image."},
+                "height": {**side, "title": "Height", "description": "The height of the generated image."},
+            },
+        }
     if "loras" in names:
-        schemas["LoraWeight"] = {"title": "LoraWeight", "type": "object", "required": ["path"],
-            "x-fal-order-properties": ["path", "scale", "force"], "properties": {
-            "path": {"type": "string", "title": "Path", "description":
-                     "URL or path to a LoRA safetensors file. Or HF model name that resolves to safetensors weights."},
-            "scale": {"type": "number", "title": "Scale", "minimum": E.LORA_SCALE[0], "maximum": E.LORA_SCALE[1],
-                      "default": 1, "description": "The scale of the LoRA weight, applied before merging it with the"
-                      " base model."},
-            "force": {"type": "boolean", "title": "Force",
-                      "description": "If set to true, the embedding will be forced to be used."}}}
+        schemas["LoraWeight"] = {
+            "title": "LoraWeight",
+            "type": "object",
+            "required": ["path"],
+            "x-fal-order-properties": ["path", "scale", "force"],
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "title": "Path",
+                    "description": "URL or path to a LoRA safetensors file. Or HF model name that resolves to safetensors weights.",
+                },
+                "scale": {
+                    "type": "number",
+                    "title": "Scale",
+                    "minimum": E.LORA_SCALE[0],
+                    "maximum": E.LORA_SCALE[1],
+                    "default": 1,
+                    "description": "The scale of the LoRA weight, applied before merging it with the base model.",
+                },
+                "force": {
+                    "type": "boolean",
+                    "title": "Force",
+                    "description": "If set to true, the embedding will be forced to be used.",
+                },
+            },
+        }
     category = "text-to-image" if ep.mode == "text-to-image" else "image-to-image"
     doc = document(ep.id, ep.title, ep.title + ".", category, in_name, out_name, schemas)
     price, price_source = pricing(ep)
@@ -217,10 +276,20 @@ def build(ep: E.Endpoint) -> dict[str, Any]:
     if price is None:
         not_published.append("the price of fal-ai/flux-kontext/dev")
     return {
-        "endpoint_id": ep.id, "alias": ALIASES[ep.id], "title": ep.title, "category": category,
-        "sibling": SIBLINGS[ep.id], "openapi": doc, "pricing": price,
-        "provenance": {"schema": schema_source, "schema_retrieved": RETRIEVED, "pricing": price_source,
-                       "pricing_retrieved": RETRIEVED, "not_published": not_published},
+        "endpoint_id": ep.id,
+        "alias": ALIASES[ep.id],
+        "title": ep.title,
+        "category": category,
+        "sibling": SIBLINGS[ep.id],
+        "openapi": doc,
+        "pricing": price,
+        "provenance": {
+            "schema": schema_source,
+            "schema_retrieved": RETRIEVED,
+            "pricing": price_source,
+            "pricing_retrieved": RETRIEVED,
+            "not_published": not_published,
+        },
     }
 
 

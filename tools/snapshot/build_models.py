@@ -43,25 +43,52 @@ MODELS: dict[str, tuple[str, str, str, str | None]] = {
     "fal-ai/nano-banana/edit": ("nano-banana-edit", "Nano Banana Edit", "image-to-image", "fal-ai/nano-banana"),
     "fal-ai/nano-banana-pro": ("nano-banana-pro", "Nano Banana Pro", "text-to-image", "fal-ai/nano-banana-pro/edit"),
     "fal-ai/nano-banana-pro/edit": (
-        "nano-banana-pro-edit", "Nano Banana Pro Edit", "image-to-image", "fal-ai/nano-banana-pro"),
+        "nano-banana-pro-edit",
+        "Nano Banana Pro Edit",
+        "image-to-image",
+        "fal-ai/nano-banana-pro",
+    ),
     "fal-ai/nano-banana-2": ("nano-banana-2", "Nano Banana 2", "text-to-image", "fal-ai/nano-banana-2/edit"),
     "fal-ai/nano-banana-2/edit": ("nano-banana-2-edit", "Nano Banana 2 Edit", "image-to-image", "fal-ai/nano-banana-2"),
     "fal-ai/bytedance/seedream/v4/text-to-image": (
-        "seedream4", "Seedream 4.0", "text-to-image", "fal-ai/bytedance/seedream/v4/edit"),
+        "seedream4",
+        "Seedream 4.0",
+        "text-to-image",
+        "fal-ai/bytedance/seedream/v4/edit",
+    ),
     "fal-ai/bytedance/seedream/v4/edit": (
-        "seedream4-edit", "Seedream 4.0 Edit", "image-to-image", "fal-ai/bytedance/seedream/v4/text-to-image"),
+        "seedream4-edit",
+        "Seedream 4.0 Edit",
+        "image-to-image",
+        "fal-ai/bytedance/seedream/v4/text-to-image",
+    ),
     "fal-ai/bytedance/seedream/v4.5/text-to-image": (
-        "seedream45", "Seedream 4.5", "text-to-image", "fal-ai/bytedance/seedream/v4.5/edit"),
+        "seedream45",
+        "Seedream 4.5",
+        "text-to-image",
+        "fal-ai/bytedance/seedream/v4.5/edit",
+    ),
     "fal-ai/bytedance/seedream/v4.5/edit": (
-        "seedream45-edit", "Seedream 4.5 Edit", "image-to-image", "fal-ai/bytedance/seedream/v4.5/text-to-image"),
+        "seedream45-edit",
+        "Seedream 4.5 Edit",
+        "image-to-image",
+        "fal-ai/bytedance/seedream/v4.5/text-to-image",
+    ),
     "fal-ai/gpt-image-1.5": ("gpt-image-1.5", "GPT-Image 1.5", "text-to-image", "fal-ai/gpt-image-1.5/edit"),
     "fal-ai/gpt-image-1.5/edit": ("gpt-image-1.5-edit", "GPT-Image 1.5 Edit", "image-to-image", "fal-ai/gpt-image-1.5"),
     "fal-ai/reve/fast/edit": ("reve-fast-edit", "Reve Fast Edit", "image-to-image", None),
     "fal-ai/hunyuan-image/v3/instruct/text-to-image": (
-        "hunyuan3-instruct", "Hunyuan Image 3.0 Instruct", "text-to-image", "fal-ai/hunyuan-image/v3/instruct/edit"),
+        "hunyuan3-instruct",
+        "Hunyuan Image 3.0 Instruct",
+        "text-to-image",
+        "fal-ai/hunyuan-image/v3/instruct/edit",
+    ),
     "fal-ai/hunyuan-image/v3/instruct/edit": (
-        "hunyuan3-instruct-edit", "Hunyuan Image 3.0 Instruct Edit", "image-to-image",
-        "fal-ai/hunyuan-image/v3/instruct/text-to-image"),
+        "hunyuan3-instruct-edit",
+        "Hunyuan Image 3.0 Instruct Edit",
+        "image-to-image",
+        "fal-ai/hunyuan-image/v3/instruct/text-to-image",
+    ),
 }
 
 # What fal's own llms.txt pages say, as read: price (None: not read on a fal page) and field ranges.
@@ -70,44 +97,68 @@ MP_IO = {"per": "megapixel", "of": "input+output"}
 GPT15_TABLE = {
     "field": ["quality", "image_size"],
     "worst_case": {
-        "low|1024x1024": 0.009, "low|1536x1024": 0.013, "low|1024x1536": 0.013,
-        "medium|1024x1024": 0.034, "medium|1024x1536": 0.051, "medium|1536x1024": 0.050,
-        "high|1024x1024": 0.133, "high|1024x1536": 0.200, "high|1536x1024": 0.199,
+        "low|1024x1024": 0.009,
+        "low|1536x1024": 0.013,
+        "low|1024x1536": 0.013,
+        "medium|1024x1024": 0.034,
+        "medium|1024x1536": 0.051,
+        "medium|1536x1024": 0.050,
+        "high|1024x1024": 0.133,
+        "high|1024x1536": 0.200,
+        "high|1536x1024": 0.199,
     },
     "default": 0.200,
 }
 LLMS: dict[str, dict[str, Any]] = {
-    "fal-ai/flux-2-flex": {"price": (0.05, "megapixels", MP_IO), "quote": "$0.05 per megapixel on both input and output side, rounded up"},
-    "fal-ai/flux-2-flex/edit": {"price": (0.05, "megapixels", MP_IO), "quote": "$0.05 per megapixel on both input and output side, rounded up"},
+    "fal-ai/flux-2-flex": {
+        "price": (0.05, "megapixels", MP_IO),
+        "quote": "$0.05 per megapixel on both input and output side, rounded up",
+    },
+    "fal-ai/flux-2-flex/edit": {
+        "price": (0.05, "megapixels", MP_IO),
+        "quote": "$0.05 per megapixel on both input and output side, rounded up",
+    },
     "fal-ai/flux-2-max/edit": {
         "price": (0.07, "megapixels", {**MP_IO, "first": 0.07, "extra": 0.03}),
         "quote": "The first processed megapixel will cost $0.07. Each additional megapixel will cost 0.03. Input images"
         " counted as processed megapixel.",
     },
     "fal-ai/qwen-image-edit": {
-        "price": (0.03, "megapixels", MP_OUT), "quote": "$0.03 per megapixels",
+        "price": (0.03, "megapixels", MP_OUT),
+        "quote": "$0.03 per megapixels",
         "ranges": {"num_inference_steps": (2, 50), "guidance_scale": (0, 20), "num_images": (1, 4)},
     },
     "fal-ai/nano-banana-2/edit": {
-        "price": (0.08, "images", {"per": "image", "multiplier": {
-            "field": "resolution", "values": {"0.5K": 0.75, "1K": 1, "2K": 1.5, "4K": 2}}}),
+        "price": (
+            0.08,
+            "images",
+            {
+                "per": "image",
+                "multiplier": {"field": "resolution", "values": {"0.5K": 0.75, "1K": 1, "2K": 1.5, "4K": 2}},
+            },
+        ),
         "quote": "$0.08 per image. 2K and 4K outputs will be charged at 1.5 times and 2 times the standard rate,"
         " respectively. 0.5K (512px) resolution outputs will be charged at 0.75 times the standard rate. If web"
         " search is used, an additional $0.015 will be charged. If high thinking is used, an additional $0.002",
         "ranges": {"num_images": (1, 4)},
-        "extra_not_published": ["the rule leaves out fal's extra charges: $0.015 when web search is used, $0.002"
-                                " for high thinking (pricing code should add them when those options are on)"],
+        "extra_not_published": [
+            "the rule leaves out fal's extra charges: $0.015 when web search is used, $0.002"
+            " for high thinking (pricing code should add them when those options are on)"
+        ],
     },
     "fal-ai/gpt-image-1.5": {
         "price": (0.2, "images", {"per": "image", "table": GPT15_TABLE}),
         "quote": "low $0.009 (1024x1024) / $0.013 other; medium $0.034 / $0.051 (1024x1536) / $0.050 (1536x1024);"
         " high $0.133 / $0.200 (1024x1536) / $0.199 (1536x1024) per image; plus $0.005 per 1,000 input text tokens"
         " and $0.010 per 1,000 output text tokens",
-        "extra_not_published": ["the rule holds fal's per-image figures only: text-token charges ($0.005 per 1,000"
-                                " input, $0.010 per 1,000 output tokens) come on top and are not bounded"],
+        "extra_not_published": [
+            "the rule holds fal's per-image figures only: text-token charges ($0.005 per 1,000"
+            " input, $0.010 per 1,000 output tokens) come on top and are not bounded"
+        ],
     },
     "fal-ai/reve/fast/edit": {
-        "price": (0.01, "images", {"per": "image"}), "quote": "$0.01 per images",
+        "price": (0.01, "images", {"per": "image"}),
+        "quote": "$0.01 per images",
         "ranges": {"num_images": (1, 4)},
     },
     "fal-ai/bytedance/seedream/v4.5/edit": {"ranges": {"num_images": (1, 6), "max_images": (1, 6)}, "docs": True},
@@ -137,9 +188,10 @@ def build(types: Types, eid: str) -> dict[str, Any]:
     out_name = types.schema(out_ts, schemas)
     facts = LLMS.get(eid, {})
     not_published = [
-        "ranges (minimum/maximum) of fields: fal-js's types carry none" + (
-            "; those fal's page gives are kept: " + ", ".join(facts["ranges"]) if facts.get("ranges") else ""),
-        "integer vs number: fal-js's types say number; " + ", ".join(sorted(INTEGER_NAMES))
+        "ranges (minimum/maximum) of fields: fal-js's types carry none"
+        + ("; those fal's page gives are kept: " + ", ".join(facts["ranges"]) if facts.get("ranges") else ""),
+        "integer vs number: fal-js's types say number; "
+        + ", ".join(sorted(INTEGER_NAMES))
         + " are typed integer as fal's pages show them",
         "x-fal-order-properties: fal-js's types list fields alphabetically, so the order here is alphabetical",
     ]
@@ -167,17 +219,29 @@ def build(types: Types, eid: str) -> dict[str, Any]:
         not_published.append("the price")
     not_published += facts.get("extra_not_published", [])
     if eid == "fal-ai/reve/fast/edit":
-        not_published.append("not in fal-js @381105e: every field is from fal's llms.txt page; the output schema"
-                             " (images[]) is the shape of fal's other Reve edit endpoints")
+        not_published.append(
+            "not in fal-js @381105e: every field is from fal's llms.txt page; the output schema"
+            " (images[]) is the shape of fal's other Reve edit endpoints"
+        )
     return {
-        "endpoint_id": eid, "alias": alias, "title": title, "category": category, "sibling": sibling,
-        "openapi": doc, "pricing": pricing,
-        "provenance": {"schema": schema_source, "schema_retrieved": READ, "pricing": price_source,
-                       "pricing_retrieved": READ, "not_published": not_published},
+        "endpoint_id": eid,
+        "alias": alias,
+        "title": title,
+        "category": category,
+        "sibling": sibling,
+        "openapi": doc,
+        "pricing": pricing,
+        "provenance": {
+            "schema": schema_source,
+            "schema_retrieved": READ,
+            "pricing": price_source,
+            "pricing_retrieved": READ,
+            "not_published": not_published,
+        },
     }
 
 
-REVE_FAST_EDIT = '''export type ReveFastEditInput = {
+REVE_FAST_EDIT = """export type ReveFastEditInput = {
   /**
    * The text description of how to edit the provided image.
    */
@@ -199,7 +263,7 @@ REVE_FAST_EDIT = '''export type ReveFastEditInput = {
    */
   sync_mode?: boolean;
 };
-'''
+"""
 
 if __name__ == "__main__":
     text = Path(sys.argv[1]).read_text(encoding="utf-8")

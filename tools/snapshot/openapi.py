@@ -79,8 +79,13 @@ def document(
                 "get": {
                     "parameters": [
                         _request_id(),
-                        {"name": "logs", "in": "query", "required": False, "schema": {"type": "number"},
-                         "description": "Whether to include logs (`1`) in the response or not (`0`)."},
+                        {
+                            "name": "logs",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "number"},
+                            "description": "Whether to include logs (`1`) in the response or not (`0`).",
+                        },
                     ],
                     "responses": {"200": {"description": "The request status.", "content": _json("QueueStatus")}},
                 }
@@ -91,10 +96,19 @@ def document(
                     "responses": {
                         "200": {
                             "description": "The request was cancelled.",
-                            "content": {"application/json": {"schema": {
-                                "type": "object",
-                                "properties": {"success": {"type": "boolean", "description": "Whether the request was cancelled successfully."}},
-                            }}},
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "success": {
+                                                "type": "boolean",
+                                                "description": "Whether the request was cancelled successfully.",
+                                            }
+                                        },
+                                    }
+                                }
+                            },
                         }
                     },
                 }

@@ -89,8 +89,12 @@ class Types:
             props[field] = self._prop(field, typ, doc, out)
             if req:
                 required.append(field)
-        body: dict[str, Any] = {"title": real, "type": "object", "properties": props,
-                                "x-fal-order-properties": list(props)}
+        body: dict[str, Any] = {
+            "title": real,
+            "type": "object",
+            "properties": props,
+            "x-fal-order-properties": list(props),
+        }
         if required:
             body["required"] = required
         out[real] = body
@@ -108,8 +112,12 @@ class Types:
         if literals and not others:
             return {"type": "string", "enum": [json.loads(p) for p in literals]}
         if literals:
-            return {"anyOf": [*(self._type(field, o, out) for o in others),
-                              {"type": "string", "enum": [json.loads(p) for p in literals]}]}
+            return {
+                "anyOf": [
+                    *(self._type(field, o, out) for o in others),
+                    {"type": "string", "enum": [json.loads(p) for p in literals]},
+                ]
+            }
         if len(others) > 1:
             return {"anyOf": [self._type(field, o, out) for o in others]}
         t = others[0]
