@@ -14,8 +14,6 @@ from .errors import ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from .models import Model
     from pathlib import Path
 
     import pandas
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
     from .jobs import Job
     from .journal.db import JobRecord
     from .judging.changes import Changes
+    from .models import Model
     from .result import Result
     from .session import Session
     from .views.history import History
@@ -159,13 +158,15 @@ def history(
     since: Any = None,
     limit: int | None = None,
     min_rating: int | None = None,
+    model: str | None = None,
 ) -> History:
     """Journal records, newest first; a table in a notebook, ``.to_pandas()``, ``.to_csv()``, ``.to_json()``.
 
     ``search`` matches every word in the prompt; ``since`` is a datetime or a Unix time; ``min_rating=4`` keeps
-    jobs rated 4 or 5 stars (``kx.rate``).
+    jobs rated 4 or 5 stars (``kx.rate``); ``model`` keeps one model's jobs ('max': the [max] family, an alias such
+    as 'seedream4-edit', or an endpoint id).
     """
-    filters: dict[str, Any] = {}
+    filters: dict[str, Any] = {} if model is None else {"model": model}
     if min_rating is not None:
         if isinstance(min_rating, bool) or not isinstance(min_rating, int) or not 1 <= min_rating <= 5:
             raise ValidationError(

@@ -340,6 +340,17 @@ class OfEndpoint:
     def mode(self) -> str:
         return get_endpoint(self.endpoint).mode
 
+    @property
+    def reproducible(self) -> bool:
+        """False when the model takes no seed (Reve, GPT-image) or enhance_prompt rewrote the prompt: the same
+        request may not make the same image again. A model the registry no longer knows counts as reproducible."""
+        try:
+            spec = get_endpoint(self.endpoint).spec
+        except ValidationError:
+            spec = None
+        arguments = getattr(self, "arguments", None) or {}
+        return (spec is None or spec.takes_seed) and not arguments.get("enhance_prompt")
+
 
 def endpoint_for(mode: str, model: str) -> Endpoint:
     """The endpoint for a mode (text-to-image, edit, multi, inpaint) and a model (max, pro, dev, lora).

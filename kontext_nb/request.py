@@ -9,9 +9,9 @@ import dataclasses
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from . import endpoints
+from . import endpoints, models
 from .errors import ValidationError
 from .fal.engine import SubmitOptions
 from .images import ImageInput, prepare_image, read_lora_file
@@ -29,7 +29,22 @@ class Request:
     notices: tuple[str, ...] = ()
 
     @property
+    def model(self) -> models.Model | None:
+        """The registry's model of this endpoint (its alias, title, schema and price rule)."""
+        return self.endpoint.spec
+
+    @property
+    def reproducible(self) -> bool:
+        """False when the model takes no seed (or enhance_prompt rewrites the prompt): the same request may not make
+        the same image again (journaled so; a seed sweep over it says so)."""
+        spec = self.endpoint.spec
+        return (spec is None or spec.takes_seed) and not self.arguments.get("enhance_prompt")
+
+    @property
     def num_images(self) -> int:
+        spec = self.endpoint.spec
+        if spec is not None and not self.endpoint.kontext:
+            return models.images_asked(spec, self.arguments)
         return int(self.arguments.get("num_images", 1))
 
     @property
@@ -75,11 +90,27 @@ def build_request(
         if arguments.get("sync_mode") is False:
             raise ValidationError("private=True needs sync_mode=True (it keeps outputs out of fal's history)")
         args["sync_mode"] = True
-    if mask is not None and endpoint.mode != "inpaint":
+    if not endpoint.kontext and endpoint.spec is not None:  # any other model: shaped by the one adapter
+        inputs = [_prepare(s, max_input_side) for s in sources or []]
+        masked = _prepare(mask, max_input_side) if mask is not None else None
+        if reference is not None:
+            arguments["reference_image_url"] = _prepare(reference, max_input_side)
+        args, notes = _adapted(endpoint, endpoint.spec, prompt, inputs, masked, arguments)
+        notices += notes + [
+            f"{i.description} is {i.downscaled_from[0]}x{i.downscaled_from[1]}; downscaled to {i.size[0]}x{i.size[1]}"
+            " before sending"
+            for i in dict.fromkeys(inputs)
+            if i.downscaled_from and i.size
+        ]
+        if private:
+            args["sync_mode"] = True
+        if loras is not None:
+            args["loras"] = lora_list(loras)
+    elif mask is not None and endpoint.mode != "inpaint":
         raise ValidationError(
             f"mask= is for inpainting ({endpoints.endpoint_for('inpaint', 'lora').id})", field="mask_url"
         )
-    if endpoint.mode != "text-to-image":
+    elif endpoint.mode != "text-to-image":
         inputs = [_prepare(s, max_input_side) for s in sources]
         if endpoint.mode == "inpaint":
             if mask is None:
@@ -103,7 +134,7 @@ def build_request(
             args.update(image_url=inputs[0], mask_url=inputs[1], reference_image_url=inputs[2])
         else:
             args[field.name] = inputs[0] if field.kind == "image" else inputs
-    if loras is not None:
+    if loras is not None and endpoint.kontext:
         args["loras"] = lora_list(loras)
     validated = _with_source_size(endpoint, endpoints.validate(endpoint, args))
     options = SubmitOptions(
@@ -113,6 +144,45 @@ def build_request(
         store_io=not private,
     )
     return Request(endpoint, validated, options, tuple(notices))
+
+
+def _adapted(
+    endpoint: endpoints.Endpoint,
+    spec: models.Model,
+    prompt: Any,
+    sources: list[ImageInput],
+    mask: ImageInput | None,
+    arguments: dict[str, Any],
+) -> tuple[dict[str, Any], list[str]]:
+    """A call's inputs in another model's request shape (models.adapt: image_url or image_urls, mask_url or
+    mask_image_url, aspect_ratio or image_size, num_images or max_images). A setting it lacks is refused in one line
+    by endpoints.validate (did-you-mean and what it takes); a seed it lacks says the model is not reproducible."""
+    settings = dict(arguments)
+    size: Any = None
+    for name in ("aspect_ratio", "image_size"):
+        if name in settings and not spec.takes(name) and settings[name] is not None:
+            value = settings.pop(name)
+            size = (int(value["width"]), int(value["height"])) if isinstance(value, dict) else value
+    n = settings.pop("num_images", None) if not spec.takes("num_images") else None
+    seed = settings.pop("seed", None)
+    intention = models.Intention(
+        prompt if isinstance(prompt, str) else "", cast(Any, sources), cast(Any, mask), size, n, seed, settings
+    )
+    adapted = models.adapt(spec, intention)
+    args = dict(adapted.arguments)
+    if not isinstance(prompt, str) and spec.takes("prompt"):
+        args["prompt"] = prompt  # endpoints.validate names what is wrong with it
+    for name in adapted.not_taken:
+        if name == "seed":
+            raise ValidationError(
+                f"{spec.title} ({spec.endpoint_id}) takes no seed, so its images are not reproducible: leave seed "
+                "out (the journal marks its jobs 'not reproducible')",
+                field="seed",
+            )
+        if name in settings:
+            endpoints.validate(endpoint, {**args, name: settings[name]})  # its one line, with a did-you-mean
+        raise ValidationError(f"{name} is not taken by {spec.title} ({spec.endpoint_id})", field=name)
+    return args, list(adapted.notes)
 
 
 def _with_source_size(endpoint: endpoints.Endpoint, arguments: dict[str, Any]) -> dict[str, Any]:

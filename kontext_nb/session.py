@@ -617,7 +617,15 @@ class Session:
         since = filters.get("since")
         if since is not None and not isinstance(since, (int, float)):
             filters["since"] = since.timestamp()
-        return History(self.tracker.journal.search(**filters))
+        model = filters.pop("model", None)
+        if model is None:
+            return History(self.tracker.journal.search(**filters))
+        ids = model_endpoints(str(model))
+        if len(ids) == 1 and filters.get("endpoint") in (None, ids[0]):
+            return History(self.tracker.journal.search(**{**filters, "endpoint": ids[0]}))
+        limit = filters.pop("limit", None)
+        found = [r for r in self.tracker.journal.search(**filters) if r.endpoint in ids]
+        return History(found[:limit] if limit is not None else found)
 
     def delete(self, ref: Any, *, files: bool = True) -> None:
         from .journal.pruning import delete_record
@@ -650,6 +658,16 @@ class Session:
         if not found.ok:
             self.notice(f"kontext_nb: {found!r}")
         return found
+
+
+def model_endpoints(name: str) -> list[str]:
+    """The endpoint ids a model name stands for: a Kontext name (max, pro, dev, lora) its whole family, an alias
+    or endpoint id its one endpoint; ValidationError (one line, did-you-mean) for a name the registry lacks."""
+    from . import endpoints, models
+
+    if name in endpoints.MODELS:
+        return [e.id for e in endpoints.ENDPOINTS.values() if e.model == name]
+    return [models.registry().get(name).endpoint_id]
 
 
 def refuse_secrets(request: Request, settings: Settings, tags: Sequence[str] = ()) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from .. import endpoints
+from .. import endpoints, models
 from ..errors import DownloadFailed, FalError, ImageTooLarge, JobFailed
 from ..images import decode_image, image_inputs, image_size, sniff_content_type
 from ..jobs import Job
@@ -77,7 +77,8 @@ async def result_from_output(
     """A Result from the model's output JSON (the queue's result, or ``json_output`` in fal's request history):
     every image downloaded and decoded."""
     request_id = job.request_id or ""
-    metas = [m for m in output.get("images") or [] if isinstance(m, dict) and m.get("url")]
+    shaped = models.normalise(output)  # images[] or image, seed or seeds, either NSFW flag: one shape
+    metas = [m for m in shaped.images if m.get("url")]
     if not metas:
         raise JobFailed(f"fal returned no images for request {request_id}", request_id=request_id)
     blobs = await asyncio.gather(*(fetch_image(media, m["url"], request_id) for m in metas))
@@ -90,19 +91,19 @@ async def result_from_output(
                 f"image {i + 1} of request {request_id} is not a readable image", request_id=request_id
             ) from None
     ep = endpoints.get_endpoint(endpoint)
-    nsfw = [bool(x) for x in output.get("has_nsfw_concepts") or []]
+    nsfw = [flag for m, flag in zip(shaped.images, shaped.nsfw, strict=True) if m.get("url")]
     return Result(
         endpoint=endpoint,
         request_id=request_id,
         arguments=job.arguments,
-        seed=output.get("seed"),
+        seed=output.get("seed") if "seed" in output else next((x for x in shaped.seeds if x is not None), None),
         prompt=str(output.get("prompt") or arguments.get("prompt", "")),
         image_bytes=list(blobs),
         content_types=[str(m.get("content_type") or _sniff(b)) for m, b in zip(metas, blobs, strict=True)],
         urls=[m["url"] if not m["url"].startswith("data:") else "data:" for m in metas],
         has_nsfw_concepts=nsfw,
         timings=dict(output.get("timings") or {}),
-        cost=billed_cost(ep, sizes, units),
+        cost=billed_cost(ep, sizes, units, arguments),
         inputs=image_inputs(arguments),
         output=_elide(output),
         logs=job.status.logs,
@@ -111,9 +112,20 @@ async def result_from_output(
     )
 
 
-def billed_cost(ep: endpoints.Endpoint, sizes: list[tuple[int, int]], units: float | None) -> float:
+def billed_cost(
+    ep: endpoints.Endpoint, sizes: list[tuple[int, int]], units: float | None, arguments: dict[str, Any] | None = None
+) -> float:
     """What the job costs: the units fal says it billed (``x-fal-billable-units``) at the endpoint's price when it
-    sent them; else from the returned images (per image, or per megapixel of their sizes)."""
+    sent them; else from the returned images (per image, or per megapixel of their sizes). Another model than
+    Kontext: by its registry rule (a first megapixel and each extra, input and output megapixels)."""
+    spec = ep.spec
+    if spec is not None and not ep.kontext and spec.pricing is not None:
+        rule, price = spec.pricing.rule, spec.pricing.unit_price
+        if units is None or spec.pricing.unit != "megapixel":
+            inputs = [i.size for i in image_inputs(arguments or {}) if i.size]
+            return round(models.billed(spec, arguments or {}, sizes, inputs), 4)
+        if "first" in rule:
+            return round(float(rule["first"]) + float(rule.get("extra", price)) * max(0.0, units - 1), 4)
     if units is not None:
         return round(units * ep.price, 4)
     return ep.cost(len(sizes), sizes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..endpoints import endpoint_for, get_endpoint
@@ -21,7 +22,20 @@ def rerun_request(record: JobRecord, changes: dict[str, Any], max_input_side: in
     target = endpoint_for(ep.mode, model)
     image_fields = {f.name for f in ep.inputs if f.kind in ("image", "images")}
     arguments = {k: v for k, v in record.arguments.items() if k not in image_fields}
-    arguments["seed"] = record.seed
+    if record.seed is not None:
+        arguments["seed"] = record.seed
+    left: list[str] = []
+    if target.id != ep.id:  # another model: what it has no input for stays behind, and is said
+        takes = {f.name for f in target.inputs}
+        if takes & {"aspect_ratio", "image_size", "resolution_mode"}:
+            takes |= {"aspect_ratio", "image_size"}  # the adapter sends a size as the input the model has
+        if takes & {"num_images", "max_images"}:
+            takes.add("num_images")
+        left = [k for k in arguments if k not in takes and k != "prompt"]
+        arguments = {k: v for k, v in arguments.items() if k not in left}
+        if "seed" in left:
+            left.remove("seed")
+            left.append("seed (it takes none: not reproducible)")
     arguments.update(changes)
     for lora in arguments.get("loras") or []:
         if isinstance(lora, dict) and str(lora.get("path", "")).startswith("file:"):
@@ -34,9 +48,13 @@ def rerun_request(record: JobRecord, changes: dict[str, Any], max_input_side: in
     extra: dict[str, Any] = {}
     if ep.mode == "inpaint":
         inputs, extra = inputs[:1], {"mask": inputs[1], "reference": inputs[2] if len(inputs) > 2 else None}
-    return build_request(
+    request = build_request(
         target.mode, prompt, model=model, sources=inputs or None, max_input_side=max_input_side, **extra, **arguments
-    ), (record.parent_id)
+    )
+    if left:
+        said = f"{record.ref} on {target.title}: not taken by it, so left out: {', '.join(left)}"
+        request = dataclasses.replace(request, notices=(*request.notices, said))
+    return request, record.parent_id
 
 
 def _input_source(record: JobRecord, identity: str) -> Any:

@@ -120,12 +120,23 @@ def model_of(magics: Kontext, parsed: Parsed, mode: str | None = None) -> str:
         return endpoints.models_for(mode)[-1]  # e.g. inpaint: lora, whatever Kontext.model says
     model = magics.model if parsed.model is None else parsed.model
     if model not in endpoints.MODELS and model not in endpoints.ENDPOINTS:
-        choices = ", ".join(endpoints.MODELS)
-        raise UsageError(
-            f"--model {model!r} is not allowed: choose one of {choices} or an endpoint id"
-            + endpoints.suggest(model, endpoints.MODELS)
-        )
+        try:
+            known_model(model)
+        except KontextError as exc:
+            raise UsageError(str(exc).replace("model=", "--model ", 1)) from None
     return model
+
+
+def known_model(name: str) -> str:
+    """A model name the registry knows (alias or endpoint id), or, with a fal key, any endpoint id loaded live
+    (kx.model); else the registry's one line."""
+    from .. import api, models
+
+    if models.registry().find(name) is None:
+        if "/" not in name:
+            models.registry().get(name)  # its one line, with a did-you-mean
+        api.get_session().model(name)  # live with a key; offline: the one line saying so
+    return name
 
 
 # the magics' settings (%config Kontext.guidance, .output_format) and the [max] defaults they start from

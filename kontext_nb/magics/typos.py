@@ -121,6 +121,7 @@ def check_line(line: str) -> None:
         return
     first = words[i]
     rest = [w.text for w in words[i + 1 :]]
+    _model_word(first.text, rest, (line[: first.start] + line[first.end :]).strip())
     problem = _typo(first.text, rest)
     if problem is None:
         return
@@ -141,6 +142,7 @@ def check_cell(body: str) -> None:
         if not line or line.startswith(QUOTES) or line == "--" or line.startswith(("-- ", "--\t")):
             continue
         first, *rest = line.split()
+        _model_word(first, rest, " ".join(rest), f"line {number} of the cell")
         problem = _typo(first, rest)
         if problem is None:
             continue
@@ -166,6 +168,28 @@ def _typo(first: str, rest: list[str]) -> tuple[str, str, str] | None:
     if real_word and not any(COMMAND_LIKE.match(w) for w in rest):
         return None
     return head, meant, attached
+
+
+def _model_word(first: str, rest: list[str], after: str, where: str = "") -> None:
+    """A first word that names a model (an alias such as qwen-edit, or an endpoint id) was meant as --model, not as
+    the start of a paid prompt; an English word or a Kontext name (max, pro) stays a prompt unless the rest reads like
+    arguments (a file, @12, $var)."""
+    from ..models import registry
+
+    word = first.strip(PUNCTUATION)
+    if not word or registry().find(word) is None:
+        return
+    plain = word.casefold() in WORDS or word.casefold() in ("max", "pro", "dev", "lora")  # "Max the dog"
+    if plain and not any(COMMAND_LIKE.match(w) for w in rest):
+        return
+    model = registry().find(word)
+    verb = "edit " if model is not None and model.mode != "text-to-image" and rest else ""
+    suggestion = _cut(f"{verb}{after} --model {word}".strip())
+    head = f"{where} starts with {word!r}, a model" if where else f"{word!r} is a model"
+    raise UsageError(
+        f"{head}, not a subcommand or a prompt (did you mean %kontext {suggestion}?); nothing was sent. "
+        "For a prompt starting with it, quote it or start it with --"
+    )
 
 
 def with_prompt_hint(message: str, command: str, line: str) -> str:

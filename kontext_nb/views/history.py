@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, overload
 from PIL import Image
 
 from .. import endpoints
-from ..endpoints import ENDPOINTS
-from ..errors import ImageTooLarge, PandasMissing
+from ..endpoints import ENDPOINTS, get_endpoint
+from ..errors import ImageTooLarge, PandasMissing, ValidationError
 from ..images import preview
 from ..journal import folder as store
 from ..journal.db import JobRecord
@@ -52,6 +52,7 @@ COLUMNS = (
     "changed_fraction",
     "ssim_outside",
     "phash_distance",
+    "reproducible",
 )
 SCORE_COLUMNS = ("changed_fraction", "ssim_outside", "phash_distance")
 """Change scores ``kx.changes`` kept for an edit (None until computed); plug-in scores are not columns."""
@@ -156,6 +157,7 @@ def _row(r: JobRecord) -> dict[str, Any]:
         "error": r.error,
         "rating": r.rating,
         **{name: _score(r, name) for name in SCORE_COLUMNS},
+        "reproducible": r.reproducible,
     }
 
 
@@ -168,8 +170,11 @@ def _score(r: JobRecord, name: str) -> float | int | None:
 
 def _model_mode(endpoint: str) -> tuple[str | None, str | None]:
     """An endpoint this version does not know (an old journal, a newer one) shows None rather than failing."""
-    ep = ENDPOINTS.get(endpoint)
-    return (ep.model, ep.mode) if ep else (None, None)
+    try:
+        ep = get_endpoint(endpoint)  # the Kontext family by its names (max, pro), any other model by its alias
+    except ValidationError:
+        return None, None
+    return ep.model, ep.mode
 
 
 def _kind(r: JobRecord) -> str:

@@ -124,7 +124,7 @@ def test_rows_columns_and_values(history: History, journal: Journal) -> None:
     assert all(list(row) == list(COLUMNS) for row in rows)
     names = (
         "id created prompt endpoint model mode seed status request_id parent_id cost files cached tags error"
-        " rating changed_fraction ssim_outside phash_distance"
+        " rating changed_fraction ssim_outside phash_distance reproducible"
     )
     assert list(COLUMNS) == names.split(" ")
     by_id = {row["id"]: row for row in rows}
