@@ -183,7 +183,6 @@ class PlatformAPI:
             ]  # fmt: skip
         return prices
 
-
     async def openapi(self, endpoint_id: str) -> dict[str, Any]:
         """fal's OpenAPI 3 document of one endpoint (the registry's live models: kx.model)."""
         client = await self._http()
@@ -198,7 +197,9 @@ class PlatformAPI:
     async def price(self, endpoint_id: str) -> dict[str, Any] | None:
         """fal's price of one endpoint as ``{unit_price, unit, currency}``, or None when fal lists none."""
         found = [p for p in await self.pricing([endpoint_id]) if p.endpoint_id == endpoint_id]
-        return {"unit_price": found[0].unit_price, "unit": found[0].unit, "currency": found[0].currency} if found else None
+        return (
+            {"unit_price": found[0].unit_price, "unit": found[0].unit, "currency": found[0].currency} if found else None
+        )
 
 
 def _item(x: dict[str, Any]) -> RequestItem:

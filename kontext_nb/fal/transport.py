@@ -32,7 +32,16 @@ from ..errors import NotSent, RetriesExhausted, SubmitUnconfirmed
 from .protocol import PROXY_LIMIT_HEADER, http_error
 
 FAL_HOSTS = frozenset(
-    {"queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media", "queue.falrun.com", "falrun.com", "api.fal.ai", "fal.ai"}
+    {
+        "queue.fal.run",
+        "fal.run",
+        "rest.fal.ai",
+        "v3.fal.media",
+        "queue.falrun.com",
+        "falrun.com",
+        "api.fal.ai",
+        "fal.ai",
+    }
 )
 """Hosts routed to a configured base URL (api.fal.ai: the Platform APIs; fal.ai: endpoints' OpenAPI documents)."""
 RETRY_STATUSES = frozenset({408, 429})

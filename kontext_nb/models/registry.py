@@ -114,7 +114,7 @@ class Registry:
         return [m for m in (self.find(e) for e in self.endpoint_ids()) if m is not None]
 
     def search(self, text: str | None = None, category: str | None = None) -> list[Model]:
-        """Models whose endpoint id, alias, title or category hold every word of ``text`` (any case), in ``category``."""
+        """Models whose id, alias, title or category hold every word of ``text`` (any case), in ``category``."""
         words = str(text or "").lower().split()
         found = []
         for m in self.all():

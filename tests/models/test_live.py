@@ -66,5 +66,7 @@ def test_session_model_finds_the_registrys_and_refuses_what_fal_does_not_serve(s
     with pytest.raises(KontextError, match=r"could not load fal-ai/nope/v9 from fal") as err:
         session.model("fal-ai/nope/v9")
     assert KEY not in str(err.value)
-    with pytest.raises(ValidationError, match=r"model='flux2-flx-edit' is not a model .*did you mean 'flux2-flex-edit'"):
+    with pytest.raises(
+        ValidationError, match=r"model='flux2-flx-edit' is not a model .*did you mean 'flux2-flex-edit'"
+    ):
         session.model("flux2-flx-edit")
