@@ -107,6 +107,9 @@ class ProxyConfig:
     X-Forwarded-For names the client, and deadlines for heads and bodies."""
     bounds: Bounds = field(default_factory=Bounds)
     """What one token and the class can hold at once: requests, body bytes, uploads, upload bytes per day."""
+    allow: Sequence[str] = ()
+    """The endpoints students may call: endpoint ids, aliases or fnmatch patterns over the registry's endpoint ids
+    ('fal-ai/flux-2-*/edit'); empty: the FLUX.1 Kontext family. Each is priced by the registry (models.bound)."""
 
 
 def fal_key_from_env() -> str | None:
@@ -156,6 +159,12 @@ class ProxyServer:
         self.tokens_file: Path | None = None
         self.instructor_token: str | None = None
         """Set when this start issued the first instructor token (shown once)."""
+        try:  # a pattern matching no model: one line, before anything listens
+            from .policy import allowed_endpoints
+
+            self.allowed = allowed_endpoints(tuple(config.allow))
+        except ValueError as exc:
+            raise ProxyError(str(exc)) from None
         key, label = self._key(config)
         try:
             self._socket, self.port, bound = listen(config.host, config.port)
@@ -257,12 +266,23 @@ class ProxyServer:
         lines.append(f"upstream: {self.upstream.describe()}")
         lines.append(f"state: {self.classroom.path} (session {self.proxy.session})")
         lines.append(f"limits: {self.proxy.limits.describe()}; blocklist: {len(self.proxy.blocklist)} entries")
+        lines.append(self._allowed_line())
         page = f"{self.url}/instructor"
         if self.instructor_token is not None:
             lines.append(f"instructor page: {page} (log in with this token, shown once: {self.instructor_token})")
         else:
             lines.append(f"instructor page: {page} (a new token: kontext-nb proxy instructor-token)")
         return lines
+
+    def _allowed_line(self) -> str:
+        from kontext_nb import models
+
+        ids = sorted(self.allowed.ids)
+        unpriced = [i for i in ids if models.can_price(models.get(i)) is not None]
+        line = f"allowed: {len(ids)} endpoint{'s' * (len(ids) != 1)} ({self.allowed.describe()})"
+        if unpriced:
+            line += f"; refused for want of a published price: {', '.join(unpriced)}"
+        return line
 
 
 def _lan_address() -> str:

@@ -100,6 +100,14 @@ def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="fal (needs FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET), sandbox (an offline rehearsal), or the URL "
         "of a fal-compatible server (key from the environment); default %(default)s",
     )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="an endpoint students may call: its id, its alias, or a pattern such as 'fal-ai/flux-2-*/edit' "
+        "(repeatable; priced from the model registry; default: the FLUX.1 Kontext family)",
+    )
     limits = p.add_argument_group("limits")
     limits.add_argument("--images-per-day", type=_count, default=d.images_per_day, metavar="N", help="per student")
     limits.add_argument(
@@ -305,6 +313,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         connections=connections,
         bounds=bounds,
+        allow=tuple(args.allow),
     )
     try:
         server = start(config)

@@ -19,12 +19,15 @@ import logging
 import re
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext_nb import endpoints
+from kontext_nb import models
 from kontext_nb.fal.protocol import CANCEL_ERROR_TYPES, http_error
 from kontext_nb.images import sniff_content_type
+from kontext_nb.models.pricing import LARGEST
+from kontext_nb.sandbox import schema
 
 from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom
 from .limits import to_micros
@@ -108,6 +111,10 @@ class ProxyJob:
     error_type: str | None = None
     cancel_requested: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    arguments: dict[str, Any] = field(default_factory=dict)
+    """What was asked (inline images elided): the recorded cost follows the registry's rule for it."""
+    input_sizes: tuple[tuple[int, int] | None, ...] | None = None
+    """The sizes of the images sent, as priced at admission (None after a restart: not known)."""
 
     @property
     def app_path(self) -> str:
@@ -130,6 +137,7 @@ class ProxyJob:
             student=row["student"],
             endpoint=row["endpoint"],
             body=row["body"],
+            arguments=row.get("arguments") or {},
             headers=row["headers"] or {},
             state=row["state"],
             upstream_id=row["upstream_id"],
@@ -425,10 +433,10 @@ class Dispatcher:
         if job.done:
             return
         if outcome == "ok":
-            metas = [m for m in body.get("images") or [] if isinstance(m, dict) and m.get("url")]
+            metas = [m for m in models.normalise(body).images if m.get("url")]  # images[] or image
             images = len(metas)
             urls = [m["url"] if not m["url"].startswith("data:") else "data:" for m in metas]  # one not stored
-            cost = to_micros(endpoints.get_endpoint(job.endpoint).cost(images, _sizes(metas)))
+            cost = to_micros(recorded_cost(job, _sizes(metas)))
         else:
             images, urls, cost = 0, None, 0
             if error is None:
@@ -489,7 +497,20 @@ def _rename(body: Any, job: ProxyJob) -> str:
     return re.sub(r"(?<![/\w.-])" + re.escape(job.upstream_id), job.id, text)
 
 
-def _sizes(metas: list[dict[str, Any]]) -> list[tuple[int, int] | None]:
+def recorded_cost(job: ProxyJob, sizes: list[tuple[int, int] | None]) -> float:
+    """What a finished job costs by the registry's rule (models.billed) from what came back; an image or an input of
+    unknown size is priced as the largest fal makes (never under what fal bills)."""
+    model = models.get(job.endpoint)
+    outputs = [s or LARGEST for s in sizes]
+    if job.input_sizes is not None:
+        inputs = [s or LARGEST for s in job.input_sizes]
+    else:  # a restart lost them: every image the request named, at the largest
+        named = [v for k, v in job.arguments.items() if k in model.image_inputs and v]
+        inputs = [LARGEST] * sum(len(v) if isinstance(v, list) else 1 for v in named)
+    return models.billed(model, schema.with_defaults(job.endpoint, job.arguments), outputs, inputs)  # what it ran
+
+
+def _sizes(metas: Sequence[Mapping[str, Any]]) -> list[tuple[int, int] | None]:
     """Each returned image's (width, height) as fal reports it; None where it does not (priced high)."""
     out: list[tuple[int, int] | None] = []
     for m in metas:
