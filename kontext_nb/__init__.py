@@ -45,6 +45,7 @@ from .api import (
     resume,
     set_price,
     set_session,
+    sweep,
     vote,
 )
 from .errors import (
@@ -165,5 +166,6 @@ __all__ = [
     "resume",
     "set_price",
     "set_session",
+    "sweep",
     "vote",
 ]

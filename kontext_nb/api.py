@@ -13,7 +13,7 @@ from .config import Settings
 from .errors import ValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     import pandas
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .models import Model
     from .result import Result
     from .session import Session
+    from .views.grid import Grid
     from .views.history import History
 
 
@@ -113,6 +114,24 @@ def inpaint(
     return get_session().inpaint(
         source, prompt, mask=mask, reference=reference, model=model, wait=wait, timeout=timeout, **arguments
     )
+
+
+def sweep(
+    prompt: str,
+    *,
+    source: Any = None,
+    model: str | Sequence[str] = "max",
+    wait: bool = True,
+    **options: Any,
+) -> Grid | list[Job]:
+    """A grid of jobs, A1111's X/Y/Z plot across models: ``{a|b}`` groups in the prompt and every setting given as a
+    list are axes, ``model`` one name or a list (``["max", "seedream4-edit", "fal-ai/flux-2-flex/edit"]``), ``source``
+    makes it an edit sweep. Each model gets its own request shape; the whole sweep is priced and reserved before
+    anything is sent (over a cap or above confirm_above without ``confirm=True``: refused whole, nothing sent). A
+    setting a model lacks shows '–' in its cells and is listed under the grid. Returns the Grid (``wait=False``: the
+    Jobs). E.g. ``kx.sweep("make it {winter|night}", source=photo, model=["max", "flux2-flex-edit"], seed=[1, 2])``.
+    """
+    return get_session().sweep(prompt, source=source, model=model, wait=wait, **options)
 
 
 def attach(request_id: str, *, endpoint: str, wait: bool = False) -> Result | Job:
@@ -209,15 +228,19 @@ def vote(winner: Any, loser: Any, tie: bool = False, *, voter: str | None = None
     tracker.journal.add_vote(a.id, b.id, tie=tie, voter=(voter or default_voter()).strip(), session=tracker.session_id)
 
 
-def ranking(refs: Any = None) -> pandas.DataFrame:
+def ranking(refs: Any = None, *, by: str | None = None) -> pandas.DataFrame:
     """The results ranked from the votes, best first: ``ref``, ``score`` (Bradley–Terry, natural-log units),
-    ``uncertainty`` (its standard error), ``wins``, ``losses``, ``ties``, ``comparisons``.
+    ``uncertainty`` (its standard error), ``wins``, ``losses``, ``ties``, ``comparisons``, ``model`` (its short alias).
 
     ``refs``: the results to rank (a list of references or a History); None ranks every result anyone voted on.
+    ``by="model"``: rank the models instead (a vote between two models' results is a vote between the models; votes
+    within one model are left out), with ``results``: how many of each model's results were in play.
     """
-    from .judging.ranking import table
+    from .judging.ranking import by_group, table
     from .judging.report import records_of
 
+    if by not in (None, "model"):
+        raise ValidationError(f"by={by!r} is not allowed: give None (each result) or 'model'", field="by")
     tracker = get_session().tracker
     if refs is None:
         votes = tracker.journal.votes()
@@ -225,7 +248,22 @@ def ranking(refs: Any = None) -> pandas.DataFrame:
     else:
         ids = [r.id for r in records_of(tracker, refs)]
         votes = tracker.journal.votes(ids)
-    return table(ids, votes)
+    labels = {i: _model_label(tracker, i) for i in ids}
+    if by == "model":
+        return by_group(ids, votes, labels)
+    frame = table(ids, votes)
+    frame["model"] = [labels[int(str(ref).lstrip("@"))] for ref in frame["ref"]]
+    return frame
+
+
+def _model_label(tracker: Any, job: int) -> str:
+    """A job's model as rankings and reports show it: its short alias (max, seedream4-edit), else its endpoint."""
+    from .errors import JournalError
+
+    try:
+        return str(tracker.journal.get(job).model)
+    except (JournalError, ValidationError):  # a deleted job, or a model this version does not know
+        return f"@{job}"
 
 
 def changes(edit: Any, *, source: Any = None, mask: Any = None) -> Changes:

@@ -181,7 +181,8 @@ def _adapted(
             )
         if name in settings:
             endpoints.validate(endpoint, {**args, name: settings[name]})  # its one line, with a did-you-mean
-        raise ValidationError(f"{name} is not taken by {spec.title} ({spec.endpoint_id})", field=name)
+        asked = {"n": "num_images", "size": "a size (aspect_ratio, image_size)", "mask": "a mask"}.get(name, name)
+        raise ValidationError(f"{asked} is not taken by {spec.title} ({spec.endpoint_id})", field=name)
     return args, list(adapted.notes)
 
 

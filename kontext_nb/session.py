@@ -30,7 +30,10 @@ from .result import Result
 
 if TYPE_CHECKING:
     from . import models
+    from .endpoints import Endpoint
     from .journal.reconcile import Reconciliation
+    from .sweep import Sweep, SweepPlan
+    from .views.grid import Grid
     from .views.history import History
 
 SANDBOX_KEY = "kontext-sandbox"
@@ -40,6 +43,10 @@ ENHANCE_NOTICE = (
     "kontext_nb: enhance_prompt is on, so fal rewrites the prompt each time: the same seed will not "
     "reproduce the image (and such requests are never answered from the cache)"
 )
+
+
+SWEEP_OPTIONS = ("loras", "webhook_url", "priority", "start_timeout", "private")
+"""A sweep's keywords that are not settings of a cell's model (the same for every cell)."""
 
 
 def _print_notice(message: str) -> None:
@@ -477,6 +484,73 @@ class Session:
             max_input_side=self.settings.max_input_side, **arguments,
         )  # fmt: skip
         return request, parent_id
+
+    def plan_sweep(
+        self,
+        sweep: Sweep,
+        *,
+        source: Any = None,
+        defaults: Callable[[Endpoint], dict[str, Any]] | None = None,
+        **arguments: Any,
+    ) -> SweepPlan:
+        """Every cell of a sweep as a checked request in its own model's shape, priced; nothing is sent.
+        ``source``: the image an edit sweep edits; ``defaults(endpoint)``: settings a caller adds where the cell's
+        model takes them (the magics' %config); ``arguments``: fixed inputs that are not sweep settings (loras, the
+        submit options)."""
+        from .sweep import SweepPlan
+
+        requests: list[tuple[Request, int | None]] = []
+        for cell in sweep.cells:
+            ep = sweep.endpoint(cell)
+            args = {**(defaults(ep) if defaults is not None else {}), **arguments, **cell.arguments}
+            if sweep.mode == "text-to-image":
+                requests.append((build_request(sweep.mode, cell.prompt, model=cell.model, **args), None))
+            else:
+                requests.append(self.prepare_edit(source, cell.prompt, model=cell.model, **args))
+        sizes = [r.input_size for r, _ in requests if r.input_size]
+        return SweepPlan(replace(sweep, input_size=sizes[0]) if sizes else sweep, tuple(requests))
+
+    def sweep(
+        self,
+        prompt: str,
+        *,
+        source: Any = None,
+        model: str | Sequence[str] = "max",
+        wait: bool = True,
+        **options: Any,
+    ) -> Grid | list[Job]:
+        """A grid of jobs over a prompt's {a|b} groups, settings and models: every value given as a list (or range)
+        is an axis, anything else is fixed; ``model`` a name or a list of them ('max', 'seedream4-edit', endpoint
+        ids), each cell sent in its own model's shape. ``source``: an edit sweep. The whole sweep is priced and
+        reserved at once before anything is sent (caps and confirm_above see its total: over a cap, nothing is
+        sent). Settings a model lacks are left out of its cells, shown '–' and listed under the grid. Returns the
+        Grid (``wait=False``: the Jobs, in cell order). Run options as for ``edit``."""
+        from .sweep import build_sweep
+
+        run = RunOptions.take(options)
+        names = [m.strip() for m in model.split(",")] if isinstance(model, str) else list(model)
+        axes = {k: v for k, v in options.items() if isinstance(v, (list, tuple, range))}
+        rest = {k: v for k, v in options.items() if k in SWEEP_OPTIONS}
+        fixed = {k: v for k, v in options.items() if k not in axes and k not in rest}
+        mode = "text-to-image" if source is None else "edit"
+        built = build_sweep(prompt, {k: tuple(v) for k, v in axes.items()}, model=names, base=fixed, mode=mode)
+        plan = self.plan_sweep(built, source=source, **rest)
+        for line in plan.not_taken():
+            self.notice(f"kontext_nb: {line}")
+        jobs = self.submit_all(list(plan.requests), options=run)
+        if not wait:
+            return jobs
+        from .views.grid import Grid
+
+        outcomes: list[Any] = []
+        for job in jobs:
+            try:
+                outcomes.append(job.result(run.timeout))
+            except Interrupted:
+                raise
+            except Exception as exc:  # one cell's failure is shown in its cell; the others stand
+                outcomes.append(exc)
+        return Grid(plan.sweep, outcomes)
 
     def job(self, ref: Any) -> Job | None:
         """The Job in flight in this session for a journal reference, if it is still running."""

@@ -10,13 +10,18 @@ import itertools
 import math
 import random
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+import sys
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from . import endpoints
+from . import endpoints, models
 from .endpoints import format_price
 from .errors import ValidationError
+
+if TYPE_CHECKING:
+    from .request import Request
 
 MAX_VALUES = 100
 """Values on one axis: more is almost surely a typo ("0-10000")."""
@@ -55,6 +60,8 @@ class Cell:
     arguments: dict[str, Any]
     model: str
     coords: tuple[int, ...]
+    not_taken: tuple[str, ...] = ()
+    """Settings asked for the sweep that this cell's model has no input for: left out of its request, shown '–'."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,29 @@ class Sweep:
         """True when some cell is billed per megapixel, so the cost is an estimate."""
         return any(self.endpoint(c).unit == "megapixel" for c in self.cells)
 
+    def not_taken(self) -> list[str]:
+        """One line per setting some model of the sweep lacks ('guidance_scale: not taken by Seedream v4 Edit'), and
+        for a seed axis over a model without a seed, that its cells are not reproducible: nothing is dropped
+        silently."""
+        lacking: dict[str, list[str]] = {}
+        for cell in self.cells:
+            for name in cell.not_taken:
+                title = model_title(self.mode, cell.model)
+                if title not in lacking.setdefault(name, []):
+                    lacking[name].append(title)
+        lines = []
+        for name, titles in lacking.items():
+            line = f"{name}: not taken by {', '.join(titles)}"
+            if name == "seed":
+                seeded = any(a.name == "seed" for a in self.axes)
+                line += (
+                    " (not reproducible: its cells along the seed axis are the same request, and differ only by chance)"
+                    if seeded
+                    else " (not reproducible)"
+                )
+            lines.append(line)
+        return lines
+
     def describe(self) -> str:
         """One line to confirm before running, e.g. '2 prompts × 3 seeds = 6 images · $0.48'."""
         factors = []
@@ -114,6 +144,34 @@ class Sweep:
 
     def __repr__(self) -> str:
         return f"<Sweep {self.describe()}>"
+
+
+def model_label(model: str) -> str:
+    """A model as a grid header shows it: its short alias (max, seedream4-edit), not a long endpoint id."""
+    if model in endpoints.MODELS:
+        return model
+    found = models.registry().find(model)
+    return found.alias if found is not None else model
+
+
+def model_title(mode: str, model: str) -> str:
+    """How a grid names a model: the registry's title (FLUX.1 Kontext [max] Edit, Seedream v4 Edit)."""
+    try:
+        return endpoints.endpoint_for(mode, model).title
+    except ValidationError:
+        return model
+
+
+def cell_not_taken(ep: endpoints.Endpoint, arguments: Mapping[str, Any]) -> tuple[str, ...]:
+    """The settings of ``arguments`` that ``ep``'s model has no input for. A size (aspect_ratio, image_size) and a
+    count (num_images) count as taken where the model has some input the adapter sends them as."""
+    takes = {f.name for f in ep.inputs}
+    if not ep.kontext:  # shaped by models.adapt, which sends a size and a count as the inputs the model has
+        if takes & {"aspect_ratio", "image_size", "resolution_mode"}:
+            takes |= {"aspect_ratio", "image_size"}
+        if takes & {"num_images", "max_images"}:
+            takes.add("num_images")
+    return tuple(k for k in arguments if k not in takes)
 
 
 def _plural(name: str) -> str:
@@ -157,22 +215,43 @@ def parse_values(name: str, text: str) -> tuple[Any, ...]:
 def check_value(name: str, value: Any) -> Any:
     """The value as endpoints normalise it, or endpoints' one-line error naming option, value and what is allowed."""
     if name == "model":
-        if value not in endpoints.MODELS and value not in endpoints.ENDPOINTS:
+        if value not in endpoints.MODELS and value not in endpoints.ENDPOINTS and not _known_model(value):
+            known = [*endpoints.MODELS, *models.registry().aliases()]
             raise ValidationError(
-                f"model={value!r} is not allowed: choose one of {', '.join(endpoints.MODELS)}"
-                + endpoints.suggest(str(value), endpoints.MODELS),
+                f"model={value!r} is not allowed: choose one of {', '.join(endpoints.MODELS)}, an alias kx.models() "
+                "lists or an endpoint id (with a fal key, kx.model('fal-ai/...') loads any)"
+                + endpoints.suggest(str(value), known),
                 field="model",
             )
         return value
     return endpoints.check_field(_field(name), value)
 
 
+def _known_model(value: Any) -> bool:
+    return isinstance(value, str) and models.registry().find(value) is not None
+
+
 def _field(name: str) -> endpoints.Field:
-    return endpoints.field_spec(name)
+    """The spec of an input: the Kontext family's, else the first registry model's that takes it."""
+    try:
+        return endpoints.field_spec(name)
+    except KeyError:
+        for m in models.registry().all():
+            if m.takes(name):
+                return endpoints.field_of(m.input(name))
+        raise
+
+
+def _sweepable_elsewhere(name: str) -> bool:
+    """An input some other registry model takes that can be an axis (a number, a switch or a choice)."""
+    try:
+        return name != "sync_mode" and _field(name).kind in ("integer", "float", "boolean", "enum")
+    except KeyError:
+        return False
 
 
 def _check_name(name: str) -> None:
-    if name not in SWEEPABLE:
+    if name not in SWEEPABLE and not _sweepable_elsewhere(name):
         raise ValidationError(
             f"{name!r} cannot be swept{endpoints.suggest(name, SWEEPABLE)}; sweepable: {', '.join(SWEEPABLE)}",
             field=name,
@@ -313,7 +392,7 @@ def build_sweep(
     prompt: str,
     options: Mapping[str, Any],
     *,
-    model: str = "max",
+    model: str | Sequence[str] = "max",
     base: Mapping[str, Any] | None = None,
     mode: str = "text-to-image",
 ) -> Sweep:
@@ -323,8 +402,12 @@ def build_sweep(
     ``base`` holds inputs fixed for every cell; options override it. Without a seed given, one random seed is
     drawn and shared by every cell, so cells differ only in what is swept.
     """
-    check_value("model", model)
+    first = model if isinstance(model, str) else (list(model) or ["max"])[0]
+    if not isinstance(model, str):  # several models: the model axis (kx.sweep(..., model=[...]))
+        options = {**options, "model": tuple(model)}
+    check_value("model", first)
     fixed = dict(base or {})
+    asked = {*fixed, *(k for k in options if k != "model")}
     for key in ("prompt", "model"):
         if key in fixed:
             raise ValidationError(f"base must not contain {key!r}: pass it as the {key} argument", field=key)
@@ -333,31 +416,43 @@ def build_sweep(
     for name, given in options.items():
         values = _values(name, given)
         if len(values) > 1:
-            axes.append(Axis(name, values, tuple(label(v) for v in values)))
+            shown = tuple(model_label(v) if name == "model" else label(v) for v in values)
+            axes.append(Axis(name, values, shown))
         elif name == "model":
-            model = values[0]
+            first = values[0]
         else:
             fixed[name] = values[0]
+    axes.sort(key=lambda a: a.name != "model")  # models side by side: the grid's columns
     if "seed" not in fixed and not any(a.name == "seed" for a in axes):
         fixed["seed"] = random.randrange(2**31)
     total = math.prod(len(a.values) for a in axes)
     if total > MAX_CELLS:
         shape = " × ".join(str(len(a.values)) for a in axes)
         raise ValidationError(f"the sweep has {total} cells ({shape}); at most {MAX_CELLS}: sweep fewer values")
-    n_prompt = len(groups)
     cells = []
     for coords in itertools.product(*(range(len(a.values)) for a in axes)):
-        arguments, cell_model = dict(fixed), model
-        for axis, i in zip(axes[n_prompt:], coords[n_prompt:], strict=True):
-            if axis.name == "model":
+        arguments, cell_model, choice = dict(fixed), first, []
+        for axis, i in zip(axes, coords, strict=True):
+            if axis.name == "prompt":
+                choice.append(i)
+            elif axis.name == "model":
                 cell_model = axis.values[i]
             else:
                 arguments[axis.name] = axis.values[i]
-        text = _render(segments, groups, coords[:n_prompt])
+        text = _render(segments, groups, choice)
         cells.append(Cell(text, arguments, cell_model, tuple(coords)))
-    for m in dict.fromkeys(c.model for c in cells):
-        endpoints.endpoint_for(mode, m)  # every model must serve the mode: dev has no text-to-image
-    return Sweep(tuple(axes), tuple(cells), prompt, mode)
+    served = {m: endpoints.endpoint_for(mode, m) for m in dict.fromkeys(c.model for c in cells)}  # dev: no t2i
+    for name in asked - {"seed"}:  # a setting no model of the sweep takes is a mistake (a typo), not '–' everywhere
+        if all(name in cell_not_taken(served[c.model], {name: None}) for c in cells):
+            endpoints.validate(served[cells[0].model], {name: fixed.get(name)}, fill_defaults=False)
+            raise ValidationError(f"{name} is not taken by any model of this sweep", field=name)
+    shaped = []
+    for cell in cells:  # each model gets its own request shape: what it lacks is left out of it, and listed
+        lacking = cell_not_taken(served[cell.model], cell.arguments)
+        kept = {k: v for k, v in cell.arguments.items() if k not in lacking}
+        said = tuple(k for k in lacking if k in asked or k == "seed")  # a model without a seed: always said
+        shaped.append(replace(cell, arguments=kept, not_taken=said))
+    return Sweep(tuple(axes), tuple(shaped), prompt, mode)
 
 
 def _values(name: str, given: Any) -> tuple[Any, ...]:
@@ -378,3 +473,53 @@ def _around(text: str, at: int, width: int = 30) -> str:
         return repr(text)
     start = max(0, at - width)
     return repr(("..." if start else "") + text[start : at + width] + ("..." if at + width < len(text) else ""))
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A sweep with every cell's checked request (each in its own model's shape), priced before anything is sent:
+    what ``kx.sweep`` reserves as one whole (caps and confirm_above see the total), and what the panel shows."""
+
+    sweep: Sweep
+    requests: tuple[tuple[Request, int | None], ...]
+    """One (request, the journal id of the job it edits) per cell, in the sweep's cell order."""
+
+    @property
+    def costs(self) -> tuple[float, ...]:
+        """Each cell's upper bound in dollars (its model's price rule, models.bound)."""
+        return tuple(r.cost for r, _ in self.requests)
+
+    @property
+    def cost(self) -> float:
+        """The whole sweep's upper bound: what is reserved before the first cell is sent."""
+        return round(sum(self.costs), 6)
+
+    @property
+    def estimated(self) -> bool:
+        return any(r.estimated for r, _ in self.requests)
+
+    def not_taken(self) -> list[str]:
+        return self.sweep.not_taken()
+
+    def describe(self) -> str:
+        """The sweep's line priced from its real requests: '4 models × 2 seeds = 8 images · $0.52 (estimated)'."""
+        head = self.sweep.describe().rsplit(" · ", 1)[0]
+        return f"{head} · {format_price(self.cost, estimate=self.estimated)}"
+
+    def __repr__(self) -> str:
+        return f"<SweepPlan {self.describe()}>"
+
+
+class _CallableModule(types.ModuleType):
+    """``kx.sweep(...)``: importing this module makes it the package's ``sweep`` attribute, so the module called is
+    the call (as ``kx.models``)."""
+
+    def __call__(
+        self, prompt: str, *, source: Any = None, model: str | Sequence[str] = "max", wait: bool = True, **options: Any
+    ) -> Any:
+        from .api import sweep
+
+        return sweep(prompt, source=source, model=model, wait=wait, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

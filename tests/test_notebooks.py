@@ -374,3 +374,30 @@ def test_family_notebook_runs_dev_max_inpaint_and_lora(tmp_path: Path) -> None:
     assert 'alt="mask"' in text and "LoRA woodcut.safetensors×1.2" in text, "history shows the mask and the LoRA"
     assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "the mask painter is a widget"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kontext-runs"], "nothing beside the notebook"
+
+
+@pytest.mark.slow
+def test_models_notebook_runs_five_editors_offline(tmp_path: Path) -> None:
+    """Which editor for my edit: five editors × two seeds priced before asking, the grid with each cell's cost and
+    what a model lacks, a blind duel, the ranking (also by model) with its uncertainty, change scores, a report."""
+    nb = run_notebook(NOTEBOOKS / "models.ipynb", tmp_path)
+    errors = [
+        (c.source, o.get("ename")) for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
+    assert errors == []
+    grid = _value(_cell(nb, "instruction = "))
+    assert "5 models × 2 seeds = 10 images" in grid
+    for alias in ("max", "flux2-flex-edit", "qwen-edit", "nano-banana-2-edit", "reve-fast-edit"):
+        assert alias in grid
+    assert "$0.08" in grid and "$0.10" in grid and "$0.01" in grid, "each cell's cost"
+    assert "guidance_scale: not taken by Nano Banana 2 Edit, Reve Fast Edit" in grid
+    assert "seed: not taken by Reve Fast Edit (not reproducible" in grid
+    assert "cells: 10" in _stdout(_cell(nb, "refs = [r.ref for r in grid.results]"))
+    assert "application/vnd.jupyter.widget-view+json" in str(nb.cells), "the duel is a widget"
+    by_model = _value(_cell(nb, 'kx.ranking(refs, by="model")'))
+    assert "uncertainty" in by_model and "reve-fast-edit" in by_model
+    assert "ssim_outside" in _value(_cell(nb, "import pandas as pd"))
+    assert "False" in _value(_cell(nb, 'kx.history(model="reve-fast-edit")')), "not reproducible"
+    page = (tmp_path / "kontext-runs" / "reports" / "models-report.html").read_text(encoding="utf-8")
+    assert page.count('src="data:image/') >= 10 and "<h3>Models</h3>" in page and "https://" not in page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kontext-runs"], "nothing beside the notebook"

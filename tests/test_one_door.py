@@ -29,6 +29,7 @@ from kontext_nb import api
 from kontext_nb.fal.engine import Engine
 from kontext_nb.magics.parse import SUBCOMMANDS, make_parser
 from kontext_nb.session import Session
+from kontext_nb.sweep import build_sweep
 
 DOOR: tuple[type, str] = (Session, "_send")
 """The one door. If it moves (a ledger module, a new name), change this line: every check below follows it."""
@@ -162,6 +163,7 @@ API_CALLS: dict[str, tuple[bool, Callable[[World], Any]]] = {
     "edit": (SENDS, lambda c: kx.edit(c.photo, "make it night", seed=c.seed())),
     "inpaint": (SENDS, lambda c: kx.inpaint(c.photo, "a red hat", mask=c.mask, seed=c.seed())),
     "rerun": (SENDS, lambda c: kx.rerun("@last", seed=c.seed())),
+    "sweep": (SENDS, lambda c: kx.sweep("a {cat|fox}", source=c.photo, model=["max", "reve-fast-edit"])),
     "resume": (FREE, lambda c: kx.resume()),
     "attach": (FREE, lambda c: kx.attach(kx.history()[0].request_id or "", endpoint=kx.history()[0].endpoint)),
     "budget": (FREE, lambda c: kx.budget()),
@@ -252,6 +254,8 @@ SESSION_CALLS: dict[str, tuple[bool, Callable[[World], Any]]] = {
         SENDS,
         lambda c: c.session.submit_all([c.session.prepare_edit(c.photo, f"noon {i}", seed=c.seed()) for i in (1, 2)]),
     ),
+    "sweep": (SENDS, lambda c: c.session.sweep("a {cat|fox}", model="max,flux2-flex-edit", seed=[c.seed()])),
+    "plan_sweep": (FREE, lambda c: c.session.plan_sweep(build_sweep("a {cat|fox}", {}), source=None)),
     "resume": (FREE, lambda c: c.session.resume()),
     "attach": (FREE, lambda c: c.session.attach(c.session.record("@1").request_id or "", endpoint=T2I, wait=True)),
     "prepare_edit": (FREE, lambda c: c.session.prepare_edit(c.photo, "x")),

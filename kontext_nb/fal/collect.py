@@ -96,7 +96,7 @@ async def result_from_output(
         endpoint=endpoint,
         request_id=request_id,
         arguments=job.arguments,
-        seed=output.get("seed") if "seed" in output else next((x for x in shaped.seeds if x is not None), None),
+        seed=_seed(output, shaped.seeds, arguments),
         prompt=str(output.get("prompt") or arguments.get("prompt", "")),
         image_bytes=list(blobs),
         content_types=[str(m.get("content_type") or _sniff(b)) for m, b in zip(metas, blobs, strict=True)],
@@ -110,6 +110,16 @@ async def result_from_output(
         elapsed=job.status.elapsed,
         billable_units=units,
     )
+
+
+def _seed(output: dict[str, Any], returned: tuple[int | None, ...], arguments: dict[str, Any]) -> Any:
+    """The seed used: the one returned (``seed``, or the first of ``seeds``); a model that returns none (Nano Banana)
+    used the one it was sent; None when it neither took nor returned one (not reproducible)."""
+    if "seed" in output:
+        return output.get("seed")
+    found = next((x for x in returned if x is not None), None)
+    sent = arguments.get("seed")
+    return found if found is not None else (sent if isinstance(sent, int) and not isinstance(sent, bool) else None)
 
 
 def billed_cost(

@@ -8,6 +8,7 @@ from typing import Any
 from ..endpoints import endpoint_for, get_endpoint
 from ..errors import JournalError
 from ..request import Request, build_request
+from ..sweep import cell_not_taken
 from .db import JobRecord
 from .folder import input_source
 
@@ -26,12 +27,7 @@ def rerun_request(record: JobRecord, changes: dict[str, Any], max_input_side: in
         arguments["seed"] = record.seed
     left: list[str] = []
     if target.id != ep.id:  # another model: what it has no input for stays behind, and is said
-        takes = {f.name for f in target.inputs}
-        if takes & {"aspect_ratio", "image_size", "resolution_mode"}:
-            takes |= {"aspect_ratio", "image_size"}  # the adapter sends a size as the input the model has
-        if takes & {"num_images", "max_images"}:
-            takes.add("num_images")
-        left = [k for k in arguments if k not in takes and k != "prompt"]
+        left = [k for k in cell_not_taken(target, arguments) if k != "prompt"]
         arguments = {k: v for k, v in arguments.items() if k not in left}
         if "seed" in left:
             left.remove("seed")

@@ -16,8 +16,8 @@ the standard error of each centred score from the inverse of the negative Hessia
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -148,5 +148,42 @@ def table(ids: Sequence[int], votes: Sequence[Vote]) -> pandas.DataFrame:
             "comparisons": result.comparisons,
         },
         columns=list(COLUMNS),
+    )
+    return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+GROUP_COLUMNS = ("score", "uncertainty", "wins", "losses", "ties", "comparisons", "results")
+
+
+def by_group(
+    ids: Sequence[int], votes: Sequence[Vote], group: Mapping[int, str], name: str = "model"
+) -> pandas.DataFrame:
+    """The ranking of groups of results (``group[job]``: its model, say), best first: a vote between results of two
+    groups is a vote between the groups; a vote within one group says nothing about it and is left out. Columns:
+    ``name``, then as ``table`` (score, uncertainty, wins, losses, ties, comparisons) and ``results`` (how many)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise PandasMissing("kx.ranking needs pandas: pip install pandas") from None
+    names = list(dict.fromkeys(group[i] for i in ids if i in group))
+    number = {g: k for k, g in enumerate(names)}
+    between = [
+        replace(v, winner_id=number[group[v.winner_id]], loser_id=number[group[v.loser_id]])
+        for v in votes
+        if v.winner_id in group and v.loser_id in group and group[v.winner_id] != group[v.loser_id]
+    ]
+    result = fit(list(range(len(names))), between)
+    frame = pd.DataFrame(
+        {
+            name: names,
+            "score": result.score.round(6),
+            "uncertainty": result.uncertainty.round(6),
+            "wins": result.wins,
+            "losses": result.losses,
+            "ties": result.ties,
+            "comparisons": result.comparisons,
+            "results": [sum(1 for i in ids if group.get(i) == g) for g in names],
+        },
+        columns=[name, *GROUP_COLUMNS],
     )
     return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)

@@ -99,6 +99,7 @@ def build_html(
     votes = tracker.journal.votes(ids)
     ranks: dict[int, tuple[int, float, float]] = {}
     ranking_html = ""
+    models_of = {r.id: _model_name(r) for r in records}
     if votes:
         frame = ranking.table(ids, votes)
         frame = frame[frame["comparisons"] > 0]  # a result nobody voted on has no place in the ranking
@@ -108,6 +109,7 @@ def build_html(
             ranks[job] = (position, float(row.score), float(row.uncertainty))
             rows.append(
                 f'<tr><td class="n">{position}</td><td><a href="#job-{job}">{esc(str(row.ref))}</a></td>'
+                f"<td>{esc(models_of.get(job, ''))}</td>"
                 f'<td class="n">{row.score:+.2f} ± {row.uncertainty:.2f}</td><td class="n">{row.wins}</td>'
                 f'<td class="n">{row.losses}</td><td class="n">{row.ties}</td><td class="n">{row.comparisons}</td></tr>'
             )
@@ -116,9 +118,9 @@ def build_html(
             f"<h2>Ranking</h2><p class=meta>Bradley–Terry fit of {len(votes)} blind pairwise vote"
             f"{'s' if len(votes) != 1 else ''} by {voters} voter{'s' if voters != 1 else ''}; score ± standard error"
             " (a difference of 1 ≈ 73% chance to win).</p>"
-            '<table class="rank"><tr><th>#</th><th>result</th><th>score</th><th>wins</th><th>losses</th>'
+            '<table class="rank"><tr><th>#</th><th>result</th><th>model</th><th>score</th><th>wins</th><th>losses</th>'
             f"<th>ties</th><th>compared</th></tr>{''.join(rows)}</table>"
-        )
+        ) + _model_ranking(ids, votes, models_of)
     cards = [_card(tracker, r, size, ranks, len(ranks), changes) for r in records]
     total = endpoints.format_cost(sum(r.cost for r in records))
     heading = title or "kontext_nb report"
@@ -130,6 +132,37 @@ def build_html(
         f"<h1>{esc(heading)}</h1><div class=meta>{len(records)} result{'s' if len(records) != 1 else ''} · {total}"
         f" · made {esc(when)} with kontext_nb {esc(__version__)}</div>"
         f"{ranking_html}<h2>Results</h2>{''.join(cards)}</body></html>"
+    )
+
+
+def _model_name(record: JobRecord) -> str:
+    """A result's model as the report names it: its short alias (max, seedream4-edit), else its endpoint id."""
+    try:
+        return str(record.model)
+    except ValidationError:
+        return record.endpoint
+
+
+def _model_ranking(ids: Sequence[int], votes: Sequence[Any], models_of: dict[int, str]) -> str:
+    """The models ranked from the votes between their results, when the report holds more than one model."""
+    if len(set(models_of.values())) < 2:
+        return ""
+    frame = ranking.by_group(ids, votes, models_of)
+    frame = frame[frame["comparisons"] > 0]
+    if frame.empty:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f'<tr><td class="n">{k}</td><td>{esc(str(row.model))}</td><td class="n">{row.score:+.2f} ± '
+        f'{row.uncertainty:.2f}</td><td class="n">{row.wins}</td><td class="n">{row.losses}</td><td class="n">'
+        f'{row.ties}</td><td class="n">{row.comparisons}</td></tr>'
+        for k, row in enumerate(frame.itertuples(index=False), start=1)
+    )
+    return (
+        "<h3>Models</h3><p class=meta>The same fit over models: a vote between two models' results counts for the "
+        "models; votes within one model are left out.</p>"
+        '<table class="rank"><tr><th>#</th><th>model</th><th>score</th><th>wins</th><th>losses</th><th>ties</th>'
+        f"<th>compared</th></tr>{rows}</table>"
     )
 
 

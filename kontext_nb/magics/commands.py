@@ -131,6 +131,7 @@ def cmd_history(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     p.add_argument("--tag")
     p.add_argument("--status")
     p.add_argument("--min-rating", type=_int("--min-rating"))
+    p.add_argument("--model")
     args = p.parse_intermixed_args(tokens)
     _text_ok("search words", " ".join(args.words))
     _text_ok("--tag", args.tag or "")
@@ -142,6 +143,7 @@ def cmd_history(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
             tag=args.tag,
             status=args.status,
             min_rating=args.min_rating,
+            model=args.model,
         )
     )
 
@@ -297,8 +299,14 @@ def cmd_duel(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
 
 
 def cmd_ranking(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
-    """%kontext ranking [@3 @5 ...]: the results ranked from the votes, best first."""
-    return _guard(kx.ranking, tokens or None)
+    """%kontext ranking [@3 @5 ...] [--by model]: the results (or their models) ranked from the votes, best first."""
+    from .parse import UsageParser
+
+    p = UsageParser(prog="%kontext ranking", add_help=False, allow_abbrev=False)
+    p.add_argument("refs", nargs="*")
+    p.add_argument("--by", choices=("model",))
+    args = p.parse_intermixed_args(tokens)
+    return _guard(lambda: kx.ranking(args.refs or None, by=args.by))
 
 
 def cmd_changes(magics: Kontext, tokens: list[str], cell: str | None) -> Any:

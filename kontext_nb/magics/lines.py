@@ -123,7 +123,9 @@ def model_of(magics: Kontext, parsed: Parsed, mode: str | None = None) -> str:
         try:
             known_model(model)
         except KontextError as exc:
-            raise UsageError(str(exc).replace("model=", "--model ", 1)) from None
+            text, known = str(exc), f"model={model!r} is not a model kontext_nb knows"
+            text = f"--model {model!r} is not allowed" + text[len(known) :] if text.startswith(known) else text
+            raise UsageError(text.replace(f"model={model!r}", f"--model {model!r}", 1)) from None
     return model
 
 

@@ -262,14 +262,17 @@ HELP = """
   %kontext sweep "a {cat|fox} in snow" --seed 1,2,3 --guidance 2,3.5,5     a labelled grid
   %kontext sweep edit @last "make it night" --model max,pro,dev --seed 1,2   one grid across models
   %kontext sweep edit @last "make it {winter|night}" --seed 1-4
+  %kontext sweep edit $src "make it night" --model max,seedream4-edit,fal-ai/flux-2-flex/edit --seed 1,2
+                                      any model kx.models() lists (alias or endpoint id): one grid, each
+                                      cell's cost, settings a model lacks shown '–' and listed
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
-  %kontext history fox --seed 42 --limit 20 --min-rating 4
+  %kontext history fox --seed 42 --limit 20 --min-rating 4 --model seedream4-edit
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
   %kontext help flux2-flex-edit       a model's fields, defaults, ranges, price rule and sources
   %kontext panel                      the interactive panel: Create, Gallery, Compare, History, Duel
   %kontext rate @12 4                 1-5 stars (0 clears); kx.history(min_rating=4) finds them
   %kontext duel @3 @5 @7              a blind duel: ← → pick the better one, = a tie (no refs: the last 12)
-  %kontext ranking @3 @5 @7           the results ranked from the votes (Bradley–Terry)
+  %kontext ranking @3 @5 @7           the results ranked from the votes (Bradley–Terry); --by model
   %kontext changes @12                what an edit changed: heat map, changed share, SSIM outside, pHash
   %kontext report @3 @5 @7 -o report.html --size 512 --zip    one self-contained HTML file to share
 

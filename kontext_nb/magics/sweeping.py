@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
 from .. import api as kx
 from ..errors import KontextError
-from ..request import build_request
 from .lines import confirm, fill_names, model_of, prompts_of, settings_for, source_of, split_at_dashes, usage
 from .live import LiveOutput
 from .parse import convert, parse
@@ -48,27 +48,18 @@ def run_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
             "a sweep needs something to vary: {a|b} in the prompt or a list (--seed 1,2,3); nothing was sent"
         )
     session = kx.get_session()
-    requests = []
-    try:
-        for c in sweep.cells:
-            text = fill_names(c.prompt, magics.user_ns)
-            # each cell takes the settings its own model takes (a dev cell keeps dev's defaults)
-            args = {**settings_for(magics, sweep.endpoint(c)), **c.arguments}
-            if editing:
-                requests.append(session.prepare_edit(sources[0], text, model=c.model, **args))
-            else:
-                requests.append((build_request(mode, text, model=c.model, **args), None))
+    named = replace(sweep, cells=tuple(replace(c, prompt=fill_names(c.prompt, magics.user_ns)) for c in sweep.cells))
+    try:  # each cell takes the settings its own model takes (a dev cell keeps dev's defaults)
+        plan = session.plan_sweep(
+            named, source=sources[0] if editing else None, defaults=lambda ep: settings_for(magics, ep)
+        )
     except KontextError as exc:
         raise UsageError(usage(exc, parsed)) from None
-    sizes = [r.input_size for r, _ in requests if r.input_size]
-    if sizes:  # the grid's line then prices per-megapixel cells from the source, as the requests do
-        from dataclasses import replace
-
-        sweep = replace(sweep, input_size=sizes[0])
-    print(f"kontext_nb: sweep of {_describe(sweep, requests)}")
-    cost = sum(r.cost for r, _ in requests)  # each cell priced by its own model, from its own request
-    estimated = any(r.estimated for r, _ in requests)
-    confirm(magics, cost, f"this sweep ({sweep.images()} images)", parsed.yes, estimated=estimated)
+    sweep, requests = plan.sweep, list(plan.requests)
+    print(f"kontext_nb: sweep of {plan.describe()}")
+    for line in plan.not_taken():
+        print(f"kontext_nb: {line}")
+    confirm(magics, plan.cost, f"this sweep ({sweep.images()} images)", parsed.yes, estimated=plan.estimated)
     jobs = submit_all(session, requests, parsed)
     outcomes = wait_all(jobs, LiveOutput(jobs, terminal=magics.terminal), keep_errors=True)
     grid = Grid(sweep, outcomes)
@@ -77,17 +68,6 @@ def run_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     return grid
 
 
-def _describe(sweep: Any, requests: list[Any]) -> str:
-    """The sweep's line with the price of its actual requests (an edit's input size known)."""
-    from ..endpoints import format_price
-
-    head = sweep.describe().rsplit(" · ", 1)[0]
-    cost = sum(r.cost for r, _ in requests)
-    return f"{head} · {format_price(cost, estimate=any(r.estimated for r, _ in requests))}"
-
-
 def _no_inputs(parsed: Any) -> Any:
     """The parsed line without its swept options: what the config fills in for every cell."""
-    from dataclasses import replace
-
     return replace(parsed, inputs={}, model=None)

@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from .. import endpoints
+from ..errors import ValidationError
 from ..result import Result
 from . import render
 
@@ -55,7 +56,8 @@ class Comparison:
         if labels is not None and len(labels) != len(items):
             raise ValueError(f"{len(labels)} labels for {len(items)} items: give one label per item")
         self.items: list[Item] = list(items)
-        given = labels if labels is not None else [_default_label(i, x) for i, x in enumerate(items)]
+        mixed = len({_model_of(x) for x in items if isinstance(x, Result)}) > 1  # models compared: say which
+        given = labels if labels is not None else [_default_label(i, x, mixed) for i, x in enumerate(items)]
         self.labels: list[str] = [str(x) for x in given]
         self._settings = [_settings(x) if isinstance(x, Result) else None for x in self.items]
 
@@ -274,9 +276,18 @@ def _settings(result: Result) -> dict[str, Any]:
     return out
 
 
-def _default_label(i: int, item: Item) -> str:
+def _default_label(i: int, item: Item, with_model: bool = False) -> str:
     ref = item.ref if isinstance(item, Result) else None
-    return ref or f"#{i + 1}"
+    label = ref or f"#{i + 1}"
+    return f"{label} · {_model_of(item)}" if with_model and isinstance(item, Result) else label
+
+
+def _model_of(result: Result) -> str:
+    """A result's model by its short alias (max, seedream4-edit); its endpoint id when this version lacks it."""
+    try:
+        return str(result.model)
+    except ValidationError:
+        return result.endpoint
 
 
 def _first_image(item: Item) -> tuple[Image.Image, bool]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
+from ..endpoints import format_cost
 from ..journal import metadata
 from ..result import Result
 from ..sweep import Sweep
@@ -94,7 +95,7 @@ class Grid:
             widths = [min(24, max(len(r[k]) for r in table)) for k in range(len(table[0]))]
             lines += ["  ".join(_cut(t, w).ljust(w) for t, w in zip(r, widths, strict=True)).rstrip() for r in table]
             lines += errors
-        return "\n".join(lines)
+        return "\n".join(lines + self.not_taken())
 
     def _html(self) -> str:
         esc = html.escape
@@ -117,6 +118,7 @@ class Grid:
                 tds = "".join(f'<td style="{cell_style}">{self._cell_html(i)}</td>' for i in row)
                 out.append(f"<tr>{th}{tds}</tr>")
             out.append("</table>")
+        out += [f'<div style="opacity:.75">{html.escape(line)}</div>' for line in self.not_taken()]
         return "".join(out) + "</div>"
 
     def _cell_html(self, i: int) -> str:
@@ -131,7 +133,8 @@ class Grid:
                 f'<img src="{render.data_uri(data, mime)}" alt="{esc(cell.prompt[:100])}" title="{esc(cell.prompt)}"'
                 f' style="max-width:{HTML_SIDE}px;max-height:{HTML_SIDE}px;{blur}"/>'
             )
-            return f'<figure style="margin:0">{img}<figcaption>{esc(_caption(outcome))}</figcaption></figure>'
+            caption = esc(self._caption(i))
+            return f'<figure style="margin:0">{img}<figcaption>{caption}</figcaption></figure>'
         if outcome is None:
             return f'<div style="{box}background:#eee;color:#777">not run</div>'
         return (
@@ -139,10 +142,27 @@ class Grid:
             f"{esc(_error_text(outcome))}</div>"
         )
 
+    def _caption(self, i: int) -> str:
+        """A cell's seed, what it cost, and '–' for each swept setting its model does not take."""
+        outcome, cell = self.results[i], self.sweep.cells[i]
+        parts = [_caption(outcome)] if isinstance(outcome, Result) else []
+        if isinstance(outcome, Result) and self._models():
+            parts.append(format_cost(outcome.cost))
+        parts += [f"{name} –" for name in cell.not_taken if name != "seed"]
+        return " · ".join(parts)
+
+    def _models(self) -> bool:
+        """Whether the sweep spans models (their cells' costs differ: each is shown)."""
+        return len({c.model for c in self.sweep.cells}) > 1
+
+    def not_taken(self) -> list[str]:
+        """The lines under the grid: each setting some model lacks, and which (nothing is dropped silently)."""
+        return self.sweep.not_taken()
+
     def _status(self, i: int) -> str:
         outcome = self.results[i]
         if isinstance(outcome, Result):
-            return _caption(outcome)
+            return self._caption(i)
         return "not run" if outcome is None else "failed"
 
     def _failed(self, i: int) -> bool:
@@ -206,7 +226,7 @@ class Grid:
         (x, y), (w, h), outcome, draw = at, box, self.results[i], ImageDraw.Draw(canvas)
         if tile is not None and isinstance(outcome, Result):
             canvas.paste(tile, (x + (w - tile.width) // 2, y + (h - tile.height) // 2))
-            caption = _caption(outcome)
+            caption = self._caption(i)
         else:
             draw.rectangle((x, y, x + w - 1, y + h - 1), fill=GREY if outcome is not None else LIGHT)
             word = "failed" if outcome is not None else "not run"
@@ -251,6 +271,7 @@ class Grid:
     def _cell_meta(self, i: int) -> dict[str, Any]:
         cell, outcome = self.sweep.cells[i], self.results[i]
         meta: dict[str, Any] = {"coords": list(cell.coords), "prompt": cell.prompt, "model": cell.model}
+        meta["not_taken"] = list(cell.not_taken)
         if isinstance(outcome, Result):
             return meta | {
                 "status": "done",
@@ -273,7 +294,8 @@ def _named(axis: str | None, label: str) -> str:
 
 def _caption(result: Result) -> str:
     more = len(result.image_bytes) - 1
-    return f"seed {result.seed}" + (f" +{more}" if more > 0 else "")
+    seed = "–" if result.seed is None else result.seed
+    return f"seed {seed}" + (f" +{more}" if more > 0 else "")
 
 
 def _error_text(error: object) -> str:

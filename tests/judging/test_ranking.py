@@ -15,7 +15,7 @@ from kontext_nb.journal.db import Vote
 from kontext_nb.judging import ranking
 from kontext_nb.result import Result
 
-COLUMNS = ["ref", "score", "uncertainty", "wins", "losses", "ties", "comparisons"]
+COLUMNS = ["ref", "score", "uncertainty", "wins", "losses", "ties", "comparisons", "model"]
 
 
 def simulate(strengths: list[float], n: int, seed: int) -> list[tuple[int, int]]:
