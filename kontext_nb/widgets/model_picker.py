@@ -94,6 +94,11 @@ class ModelPicker:
         for listener in list(self._listeners):
             listener(change)
 
+    @staticmethod
+    def options_name(model: Model) -> str:
+        """The value that chooses ``model`` (max for the Kontext family's, else its alias)."""
+        return _name(model)
+
     def model(self) -> Model:
         return models.get(endpoints.endpoint_for(self.mode, str(self.dropdown.value)).id)
 
