@@ -42,8 +42,10 @@ ADVANCED = ("sync_mode",)
 """Inputs most people never touch: behind an "advanced" fold."""
 NOT_SHOWN = ("prompt", "image", "images", "object", "array")
 """Inputs without a control: the prompt box, the source and mask pickers; objects and lists are set from code."""
-LABEL_WIDTH = "140px"
-"""One width for every control's label, so the fields line up."""
+LABEL_WIDTH = "120px"
+"""The least width of the controls' labels; one width for all of a model's, so the fields line up."""
+LABEL_CHAR = 7.2
+"""Pixels per character of a label (JupyterLab's 13px UI font, generously): the longest label of a model fits."""
 SHAPE_SIDE = 32
 ERROR_STYLE = f"color:{theme.ERROR};font-size:12px"
 THUMB_SIDE = 96
@@ -82,7 +84,13 @@ def _text(value: Any) -> str:
     return label(value)
 
 
-def control_for(field: InputField) -> w.Widget:
+def label_width(fields: list[InputField]) -> str:
+    """A width the longest label of these fields fits in (never below LABEL_WIDTH)."""
+    longest = max((len(_label(f)) for f in fields), default=0)
+    return f"{max(int(LABEL_WIDTH[:-2]), round(longest * LABEL_CHAR) + 8)}px"
+
+
+def control_for(field: InputField, width: str = LABEL_WIDTH) -> w.Widget:
     """The widget for one fal input: Dropdown (enum), Checkbox (boolean), bounded number, or Text.
 
     Seed and guidance are Text so they accept a list for a sweep; their values are checked by
@@ -94,7 +102,7 @@ def control_for(field: InputField) -> w.Widget:
     common: dict[str, Any] = {
         "description": _label(field),
         "tooltip": _tooltip(field),
-        "style": {"description_width": LABEL_WIDTH},
+        "style": {"description_width": width},
     }
     default = field.default if field.has_default else None
     if field.name in SWEEP_FIELDS:
@@ -102,7 +110,8 @@ def control_for(field: InputField) -> w.Widget:
         value = RANDOM if field.name == "seed" else _text(default)
         return w.Text(value=value, placeholder=f"{hint}, or a list: 1,2,3 / 1-4", **common)
     if field.kind == "boolean":
-        return w.Checkbox(value=bool(default), indent=False, **common)
+        # in the fields' column, its name beside it (as wide as it needs: the usual 300px cut long names)
+        return w.Checkbox(value=bool(default), indent=True, layout=w.Layout(width="auto"), **common)
     if field.kind == "loras":
         return w.Textarea(value="", placeholder="URL[:SCALE] or a .safetensors path, one per line", rows=1, **common)
     if field.kind in ("enum", "size") and field.enum:  # image_size: its presets (a custom WxH from code or magics)
@@ -187,11 +196,13 @@ class InputControls:
         wanted = shown(self.model)
         seed = next((f for f in wanted if f.name == "seed"), None)
         self._seed_minimum = int(seed.minimum or 0) if seed is not None else 0
+        width = label_width(wanted)
         for f in wanted:
             old = self._fields.get(f.name)
             if old == f:
+                self.controls[f.name].style.description_width = width  # kept: lined up with the new ones
                 continue
-            control = control_for(f)
+            control = control_for(f, width)
             if old is not None:  # a choice the user made survives; the old row goes (its error label stays)
                 kept = self.controls[f.name].value
                 unset = f.name in NO_DEFAULT_LABELS and not f.has_default  # the edit's "keep the input's shape"

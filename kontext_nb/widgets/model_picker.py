@@ -59,23 +59,17 @@ class ModelPicker:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
+        wide = {"width": "calc(100% - 8px)", "min_width": "0"}
+        self.dropdown = w.Dropdown(options=options_for(mode), description="model", layout=w.Layout(**wide))
         self.search = w.Text(
-            placeholder=SEARCH_HINT,
-            continuous_update=True,
-            layout=w.Layout(flex="1 1 16em", min_width="0", width="auto"),
+            placeholder=SEARCH_HINT, continuous_update=True, description="find", layout=w.Layout(**wide)
         )
-        self.dropdown = w.Dropdown(
-            options=options_for(mode),
-            description="model",
-            layout=w.Layout(flex="2 1 22em", min_width="0", width="auto"),
-        )
-        self.dropdown.style.description_width = "48px"
+        for control in (self.dropdown, self.search):
+            control.style.description_width = "48px"
         self.note = w.HTML()
         """What the search found elsewhere, or what a switch left out."""
         self.about = w.Accordion(layout=w.Layout(width="auto"))
-        self.widget = w.VBox(
-            [w.HBox([self.dropdown, self.search], layout=w.Layout(flex_flow="row wrap")), self.note, self.about]
-        )
+        self.widget = w.VBox([self.dropdown, self.search, self.note, self.about])
         self._found, self._said = "", ""
         self._listeners: list[Callable[[Any], None]] = []
         self._refiltering = False
@@ -148,7 +142,7 @@ class ModelPicker:
         except Exception:  # an option set while the mode changes: described once it settles
             return
         self.about.children = [w.HTML(help_html(model))]
-        self.about.titles = (f"about {model.title} · {model.endpoint_id}",)
+        self.about.titles = (f"about {model.title}: settings, price, sources",)
         self.about.selected_index = None
 
 
