@@ -44,6 +44,8 @@ NOT_SHOWN = ("prompt", "image", "images", "object", "array")
 """Inputs without a control: the prompt box, the source and mask pickers; objects and lists are set from code."""
 LABEL_WIDTH = "120px"
 """The least width of the controls' labels; one width for all of a model's, so the fields line up."""
+FIELD_WIDTH = "185px"
+"""The fields' column: "(keep the input's shape)" fits its dropdown."""
 LABEL_CHAR = 7.2
 """Pixels per character of a label (JupyterLab's 13px UI font, generously): the longest label of a model fits."""
 SHAPE_SIDE = 32
@@ -103,6 +105,7 @@ def control_for(field: InputField, width: str = LABEL_WIDTH) -> w.Widget:
         "description": _label(field),
         "tooltip": _tooltip(field),
         "style": {"description_width": width},
+        "layout": w.Layout(width=f"calc({width} + {FIELD_WIDTH})", max_width="100%"),
     }
     default = field.default if field.has_default else None
     if field.name in SWEEP_FIELDS:
@@ -111,7 +114,7 @@ def control_for(field: InputField, width: str = LABEL_WIDTH) -> w.Widget:
         return w.Text(value=value, placeholder=f"{hint}, or a list: 1,2,3 / 1-4", **common)
     if field.kind == "boolean":
         # in the fields' column, its name beside it (as wide as it needs: the usual 300px cut long names)
-        return w.Checkbox(value=bool(default), indent=True, layout=w.Layout(width="auto"), **common)
+        return w.Checkbox(value=bool(default), indent=True, **{**common, "layout": w.Layout(width="auto")})
     if field.kind == "loras":
         return w.Textarea(value="", placeholder="URL[:SCALE] or a .safetensors path, one per line", rows=1, **common)
     if field.kind in ("enum", "size") and field.enum:  # image_size: its presets (a custom WxH from code or magics)
@@ -200,7 +203,10 @@ class InputControls:
         for f in wanted:
             old = self._fields.get(f.name)
             if old == f:
-                self.controls[f.name].style.description_width = width  # kept: lined up with the new ones
+                kept_control = self.controls[f.name]  # kept: lined up with the new ones
+                kept_control.style.description_width = width
+                if not isinstance(kept_control, w.Checkbox):
+                    kept_control.layout.width = f"calc({width} + {FIELD_WIDTH})"
                 continue
             control = control_for(f, width)
             if old is not None:  # a choice the user made survives; the old row goes (its error label stays)
@@ -215,7 +221,11 @@ class InputControls:
             self._apply_allowed(f.name)
             self.errors.setdefault(f.name, w.HTML())
             control.observe(lambda change, name=f.name: self._changed(name), "value")
-            self._rows[f.name] = w.HBox([control, *self._extras(f, control), self.errors[f.name]])
+            # a narrow form: a slider goes below; the seed's field gives way to its lock and dice instead
+            row = w.Layout(flex_flow="row nowrap" if f.name == "seed" else "row wrap", align_items="center")
+            if f.name == "seed":
+                control.layout.flex, control.layout.min_width = "0 1 auto", "0"
+            self._rows[f.name] = w.HBox([control, *self._extras(f, control), self.errors[f.name]], layout=row)
         for name in set(self.controls) - {f.name for f in wanted}:
             for widget in (self._rows.pop(name), self.controls.pop(name), self.errors.pop(name)):
                 widget.close()

@@ -142,7 +142,7 @@ class ModelPicker:
         except Exception:  # an option set while the mode changes: described once it settles
             return
         self.about.children = [w.HTML(help_html(model))]
-        self.about.titles = (f"about {model.title}: settings, price, sources",)
+        self.about.titles = (f"about {model.alias}: {model.title}",)  # short: one line at 900 px
         self.about.selected_index = None
 
 

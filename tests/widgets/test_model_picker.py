@@ -106,7 +106,7 @@ def test_switching_model_keeps_prompt_and_sources_and_says_what_is_left_out(crea
     assert "aspect_ratio" not in create.picker.note.value  # left at its default: nothing to say
     assert "image_size" in create.inputs.controls and "enhance_prompt" not in create.inputs.controls
     assert create.sources.multiple  # FLUX.2 [flex] edit takes several sources
-    assert create.picker.about.titles[0].startswith("about FLUX.2 [flex] Edit:")  # its help, one fold away
+    assert create.picker.about.titles[0] == "about flux2-flex-edit: FLUX.2 [flex] Edit"  # its help, one fold away
     unpriced = [m for m in serving("edit") if models.can_price(m) is not None]
     assert unpriced, "every edit model is priced now: this check needs a model fal publishes no price for"
     create.model.value = create.picker.options_name(unpriced[0])
