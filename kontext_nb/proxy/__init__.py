@@ -48,7 +48,7 @@ import re
 import secrets
 import socket
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +110,9 @@ class ProxyConfig:
     allow: Sequence[str] = ()
     """The endpoints students may call: endpoint ids, aliases or fnmatch patterns over the registry's endpoint ids
     ('fal-ai/flux-2-*/edit'); empty: the FLUX.1 Kontext family. Each is priced by the registry (models.bound)."""
+    prices: Mapping[str, tuple[float, str]] = field(default_factory=dict)
+    """Prices the instructor declares for models fal publishes none for: {alias or id: (dollars, 'image' or
+    'megapixel')}, set in this process's registry at start (``kx.set_price``); without one such a model is refused."""
 
 
 def fal_key_from_env() -> str | None:
@@ -163,6 +166,7 @@ class ProxyServer:
             from .policy import allowed_endpoints
 
             self.allowed = allowed_endpoints(tuple(config.allow))
+            _declare(config.prices)
         except ValueError as exc:
             raise ProxyError(str(exc)) from None
         key, label = self._key(config)
@@ -283,6 +287,14 @@ class ProxyServer:
         if unpriced:
             line += f"; refused for want of a published price: {', '.join(unpriced)}"
         return line
+
+
+def _declare(prices: Mapping[str, tuple[float, str]]) -> None:
+    """The instructor's declared prices, in the registry every reservation reads (a bad one: ValueError, one line)."""
+    from kontext_nb import models
+
+    for name, (dollars, per) in prices.items():
+        models.registry().set_price(name, dollars, per)  # its ValidationError is a ValueError naming what is wrong
 
 
 def _lan_address() -> str:

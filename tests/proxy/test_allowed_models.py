@@ -5,6 +5,7 @@ before anything is sent; the reservation is never below what the sandbox bills."
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from PIL import Image
 from kontext_nb import models
 from kontext_nb.config import RetryPolicy
 from kontext_nb.proxy import ProxyConfig, ProxyError, ProxyServer, start
-from kontext_nb.proxy.__main__ import main
+from kontext_nb.proxy.__main__ import _price, main
 from kontext_nb.proxy.limits import to_micros
 from kontext_nb.sandbox import SandboxServer, schema
 
@@ -202,3 +203,29 @@ def test_a_pattern_matching_no_model_is_a_one_line_startup_error(
     code = main(["--state", str(tmp_path / "s"), "--port", "0", "--upstream", "sandbox", "--allow", "fal-ai/nope-*"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "'fal-ai/nope-*' matches no model" in err
+
+
+def test_a_declared_price_lets_a_model_without_one_through(make_proxy: Any, upstream: SandboxServer) -> None:
+    endpoint = "fal-ai/flux-2-pro/edit"
+    reg = models.registry()
+    declared = reg._declared.pop(endpoint, None)
+    try:
+        assert _price("flux2-pro-edit=0.03/megapixel") == ("flux2-pro-edit", 0.03, "megapixel")
+        assert _price("flux2-pro-edit=$0.2") == ("flux2-pro-edit", 0.2, "image")
+        with pytest.raises(argparse.ArgumentTypeError):
+            _price("flux2-pro-edit=0.2/token")
+        server = make_proxy(UNLIMITED, allow=(FLUX2_EDITS,), prices={"flux2-pro-edit": (0.03, "megapixel")})
+        model = models.get(endpoint)
+        assert model.pricing is not None and model.pricing.unit_price == 0.03
+        token = server.classroom.add_student("Di")
+        body = {"prompt": "x", "image_urls": [IMAGE]}
+        with httpx.Client(timeout=30.0, trust_env=False) as http:
+            answer = http.post(f"{server.url}/{endpoint}", json=body, headers=auth(token))
+        assert answer.status_code == 200, answer.text
+        row = server.classroom.job(answer.json()["request_id"])
+        assert row is not None
+        assert row["cost_reserved"] == to_micros(models.bound(model, schema.with_defaults(endpoint, body), [(40, 30)]))
+    finally:
+        reg._declared.pop(endpoint, None)
+        if declared is not None:
+            reg._declared[endpoint] = declared
