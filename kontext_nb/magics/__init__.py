@@ -142,10 +142,9 @@ def model_help(name: str) -> Any:
     """The registry's help for one model (an alias or endpoint id): HTML in a notebook, a text table in a terminal."""
     from .. import models
     from ..errors import ValidationError
-    from ..views.model_help import ModelHelp
 
     try:
-        return ModelHelp(models.get(name))
+        return models.get(name)  # shown by its _repr_mimebundle_: models/help.py
     except ValidationError as exc:
         raise UsageError(str(exc)) from None
 

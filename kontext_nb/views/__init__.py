@@ -2,11 +2,10 @@
 
 render.py (one result), compare.py (side by side), grid.py (a sweep's labelled grid), history.py (journal records
 as a table), names.py (readable names for downloads and exports), links.py (how an output reaches an image file: a
-relative link or the bytes embedded), status.py (the status line of running jobs), model_help.py (a model's fields,
-price rule and sources, from the registry). Nothing here imports IPython or ipywidgets, so every view works in
-terminal IPython and in a saved notebook with no kernel.
+relative link or the bytes embedded), status.py (the status line of running jobs). Nothing here imports IPython or
+ipywidgets, so every view works in terminal IPython and in a saved notebook with no kernel.
 
-May import: endpoints, models, errors, images, jobs, result, sweep and the journal's records and files.
+May import: endpoints, errors, images, jobs, result, sweep and the journal's records and files.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from .compare import Comparison
     from .grid import Grid
     from .history import History
-    from .model_help import ModelHelp
     from .names import readable_name
     from .render import result_html, result_text
     from .status import logs_text, status_text
@@ -28,7 +26,6 @@ _LAZY = {
     "Comparison": "compare",
     "Grid": "grid",
     "History": "history",
-    "ModelHelp": "model_help",
     "readable_name": "names",
     "result_html": "render",
     "result_text": "render",
@@ -44,7 +41,6 @@ __all__ = [
     "Comparison",
     "Grid",
     "History",
-    "ModelHelp",
     "logs_text",
     "readable_name",
     "result_html",

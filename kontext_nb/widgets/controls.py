@@ -24,8 +24,8 @@ from .. import endpoints, models
 from ..errors import ValidationError
 from ..images import ImageInput, prepare_image
 from ..models import InputField, Model
+from ..models.help import allowed
 from ..sweep import label, parse_values
-from ..views.model_help import allowed
 from . import theme
 from .cards import close_tree
 

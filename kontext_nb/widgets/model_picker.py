@@ -15,7 +15,7 @@ import ipywidgets as w
 
 from .. import endpoints, models
 from ..models import Model
-from ..views.model_help import help_html
+from ..models.help import help_html
 from . import theme
 
 SEARCH_HINT = "search models: alias, title, endpoint id or category"

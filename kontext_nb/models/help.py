@@ -1,17 +1,19 @@
 """A model's help, generated from the registry: its fields, defaults, ranges, price rule and where each fact came from.
 
-One source for every place a model is explained: ``%kontext help <model>``, ``ModelHelp`` (HTML in a notebook, a
-plain text table in a terminal) and the panel's tooltips (``allowed``). Nothing here is written per model.
+One source for every place a model is explained: ``%kontext help <model>`` and ``kx.model(name)`` in a notebook
+(``Model._repr_mimebundle_``: HTML in a notebook, a plain text table in a terminal) and the panel's tooltips
+(``allowed``). Nothing here is written per model; like the rest of models/, it imports only the standard library.
 """
 
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models import InputField, Model
+if TYPE_CHECKING:  # schema.py's Model shows itself through this module (its _repr_mimebundle_)
+    from .schema import InputField, Model
 
-__all__ = ["ModelHelp", "allowed", "default_text", "help_html", "help_text", "price_text"]
+__all__ = ["allowed", "default_text", "help_html", "help_text", "price_text"]
 
 NOT_PUBLISHED = "not published"
 DESCRIPTION_WIDTH = 60
@@ -147,16 +149,3 @@ def help_html(model: Model) -> str:
         f'<table style="border-collapse:collapse;font-size:12px"><tr>{head}</tr>{body}</table>'
         f'<table style="border-collapse:collapse;font-size:12px;margin-top:6px">{facts}</table></div>'
     )
-
-
-class ModelHelp:
-    """A model's help as an output: HTML in a notebook, the text table in a terminal."""
-
-    def __init__(self, model: Model) -> None:
-        self.model = model
-
-    def __repr__(self) -> str:
-        return help_text(self.model)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": help_text(self.model), "text/html": help_html(self.model)}

@@ -1,5 +1,5 @@
 """Issue 23 part 3: a model's help is generated from the registry (fields, defaults, ranges, price rule, provenance):
-HTML in a notebook, a plain text table in a terminal, through %kontext help MODEL."""
+HTML in a notebook, a plain text table in a terminal, through %kontext help MODEL and kx.model(name)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from shell import Shell  # tests/shell.py
 
 from kontext_nb import models
-from kontext_nb.views.model_help import ModelHelp, allowed, help_html, help_text, price_text
+from kontext_nb.models.help import allowed, help_html, help_text, price_text
 
 SNAPSHOT = models.registry().endpoint_ids()
 
@@ -46,9 +46,9 @@ def test_price_rules_read_as_words() -> None:
 
 def test_help_magic_shows_html_in_a_notebook_and_text_in_a_terminal(shell: Shell) -> None:
     shown = shell.line("help flux2-flex-edit")
-    assert isinstance(shown, ModelHelp)
+    assert shown == models.get("flux2-flex-edit")  # the model itself: kx.model(name) shows the same
     data, _ = shell.ip.display_formatter.format(shown)
     assert "<table" in data["text/html"] and "image_urls" in data["text/html"]
-    assert data["text/plain"] == repr(shown) and "fal-ai/flux-2-flex/edit" in data["text/plain"]
+    assert data["text/plain"] == help_text(shown) and "fal-ai/flux-2-flex/edit" in data["text/plain"]
     message = shell.usage_error("help seedream-v4-edit")
     assert "seedream4-edit" in message  # the registry's did-you-mean, one line
