@@ -231,6 +231,9 @@ class InputControls:
                 widget.close()
             del self._fields[name]
             self.sliders.pop(name, None)
+        order = [f.name for f in wanted]  # fal's order, whichever model offered a kept control first
+        self.controls = {n: self.controls[n] for n in order}
+        self._fields, self._rows = {n: self._fields[n] for n in order}, {n: self._rows[n] for n in order}
         plain = [self._rows[f.name] for f in wanted if f.name not in ADVANCED]
         self.advanced.children = [w.VBox([self._rows[f.name] for f in wanted if f.name in ADVANCED])]
         self.advanced.titles = ("advanced",)

@@ -10,10 +10,13 @@ from typing import Any
 
 import ipywidgets as w
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from kontext_nb import endpoints, models
 from kontext_nb.endpoints import format_cost
+from kontext_nb.sandbox import schema
 from kontext_nb.session import Session
 from kontext_nb.widgets.controls import NO_DEFAULT, SWEEP_FIELDS, InputControls, shown
 from kontext_nb.widgets.create import CreateTab
@@ -153,3 +156,31 @@ def test_other_editors_are_sent_from_the_panel_through_the_sandbox(
     assert job.endpoint == model.endpoint_id and result.image.size[0] > 0
     sent = sb.request_info(job.request_id)["arguments"]
     assert set(sent) <= set(model.input_names) and model.source_field is not None and model.source_field.name in sent
+
+
+IMAGE = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC"
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(SNAPSHOT), st.randoms(use_true_random=False)), min_size=1, max_size=4))
+def test_whatever_is_switched_and_set_the_controls_send_what_the_schema_accepts(steps: list[Any]) -> None:
+    """Property: after any sequence of model switches and choices, the controls are the model's inputs in fal's
+    order and what they send passes the model's own validator (the sandbox's, as fal validates)."""
+    controls = InputControls(steps[0][0])
+    for model, rnd in steps:
+        controls.set_endpoint(model)
+        assert list(controls.controls) == [f.name for f in shown(model)]
+        for name, control in controls.controls.items():  # a choice in every dropdown and checkbox
+            if isinstance(control, w.Dropdown):
+                control.value = rnd.choice([v for _, v in control.options])
+            elif isinstance(control, w.Checkbox) and name != "sync_mode":
+                control.value = rnd.random() < 0.5
+        values = {k: v for k, v in controls.values().items() if v is not None}
+        body: dict[str, Any] = {"prompt": "a lighthouse", **values}
+        for f in model.inputs:
+            if f.required and f.kind in ("image", "images"):
+                body[f.name] = IMAGE if f.kind == "image" else [IMAGE] * max(1, f.min_items or 1)
+        _, errors = schema.validate(model.endpoint_id, body)
+        assert errors == [], (model.alias, errors)
