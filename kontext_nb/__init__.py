@@ -16,7 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import endpoints, models
+from . import endpoints
+from . import sweep as _sweep_module  # noqa: F401  # loaded first, so the name `sweep` below is the call kx.sweep
 from ._version import __version__
 from .api import (
     attach,
@@ -62,6 +63,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from . import models
     from .config import Settings
     from .fal.engine import Engine, SubmitOptions
     from .jobs import Job, JobStatus
@@ -82,6 +84,7 @@ _LAZY = {
     "ImageInput": "images",
     "prepare_image": "images",
     "sandbox": None,
+    "models": None,  # the model registry, callable: kx.models(search, category) is its table
     "Panel": "widgets.panel",
     "compare": "widgets.compared",
     "duel": "widgets.duel",

@@ -1,28 +1,18 @@
-"""The Kontext endpoints on fal: names, defaults, enums, ranges and prices.
+"""Endpoints: the API the engine, sandbox, widgets, magics, sweeps and proxy use, built from the model registry.
 
-This module is the single source of truth. The engine, the sandbox, the widgets and the
-help texts all read from it; no other file repeats a range, an enum or a default.
+Every input (name, type, enum, range, default, description) and every price comes from ``kontext_nb.models``: fal's
+OpenAPI documents in the vendored snapshot (``models/snapshot/``, with the source and date of each fact in its
+``provenance``; what fal does not publish is marked there). ``ENDPOINTS`` is the Kontext family (max, pro, dev, lora,
+built on first use); ``get_endpoint`` and ``endpoint_for`` also give every other model of the registry.
 
-Sources:
-
-- [max]/[pro]: fal's API pages for ``fal-ai/flux-pro/kontext/max/text-to-image`` and
-  ``fal-ai/flux-pro/kontext/max`` (the project's seed pages).
-- [dev], LoRA and inpainting (``fal-ai/flux-kontext/dev``, ``fal-ai/flux-kontext-lora``,
-  ``fal-ai/flux-kontext-lora/text-to-image``, ``fal-ai/flux-kontext-lora/inpaint``): the
-  types of fal's JavaScript client, fal-ai/fal-js ``libs/client/src/types/endpoints.ts``
-  at commit 381105e (2026-08-02): ``DevKontextEditInput``, ``BaseKontextEditInput``,
-  ``BaseKontextInput``, ``BaseKontextInpaintInput``, ``LoraWeight``, ``ImageSize`` and the
-  output ``unoOutput`` — every field, type, default and enum. Those types carry no ranges;
-  the ranges (steps 10-50, guidance 0-20) and the price ($0.035 per megapixel) are from
-  fal's page https://fal.ai/models/fal-ai/flux-kontext-lora/llms.txt (read 2026-11-30).
-- Not published in what we could read (each marked ``NOT PUBLISHED`` below, with the choice
-  kontext_nb makes): the ranges of [dev] (taken from its LoRA sibling, the same model),
-  ``num_images`` (1-4 as in the rest of the family), ``strength`` (0.01-1, the range fal
-  publishes for ``fal-ai/flux-lora/inpainting``), a LoRA's ``scale`` (kontext_nb allows 0-4),
-  custom ``image_size`` sides (1-14142, the largest input side fal names), the pixel sizes of
-  the ``image_size`` presets, fal's megapixel rounding rule, and [dev]'s price (fal's model
-  page was not available to us; $0.025 per megapixel is the figure third-party catalogues
-  quote for it — a labelled estimate, see ``PRICE_PER_MEGAPIXEL``).
+Still written here, and why:
+- Kontext's output-size rule (``Endpoint.output_size``: ``resolution_mode``, ``aspect_ratio``, ``image_size``) and
+  its estimate: the sandbox renders Kontext images with it and the money tests compare reservations and bills made
+  with it; every other model is priced by ``models.bound`` (an upper bound, never below the Kontext rule: tested).
+- Value checks (``validate``): the kinds' rules (a LoRA's scale range ``LORA_SCALE`` and the largest custom side
+  ``MAX_SIDE`` are NOT PUBLISHED by fal), the did-you-mean hints, and the text rules (``text_problem``).
+- ``ASPECT_RATIOS``, ``OUTPUT_FORMATS``, ``SAFETY_TOLERANCES``: Kontext's enums as other modules name them (the
+  same values as the snapshot's, which the tests compare).
 """
 
 from __future__ import annotations
@@ -32,11 +22,12 @@ import math
 import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from . import models
 from .errors import ValidationError
-from .models.pricing import SIZE_PRESETS
+
+if TYPE_CHECKING:
+    from . import models
 
 Mode = Literal["text-to-image", "edit", "multi", "inpaint"]
 Model = Literal["max", "pro", "dev", "lora"]
@@ -57,6 +48,9 @@ takes the output of such an input to be as large (rounded up to multiples of 16:
 ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 OUTPUT_FORMATS = ("jpeg", "png")
 SAFETY_TOLERANCES = ("1", "2", "3", "4", "5", "6")
+T2I_DEFAULTS: dict[str, Any] = {"aspect_ratio": "1:1", "output_format": "jpeg", "guidance_scale": 3.5}
+"""[max] text to image's defaults, for the magics' config traits, which need them when the magics are imported:
+before the registry is read, so %load_ext stays as cheap as before it (the tests compare them with the snapshot)."""
 
 _MISSING: Any = object()
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))  # zero-width: a prompt of only these is empty
@@ -85,8 +79,10 @@ class Field:
         """What values are allowed, in words (used in every error message)."""
         if self.kind == "enum":
             return "one of " + ", ".join(self.choices)
-        if self.kind in ("integer", "float") and self.minimum is not None:
+        if self.kind in ("integer", "float"):
             what = "an integer" if self.kind == "integer" else "a number"
+            if self.minimum is None:
+                return what if self.maximum is None else f"{what} <= {_num(self.maximum)}"
             if self.maximum is None:
                 return f"{what} >= {_num(self.minimum)}"
             return f"{what} from {_num(self.minimum)} to {_num(self.maximum)}"
@@ -95,7 +91,9 @@ class Field:
         if self.kind == "image":
             return "an http(s) URL or a data URI of an image"
         if self.kind == "images":
-            return f"a list of {self.min_items} to {self.max_items} image URLs or data URIs"
+            if self.max_items is None:
+                return f"a list of at least {self.min_items or 1} image URLs or data URIs"
+            return f"a list of {self.min_items or 1} to {self.max_items} image URLs or data URIs"
         if self.kind == "loras":
             return (
                 "a list of LoRAs, each {'path': URL or Hugging Face name, 'scale': "
@@ -144,6 +142,8 @@ class Endpoint:
     @property
     def price(self) -> float:
         """Dollars per unit (per image or per megapixel); models.Unpriced when fal publishes none."""
+        from . import models
+
         if self.spec is None or self.spec.pricing is None:
             raise models.Unpriced((models.can_price(self.spec) if self.spec else None) or f"{self.id} has no price")
         return self.spec.pricing.unit_price
@@ -151,7 +151,17 @@ class Endpoint:
     @property
     def priced(self) -> bool:
         """Whether kontext_nb can bound what a job costs here (see models/pricing.py)."""
+        from . import models
+
         return self.spec is not None and models.can_price(self.spec) is None
+
+    def cost_of_units(self, units: float, arguments: Mapping[str, Any] | None = None) -> float:
+        """Dollars for the units fal says it billed (``x-fal-billable-units``), by this endpoint's price rule."""
+        from . import models
+
+        if not self.kontext and self.spec is not None:
+            return round(models.from_units(self.spec, arguments or {}, units), 4)
+        return round(units * self.price, 4)
 
     @property
     def price_per_image(self) -> float:
@@ -176,15 +186,24 @@ class Endpoint:
     def defaults(self) -> dict[str, Any]:
         return {f.name: f.default for f in self.inputs if f.has_default}
 
-    def cost(self, num_images: int, sizes: Sequence[tuple[int, int] | None] | None = None) -> float:
+    def cost(
+        self,
+        num_images: int,
+        sizes: Sequence[tuple[int, int] | None] | None = None,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> float:
         """What ``num_images`` images cost; per megapixel, from their ``sizes`` (width, height) as returned.
 
-        A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under.
+        A size that is not known is priced as the largest fal makes (``LARGEST_INPUT``): never under. ``arguments``
+        (what was sent) matter to rules outside the Kontext family (a resolution multiplier, a quality table).
+        NOT KNOWN here: the sources' sizes, which rules of input and output also bill (fal's billable units do).
         """
+        from . import models
+
         if not self.kontext and self.spec is not None:
             shown = [s or _multiple_of_16(LARGEST_INPUT) for s in list(sizes or [])[:num_images]]
             shown += [_multiple_of_16(LARGEST_INPUT)] * (num_images - len(shown))
-            return round(models.billed(self.spec, {}, shown), 4)
+            return round(models.billed(self.spec, arguments or {}, shown), 4)
         if self.unit == "image":
             return round(self.price * num_images, 4)
         known = list(sizes or [])[:num_images]
@@ -194,13 +213,15 @@ class Endpoint:
     def output_size(self, arguments: Mapping[str, Any], input_size: tuple[int, int] | None = None) -> tuple[int, int]:
         """The size fal is expected to return for these arguments; with ``input_size=None`` (not known) where the
         output follows the input, the largest it can be."""
+        from . import models
+
         if not self.kontext and self.spec is not None:
             return models.output_size(self.spec, arguments, input_size)
         if "image_size" in arguments or (self.mode == "text-to-image" and "aspect_ratio" not in arguments):
             size = arguments.get("image_size", "landscape_4_3")
             if isinstance(size, Mapping):  # fal may round a custom size up (NOT PUBLISHED): priced as rounded to 16
                 return _multiple_of_16((int(size["width"]), int(size["height"])))
-            return IMAGE_SIZE_PRESETS.get(str(size), (1024, 1024))
+            return models.pricing.SIZE_PRESETS.get(str(size), (1024, 1024))
         mode = arguments.get("resolution_mode")
         if mode is not None and mode not in ("match_input", "auto"):
             return aspect_size(str(mode))
@@ -224,6 +245,8 @@ class Endpoint:
         classroom proxy all use it). Per image: exact. Per megapixel: from the requested size, or the source's
         ``input_size`` (width, height) where the output follows it; ``input_size=None`` means not known, and
         prices the largest output fal can make for it (``LARGEST_INPUT``). ``num_images`` multiplies."""
+        from . import models
+
         if not self.kontext and self.spec is not None:  # the registry's rule: models.bound
             return models.bound(self.spec, arguments, [input_size] if input_size is not None else None)
         n = int(arguments.get("num_images", 1))
@@ -245,8 +268,6 @@ OUTPUTS: tuple[OutputField, ...] = (
 )
 IMAGE_OUTPUT_FIELDS = ("url", "width", "height", "content_type")
 DEFAULT_CONTENT_TYPE = "image/jpeg"
-IMAGE_SIZE_PRESETS: dict[str, tuple[int, int]] = SIZE_PRESETS
-"""fal's ImageSize names and the sizes fal's FLUX endpoints return for them (NOT PUBLISHED: models/pricing.py)."""
 MAX_SIDE = 14142  # "Max width: 14142px, Max height: 14142px" (fal's image_url description)
 LORA_SCALE = (0.0, 4.0)  # NOT PUBLISHED: fal's LoraWeight.scale has a default (1) and no range
 
@@ -290,13 +311,16 @@ class _Family(Mapping[str, Endpoint]):
         self._version = -1
 
     def _all(self) -> dict[str, Endpoint]:
+        from . import models
+
         if self._built is None or self._version != models.registry().version:  # a price declared since
             self._version = models.registry().version
             reg = models.registry()
-            built: dict[str, Endpoint] = {}
+            before, built = self._built or {}, {}
             for name in MODELS:
                 for m in sorted(reg.family(name), key=lambda m: MODES.index(m.mode)):
-                    built[m.endpoint_id] = from_model(m, name)
+                    kept = before.get(m.endpoint_id)  # unchanged: the same object (callers compare with `is`)
+                    built[m.endpoint_id] = kept if kept is not None and kept.spec == m else from_model(m, name)
             self._built = built
         return self._built
 
@@ -320,7 +344,11 @@ _OTHERS: dict[str, Endpoint] = {}
 
 
 def __getattr__(name: str) -> Any:
-    # the family's prices, from the registry (read lazily: importing this module reads no snapshot)
+    # the family's prices and fal's ImageSize presets, from the registry (read lazily: importing this module does not)
+    if name == "IMAGE_SIZE_PRESETS":
+        from .models.pricing import SIZE_PRESETS
+
+        return SIZE_PRESETS
     if name in ("PRICE_PER_IMAGE", "PRICE_PER_MEGAPIXEL"):
         unit = "image" if name == "PRICE_PER_IMAGE" else "megapixel"
         return {e.model: e.price for e in ENDPOINTS.values() if e.unit == unit}
@@ -357,6 +385,8 @@ def endpoint_for(mode: str, model: str) -> Endpoint:
 
     ``model`` may also be an endpoint id; it must then serve this mode.
     """
+    from . import models
+
     if mode not in MODES:
         raise ValidationError(_bad_choice("mode", mode, MODES), field="mode")
     if model in ENDPOINTS:
@@ -409,6 +439,8 @@ def billed_megapixels(width: int, height: int) -> int:
 def get_endpoint(endpoint_id: str) -> Endpoint:
     """The Endpoint of an endpoint id: the Kontext family's, or any model the registry holds (the snapshot's, and
     those loaded live with kx.model)."""
+    from . import models
+
     found = ENDPOINTS.get(endpoint_id)
     if found is not None:
         return found
@@ -635,13 +667,15 @@ def validate(endpoint: Endpoint | str, arguments: Mapping[str, Any], *, fill_def
 
 
 def _unknown(ep: Endpoint, key: str) -> str:
+    names = tuple(f.name for f in ep.inputs)
+    if not ep.kontext:  # the Kontext family's hints (another mode, another model of it) are not this model's
+        return f"unknown argument {key!r} for {ep.id}{suggest(key, names)}; allowed: {', '.join(names)}"
     others = [e for e in ENDPOINTS.values() if e.model == ep.model and any(f.name == key for f in e.inputs)]
     if others:
         return f"{key!r} is not an input of {ep.id} ({ep.mode}); it belongs to {ep_list(others)}"
     elsewhere = [
         m for m in MODELS if any(e.model == m and any(f.name == key for f in e.inputs) for e in ENDPOINTS.values())
     ]
-    names = tuple(f.name for f in ep.inputs)
     if elsewhere:
         return f"{key!r} is not an input of {ep.id} ([{ep.model}] {ep.mode}); only of {', '.join(elsewhere)}"
     return f"unknown argument {key!r} for {ep.id}{suggest(key, names)}; allowed: {', '.join(names)}"

@@ -203,12 +203,15 @@ def _with_source_size(endpoint: endpoints.Endpoint, arguments: dict[str, Any]) -
     return arguments if size is None else {**arguments, field.name: dataclasses.replace(source, size=size)}
 
 
-def edit_mode(sources: Any) -> tuple[str, list[Any]]:
-    """One source edits; a list of 2-4 sources combines them (the multi endpoint)."""
+def edit_mode(sources: Any, model: str = "max") -> tuple[str, list[Any]]:
+    """One source edits; a list of 2-4 sources combines them (the multi endpoint). Another model than Kontext
+    takes as many as its schema allows (the adapter says so in one line when they are too many)."""
     if isinstance(sources, (list, tuple)):
         items = list(sources)
         if len(items) == 1:
             return "edit", items
+        if model not in endpoints.MODELS and model not in endpoints.ENDPOINTS:
+            return "multi", items
         field = endpoints.endpoint_for("multi", "max").field("image_urls")
         if not (field.min_items or 0) <= len(items) <= (field.max_items or 0):
             raise ValidationError(

@@ -215,6 +215,16 @@ class Session:
         folder = self.runs_folder
         return models.load_live(reg, str(name), folder, openapi if online else None, price if online else None)
 
+    def _named(self, model: str) -> str:
+        """A model name as given, after loading it live when it is an endpoint id the registry lacks (with a key;
+        offline: the one line saying so). Every generating call names its model through here."""
+        from . import endpoints, models
+
+        name = str(model)
+        if "/" in name and name not in endpoints.ENDPOINTS and models.registry().find(name) is None:
+            self.model(name)
+        return name
+
     def proxy_view(self) -> dict[str, Any] | None:
         """A classroom proxy's view of this student (allowed models and settings, quota left) when the base URL
         is one; None otherwise."""
@@ -426,7 +436,7 @@ class Session:
     ) -> Result | Job:
         """Text to image; ``arguments`` are fal's inputs and the run options (``RunOptions``)."""
         options = RunOptions.take(arguments)
-        request = build_request("text-to-image", prompt, model=model, **arguments)
+        request = build_request("text-to-image", prompt, model=self._named(model), **arguments)
         return self.run(request, wait=wait, options=options)
 
     def edit(
@@ -447,7 +457,8 @@ class Session:
         self, source: Any, prompt: str, *, model: str = "max", **arguments: Any
     ) -> tuple[Request, int | None]:
         """A checked edit request and the journal id of the job whose image it edits (if any)."""
-        mode, sources = edit_mode(source)
+        model = self._named(model)
+        mode, sources = edit_mode(source, model)
         sources = [self.result(s) if is_ref(s) else s for s in sources]
         parent_id = next((s.journal_id for s in sources if isinstance(s, Result) and s.journal_id), None)
         request = build_request(
@@ -477,6 +488,7 @@ class Session:
         self, source: Any, prompt: str, *, mask: Any, reference: Any = None, model: str = "lora", **arguments: Any
     ) -> tuple[Request, int | None]:
         """A checked inpainting request (source, mask, optional reference) and the job it edits (if any)."""
+        model = self._named(model)
         src, msk, ref = (self.result(x) if is_ref(x) else x for x in (source, mask, reference))
         parent_id = src.journal_id if isinstance(src, Result) else None
         request = build_request(
@@ -500,13 +512,22 @@ class Session:
         from .sweep import SweepPlan
 
         requests: list[tuple[Request, int | None]] = []
+        parent = None
+        if sweep.mode != "text-to-image" and source is not None and not isinstance(source, (list, tuple)):
+            from .images import prepare_image
+
+            found = self.result(source) if is_ref(source) else source
+            parent = found.journal_id if isinstance(found, Result) else None
+            side = self.settings.max_input_side
+            source = prepare_image(found) if side is None else prepare_image(found, max_side=side)  # read once
         for cell in sweep.cells:
             ep = sweep.endpoint(cell)
             args = {**(defaults(ep) if defaults is not None else {}), **arguments, **cell.arguments}
             if sweep.mode == "text-to-image":
                 requests.append((build_request(sweep.mode, cell.prompt, model=cell.model, **args), None))
             else:
-                requests.append(self.prepare_edit(source, cell.prompt, model=cell.model, **args))
+                request, parent_id = self.prepare_edit(source, cell.prompt, model=cell.model, **args)
+                requests.append((request, parent if parent_id is None else parent_id))
         sizes = [r.input_size for r, _ in requests if r.input_size]
         return SweepPlan(replace(sweep, input_size=sizes[0]) if sizes else sweep, tuple(requests))
 
@@ -528,7 +549,7 @@ class Session:
         from .sweep import build_sweep
 
         run = RunOptions.take(options)
-        names = [m.strip() for m in model.split(",")] if isinstance(model, str) else list(model)
+        names = [self._named(m.strip()) for m in (model.split(",") if isinstance(model, str) else model)]
         axes = {k: v for k, v in options.items() if isinstance(v, (list, tuple, range))}
         rest = {k: v for k, v in options.items() if k in SWEEP_OPTIONS}
         fixed = {k: v for k, v in options.items() if k not in axes and k not in rest}
@@ -587,6 +608,8 @@ class Session:
 
         record = self.record(ref)
         options = RunOptions.take(changes)
+        if "model" in changes:
+            changes["model"] = self._named(changes["model"])
         request, parent_id = rerun_request(record, changes, self.settings.max_input_side)
         return self.run(request, wait=wait, parent_id=parent_id, options=options)
 

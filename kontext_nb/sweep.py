@@ -6,17 +6,16 @@ caller can confirm before paying. Names, kinds and ranges all come from :mod:`ko
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
 import re
-import sys
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from . import endpoints, models
+from . import endpoints
 from .endpoints import format_price
 from .errors import ValidationError
 
@@ -29,16 +28,28 @@ MAX_CELLS = 2000
 """Cells in one sweep: a guard against an accidental bill."""
 NONE_LABEL = "(none)"
 
-_SPEC = endpoints.endpoint_for("text-to-image", "max")
-SWEEPABLE: tuple[str, ...] = (
-    "model",
-    *dict.fromkeys(
-        f.name
-        for ep in endpoints.ENDPOINTS.values()
-        for f in ep.inputs
-        if f.kind in ("integer", "float", "boolean", "enum") and f.name != "sync_mode"
-    ),
-)
+
+@functools.cache
+def sweepable() -> tuple[str, ...]:
+    """What can be an axis: "model", and every number, switch or choice input of the Kontext family (other models'
+    such inputs too, found by name). Read on first use: importing this module reads no snapshot."""
+    return (
+        "model",
+        *dict.fromkeys(
+            f.name
+            for ep in endpoints.ENDPOINTS.values()
+            for f in ep.inputs
+            if f.kind in ("integer", "float", "boolean", "enum") and f.name != "sync_mode"
+        ),
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SWEEPABLE":  # the constant's old name, computed on first use
+        return sweepable()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _TRUE, _FALSE = ("true", "on", "1", "yes"), ("false", "off", "0", "no")
 _INT_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 
@@ -150,7 +161,9 @@ def model_label(model: str) -> str:
     """A model as a grid header shows it: its short alias (max, seedream4-edit), not a long endpoint id."""
     if model in endpoints.MODELS:
         return model
-    found = models.registry().find(model)
+    from .models import registry
+
+    found = registry().find(model)
     return found.alias if found is not None else model
 
 
@@ -179,7 +192,7 @@ def _plural(name: str) -> str:
 
 
 def _num_images(cell: Cell) -> int:
-    return int(cell.arguments.get("num_images") or _SPEC.field("num_images").default)
+    return int(cell.arguments.get("num_images") or 1)  # every model's default: one image
 
 
 def label(value: Any) -> str:
@@ -215,20 +228,34 @@ def parse_values(name: str, text: str) -> tuple[Any, ...]:
 def check_value(name: str, value: Any) -> Any:
     """The value as endpoints normalise it, or endpoints' one-line error naming option, value and what is allowed."""
     if name == "model":
-        if value not in endpoints.MODELS and value not in endpoints.ENDPOINTS and not _known_model(value):
-            known = [*endpoints.MODELS, *models.registry().aliases()]
-            raise ValidationError(
-                f"model={value!r} is not allowed: choose one of {', '.join(endpoints.MODELS)}, an alias kx.models() "
-                "lists or an endpoint id (with a fal key, kx.model('fal-ai/...') loads any)"
-                + endpoints.suggest(str(value), known),
-                field="model",
-            )
+        if value not in endpoints.MODELS and value not in endpoints.ENDPOINTS and not known_model(value):
+            raise ValidationError(unknown_model(value), field="model")
         return value
     return endpoints.check_field(_field(name), value)
 
 
-def _known_model(value: Any) -> bool:
-    return isinstance(value, str) and models.registry().find(value) is not None
+def known_model(value: Any) -> bool:
+    """A model name as typed: a Kontext name, an alias exactly (they are lower-case) or an endpoint id the registry
+    holds (the snapshot's, or one loaded live)."""
+    if not isinstance(value, str) or value != value.strip() or not value:
+        return False
+    if "/" not in value and value != value.lower():
+        return False
+    from .models import registry
+
+    return value in endpoints.MODELS or registry().find(value) is not None
+
+
+def unknown_model(value: Any) -> str:
+    """The one short line for a model name kontext_nb does not know (kx.models() lists every one)."""
+    from .models import registry
+
+    names = [*endpoints.MODELS, *registry().aliases(), *registry().endpoint_ids()]
+    hint = endpoints.suggest(str(value), names) or endpoints.suggest(str(value).lower(), names)
+    return (
+        f"model={value!r} is not allowed{hint}: choose one of {', '.join(endpoints.MODELS)}, a model's alias "
+        "(qwen-edit, seedream4-edit, ...: kx.models() lists them) or an endpoint id (with a fal key, any)"
+    )
 
 
 def _field(name: str) -> endpoints.Field:
@@ -236,7 +263,9 @@ def _field(name: str) -> endpoints.Field:
     try:
         return endpoints.field_spec(name)
     except KeyError:
-        for m in models.registry().all():
+        from .models import registry
+
+        for m in registry().all():
             if m.takes(name):
                 return endpoints.field_of(m.input(name))
         raise
@@ -251,9 +280,9 @@ def _sweepable_elsewhere(name: str) -> bool:
 
 
 def _check_name(name: str) -> None:
-    if name not in SWEEPABLE and not _sweepable_elsewhere(name):
+    if name not in sweepable() and not _sweepable_elsewhere(name):
         raise ValidationError(
-            f"{name!r} cannot be swept{endpoints.suggest(name, SWEEPABLE)}; sweepable: {', '.join(SWEEPABLE)}",
+            f"{name!r} cannot be swept{endpoints.suggest(name, sweepable())}; sweepable: {', '.join(sweepable())}",
             field=name,
         )
 
@@ -508,18 +537,3 @@ class SweepPlan:
 
     def __repr__(self) -> str:
         return f"<SweepPlan {self.describe()}>"
-
-
-class _CallableModule(types.ModuleType):
-    """``kx.sweep(...)``: importing this module makes it the package's ``sweep`` attribute, so the module called is
-    the call (as ``kx.models``)."""
-
-    def __call__(
-        self, prompt: str, *, source: Any = None, model: str | Sequence[str] = "max", wait: bool = True, **options: Any
-    ) -> Any:
-        from .api import sweep
-
-        return sweep(prompt, source=source, model=model, wait=wait, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule

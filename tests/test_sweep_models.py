@@ -206,3 +206,15 @@ def _lacks(model: str, name: str) -> tuple[str, ...]:
     from kontext_nb.sweep import cell_not_taken
 
     return cell_not_taken(endpoints.endpoint_for("edit", model), {name: None})
+
+
+def test_rerun_on_another_model_and_the_config_s_model_in_magics(shell: Shell, sb: SandboxServer, photo: str) -> None:
+    first = shell.line(f"edit {photo} make it night --seed 5")
+    again = shell.line(f"rerun @{first.journal_id} --model reve-fast-edit")
+    assert again.endpoint == "fal-ai/reve/fast/edit" and not again.reproducible
+    assert "--model 'reve-fst-edit' is not allowed (did you mean 'reve-fast-edit'?)" in shell.usage_error(
+        f"rerun @{first.journal_id} --model reve-fst-edit"
+    )
+    shell.ip.run_line_magic("config", "Kontext.model = 'qwen-edit'")
+    assert shell.line(f"edit {photo} make it dusk --seed 6").endpoint == "fal-ai/qwen-image-edit"
+    shell.ip.run_line_magic("config", "Kontext.model = 'max'")

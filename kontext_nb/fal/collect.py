@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -123,22 +124,16 @@ def _seed(output: dict[str, Any], returned: tuple[int | None, ...], arguments: d
 
 
 def billed_cost(
-    ep: endpoints.Endpoint, sizes: list[tuple[int, int]], units: float | None, arguments: dict[str, Any] | None = None
+    ep: endpoints.Endpoint,
+    sizes: list[tuple[int, int]],
+    units: float | None,
+    arguments: Mapping[str, Any] | None = None,
 ) -> float:
-    """What the job costs: the units fal says it billed (``x-fal-billable-units``) at the endpoint's price when it
-    sent them; else from the returned images (per image, or per megapixel of their sizes). Another model than
-    Kontext: by its registry rule (a first megapixel and each extra, input and output megapixels)."""
-    spec = ep.spec
-    if spec is not None and not ep.kontext and spec.pricing is not None:
-        rule, price = spec.pricing.rule, spec.pricing.unit_price
-        if units is None or spec.pricing.unit != "megapixel":
-            inputs = [i.size for i in image_inputs(arguments or {}) if i.size]
-            return round(models.billed(spec, arguments or {}, sizes, inputs), 4)
-        if "first" in rule:
-            return round(float(rule["first"]) + float(rule.get("extra", price)) * max(0.0, units - 1), 4)
+    """What the job costs: the units fal says it billed (``x-fal-billable-units``) by the endpoint's price rule
+    when it sent them; else from the returned images (per image, or per megapixel of their sizes)."""
     if units is not None:
-        return round(units * ep.price, 4)
-    return ep.cost(len(sizes), sizes)
+        return ep.cost_of_units(units, arguments)
+    return ep.cost(len(sizes), sizes, arguments)
 
 
 def _checked_size(blob: bytes) -> tuple[int, int]:

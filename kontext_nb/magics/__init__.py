@@ -18,27 +18,29 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Enum, Float, Int, Unicode, observe
+from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .. import endpoints
-from .parse import SUBCOMMANDS, help_text, split
+from .parse import HELP, SUBCOMMANDS, help_text, split
 from .typos import check_line, with_prompt_hint
 
-_T2I = endpoints.endpoint_for("text-to-image", "max")
+_T2I = endpoints.T2I_DEFAULTS  # constants: the registry is read on first use, not by %load_ext
 
 
 @magics_class
 class Kontext(Magics):
     """FLUX.1 Kontext on fal: make, edit, sweep and compare images from one line or a cell."""
 
-    model = Enum(endpoints.MODELS, default_value="max", help="max ($0.08/image) or pro ($0.04/image)").tag(config=True)
-    aspect_ratio = Enum(
-        _T2I.field("aspect_ratio").choices, default_value=_T2I.field("aspect_ratio").default, help="text to image"
+    model = Unicode(
+        "max", help="max ($0.08/image), pro ($0.04/image), dev, lora, or any model kx.models() lists (alias or id)"
     ).tag(config=True)
-    output_format = Enum(
-        _T2I.field("output_format").choices, default_value=_T2I.field("output_format").default, help="jpeg or png"
-    ).tag(config=True)
-    guidance = Float(_T2I.field("guidance_scale").default, help="guidance_scale when not given").tag(config=True)
+    aspect_ratio = Enum(endpoints.ASPECT_RATIOS, default_value=_T2I["aspect_ratio"], help="text to image").tag(
+        config=True
+    )
+    output_format = Enum(endpoints.OUTPUT_FORMATS, default_value=_T2I["output_format"], help="jpeg or png").tag(
+        config=True
+    )
+    guidance = Float(_T2I["guidance_scale"], help="guidance_scale when not given").tag(config=True)
     concurrency = Int(8, help="jobs in flight on fal at once").tag(config=True)
     background = Bool(False, help="run every job as with --bg").tag(config=True)
     runs_dir = Unicode("", help="the runs folder (journal and images); empty: KONTEXT_HOME or ./kontext-runs").tag(
@@ -54,6 +56,16 @@ class Kontext(Magics):
         "", help="the time zone of budget_daily's days, kept in the runs folder (empty: the folder's, else UTC)"
     ).tag(config=True)
     confirm_above = Float(1.0, help="ask before a run that would cost more than this").tag(config=True)
+
+    @validate("model")
+    def _known_model(self, proposal: Any) -> str:
+        """Kontext.model names a model of the registry (any case of an alias, or an endpoint id)."""
+        from ..models import registry
+
+        name = str(proposal["value"]).strip()
+        if name not in endpoints.MODELS and registry().find(name) is None:
+            raise TraitError(registry().unknown(name))
+        return name
 
     def __init__(self, shell: Any, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
@@ -149,7 +161,10 @@ def model_help(name: str) -> Any:
         raise UsageError(str(exc)) from None
 
 
-Kontext.kontext.__doc__ = help_text()
+Kontext.kontext.__doc__ = HELP.strip() + "\n\nOptions for making images: %kontext help (or %kontext?)\n"
+# the options' help is built from the model registry: on first ``%kontext?`` (IPython asks ``getdoc()`` first), not
+# when the magics load, so %load_ext reads no snapshot
+Kontext.kontext.getdoc = help_text  # type: ignore[union-attr]
 
 
 def load_ipython_extension(ip: Any) -> None:

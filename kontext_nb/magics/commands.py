@@ -12,7 +12,7 @@ from ..endpoints import format_cost
 from ..errors import KontextError
 from ..request import Request
 from ..result import Results
-from .lines import inputs_of, model_of, prompts_of, request_of, source_of, split_at_dashes, usage
+from .lines import inputs_of, known_model, model_of, prompts_of, request_of, source_of, split_at_dashes, usage
 from .parse import convert, option_for, parse, shown, split
 from .running import run
 
@@ -107,12 +107,12 @@ def cmd_rerun(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     if len(parsed.words) != 1:
         raise UsageError("rerun takes one job reference: %kontext rerun @12 --seed 7")
     changes = {k: convert(k, v) for k, v in parsed.inputs.items()}
-    if parsed.model:
-        changes["model"] = parsed.model
     session = kx.get_session()
     from ..journal.rerun import rerun_request
 
     try:
+        if parsed.model:  # any model (an endpoint id the registry lacks is loaded live, with a key)
+            changes["model"] = known_model(parsed.model)
         record = session.record(source_of(magics, parsed.words[0]))
         request, parent = rerun_request(record, changes, session.settings.max_input_side)
     except KontextError as exc:

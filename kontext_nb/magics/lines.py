@@ -116,27 +116,37 @@ def source_of(magics: Kontext, word: str) -> Any:
 
 def model_of(magics: Kontext, parsed: Parsed, mode: str | None = None) -> str:
     """--model (or Kontext.model): max, pro, dev, lora or an endpoint id; inpainting is LoRA's alone."""
-    if parsed.model is None and mode is not None and magics.model not in endpoints.models_for(mode):
+    if parsed.model is None and mode is not None and not _serves(magics.model, mode):
         return endpoints.models_for(mode)[-1]  # e.g. inpaint: lora, whatever Kontext.model says
     model = magics.model if parsed.model is None else parsed.model
     if model not in endpoints.MODELS and model not in endpoints.ENDPOINTS:
         try:
             known_model(model)
         except KontextError as exc:
-            text, known = str(exc), f"model={model!r} is not a model kontext_nb knows"
-            text = f"--model {model!r} is not allowed" + text[len(known) :] if text.startswith(known) else text
-            raise UsageError(text.replace(f"model={model!r}", f"--model {model!r}", 1)) from None
+            raise UsageError(str(exc).replace(f"model={model!r}", f"--model {model!r}", 1)) from None
     return model
 
 
-def known_model(name: str) -> str:
-    """A model name the registry knows (alias or endpoint id), or, with a fal key, any endpoint id loaded live
-    (kx.model); else the registry's one line."""
-    from .. import api, models
+def _serves(model: str, mode: str) -> bool:
+    """Whether a model (a Kontext name, or any the registry knows) has an endpoint for this mode."""
+    if model in endpoints.MODELS:
+        return model in endpoints.models_for(mode)
+    try:
+        endpoints.endpoint_for(mode, model)
+    except KontextError:
+        return False
+    return True
 
-    if models.registry().find(name) is None:
-        if "/" not in name:
-            models.registry().get(name)  # its one line, with a did-you-mean
+
+def known_model(name: str) -> str:
+    """A model name the registry knows (alias as typed, or endpoint id), or, with a fal key, any endpoint id loaded
+    live (kx.model); else one short line naming what is allowed."""
+    from ..sweep import known_model as named
+    from ..sweep import unknown_model
+
+    if not named(name):
+        if "/" not in name or name != name.strip():
+            raise ValidationError(unknown_model(name).replace(f"model={name!r}", f"--model {name!r}", 1), field="model")
         api.get_session().model(name)  # live with a key; offline: the one line saying so
     return name
 

@@ -114,8 +114,9 @@ def make_parser(command: str, *, sweep: bool = False) -> UsageParser:
         "--model",
         dest="model",
         action=_Once,
-        metavar="|".join(endpoints.MODELS) + ("[,...]" if sweep else ""),
-        help="FLUX.1 Kontext [max], [pro], [dev] (edit) or lora (with --lora), or an endpoint id",
+        metavar="|".join(endpoints.MODELS) + "|ALIAS|ID" + ("[,...]" if sweep else ""),
+        help="FLUX.1 Kontext [max], [pro], [dev] (edit) or lora (with --lora), any model kx.models() lists by its "
+        "alias (qwen-edit, seedream4-edit) or an endpoint id",
     )
     if command == "inpaint":
         p.add_argument("--mask", dest="mask", action=_Once, metavar="MASK", help="white = repaint: path, @12, $m")

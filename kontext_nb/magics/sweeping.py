@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def run_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
-    from ..sweep import SWEEPABLE, build_sweep
+    from ..sweep import build_sweep, sweepable
     from ..views.grid import Grid
 
     editing = bool(tokens) and tokens[0] == "edit"
@@ -38,7 +38,7 @@ def run_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
     if parsed.model:
         options["model"] = parsed.model
     # what cannot be an axis (LoRAs, image_size) is the same for every cell
-    fixed = {k: convert(k, options.pop(k)) for k in list(options) if k not in SWEEPABLE}
+    fixed = {k: convert(k, options.pop(k)) for k in list(options) if k not in sweepable()}
     try:
         sweep = build_sweep(prompt, options, model=model_of(magics, _no_inputs(parsed), mode), base=fixed, mode=mode)
     except KontextError as exc:

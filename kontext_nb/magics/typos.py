@@ -10,6 +10,7 @@ near "show", "sweep", "rate") is a prompt unless the rest reads like a subcomman
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import shlex
@@ -97,12 +98,11 @@ def words_of(line: str) -> list[Word]:
     return out
 
 
+@functools.cache
 def _takes_value() -> frozenset[str]:
+    """The options that take a value (on first use: the parser reads the model registry, which %load_ext must not)."""
     parser = make_parser("", sweep=True)
     return frozenset(o for a in parser._actions if a.nargs != 0 for o in a.option_strings)
-
-
-VALUED = _takes_value()
 
 
 def check_line(line: str) -> None:
@@ -114,7 +114,7 @@ def check_line(line: str) -> None:
         if text == "--" and not words[i].quoted:
             return
         if text.startswith("-") and len(text) > 1 and not words[i].quoted:
-            i += 2 if text in VALUED else 1
+            i += 2 if text in _takes_value() else 1
             continue
         break
     if i >= len(words) or words[i].quoted:

@@ -29,12 +29,18 @@ API (``from kontext_nb import models``)::
 
     Prices (models/pricing.py): bound(model, arguments, input_sizes=None) -> dollars, an upper bound before sending;
         billed(model, arguments, output_sizes, input_sizes=()) -> dollars from what came back;
-        billed_units(...), output_size(model, arguments, input_size), images_asked(model, arguments),
+        billed_units(...), from_units(model, arguments, units) (x-fal-billable-units -> dollars),
+        output_size(model, arguments, input_size), images_asked(model, arguments),
         can_price(model) -> None | reason; Unpriced (a ValidationError): no price published / a rule not known ->
         nothing is sent (a declared price, set_price, is the one way past it).
     Adapters (models/adapters.py): adapt(model, Intention(prompt, sources, mask, size, n, seed, settings)) ->
         Adapted(endpoint_id, arguments, not_taken, reproducible, notes); normalise(output_json) ->
         Output(images, seeds, nsfw, extra).
+    Live: check_endpoint_id(text) -> the id or ValidationError; Session.model(name) / kx.model(name) wire load_live
+        to the engine (fal/platform.py: PlatformAPI.openapi, .price); kx.set_price(name, unit_price, per).
+    Endpoints (kontext_nb/endpoints.py) are built from these Models: ENDPOINTS is the Kontext family;
+        get_endpoint(endpoint_id) and endpoint_for(mode, alias or id) give every other model too (Endpoint.spec is
+        its Model; .estimate -> bound, .cost(n, sizes, arguments), .cost_of_units(units, arguments), .priced).
     Table: models_frame(search=None, category=None) -> pandas.DataFrame. This module is callable, so that
         ``kx.models(search=None, category=None)`` (the user's table) and ``kontext_nb.models`` (this package) are one
         name: ``kx.models("flux 2", "image-to-image")`` is ``models_frame("flux 2", "image-to-image")``.
@@ -42,20 +48,42 @@ API (``from kontext_nb import models``)::
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .adapters import Adapted, Intention, Output, adapt, normalise
-from .live import check_endpoint_id
-from .live import load as load_live
-from .pricing import Unpriced, billed, billed_units, bound, can_price, images_asked, output_size
-from .registry import MODES, Registry, get, registry
+from .catalog import MODES, Registry, get, registry
+from .pricing import Unpriced, billed, billed_units, bound, can_price, from_units, images_asked, output_size
 from .schema import MISSING, InputField, Model, OutputShape, Pricing, parse
-from .table import models_frame
 
 if TYPE_CHECKING:
     import pandas
+
+    from .adapters import Adapted, Intention, Output, adapt, normalise
+    from .live import check_endpoint_id
+    from .live import load as load_live
+    from .table import models_frame
+
+_LAZY = {
+    "Adapted": ("adapters", "Adapted"),
+    "Intention": ("adapters", "Intention"),
+    "Output": ("adapters", "Output"),
+    "adapt": ("adapters", "adapt"),
+    "normalise": ("adapters", "normalise"),
+    "check_endpoint_id": ("live", "check_endpoint_id"),
+    "load_live": ("live", "load"),
+    "models_frame": ("table", "models_frame"),
+}
+"""Loaded on first use: importing kontext_nb (and %load_ext) stays as cheap as before the registry."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MISSING",
@@ -75,6 +103,7 @@ __all__ = [
     "bound",
     "can_price",
     "check_endpoint_id",
+    "from_units",
     "get",
     "images_asked",
     "load_live",
@@ -90,6 +119,8 @@ class _CallableModule(types.ModuleType):
     """``kx.models(...)``: the package called is the table of its models."""
 
     def __call__(self, search: str | None = None, category: str | None = None) -> pandas.DataFrame:
+        from .table import models_frame
+
         return models_frame(search, category)
 
 

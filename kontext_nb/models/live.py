@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import KontextError, ValidationError
-from .registry import Registry
+from .catalog import Registry
 from .schema import Model, parse
 
 MAX_AGE = 24 * 3600.0
@@ -119,6 +118,8 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _write(path: Path, doc: Mapping[str, Any]) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:

@@ -206,7 +206,19 @@ def billed_units(model: Model, output_sizes: Sequence[Size], input_sizes: Sequen
     return float(sum(billed_megapixels(*s) for s in sizes))
 
 
-KNOWN_RULES = ("image", "megapixel")
+def from_units(model: Model, arguments: Mapping[str, Any], units: float) -> float:
+    """Dollars for the quantity fal says it billed (``x-fal-billable-units``, in the model's unit): unit price x
+    units, or a first megapixel and the rest at the extra price, or a table's price per image asked."""
+    rule, unit_price = _rule(model)
+    if units <= 0:
+        return 0.0
+    if rule.get("per") == "image" and "table" in rule:
+        return round(
+            units * _per_image(model, rule, unit_price, arguments_with_defaults(model, arguments), arguments), 6
+        )
+    if rule.get("per") == "megapixel" and "first" in rule:
+        return round(float(rule["first"]) + float(rule["extra"]) * max(0.0, units - 1), 6)
+    return round(units * unit_price, 6)
 
 
 def can_price(model: Model) -> str | None:

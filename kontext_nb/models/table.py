@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .catalog import Registry, registry
 from .pricing import can_price
-from .registry import Registry, registry
 
 if TYPE_CHECKING:
     import pandas

@@ -186,15 +186,16 @@ def time_series(
 
     A line counts when ``start <= at < end`` (fal's end is exclusive when bound to the timeframe)."""
     wanted = set(endpoint_ids)
-    buckets: dict[dt.datetime, dict[tuple[str, str, float], float]] = {}
+    buckets: dict[dt.datetime, dict[tuple[str, str, float], tuple[float, float]]] = {}
     for line in lines:
         if line.endpoint_id not in wanted or not start <= line.at < end:
             continue
         key = (line.endpoint_id, line.unit, line.unit_price)
         bucket = buckets.setdefault(bucket_start(line.at, timeframe, zone), {})
-        bucket[key] = bucket.get(key, 0.0) + line.quantity
+        qty, cost = bucket.get(key, (0.0, 0.0))
+        bucket[key] = (qty + line.quantity, cost + line.cost)
     return [
-        {"bucket": when.isoformat(), "results": [_result(key, qty) for key, qty in sorted(buckets[when].items())]}
+        {"bucket": when.isoformat(), "results": [_result(key, *sums) for key, sums in sorted(buckets[when].items())]}
         for when in sorted(buckets)
     ]
 
@@ -202,22 +203,24 @@ def time_series(
 def summary(lines: Iterable[Billed], *, endpoint_ids: Iterable[str], start: float, end: float) -> list[dict[str, Any]]:
     """fal's ``summary``: one aggregate row per endpoint (and unit price) over the whole window."""
     wanted = set(endpoint_ids)
-    totals: dict[tuple[str, str, float], float] = {}
+    totals: dict[tuple[str, str, float], tuple[float, float]] = {}
     for line in lines:
         if line.endpoint_id in wanted and start <= line.at < end:
             key = (line.endpoint_id, line.unit, line.unit_price)
-            totals[key] = totals.get(key, 0.0) + line.quantity
-    return [_result(key, qty) for key, qty in sorted(totals.items())]
+            qty, cost = totals.get(key, (0.0, 0.0))
+            totals[key] = (qty + line.quantity, cost + line.cost)
+    return [_result(key, *sums) for key, sums in sorted(totals.items())]
 
 
-def _result(key: tuple[str, str, float], quantity: float) -> dict[str, Any]:
+def _result(key: tuple[str, str, float], quantity: float, cost: float) -> dict[str, Any]:
+    """One usage line; its cost is the sum of the bills' own (a first megapixel may cost more than the rest)."""
     endpoint_id, unit, unit_price = key
     return {
         "endpoint_id": endpoint_id,
         "unit": unit,
         "quantity": round(quantity, 6),
         "unit_price": unit_price,
-        "cost": round(quantity * unit_price, 6),
+        "cost": round(cost, 6),
         "currency": "USD",
         "auth_method": "Sandbox Key",
     }

@@ -118,11 +118,15 @@ def control_for(field: InputField, width: str = LABEL_WIDTH) -> w.Widget:
     if field.kind == "loras":
         return w.Textarea(value="", placeholder="URL[:SCALE] or a .safetensors path, one per line", rows=1, **common)
     if field.kind in ("enum", "size") and field.enum:  # image_size: its presets (a custom WxH from code or magics)
-        options: list[tuple[str, str]] = (
-            [] if field.has_default else [(NO_DEFAULT_LABELS.get(field.name, FALS_CHOICE), NO_DEFAULT)]
-        )
+        listed = _listed_default(field)
+        if listed:
+            options: list[tuple[str, str]] = []
+        elif field.has_default:  # a default the list does not hold ({width, height}): sent as nothing, fal's default
+            options = [(f"default ({_size_text(field.default)})", NO_DEFAULT)]
+        else:
+            options = [(NO_DEFAULT_LABELS.get(field.name, FALS_CHOICE), NO_DEFAULT)]
         options += [(str(c), str(c)) for c in field.enum]
-        return w.Dropdown(options=options, value=str(default) if field.has_default else NO_DEFAULT, **common)
+        return w.Dropdown(options=options, value=str(default) if listed else NO_DEFAULT, **common)
     bounded = field.minimum is not None and field.maximum is not None and default is not None
     if field.kind == "integer" and bounded:
         return w.BoundedIntText(value=default, min=field.minimum, max=field.maximum, **common)
@@ -134,6 +138,17 @@ def control_for(field: InputField, width: str = LABEL_WIDTH) -> w.Widget:
         return w.FloatText(value=default, **common)
     placeholder = FALS_CHOICE if field.kind not in ("integer", "float") else f"{FALS_CHOICE}: {allowed(field)}"
     return w.Text(value="" if default is None else str(default), placeholder=placeholder, **common)
+
+
+def _listed_default(field: InputField) -> bool:
+    """The input's default is one of its choices (a dropdown can show it)."""
+    return field.has_default and str(field.default) in [str(c) for c in field.enum]
+
+
+def _size_text(value: Any) -> str:
+    if isinstance(value, Mapping) and "width" in value and "height" in value:
+        return f"{value['width']}x{value['height']}"
+    return str(value)
 
 
 def _typed_number(field: InputField, text: str) -> Any:
@@ -450,7 +465,7 @@ def _initial(f: InputField) -> Any:
     if f.kind == "boolean":
         return bool(f.default) if f.has_default else False
     if f.kind in ("enum", "size") and f.enum:
-        return str(f.default) if f.has_default else NO_DEFAULT
+        return str(f.default) if _listed_default(f) else NO_DEFAULT
     if f.kind in ("integer", "float", "string") and (not f.has_default or f.default is None):
         return ""
     return f.default

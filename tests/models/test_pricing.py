@@ -130,8 +130,9 @@ def test_a_table_field_not_asked_reserves_the_dearest() -> None:
 
 
 def test_unpriced_models_and_unknown_rules_are_refused_in_one_line() -> None:
-    with pytest.raises(Unpriced, match=r"fal publishes no price for fal-ai/bytedance/seedream/v4/edit") as err:
-        bound(models.get("seedream4-edit"), {"prompt": "p"})
+    free = Registry(lambda: {"acme/free": document("acme/free", PROMPT)}).get("acme/free")
+    with pytest.raises(Unpriced, match=r"fal publishes no price for acme/free .*kx.set_price\('acme/free'") as err:
+        bound(free, {"prompt": "p"})
     assert "\n" not in str(err.value) and isinstance(err.value, ValidationError)
     doc = document("acme/video", PROMPT, pricing={"unit_price": 0.1, "unit": "seconds", "rule": {"per": "second"}})
     m = Registry(lambda: {"acme/video": doc}).get("acme/video")
@@ -147,3 +148,12 @@ def test_kontext_bounds_match_the_endpoints_estimates() -> None:
         for args, size in (({"num_images": 2}, (1000, 700)), ({}, None), ({"resolution_mode": "16:9"}, (50, 50))):
             a = {k: v for k, v in args.items() if m.takes(k)}
             assert bound(m, a, [size] if size else None) >= ep.estimate(a, size) - 1e-9, (ep.id, a)
+
+
+def test_fals_billable_units_are_priced_by_the_rule() -> None:
+    flex_max = models.get("flux2-max-edit")  # first megapixel 0.07, each further one 0.03
+    assert models.from_units(flex_max, {}, 3) == pytest.approx(0.07 + 2 * 0.03)
+    assert models.from_units(models.get("qwen-edit"), {}, 3) == pytest.approx(0.09)
+    gpt = models.get("gpt-image-1.5")
+    assert models.from_units(gpt, {"quality": "low", "image_size": "1024x1024"}, 2) == pytest.approx(0.018)
+    assert endpoints.get_endpoint("fal-ai/flux-2-max/edit").cost_of_units(3) == pytest.approx(0.13)

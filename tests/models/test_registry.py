@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from kontext_nb import models
@@ -133,3 +137,29 @@ def test_models_table_lists_prices_or_not_published() -> None:
     row = frame.set_index("endpoint_id").loc["fal-ai/flux-pro/kontext/max"]
     assert row["unit"] == "image" and row["unit_price"] == 0.08 and row["takes_seed"]
     assert set(models.models_frame("kontext", "text-to-image")["category"]) == {"text-to-image"}
+
+
+def test_kx_models_is_the_package_called() -> None:
+    import kontext_nb as kx
+    import kontext_nb.models.catalog as catalog
+
+    assert kx.models is models and catalog.Registry is Registry  # one name: the package, callable
+    frame = kx.models("kontext", category="text-to-image")
+    assert len(frame) >= 3 and set(frame["category"]) == {"text-to-image"}
+    assert kx.model("max-t2i").endpoint_id == "fal-ai/flux-pro/kontext/max/text-to-image"
+
+
+def test_load_ext_reads_no_snapshot_and_help_still_lists_every_option() -> None:
+    """%load_ext stays as cheap as before the registry: the magics' help is built on first ``%kontext?``."""
+    code = (
+        "import kontext_nb.models.catalog as c\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "from IPython.core.oinspect import getdoc\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'kontext_nb')\n"
+        "print('READ' if c.registry()._docs is not None else 'NOT READ')\n"
+        "print('--guidance' in getdoc(ip.find_line_magic('kontext')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120)
+    assert out.stdout.splitlines()[-2:] == ["NOT READ", "True"], out.stdout + out.stderr

@@ -13,8 +13,9 @@ from PIL import Image
 
 from kontext_nb import models
 from kontext_nb.config import Settings
-from kontext_nb.errors import ValidationError
+from kontext_nb.errors import KontextError, ValidationError
 from kontext_nb.request import build_request
+from kontext_nb.result import Result
 from kontext_nb.sandbox import SandboxServer
 from kontext_nb.session import Session
 
@@ -57,22 +58,46 @@ def test_every_snapshot_model_round_trips_through_the_session(endpoint_id: str, 
     seed = {"seed": 7} if model.takes_seed else {}
     if model.mode == "text-to-image":
         request = build_request("text-to-image", "a lighthouse in fog", model=endpoint_id, **seed)
+        result = session.generate("a lighthouse in fog", model=endpoint_id, timeout=60, **seed)
     elif model.mode == "inpaint":
         request, _ = session.prepare_inpaint(photo, "a red hat", mask=mask, model=endpoint_id, **seed)
+        result = session.inpaint(photo, "a red hat", mask=mask, model=endpoint_id, timeout=60, **seed)
     elif model.mode == "multi":
         request, _ = session.prepare_edit([photo, photo], "both in one", model=endpoint_id, **seed)
+        result = session.edit([photo, photo], "both in one", model=endpoint_id, timeout=60, **seed)
     else:
         request, _ = session.prepare_edit(photo, "make it winter", model=endpoint_id, **seed)
+        result = session.edit(photo, "make it winter", model=endpoint_id, timeout=60, **seed)
     assert request.endpoint.id == endpoint_id
     assert request.reproducible is model.takes_seed
-    result = session.run(request, timeout=60)
+    assert isinstance(result, Result)
     assert result.endpoint == endpoint_id and result.image_bytes
     record = session.record(result.journal_id)
     assert record.endpoint == endpoint_id
     assert record.reproducible is model.takes_seed
     assert record.cost <= request.cost + 1e-9, "the reservation was below what came back"
     if model.takes_seed:
-        assert record.seed == 7 or result.seed in (7, None)
+        assert record.seed == 7 and result.seed == 7, "the seed sent (or returned) is journaled"
+    assert result.cost > 0 or model.pricing is None
+
+
+def test_several_sources_go_to_a_model_that_takes_them(world: Any) -> None:
+    session, folder = world
+    photo = str(folder / "photo.png")
+    request, _ = session.prepare_edit([photo] * 5, "all five", model="nano-banana-2-edit")
+    assert len(request.arguments["image_urls"]) == 5
+    with pytest.raises(ValidationError, match="5 source images") as err:
+        session.prepare_edit([photo] * 5, "all five", model="max")
+    assert "\n" not in str(err.value)
+
+
+def test_an_endpoint_id_outside_the_snapshot_is_one_line_and_sends_nothing(world: Any) -> None:
+    session, folder = world
+    before = len(session.history())
+    with pytest.raises(KontextError, match="not in kontext_nb's snapshot") as err:  # fetched: fal says 404
+        session.edit(str(folder / "photo.png"), "x", model="fal-ai/not-a-model/v9")
+    assert "\n" not in str(err.value) and "fal-ai/not-a-model/v9" in str(err.value)
+    assert len(session.history()) == before
 
 
 def test_a_seed_given_to_a_model_without_one_is_one_line(world: Any) -> None:

@@ -318,3 +318,39 @@ def test_fals_js_client_calls_a_non_kontext_endpoint(server: SandboxServer) -> N
     assert len(line["data"]["images"]) == 2 and line["data"]["seed"] == 5
     info = server.request_info(line["requestId"])
     assert info["endpoint"] == endpoint_id and len(info["arguments"]["image_urls"]) == 2
+
+
+def test_usage_sums_what_the_bills_cost_where_a_first_megapixel_costs_more(
+    client: fal_client.SyncClient, server: SandboxServer
+) -> None:
+    endpoint_id = "fal-ai/flux-2-max/edit"  # $0.07 the first processed megapixel, $0.03 each further one
+    client.submit(endpoint_id, {"prompt": "dusk", "image_urls": [IMAGE, IMAGE], "seed": 1}).get()
+    bills = [b["amount"] for b in server.bills()["bills"] if b["endpoint"] == endpoint_id]
+    headers = {"Authorization": "Key sandbox-test"}
+    params = {"endpoint_id": endpoint_id, "expand": "summary"}
+    got = httpx.get(f"{server.url}/v1/models/usage", params=params, headers=headers, trust_env=False).json()
+    (line,) = got["summary"]
+    assert line["cost"] == pytest.approx(sum(bills)) and 0.07 + 2 * 0.03 in [pytest.approx(b) for b in bills]
+
+
+@pytest.mark.parametrize(
+    ("endpoint_id", "arguments", "dollars"),
+    [
+        # fal's pages: $0.08 an image, 4K outputs at twice the rate
+        ("fal-ai/nano-banana-2/edit", {"image_urls": [IMAGE], "resolution": "4K", "num_images": 2}, 2 * 0.16),
+        # per image, by quality and size (the text-token part is not bounded: said in the snapshot)
+        ("fal-ai/gpt-image-1.5", {"quality": "low", "image_size": "1536x1024"}, 0.013),
+        # $0.05 per megapixel of input and of output, each rounded up: two inputs and one output
+        ("fal-ai/flux-2-flex/edit", {"image_urls": [IMAGE, IMAGE]}, 3 * 0.05),
+        ("fal-ai/reve/fast/edit", {"image_url": IMAGE, "num_images": 3}, 3 * 0.01),
+        ("fal-ai/qwen-image-edit", {"image_url": IMAGE}, 0.03),
+        ("fal-ai/nano-banana/edit", {"image_urls": [IMAGE]}, 0.0),  # fal's price not published: billed $0
+    ],
+)
+def test_each_price_rule_bills_what_fal_s_page_says(
+    endpoint_id: str, arguments: dict[str, Any], dollars: float, client: fal_client.SyncClient, server: SandboxServer
+) -> None:
+    handle = client.submit(endpoint_id, {"prompt": "a red door", **arguments})
+    handle.get()
+    (bill,) = [b for b in server.bills()["bills"] if b["request_id"] == handle.request_id]
+    assert bill["amount"] == pytest.approx(dollars)

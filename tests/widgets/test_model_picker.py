@@ -80,7 +80,8 @@ def test_controls_are_generated_from_the_schema(model: models.Model) -> None:
         if f.name in SWEEP_FIELDS:
             assert isinstance(c, w.Text)
         elif f.kind in ("enum", "size") and f.enum:
-            assert [v for _, v in c.options] == ([] if f.has_default else [NO_DEFAULT]) + [str(v) for v in f.enum]
+            listed = f.has_default and str(f.default) in [str(v) for v in f.enum]  # else: fal's default, sent as none
+            assert [v for _, v in c.options] == ([] if listed else [NO_DEFAULT]) + [str(v) for v in f.enum]
         elif f.kind == "boolean":
             assert isinstance(c, w.Checkbox) and c.value == bool(f.default if f.has_default else False)
         elif f.kind in ("integer", "float") and f.minimum is not None and f.maximum is not None and f.has_default:
@@ -91,6 +92,8 @@ def test_controls_are_generated_from_the_schema(model: models.Model) -> None:
     for f in shown(model):
         if f.kind == "loras":
             assert (values[f.name] or []) == list(f.default or []), f.name
+        elif f.kind in ("enum", "size") and f.has_default and str(f.default) not in [str(v) for v in f.enum]:
+            assert values[f.name] is None, f.name  # a {width, height} default: nothing sent, fal uses it
         elif f.name != "seed" and f.has_default and f.default is not None:
             assert values[f.name] == f.default, f.name
         elif f.name != "seed" and f.kind in ("integer", "float", "string", "enum", "size"):

@@ -176,11 +176,11 @@ DEV_NOT_PUBLISHED = [
 
 def pricing(ep: E.Endpoint) -> tuple[dict[str, Any] | None, str]:
     if ep.model == "pro":
-        return {"unit_price": 0.04, "unit": "image", "currency": "USD", "rule": {"per": "image"}}, (
+        return {"unit_price": 0.04, "unit": "images", "currency": "USD", "rule": {"per": "image"}}, (
             PRO_LLMS + " ('$0.04 per images'), read 2026-12-07"
         )
     if ep.model == "max":
-        return {"unit_price": 0.08, "unit": "image", "currency": "USD", "rule": {"per": "image"}}, (
+        return {"unit_price": 0.08, "unit": "images", "currency": "USD", "rule": {"per": "image"}}, (
             "kontext_nb/endpoints.py PRICE_PER_IMAGE['max'] (the project's figure since 2026-11-21, its source not"
             " recorded there); fal's own page for [max] could not be read here; a third-party catalogue"
             " (lumenfall.ai, citing https://fal.ai/models/fal-ai/flux-pro/kontext/max/text-to-image) quotes the"

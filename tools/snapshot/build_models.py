@@ -162,7 +162,17 @@ LLMS: dict[str, dict[str, Any]] = {
         "ranges": {"num_images": (1, 4)},
     },
     "fal-ai/bytedance/seedream/v4.5/edit": {"ranges": {"num_images": (1, 6), "max_images": (1, 6)}, "docs": True},
-    "fal-ai/bytedance/seedream/v4/edit": {"ranges": {"num_images": (1, 6), "max_images": (1, 6)}, "docs": True},
+    "fal-ai/bytedance/seedream/v4/edit": {
+        "price": (0.03, "images", {"per": "image"}),
+        "quote": "$0.03 per images",
+        "ranges": {"num_images": (1, 6), "max_images": (1, 6)},
+        "defaults": {"image_size": {"height": 2048, "width": 2048}},
+    },
+    "fal-ai/bytedance/seedream/v4.5/text-to-image": {
+        "price": (0.04, "images", {"per": "image"}),
+        "quote": "Your request will cost $0.04 per image.",
+        "price_url": "https://fal.ai/models/fal-ai/bytedance/seedream/v4.5/text-to-image/playground",
+    },
     "fal-ai/nano-banana-pro": {"ranges": {"num_images": (1, 4)}, "docs": True},
 }
 DOCS = "https://fal.ai/docs/model-api-reference/image-generation-api/"
@@ -193,12 +203,16 @@ def build(types: Types, eid: str) -> dict[str, Any]:
         "integer vs number: fal-js's types say number; "
         + ", ".join(sorted(INTEGER_NAMES))
         + " are typed integer as fal's pages show them",
-        "x-fal-order-properties: fal-js's types list fields alphabetically, so the order here is alphabetical",
+        "x-fal-order-properties: fal-js's types list fields alphabetically; the order here is prompt, the other"
+        " required fields, then the rest alphabetically (not fal's)",
     ]
     props = schemas[in_name]["properties"]
     for field, (lo, hi) in facts.get("ranges", {}).items():
         if field in props:
             props[field]["minimum"], props[field]["maximum"] = lo, hi
+    for field, default in facts.get("defaults", {}).items():
+        props[field]["default"] = default
+        not_published.append(f"{field}'s default: not in fal-js's types; {default!r} is from fal's page")
     required = set(schemas[in_name].get("required", []))
     order = sorted(props, key=lambda f: (f != "prompt", f not in required, f))
     schemas[in_name]["x-fal-order-properties"] = order
@@ -211,7 +225,7 @@ def build(types: Types, eid: str) -> dict[str, Any]:
     if "price" in facts:
         price, unit, rule = facts["price"]
         pricing = {"unit_price": price, "unit": unit, "currency": "USD", "rule": rule}
-        price_source = f"{llms(eid)}: '{facts['quote']}'"
+        price_source = f"{facts.get('price_url', llms(eid))}: '{facts['quote']}'"
     else:
         price_source = "not published: no fal page with this endpoint's price could be read"
         if eid in THIRD_PARTY:

@@ -1,5 +1,6 @@
-"""The registry: every model kontext_nb knows, by alias or endpoint id, parsed from the vendored snapshot on first
-use (importing this costs nothing; the first lookup reads the snapshot, each model is parsed once when asked for).
+"""The registry (``models.registry()`` is the process's): every model kontext_nb knows, by alias or endpoint id,
+parsed from the vendored snapshot on first use (importing this costs nothing; the first lookup reads the snapshot,
+each model is parsed once when asked for).
 
 Models loaded live with a key (kx.model) join the registry of the process that loaded them (models/live.py).
 """
@@ -126,15 +127,16 @@ class Registry:
     def family(self, name: str) -> list[Model]:
         """The model and every model linked to it by ``sibling`` (either way, transitively), itself first."""
         first = self.get(name)
-        out, todo = [first], [first]
+        links = {e: m.sibling for e, m in self._extra.items()}
+        links.update({e: d.get("sibling") for e, d in self._index().items()})  # read from the documents: no parsing
+        found, todo = [first.endpoint_id], [first.endpoint_id]
         while todo:
-            m = todo.pop()
-            for other in self.all():
-                linked = other.sibling == m.endpoint_id or m.sibling == other.endpoint_id
-                if linked and other not in out:
-                    out.append(other)
+            eid = todo.pop()
+            for other, sibling in links.items():
+                if (sibling == eid or links.get(eid) == other) and other not in found:
+                    found.append(other)
                     todo.append(other)
-        return out
+        return [self.get(e) for e in found]
 
     def variant(self, name: str, mode: str) -> Model:
         """The model to use for a mode (text-to-image, edit, multi, inpaint): the one named if it serves the mode,
