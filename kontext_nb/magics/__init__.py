@@ -152,6 +152,8 @@ class Kontext(Magics):
         rest = tokens[1:] if command else tokens
         if not command:  # a misspelt subcommand (any case, any arguments) is not a paid prompt
             check_line(line)
+        if command == "help" and rest:  # %kontext help MODEL: its fields, defaults, ranges, price and sources
+            return model_help(" ".join(rest))
         if command == "help":
             print(help_text())
             return None
@@ -160,6 +162,17 @@ class Kontext(Magics):
             return handler(self, rest, cell)
         except UsageError as exc:  # "show me a cat": the subcommand says what it takes, and how to make a prompt
             raise UsageError(with_prompt_hint(str(exc), command, line)) from None
+
+
+def model_help(name: str) -> Any:
+    """The registry's help for one model (an alias or endpoint id): HTML in a notebook, a text table in a terminal."""
+    from .. import models
+    from ..errors import ValidationError
+
+    try:
+        return models.get(name)  # shown by its _repr_mimebundle_: models/help.py
+    except ValidationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 Kontext.kontext.__doc__ = HELP.strip() + "\n\nOptions for making images: %kontext help (or %kontext?)\n"

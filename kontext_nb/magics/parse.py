@@ -269,6 +269,7 @@ HELP = """
   %kontext compare @3 @5 @7           side by side, differences highlighted (one edit: with its source)
   %kontext history fox --seed 42 --limit 20 --min-rating 4 --model seedream4-edit
   %kontext show @12 · rerun @12 --seed 7 · lineage @12 · cancel @12|all · resume · status · help
+  %kontext help flux2-flex-edit       a model's fields, defaults, ranges, price rule and sources
   %kontext panel                      the interactive panel: Create, Gallery, Compare, History, Duel
   %kontext rate @12 4                 1-5 stars (0 clears); kx.history(min_rating=4) finds them
   %kontext duel @3 @5 @7              a blind duel: ← → pick the better one, = a tie (no refs: the last 12)

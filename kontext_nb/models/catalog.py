@@ -115,11 +115,11 @@ class Registry:
         return [m for m in (self.find(e) for e in self.endpoint_ids()) if m is not None]
 
     def search(self, text: str | None = None, category: str | None = None) -> list[Model]:
-        """Models whose endpoint id, alias or title hold every word of ``text`` (any case), in ``category``."""
+        """Models whose id, alias, title or category hold every word of ``text`` (any case), in ``category``."""
         words = str(text or "").lower().split()
         found = []
         for m in self.all():
-            hay = f"{m.endpoint_id} {m.alias} {m.title}".lower()
+            hay = f"{m.endpoint_id} {m.alias} {m.title} {m.category}".lower()
             if all(w in hay for w in words) and (category is None or m.category == category):
                 found.append(m)
         return found

@@ -155,6 +155,12 @@ class Model:
     def price_source(self) -> str:
         return self.pricing.source if self.pricing else "not published"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """``kx.model(name)`` in a notebook: its help (models/help.py), a table; plain text in a terminal."""
+        from .help import help_html, help_text
+
+        return {"text/plain": help_text(self), "text/html": help_html(self)}
+
 
 def _secondary(name: str) -> bool:
     return "mask" in name or "reference" in name or "control" in name

@@ -50,7 +50,7 @@ import re
 import secrets
 import socket
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,6 +115,12 @@ class ProxyConfig:
     heartbeat: float = 5.0
     """Seconds between this instance's heartbeats in the state; the jobs of an instance silent for six of them
     are taken over by another (give every instance of a class the same)."""
+    allow: Sequence[str] = ()
+    """The endpoints students may call: endpoint ids, aliases or fnmatch patterns over the registry's endpoint ids
+    ('fal-ai/flux-2-*/edit'); empty: the FLUX.1 Kontext family. Each is priced by the registry (models.bound)."""
+    prices: Mapping[str, tuple[float, str]] = field(default_factory=dict)
+    """Prices the instructor declares for models fal publishes none for: {alias or id: (dollars, 'image' or
+    'megapixel')}, set in this process's registry at start (``kx.set_price``); without one such a model is refused."""
 
 
 def fal_key_from_env() -> str | None:
@@ -164,6 +170,13 @@ class ProxyServer:
         self.tokens_file: Path | None = None
         self.instructor_token: str | None = None
         """Set when this start issued the first instructor token (shown once)."""
+        try:  # a pattern matching no model: one line, before anything listens
+            from .policy import allowed_endpoints
+
+            self.allowed = allowed_endpoints(tuple(config.allow))
+            _declare(config.prices)
+        except ValueError as exc:
+            raise ProxyError(str(exc)) from None
         key, label = self._key(config)
         try:
             self._socket, self.port, bound = listen(config.host, config.port)
@@ -275,12 +288,31 @@ class ProxyServer:
                 "(python -m kontext_nb.sandbox --require-key KEY) and give each --upstream URL"
             )
         lines.append(f"limits: {self.proxy.limits.describe()}; blocklist: {len(self.proxy.blocklist)} entries")
+        lines.append(self._allowed_line())
         page = f"{self.url}/instructor"
         if self.instructor_token is not None:
             lines.append(f"instructor page: {page} (log in with this token, shown once: {self.instructor_token})")
         else:
             lines.append(f"instructor page: {page} (a new token: kontext-nb proxy instructor-token)")
         return lines
+
+    def _allowed_line(self) -> str:
+        from kontext_nb import models
+
+        ids = sorted(self.allowed.ids)
+        unpriced = [i for i in ids if models.can_price(models.get(i)) is not None]
+        line = f"allowed: {len(ids)} endpoint{'s' * (len(ids) != 1)} ({self.allowed.describe()})"
+        if unpriced:
+            line += f"; refused for want of a published price: {', '.join(unpriced)}"
+        return line
+
+
+def _declare(prices: Mapping[str, tuple[float, str]]) -> None:
+    """The instructor's declared prices, in the registry every reservation reads (a bad one: ValueError, one line)."""
+    from kontext_nb import models
+
+    for name, (dollars, per) in prices.items():
+        models.registry().set_price(name, dollars, per)  # its ValidationError is a ValueError naming what is wrong
 
 
 def _lan_address() -> str:

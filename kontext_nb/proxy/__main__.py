@@ -51,6 +51,15 @@ def _count(text: str) -> int | None:
     return value
 
 
+def _price(text: str) -> tuple[str, float, str]:
+    """'flux2-pro-edit=0.03/megapixel' -> ('flux2-pro-edit', 0.03, 'megapixel'); per image when no unit is given."""
+    name, _, price = text.partition("=")
+    dollars, _, per = price.partition("/")
+    if not name.strip() or not dollars.strip() or per.strip() not in ("", "image", "megapixel"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give MODEL=USD, MODEL=USD/image or MODEL=USD/megapixel")
+    return name.strip(), float(dollars.strip().lstrip("$")), per.strip() or "image"
+
+
 def _dollars(text: str) -> float | None:
     if text.strip().lower() in ("none", "unlimited"):
         return None
@@ -106,6 +115,23 @@ def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
         metavar="fal|sandbox|URL",
         help="fal (needs FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET), sandbox (an offline rehearsal), or the URL "
         "of a fal-compatible server (key from the environment); default %(default)s",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="an endpoint students may call: its id, its alias, or a pattern such as 'fal-ai/flux-2-*/edit' "
+        "(repeatable; priced from the model registry; default: the FLUX.1 Kontext family)",
+    )
+    p.add_argument(
+        "--price",
+        action="append",
+        default=[],
+        type=_price,
+        metavar="MODEL=USD[/image|/megapixel]",
+        help="a price for an allowed model fal publishes none for (repeatable), e.g. flux2-pro-edit=0.03/megapixel; "
+        "without one such a model is refused (its cost cannot be reserved)",
     )
     limits = p.add_argument_group("limits")
     limits.add_argument("--images-per-day", type=_count, default=d.images_per_day, metavar="N", help="per student")
@@ -318,6 +344,8 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         connections=connections,
         bounds=bounds,
+        allow=tuple(args.allow),
+        prices={name: (dollars, per) for name, dollars, per in args.price},
     )
     try:
         server = start(config)

@@ -19,12 +19,14 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kontext_nb import endpoints
+from kontext_nb import models
 from kontext_nb.fal.protocol import CANCEL_ERROR_TYPES, http_error
 from kontext_nb.images import sniff_content_type
+from kontext_nb.models.pricing import LARGEST
+from kontext_nb.sandbox import schema
 
 from . import instances
 from .classroom import DONE, SUBMITTING, UPSTREAM, WAITING, Classroom, StateError
@@ -467,10 +469,10 @@ class Dispatcher:
         if job.done:
             return False
         if outcome == "ok":
-            metas = [m for m in body.get("images") or [] if isinstance(m, dict) and m.get("url")]
+            metas = [m for m in models.normalise(body).images if m.get("url")]  # images[] or image
             images = len(metas)
             urls = [m["url"] if not m["url"].startswith("data:") else "data:" for m in metas]  # one not stored
-            cost = to_micros(endpoints.get_endpoint(job.endpoint).cost(images, _sizes(metas)))
+            cost = to_micros(recorded_cost(job, _sizes(metas)))
         else:
             images, urls, cost = 0, None, 0
             if error is None:
@@ -544,7 +546,20 @@ def _rename(body: Any, job: ProxyJob) -> str:
     return re.sub(r"(?<![/\w.-])" + re.escape(job.upstream_id), job.id, text)
 
 
-def _sizes(metas: list[dict[str, Any]]) -> list[tuple[int, int] | None]:
+def recorded_cost(job: ProxyJob, sizes: list[tuple[int, int] | None]) -> float:
+    """What a finished job costs by the registry's rule (models.billed) from what came back; an image or an input of
+    unknown size is priced as the largest fal makes (never under what fal bills)."""
+    model = models.get(job.endpoint)
+    outputs = [s or LARGEST for s in sizes]
+    if job.input_sizes is not None:
+        inputs = [s or LARGEST for s in job.input_sizes]
+    else:  # a restart lost them: every image the request named, at the largest
+        named = [v for k, v in job.arguments.items() if k in model.image_inputs and v]
+        inputs = [LARGEST] * sum(len(v) if isinstance(v, list) else 1 for v in named)
+    return models.billed(model, schema.with_defaults(job.endpoint, job.arguments), outputs, inputs)  # what it ran
+
+
+def _sizes(metas: Sequence[Mapping[str, Any]]) -> list[tuple[int, int] | None]:
     """Each returned image's (width, height) as fal reports it; None where it does not (priced high)."""
     out: list[tuple[int, int] | None] = []
     for m in metas:

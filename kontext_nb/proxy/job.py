@@ -89,6 +89,10 @@ class ProxyJob:
     followers: int = 0
     """Status streams open on it here: another instance's job is re-read from its row while one is."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    arguments: dict[str, Any] = field(default_factory=dict)
+    """What was asked (inline images elided): the recorded cost follows the registry's rule for it."""
+    input_sizes: tuple[tuple[int, int] | None, ...] | None = None
+    """The sizes of the images sent, as priced at admission (None after a restart: not known)."""
 
     @property
     def app_path(self) -> str:
@@ -111,6 +115,7 @@ class ProxyJob:
             student=row["student"],
             endpoint=row["endpoint"],
             body=row["body"],
+            arguments=row.get("arguments") or {},
             headers=row["headers"] or {},
             state=row["state"],
             upstream_id=row["upstream_id"],

@@ -5,12 +5,15 @@ Pure functions, like limits.py; the server records and answers the refusals they
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kontext_nb import endpoints
+from kontext_nb import endpoints, models
 
 from .fold import fold
 from .limits import Refusal
@@ -19,21 +22,71 @@ MISSING: Any = object()
 """Stands for a safety_tolerance the request did not give."""
 
 
-def endpoint_refusal(endpoint_id: str) -> Refusal | None:
-    """Only the Kontext family may be called through a classroom proxy."""
-    if endpoint_id in endpoints.ENDPOINTS:
+@dataclass(frozen=True)
+class Allowed:
+    """The endpoints a class may call: the registry's models matching the instructor's ids, aliases or patterns."""
+
+    patterns: tuple[str, ...]
+    ids: frozenset[str]
+
+    def __contains__(self, endpoint_id: object) -> bool:
+        return endpoint_id in self.ids
+
+    def describe(self) -> str:
+        return ", ".join(self.patterns)
+
+
+@functools.lru_cache(maxsize=16)
+def allowed_endpoints(patterns: tuple[str, ...] = ()) -> Allowed:
+    """What ``--allow`` names: endpoint ids, aliases, or fnmatch patterns over the registry's endpoint ids
+    (``fal-ai/flux-2-*/edit``). None given: the FLUX.1 Kontext family. A pattern that matches no model the registry
+    knows raises ValueError (one line, for the proxy's start)."""
+    if not patterns:
+        return Allowed(tuple(endpoints.ENDPOINTS), frozenset(endpoints.ENDPOINTS))
+    reg, ids = models.registry(), set()
+    for pattern in patterns:
+        named = reg.find(pattern) if not any(c in pattern for c in "*?[") else None
+        found = {named.endpoint_id} if named is not None else set(fnmatch.filter(reg.endpoint_ids(), pattern))
+        if not found:
+            raise ValueError(
+                f"--allow {pattern!r} matches no model kontext_nb knows: give an endpoint id, an alias or a pattern "
+                "such as 'fal-ai/flux-2-*/edit' (kx.models() lists them)"
+            )
+        ids |= found
+    return Allowed(tuple(patterns), frozenset(ids))
+
+
+def endpoint_refusal(endpoint_id: str, allowed: Allowed | None = None) -> Refusal | None:
+    """Only the endpoints the class allows may be called through a classroom proxy (default: the Kontext family)."""
+    allowed = allowed or allowed_endpoints()
+    if endpoint_id in allowed:
         return None
-    allowed = ", ".join(endpoints.ENDPOINTS)
     shown = endpoint_id if len(endpoint_id) <= 80 else endpoint_id[:77] + "..."
-    return Refusal("endpoint", 403, f"this class allows only the FLUX.1 Kontext endpoints ({allowed}), not {shown!r}")
+    what = "the FLUX.1 Kontext endpoints" if allowed == allowed_endpoints() else "the endpoints matching"
+    return Refusal("endpoint", 403, f"this class allows only {what} ({allowed.describe()}), not {shown!r}")
 
 
-def stream_of_known(endpoint_id: str) -> bool:
+def stream_of_known(endpoint_id: str, allowed: Allowed | None = None) -> bool:
     """``<endpoint>/stream`` of an allowed endpoint: what fal.stream calls, and these endpoints do not stream."""
-    return endpoint_id.endswith("/stream") and endpoint_id.removesuffix("/stream") in endpoints.ENDPOINTS
+    return endpoint_id.endswith("/stream") and endpoint_id.removesuffix("/stream") in (allowed or allowed_endpoints())
 
 
-def has_safety_tolerance(endpoint: endpoints.Endpoint) -> bool:
+def model_refusal(model: models.Model) -> Refusal | None:
+    """A model whose cost the proxy cannot bound (fal publishes no price) is refused: no reservation, no send."""
+    reason = models.can_price(model)
+    if reason is None:
+        return None
+    return Refusal("endpoint", 403, f"{model.endpoint_id}: {reason}; this class cannot reserve its cost")
+
+
+def class_safety(model: models.Model, level: str) -> str:
+    """The class level as this model takes it: the most permissive of its own values not above the level."""
+    values = [str(v) for v in model.input("safety_tolerance").enum if str(v).isdigit()]
+    fits = [v for v in values if int(v) <= int(level)]
+    return max(fits, key=int) if fits else level
+
+
+def has_safety_tolerance(endpoint: endpoints.Endpoint | models.Model) -> bool:
     """[max]/[pro] take safety_tolerance; [dev] and LoRA have enable_safety_checker instead."""
     return any(f.name == "safety_tolerance" for f in endpoint.inputs)
 

@@ -16,12 +16,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from kontext_nb import endpoints
+from kontext_nb import models
 from kontext_nb.sandbox import schema, wire
 
 from . import policy
 from .classroom import today
-from .inputs import input_size
+from .inputs import input_sizes
 from .job import ProxyJob
 from .limits import Refusal, to_micros
 from .state import NOT_FOUND, PROXY_HEADER, Proxy, error, guarded, proxy_of
@@ -47,11 +47,15 @@ async def submit(request: Request) -> Response:
     student = proxy.authenticate(request, record=endpoint_id)  # from the headers, before any body is read
     if isinstance(student, Response):
         return student
-    refusal = policy.endpoint_refusal(endpoint_id)
-    if refusal is not None and policy.stream_of_known(endpoint_id):  # fal.stream on an endpoint that does not stream
+    allowed = policy.allowed_endpoints(tuple(proxy.config.allow))
+    refusal = policy.endpoint_refusal(endpoint_id, allowed)
+    if refusal is not None and policy.stream_of_known(
+        endpoint_id, allowed
+    ):  # fal.stream on an endpoint that does not stream
         return error(
             404, f"{endpoint_id.removesuffix('/stream')} has no streaming output: use fal.subscribe or fal.run"
         )
+    refusal = refusal or policy.model_refusal(models.get(endpoint_id))  # no price: nothing to reserve it with
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, None)
     if "fal_webhook" in request.query_params:
@@ -80,14 +84,14 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
         return _invalid([{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}])
     if not isinstance(body, dict):
         return _invalid([{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
-    ep = endpoints.ENDPOINTS[endpoint_id]
-    given, errors = schema.validate(ep, body)  # as fal validates: every bad field, values converted
+    model = models.get(endpoint_id)
+    given, errors = schema.validate(endpoint_id, body)  # as fal validates: every bad field, values converted
     if errors:
         return _invalid(errors)
     student = proxy.authenticate(request, record=endpoint_id)  # revoked while the body was arriving?
     if isinstance(student, Response):
         return student
-    prompt = str(given["prompt"])
+    prompt = str(given.get("prompt", ""))
     refusal = proxy.blocklist.refusal(prompt)
     if refusal is not None:
         return proxy.refuse(student.name, refusal, endpoint_id, prompt)
@@ -96,16 +100,17 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
     )
     if isinstance(safety, Refusal):
         return proxy.refuse(student.name, safety, endpoint_id, prompt)
-    inputs = schema.with_defaults(ep, given)
-    images = int(inputs["num_images"])
+    inputs = schema.with_defaults(endpoint_id, given)
+    images = models.images_asked(model, inputs)
     bases = (proxy.base(request), *proxy.local_bases)
     sent_inputs = proxy.upstream.inbound(given, bases)  # the proxy's own file URLs, as they go upstream
-    size = input_size(ep, sent_inputs, proxy.classroom.upload_size)  # None: not known, the worst case
-    cost = to_micros(ep.estimate(inputs, size))  # the notebook's estimator; num_images multiplies
+    sizes = input_sizes(model, sent_inputs, proxy.classroom.upload_size)  # None: not known, the worst case
+    cost = to_micros(models.bound(model, inputs, sizes))  # the registry's upper bound, as the notebook reserves
     day, session = today(), proxy.session
-    forced = {"safety_tolerance": safety[0]} if policy.has_safety_tolerance(ep) else {}  # [dev]/LoRA: none
+    forced = {"safety_tolerance": policy.class_safety(model, safety[0])} if model.takes("safety_tolerance") else {}
     sent = proxy.upstream.inbound({**given, **forced}, bases)
     job = ProxyJob(str(uuid.uuid4()), student.name, endpoint_id, sent, pick_headers(request.headers, SUBMIT_HEADERS))
+    job.arguments, job.input_sizes = _elided(sent), tuple(sizes)  # for the recorded cost (the registry's rule)
     job.owner = proxy.dispatcher.me
     refusal = proxy.classroom.admit(  # checked and reserved in one transaction, whichever instance admits
         {
@@ -122,7 +127,7 @@ def _admit(request: Request, proxy: Proxy, endpoint_id: str, raw: bytes) -> Prox
             "images": images,
             "cost_reserved": cost,
             "cost": cost,
-            "safety_tolerance": safety[0] if forced else None,
+            "safety_tolerance": forced["safety_tolerance"] if forced else None,
             "safety_note": safety[1] if forced else None,
             "state": job.state,
             "created": time.time(),

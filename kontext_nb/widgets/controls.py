@@ -1,11 +1,14 @@
-"""The panel's inputs, built from the endpoint specs: one control per fal input, and the source images of an edit.
+"""The panel's inputs, generated from the model's schema: one control per fal input, and the source images.
 
-Names, kinds, choices, ranges, defaults and descriptions all come from :mod:`kontext_nb.endpoints`; nothing
-here repeats them.
+One builder for every model of the registry (``models.Model.inputs``, in fal's x-fal-order-properties order): enums
+are dropdowns, numbers with a range bounded inputs (floats with a slider), booleans checkboxes, descriptions and
+what is allowed the tooltips (``views.model_help.allowed``); image inputs are the source and mask pickers. Nothing
+here is written per model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import random
@@ -15,10 +18,13 @@ from typing import Any
 
 import ipywidgets as w
 from PIL import Image
+from traitlets import TraitError
 
-from .. import endpoints
+from .. import endpoints, models
 from ..errors import ValidationError
 from ..images import ImageInput, prepare_image
+from ..models import InputField, Model
+from ..models.help import allowed
 from ..sweep import label, parse_values
 from . import theme
 from .cards import close_tree
@@ -28,13 +34,20 @@ SWEEP_FIELDS = ("seed", "guidance_scale")
 NO_DEFAULT_LABELS = {"aspect_ratio": "(keep the input's shape)"}
 NO_DEFAULT = ""
 """The Dropdown value for "send nothing, let fal choose" (None would read as "no selection")."""
+FALS_CHOICE = "(fal's choice)"
 SEED_LIMIT = 2**31
 RANDOM = "-1"
 """What the seed field holds for "draw a new seed" (AUTOMATIC1111's convention; empty means the same)."""
 ADVANCED = ("sync_mode",)
 """Inputs most people never touch: behind an "advanced" fold."""
+NOT_SHOWN = ("prompt", "image", "images", "object", "array")
+"""Inputs without a control: the prompt box, the source and mask pickers; objects and lists are set from code."""
 LABEL_WIDTH = "120px"
-"""One width for every control's label, so the fields line up."""
+"""The least width of the controls' labels; one width for all of a model's, so the fields line up."""
+FIELD_WIDTH = "185px"
+"""The fields' column: "(keep the input's shape)" fits its dropdown."""
+LABEL_CHAR = 7.2
+"""Pixels per character of a label (JupyterLab's 13px UI font, generously): the longest label of a model fits."""
 SHAPE_SIDE = 32
 ERROR_STYLE = f"color:{theme.ERROR};font-size:12px"
 THUMB_SIDE = 96
@@ -44,12 +57,25 @@ def error_html(message: str) -> str:
     return f'<span style="{ERROR_STYLE}">{html.escape(message)}</span>' if message else ""
 
 
-def _label(field: endpoints.Field) -> str:
+def model_of(spec: Model | endpoints.Endpoint) -> Model:
+    """The registry's Model of an endpoint (the panel names endpoints; the controls come from the schema)."""
+    if isinstance(spec, Model):
+        return spec
+    return spec.spec if spec.spec is not None else models.get(spec.id)
+
+
+def shown(model: Model) -> list[InputField]:
+    """The inputs that get a control, in fal's order."""
+    return [f for f in model.inputs if f.name != "prompt" and f.kind not in NOT_SHOWN]
+
+
+def _label(field: InputField) -> str:
     return field.name.replace("_", " ")
 
 
-def _tooltip(field: endpoints.Field) -> str:
-    return f"{field.description} ({field.allowed()})"
+def _tooltip(field: InputField) -> str:
+    description = " ".join(field.description.split())
+    return f"{description} ({allowed(field)})" if description else allowed(field)
 
 
 def _text(value: Any) -> str:
@@ -60,44 +86,84 @@ def _text(value: Any) -> str:
     return label(value)
 
 
-def control_for(field: endpoints.Field) -> w.Widget:
+def label_width(fields: list[InputField]) -> str:
+    """A width the longest label of these fields fits in (never below LABEL_WIDTH)."""
+    longest = max((len(_label(f)) for f in fields), default=0)
+    return f"{max(int(LABEL_WIDTH[:-2]), round(longest * LABEL_CHAR) + 8)}px"
+
+
+def control_for(field: InputField, width: str = LABEL_WIDTH) -> w.Widget:
     """The widget for one fal input: Dropdown (enum), Checkbox (boolean), bounded number, or Text.
 
     Seed and guidance are Text so they accept a list for a sweep; their values are checked by
-    :func:`kontext_nb.sweep.parse_values` against the same spec.
+    :func:`kontext_nb.sweep.parse_values` against the same spec. A number with no default is Text too: empty sends
+    nothing (fal's choice), where a number box would send 0.
     """
+    if field.kind in ("image", "images"):
+        raise ValueError(f"no control for the {field.kind} input {field.name!r}: images are chosen with a SourcePicker")
     common: dict[str, Any] = {
         "description": _label(field),
         "tooltip": _tooltip(field),
-        "style": {"description_width": LABEL_WIDTH},
+        "style": {"description_width": width},
+        "layout": w.Layout(width=f"calc({width} + {FIELD_WIDTH})", max_width="100%"),
     }
     default = field.default if field.has_default else None
     if field.name in SWEEP_FIELDS:
-        hint = "-1: random" if field.name == "seed" else label(default)
+        hint = "-1: random" if field.name == "seed" else label(default) if default is not None else FALS_CHOICE
         value = RANDOM if field.name == "seed" else _text(default)
         return w.Text(value=value, placeholder=f"{hint}, or a list: 1,2,3 / 1-4", **common)
     if field.kind == "boolean":
-        return w.Checkbox(value=bool(default), indent=False, **common)
+        # in the fields' column, its name beside it (as wide as it needs: the usual 300px cut long names)
+        return w.Checkbox(value=bool(default), indent=True, **{**common, "layout": w.Layout(width="auto")})
     if field.kind == "loras":
         return w.Textarea(value="", placeholder="URL[:SCALE] or a .safetensors path, one per line", rows=1, **common)
-    if field.kind in ("enum", "size"):  # image_size: its presets (a custom WxH from the API or the magics)
-        options: list[tuple[str, str]] = (
-            [] if field.has_default else [(NO_DEFAULT_LABELS.get(field.name, "(fal's choice)"), NO_DEFAULT)]
-        )
-        options += [(c, c) for c in field.choices]
-        return w.Dropdown(options=options, value=default if field.has_default else NO_DEFAULT, **common)
-    bounded = field.minimum is not None and field.maximum is not None
-    if field.kind == "integer":
-        if bounded:
-            return w.BoundedIntText(value=default, min=field.minimum, max=field.maximum, **common)
-        return w.IntText(value=default or 0, **common)
-    if field.kind == "float":
-        if bounded:
-            return w.BoundedFloatText(value=default, min=field.minimum, max=field.maximum, step=0.1, **common)
-        return w.FloatText(value=default or 0.0, **common)
-    if field.kind == "string":
-        return w.Text(value=default or "", **common)
-    raise ValueError(f"no control for the {field.kind} input {field.name!r}: images are chosen with a SourcePicker")
+    if field.kind in ("enum", "size") and field.enum:  # image_size: its presets (a custom WxH from code or magics)
+        listed = _listed_default(field)
+        if listed:
+            options: list[tuple[str, str]] = []
+        elif field.has_default:  # a default the list does not hold ({width, height}): sent as nothing, fal's default
+            options = [(f"default ({_size_text(field.default)})", NO_DEFAULT)]
+        else:
+            options = [(NO_DEFAULT_LABELS.get(field.name, FALS_CHOICE), NO_DEFAULT)]
+        options += [(str(c), str(c)) for c in field.enum]
+        return w.Dropdown(options=options, value=str(default) if listed else NO_DEFAULT, **common)
+    bounded = field.minimum is not None and field.maximum is not None and default is not None
+    if field.kind == "integer" and bounded:
+        return w.BoundedIntText(value=default, min=field.minimum, max=field.maximum, **common)
+    if field.kind == "float" and bounded:
+        return w.BoundedFloatText(value=default, min=field.minimum, max=field.maximum, step=0.01, **common)
+    if field.kind == "integer" and default is not None:
+        return w.IntText(value=default, **common)
+    if field.kind == "float" and default is not None:
+        return w.FloatText(value=default, **common)
+    placeholder = FALS_CHOICE if field.kind not in ("integer", "float") else f"{FALS_CHOICE}: {allowed(field)}"
+    return w.Text(value="" if default is None else str(default), placeholder=placeholder, **common)
+
+
+def _listed_default(field: InputField) -> bool:
+    """The input's default is one of its choices (a dropdown can show it)."""
+    return field.has_default and str(field.default) in [str(c) for c in field.enum]
+
+
+def _size_text(value: Any) -> str:
+    if isinstance(value, Mapping) and "width" in value and "height" in value:
+        return f"{value['width']}x{value['height']}"
+    return str(value)
+
+
+def _typed_number(field: InputField, text: str) -> Any:
+    """A number typed in a Text control (no default): None when empty, else checked against the schema's range."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value: Any = int(text) if field.kind == "integer" else float(text)
+    except ValueError:
+        raise ValidationError(f"{field.name}={text!r} is not allowed: {allowed(field)}", field=field.name) from None
+    low, high = field.minimum, field.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValidationError(f"{field.name}={text} is not allowed: {allowed(field)}", field=field.name)
+    return value
 
 
 class InputControls:
@@ -111,16 +177,15 @@ class InputControls:
     random seed after each run; locked, it stays. A list (a sweep) is never replaced.
     """
 
-    def __init__(self, endpoint: endpoints.Endpoint) -> None:
-        self.endpoint = endpoint
+    def __init__(self, endpoint: Model | endpoints.Endpoint) -> None:
+        self.model = model_of(endpoint)
         self.controls: dict[str, w.Widget] = {}
         self.errors: dict[str, w.HTML] = {}
-        self._fields: dict[str, endpoints.Field] = {}
+        self._fields: dict[str, InputField] = {}
         self._rows: dict[str, w.Widget] = {}
         self._listeners: list[Callable[[str], None]] = []
         self.allowed: dict[str, list[str]] = {}
         """Enum inputs offered only in part (a classroom proxy's safety_tolerance ceiling), by name."""
-        seed_field = endpoint.field("seed")
         self.seed_lock = w.ToggleButton(
             value=False,
             icon="unlock",
@@ -132,7 +197,7 @@ class InputControls:
             lambda change: setattr(self.seed_lock, "icon", "lock" if change.new else "unlock"), "value"
         )
         self.randomize.on_click(lambda _: self.randomize_seed())
-        self._seed_minimum = int(seed_field.minimum or 0)
+        self._seed_minimum = 0
         self._shown_used: str | None = None
         self.sliders: dict[str, w.FloatSlider] = {}
         """A slider beside each bounded number typed as text (guidance): drag, or type a value or a list."""
@@ -143,36 +208,52 @@ class InputControls:
         self.set_endpoint(endpoint)
 
     # -- building --------------------------------------------------------------------------------------------
-    def set_endpoint(self, endpoint: endpoints.Endpoint) -> None:
-        """Offer the inputs of this endpoint; controls whose spec is unchanged keep their values."""
-        self.endpoint = endpoint
-        wanted = [f for f in endpoint.inputs if f.name != "prompt" and f.kind not in ("image", "images")]
+    def set_endpoint(self, endpoint: Model | endpoints.Endpoint) -> None:
+        """Offer the inputs of this model (or endpoint); controls whose spec is unchanged keep their values."""
+        self.model = model_of(endpoint)
+        wanted = shown(self.model)
+        seed = next((f for f in wanted if f.name == "seed"), None)
+        self._seed_minimum = int(seed.minimum or 0) if seed is not None else 0
+        width = label_width(wanted)
         for f in wanted:
             old = self._fields.get(f.name)
             if old == f:
+                kept_control = self.controls[f.name]  # kept: lined up with the new ones
+                kept_control.style.description_width = width
+                if not isinstance(kept_control, w.Checkbox):
+                    kept_control.layout.width = f"calc({width} + {FIELD_WIDTH})"
                 continue
-            control = control_for(f)
+            control = control_for(f, width)
             if old is not None:  # a choice the user made survives; the old row goes (its error label stays)
                 kept = self.controls[f.name].value
                 unset = f.name in NO_DEFAULT_LABELS and not f.has_default  # the edit's "keep the input's shape"
                 if kept != _initial(old) and _allows(control, kept) and not unset:
-                    control.value = kept
+                    with contextlib.suppress(TraitError, TypeError, ValueError):  # a value the new control cannot hold
+                        control.value = kept
                 self._rows[f.name].close()
                 self.controls[f.name].close()
             self.controls[f.name], self._fields[f.name] = control, f
             self._apply_allowed(f.name)
             self.errors.setdefault(f.name, w.HTML())
             control.observe(lambda change, name=f.name: self._changed(name), "value")
-            self._rows[f.name] = w.HBox([control, *self._extras(f, control), self.errors[f.name]])
+            # a narrow form: a slider goes below; the seed's field gives way to its lock and dice instead
+            row = w.Layout(flex_flow="row nowrap" if f.name == "seed" else "row wrap", align_items="center")
+            if f.name == "seed":
+                control.layout.flex, control.layout.min_width = "0 1 auto", "0"
+            self._rows[f.name] = w.HBox([control, *self._extras(f, control), self.errors[f.name]], layout=row)
         for name in set(self.controls) - {f.name for f in wanted}:
             for widget in (self._rows.pop(name), self.controls.pop(name), self.errors.pop(name)):
                 widget.close()
             del self._fields[name]
             self.sliders.pop(name, None)
+        order = [f.name for f in wanted]  # fal's order, whichever model offered a kept control first
+        self.controls = {n: self.controls[n] for n in order}
+        self._fields, self._rows = {n: self._fields[n] for n in order}, {n: self._rows[n] for n in order}
         plain = [self._rows[f.name] for f in wanted if f.name not in ADVANCED]
         self.advanced.children = [w.VBox([self._rows[f.name] for f in wanted if f.name in ADVANCED])]
         self.advanced.titles = ("advanced",)
-        self.widget.children = [*plain, self.advanced]
+        folded = any(f.name in ADVANCED for f in wanted)
+        self.widget.children = [*plain, self.advanced] if folded else plain
         self._draw_shape()
 
     def restrict(self, name: str, values: list[str]) -> None:
@@ -190,20 +271,33 @@ class InputControls:
             control.options = options
             control.value = value
 
-    def _extras(self, f: endpoints.Field, control: w.Widget) -> list[w.Widget]:
-        """What stands beside a control: the seed's lock and dice, guidance's slider, the aspect ratio's shape."""
+    def not_taken(self, model: Model) -> list[str]:
+        """The settings changed from their defaults here that ``model`` does not take (said when switching)."""
+        changed = []
+        for name, control in self.controls.items():
+            f = self._fields[name]
+            if not model.takes(name) and control.value != _initial(f) and not (name == "seed" and self._draws_seed()):
+                changed.append(name)
+        return changed
+
+    def _extras(self, f: InputField, control: w.Widget) -> list[w.Widget]:
+        """What stands beside a control: the seed's lock and dice, a bounded number's slider, the ratio's shape."""
         if f.name == "seed":
             return [self.seed_lock, self.randomize]
         if f.name == "aspect_ratio":
             control.observe(lambda _: self._draw_shape(), "value")
             return [self.shape]
-        if f.name in SWEEP_FIELDS and f.minimum is not None and f.maximum is not None:
-            start = float(f.default if f.has_default else f.minimum)
+        if f.kind == "float" and f.minimum is not None and f.maximum is not None:
+            start = float(f.default if f.has_default and f.default is not None else f.minimum)
+            step = 0.1 if f.maximum - f.minimum > 2 else 0.01
             slider = w.FloatSlider(
-                value=start, min=f.minimum, max=f.maximum, step=0.1, readout=False, layout=w.Layout(width="200px")
+                value=start, min=f.minimum, max=f.maximum, step=step, readout=False, layout=w.Layout(width="160px")
             )
             self.sliders[f.name] = slider
-            _link_slider(slider, control)
+            if isinstance(control, w.Text):
+                _link_slider(slider, control)
+            else:
+                w.jslink((slider, "value"), (control, "value"))
             return [slider]
         return []
 
@@ -239,6 +333,10 @@ class InputControls:
                 out[name] = lines or None
             elif value == NO_DEFAULT and self._fields[name].kind in ("enum", "size"):
                 out[name] = None
+            elif self._fields[name].kind in ("integer", "float") and isinstance(control, w.Text):
+                out[name] = _typed_number(self._fields[name], value)
+            elif self._fields[name].kind == "string" and value == "" and not self._fields[name].has_default:
+                out[name] = None
             else:
                 out[name] = value
         return out
@@ -252,36 +350,47 @@ class InputControls:
                 control.value = _text(value)
             elif f.kind == "loras":
                 control.value = "\n".join(_lora_text(x) for x in value or [])
-            elif f.kind in ("enum", "size"):
+            elif f.kind in ("enum", "size") and isinstance(control, w.Dropdown):
                 value = NO_DEFAULT if value is None else str(value)
                 control.value = value if _allows(control, value) else _initial(f)
+            elif isinstance(control, w.Text):
+                control.value = "" if value is None else str(value)
             elif value is not None:
                 control.value = value
 
     # -- the seed --------------------------------------------------------------------------------------------
     @property
     def seed(self) -> w.Text:
+        """The seed's field (a model without a seed has none: ``takes_seed``)."""
         return self.controls["seed"]
 
-    def _draws_seed(self, text: str) -> bool:
+    @property
+    def takes_seed(self) -> bool:
+        return "seed" in self.controls
+
+    def _draws_seed(self, text: str | None = None) -> bool:
         """-1 (or nothing) draws a seed; so does the last run's seed shown while the lock is open."""
-        text = text.strip()
+        text = (self.seed.value if text is None else text).strip()
         return text in ("", RANDOM) or (not self.seed_lock.value and text == self._shown_used)
 
     def randomize_seed(self) -> None:
         """Back to -1: each run draws a new seed."""
         self.seed_lock.value = False
+        if not self.takes_seed:
+            return
         self.seed.value = RANDOM
 
     def set_seed(self, seed: int | None, *, lock: bool = True) -> None:
         """Put a seed in the field (None: -1, random) and, by default, lock it for the next runs."""
+        if not self.takes_seed:
+            return
         self.seed.value = RANDOM if seed is None else str(seed)
         self.seed_lock.value = lock and seed is not None
 
     def after_run(self, seed: Any = None) -> None:
         """Show the seed the run used (not the next random one). Unlocked, the next run still draws a new
         one; locked, it uses this one again. A sweep's list is never replaced."""
-        if isinstance(seed, int) and not isinstance(seed, bool) and "," not in self.seed.value:
+        if self.takes_seed and isinstance(seed, int) and not isinstance(seed, bool) and "," not in self.seed.value:
             if self.seed_lock.value and self.seed.value.strip() not in ("", RANDOM):
                 return
             self._shown_used = str(seed)
@@ -345,14 +454,21 @@ def _lora_text(lora: Any) -> str:
     return str(lora)
 
 
-def _initial(f: endpoints.Field) -> Any:
+def _initial(f: InputField) -> Any:
+    """What a fresh control for this input holds."""
     if f.kind == "loras":
         return ""
     if f.name == "seed":
         return RANDOM
     if f.name in SWEEP_FIELDS:
         return _text(f.default if f.has_default else None)
-    return f.default if f.has_default else NO_DEFAULT
+    if f.kind == "boolean":
+        return bool(f.default) if f.has_default else False
+    if f.kind in ("enum", "size") and f.enum:
+        return str(f.default) if _listed_default(f) else NO_DEFAULT
+    if f.kind in ("integer", "float", "string") and (not f.has_default or f.default is None):
+        return ""
+    return f.default
 
 
 def _allows(control: w.Widget, value: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from .. import endpoints
+from .. import endpoints, models
 from ..endpoints import format_cost, format_price
 from ..errors import ImageInputError, JournalError, KontextError, ValidationError
 from ..jobs import Job, JobStatus
@@ -27,8 +27,9 @@ from ..sweep import Sweep, build_sweep
 from ..views.grid import Grid
 from ..views.status import logs_text, status_text, usual_time
 from .cards import close_tree
-from .controls import SEED_LIMIT, InputControls, SourcePicker, error_html
+from .controls import SEED_LIMIT, InputControls, SourcePicker, error_html, model_of
 from .drop import ImageDrop
+from .model_picker import ModelPicker
 from .recall import PromptRecall
 from .result_view import ResultView
 from .send_button import SendButton
@@ -39,7 +40,7 @@ TICK = 1.0
 MODE_LABELS = {"multi": "multi-reference"}
 CHOICES = "kx-choices"
 STYLE = f"<style>.{CHOICES} .widget-toggle-button{{padding:0 7px}}</style>"
-"""Mode and model buttons a little tighter than ipywidgets': edit mode's four priced models fit the form's column."""
+"""Mode buttons a little tighter than ipywidgets': the four modes fit the form's column."""
 SOURCE_FIELDS = ("image_url", "image_urls")
 MASK_FIELDS = ("mask_url", "mask")
 
@@ -106,9 +107,11 @@ class CreateTab:
         # buttons as wide as their labels: at ipywidgets' fixed width the fourth choice wraps onto a row of its own
         fit = {"button_width": "auto"}
         self.mode = w.ToggleButtons(options=[(MODE_LABELS.get(m, m), m) for m in endpoints.MODES], style=fit)
-        self.model = w.ToggleButtons(options=_model_options("text-to-image"), style=fit)
-        for choices in (self.mode, self.model):
-            choices.add_class(CHOICES)
+        self.mode.add_class(CHOICES)
+        self.picker = ModelPicker("text-to-image")
+        """The model: searched in the registry (alias, title, endpoint id, category), Kontext first."""
+        self.model, self.model_search = self.picker.dropdown, self.picker.search
+        self._quiet = False
         self.sources = SourcePicker(max_side=session.settings.max_input_side)
         self.masks = SourcePicker(max_side=session.settings.max_input_side)
         """Inpaint: the mask (white = repaint), from an upload, a path, or the painter."""
@@ -151,7 +154,8 @@ class CreateTab:
                 self.drop,
                 self.prompt,
                 self.prompt_error,
-                w.HBox([self.mode, self.model], layout=w.Layout(flex_flow="row wrap")),
+                self.mode,
+                self.picker.widget,
                 self.sources.widget,
                 self.mask_box,
                 self.inputs.widget,
@@ -172,7 +176,7 @@ class CreateTab:
         self.sources.widget.layout.display = "none"
         self.prompt.observe(lambda _: self._changed("prompt"), "value")
         self.mode.observe(self._mode_changed, "value")
-        self.model.observe(self._mode_changed, "value")
+        self.picker.observe(self._mode_changed)
         self.inputs.on_change(self._changed)
         self.sources.on_change(lambda: self._changed("image_url"))
         self.masks.on_change(lambda: self._changed("mask_url"))
@@ -194,10 +198,10 @@ class CreateTab:
 
     # -- filling the form ----------------------------------------------------------------------------------
     def use_as_input(self, result: Any) -> None:
-        """Edit this result next: switch to edit (multi-reference adds it) and show it as the source."""
-        if self.mode.value == "multi":
-            if len(self.sources.entries) >= _max_sources():
-                self.sources.show_error(f"multi-reference takes at most {_max_sources()} images: clear some first")
+        """Edit this result next: switch to edit and show it as the source (a model taking several adds it)."""
+        if self.mode.value == "multi" or (self.mode.value == "edit" and self.sources.multiple):
+            if len(self.sources.entries) >= self._max_sources():
+                self.sources.show_error(f"{self._what()} takes at most {self._max_sources()} images: clear some first")
             else:
                 self.sources.add(result)
         else:
@@ -218,6 +222,7 @@ class CreateTab:
     def load_record(self, record: Any) -> None:
         """Fill prompt, mode, model, every setting and the source(s) from a journal record (or a reference)."""
         rec: JobRecord = self.session.record(record)
+        self.model_search.value = ""
         self.mode.value, self.model.value = rec.mode, rec.model
         self.prompt.value = str(rec.arguments.get("prompt", rec.prompt))
         self.inputs.set_values(rec.arguments)
@@ -243,18 +248,43 @@ class CreateTab:
     def _endpoint(self) -> endpoints.Endpoint:
         return endpoints.endpoint_for(self.mode.value, self.model.value)
 
+    def _model(self) -> models.Model:
+        return model_of(self._endpoint())
+
+    def _what(self) -> str:
+        return "multi-reference" if self.mode.value == "multi" else self._model().title
+
+    def _max_sources(self) -> int:
+        field = self._model().source_field
+        return (field.max_items or 1) if field is not None and field.kind == "images" else 1
+
     def _mode_changed(self, change: Any) -> None:
+        if self._quiet:
+            return
         if getattr(change, "name", None) == "value" and change.owner is self.mode:
-            # each mode offers the models that serve it (inpainting: LoRA only; [dev] edits only)
-            options = _model_options(self.mode.value)
-            keep = self.model.value if self.model.value in [v for _, v in options] else options[0][1]
-            with self.model.hold_trait_notifications():
-                self.model.options = options
-                self.model.value = keep
-        self.inputs.set_endpoint(self._endpoint())
-        self.mask_box.layout.display = "" if self.mode.value == "inpaint" else "none"
-        self.sources.set_multiple(self.mode.value == "multi")
-        self.sources.widget.layout.display = "none" if self.mode.value == "text-to-image" else ""
+            # each mode offers the models that serve it (inpainting: LoRA and the models taking a mask)
+            self._quiet = True
+            try:
+                self.picker.set_mode(self.mode.value)
+            finally:
+                self._quiet = False
+        model = self._model()
+        left_out = self.inputs.not_taken(model)  # said, never dropped silently; prompt and sources stay
+        self.inputs.set_endpoint(model)
+        source = model.source_field
+        several = source is not None and source.kind == "images"
+        chosen = len(self.sources.entries)
+        notes = [f"{model.title} does not take {', '.join(left_out)}: left out"] if left_out else []
+        if not several and chosen > 1 and self.mode.value != "text-to-image":
+            notes.append(f"{model.title} takes one source image and {chosen} are chosen: clear some")
+        if model.pricing is None:
+            notes.append(
+                f"fal publishes no price for {model.title}: declare one (kx.set_price({model.alias!r}, 0.05)) to send"
+            )
+        self.picker.say("; ".join(notes))
+        self.mask_box.layout.display = "" if self.mode.value == "inpaint" or model.takes_mask else "none"
+        self.sources.set_multiple(several)
+        self.sources.widget.layout.display = "none" if self.mode.value == "text-to-image" or source is None else ""
         self._changed("mode")
 
     def _changed(self, name: str) -> None:
@@ -282,15 +312,29 @@ class CreateTab:
             return
         n = sweep.images()
         tail = " (sweep)" if sweep.axes else ""
-        price = format_price(sweep.cost(self._input_size()), estimate=sweep.estimated)
+        try:
+            price = self._price(sweep)
+        except models.Unpriced:
+            self.generate_button.description = f"Generate · {n} image{'s' if n != 1 else ''} · price not published"
+            return
         self.generate_button.description = f"Generate · {n} image{'s' if n != 1 else ''} · {price}{tail}"
 
-    def _input_size(self) -> tuple[int, int] | None:
-        """The chosen source's size (per-megapixel prices follow it), or None."""
+    def _price(self, sweep: Sweep) -> str:
+        """The most the click may cost: each cell priced by the registry (models.bound), sources at their size."""
+        sizes = self._input_sizes()
+        total, exact = 0.0, True
+        for cell in sweep.cells:
+            model = model_of(endpoints.endpoint_for(self.mode.value, str(cell.model)))
+            total += models.bound(model, {"prompt": cell.prompt, **cell.arguments}, sizes)
+            exact = exact and model.pricing is not None and model.pricing.rule.get("per") == "image"
+        return format_cost(total) if exact else f"up to {format_cost(total)}"
+
+    def _input_sizes(self) -> list[tuple[int, int] | None]:
+        """The chosen sources' sizes, then the mask's (per-megapixel prices follow them); None where not known."""
         if self.mode.value == "text-to-image":
-            return None
-        sized = [e.image.size for e in self.sources.entries if e.image is not None and e.image.size]
-        return sized[0] if sized else None
+            return []
+        chosen = [*self.sources.entries, *(self.masks.entries if self.mask_box.layout.display != "none" else [])]
+        return [e.image.size if e.image is not None and e.image.size else None for e in chosen]
 
     # -- generating ----------------------------------------------------------------------------------------
     def generate(self) -> list[Job]:
@@ -337,28 +381,32 @@ class CreateTab:
         if not self.prompt.value.strip():
             raise ValidationError("write a prompt first", field="prompt")
         mode, images, parent_id = self.mode.value, None, None
-        if mode != "text-to-image":
+        model = self._model()
+        source = model.source_field
+        if mode != "text-to-image" and source is not None:
             images, parent_id = self.sources.images(), self.sources.parent_id
-            if mode in ("edit", "inpaint") and len(images) != 1:
+            if source.kind == "image" and len(images) != 1:
                 raise ValidationError(
                     "choose the image to edit: upload one, give a path or URL, or use a result from the Gallery"
                     if not images
                     else f"edit takes one image and {len(images)} are chosen: use multi-reference, or clear some",
                     field="image_url",
                 )
-            spec = endpoints.endpoint_for("multi", "max").field("image_urls")
-            if mode == "multi" and not (spec.min_items or 0) <= len(images) <= (spec.max_items or 0):
+            low, high = max(source.min_items or 1, 1), source.max_items
+            if source.kind == "images" and not (low <= len(images) <= (high or len(images))):
+                takes = f"{low} to {high}" if high else f"at least {low}"
                 raise ValidationError(
-                    f"multi-reference takes {spec.min_items} to {spec.max_items} images; "
-                    f"{len(images)} {'is' if len(images) == 1 else 'are'} chosen",
+                    f"{self._what()} takes {takes} images; {len(images)} {'is' if len(images) == 1 else 'are'} chosen",
                     field="image_url",
                 )
         extra: dict[str, Any] = {}
-        if mode == "inpaint":
+        if mode == "inpaint" or model.takes_mask:
             masks = self.masks.images()
-            if len(masks) != 1:
+            required = mode == "inpaint" or (model.mask_field is not None and model.mask_field.required)
+            if len(masks) > 1 or (required and len(masks) != 1):
                 raise ValidationError("choose a mask: paint one, upload one, or give its path", field="mask_url")
-            extra["mask"] = masks[0]
+            if masks:
+                extra["mask"] = masks[0]
         if images and images[0].size:  # the grid's line prices per-megapixel cells from the source
             sweep = dataclasses.replace(sweep, input_size=images[0].size)
         side = self.session.settings.max_input_side
@@ -616,20 +664,6 @@ class CreateTab:
         self._sweeps_done.clear()
         self.result_view.close()
         close_tree(self.widget)
-
-
-def _model_options(mode: str) -> list[tuple[str, str]]:
-    """The models serving a mode, each with its price: '$0.08/image' or '$0.035/MP'."""
-    out = []
-    for m in endpoints.models_for(mode):
-        ep = endpoints.endpoint_for(mode, m)
-        unit = "image" if ep.unit == "image" else "MP"
-        out.append((f"{m} · ${ep.price:.3f}".rstrip("0").rstrip(".") + f"/{unit}", m))
-    return out
-
-
-def _max_sources() -> int:
-    return endpoints.endpoint_for("multi", endpoints.MODELS[0]).field("image_urls").max_items or 1
 
 
 def _in_background(calls: list[Callable[[], Any]]) -> None:

@@ -55,6 +55,9 @@ STYLE = f"""<style>
 .kx-themed .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab,
 .kx-themed .jupyter-widgets.jupyter-widget-tab > .lm-TabBar .lm-TabBar-tab,
 .kx-themed .jupyter-widget-Collapse-header {{ color: {TEXT}; }}
+/* a narrow panel's tabs shrink, but never below their titles ('Gallery · 2 new' was cut to 'Gallery · 2 n') */
+.kx-themed .jupyter-widgets.widget-tab > .lm-TabBar .lm-TabBar-tab,
+.kx-themed .jupyter-widgets.jupyter-widget-tab > .lm-TabBar .lm-TabBar-tab {{ min-width: max-content; }}
 </style>"""
 """Rules for the ipywidgets controls inside a view whose root has the class ``kx-themed``."""
 

@@ -1,6 +1,5 @@
-"""Issue 14 point 5, seen at 1400 px: each row of choices in Create (mode, model) is one row of buttons, not three
-buttons and one left alone on a second row. (Edit mode's four models with their prices are wider than the form's
-column at 1400 px and still take two rows.)"""
+"""Issue 14 point 5, seen at 1400 px: Create's modes are one row of buttons, not three buttons and one left alone on
+a second row, and the model picker (a searchable dropdown since issue 23) stays inside the form's column."""
 
 from __future__ import annotations
 
@@ -44,10 +43,12 @@ def test_mode_and_model_choices_sit_on_one_row(lab: Lab, page: Page, screenshot:
     panel = outputs(cell(page, 0)).locator(".widget-tab")
     expect(panel).to_be_visible(timeout=WAIT)
     groups = pane(panel).locator(".widget-toggle-buttons")
-    expect(groups).to_have_count(2, timeout=WAIT)
-    mode, model = groups.nth(0), groups.nth(1)
+    expect(groups).to_have_count(1, timeout=WAIT)  # the models are a searchable dropdown (issue 23)
+    mode, model = groups.nth(0), pane(panel).locator("select").first
     assert len(rows(mode)) == 1, f"the modes wrap onto {len(rows(mode))} rows"
-    assert len(rows(model)) == 1, f"the models wrap onto {len(rows(model))} rows"
+    form_right = mode.evaluate("el => el.parentElement.getBoundingClientRect().right")
+    model_right = model.evaluate("e => e.getBoundingClientRect().right")
+    assert model_right <= form_right + 1, f"the model picker reaches {model_right}px, past the form at {form_right}px"
     screenshot(page, "14-create-choices-one-row")
 
 
@@ -134,7 +135,7 @@ def test_gallery_create_compare_and_history_fit_their_columns(
     lab: Lab, page: Page, screenshot: Shot, front: str
 ) -> None:
     """Issue 14 point 5, the walkthrough's defects: a new card's outline shows on all four sides; at 900 px two
-    cards share a row; edit mode's four priced models are one row inside the form's column and the sources'
+    cards share a row; the model picker (Kontext's four first) is inside the form's column and the sources'
     placeholder fits its field; Compare's "clear" is as wide as its label; History's filter labels line up."""
     name = f"layout-{front}.ipynb"
     write_one(lab, name, layout_notebook(lab.base / f"runs-layout-{front}"))
@@ -153,14 +154,16 @@ def test_gallery_create_compare_and_history_fit_their_columns(
 
     tab(panel, "Create").click()
     pane(panel).locator("button.widget-toggle-button[data-value='edit']").click()
-    model = pane(panel).locator(".widget-toggle-buttons").nth(1)
-    expect(model.locator("button.widget-toggle-button")).to_have_count(4)
-    form_right = model.evaluate("el => el.parentElement.parentElement.getBoundingClientRect().right")
-    model_right = model.locator("button.widget-toggle-button").last.evaluate("e => e.getBoundingClientRect().right")
+    model = pane(panel).locator("select").first  # the model picker (issue 23): Kontext's four first
+    expect(model).to_have_value(re.compile(r"^max · "), timeout=WAIT)
+    kontext = model.locator("option").evaluate_all(r"els => els.slice(0, 4).map(e => e.textContent.split(/\s·\s/)[0])")
+    assert kontext == ["max", "pro", "dev", "lora"], kontext
+    mode = pane(panel).locator(".widget-toggle-buttons").first
+    form_right = mode.evaluate("el => el.parentElement.getBoundingClientRect().right")
+    model_right = model.evaluate("e => e.getBoundingClientRect().right")
     paths = pane(panel).get_by_placeholder(re.compile("one per line")).locator("visible=true")
     fit = paths.evaluate(PLACEHOLDER_FIT)
     screenshot(page, f"14-layout-create-edit-{front}-1400")
-    assert len(rows(model)) == 1, f"edit mode's models wrap onto {len(rows(model))} rows"
     assert model_right <= form_right + 1, f"the models reach {model_right}px, past the form's column at {form_right}px"
     assert fit["text"] <= fit["room"], f"the sources' placeholder needs {fit['text']}px, its field has {fit['room']}"
 

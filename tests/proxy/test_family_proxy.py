@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from kontext_nb import endpoints
+from kontext_nb import endpoints, models
 from kontext_nb.proxy import Limits, ProxyServer
 from kontext_nb.sandbox import SandboxServer
 
@@ -83,7 +83,7 @@ def test_the_safety_checker_stays_on_in_a_class(
     assert upstream.stats()["submits"] == 0
 
 
-def test_dev_is_reserved_at_the_estimate_and_settled_from_the_returned_sizes(
+def test_dev_is_reserved_at_the_registrys_bound_and_settled_from_the_returned_sizes(
     make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
 ) -> None:
     upstream.configure(image_scale=1.0)
@@ -94,7 +94,8 @@ def test_dev_is_reserved_at_the_estimate_and_settled_from_the_returned_sizes(
     sub = asyncio.run(complete(server, token, DEV, body))
     row = server.classroom.job(sub["request_id"])
     assert row is not None and row["outcome"] == "ok"
-    assert row["cost_reserved"] == pytest.approx(2 * endpoints.PRICE_PER_MEGAPIXEL["dev"] * 1e6, rel=1e-6)
+    bound = models.bound(models.get(DEV), {**body, "num_images": 2}, [(320, 240)])  # the registry's upper bound
+    assert row["cost_reserved"] == pytest.approx(bound * 1e6, rel=1e-6) and row["cost_reserved"] >= row["cost"]
     # what it cost: two 320x240 images, 1 MP each (match_input), nothing sent to fal named a safety_tolerance
     assert row["cost"] == pytest.approx(2 * endpoints.PRICE_PER_MEGAPIXEL["dev"] * 1e6, rel=1e-6)
     assert "safety_tolerance" not in upstream.request_info(row["upstream_id"] or sub["request_id"])["arguments"]

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from kontext_nb import endpoints
+from kontext_nb import models
 from kontext_nb.proxy import Limits, ProxyServer
 from kontext_nb.proxy.inputs import data_uri_size
 from kontext_nb.proxy.limits import to_micros
@@ -47,11 +47,13 @@ def reserved(server: ProxyServer, job_id: str) -> int:
 
 
 def expected(endpoint: str, body: dict[str, Any], size: tuple[int, int] | None) -> int:
-    ep = endpoints.ENDPOINTS[endpoint]
-    return to_micros(ep.estimate({**ep.defaults(), **body}, size))
+    """The registry's bound (models.bound), every image sent at its size (``size``: the source's, None unknown)."""
+    model = models.get(endpoint)
+    others = [data_uri_size(v) for k, v in body.items() if k in model.image_inputs and k != "image_url"]
+    return to_micros(models.bound(model, {**model.defaults(), **body}, [size, *others]))
 
 
-def test_data_uri_inputs_are_reserved_at_their_real_size_times_num_images(
+def test_data_uri_inputs_are_reserved_by_the_registrys_bound_at_their_real_size(
     make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
 ) -> None:
     upstream.configure(queue_delay=PAUSED)  # nothing runs: only the reservations are looked at
