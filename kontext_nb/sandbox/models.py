@@ -9,10 +9,11 @@ Kontext family the endpoints.py spec the renderer already knows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from kontext_nb import endpoints
+from kontext_nb import models as registry
 from kontext_nb.models import snapshot
 
 
@@ -26,6 +27,11 @@ class Model:
     category: str
     document: dict[str, Any] = field(repr=False)
     """The snapshot file (endpoint_id, alias, title, category, sibling, openapi, pricing, provenance)."""
+
+    @cached_property
+    def spec(self) -> registry.Model:
+        """The registry's reading of this snapshot file (kontext_nb.models.parse): its inputs, outputs and price."""
+        return registry.parse(self.document)
 
     @property
     def openapi(self) -> dict[str, Any]:
