@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from kontext_nb import models as registry
 from kontext_nb.models import snapshot
 from kontext_nb.sandbox import SandboxServer, models, schema
 
@@ -361,3 +362,13 @@ def test_each_price_rule_bills_what_fal_s_page_says(
     handle.get()
     (bill,) = [b for b in server.bills()["bills"] if b["request_id"] == handle.request_id]
     assert bill["amount"] == pytest.approx(dollars)
+
+
+def test_the_sandbox_reads_each_model_as_the_registry_does() -> None:
+    """One reader: the sandbox's model is the registry's parse of the same snapshot file (its inputs and outputs;
+    its price the snapshot's, where the registry may add a labelled one of its own: [dev]), and its bill comes from
+    the registry's interpreter (``kontext_nb.models.billed``), not a second one."""
+    for endpoint_id in snapshot.names():
+        served, known = models.get(endpoint_id), registry.registry().get(endpoint_id)
+        assert served is not None and (served.spec.inputs, served.spec.output) == (known.inputs, known.output)
+        assert [n for n, _ in served.image_inputs] == list(served.spec.image_inputs)
