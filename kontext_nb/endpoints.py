@@ -160,7 +160,7 @@ class Endpoint:
         from . import models
 
         if not self.kontext and self.spec is not None:
-            return round(models.from_units(self.spec, arguments or {}, units), 4)
+            return round(models.from_units(self.spec, arguments or {}, units), 6)  # text tokens: under 1e-4
         return round(units * self.price, 4)
 
     @property
@@ -206,7 +206,7 @@ class Endpoint:
             shown = [s or largest for s in list(sizes or [])[:num_images]]
             shown += [largest] * (num_images - len(shown))
             sources = [s or largest for s in input_sizes]
-            return round(models.billed(self.spec, arguments or {}, shown, sources), 4)
+            return round(models.billed(self.spec, arguments or {}, shown, sources), 6)
         if self.unit == "image":
             return round(self.price * num_images, 4)
         known = list(sizes or [])[:num_images]

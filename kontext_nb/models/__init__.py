@@ -28,8 +28,10 @@ API (``from kontext_nb import models``)::
         min_items, max_items, max_side, title
 
     Prices (models/pricing.py): bound(model, arguments, input_sizes=None) -> dollars, an upper bound before sending;
-        billed(model, arguments, output_sizes, input_sizes=()) -> dollars from what came back;
-        billed_units(...), from_units(model, arguments, units) (x-fal-billable-units -> dollars),
+        billed(model, arguments, output_sizes, input_sizes=(), text_tokens=None) -> dollars from what came back
+        (a rule's extras for options on and text tokens included: tools/snapshot/README.md);
+        billed_units(model, output_sizes, input_sizes=(), arguments=None), from_units(model, arguments, units)
+        (x-fal-billable-units -> dollars; the sandbox bills with billed and billed_units too),
         output_size(model, arguments, input_size), images_asked(model, arguments),
         can_price(model) -> None | reason; Unpriced (a ValidationError): no price published / a rule not known ->
         nothing is sent (a declared price, set_price, is the one way past it).

@@ -8,8 +8,11 @@ line (``Unpriced``): kontext_nb never guesses a price and never sends a job it c
 declares (``Registry.set_price``) is the one way past that.
 
 Rules: per image; per megapixel of output, or of input and output; a first megapixel plus each extra one; a
-resolution multiplier; a worst-case table (per-token prices). NOT PUBLISHED by fal and chosen here (bounds err
-high): a megapixel is 2**20 pixels and each image is rounded up to whole megapixels (at least one).
+resolution multiplier; a worst-case table (per-token prices). Any rule may add fal's other charges on top
+(``extras``: dollars when an option is on, per image or per request; ``text_tokens``: dollars per 1,000 input and
+output text tokens; the format is in tools/snapshot/README.md). NOT PUBLISHED by fal and chosen here (bounds err
+high): a megapixel is 2**20 pixels and each image is rounded up to whole megapixels (at least one); input text
+tokens are at most the UTF-8 bytes of the text fields (a BPE token is at least one byte: no tokenizer needed).
 """
 
 from __future__ import annotations
@@ -165,16 +168,17 @@ def bound(model: Model, arguments: Mapping[str, Any], input_sizes: Sequence[Size
     rule, unit_price = _rule(model)
     args = arguments_with_defaults(model, arguments)
     n = images_asked(model, args)
+    more = additions(rule, args, n)  # fal's extras for the options on, text tokens at their bound
     per = rule.get("per")
     if per == "image":
-        return round(n * _per_image(model, rule, unit_price, args, arguments), 6)
+        return round(n * _per_image(model, rule, unit_price, args, arguments) + more, 6)
     sizes: list[Size | None] = list(input_sizes or [])
     sizes += [None] * (_image_values(model, args) - len(sizes))  # an image whose size is not given: unknown
     out = billed_megapixels(*output_size(model, args, sizes[0] if sizes else None))
     if rule.get("of", "output") == "output":
-        return round(n * _per_mp(rule, unit_price, out), 6)
+        return round(n * _per_mp(rule, unit_price, out) + more, 6)
     inputs = sum(billed_megapixels(*(s or LARGEST)) for s in sizes)
-    return round(_per_mp(rule, unit_price, inputs + n * out), 6)
+    return round(_per_mp(rule, unit_price, inputs + n * out) + more, 6)
 
 
 def billed(
@@ -182,43 +186,92 @@ def billed(
     arguments: Mapping[str, Any],
     output_sizes: Sequence[Size],
     input_sizes: Sequence[Size] = (),
+    text_tokens: tuple[int, int] | None = None,
 ) -> float:
     """What a completed request costs from what came back: its returned images' sizes (and for rules of input and
-    output, the sources' sizes). Per-token tables bill their worst case for what was asked."""
+    output, the sources' sizes), plus the rule's extras for the options on. Per-token tables bill their worst case
+    for what was asked; ``text_tokens`` (input, output) where they are known (the sandbox's), else their bound."""
     rule, unit_price = _rule(model)
     args = arguments_with_defaults(model, arguments)
+    more = additions(rule, args, len(output_sizes), text_tokens)
     if rule.get("per") == "image":
-        return round(len(output_sizes) * _per_image(model, rule, unit_price, args, arguments), 6)
+        return round(len(output_sizes) * _per_image(model, rule, unit_price, args, arguments) + more, 6)
     if rule.get("of", "output") == "output":
-        return round(sum(_per_mp(rule, unit_price, billed_megapixels(*s)) for s in output_sizes), 6)
+        return round(sum(_per_mp(rule, unit_price, billed_megapixels(*s)) for s in output_sizes) + more, 6)
     if not output_sizes:
         return 0.0
     total = sum(billed_megapixels(*s) for s in (*input_sizes, *output_sizes))
-    return round(_per_mp(rule, unit_price, total), 6)
+    return round(_per_mp(rule, unit_price, total) + more, 6)
 
 
-def billed_units(model: Model, output_sizes: Sequence[Size], input_sizes: Sequence[Size] = ()) -> float:
-    """fal's quantity in the model's unit: images, or megapixels (of input and output where the rule says so)."""
+def additions(
+    rule: Mapping[str, Any], args: Mapping[str, Any], images: int, text_tokens: tuple[int, int] | None = None
+) -> float:
+    """Dollars a rule's ``extras`` and ``text_tokens`` add for ``images`` returned (none returned: nothing billed).
+    ``text_tokens`` (input, output): counted, or None for their bound (text fields' UTF-8 bytes, the output cap)."""
+    if images <= 0:
+        return 0.0
+    total = 0.0
+    for extra in rule.get("extras") or ():
+        when = extra["when"]
+        if args.get(str(when["field"])) == when["equals"]:
+            total += float(extra["add"]) * (images if extra.get("per") == "image" else 1)
+    tokens = rule.get("text_tokens")
+    if isinstance(tokens, Mapping):
+        inp, out = text_tokens if text_tokens is not None else token_bound(tokens, args)
+        each = inp * float(tokens["input"]["per_1000"]) / 1000 + out * float(tokens["output"]["per_1000"]) / 1000
+        total += each * (images if tokens.get("per") == "image" else 1)
+    return total
+
+
+def token_bound(tokens: Mapping[str, Any], args: Mapping[str, Any]) -> tuple[int, int]:
+    """The most (input, output) text tokens a request may be charged: the text fields' UTF-8 bytes (a BPE token is
+    at least one byte), and the rule's output cap."""
+    fields = tokens["input"].get("fields") or ["prompt"]
+    inp = sum(len(str(args[f]).encode("utf-8")) for f in fields if args.get(f) is not None)
+    return inp, int(tokens["output"]["cap"])
+
+
+def billed_units(
+    model: Model,
+    output_sizes: Sequence[Size],
+    input_sizes: Sequence[Size] = (),
+    arguments: Mapping[str, Any] | None = None,
+) -> float:
+    """fal's quantity in the model's unit: images (each counted at a multiplier's factor for the ``arguments``), or
+    megapixels (of input and output where the rule says so)."""
     rule, _ = _rule(model)
     if rule.get("per") == "image":
-        return float(len(output_sizes))
+        return float(len(output_sizes)) * _factor(model, rule, arguments or {})
     sizes = [*input_sizes, *output_sizes] if rule.get("of") == "input+output" and output_sizes else output_sizes
     return float(sum(billed_megapixels(*s) for s in sizes))
 
 
 def from_units(model: Model, arguments: Mapping[str, Any], units: float) -> float:
     """Dollars for the quantity fal says it billed (``x-fal-billable-units``, in the model's unit): unit price x
-    units, or a first megapixel and the rest at the extra price, or a table's price per image asked."""
+    units, or a first megapixel and the rest at the extra price, or a table's price per image asked; plus the rule's
+    extras and text tokens (their bound: fal sends no token count) for the images that makes."""
     rule, unit_price = _rule(model)
     if units <= 0:
         return 0.0
+    args = arguments_with_defaults(model, arguments)
+    if rule.get("per") == "image":
+        images = max(1, math.ceil(units / _factor(model, rule, args) - 1e-9))
+    else:
+        images = images_asked(model, args)
+    more = additions(rule, args, images)
     if rule.get("per") == "image" and "table" in rule:
-        return round(
-            units * _per_image(model, rule, unit_price, arguments_with_defaults(model, arguments), arguments), 6
-        )
+        return round(units * _per_image(model, rule, unit_price, args, arguments) + more, 6)
     if rule.get("per") == "megapixel" and "first" in rule:
-        return round(float(rule["first"]) + float(rule["extra"]) * max(0.0, units - 1), 6)
-    return round(units * unit_price, 6)
+        return round(float(rule["first"]) + float(rule["extra"]) * max(0.0, units - 1) + more, 6)
+    return round(units * unit_price + more, 6)
+
+
+def _factor(model: Model, rule: Mapping[str, Any], arguments: Mapping[str, Any]) -> float:
+    """A multiplier rule's factor for these arguments (with the schema's defaults); 1 for any other rule."""
+    if not isinstance(rule.get("multiplier"), Mapping):
+        return 1.0
+    return _per_image(model, rule, 1.0, arguments_with_defaults(model, arguments), arguments)
 
 
 def can_price(model: Model) -> str | None:
@@ -248,14 +301,49 @@ def _rule(model: Model) -> tuple[Mapping[str, Any], float]:
         ok = per == "image" and isinstance(rule["table"], Mapping) and "default" in rule["table"]
     if ok and ("first" in rule or "extra" in rule):
         ok = per == "megapixel" and all(isinstance(rule.get(k), (int, float)) for k in ("first", "extra"))
+    if ok and ("extras" in rule or "text_tokens" in rule):
+        ok = _additions_ok(rule)
     if not ok:
         raise Unpriced(
             f"kontext_nb cannot price {model.endpoint_id}: its price rule {dict(rule)!r} is not one it knows (per "
             "image, per megapixel of output or of input+output, first+extra megapixels, a multiplier, a worst-case "
-            "table), so it sends no job to it",
+            "table; extras and text tokens on top), so it sends no job to it",
             field="model",
         )
     return rule, p.unit_price
+
+
+def _additions_ok(rule: Mapping[str, Any]) -> bool:
+    """Whether a rule's ``extras`` and ``text_tokens`` have the shape tools/snapshot/README.md gives."""
+    per = ("image", "request")
+    extras = rule.get("extras", [])
+    if not isinstance(extras, list) or not all(
+        isinstance(e, Mapping)
+        and isinstance(e.get("when"), Mapping)
+        and isinstance(e["when"].get("field"), str)
+        and "equals" in e["when"]
+        and _is_number(e.get("add"))
+        and e.get("per") in per
+        for e in extras
+    ):
+        return False
+    tokens = rule.get("text_tokens")
+    if tokens is None:
+        return True
+    inp, out = (tokens.get(k) if isinstance(tokens, Mapping) else None for k in ("input", "output"))
+    return (
+        isinstance(tokens, Mapping)
+        and tokens.get("per") in per
+        and isinstance(inp, Mapping)
+        and _is_number(inp.get("per_1000"))
+        and isinstance(out, Mapping)
+        and _is_number(out.get("per_1000"))
+        and _is_int(out.get("cap"))
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _per_image(

@@ -171,7 +171,7 @@ def parse(doc: Mapping[str, Any], *, live: bool = False) -> Model:
     """A snapshot document (the notes' format) -> Model. ValidationError (one line) when it has no input schema."""
     endpoint_id = str(doc["endpoint_id"])
     api = doc.get("openapi") or {}
-    inp, out = _io_schemas(endpoint_id, api)
+    inp, out = io_schemas(endpoint_id, api)
     if inp is None:
         raise ValidationError(f"fal's OpenAPI document for {endpoint_id} has no input schema (no queue POST body)")
     meta = (api.get("info") or {}).get("x-fal-metadata") or {}
@@ -190,7 +190,7 @@ def parse(doc: Mapping[str, Any], *, live: bool = False) -> Model:
     )
 
 
-def _io_schemas(endpoint_id: str, api: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def io_schemas(endpoint_id: str, api: Mapping[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     paths = api.get("paths") or {}
     inp = out = None
     for path, ops in paths.items():
@@ -203,7 +203,7 @@ def _io_schemas(endpoint_id: str, api: Mapping[str, Any]) -> tuple[dict[str, Any
         if get and path.endswith("/requests/{request_id}"):
             ok = (get.get("responses") or {}).get("200") or {}
             out = _body_schema(ok.get("content"))
-    return (_resolve(api, inp) if inp else None), (_resolve(api, out) if out else None)
+    return (resolve(api, inp) if inp else None), (resolve(api, out) if out else None)
 
 
 def _body_schema(content: Any) -> dict[str, Any] | None:
@@ -214,7 +214,7 @@ def _body_schema(content: Any) -> dict[str, Any] | None:
     return dict(schema) if isinstance(schema, Mapping) else None
 
 
-def _resolve(api: Mapping[str, Any], schema: Any, depth: int = 0) -> dict[str, Any]:
+def resolve(api: Mapping[str, Any], schema: Any, depth: int = 0) -> dict[str, Any]:
     """Follow ``$ref`` (merging the referring schema's own keys over the target), ``allOf`` of one schema, and
     pydantic's ``anyOf: [X, {type: null}]``. Depth-bounded: a cyclic schema stops resolving, never loops."""
     if not isinstance(schema, Mapping):
@@ -227,14 +227,14 @@ def _resolve(api: Mapping[str, Any], schema: Any, depth: int = 0) -> dict[str, A
         target: Any = api
         for part in ref[2:].split("/"):
             target = target.get(part, {}) if isinstance(target, Mapping) else {}
-        out = {**_resolve(api, target, depth + 1), **out}
+        out = {**resolve(api, target, depth + 1), **out}
     all_of = out.get("allOf")
     if isinstance(all_of, list) and len(all_of) == 1:
         del out["allOf"]
-        out = {**_resolve(api, all_of[0], depth + 1), **out}
+        out = {**resolve(api, all_of[0], depth + 1), **out}
     any_of = out.get("anyOf")
     if isinstance(any_of, list):
-        kept = [_resolve(api, s, depth + 1) for s in any_of if not (isinstance(s, Mapping) and s.get("type") == "null")]
+        kept = [resolve(api, s, depth + 1) for s in any_of if not (isinstance(s, Mapping) and s.get("type") == "null")]
         if len(kept) == 1:
             del out["anyOf"]
             out = {**kept[0], **out}
@@ -248,7 +248,7 @@ def _inputs(api: Mapping[str, Any], schema: Mapping[str, Any]) -> tuple[InputFie
     order = [n for n in schema.get("x-fal-order-properties") or [] if n in props]
     order += [n for n in props if n not in order]
     required = set(schema.get("required") or [])
-    return tuple(_field(api, name, _resolve(api, props[name]), name in required) for name in order)
+    return tuple(_field(api, name, resolve(api, props[name]), name in required) for name in order)
 
 
 def _field(api: Mapping[str, Any], name: str, s: Mapping[str, Any], required: bool) -> InputField:
@@ -275,7 +275,7 @@ def _field(api: Mapping[str, Any], name: str, s: Mapping[str, Any], required: bo
     elif jtype == "string" and _is_image_name(name):
         kind = "image"
     elif jtype == "array":
-        items = _resolve(api, s.get("items"))
+        items = resolve(api, s.get("items"))
         if items.get("type") == "string" and _is_image_name(name.removesuffix("s")):
             kind = "images"
         elif {"path", "scale"} <= set(items.get("properties") or {}):

@@ -2,9 +2,11 @@
 
 Each completed request (no error) is billed as fal bills it: per image for [max] and [pro], per output megapixel
 for [dev] and LoRA (endpoints.py's prices and megapixel rule), from the sizes it really returned, never from what
-was asked. Every other snapshot endpoint is billed by its snapshot price rule (per image, with a resolution
-multiplier or a quality x size table; per megapixel of output, or of input and output, or a first megapixel and
-each extra one); an endpoint whose price fal does not publish is billed $0 (the sandbox cannot know it) in images.
+was asked. Every other snapshot endpoint is billed by its snapshot price rule through the registry's one rule
+interpreter (``kontext_nb.models.billed``: what came back, the options it ran with, the text tokens its "model"
+read), never by a second reading of the rules here; an endpoint whose price fal does not publish is billed $0 (the
+sandbox cannot know it) in images. Text tokens: the sandbox's model reads the prompt as one token per 4 UTF-8 bytes
+(rounded up) and writes no text.
 The bill log is append-only (``reset`` of the whole sandbox is the one way to forget it): tests compare it with what
 kontext_nb says it spent, ``x-fal-billable-units`` carries each request's quantity in the endpoint's unit, and
 ``/v1/models/usage`` sums quantity and cost per time bucket and endpoint.
@@ -23,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kontext_nb import endpoints
+from kontext_nb import models as registry
 
 from . import models
 
@@ -80,41 +83,22 @@ def bill_for(
     ep = endpoints.ENDPOINTS.get(endpoint_id)
     if ep is not None:
         return Billed(request_id, ep.id, when, billable_units(ep, sized), ep.unit, ep.price, sized)
-    model = models.get(endpoint_id)
-    if model is None:
+    served = models.get(endpoint_id)
+    if served is None:
         raise KeyError(endpoint_id)
-    quantity, unit, unit_price, amount = by_rule(model.pricing, sized, inputs, arguments or {})
-    return Billed(request_id, endpoint_id, when, quantity, unit, unit_price, sized, amount)
+    model = served.spec
+    if model.pricing is None:  # not published: counted, at $0
+        return Billed(request_id, endpoint_id, when, float(len(sized)), "image", 0.0, sized)
+    ran = registry.pricing.arguments_with_defaults(model, arguments or {})
+    amount = registry.billed(model, ran, sized, inputs, text_tokens=(prompt_tokens(ran), 0))
+    quantity = registry.billed_units(model, sized, inputs, ran)
+    unit = "image" if model.pricing.unit != "megapixel" else "megapixel"
+    return Billed(request_id, endpoint_id, when, quantity, unit, model.pricing.unit_price, sized, amount)
 
 
-def by_rule(
-    pricing: Mapping[str, Any] | None,
-    sizes: Sequence[tuple[int, int]],
-    inputs: Sequence[tuple[int, int]],
-    arguments: Mapping[str, Any],
-) -> tuple[float, str, float, float | None]:
-    """(quantity, unit, unit_price, amount or None) of a snapshot price rule for what came back."""
-    if pricing is None:  # not published: counted, at $0
-        return float(len(sizes)), "image", 0.0, None
-    rule, price = pricing["rule"], float(pricing["unit_price"])
-    if rule.get("per") == "image":
-        if "multiplier" in rule:
-            factor = float(rule["multiplier"]["values"].get(str(arguments.get(rule["multiplier"]["field"])), 1))
-            return len(sizes) * factor, "image", price, None
-        if "table" in rule:
-            table = rule["table"]
-            key = "|".join(str(arguments.get(f)) for f in table["field"])
-            each = float(table["worst_case"].get(key, table["default"]))
-            return float(len(sizes)), "image", each, None
-        return float(len(sizes)), "image", price, None
-    if rule.get("per") == "megapixel":
-        counted = list(sizes) + (list(inputs) if rule.get("of") == "input+output" else [])
-        mp = float(sum(endpoints.billed_megapixels(w, h) for w, h in counted))
-        if "first" in rule:
-            amount = float(rule["first"]) + float(rule["extra"]) * max(0.0, mp - 1) if mp else 0.0
-            return mp, "megapixel", price, round(amount, 6)
-        return mp, "megapixel", price, None
-    raise ValueError(f"unknown price rule {rule!r}")
+def prompt_tokens(arguments: Mapping[str, Any]) -> int:
+    """The input text tokens the sandbox's model reads: one per 4 UTF-8 bytes of the prompt, rounded up."""
+    return -(-len(str(arguments.get("prompt") or "").encode("utf-8")) // 4)
 
 
 class BillLog:

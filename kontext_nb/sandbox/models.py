@@ -1,18 +1,22 @@
-"""The models the sandbox serves: every endpoint of the vendored snapshot, read from its OpenAPI document.
+"""The models the sandbox serves: every endpoint of the vendored snapshot, read by the model registry.
 
-A ``Model`` holds what the sandbox needs to act as the endpoint: its input schema (through one validator,
-schema.py), its output schema (the shape a result takes: ``images[]`` or ``image``, ``seed`` or not,
-``has_nsfw_concepts``, ...), its image inputs (``image_url``, ``image_urls``, masks), its price rule, and for the
-Kontext family the endpoints.py spec the renderer already knows.
+A ``Model`` holds what the sandbox needs to act as the endpoint: the registry's reading of its snapshot file
+(``spec``: kontext_nb.models.parse, one reader: image inputs, seed, price rule, priced by kontext_nb.models.billed),
+its raw input schema for the sandbox's fal-shaped lax validator (schema.py) and its output schema (the shape a
+result takes: ``images[]`` or ``image``, ``seed`` or not, ``has_nsfw_concepts``, ...), both found and ``$ref``
+resolved by the registry's resolver (kontext_nb.models.schema), and for the Kontext family the endpoints.py spec
+the renderer already knows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from kontext_nb import endpoints
+from kontext_nb import models as registry
+from kontext_nb.models import schema as registry_schema
 from kontext_nb.models import snapshot
 
 
@@ -26,6 +30,11 @@ class Model:
     category: str
     document: dict[str, Any] = field(repr=False)
     """The snapshot file (endpoint_id, alias, title, category, sibling, openapi, pricing, provenance)."""
+
+    @cached_property
+    def spec(self) -> registry.Model:
+        """The registry's reading of this snapshot file (kontext_nb.models.parse): its inputs, outputs and price."""
+        return registry.parse(self.document)
 
     @property
     def openapi(self) -> dict[str, Any]:
@@ -51,37 +60,30 @@ class Model:
             return self.kontext.mode
         return "text-to-image" if self.category == "text-to-image" else "edit"
 
-    @property
-    def components(self) -> dict[str, Any]:
-        return dict(self.document["openapi"]["components"]["schemas"])
-
-    def _schema_of(self, path: str, method: str, key: str) -> dict[str, Any]:
-        op = self.document["openapi"]["paths"][path][method]
-        node = op["requestBody"] if key == "request" else op["responses"]["200"]
-        ref = str(node["content"]["application/json"]["schema"]["$ref"])
-        return dict(self.components[ref.rsplit("/", 1)[-1]])
+    @cached_property
+    def _io(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        inp, out = registry_schema.io_schemas(self.id, self.document["openapi"])
+        return inp or {}, out or {}
 
     @property
     def input_schema(self) -> dict[str, Any]:
-        return self._schema_of("/" + self.id, "post", "request")
+        """The queue POST body's schema, ``$ref`` resolved by the registry's resolver (its properties' not)."""
+        return dict(self._io[0])
 
     @property
     def output_schema(self) -> dict[str, Any]:
-        return self._schema_of(f"/{self.id}/requests/{{request_id}}", "get", "response")
+        """The result GET's schema, resolved likewise."""
+        return dict(self._io[1])
 
     @property
     def image_inputs(self) -> tuple[tuple[str, bool], ...]:
-        """(name, is a list) of every image input, in fal's order: a string or list of strings named like one."""
-        schema = self.input_schema
-        props: dict[str, Any] = schema.get("properties") or {}
-        order = [p for p in schema.get("x-fal-order-properties") or () if p in props]
-        order += [p for p in props if p not in order]
-        names = [n for n in order if n.endswith(("image_url", "image_urls", "mask_url"))]
-        return tuple((n, props[n].get("type") == "array") for n in names)
+        """(name, is a list) of every image input, in fal's order (the registry's reading: masks and references
+        included)."""
+        return tuple((n, self.spec.input(n).kind == "images") for n in self.spec.image_inputs)
 
     @property
     def takes_seed(self) -> bool:
-        return "seed" in (self.input_schema.get("properties") or {})
+        return self.spec.takes_seed
 
 
 @cache

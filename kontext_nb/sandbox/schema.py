@@ -1,6 +1,6 @@
 """Input validation as fal's own servers do it, for the sandbox and the classroom proxy: one validator, over the
-JSON schema each endpoint publishes (its OpenAPI document, from the vendored snapshot; ``$ref`` resolved against
-``components.schemas``), for every model alike.
+JSON schema each endpoint publishes (its OpenAPI document, from the vendored snapshot; ``$ref`` resolved by the
+model registry's one resolver, kontext_nb.models.schema.resolve), for every model alike.
 
 fal's apps declare their inputs as pydantic models (fal's OpenAPI schema per endpoint is generated from them), so a
 fal-compatible server validates the way pydantic v2 does in its default ("lax") mode: ``num_images: "2"``,
@@ -25,6 +25,8 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from kontext_nb.models import schema as registry_schema
 
 from . import models
 
@@ -122,21 +124,15 @@ def _ranged(node: Mapping[str, Any], value: float) -> None:
 
 
 class Validator:
-    """One endpoint's input schema, with its components to resolve ``$ref`` against."""
+    """One endpoint's input schema, with the OpenAPI document its ``$ref``s point into."""
 
-    def __init__(self, schema: Mapping[str, Any], components: Mapping[str, Any]) -> None:
-        self.components = components
+    def __init__(self, schema: Mapping[str, Any], api: Mapping[str, Any]) -> None:
+        self.api = api
         self.schema = self.resolve(schema)
 
     def resolve(self, node: Mapping[str, Any]) -> Mapping[str, Any]:
-        for _ in range(32):  # a chain of references, never a cycle in fal's documents
-            if "$ref" in node:
-                node = self.components[str(node["$ref"]).rsplit("/", 1)[-1]]
-            elif len(node.get("allOf") or ()) == 1 and "type" not in node:
-                node = {**{k: v for k, v in node.items() if k != "allOf"}, **self.resolve(node["allOf"][0])}
-            else:
-                return node
-        raise ValueError("$ref chain too long")
+        """The registry's resolver (one for the project): ``$ref``, ``allOf`` of one, pydantic's optional anyOf."""
+        return registry_schema.resolve(self.api, node)
 
     def check(self, node: Mapping[str, Any], value: Any, *, required: bool = False) -> Any:
         """The value converted as pydantic's lax mode would, or Invalid."""
@@ -294,7 +290,7 @@ def _validator(endpoint_id: str) -> Validator:
     model = models.get(endpoint_id)
     if model is None:
         raise KeyError(endpoint_id)
-    return Validator(model.input_schema, model.components)
+    return Validator(model.input_schema, model.document["openapi"])
 
 
 def validate(endpoint: Any, body: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -33,9 +33,17 @@ RULES = {
 PROPS = 40
 
 
+ADDITIONS = ("extras", "text_tokens")
+"""Parts a rule of any kind may carry on top: fal's extra charges for options on, text tokens."""
+
+
 def _kind(rule: Mapping[str, Any]) -> str:
     for name, r in RULES.items():
-        if set(r) == set(rule) and r["per"] == rule["per"] and r.get("of") == rule.get("of", r.get("of")):
+        if (
+            set(r) == set(rule) - set(ADDITIONS)
+            and r["per"] == rule["per"]
+            and r.get("of") == rule.get("of", r.get("of"))
+        ):
             return name
     return "other"
 
@@ -43,21 +51,26 @@ def _kind(rule: Mapping[str, Any]) -> str:
 def test_the_snapshot_has_every_rule_kind() -> None:
     kinds = {_kind(m.pricing.rule) for m in PRICED if m.pricing is not None}
     assert set(RULES) <= kinds, kinds
+    assert {a for m in PRICED if m.pricing is not None for a in ADDITIONS if a in m.pricing.rule} == set(ADDITIONS)
 
 
 SIDE = st.integers(16, 5000)
 SIZE = st.tuples(SIDE, SIDE)
+PROMPTS = st.text(min_size=1, max_size=60) | st.just("a fox")
+"""Any text: its tokens are bounded by its UTF-8 bytes (emoji and accents are several bytes each)."""
 
 
 @st.composite
 def request(draw: st.DrawFn, model: Model) -> tuple[dict[str, Any], list[tuple[int, int]]]:
     """Valid arguments for ``model`` from its schema, and the size of every image they send."""
-    args: dict[str, Any] = {"prompt": "a fox"}
+    args: dict[str, Any] = {"prompt": draw(PROMPTS)}
     sizes: list[tuple[int, int]] = []
     for f in model.inputs:
         if f.name == "prompt" or (not f.required and draw(st.booleans())):
             continue
-        if f.kind == "image":
+        if f.kind == "boolean":  # options fal may charge extra for (web search)
+            args[f.name] = draw(st.booleans())
+        elif f.kind == "image":
             args[f.name] = "https://example.com/a.png"
             sizes.append(draw(SIZE))
         elif f.kind == "images":
@@ -123,10 +136,55 @@ def test_every_rule_kind_on_a_document_of_our_own(kind: str) -> None:
     assert billed <= bound(m, args, [(2048, 2048)]) + 1e-9
 
 
+TOKENS_P = 1 * 0.005 / 1000 + 128_000 * 0.010 / 1000
+"""GPT-image 1.5's text tokens for the prompt "p" at their bound: 1 input token (its one UTF-8 byte) and the
+output cap (128,000: not published, the rule's)."""
+
+
 def test_a_table_field_not_asked_reserves_the_dearest() -> None:
     gpt = models.get("gpt-image-1.5")
-    assert bound(gpt, {"prompt": "p", "quality": "low", "image_size": "1024x1024"}) == pytest.approx(0.009)
-    assert bound(gpt, {"prompt": "p", "quality": "low"}) == pytest.approx(0.2)
+    assert bound(gpt, {"prompt": "p", "quality": "low", "image_size": "1024x1024"}) == pytest.approx(0.009 + TOKENS_P)
+    assert bound(gpt, {"prompt": "p", "quality": "low"}) == pytest.approx(0.2 + TOKENS_P)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "extra"),
+    [
+        ({}, 0.0),
+        ({"enable_web_search": True}, 0.015),
+        ({"thinking_level": "high"}, 0.002),
+        ({"thinking_level": "minimal", "enable_web_search": False}, 0.0),
+        ({"enable_web_search": True, "thinking_level": "high"}, 0.017),
+    ],
+)
+def test_nano_banana_2_extras_are_bounded_and_billed_per_image(arguments: dict[str, Any], extra: float) -> None:
+    """fal's page: +$0.015 when web search is used, +$0.002 for high thinking; per image or per request is not
+    said, so the rule takes the dearer reading (per image)."""
+    nb2 = models.get("nano-banana-2-edit")
+    args = {"prompt": "p", "image_urls": ["u"], "num_images": 2, "resolution": "2K", **arguments}
+    assert bound(nb2, args) == pytest.approx(2 * (0.08 * 1.5 + extra))
+    assert models.billed(nb2, args, [(2048, 2048)]) == pytest.approx(0.08 * 1.5 + extra)
+    assert models.billed(nb2, args, []) == 0.0  # nothing returned: nothing billed, extras neither
+    assert models.from_units(nb2, args, 2 * 1.5) == pytest.approx(2 * (0.08 * 1.5 + extra))
+
+
+def test_gpt_image_text_tokens_bound_by_utf8_bytes_and_billed_as_counted() -> None:
+    gpt = models.get("gpt-image-1.5")
+    args = {"prompt": "café ☕", "quality": "low", "image_size": "1024x1024", "num_images": 2}
+    in_bytes = len("café ☕".encode())  # 9: é is two bytes, ☕ three; no tokenizer makes more tokens than bytes
+    assert bound(gpt, args) == pytest.approx(2 * (0.009 + in_bytes * 0.005 / 1000 + 128_000 * 0.010 / 1000))
+    counted = models.billed(gpt, args, [(1024, 1024)], text_tokens=(3, 10))
+    assert counted == pytest.approx(0.009 + 3 * 0.005 / 1000 + 10 * 0.010 / 1000)
+
+
+def test_an_extra_of_an_unknown_shape_is_refused() -> None:
+    props = {**PROMPT, "enable_web_search": {"type": "boolean"}}
+    bad = {"per": "image", "extras": [{"when": {"field": "enable_web_search"}, "add": 0.01, "per": "image"}]}
+    m = Registry(
+        lambda: {"acme/x": document("acme/x", props, pricing={"unit_price": 0.05, "unit": "images", "rule": bad})}
+    ).get("acme/x")
+    with pytest.raises(Unpriced, match="extras and text tokens"):
+        bound(m, {"prompt": "p"})
 
 
 def test_unpriced_models_and_unknown_rules_are_refused_in_one_line() -> None:
@@ -154,6 +212,7 @@ def test_fals_billable_units_are_priced_by_the_rule() -> None:
     flex_max = models.get("flux2-max-edit")  # first megapixel 0.07, each further one 0.03
     assert models.from_units(flex_max, {}, 3) == pytest.approx(0.07 + 2 * 0.03)
     assert models.from_units(models.get("qwen-edit"), {}, 3) == pytest.approx(0.09)
-    gpt = models.get("gpt-image-1.5")
-    assert models.from_units(gpt, {"quality": "low", "image_size": "1024x1024"}, 2) == pytest.approx(0.018)
+    gpt = models.get("gpt-image-1.5")  # fal sends no token count: text tokens at their bound, per image
+    low = {"prompt": "p", "quality": "low", "image_size": "1024x1024"}
+    assert models.from_units(gpt, low, 2) == pytest.approx(2 * (0.009 + TOKENS_P))
     assert endpoints.get_endpoint("fal-ai/flux-2-max/edit").cost_of_units(3) == pytest.approx(0.13)

@@ -56,18 +56,19 @@ def test_every_snapshot_model_round_trips_through_the_session(endpoint_id: str, 
     model = models.registry().get(endpoint_id)
     photo, mask = str(folder / "photo.png"), str(folder / "mask.png")
     seed = {"seed": 7} if model.takes_seed else {}
+    # confirm=True: GPT-image's bound holds its output text tokens at their cap (over the default $1 threshold)
     if model.mode == "text-to-image":
         request = build_request("text-to-image", "a lighthouse in fog", model=endpoint_id, **seed)
-        result = session.generate("a lighthouse in fog", model=endpoint_id, timeout=60, **seed)
+        result = session.generate("a lighthouse in fog", model=endpoint_id, timeout=60, confirm=True, **seed)
     elif model.mode == "inpaint":
         request, _ = session.prepare_inpaint(photo, "a red hat", mask=mask, model=endpoint_id, **seed)
-        result = session.inpaint(photo, "a red hat", mask=mask, model=endpoint_id, timeout=60, **seed)
+        result = session.inpaint(photo, "a red hat", mask=mask, model=endpoint_id, timeout=60, confirm=True, **seed)
     elif model.mode == "multi":
         request, _ = session.prepare_edit([photo, photo], "both in one", model=endpoint_id, **seed)
-        result = session.edit([photo, photo], "both in one", model=endpoint_id, timeout=60, **seed)
+        result = session.edit([photo, photo], "both in one", model=endpoint_id, timeout=60, confirm=True, **seed)
     else:
         request, _ = session.prepare_edit(photo, "make it winter", model=endpoint_id, **seed)
-        result = session.edit(photo, "make it winter", model=endpoint_id, timeout=60, **seed)
+        result = session.edit(photo, "make it winter", model=endpoint_id, timeout=60, confirm=True, **seed)
     assert request.endpoint.id == endpoint_id
     assert request.reproducible is model.takes_seed
     assert isinstance(result, Result)

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from kontext_nb import models as registry
 from kontext_nb.models import snapshot
 from kontext_nb.sandbox import SandboxServer, models, schema
 
@@ -112,9 +113,10 @@ def expected_cost(model: models.Model, images: list[dict[str, Any]], ran: dict[s
         return 0.0
     rule, price = model.pricing["rule"], model.pricing["unit_price"]
     if rule["per"] == "image":
-        if "table" in rule:
+        if "table" in rule:  # + the prompt's text tokens as the sandbox reads them: a token per 4 bytes
             key = "|".join(str(ran.get(f)) for f in rule["table"]["field"])
-            return len(images) * rule["table"]["worst_case"].get(key, rule["table"]["default"])
+            tokens = math.ceil(len(ran["prompt"].encode()) / 4) * rule["text_tokens"]["input"]["per_1000"] / 1000
+            return len(images) * (rule["table"]["worst_case"].get(key, rule["table"]["default"]) + tokens)
         if "multiplier" in rule:
             return len(images) * price * rule["multiplier"]["values"][ran[rule["multiplier"]["field"]]]
         return len(images) * price
@@ -338,8 +340,14 @@ def test_usage_sums_what_the_bills_cost_where_a_first_megapixel_costs_more(
     [
         # fal's pages: $0.08 an image, 4K outputs at twice the rate
         ("fal-ai/nano-banana-2/edit", {"image_urls": [IMAGE], "resolution": "4K", "num_images": 2}, 2 * 0.16),
-        # per image, by quality and size (the text-token part is not bounded: said in the snapshot)
-        ("fal-ai/gpt-image-1.5", {"quality": "low", "image_size": "1536x1024"}, 0.013),
+        # per image, by quality and size, + $0.005 per 1,000 input text tokens ("a red door": 10 bytes, 3 tokens)
+        ("fal-ai/gpt-image-1.5", {"quality": "low", "image_size": "1536x1024"}, 0.013 + 3 * 0.005 / 1000),
+        # + $0.015 for web search and $0.002 for high thinking, per image (the dearer reading of fal's page)
+        (
+            "fal-ai/nano-banana-2/edit",
+            {"image_urls": [IMAGE], "num_images": 2, "enable_web_search": True, "thinking_level": "high"},
+            2 * (0.08 + 0.015 + 0.002),
+        ),
         # $0.05 per megapixel of input and of output, each rounded up: two inputs and one output
         ("fal-ai/flux-2-flex/edit", {"image_urls": [IMAGE, IMAGE]}, 3 * 0.05),
         ("fal-ai/reve/fast/edit", {"image_url": IMAGE, "num_images": 3}, 3 * 0.01),
@@ -354,3 +362,13 @@ def test_each_price_rule_bills_what_fal_s_page_says(
     handle.get()
     (bill,) = [b for b in server.bills()["bills"] if b["request_id"] == handle.request_id]
     assert bill["amount"] == pytest.approx(dollars)
+
+
+def test_the_sandbox_reads_each_model_as_the_registry_does() -> None:
+    """One reader: the sandbox's model is the registry's parse of the same snapshot file (its inputs and outputs;
+    its price the snapshot's, where the registry may add a labelled one of its own: [dev]), and its bill comes from
+    the registry's interpreter (``kontext_nb.models.billed``), not a second one."""
+    for endpoint_id in snapshot.names():
+        served, known = models.get(endpoint_id), registry.registry().get(endpoint_id)
+        assert served is not None and (served.spec.inputs, served.spec.output) == (known.inputs, known.output)
+        assert [n for n, _ in served.image_inputs] == list(served.spec.image_inputs)

@@ -109,6 +109,15 @@ GPT15_TABLE = {
     },
     "default": 0.200,
 }
+NANO_BANANA_2_EXTRAS = [  # "If web search is used, an additional $0.015 ...; if high thinking is used, ... $0.002"
+    {"when": {"field": "enable_web_search", "equals": True}, "add": 0.015, "per": "image"},
+    {"when": {"field": "thinking_level", "equals": "high"}, "add": 0.002, "per": "image"},
+]
+GPT15_TEXT_TOKENS = {  # "plus $0.005 per 1,000 input text tokens and $0.010 per 1,000 output text tokens"
+    "per": "image",
+    "input": {"per_1000": 0.005, "fields": ["prompt"]},
+    "output": {"per_1000": 0.010, "cap": 128000},
+}
 LLMS: dict[str, dict[str, Any]] = {
     "fal-ai/flux-2-flex": {
         "price": (0.05, "megapixels", MP_IO),
@@ -135,6 +144,7 @@ LLMS: dict[str, dict[str, Any]] = {
             {
                 "per": "image",
                 "multiplier": {"field": "resolution", "values": {"0.5K": 0.75, "1K": 1, "2K": 1.5, "4K": 2}},
+                "extras": NANO_BANANA_2_EXTRAS,
             },
         ),
         "quote": "$0.08 per image. 2K and 4K outputs will be charged at 1.5 times and 2 times the standard rate,"
@@ -142,18 +152,21 @@ LLMS: dict[str, dict[str, Any]] = {
         " search is used, an additional $0.015 will be charged. If high thinking is used, an additional $0.002",
         "ranges": {"num_images": (1, 4)},
         "extra_not_published": [
-            "the rule leaves out fal's extra charges: $0.015 when web search is used, $0.002"
-            " for high thinking (pricing code should add them when those options are on)"
+            "whether the web-search ($0.015) and high-thinking ($0.002) charges are per image or per request: the"
+            " page does not say; the rule's extras take the dearer reading, per image"
         ],
     },
     "fal-ai/gpt-image-1.5": {
-        "price": (0.2, "images", {"per": "image", "table": GPT15_TABLE}),
+        "price": (0.2, "images", {"per": "image", "table": GPT15_TABLE, "text_tokens": GPT15_TEXT_TOKENS}),
         "quote": "low $0.009 (1024x1024) / $0.013 other; medium $0.034 / $0.051 (1024x1536) / $0.050 (1536x1024);"
         " high $0.133 / $0.200 (1024x1536) / $0.199 (1536x1024) per image; plus $0.005 per 1,000 input text tokens"
         " and $0.010 per 1,000 output text tokens",
         "extra_not_published": [
-            "the rule holds fal's per-image figures only: text-token charges ($0.005 per 1,000"
-            " input, $0.010 per 1,000 output tokens) come on top and are not bounded"
+            "the tokenizer: input text tokens are bounded by the prompt's UTF-8 bytes (a BPE token is at least one"
+            " byte), not counted",
+            "the most output text tokens a request can return: no fal or OpenAI page for this model gives it; the"
+            " rule's cap (128,000, the largest max-output-tokens OpenAI publishes for its current models) is ours",
+            "whether text tokens are charged per request or per image: the rule takes the dearer reading, per image",
         ],
     },
     "fal-ai/reve/fast/edit": {
