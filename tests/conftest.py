@@ -7,13 +7,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import budget  # tests/budget.py
 import pytest
+from hypothesis import settings
 from shell import Shell  # tests/shell.py
 
 import kontext_nb
 import kontext_nb.sandbox
 from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.session import Session
+
+# hypothesis tests that set no budget of their own: 25 examples, 100 with KONTEXT_HYPOTHESIS=deep (tests/budget.py);
+# on top of the profile hypothesis chose itself ("ci" when it detects CI: derandomized, so CI never flakes on a draw)
+_chosen = settings.get_profile(settings.get_current_profile_name())
+settings.register_profile("kontext", _chosen, max_examples=100 if budget.DEEP else 25)
+settings.load_profile("kontext")
+
 
 # fast settings: tiny images, short inference; each test starts from these, with a clean slate
 SANDBOX_FAST = {
