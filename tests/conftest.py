@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import background  # tests/background.py
 import budget  # tests/budget.py
 import pytest
 from hypothesis import settings
@@ -22,6 +23,16 @@ from kontext_nb.session import Session
 _chosen = settings.get_profile(settings.get_current_profile_name())
 settings.register_profile("kontext", _chosen, max_examples=100 if budget.DEEP else 25)
 settings.load_profile("kontext")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """mypy takes half a minute of one core: it starts now, beside the tests, when its test is to run."""
+    if any(item.nodeid.endswith("test_lint.py::test_mypy_strict") for item in items):
+        background.start(background.MYPY)
+
+
+def pytest_sessionfinish() -> None:
+    background.stop_all()
 
 
 # fast settings: tiny images, short inference; each test starts from these, with a clean slate
