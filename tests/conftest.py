@@ -25,8 +25,10 @@ settings.register_profile("kontext", _chosen, max_examples=100 if budget.DEEP el
 settings.load_profile("kontext")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """mypy takes half a minute of one core: it starts now, beside the tests, when its test is to run."""
+    if config.option.collectonly:
+        return
     if any(item.nodeid.endswith("test_lint.py::test_mypy_strict") for item in items):
         background.start(background.MYPY)
 
