@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from kernels import HOLD, release  # tests/kernels.py
 
 import kontext_nb.sandbox as sandbox
 from kontext_nb.config import Settings
@@ -146,27 +145,37 @@ def test_two_sessions_resuming_one_runs_folder_collect_each_job_once(make_sessio
 def test_an_interrupt_while_resuming_cancels_nothing(make_session, sb: sandbox.SandboxServer) -> None:
     """Jobs made earlier are paid for (or about to be): Ctrl-C during kx.resume() stops waiting, never cancels them."""
     import _thread
+    import sys
     import threading
 
-    from waiting import main_thread_in, wait_for
+    from waiting import wait_for
 
     from kontext_nb.errors import Interrupted
 
-    sb.configure(queue_delay=HOLD)  # held until released below: the Ctrl-C always comes first (3 s did not)
+    sb.configure(inference_time=3.0)
     impatient = make_session(job_timeout=0.2)
     job = impatient.generate("slow one", seed=1, wait=False)
     with pytest.raises(JobTimeout):
         job.result(timeout=10)
     impatient.configure(impatient.settings.with_(job_timeout=30))
 
-    def interrupt_when_collecting() -> None:  # Ctrl-C while resume() waits on the job it collects (not mid-claim)
-        wait_for(lambda: main_thread_in("result", "jobs.py"), timeout=30)
+    main = threading.main_thread().ident
+
+    def waiting_on_a_job() -> bool:  # Ctrl-C while resume() waits on the job it collects (not mid-claim)
+        frame = sys._current_frames().get(main or 0)
+        while frame is not None:
+            if frame.f_code.co_name == "result" and frame.f_code.co_filename.endswith("jobs.py"):
+                return True
+            frame = frame.f_back
+        return False
+
+    def interrupt_when_collecting() -> None:
+        wait_for(waiting_on_a_job, timeout=30)
         _thread.interrupt_main()
 
     threading.Thread(target=interrupt_when_collecting, daemon=True).start()
     with pytest.raises(Interrupted, match=r"stopped waiting; 1 job still being collected .*nothing cancelled") as info:
         impatient.resume()
     assert "\n" not in str(info.value)
-    release(sb)
     wait_for(lambda: impatient.record(job.journal_id).status == "done", timeout=30)
     assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1
