@@ -7,7 +7,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import background  # tests/background.py
+import budget  # tests/budget.py
 import pytest
+from hypothesis import settings
 from postgres import PostgresServer, start_server  # tests/postgres.py
 from shell import Shell  # tests/shell.py
 
@@ -15,6 +18,25 @@ import kontext_nb
 import kontext_nb.sandbox
 from kontext_nb.config import RetryPolicy, Settings
 from kontext_nb.session import Session
+
+# hypothesis tests that set no budget of their own: 25 examples, 100 with KONTEXT_HYPOTHESIS=deep (tests/budget.py);
+# on top of the profile hypothesis chose itself ("ci" when it detects CI: derandomized, so CI never flakes on a draw)
+_chosen = settings.get_profile(settings.get_current_profile_name())
+settings.register_profile("kontext", _chosen, max_examples=100 if budget.DEEP else 25)
+settings.load_profile("kontext")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """mypy takes half a minute of one core: it starts now, beside the tests, when its test is to run."""
+    if config.option.collectonly:
+        return
+    if any(item.nodeid.endswith("test_lint.py::test_mypy_strict") for item in items):
+        background.start(background.MYPY)
+
+
+def pytest_sessionfinish() -> None:
+    background.stop_all()
+
 
 # fast settings: tiny images, short inference; each test starts from these, with a clean slate
 SANDBOX_FAST = {

@@ -2,7 +2,8 @@
 
 A benchmark is any bench/*.py with a ``__main__`` block (found by glob, so a new one is covered without being
 listed). The test checks that it exits 0, prints its table rows, and leaves the committed results files alone;
-never a figure or a time (a tiny run's numbers mean nothing).
+never a figure or a time (a tiny run's numbers mean nothing). A benchmark listed in ELSEWHERE runs its tiny size
+in the test named there instead (which makes the same checks and more), never twice.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_bench import BENCH, check_tiny_run, results_files  # tests/tiny_bench.py
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 SCRIPTS = sorted(p for p in BENCH.glob("*.py") if re.search(r"^if __name__ == .__main__.:", p.read_text(), re.M))
+ELSEWHERE = {"attack_bench.py": "tests/proxy/test_attack_bench.py"}
+"""Benchmarks whose tiny run is a test of its own (it checks their counts too): run there, not here as well."""
 BROWSER = {"compare_bench.py", "judge_bench.py"}
 """These start JupyterLab and the system Chromium (judge_bench through bench/duel_browser.py)."""
 UNSET = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL", "KONTEXT_HOME", "KONTEXT_JOURNAL_URL")
@@ -25,15 +28,23 @@ UNSET = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL", "KONTEXT_
 def test_the_benchmarks_are_found() -> None:
     names = {p.name for p in SCRIPTS}
     assert {"run.py", "journal_bench.py", "proxy_bench.py"} <= names and "common.py" not in names, names
+    for script, test in ELSEWHERE.items():  # each one left out here is run, at its tiny size, by its own test
+        assert script in names, f"{script} is no benchmark any more: take it out of ELSEWHERE"
+        source = (BENCH.parent / test).read_text()
+        assert 'main(["--tiny"])' in source and "check_tiny_run" in source, f"{test} no longer runs {script} --tiny"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "script",
-    [pytest.param(p, id=p.name, marks=[pytest.mark.browser] if p.name in BROWSER else []) for p in SCRIPTS],
+    [
+        pytest.param(p, id=p.name, marks=[pytest.mark.browser] if p.name in BROWSER else [])
+        for p in SCRIPTS
+        if p.name not in ELSEWHERE
+    ],
 )
 def test_every_benchmark_runs_at_its_tiny_size(script: Path, tmp_path: Path) -> None:
-    results = {p: p.read_bytes() for p in BENCH.glob("*.md")}
+    before = results_files()
     env = {k: v for k, v in os.environ.items() if k not in UNSET}
     env.update(KONTEXT_HOME=str(tmp_path / "runs"), PYTHONUNBUFFERED="1")
     done = subprocess.run(
@@ -44,11 +55,4 @@ def test_every_benchmark_runs_at_its_tiny_size(script: Path, tmp_path: Path) -> 
         text=True,
         timeout=240,  # a hang, not a slow machine: a tiny run takes seconds
     )
-    said = f"{script.name} --tiny exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n"
-    said += done.stderr[-3000:]
-    assert done.returncode == 0, said
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("|---")]
-    assert len(rows) >= 2, f"no table of results printed\n{said}"  # the head and at least one measure
-    assert all(line.count("|") == rows[0].count("|") for line in rows), f"a ragged table\n{said}"
-    assert "not written)" in done.stdout, f"a tiny run must say it wrote no results file\n{said}"
-    assert {p: p.read_bytes() for p in BENCH.glob("*.md")} == results, "a tiny run changed a results file"
+    check_tiny_run(script.name, done.returncode, done.stdout, done.stderr, before)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from budget import examples  # tests/budget.py: KONTEXT_HYPOTHESIS=deep for the full budget
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -214,7 +215,7 @@ def requests_holding(draw: st.DrawFn) -> tuple[str, str, Any]:
     return key, holder, nested
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=75, deep=300), deadline=None)
 @given(case=requests_holding())
 def test_any_key_in_any_string_of_any_structure_in_any_encoding_is_found(case: tuple[str, str, Any]) -> None:
     key, _holder, nested = case
@@ -225,7 +226,9 @@ def test_any_key_in_any_string_of_any_structure_in_any_encoding_is_found(case: t
     assert all(p not in keys.redact(str(nested), parts) for p in parts if p in str(nested))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(ci=15, deep=40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(case=requests_holding(), where=st.sampled_from(["prompt", "tags", "webhook_url", "loras"]))
 def test_the_one_send_path_refuses_it_and_writes_and_sends_nothing(
     make_session: MakeSession, sb: Any, tmp_path: Path, case: tuple[str, str, Any], where: str

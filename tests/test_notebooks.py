@@ -1,8 +1,16 @@
-"""The notebooks run top to bottom in a real kernel, offline on the sandbox."""
+"""The notebooks run top to bottom in a real kernel, offline on the sandbox.
+
+Every run here also proves the notebook never waits on stdin (issue 22 point 8): a first cell makes ``input`` fail
+the cell it is called in (set before every cell, after the kernel's own), where JupyterLab's Run All would stop at
+an input box. Every notebook in notebooks/ is run here (RUN_HERE; a new one needs a test of its own). The
+quickstart runs once, on a runs folder the module shares: the tests that check a notebook after the quickstart on
+the same folder go on from there (each checks only the jobs it made).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -10,10 +18,22 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+RUN_HERE = {"quickstart", "magics", "editing", "comparing", "classroom", "judging", "family", "models"}
+"""The notebooks these tests run (each through run_notebook, so each is also checked for waits on stdin)."""
+NO_STDIN = (
+    "import builtins\n"
+    "def _no_stdin(*args, **kwargs):\n"
+    "    raise RuntimeError(f'this notebook waited on stdin: {args[0] if args else \"\"}')\n"
+    "get_ipython().events.register('pre_run_cell', lambda *a: setattr(builtins, 'input', _no_stdin))"
+)
 
 
 def run_notebook(path: Path, tmp_path: Path) -> nbformat.NotebookNode:
+    """The notebook run in a fresh kernel in tmp_path with no fal key; fails if a cell waited on stdin. The guard
+    cell is taken out again, so the cells are the notebook's own."""
+    assert path.stem in RUN_HERE, f"{path.name}: add it to RUN_HERE"
     nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(NO_STDIN))
     env_backup = dict(os.environ)
     for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL", "KONTEXT_HOME"):
         os.environ.pop(var, None)
@@ -24,7 +44,27 @@ def run_notebook(path: Path, tmp_path: Path) -> nbformat.NotebookNode:
     finally:
         os.environ.clear()
         os.environ.update(env_backup)
+    guard = nb.cells.pop(0)
+    assert guard.source == NO_STDIN and not guard.outputs, guard.outputs
+    waited = [  # also in a cell tagged raises-exception, whose error does not stop the run
+        cell.source.splitlines()[0]
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+        if "waited on stdin" in str(out.get("evalue", "")) + str(out.get("text", ""))
+    ]
+    assert waited == [], f"{path.name}: cells that would stop Run All at an input box: {waited}"
     return nb
+
+
+def test_every_notebook_is_run_here() -> None:
+    assert {p.stem for p in NOTEBOOKS.glob("*.ipynb")} == RUN_HERE
+
+
+@pytest.fixture(scope="module")
+def after_quickstart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, nbformat.NotebookNode]]:
+    """A folder where the quickstart ran first, on a new runs folder: (the folder, the quickstart as run)."""
+    folder = tmp_path_factory.mktemp("after-quickstart")
+    yield folder, run_notebook(NOTEBOOKS / "quickstart.ipynb", folder)
 
 
 def outputs_text(nb: nbformat.NotebookNode) -> str:
@@ -37,8 +77,8 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.slow
-def test_quickstart_runs_offline(tmp_path: Path) -> None:
-    nb = run_notebook(NOTEBOOKS / "quickstart.ipynb", tmp_path)
+def test_quickstart_runs_offline(after_quickstart: tuple[Path, nbformat.NotebookNode]) -> None:
+    tmp_path, nb = after_quickstart
     text = outputs_text(nb)
     assert "offline sandbox" in text and "FAL_KEY" in text
     assert "same seed, same image: True · from the journal: True · cost: 0" in text
@@ -236,10 +276,15 @@ def test_comparing_notebook_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_notebooks_run_in_any_order_on_one_runs_folder(tmp_path: Path) -> None:
+def test_the_notebooks_run_in_any_order_on_one_runs_folder(
+    after_quickstart: tuple[Path, nbformat.NotebookNode],
+) -> None:
     """After the quickstart (and each other) on one shared runs folder, each notebook still shows its own jobs, and
     nothing is written beside the notebooks but the (git-ignored) runs folder."""
-    for name in ("quickstart", "comparing", "magics", "editing", "comparing"):
+    tmp_path, quickstart = after_quickstart
+    panel = _cell(quickstart, "kx.Panel()")
+    assert any("made in this panel" in str(o.get("data", {})) for o in panel.outputs), "the static record"
+    for name in ("comparing", "magics", "editing", "comparing"):
         nb = run_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path)
         assert [o for c in nb.cells for o in c.get("outputs", []) if "ename" in o] == [], name
         if name == "comparing":
@@ -256,16 +301,14 @@ def test_the_notebooks_run_in_any_order_on_one_runs_folder(tmp_path: Path) -> No
         if name == "editing":
             assert "Comparison of 2: source, @" in _value(_cell(nb, "%kontext compare $lamp"))
             assert "add a brass floor lamp" in _value(_cell(nb, "%kontext compare $lamp"))
-        if name == "quickstart":
-            panel = _cell(nb, "kx.Panel()")
-            assert any("made in this panel" in str(o.get("data", {})) for o in panel.outputs), "the static record"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kontext-runs"]
 
 
 @pytest.mark.slow
-def test_classroom_notebook_runs(tmp_path: Path) -> None:
-    """After the quickstart on the same runs folder, and a second time after itself: it names its own jobs."""
-    run_notebook(NOTEBOOKS / "quickstart.ipynb", tmp_path)
+def test_classroom_notebook_runs(after_quickstart: tuple[Path, nbformat.NotebookNode]) -> None:
+    """After the quickstart (and the notebooks of the tests before it in this module) on the same runs folder, and a
+    second time after itself: it names its own jobs."""
+    tmp_path, _ = after_quickstart
     before = {r.id for r in _journal(tmp_path / "kontext-runs")}
     _check_classroom(run_notebook(NOTEBOOKS / "classroom.ipynb", tmp_path), tmp_path, before)
     before = {r.id for r in _journal(tmp_path / "kontext-runs")}
@@ -323,10 +366,11 @@ def _check_classroom(nb: nbformat.NotebookNode, tmp_path: Path, before: set[int]
 
 
 @pytest.mark.slow
-def test_judging_notebook_runs(tmp_path: Path) -> None:
+def test_judging_notebook_runs(after_quickstart: tuple[Path, nbformat.NotebookNode]) -> None:
     """A sweep, ratings, a duel, the ranking, change scores with a plug-in, and a report, in a real kernel; after the
-    quickstart on the same runs folder, so it must name its own results, and it writes nothing beside the notebook."""
-    run_notebook(NOTEBOOKS / "quickstart.ipynb", tmp_path)
+    quickstart (and the notebooks of the tests before it in this module) on the same runs folder, so it must name its
+    own results, and it writes nothing beside the notebook."""
+    tmp_path, _ = after_quickstart
     before = {r.id for r in _journal(tmp_path / "kontext-runs")}
     nb = run_notebook(NOTEBOOKS / "judging.ipynb", tmp_path)
     errors = [

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from budget import examples  # tests/budget.py: KONTEXT_HYPOTHESIS=deep for the full budget
 from conftest import TEST_KEY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -317,7 +318,7 @@ billed_lines = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(ci=20, deep=60), deadline=None)
 @given(billed_lines, st.sampled_from(IDS), st.sampled_from(("hour", "day")))
 def test_usage_buckets_add_up_to_what_was_billed(lines: list[billing.Billed], wanted: str, timeframe: str) -> None:
     start, end = DAY0 + 86400, DAY0 + 4 * 86400
@@ -334,7 +335,9 @@ def test_usage_buckets_add_up_to_what_was_billed(lines: list[billing.Billed], wa
     assert buckets == sorted(set(buckets)), "one entry per bucket, oldest first"
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(ci=3, deep=6), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(st.sampled_from((T2I, "fal-ai/flux-pro/kontext/text-to-image")), st.integers(1, 3)),
@@ -372,7 +375,7 @@ days = st.sampled_from(("2026-03-01", "2026-03-02", "2026-03-03"))
 cents = st.integers(0, 200).map(lambda c: c / 100)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(ci=25, deep=80), deadline=None)
 @given(
     st.dictionaries(st.tuples(days, st.sampled_from(IDS)), st.tuples(cents, cents, st.integers(0, 5)), max_size=6),
     st.lists(
@@ -399,7 +402,7 @@ json_value = st.recursive(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(ci=30, deep=100), deadline=None)
 @given(st.dictionaries(st.text(max_size=6), json_value, max_size=5), st.dictionaries(st.text(max_size=6), json_leaf))
 def test_an_input_matches_itself_with_fals_defaults_added(ours: dict[str, Any], defaults: dict[str, Any]) -> None:
     theirs = {**defaults, **ours}
@@ -409,7 +412,7 @@ def test_an_input_matches_itself_with_fals_defaults_added(ours: dict[str, Any], 
     assert the_one_sent([item, RequestItem("r2", T2I, 200, json_input=theirs)], ours) is None, "never guessed"
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(ci=30, deep=100), deadline=None)
 @given(st.dictionaries(st.text(min_size=1, max_size=6), json_leaf, min_size=1, max_size=5), st.data())
 def test_a_changed_value_does_not_match(ours: dict[str, Any], data: st.DataObject) -> None:
     key = data.draw(st.sampled_from(sorted(ours)))

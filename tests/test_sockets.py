@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from budget import examples  # tests/budget.py: KONTEXT_HYPOTHESIS=deep for the full budget
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sockets import Answer, read_answer, read_until_closed
@@ -117,7 +118,7 @@ def test_read_until_closed_waits_for_the_close(pair: tuple[socket.socket, socket
     thread.join(30)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(ci=20, deep=40), deadline=None)
 @given(data=st.sampled_from([LENGTH, CHUNKED, CLOSED]), cuts=st.lists(st.integers(0, len(CHUNKED)), max_size=12))
 def test_wherever_the_answer_is_cut_the_same_answer_is_read(data: bytes, cuts: list[int]) -> None:
     ours, theirs = socket.socketpair()

@@ -20,3 +20,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+
+
+def main_thread_in(function: str, file_suffix: str) -> bool:
+    """Whether the main thread is inside ``function`` of a file ending in ``file_suffix`` now: a Ctrl-C test presses
+    Ctrl-C (``_thread.interrupt_main``) only once the code that must catch it is waiting, never before."""
+    import sys
+    import threading
+
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == function and frame.f_code.co_filename.endswith(file_suffix):
+            return True
+        frame = frame.f_back
+    return False

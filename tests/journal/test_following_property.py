@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from budget import examples  # tests/budget.py: KONTEXT_HYPOTHESIS=deep for the full budget
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -111,7 +112,9 @@ def run(events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
             w.tracker.journal.close()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(ci=25, deep=80), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @example(events=["sending", "reply lost"])  # the issue: the owner's reply is lost; the joiner sent it again
 @example(events=["hours pass", "sending", "accepted"])  # the issue: a live owner, its copy queued: sent after 120 s
 @example(events=["owner dies"])  # never sent: the joiner takes it over and sends it, once

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from budget import examples  # tests/budget.py: KONTEXT_HYPOTHESIS=deep for the full budget
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -247,6 +248,6 @@ def _readable(probe: sqlite3.Connection, row: int) -> bool:
 
 
 TwoKernelsAndDamage.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=examples(ci=8, deep=25), stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck)
 )
 test_any_sequence_of_writes_reads_and_damage_keeps_every_job = TwoKernelsAndDamage.TestCase

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from budget import examples  # tests/budget.py: KONTEXT_HYPOTHESIS=deep for the full budget
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
@@ -153,7 +154,9 @@ def _is_typo(word: str, arguments: list[str]) -> bool:
     return word.casefold() not in WORDS or any(COMMAND_LIKE.match(a.strip("'")) for a in arguments)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(ci=40, deep=150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(word=misspellings(), arguments=ARGUMENTS)
 def test_generated_misspellings_with_any_arguments_send_nothing(
     shell: Shell, sb: Any, word: str, arguments: list[str]
@@ -167,7 +170,7 @@ def test_generated_misspellings_with_any_arguments_send_nothing(
     assert sb.stats()["submits"] == 0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(ci=100, deep=300), deadline=None)
 @given(word=misspellings(), arguments=ARGUMENTS)
 def test_the_guard_refuses_every_misspelling_it_must(word: str, arguments: list[str]) -> None:
     """The pure guard, many more examples: the line and the cell body agree."""

@@ -7,6 +7,7 @@ characters, plus the issue's own counterexamples kept as regression cases.
 from __future__ import annotations
 
 import pytest
+from budget import examples  # tests/budget.py: KONTEXT_HYPOTHESIS=deep for the full budget
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -52,7 +53,7 @@ def disguised(draw: st.DrawFn) -> str:
     return "".join(out)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(ci=100, deep=400), deadline=None)
 @given(disguised())
 @example("c̲a̲t̲")
 @example("ćat")

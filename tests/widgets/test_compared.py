@@ -12,6 +12,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from budget import examples  # tests/budget.py: KONTEXT_HYPOTHESIS=deep for the full budget
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbclient import NotebookClient
@@ -71,7 +72,7 @@ def test_more_than_two_open_side_by_side(session: Session) -> None:
     shown.close()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(ci=10, deep=25), deadline=None)
 @given(count=st.integers(min_value=0, max_value=3 * MAX_ITEMS), mode=st.text(max_size=12))
 def test_bad_calls_fail_in_one_line_before_anything_is_loaded(count: int, mode: str) -> None:
     """Any count outside 1-8 or a mode that is not one of the view's: a one-line ValidationError naming what is
