@@ -16,6 +16,7 @@ from kontext_nb.widgets.drop import ImageDrop
 from kontext_nb.widgets.duel import DuelView
 from kontext_nb.widgets.files import FileServer
 from kontext_nb.widgets.front import HERE
+from kontext_nb.widgets.history_rows import HistoryPage
 from kontext_nb.widgets.mask import MaskPainter
 from kontext_nb.widgets.recall import PromptRecall
 from kontext_nb.widgets.reveal import Reveal
@@ -23,7 +24,7 @@ from kontext_nb.widgets.reveal import Reveal
 
 @pytest.mark.parametrize(
     "widget",
-    [CompareWidget, FileServer, Reveal, BackgroundStatus, PromptRecall, ImageDrop, DuelView, MaskPainter],
+    [CompareWidget, FileServer, Reveal, BackgroundStatus, PromptRecall, ImageDrop, DuelView, MaskPainter, HistoryPage],
     ids=lambda w: w.__name__,
 )
 def test_each_module_parses_as_an_es_module(widget: type, tmp_path: Path) -> None:
