@@ -1,9 +1,9 @@
 """Front ends that run in the browser (anywidget), and the one way images reach them.
 
-Every view's browser side lives here, one way: compare, duel, mask, History's page, the gallery's reveal, the file links, a --bg
-run's status, the prompt's recall and the image drop. Each is a plain ES module loaded with ``esm(...)``, its
-colours from JupyterLab's theme variables (see widgets/theme.py), and each is checked by tests/widgets/test_front.py
-(it parses, fetches nothing, evaluates nothing, writes no HTML strings).
+Every view's browser side lives here, one way: compare, duel, mask, History's page, the gallery's reveal, the
+file links, a --bg run's status, the prompt's recall and the image drop. Each is a plain ES module loaded with
+``esm(...)``, its colours from JupyterLab's theme variables (see widgets/theme.py), and each is checked by
+tests/widgets/test_front.py (it parses, fetches nothing, evaluates nothing, writes no HTML strings).
 
 Plain ES modules live beside this file, with no build step: ``esm("images.js", "compare.js")`` joins them
 in that order into the one module anywidget loads (shared helpers first, the widget's ``export default`` last;
