@@ -66,7 +66,7 @@ class DuelView(anywidget.AnyWidget):
         """(contender key, hash of its image bytes) -> the buffer the browser has: each image is sent once."""
         self._revealed: list[front.ImageBuffer] = []
         """The voted pair's buffers, which its reveal shows."""
-        self.on_msg(self._on_message)
+        self.on_msg(front.Serial(self._on_message))  # one vote at a time, in order
         self.advance()
 
     @property

@@ -57,7 +57,7 @@ class HistoryPage(anywidget.AnyWidget):
         self.on_action = on_action
         self._thumbs: dict[int, front.ImageBuffer | None] = {}
         """Journal id -> its thumbnail's buffer (None: no image yet), for the jobs listed."""
-        self.on_msg(self._on_message)
+        self.on_msg(front.Serial(self._on_message))  # one action at a time, in order
 
     def show(self, records: list[JobRecord]) -> None:
         """List these jobs (newest first). Thumbnails of jobs still listed are kept; the others' are closed."""
