@@ -17,8 +17,8 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 SCRIPTS = sorted(p for p in BENCH.glob("*.py") if re.search(r"^if __name__ == .__main__.:", p.read_text(), re.M))
-BROWSER = {"compare_bench.py", "judge_bench.py"}
-"""These start JupyterLab and the system Chromium (judge_bench through bench/duel_browser.py)."""
+BROWSER = {"compare_bench.py", "judge_bench.py", "views_bench.py"}
+"""These start JupyterLab and the system Chromium (judge_bench and views_bench through bench/duel_browser.py)."""
 UNSET = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL", "KONTEXT_HOME")
 
 
