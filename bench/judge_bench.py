@@ -100,7 +100,7 @@ def main() -> int:
                 view, {"type": "vote", "choice": ("left", "right", "tie")[k % 3], "number": view.number}, []
             )
             rounds.append((time.perf_counter() - start) * 1000)
-        label = "a duel vote in the kernel (record, refit, the next pair and the three after it sent ahead), 12 results"
+        label = "a duel vote in the kernel (record, refit, the pair after each choice sent ahead), 12 results"
         rows.append((label, fmt(rounds), "—"))
 
         everyone = [*results, *edits]
