@@ -178,13 +178,16 @@ def test_history_rows_with_thumbnails_and_compare(lab: Lab, page: Page, screensh
     screenshot(page, f"14-history-rows-{front}-900")
 
 
-HISTORY_CELLS = [
-    "import kontext_nb as kx\n"
-    "made = [kx.generate(p, seed=s) for s, p in enumerate(['a lighthouse at dawn', 'a quiet harbour at night',"
-    " 'a red fox in the snow, ' * 12, 'an old map <b>bold</b>'], 60)]\n"
-    "kx.rate(made[1], 4)\n"
-    "panel = kx.Panel()\npanel.tab.selected_index = 3\npanel",
-]
+def history_cells(runs: Path) -> list[str]:
+    """Four jobs (one rated) in a runs folder of the test's own (other tests' jobs share the lab's default one)."""
+    return [
+        "import kontext_nb as kx\n"
+        f"kx.configure(runs_dir={str(runs)!r})\n"
+        "made = [kx.generate(p, seed=s) for s, p in enumerate(['a lighthouse at dawn', 'a quiet harbour at night',"
+        " 'a red fox in the snow, ' * 12, 'an old map <b>bold</b>'], 60)]\n"
+        "kx.rate(made[1], 4)\n"
+        "panel = kx.Panel()\npanel.tab.selected_index = 3\npanel",
+    ]
 
 
 def test_history_page_keys_stars_and_themes(lab: Lab, page: Page, screenshot: Shot) -> None:
@@ -195,7 +198,7 @@ def test_history_page_keys_stars_and_themes(lab: Lab, page: Page, screenshot: Sh
     from .test_panel_views import write_notebook as write_cells
     from .test_theme_fit import CONTRAST, FIT, HEIGHT, set_theme
 
-    write_cells(lab, "history22.ipynb", HISTORY_CELLS)
+    write_cells(lab, "history22.ipynb", history_cells(lab.base / "runs-history22"))
     page.set_viewport_size({"width": 1400, "height": HEIGHT})
     open_notebook(page, lab, "history22.ipynb")
     wait_finished(run_cell(page, 0))
