@@ -100,7 +100,8 @@ def main() -> int:
                 view, {"type": "vote", "choice": ("left", "right", "tie")[k % 3], "number": view.number}, []
             )
             rounds.append((time.perf_counter() - start) * 1000)
-        rows.append(("a duel vote's round trip in the kernel (record, refit, next pair), 12 results", fmt(rounds), "—"))
+        label = "a duel vote in the kernel (record, refit, the pair after each choice sent ahead), 12 results"
+        rows.append((label, fmt(rounds), "—"))
 
         everyone = [*results, *edits]
         rng = np.random.default_rng(3)
@@ -135,7 +136,7 @@ def main() -> int:
     browser = browser_round_trip(votes=size(30, 2), warmup=size(5, 1), results=size(12, 4))
     rows.append(
         (
-            "a duel vote's round trip in the browser: key press → next pair drawn (JupyterLab, Chromium)",
+            "a duel vote in the browser: key press → next pair on the screen (JupyterLab, Chromium)",
             fmt(browser),
             "—",
         )

@@ -112,8 +112,8 @@ def measure_history(session: Any) -> dict[str, Any]:
     opened = time.perf_counter() - started
     first_page = settled_rss()
     started = time.perf_counter()
-    while not view.more.disabled:
-        view.more.click()
+    while view.page.more:
+        view.show_more()
     paged = time.perf_counter() - started
     out = {
         "mode": "history",

@@ -20,8 +20,8 @@ from tiny_bench import BENCH, check_tiny_run, results_files  # tests/tiny_bench.
 SCRIPTS = sorted(p for p in BENCH.glob("*.py") if re.search(r"^if __name__ == .__main__.:", p.read_text(), re.M))
 ELSEWHERE = {"attack_bench.py": "tests/proxy/test_attack_bench.py"}
 """Benchmarks whose tiny run is a test of its own (it checks their counts too): run there, not here as well."""
-BROWSER = {"compare_bench.py", "judge_bench.py"}
-"""These start JupyterLab and the system Chromium (judge_bench through bench/duel_browser.py)."""
+BROWSER = {"compare_bench.py", "judge_bench.py", "views_bench.py"}
+"""These start JupyterLab and the system Chromium (judge_bench and views_bench through bench/duel_browser.py)."""
 UNSET = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "KONTEXT_FAL_URL", "KONTEXT_HOME", "KONTEXT_JOURNAL_URL")
 
 

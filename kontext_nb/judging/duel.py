@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import io
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from PIL import Image, ImageOps
 from .. import endpoints
 from ..errors import ValidationError
 from ..images import preview
-from ..journal.db import JobRecord, Journal
+from ..journal.db import JobRecord, Journal, Vote
 from . import ranking
 
 CHOICES = ("left", "right", "tie")
@@ -134,6 +135,30 @@ class LocalDuel:
             Contender(right.ref, self.image(right), reveal(right)),
             self.shown,
         )
+
+    def upcoming(self, pair: Pair) -> dict[str, Pair]:
+        """The pair ``next_pair()`` would give after each choice on ``pair`` (its vote supposed recorded): a view
+        sends their images ahead and shows the right one the moment the key is pressed. Nothing is recorded."""
+        ids = list(self.records)
+        votes = self.journal.votes(ids)
+        first, second = int(pair.left.key.lstrip("@")), int(pair.right.key.lstrip("@"))
+        found: dict[str, Pair] = {}
+        for choice in CHOICES:
+            winner, loser = (second, first) if choice == "right" else (first, second)
+            supposed = Vote(0, time.time(), winner, loser, choice == "tie", self.voter, self.session)
+            chosen = ranking.next_pair(ids, [*votes, supposed], self.voter, self.rng)
+            if chosen is not None:
+                left, right = (self.records[i] for i in chosen)
+                found[choice] = Pair(
+                    Contender(left.ref, self.image(left), reveal(left)),
+                    Contender(right.ref, self.image(right), reveal(right)),
+                    pair.number + 1,
+                )
+        return found
+
+    def accept(self, pair: Pair) -> None:
+        """``pair`` (one of ``upcoming``'s) is the one on show now, as if ``next_pair()`` had given it."""
+        self.shown = pair.number
 
     def vote(self, pair: Pair, choice: str) -> None:
         choice = check_choice(choice)

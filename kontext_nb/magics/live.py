@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..jobs import Job
-from ..views.status import logs_text, status_text
+from ..views.status import Ledger, logs_text, status_text
 
 TICK = 1.0  # seconds between elapsed-time refreshes while something runs
 STYLE = "font:12px/1.5 monospace;padding:2px 0"
@@ -25,8 +25,12 @@ STYLE = "font:12px/1.5 monospace;padding:2px 0"
 class LiveOutput:
     """Status of one or more jobs, refreshed on every change and every second while running."""
 
-    def __init__(self, jobs: Sequence[Job], *, terminal: bool, background: bool = False) -> None:
+    def __init__(
+        self, jobs: Sequence[Job], *, terminal: bool, background: bool = False, ledger: Ledger | None = None
+    ) -> None:
         self.jobs = list(jobs)
+        self.ledger = ledger
+        """Where the line reads what the jobs cost and hold (the journal's spend ledger)."""
         self.terminal = terminal
         self.background = background
         self.started = time.time()
@@ -55,7 +59,7 @@ class LiveOutput:
         return all(job.done() for job in self.jobs)
 
     def _lines(self) -> list[str]:
-        return [line for line in (status_text(self.jobs, self.started), *logs_text(self.jobs)) if line]
+        return [line for line in (status_text(self.jobs, self.started, self.ledger), *logs_text(self.jobs)) if line]
 
     def _html(self, body: str = "") -> str:
         text = "<br/>".join(html.escape(line) for line in self._lines())
@@ -103,7 +107,7 @@ class LiveOutput:
         key = tuple((job.state, job.status.position) for job in self.jobs)
         if key != self._last_key:
             self._last_key = key
-            text = f"kontext: {status_text(self.jobs, self.started)}"
+            text = f"kontext: {status_text(self.jobs, self.started, self.ledger)}"
             pad = max(0, self._width - len(text))
             self._width = len(text)
             self._ended = self.finished
@@ -112,7 +116,7 @@ class LiveOutput:
     def _print_whole_line(self) -> None:
         """Whole lines, each in one write: the shell's prompt, the run's Out[] or another run's status line may hold
         the cursor, and a line rewritten in place would overwrite them."""
-        text = f"kontext: {status_text(self.jobs, self.started)}"
+        text = f"kontext: {status_text(self.jobs, self.started, self.ledger)}"
         if not self._last_key:
             self._last_key = ("sent",)
             sys.stdout.write(text + "\n")

@@ -27,7 +27,7 @@ def run(magics: Kontext, session: Session, requests: list[tuple[Request, int | N
     confirm(magics, cost, f"{images} image{'s' if images != 1 else ''}", parsed.yes, estimated=estimated)
     jobs = submit_all(session, requests, parsed)
     background = magics.background if parsed.bg is None else parsed.bg
-    live = LiveOutput(jobs, terminal=magics.terminal, background=background)
+    live = LiveOutput(jobs, terminal=magics.terminal, background=background, ledger=session.tracker.journal)
     if background:
         finish_in_background(live, jobs)
         value: Any = jobs[0] if len(jobs) == 1 else jobs

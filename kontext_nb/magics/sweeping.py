@@ -61,7 +61,9 @@ def run_sweep(magics: Kontext, tokens: list[str], cell: str | None) -> Any:
         print(f"kontext_nb: {line}")
     confirm(magics, plan.cost, f"this sweep ({sweep.images()} images)", parsed.yes, estimated=plan.estimated)
     jobs = submit_all(session, requests, parsed)
-    outcomes = wait_all(jobs, LiveOutput(jobs, terminal=magics.terminal), keep_errors=True)
+    outcomes = wait_all(
+        jobs, LiveOutput(jobs, terminal=magics.terminal, ledger=session.tracker.journal), keep_errors=True
+    )
     grid = Grid(sweep, outcomes)
     if parsed.output:
         magics.user_ns[parsed.output] = grid

@@ -5,13 +5,24 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from ..endpoints import format_cost
 from ..jobs import Job, queue_place
 
+EPSILON = 1e-9
 
-def status_text(jobs: Sequence[Job], started: float) -> str:
-    """One line: where the jobs are, how long it has taken, what it cost so far."""
+
+class Ledger(Protocol):
+    """Where a status line reads money: the journal's spend ledger (``Journal.money``), as every money display does
+    (the cap, kx.budget, the panel's header), so a line never says other than the ledger."""
+
+    def money(self, job_id: int) -> tuple[float, float]: ...
+
+
+def status_text(jobs: Sequence[Job], started: float, ledger: Ledger | None = None) -> str:
+    """One line: where the jobs are, how long it has taken, what it has cost so far and what is still held for the
+    jobs in flight (both from ``ledger``; no money is said without one)."""
     elapsed = time.time() - started
     if len(jobs) == 1:
         job = jobs[0]
@@ -25,16 +36,32 @@ def status_text(jobs: Sequence[Job], started: float) -> str:
             r = job.result(0)
             n = len(r.image_bytes)
             cached = " · from the journal" if r.cached else ""
-            return f"{ref}done in {elapsed:.1f} s · {n} image{'s' if n != 1 else ''} · {format_cost(r.cost)}{cached}"
+            cost = f" · {money_text(jobs, ledger)}" if ledger is not None else ""
+            return f"{ref}done in {elapsed:.1f} s · {n} image{'s' if n != 1 else ''}{cost}{cached}"
         return f"{ref}{s}"
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job.state] = counts.get(job.state, 0) + 1
-    spent = sum(job.result(0).cost for job in jobs if job.state == "done")
     parts = [f"{counts.get('done', 0)}/{len(jobs)} done"] + [
         f"{counts[k]} {k}" for k in ("running", "queued", "failed", "cancelled") if counts.get(k)
     ]
-    return " · ".join(parts) + f" · {elapsed:.1f} s · {format_cost(spent)}"
+    parts.append(f"{elapsed:.1f} s")
+    if ledger is not None:
+        parts.append(money_text(jobs, ledger))
+    return " · ".join(parts)
+
+
+def money_text(jobs: Sequence[Job], ledger: Ledger) -> str:
+    """'$0.16', or '$0.16 spent · $0.08 held' while jobs still hold their reservations: the ledger's sums over the
+    jobs' journal rows (a job without one has nothing in the ledger)."""
+    spent = held = 0.0
+    for job in jobs:
+        if job.journal_id:
+            s, h = ledger.money(job.journal_id)
+            spent, held = spent + s, held + h
+    if held > EPSILON:
+        return f"{format_cost(spent)} spent · {format_cost(held)} held"
+    return format_cost(spent)
 
 
 def usual_time(seconds: Sequence[float]) -> str:

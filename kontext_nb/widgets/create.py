@@ -572,7 +572,7 @@ class CreateTab:
             batch = self._batch
             if batch is None:
                 return
-            lines = [status_text(batch.jobs, batch.started), *logs_text(batch.jobs)]
+            lines = [status_text(batch.jobs, batch.started, self.session.tracker.journal), *logs_text(batch.jobs)]
             if batch.estimate and not batch.finished:
                 lines[0] += f" · {batch.estimate}"
             if batch.finished and any(j.state == "done" for j in batch.jobs):

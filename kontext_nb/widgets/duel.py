@@ -2,17 +2,22 @@
 
 Two results at a time, side by side, in random order, with nothing but the pictures until the vote; ← → pick a
 winner and = a tie, in the browser (duel.js), so a vote is one message to the kernel. The kernel records it and
-answers with the next pair (the one that teaches the most, see ``judging.ranking.next_pair``) and reveals the
-voted pair's references, prompts, seeds and settings. Votes go wherever the source records them: the runs
-folder's journal (``LocalDuel``) or a classroom proxy.
+reveals the voted pair's references, prompts, seeds and settings. The next pair (the one that teaches the most, see
+``judging.ranking.next_pair``) does not wait for that: with each pair the kernel sends ahead the pair that would
+follow each of the three choices (``upcoming``; their images as buffers, most of them already in the browser), so
+the browser shows the next pair the moment a key is pressed and the vote travels behind it. A source that cannot
+say its next pairs ahead (a classroom proxy's duel) answers each vote with the next pair instead. Votes go wherever
+the source records them: the runs folder's journal (``LocalDuel``) or a classroom proxy.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 from typing import Any
 
 import anywidget
+import ipywidgets as w
 import traitlets
 
 from ..errors import KontextError
@@ -21,6 +26,7 @@ from ..session import Session
 from . import front, theme
 from .frontends import in_notebook, needs_notebook
 
+log = logging.getLogger(__name__)
 RECENT = 12
 """kx.duel() with no references duels the last this-many finished results."""
 
@@ -28,7 +34,7 @@ RECENT = 12
 class DuelView(anywidget.AnyWidget):
     """A blind duel over a ``DuelSource``. ``choose("left" | "right" | "tie")`` votes as the keys do."""
 
-    _esm = front.esm("duel.js")
+    _esm = front.esm("images.js", "duel.js")
     _css = front.css("duel.css")
     title = traitlets.Unicode("blind duel: ← left · → right · = tie").tag(sync=True)
     """Shown above the pair."""
@@ -36,10 +42,12 @@ class DuelView(anywidget.AnyWidget):
     """The pair on show (1, 2, ...); 0 when there is nothing to show."""
     voted = traitlets.Int(0).tag(sync=True)
     """Votes given in this view."""
-    left_image = traitlets.Bytes(b"").tag(sync=True)
-    """The left image (JPEG bytes, sent as a binary buffer)."""
-    right_image = traitlets.Bytes(b"").tag(sync=True)
-    """The right image."""
+    shown = traitlets.Dict().tag(sync=True, **w.widget_serialization)
+    """The pair on show: {"left": ImageBuffer, "right": ImageBuffer} ({} when there is none). Buffers carry no
+    name, reference or prompt: nothing but the pictures until the vote."""
+    upcoming = traitlets.Dict().tag(sync=True, **w.widget_serialization)
+    """The pair that follows each choice on pair ``after``: {"after": n, "left": {"left": ..., "right": ...},
+    "right": {...}, "tie": {...}}; {} when the source cannot say it ahead."""
     last = traitlets.Dict().tag(sync=True)
     """The pair voted last, revealed: {"left": {...}, "right": {...}, "choice": "left" | "right" | "tie"}."""
     message = traitlets.Unicode("").tag(sync=True)
@@ -52,25 +60,77 @@ class DuelView(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.source = source
         self.pair: Pair | None = None
-        self.on_msg(self._on_message)
+        self.next_pairs: dict[str, Pair] = {}
+        """The pairs sent ahead, by the choice that leads to each (see ``upcoming``)."""
+        self._buffers: dict[tuple[str, int], front.ImageBuffer] = {}
+        """(contender key, hash of its image bytes) -> the buffer the browser has: each image is sent once."""
+        self._revealed: list[front.ImageBuffer] = []
+        """The voted pair's buffers, which its reveal shows."""
+        self.on_msg(front.Serial(self._on_message))  # one vote at a time, in order
         self.advance()
 
+    @property
+    def left_image(self) -> bytes:
+        """The left image on show (JPEG bytes)."""
+        return self.pair.left.image if self.pair else b""
+
+    @property
+    def right_image(self) -> bytes:
+        return self.pair.right.image if self.pair else b""
+
     def advance(self) -> None:
-        """Show the next pair."""
+        """Show the next pair the source gives."""
         try:
             pair = self.source.next_pair()
         except KontextError as exc:
             self.message = str(exc)
             return
+        self._show(pair, "" if pair else "no pair left to judge: thank you")
+
+    def _show(self, pair: Pair | None, message: str = "") -> None:
+        """Put ``pair`` on show, with the pairs that follow it sent ahead (when the source can say them)."""
         self.pair = pair
+        ahead = getattr(self.source, "upcoming", None)
+        try:
+            self.next_pairs = ahead(pair) if pair is not None and ahead is not None else {}
+        except Exception:  # nothing sent ahead: the next vote still works, with the round trip
+            log.exception("the duel's next pairs could not be prepared")
+            self.next_pairs = {}
         with self.hold_sync():
-            self.left_image = pair.left.image if pair else b""
-            self.right_image = pair.right.image if pair else b""
-            self.message = "" if pair else "no pair left to judge: thank you"
+            self.shown = self._images(pair) if pair else {}
+            self.upcoming = (
+                {"after": pair.number, **{c: self._images(p) for c, p in self.next_pairs.items()}}
+                if pair and self.next_pairs
+                else {}
+            )
+            self.message = message
             self.number = pair.number if pair else 0
+        self._let_go()
+
+    def _images(self, pair: Pair) -> dict[str, front.ImageBuffer]:
+        return {
+            "left": self._buffer(pair.left.key, pair.left.image),
+            "right": self._buffer(pair.right.key, pair.right.image),
+        }
+
+    def _buffer(self, key: str, image: bytes) -> front.ImageBuffer:
+        found = self._buffers.get((key, hash(image)))
+        if found is None:
+            found = self._buffers[(key, hash(image))] = front.ImageBuffer(value=image, name="duel.jpg")
+        return found
+
+    def _let_go(self) -> None:
+        """Buffers no longer needed (not on show, not sent ahead, not in the reveal of the last vote) are closed."""
+        keep = {id(b) for b in self.shown.values()}
+        keep |= {id(b) for v in self.upcoming.values() if isinstance(v, dict) for b in v.values()}
+        keep |= {id(b) for b in self._revealed}
+        for key, buffer in list(self._buffers.items()):
+            if id(buffer) not in keep:
+                del self._buffers[key]
+                buffer.close()
 
     def choose(self, choice: str) -> None:
-        """Vote on the pair on show and move on to the next."""
+        """Vote on the pair on show and move on to the next: the one sent ahead for this choice, if any."""
         pair = self.pair
         if pair is None:
             self.message = "nothing to vote on"
@@ -81,13 +141,29 @@ class DuelView(anywidget.AnyWidget):
             self.message = str(exc)
             return
         left, right = revealed or (pair.left.reveal, pair.right.reveal)
+        self._revealed = list(self._images(pair).values())
         self.voted += 1
         self.last = {"left": left, "right": right, "choice": choice}
-        self.advance()
+        promised = self.next_pairs.get(choice)
+        if promised is not None:
+            getattr(self.source, "accept", lambda _: None)(promised)
+            self._show(promised)
+        else:
+            self.advance()
 
     def _on_message(self, widget: Any, content: Any, buffers: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "vote" and content.get("number") == self.number:
-            self.choose(str(content.get("choice")))
+            try:
+                self.choose(str(content.get("choice")))
+            except Exception as exc:  # shown in the view, which goes back to the kernel's pair
+                log.exception("a duel vote failed")
+                self.message = f"the vote was not recorded: {exc}"
+
+    def close(self) -> None:
+        for buffer in self._buffers.values():
+            buffer.close()
+        self._buffers.clear()
+        super().close()
 
     def __repr__(self) -> str:
         """What a terminal prints: one line saying where the duel can be seen, and what works here instead."""

@@ -116,7 +116,7 @@ class Gallery:
         self.min_rating.observe(lambda _: self.filter(), "value")
         self._shown: set[int] | None = None
         """Journal ids matching the filter (None: no filter)."""
-        filters = w.HBox([self.search, self.min_rating], layout=w.Layout(flex_flow="row wrap", gap="6px"))
+        filters = w.HBox([self.search, self.min_rating], layout=w.Layout(flex_flow="row wrap", grid_gap="6px"))
         self.widget = w.VBox([self.header, filters, self.reveal, self.grid, self.older])
         self.widget.add_class("kontext-gallery")
         self._update_header()

@@ -1,10 +1,11 @@
-"""The panel's History tab: the journal searched by prompt words, seed, model, tag and date.
+"""The panel's History tab: the journal searched by prompt words, seed, model, tag, date and rating.
 
 People come back for "that seed from Tuesday": each row shows the job's thumbnail, reference, time, prompt,
-model, seed, cost and stars, with its actions on the row itself. "use" hands the image to Create, "load" fills
-Create from the job's settings, and "compare" on one row and then on another opens those two side by side, so an
-old result is compared with a new one. "details" shows the job's settings and the chain of edits that led to it.
-Rows come a page at a time ("more"), so a long journal stays quick to open.
+model, seed, cost and stars (click to rate), with its actions on the row itself. "use" hands the image to Create,
+"load" fills Create from the job's settings, and "compare" on one row and then on another opens those two side by
+side, so an old result is compared with a new one. "details" shows the job's settings and the chain of edits that
+led to it. Rows come a page at a time ("more"), so a long journal stays quick to open; the page is one anywidget
+(history_rows.HistoryPage) drawn in the browser, the filters and the details pane plain ipywidgets.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from .. import endpoints
 from ..endpoints import ENDPOINTS
 from ..journal import folder as store
 from ..journal.db import JobRecord
+from ..judging.ratings import rate
 from ..result import Result
 from ..views.names import readable_name
 from . import files, theme
 from .cards import close_tree
-from .history_rows import CURRENT, STYLE, HistoryRow, row_label
+from .history_rows import HistoryPage, row_label
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -35,6 +37,7 @@ RED = theme.ERROR
 STATUS_COLOUR = {"done": theme.SUCCESS, "failed": RED, "cancelled": theme.WARN}
 PairCallback = Callable[[Result, Result], None]
 
+RATINGS = [("any", 0), ("★ or more", 1), ("★★ or more", 2), ("★★★ or more", 3), ("★★★★ or more", 4), ("★★★★★", 5)]
 FILTER_WIDTH = "240px"
 FILTER_LABEL = "52px"
 """History's filters: one column width and one label width for all, so they line up as a grid."""
@@ -61,8 +64,6 @@ class HistoryView:
         self.page_size = page_size
         self.records: list[JobRecord] = []
         self.selected: JobRecord | None = None
-        self.picked: int | None = None
-        """The journal id whose "compare" was clicked first (waiting for a second row), or None."""
         self._limit = page_size
         self.search = w.Text(description="search", placeholder="words in the prompt", continuous_update=False)
         self.seed = w.Text(description="seed", placeholder="any", continuous_update=False)
@@ -70,42 +71,29 @@ class HistoryView:
         self.model = w.Dropdown(description="model", options=MODELS, value="any")
         self.tag = w.Text(description="tag", placeholder="any", continuous_update=False)
         self.since = w.DatePicker(description="since")
+        self.min_rating = w.Dropdown(description="rating", options=RATINGS, value=0)
         self.refresh_button = w.Button(description="refresh", icon="refresh", tooltip="search the journal again")
-        self.more = w.Button(description="more", tooltip="show older jobs too")
-        self.count = w.HTML()
+        self.refresh_button.layout.width = "auto"
         self.error = w.HTML()
-        self.rows: dict[int, HistoryRow] = {}
-        """The listed jobs' rows by journal id (``listed`` gives their order, newest first)."""
-        self.list = w.VBox(layout=w.Layout(width="100%"))
-        self.list.add_class("kx-history-list")
-        self.pick_note = w.HTML()
-        self.pick_alone = w.Button(description="add it alone", tooltip="add only this one to the Compare tab")
-        self.pick_cancel = w.Button(description="cancel", tooltip="pick no row for comparing")
-        self.pick_bar = w.HBox(
-            [self.pick_note, self.pick_alone, self.pick_cancel],
-            layout=w.Layout(display="none", align_items="center", flex_flow="row wrap"),
-        )
-        """Shown while a row waits for a second "compare"."""
+        self.page = HistoryPage(self._action)
+        """The listed jobs' rows, drawn in the browser; ``page.act(...)`` does what a click in a row does."""
+        self.page.alone = on_compare is not None
         self.details = w.HTML()
         self.lineage = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.preview = w.Image(format="jpeg", layout=w.Layout(max_width=f"{store.THUMB_SIDE}px", display="none"))
         """The job whose details show: its first image (the saved thumbnail)."""
-        for button in (self.pick_alone, self.pick_cancel, self.more, self.refresh_button):
-            button.layout.width = "auto"
-        for field in (self.search, self.seed, self.model, self.tag, self.since):
+        fields = (self.search, self.seed, self.model, self.tag, self.since, self.min_rating)
+        for field in fields:
             field.observe(self._filter_changed, "value")
         self.refresh_button.on_click(lambda _: self.refresh())
-        self.more.on_click(self._more)
-        self.pick_alone.on_click(self._compare_alone)
-        self.pick_cancel.on_click(lambda _: self._pick(None))
         # one column per filter, all as wide, their labels as wide: the labels' right edges line up down the rows
-        for field in (self.search, self.seed, self.model, self.tag, self.since):
+        for field in fields:
             field.layout = w.Layout(width=FILTER_WIDTH)
             field.style.description_width = FILTER_LABEL
         filters = w.VBox(
             [
                 w.GridBox(
-                    [self.search, self.model, self.tag, self.seed, self.since, self.refresh_button],
+                    [self.search, self.model, self.tag, self.seed, self.since, self.min_rating, self.refresh_button],
                     layout=w.Layout(
                         grid_template_columns=f"repeat(auto-fill, {FILTER_WIDTH})",
                         grid_gap="4px 12px",
@@ -120,13 +108,9 @@ class HistoryView:
             layout=w.Layout(flex="1 1 280px", min_width="0", display="none"),
         )
         """The job whose details show (hidden until a row's "details"): the list has the width until then."""
-        listing = w.VBox(
-            [self.pick_bar, self.list, w.HBox([self.count, self.more], layout=w.Layout(align_items="center"))],
-            layout=w.Layout(flex="3 1 520px", min_width="0"),
-        )
+        listing = w.Box([self.page], layout=w.Layout(flex="3 1 520px", min_width="0"))
         self.widget = w.VBox(
             [
-                w.HTML(STYLE),
                 filters,
                 self.error,
                 w.HBox([listing, self.picked_box], layout=w.Layout(flex_flow="row wrap", grid_gap="16px")),
@@ -139,9 +123,10 @@ class HistoryView:
         """The journal ids of the rows shown, newest first."""
         return [r.id for r in self.records]
 
-    def row(self, journal_id: int) -> HistoryRow:
-        """The row of a listed job (KeyError when it is not listed)."""
-        return self.rows[journal_id]
+    @property
+    def picked(self) -> int | None:
+        """The journal id whose "compare" was clicked first (waiting for a second row), or None."""
+        return self.page.picked or None
 
     # -- querying ---------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -152,17 +137,19 @@ class HistoryView:
         try:
             records = self._query(filters)
         except Exception as exc:  # an unreadable journal: say so here
-            self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
+            self._say(exc)
             return
         self.error.value = ""
         self.records = records
-        self._show_rows(records)
         n = len(records)
         more = n >= self._limit
-        text = f"{n} job{'s' if n != 1 else ''}" + (" (the newest; “more” shows older ones)" if more else "")
-        self.count.value = f'<span style="font:12px sans-serif;color:{theme.MUTED}">{html.escape(text)}</span>'
-        self.more.disabled = not more
-        self.more.layout.display = "" if more else "none"
+        with self.page.hold_sync():
+            self.page.show(records)
+            self.page.count = f"{n} job{'s' if n != 1 else ''}" + (
+                " (the newest; “more” shows older ones)" if more else ""
+            )
+            self.page.more = more
+            self.page.current = self.selected.id if self.selected is not None else 0
 
     def _filters(self) -> dict[str, Any] | None:
         filters: dict[str, Any] = {}
@@ -182,6 +169,8 @@ class HistoryView:
             filters["tag"] = self.tag.value.strip().lstrip("#")
         if self.since.value is not None:
             filters["since"] = dt.datetime.combine(self.since.value, dt.time.min).timestamp()
+        if self.min_rating.value:
+            filters["min_rating"] = int(self.min_rating.value)
         return filters
 
     def _query(self, filters: dict[str, Any]) -> list[JobRecord]:
@@ -200,7 +189,8 @@ class HistoryView:
         self._limit = self.page_size
         self.refresh()
 
-    def _more(self, _button: w.Button) -> None:
+    def show_more(self) -> None:
+        """The next page of older jobs, below the rows shown."""
         self._limit += self.page_size
         self.refresh()
 
@@ -212,12 +202,11 @@ class HistoryView:
             chain = self.session.lineage(journal_id)
             children = self.session.children(journal_id)
         except Exception as exc:  # unknown id, journal trouble
-            self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
+            self._say(exc)
             return
         self.error.value = ""
         self.selected = record
-        for row in self.rows.values():
-            row.mark(CURRENT, row.journal_id == record.id)
+        self.page.current = record.id
         self.details.value = details_html(record, children)
         old = self.lineage.children
         self.lineage.children = tuple(self._lineage_items(chain, record))
@@ -264,10 +253,16 @@ class HistoryView:
         button.on_click(lambda _, i=record.id: self.select(i))
         return w.VBox([picture, button])
 
-    # -- a row's actions -----------------------------------------------------------------------------
-    def _action(self, name: str, journal_id: int) -> None:
+    # -- a row's actions (messages from the page) ------------------------------------------------------
+    def _action(self, name: str, journal_id: int, extra: dict[str, Any]) -> None:
         try:
-            if name == "details":
+            if name == "more":
+                self.show_more()
+            elif name == "alone":
+                self._compare_alone()
+            elif name == "cancel":
+                self.page.picked = 0
+            elif name == "details":
                 self.select(journal_id)
             elif name == "load":
                 if self.on_load is not None:
@@ -277,10 +272,19 @@ class HistoryView:
                     self.on_use(self.session.result(journal_id))
             elif name == "compare":
                 self._compare(journal_id)
-        except Exception as exc:  # shown here, where the click was
-            self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
+            elif name == "rate":
+                self._rate(journal_id, extra.get("stars"))
+        except Exception as exc:  # shown in the page, where the click was
+            self.page.message = str(exc)
             return
-        self.error.value = ""
+        self.page.message = ""
+
+    def _rate(self, journal_id: int, stars: object) -> None:
+        """A row's stars: kept in the journal and the image files (kx.rate); the row shows them at once."""
+        tracker = self.session.tracker
+        rate(tracker.journal, tracker.journal.get(journal_id), stars)
+        self.records = [tracker.journal.get(journal_id) if r.id == journal_id else r for r in self.records]
+        self.page.show(self.records)
 
     def _compare(self, journal_id: int) -> None:
         """The first row's "compare" waits for a second; the second opens those two side by side (first on the
@@ -289,62 +293,27 @@ class HistoryView:
             if self.on_compare is not None:
                 self.on_compare(self.session.result(journal_id))
             return
-        if self.picked is None:
-            self._pick(journal_id)
-        elif self.picked == journal_id:
-            self._pick(None)
+        picked = self.page.picked
+        if not picked:
+            self.page.picked = journal_id
+        elif picked == journal_id:
+            self.page.picked = 0
         else:
-            first, second = self.session.result(self.picked), self.session.result(journal_id)
-            self._pick(None)
+            first, second = self.session.result(picked), self.session.result(journal_id)
+            self.page.picked = 0
             self.on_compare_pair(first, second)
 
-    def _pick(self, journal_id: int | None) -> None:
-        self.picked = journal_id
-        for row in self.rows.values():
-            row.pick(row.journal_id == journal_id)
-        if journal_id is None:
-            self.pick_bar.layout.display = "none"
-            return
-        self.pick_note.value = (
-            '<span style="font:12px sans-serif">'
-            f"<b>@{journal_id}</b> picked: click <b>compare</b> on another row to see the two side by side</span>"
-        )
-        self.pick_alone.disabled = self.on_compare is None
-        self.pick_bar.layout.display = "flex"
+    def _compare_alone(self) -> None:
+        picked = self.page.picked
+        self.page.picked = 0
+        if picked and self.on_compare is not None:
+            self.on_compare(self.session.result(picked))
 
-    def _compare_alone(self, _button: w.Button) -> None:
-        picked = self.picked
-        self._pick(None)
-        if picked is not None and self.on_compare is not None:
-            try:
-                self.on_compare(self.session.result(picked))
-            except Exception as exc:  # shown here, where the click was
-                self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
-
-    def _show_rows(self, records: list[JobRecord]) -> None:
-        """One row per listed job, newest first. Rows of jobs still listed are kept (and brought up to date), so a
-        refresh makes only the new ones; the thumbnails read are those of the rows shown."""
-        rows = []
-        for record in records:
-            row = self.rows.get(record.id)
-            if row is None:
-                row = self.rows[record.id] = HistoryRow(record, self._action)
-                if record.id == self.picked:
-                    row.pick(True)
-            else:
-                row.update(record)
-            row.mark(CURRENT, self.selected is not None and record.id == self.selected.id)
-            rows.append(row.widget)
-        self.list.children = tuple(rows)
-        listed = {r.id for r in records}
-        gone = [self.rows.pop(i) for i in list(self.rows) if i not in listed]
-        for row in gone:
-            row.close()
+    def _say(self, exc: Exception) -> None:
+        self.error.value = f'<span style="color:{RED};font:12px sans-serif">{html.escape(str(exc))}</span>'
 
     def close(self) -> None:
-        for row in self.rows.values():
-            row.close()
-        self.rows.clear()
+        self.page.close()
         close_tree(self.widget)
 
 

@@ -176,3 +176,77 @@ def test_history_rows_with_thumbnails_and_compare(lab: Lab, page: Page, screensh
     expect(rows.first.locator("img")).to_have_count(1)
     no_sideways_scroll(panel)
     screenshot(page, f"14-history-rows-{front}-900")
+
+
+def history_cells(runs: Path) -> list[str]:
+    """Four jobs (one rated) in a runs folder of the test's own (other tests' jobs share the lab's default one)."""
+    return [
+        "import kontext_nb as kx\n"
+        f"kx.configure(runs_dir={str(runs)!r})\n"
+        "made = [kx.generate(p, seed=s) for s, p in enumerate(['a lighthouse at dawn', 'a quiet harbour at night',"
+        " 'a red fox in the snow, ' * 12, 'an old map <b>bold</b>'], 60)]\n"
+        "kx.rate(made[1], 4)\n"
+        "panel = kx.Panel()\npanel.tab.selected_index = 3\npanel",
+    ]
+
+
+def test_history_page_keys_stars_and_themes(lab: Lab, page: Page, screenshot: Shot) -> None:
+    """Issue 22 point 10: History's page is one anywidget. Keys move between rows and act on them, stars rate, the
+    rating filter narrows the list; in JupyterLab Light and Dark at 1400 and 900 px every text reads (WCAG AA) and
+    nothing is cut or scrolls sideways."""
+    from .test_lab import cell, open_notebook, run_cell, wait_finished
+    from .test_panel_views import write_notebook as write_cells
+    from .test_theme_fit import CONTRAST, FIT, HEIGHT, set_theme
+
+    write_cells(lab, "history22.ipynb", history_cells(lab.base / "runs-history22"))
+    page.set_viewport_size({"width": 1400, "height": HEIGHT})
+    open_notebook(page, lab, "history22.ipynb")
+    wait_finished(run_cell(page, 0))
+    panel = outputs(cell(page, 0)).locator(".widget-tab")
+    history = pane(panel).locator(".kx-history")
+    rows = history.locator(".kx-history-row")
+    expect(rows).to_have_count(4, timeout=WAIT)
+    for i in range(4):
+        assert_picture(page, rows.nth(i).locator(".kx-h-thumb img"))
+    expect(rows.first).to_contain_text("an old map <b>bold</b>")  # a prompt is text, never markup
+    expect(rows.nth(2).locator(".kx-h-stars")).to_have_attribute("title", "4 of 5 stars")
+
+    rows.first.click(position={"x": 80, "y": 8})  # the row takes the keys
+    page.keyboard.press("ArrowDown")
+    second = rows.nth(1)
+    expect(second).to_be_focused()
+    page.keyboard.press("3")  # three stars, kept in the journal: the row shows them from the kernel's answer
+    expect(second.locator(".kx-h-stars")).to_have_attribute("title", "3 of 5 stars", timeout=WAIT)
+    page.keyboard.press("c")  # picked for comparing; Esc takes it back
+    expect(second).to_have_class(re.compile(r"kx-history-picked"), timeout=WAIT)
+    expect(history.locator(".kx-history-pickbar")).to_be_visible()
+    screenshot(page, "22-history-picked-light-1400")
+    page.keyboard.press("Escape")
+    expect(second).not_to_have_class(re.compile(r"kx-history-picked"), timeout=WAIT)
+    page.keyboard.press("Enter")  # details, beside the list
+    expect(second).to_have_class(re.compile(r"kx-history-current"), timeout=WAIT)
+    expect(pane(panel)).to_contain_text("request id", timeout=WAIT)
+    rows.first.locator(".kx-h-star").nth(4).click()  # five stars by a click
+    expect(rows.first.locator(".kx-h-stars")).to_have_attribute("title", "5 of 5 stars", timeout=WAIT)
+    rating = pane(panel).locator(".widget-dropdown", has_text="rating").locator("select")
+    rating.select_option(label="★★★★ or more")
+    expect(rows).to_have_count(2, timeout=WAIT)  # the two rated ones
+    rating.select_option(label="any")
+    expect(rows).to_have_count(4, timeout=WAIT)
+
+    problems: list[str] = []
+    try:
+        for dark in (False, True):
+            set_theme(page, dark)
+            for width in (1400, 900):
+                narrow(page, panel, {"width": width, "height": HEIGHT})
+                tag = f"{'dark' if dark else 'light'}-{width}"
+                pane(panel).evaluate("el => el.scrollIntoView({block: 'start'})")
+                found = pane(panel).evaluate(CONTRAST)
+                assert found["checked"] > 20, f"history {tag}: too little text found to check"
+                problems += [f"history {tag}: contrast {f}" for f in found["failures"]]
+                problems += [f"history {tag}: {f}" for f in pane(panel).evaluate(FIT, False)]
+                screenshot(page, f"22-history-{tag}")
+    finally:
+        set_theme(page, False)
+    assert problems == [], "\n".join(problems)

@@ -76,14 +76,13 @@ def test_history_rows_act_on_their_job(session: Session) -> None:
     used: list[Result] = []
     view = HistoryView(session, on_use=used.append)
     try:
-        row = view.row(both.journal_id)
-        assert bytes(row.image.value)[:2] == b"\xff\xd8"  # the row's own thumbnail: the saved JPEG
-        assert "kx-history-row" in row.widget._dom_classes
-        row.use.click()
+        thumb = view.page.row(both.journal_id)["thumb"]
+        assert bytes(thumb.value)[:2] == b"\xff\xd8"  # the row's own thumbnail: the saved JPEG, as a buffer
+        view.page.act("use", both.journal_id)
         assert [r.journal_id for r in used] == [both.journal_id]
-        row.buttons["details"].click()
+        view.page.act("details", both.journal_id)
         assert view.selected is not None and view.selected.id == both.journal_id
-        assert "kx-history-current" in row.widget._dom_classes
+        assert view.page.current == both.journal_id
         assert bytes(view.preview.value)[:2] == b"\xff\xd8"
         refs = [
             getattr(item, "description", "") for box in view.lineage.children for item in getattr(box, "children", ())
@@ -103,22 +102,23 @@ def test_two_rows_compare_opens_those_two(session: Session) -> None:
         session, on_compare=alone.append, on_compare_pair=lambda x, y: pairs.append((x.journal_id, y.journal_id))
     )
     try:
-        first, second = view.row(old.journal_id), view.row(new.journal_id)
-        first.compare.click()
+        page = view.page
+        page.act("compare", old.journal_id)
         assert view.picked == old.journal_id and pairs == []  # waits for a second row
-        assert "kx-history-picked" in first.widget._dom_classes and first.compare.description == "cancel"
-        assert view.pick_bar.layout.display == "flex" and old.ref in view.pick_note.value
+        assert page.picked == old.journal_id and page.alone
         view.refresh()  # a refresh keeps the pick
-        assert "kx-history-picked" in view.row(old.journal_id).widget._dom_classes
-        second.compare.click()
+        assert page.picked == old.journal_id
+        page.act("compare", new.journal_id)
         assert pairs == [(old.journal_id, new.journal_id)]  # the old one beside the new one
-        assert view.picked is None and "kx-history-picked" not in first.widget._dom_classes
-        assert view.pick_bar.layout.display == "none"
-        second.compare.click()
-        second.compare.click()  # the same row again takes the pick back
+        assert view.picked is None and page.picked == 0
+        page.act("compare", new.journal_id)
+        page.act("compare", new.journal_id)  # the same row again takes the pick back
         assert view.picked is None and len(pairs) == 1
-        second.compare.click()
-        view.pick_alone.click()  # or only that one, added to Compare
+        page.act("compare", new.journal_id)
+        page.act("cancel", new.journal_id)  # the pick bar's cancel (or Esc)
+        assert view.picked is None
+        page.act("compare", new.journal_id)
+        page._on_message(page, {"type": "alone"}, [])  # or only that one, added to Compare (the bar's message)
         assert [r.journal_id for r in alone] == [new.journal_id] and view.picked is None
     finally:
         view.close()
@@ -129,13 +129,14 @@ def test_history_pages_its_rows(session: Session) -> None:
     view = HistoryView(session, page_size=2)
     try:
         assert view.listed == [made[4].journal_id, made[3].journal_id]  # one page: two rows, two thumbnails
-        assert len(view.list.children) == 2 and len(view.rows) == 2
-        kept = view.row(made[4].journal_id)
-        view.more.click()
+        assert len(view.page.rows) == 2
+        kept = view.page.thumb(made[4].journal_id)
+        assert kept is not None
+        view.page._on_message(view.page, {"type": "more"}, [])  # the page's "more"
         assert view.listed == [m.journal_id for m in reversed(made)][:4]
-        assert view.row(made[4].journal_id) is kept  # rows already made are kept, not made again
+        assert view.page.thumb(made[4].journal_id) is kept  # thumbnails already sent are kept, not sent again
         view.search.value = "picture 1"
-        assert view.listed == [made[1].journal_id] and kept.widget.comm is None  # rows no longer listed are closed
+        assert view.listed == [made[1].journal_id] and kept.comm is None  # those no longer listed are closed
     finally:
         view.close()
 
@@ -194,3 +195,29 @@ def test_gallery_search_and_rating_filter(session: Session) -> None:
         assert len(shown()) == 2 and "(filtered)" not in gallery.header.value
     finally:
         gallery.close()
+
+
+def test_history_rates_from_a_row_and_filters_by_rating(session: Session) -> None:
+    """A row's stars rate the job (journal and files, as kx.rate); History's rating filter lists the rated."""
+    fox = session.generate("a red fox in snow", seed=21)
+    cat = session.generate("a grey cat on a sofa", seed=22)
+    view = HistoryView(session)
+    try:
+        page = view.page
+        page._on_message(page, {"type": "action", "action": "rate", "id": fox.journal_id, "stars": 4}, [])
+        assert page.row(fox.journal_id)["rating"] == 4 and session.record(fox.journal_id).rating == 4
+        page.act("rate", cat.journal_id, stars=9)  # refused in one line, shown in the page
+        assert "stars" in page.message and session.record(cat.journal_id).rating is None
+        page.act("rate", cat.journal_id, stars=2)
+        assert page.message == ""
+        view.min_rating.value = 3
+        assert view.listed == [fox.journal_id]
+        view.min_rating.value = 2
+        assert view.listed == [cat.journal_id, fox.journal_id]
+        page.act("rate", fox.journal_id, stars=0)  # clears it
+        assert session.record(fox.journal_id).rating is None
+        page._on_message(page, {"type": "action", "action": "delete", "id": cat.journal_id}, [])  # not an action
+        page._on_message(page, {"type": "action", "action": "use", "id": "1; drop"}, [])  # not an id
+        assert session.record(cat.journal_id).rating == 2
+    finally:
+        view.close()

@@ -393,13 +393,13 @@ def test_history_load_and_compare_buttons_switch_tabs(panel: Panel, session: Ses
     other = session.generate("a blue fox", seed=4)
     assert isinstance(other, Result)
     panel.history.refresh()
-    panel.history.row(result.journal_id).compare.click()
+    panel.history.page.act("compare", result.journal_id)
     assert panel.tab.selected_index == COMPARE and len(panel.compare.items) == 1  # waits for a second row
     panel.tab.selected_index = HISTORY
-    panel.history.row(other.journal_id).compare.click()
+    panel.history.page.act("compare", other.journal_id)
     assert panel.tab.selected_index == COMPARE
     assert [r.journal_id for r in panel.compare.items] == [result.journal_id, other.journal_id]  # exactly those two
-    panel.history.row(result.journal_id).load.click()
+    panel.history.page.act("load", result.journal_id)
     assert panel.tab.selected_index == CREATE
     assert panel.create.prompt.value == "a red fox" and panel.create.inputs.seed.value == "3"
     assert panel.create.inputs.controls["aspect_ratio"].value == "4:3"

@@ -250,8 +250,9 @@ def test_history_filters_by_words_seed_model_and_tag(session: Session) -> None:
     pro = generated(session, "a red barn", seed=42, model="pro")
     view = HistoryView(session)
     assert row_label(view.records[0]) == f"{pro.ref} · seed 42 · pro · {time.strftime('%Y-%m-%d')} · a red barn"
-    text = view.row(pro.journal_id).text.value
-    assert all(part in text for part in (pro.ref, "seed 42", "pro · text-to-image", "$0.04", "a red barn"))
+    row = view.page.row(pro.journal_id)
+    assert (row["ref"], row["seed"], row["model"], row["mode"]) == (pro.ref, 42, "pro", "text-to-image")
+    assert (row["cost"], row["prompt"], row["rating"], row["usable"]) == ("$0.04", "a red barn", 0, True)
     assert view.listed == [pro.journal_id, lake.journal_id, fox.journal_id]
     view.search.value = "RED"
     assert view.listed == [pro.journal_id, fox.journal_id]
@@ -265,7 +266,7 @@ def test_history_filters_by_words_seed_model_and_tag(session: Session) -> None:
     assert view.listed == [fox.journal_id]
     view.tag.value = ""
     view.since.value = datetime.date.today() + datetime.timedelta(days=1)
-    assert view.listed == [] and view.list.children == ()
+    assert view.listed == [] and view.page.rows == []
     view.close()
 
 
@@ -288,9 +289,9 @@ def test_paging_shows_more(session: Session) -> None:
     for seed in range(3):
         generated(session, "a cat", seed=seed)
     view = HistoryView(session, page_size=2)
-    assert len(view.listed) == 2 and not view.more.disabled
-    view.more.click()
-    assert len(view.listed) == 3 and view.more.disabled
+    assert len(view.listed) == 2 and view.page.more
+    view.page.act("more")  # what the page's "more" sends
+    assert len(view.listed) == 3 and not view.page.more
     view.close()
 
 
@@ -301,7 +302,7 @@ def test_selecting_shows_details_and_lineage(session: Session) -> None:
     again = session.edit(edit, "add snow", seed=3)
     assert isinstance(again, Result)
     view = HistoryView(session)
-    view.row(edit.journal_id).buttons["details"].click()
+    view.page.act("details", edit.journal_id)
     assert view.selected is not None and view.selected.id == edit.journal_id
     assert "paint it &lt;blue&gt;" in view.details.value and again.ref in view.details.value
     pictures = [box for box in view.lineage.children if isinstance(box, ipywidgets.VBox)]
@@ -310,7 +311,7 @@ def test_selecting_shows_details_and_lineage(session: Session) -> None:
         assert max(image_of(box.children[0].value).size) <= 256
     pictures[0].children[1].click()  # a step of the lineage selects it
     assert view.selected.id == source.journal_id
-    assert "kx-history-current" in view.row(source.journal_id).widget._dom_classes
+    assert view.page.current == source.journal_id
     view.select(again.journal_id)
     refs = [box.children[1].description for box in view.lineage.children if isinstance(box, ipywidgets.VBox)]
     assert refs == [source.ref, edit.ref, again.ref]
@@ -323,7 +324,7 @@ def test_load_hands_the_record_to_the_panel(session: Session) -> None:
     loaded: list[JobRecord] = []
     result = generated(session, "a red fox", seed=42)
     view = HistoryView(session, on_load=loaded.append)
-    view.row(result.journal_id).load.click()
+    view.page.act("load", result.journal_id)
     assert [r.id for r in loaded] == [result.journal_id] and loaded[0].seed == 42
     view.close()
 

@@ -1,9 +1,9 @@
 """Front ends that run in the browser (anywidget), and the one way images reach them.
 
-Every view's browser side lives here, one way: compare, duel, mask, the gallery's reveal, the file links, a --bg
-run's status, the prompt's recall and the image drop. Each is a plain ES module loaded with ``esm(...)``, its
-colours from JupyterLab's theme variables (see widgets/theme.py), and each is checked by tests/widgets/test_front.py
-(it parses, fetches nothing, evaluates nothing, writes no HTML strings).
+Every view's browser side lives here, one way: compare, duel, mask, History's page, the gallery's reveal, the
+file links, a --bg run's status, the prompt's recall and the image drop. Each is a plain ES module loaded with
+``esm(...)``, its colours from JupyterLab's theme variables (see widgets/theme.py), and each is checked by
+tests/widgets/test_front.py (it parses, fetches nothing, evaluates nothing, writes no HTML strings).
 
 Plain ES modules live beside this file, with no build step: ``esm("images.js", "compare.js")`` joins them
 in that order into the one module anywidget loads (shared helpers first, the widget's ``export default`` last;
@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as w
 import traitlets as t
@@ -75,4 +78,38 @@ def image_buffer(data: bytes, mime: str, name: str, size: tuple[int, int] | None
     return ImageBuffer(value=data, mime=mime, width=size[0], height=size[1], name=name, full=full)
 
 
-__all__ = ["HERE", "MAX_SIDE", "ImageBuffer", "css", "esm", "image_buffer"]
+class Serial:
+    """A view's handler of browser messages, called one message at a time, in the order they came.
+
+    ipykernel 7 dispatches a comm message without waiting for the one before it to finish (so a widget can answer
+    a cell that waits on it): a second key press could then run while the first is half done (a duel vote seen
+    against the pair before). Messages that arrive while one is handled wait in a queue; the call that is handling
+    takes them next, in order, whichever thread or task they came on."""
+
+    def __init__(self, handler: Callable[[Any, Any, Any], None]) -> None:
+        self.handler = handler
+        self._lock = threading.Lock()
+        self._queue: list[tuple[Any, Any, Any]] = []
+        self._busy = False
+
+    def __call__(self, widget: Any, content: Any, buffers: Any) -> None:
+        with self._lock:
+            self._queue.append((widget, content, buffers))
+            if self._busy:
+                return
+            self._busy = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        self._busy = False  # under the lock: a message queued now finds nobody handling, and handles
+                        return
+                    message = self._queue.pop(0)
+                self.handler(*message)
+        except BaseException:
+            with self._lock:
+                self._busy = False
+            raise
+
+
+__all__ = ["HERE", "MAX_SIDE", "ImageBuffer", "Serial", "css", "esm", "image_buffer"]
