@@ -1,5 +1,17 @@
 """Money and trust (issue 12): caps that hold for every kind of submit, nothing billed twice by accident, no paid
 image dropped, the key never in a prompt. Every test runs against the real sandbox over HTTP, with a real journal.
+
+A test whose promise is about the journal (caps, reservations, settle and release, joins, deletes and prunes that
+keep money, collecting) takes ``journal_url`` and runs on both journals: SQLite, then PostgreSQL (issue 24). On
+SQLite only, by nature:
+- a damaged journal and its salvage (``test_a_damaged_journal_*``, ``test_a_salvage_while_*``): a file's pages;
+- the full journal (``test_a_full_journal_*``, ``test_a_journal_full_*``): SQLITE_FULL from a page limit;
+- ``test_a_join_after_a_folder_switch_gets_that_folders_job``: two runs folders' journals both numbering from @1
+  (a journal_url is one journal for every folder: the ids never meet);
+- the kernels judged alive by process id (``test_load_ext_*``, ``test_two_kernels_loading_at_once_*``): on
+  PostgreSQL owners are judged by heartbeat rows, and tests/test_money_shared.py kills one on "another host".
+Not about the journal, so once: misspelt subcommands, the key in a prompt or a request (tests/test_money_cases.py
+runs those on both, searching a PostgreSQL journal's rows for the key), huge images, interrupts, retries.
 """
 
 from __future__ import annotations
@@ -121,7 +133,7 @@ def test_ten_non_blocking_calls_stop_at_the_cap(make_session: MakeSession, sb: A
     record_money("10 × `generate(wait=False)` under a $0.20 session cap", sb, s)
 
 
-def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
+def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any, journal_url: str | None) -> None:
     kx.configure(budget_session=0.20)
     message = shell.usage_error('sweep "a {cat|fox|owl} in snow" --seed 1,2,3 --yes')
     assert "$0.72" in message and "cap is $0.20" in message and "nothing was sent" in message
@@ -129,7 +141,7 @@ def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
     record_money("`%kontext sweep` of 9 images with `--yes` over a $0.20 cap", sb, kx.get_session())
 
 
-def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
+def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any, journal_url: str | None) -> None:
     kx.configure(budget_session=0.20)
     with pytest.raises(Exception, match=r"3 jobs \(3 images\) would cost \$0.24.*cap is \$0.20"):
         shell.cell("--seed 5", "a red fox\n---\na grey owl\n---\na white hare")
@@ -137,7 +149,7 @@ def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
     record_money("`%%kontext` batch of 3 prompts over a $0.20 cap", sb, kx.get_session())
 
 
-def test_a_panel_run_over_the_cap_sends_nothing(make_session: MakeSession, sb: Any) -> None:
+def test_a_panel_run_over_the_cap_sends_nothing(make_session: MakeSession, sb: Any, journal_url: str | None) -> None:
     tab = CreateTab(make_session(budget_session=0.20))
     try:
         tab.prompt.value = "a lighthouse"
@@ -243,7 +255,7 @@ def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Pa
     )
 
 
-def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> None:
+def test_a_double_click_on_generate_sends_once(session: Session, sb: Any, journal_url: str | None) -> None:
     """The second click arrives while the first is being submitted (here: from inside the submit itself)."""
     tab = CreateTab(session)
     seen: list[bool] = []
@@ -415,7 +427,9 @@ def test_a_submit_that_never_reached_fal_is_released_after_the_window(
     )  # fmt: skip
 
 
-def test_a_result_fal_no_longer_keeps_is_collected_from_its_history(make_session: MakeSession, sb: Any) -> None:
+def test_a_result_fal_no_longer_keeps_is_collected_from_its_history(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     session = make_session(job_timeout=0.2)
     sb.configure(inference_time=0.8)
     with pytest.raises(JobTimeout):
@@ -429,11 +443,12 @@ def test_a_result_fal_no_longer_keeps_is_collected_from_its_history(make_session
 
 
 def test_reconcile_names_a_job_fal_billed_that_the_journal_lacks(
-    make_session: MakeSession, sb: Any, tmp_path: Path
+    make_session: MakeSession, sb: Any, tmp_path: Path, journal_url: str | None
 ) -> None:
-    ours, elsewhere = make_session(), make_session(runs_dir=str(tmp_path / "elsewhere"))
+    # the same key, another journal: a SQLite one in another runs folder (a journal_url is one journal for all folders)
+    ours, elsewhere = make_session(), make_session(runs_dir=str(tmp_path / "elsewhere"), journal_url=None)
     ours.generate("a fox", seed=1)
-    elsewhere.generate("an owl", seed=2)  # the same key, another runs folder
+    elsewhere.generate("an owl", seed=2)
     found = ours.budget(reconcile=True)["reconcile"]
     (line,) = found.differences
     assert line.difference == pytest.approx(PRICE) and sb.stats()["submits"] == 2
@@ -466,7 +481,7 @@ def test_a_refused_connection_is_retried(tmp_path: Path) -> None:
 
 # -- 5. a paid image is not dropped after one failed download ------------------------------------------------------
 @pytest.mark.parametrize("kind", ["403", "vanish"])
-def test_a_failed_download_stays_collectable(session: Session, sb: Any, kind: str) -> None:
+def test_a_failed_download_stays_collectable(session: Session, sb: Any, kind: str, journal_url: str | None) -> None:
     sb.set_faults([{"route": "media", "kind": kind, "count": 1}])
     with pytest.raises(DownloadFailed, match=r"kx\.resume"):
         session.generate("paid for", seed=21)
@@ -1243,7 +1258,9 @@ def test_an_interrupt_stops_a_whole_run(shell: Shell, sb: Any, capsys: pytest.Ca
     assert sb.stats()["completed"] == 0 and {row.status for row in session.tracker.journal.search()} == {"cancelled"}
 
 
-def test_collecting_an_earlier_kernels_job_does_not_spend_this_sessions_cap(make_session: MakeSession, sb: Any) -> None:
+def test_collecting_an_earlier_kernels_job_does_not_spend_this_sessions_cap(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """A job another kernel made and this one only collects (resume, %load_ext, a join whose kernel died) was that
     kernel's spending: it counts today, not against this session's budget_session, which would refuse a new run."""
     from kontext_nb.errors import JobTimeout
@@ -1269,7 +1286,9 @@ HOUSEKEEPING = {"delete": "delete('@last')", "prune": "prune(older_than_days=0)"
 
 
 @pytest.mark.parametrize("housekeeping", ["delete", "prune"])
-def test_housekeeping_never_resets_the_daily_cap(make_session: MakeSession, sb: Any, housekeeping: str) -> None:
+def test_housekeeping_never_resets_the_daily_cap(
+    make_session: MakeSession, sb: Any, housekeeping: str, journal_url: str | None
+) -> None:
     """Issue 20, point 1: deleting or pruning jobs removes their rows and files, never their money."""
     s = make_session(budget_daily=0.16)
     for i in range(2):
@@ -1290,7 +1309,7 @@ def test_housekeeping_never_resets_the_daily_cap(make_session: MakeSession, sb: 
     )
 
 
-def test_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: Any) -> None:
+def test_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: Any, journal_url: str | None) -> None:
     """Issue 20, point 1: a job deleted while it runs still holds its price, and its settlement lands in the ledger."""
     sb.configure(inference_time=1.0)
     s = make_session(budget_daily=0.16)
@@ -1309,7 +1328,9 @@ def test_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: A
     )
 
 
-def test_the_session_cap_spans_runs_folders(make_session: MakeSession, sb: Any, tmp_path: Path) -> None:
+def test_the_session_cap_spans_runs_folders(
+    make_session: MakeSession, sb: Any, tmp_path: Path, journal_url: str | None
+) -> None:
     """Issue 20, point 7: A -> B -> A under budget_session=0.16 sends two images, not three."""
     s = make_session(budget_session=0.16)
     for n, folder in enumerate(["A", "B"]):
@@ -1327,7 +1348,7 @@ def test_the_session_cap_spans_runs_folders(make_session: MakeSession, sb: Any, 
 
 
 def test_a_job_in_flight_across_a_folder_switch_is_not_taken_for_one_left_behind(
-    make_session: MakeSession, sb: Any, tmp_path: Path
+    make_session: MakeSession, sb: Any, tmp_path: Path, journal_url: str | None
 ) -> None:
     """The kernel keeps one id across runs folders (its session cap is its): back in A, a job it still runs there is
     its own in flight, not a job left behind to resume or to collect a second time."""
@@ -1358,7 +1379,9 @@ def test_a_join_after_a_folder_switch_gets_that_folders_job(make_session: MakeSe
 
 
 @pytest.mark.parametrize("how", ["%config", "pyproject"])
-def test_the_session_cap_spans_runs_folders_in_the_magics(shell: Shell, sb: Any, tmp_path: Path, how: str) -> None:
+def test_the_session_cap_spans_runs_folders_in_the_magics(
+    shell: Shell, sb: Any, tmp_path: Path, how: str, journal_url: str | None
+) -> None:
     """Issue 20, point 7: `%config Kontext.runs_dir` and a pyproject's runs_dir change folders, never the cap."""
     kx.configure(budget_session=0.16)
     shell.line('"a fox in the first folder" --seed 1')
@@ -1394,7 +1417,7 @@ def _zone_whose_day_began_at(moment: int) -> str:
 
 
 def test_two_time_zones_on_one_runs_folder_count_one_day(
-    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch, journal_url: str | None
 ) -> None:
     """Issue 20, point 8: a kernel whose local day just began and one whose day did not share one daily cap."""
     west = make_session(budget_daily=0.16)
@@ -1450,7 +1473,7 @@ def stored_url(sb: Any, width: int, height: int) -> str:
     return str(answer.json()["access_url"])
 
 
-def test_a_url_source_reserves_its_real_size(make_session: MakeSession, sb: Any) -> None:
+def test_a_url_source_reserves_its_real_size(make_session: MakeSession, sb: Any, journal_url: str | None) -> None:
     """Issue 20, point 4: a [dev] edit of a 4096x4096 URL (match_input) is 16 MP, $0.40: a $0.20 cap refuses it."""
     url = stored_url(sb, 4096, 4096)
     s = make_session(budget_session=0.20)
@@ -1465,7 +1488,9 @@ def test_a_url_source_reserves_its_real_size(make_session: MakeSession, sb: Any)
     )
 
 
-def test_a_url_source_is_settled_within_its_reservation(make_session: MakeSession, sb: Any) -> None:
+def test_a_url_source_is_settled_within_its_reservation(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """Issue 20, point 4: what is reserved for a URL source is what fal bills for it; num_images multiplies, and
     confirm_above applies to the reservation."""
     sb.configure(image_scale=1.0)  # the sandbox makes what fal makes: the source's own 4096x4096
@@ -1488,7 +1513,9 @@ def test_a_url_source_is_settled_within_its_reservation(make_session: MakeSessio
     )
 
 
-def test_an_unreadable_url_source_reserves_the_largest(make_session: MakeSession, sb: Any) -> None:
+def test_an_unreadable_url_source_reserves_the_largest(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """A URL whose header cannot be read is priced as fal's largest input, 14142 px a side (191 MP)."""
     s = make_session()
     request, _ = s.prepare_edit(f"{sb.url}/files/nothing-here/x.png", "make it night", model="dev")
@@ -1498,7 +1525,7 @@ def test_an_unreadable_url_source_reserves_the_largest(make_session: MakeSession
 
 
 def test_a_settlement_above_its_reservation_stops_sending_until_acknowledged(
-    make_session: MakeSession, sb: Any
+    make_session: MakeSession, sb: Any, journal_url: str | None
 ) -> None:
     """A defect of the estimate (here: a server returning twice the size) is flagged, said in one line, and nothing
     more is sent until kx.budget(acknowledge=True)."""
