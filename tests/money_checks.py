@@ -69,9 +69,9 @@ def findable(session: Session, bills: dict[str, Any], forgotten: set[str] = froz
             )
 
 
-def journal_texts(url: str | None) -> list[str]:
-    """Every row of a PostgreSQL journal as text, to search for the key as the files of a SQLite one are searched
-    (None, a SQLite journal in the runs folder: nothing here)."""
+def database_rows(url: str | None) -> list[str]:
+    """Every row of a PostgreSQL database (a journal, a proxy's state) as text, to search for a secret as the files
+    of a SQLite one are searched (None, a SQLite journal in the runs folder: nothing here)."""
     if url is None:
         return []
     import psycopg

@@ -24,8 +24,8 @@ from canary import new_canary  # tests/canary.py
 from kernels import HOLD, release  # tests/kernels.py
 from money_checks import (
     billed,
+    database_rows,
     findable,
-    journal_texts,
     key_nowhere,
     settled_bills,
     spent_at_least_billed,
@@ -154,7 +154,7 @@ def test_3_the_key_inside_a_request_is_refused(
     if len(history):
         texts.append(kx.report(history, tmp_path / "report.html").read_text())
     key_nowhere(
-        [kx.get_session().runs_folder, tmp_path], texts + journal_texts(journal_url), key, f"(the key in {where})"
+        [kx.get_session().runs_folder, tmp_path], texts + database_rows(journal_url), key, f"(the key in {where})"
     )
     assert sb.stats()["submits"] == 0, f"a request with the key in {where} was sent"
 
@@ -177,7 +177,7 @@ def test_3_a_key_with_surrounding_whitespace_works_and_never_shows(
         kx.generate("a lighthouse from a pasted key")
     except kx.KontextError as exc:
         said.append(str(exc))
-    key_nowhere([session.runs_folder], said + journal_texts(journal_url), key, f"(FAL_KEY ending in {tail!r})")
+    key_nowhere([session.runs_folder], said + database_rows(journal_url), key, f"(FAL_KEY ending in {tail!r})")
     bills = settled_bills(sb)
     assert bills["total"] == pytest.approx(0.08), f"FAL_KEY ending in {tail!r} was not stripped: {said}"
     assert kx.budget()["today"] == pytest.approx(bills["total"]), "spent differs from what was billed"
@@ -199,7 +199,7 @@ def test_3_a_key_with_an_inner_control_character_is_refused_without_repeating_it
         refusal = str(exc)
     assert refusal is not None, "a key with a control character inside was used"
     assert "\n" not in refusal
-    texts = [refusal, *said, *journal_texts(journal_url)]
+    texts = [refusal, *said, *database_rows(journal_url)]
     key_nowhere([kx.get_session().runs_folder], texts, key, "(a key with a control character)")
     assert sb.stats()["submits"] == 0
     assert kx.budget()["today"] == 0 and kx.budget()["today_reserved"] == 0, "nothing left: nothing is spent"
