@@ -40,7 +40,7 @@ from shell import Shell  # tests/shell.py
 from waiting import wait_for
 
 import kontext_nb as kx
-from kontext_nb.config import RetryPolicy
+from kontext_nb.config import JOURNAL_URL_ENV, RetryPolicy
 from kontext_nb.errors import (
     BudgetError,
     ConfirmationRequired,
@@ -94,6 +94,15 @@ def record_money(
         b = session.budget()
         budget = f"spent ${b['session']:.2f}, reserved ${b['session_reserved']:.2f}"
     MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget or "-")
+
+
+@pytest.fixture
+def kernels_journal(journal_url: str | None, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Both journals for kernels as processes: they inherit KONTEXT_JOURNAL_URL (PostgreSQL), or keep SQLite in
+    their runs folder; the test opens the same one with ``Journal(runs, kernels_journal)``."""
+    if journal_url is not None:
+        monkeypatch.setenv(JOURNAL_URL_ENV, journal_url)
+    return journal_url
 
 
 # -- 1. a job's price is reserved at submit; a run that would cross a cap is refused whole -------------------------
@@ -184,7 +193,9 @@ s.close()
 """
 
 
-def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(sb: Any, tmp_path: Path) -> None:
+def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(
+    sb: Any, tmp_path: Path, kernels_journal: str | None
+) -> None:
     """Each of 4 processes tries 4 jobs ($1.28 in all) under a shared $0.40 daily cap: exactly 5 are sent."""
     sb.configure(inference_time=0.3)
     runs = tmp_path / "shared-runs"
@@ -201,7 +212,7 @@ def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(sb: Any, tmp_p
     assert all(k.returncode == 0 for k in kernels), [err for _, err in outputs]
     sent = sum(int(out.split()[0]) for out, _ in outputs)
     assert sent == 5 and sb.stats()["submits"] == 5
-    journal = Journal(runs)
+    journal = Journal(runs, kernels_journal)
     assert journal.held() == (pytest.approx(0.40), 0.0)
     done = len(journal.search(status="done"))
     journal.close()
@@ -224,7 +235,9 @@ def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any, jour
     record_money("the same seeded call twice while the first runs", sb, session)
 
 
-def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Path) -> None:
+def test_the_same_seeded_call_from_another_kernel_joins_it(
+    sb: Any, tmp_path: Path, kernels_journal: str | None
+) -> None:
     """Two processes on one runs folder (tests/test_join_kernels.py has the race, the killed owner, the failures)."""
     sb.configure(queue_delay=HOLD)
     runs = tmp_path / "shared-runs"
@@ -239,7 +252,7 @@ def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Pa
     finally:
         for kernel in kernels:
             kernel.kill()
-    journal = Journal(runs)
+    journal = Journal(runs, kernels_journal)
     rows = journal.search()
     journal.close()
     assert [r.status for r in rows] == ["done"]
@@ -287,7 +300,7 @@ def repls() -> Iterator[list[Repl]]:
 
 
 def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_nothing(
-    sb: Any, tmp_path: Path, repls: list[Repl]
+    sb: Any, tmp_path: Path, repls: list[Repl], kernels_journal: str | None
 ) -> None:
     """The owner's submit reply is lost; the joiner used to say "never confirmed... sending it itself", and fal got
     the job twice. Now it is unconfirmed too: fal may have it."""
@@ -303,7 +316,7 @@ def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_n
     assert "nothing was sent here" in message and "\n" not in message
     assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
     assert not [n for n in joiner.notices() if OWN in n]
-    journal = Journal(runs)
+    journal = Journal(runs, kernels_journal)
     try:
         assert [r.status for r in journal.search(search="seeded lighthouse")] == ["unconfirmed"]
         # the slow job's images are saved (and its cost settled) after fal's slot is free for the next submit
@@ -320,7 +333,7 @@ def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_n
 
 
 def test_a_joiner_waits_for_a_live_kernel_whose_copy_is_queued_behind_a_slow_job(
-    sb: Any, tmp_path: Path, repls: list[Repl]
+    sb: Any, tmp_path: Path, repls: list[Repl], kernels_journal: str | None
 ) -> None:
     """The owner is alive, its copy waits behind a slow job; the joiner used to send its own after 120 s (here the
     old deadline is shortened to 0.3 s, so the old code fails in seconds) and the owner sent it too."""
@@ -334,7 +347,7 @@ def test_a_joiner_waits_for_a_live_kernel_whose_copy_is_queued_behind_a_slow_job
     owner_outcome, joiner_outcome = owner.run("outcome('x')"), joiner.run("outcome('x')")
     assert owner_outcome[0] == "IMAGES" and joiner_outcome == owner_outcome  # the same request, the same bytes
     assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
-    journal = Journal(runs)
+    journal = Journal(runs, kernels_journal)
     try:
         assert [(r.id, r.status) for r in journal.search(search="seeded lighthouse")] == [(row, "done")]
     finally:
