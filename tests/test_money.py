@@ -93,7 +93,8 @@ def record_money(
     elif budget is None and session is not None:
         b = session.budget()
         budget = f"spent ${b['session']:.2f}, reserved ${b['session_reserved']:.2f}"
-    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget or "-")
+    # a test on both journals records its SQLite run (the first): the table stays one table
+    MONEY.setdefault(scenario, (str(stats["submits"]), billed, journal or "nothing written", budget or "-"))
 
 
 @pytest.fixture
@@ -1588,7 +1589,8 @@ else it stays counted as `unconfirmed` until `kx.resume()` finds it, or proves (
 never arrived and releases its price. Delete, prune and salvage never remove a ledger entry. Every kernel sharing
 the runs folder sees the ledger; `budget_session` adds the kernel's entries in every runs folder it has used;
 "today" is the folder's day (UTC unless `budget_timezone`). A seeded request identical to a job in flight in any
-kernel joins that job instead of being sent. Rows naming a test are issue 20's cases.
+kernel joins that job instead of being sent. Rows naming a test are issue 20's cases. The rows are the SQLite
+journal's; the same tests hold on PostgreSQL (`journal_url`), where one journal serves every runs folder.
 
 {chr(10).join(rows)}
 {MONEY_END}"""
