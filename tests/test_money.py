@@ -1083,7 +1083,7 @@ def fill_disk(path: Path) -> None:
 
 
 def test_a_full_disk_while_saving_keeps_the_images_and_resume_saves_them(
-    make_session: MakeSession, sb: Any, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+    make_session: MakeSession, sb: Any, small_disk: Path, monkeypatch: pytest.MonkeyPatch, journal_url: str | None
 ) -> None:
     notices: list[str] = []
     s = make_session(runs_dir=str(small_disk / "runs"))
