@@ -10,8 +10,9 @@ SQLite only, by nature:
   (a journal_url is one journal for every folder: the ids never meet);
 - the kernels judged alive by process id (``test_load_ext_*``, ``test_two_kernels_loading_at_once_*``): on
   PostgreSQL owners are judged by heartbeat rows, and tests/test_money_shared.py kills one on "another host".
-Not about the journal, so once: misspelt subcommands, the key in a prompt or a request (tests/test_money_cases.py
-runs those on both, searching a PostgreSQL journal's rows for the key), huge images, interrupts, retries.
+Not about the journal, so once: misspelt subcommands, what fills a prompt, the key in a request (case 3 of
+tests/test_money_cases.py runs on both, searching a PostgreSQL journal's rows for the key), huge images,
+interrupts, retries and requests httpx refuses.
 """
 
 from __future__ import annotations
