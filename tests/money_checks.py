@@ -69,6 +69,18 @@ def findable(session: Session, bills: dict[str, Any], forgotten: set[str] = froz
             )
 
 
+def database_rows(url: str | None) -> list[str]:
+    """Every row of a PostgreSQL database (a journal, a proxy's state) as text, to search for a secret as the files
+    of a SQLite one are searched (None, a SQLite journal in the runs folder: nothing here)."""
+    if url is None:
+        return []
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
+        return [str(row) for table in tables for (row,) in conn.execute(f'SELECT t::text FROM "{table}" t')]
+
+
 def key_nowhere(folders: Iterable[Path], texts: Iterable[str], key: str, what: str = "") -> None:
     """The key, in any of its forms, in no file under the folders and in no output."""
     for folder in folders:

@@ -1,5 +1,18 @@
 """Money and trust (issue 12): caps that hold for every kind of submit, nothing billed twice by accident, no paid
 image dropped, the key never in a prompt. Every test runs against the real sandbox over HTTP, with a real journal.
+
+A test whose promise is about the journal (caps, reservations, settle and release, joins, deletes and prunes that
+keep money, collecting) takes ``journal_url`` and runs on both journals: SQLite, then PostgreSQL (issue 24). On
+SQLite only, by nature:
+- a damaged journal and its salvage (``test_a_damaged_journal_*``, ``test_a_salvage_while_*``): a file's pages;
+- the full journal (``test_a_full_journal_*``, ``test_a_journal_full_*``): SQLITE_FULL from a page limit;
+- ``test_a_join_after_a_folder_switch_gets_that_folders_job``: two runs folders' journals both numbering from @1
+  (a journal_url is one journal for every folder: the ids never meet);
+- the kernels judged alive by process id (``test_load_ext_*``, ``test_two_kernels_loading_at_once_*``): on
+  PostgreSQL owners are judged by heartbeat rows, and tests/test_money_shared.py kills one on "another host".
+Not about the journal, so once: misspelt subcommands, what fills a prompt, the key in a request (case 3 of
+tests/test_money_cases.py runs on both, searching a PostgreSQL journal's rows for the key), huge images,
+interrupts, retries and requests httpx refuses.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from shell import Shell  # tests/shell.py
 from waiting import main_thread_in, wait_for
 
 import kontext_nb as kx
-from kontext_nb.config import RetryPolicy
+from kontext_nb.config import JOURNAL_URL_ENV, RetryPolicy
 from kontext_nb.errors import (
     BudgetError,
     ConfirmationRequired,
@@ -81,7 +94,17 @@ def record_money(
     elif budget is None and session is not None:
         b = session.budget()
         budget = f"spent ${b['session']:.2f}, reserved ${b['session_reserved']:.2f}"
-    MONEY[scenario] = (str(stats["submits"]), billed, journal or "nothing written", budget or "-")
+    # a test on both journals records its SQLite run (the first): the table stays one table
+    MONEY.setdefault(scenario, (str(stats["submits"]), billed, journal or "nothing written", budget or "-"))
+
+
+@pytest.fixture
+def kernels_journal(journal_url: str | None, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Both journals for kernels as processes: they inherit KONTEXT_JOURNAL_URL (PostgreSQL), or keep SQLite in
+    their runs folder; the test opens the same one with ``Journal(runs, kernels_journal)``."""
+    if journal_url is not None:
+        monkeypatch.setenv(JOURNAL_URL_ENV, journal_url)
+    return journal_url
 
 
 # -- 1. a job's price is reserved at submit; a run that would cross a cap is refused whole -------------------------
@@ -121,7 +144,7 @@ def test_ten_non_blocking_calls_stop_at_the_cap(make_session: MakeSession, sb: A
     record_money("10 × `generate(wait=False)` under a $0.20 session cap", sb, s)
 
 
-def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
+def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any, journal_url: str | None) -> None:
     kx.configure(budget_session=0.20)
     message = shell.usage_error('sweep "a {cat|fox|owl} in snow" --seed 1,2,3 --yes')
     assert "$0.72" in message and "cap is $0.20" in message and "nothing was sent" in message
@@ -129,7 +152,7 @@ def test_a_sweep_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
     record_money("`%kontext sweep` of 9 images with `--yes` over a $0.20 cap", sb, kx.get_session())
 
 
-def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
+def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any, journal_url: str | None) -> None:
     kx.configure(budget_session=0.20)
     with pytest.raises(Exception, match=r"3 jobs \(3 images\) would cost \$0.24.*cap is \$0.20"):
         shell.cell("--seed 5", "a red fox\n---\na grey owl\n---\na white hare")
@@ -137,7 +160,7 @@ def test_a_cell_batch_over_the_cap_sends_nothing(shell: Shell, sb: Any) -> None:
     record_money("`%%kontext` batch of 3 prompts over a $0.20 cap", sb, kx.get_session())
 
 
-def test_a_panel_run_over_the_cap_sends_nothing(make_session: MakeSession, sb: Any) -> None:
+def test_a_panel_run_over_the_cap_sends_nothing(make_session: MakeSession, sb: Any, journal_url: str | None) -> None:
     tab = CreateTab(make_session(budget_session=0.20))
     try:
         tab.prompt.value = "a lighthouse"
@@ -172,7 +195,9 @@ s.close()
 """
 
 
-def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(sb: Any, tmp_path: Path) -> None:
+def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(
+    sb: Any, tmp_path: Path, kernels_journal: str | None
+) -> None:
     """Each of 4 processes tries 4 jobs ($1.28 in all) under a shared $0.40 daily cap: exactly 5 are sent."""
     sb.configure(inference_time=0.3)
     runs = tmp_path / "shared-runs"
@@ -189,7 +214,7 @@ def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(sb: Any, tmp_p
     assert all(k.returncode == 0 for k in kernels), [err for _, err in outputs]
     sent = sum(int(out.split()[0]) for out, _ in outputs)
     assert sent == 5 and sb.stats()["submits"] == 5
-    journal = Journal(runs)
+    journal = Journal(runs, kernels_journal)
     assert journal.held() == (pytest.approx(0.40), 0.0)
     done = len(journal.search(status="done"))
     journal.close()
@@ -212,7 +237,9 @@ def test_an_identical_request_in_flight_joins_it(session: Session, sb: Any, jour
     record_money("the same seeded call twice while the first runs", sb, session)
 
 
-def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Path) -> None:
+def test_the_same_seeded_call_from_another_kernel_joins_it(
+    sb: Any, tmp_path: Path, kernels_journal: str | None
+) -> None:
     """Two processes on one runs folder (tests/test_join_kernels.py has the race, the killed owner, the failures)."""
     sb.configure(queue_delay=HOLD)
     runs = tmp_path / "shared-runs"
@@ -227,7 +254,7 @@ def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Pa
     finally:
         for kernel in kernels:
             kernel.kill()
-    journal = Journal(runs)
+    journal = Journal(runs, kernels_journal)
     rows = journal.search()
     journal.close()
     assert [r.status for r in rows] == ["done"]
@@ -243,7 +270,7 @@ def test_the_same_seeded_call_from_another_kernel_joins_it(sb: Any, tmp_path: Pa
     )
 
 
-def test_a_double_click_on_generate_sends_once(session: Session, sb: Any) -> None:
+def test_a_double_click_on_generate_sends_once(session: Session, sb: Any, journal_url: str | None) -> None:
     """The second click arrives while the first is being submitted (here: from inside the submit itself)."""
     tab = CreateTab(session)
     seen: list[bool] = []
@@ -275,7 +302,7 @@ def repls() -> Iterator[list[Repl]]:
 
 
 def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_nothing(
-    sb: Any, tmp_path: Path, repls: list[Repl]
+    sb: Any, tmp_path: Path, repls: list[Repl], kernels_journal: str | None
 ) -> None:
     """The owner's submit reply is lost; the joiner used to say "never confirmed... sending it itself", and fal got
     the job twice. Now it is unconfirmed too: fal may have it."""
@@ -291,7 +318,7 @@ def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_n
     assert "nothing was sent here" in message and "\n" not in message
     assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
     assert not [n for n in joiner.notices() if OWN in n]
-    journal = Journal(runs)
+    journal = Journal(runs, kernels_journal)
     try:
         assert [r.status for r in journal.search(search="seeded lighthouse")] == ["unconfirmed"]
         # the slow job's images are saved (and its cost settled) after fal's slot is free for the next submit
@@ -308,7 +335,7 @@ def test_a_joiner_of_a_submit_whose_reply_is_lost_is_unconfirmed_too_and_sends_n
 
 
 def test_a_joiner_waits_for_a_live_kernel_whose_copy_is_queued_behind_a_slow_job(
-    sb: Any, tmp_path: Path, repls: list[Repl]
+    sb: Any, tmp_path: Path, repls: list[Repl], kernels_journal: str | None
 ) -> None:
     """The owner is alive, its copy waits behind a slow job; the joiner used to send its own after 120 s (here the
     old deadline is shortened to 0.3 s, so the old code fails in seconds) and the owner sent it too."""
@@ -322,7 +349,7 @@ def test_a_joiner_waits_for_a_live_kernel_whose_copy_is_queued_behind_a_slow_job
     owner_outcome, joiner_outcome = owner.run("outcome('x')"), joiner.run("outcome('x')")
     assert owner_outcome[0] == "IMAGES" and joiner_outcome == owner_outcome  # the same request, the same bytes
     assert sb.stats()["submits"] == 2  # the slow job and the seeded one, once
-    journal = Journal(runs)
+    journal = Journal(runs, kernels_journal)
     try:
         assert [(r.id, r.status) for r in journal.search(search="seeded lighthouse")] == [(row, "done")]
     finally:
@@ -415,7 +442,9 @@ def test_a_submit_that_never_reached_fal_is_released_after_the_window(
     )  # fmt: skip
 
 
-def test_a_result_fal_no_longer_keeps_is_collected_from_its_history(make_session: MakeSession, sb: Any) -> None:
+def test_a_result_fal_no_longer_keeps_is_collected_from_its_history(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     session = make_session(job_timeout=0.2)
     sb.configure(inference_time=0.8)
     with pytest.raises(JobTimeout):
@@ -429,11 +458,12 @@ def test_a_result_fal_no_longer_keeps_is_collected_from_its_history(make_session
 
 
 def test_reconcile_names_a_job_fal_billed_that_the_journal_lacks(
-    make_session: MakeSession, sb: Any, tmp_path: Path
+    make_session: MakeSession, sb: Any, tmp_path: Path, journal_url: str | None
 ) -> None:
-    ours, elsewhere = make_session(), make_session(runs_dir=str(tmp_path / "elsewhere"))
+    # the same key, another journal: a SQLite one in another runs folder (a journal_url is one journal for all folders)
+    ours, elsewhere = make_session(), make_session(runs_dir=str(tmp_path / "elsewhere"), journal_url=None)
     ours.generate("a fox", seed=1)
-    elsewhere.generate("an owl", seed=2)  # the same key, another runs folder
+    elsewhere.generate("an owl", seed=2)
     found = ours.budget(reconcile=True)["reconcile"]
     (line,) = found.differences
     assert line.difference == pytest.approx(PRICE) and sb.stats()["submits"] == 2
@@ -466,7 +496,7 @@ def test_a_refused_connection_is_retried(tmp_path: Path) -> None:
 
 # -- 5. a paid image is not dropped after one failed download ------------------------------------------------------
 @pytest.mark.parametrize("kind", ["403", "vanish"])
-def test_a_failed_download_stays_collectable(session: Session, sb: Any, kind: str) -> None:
+def test_a_failed_download_stays_collectable(session: Session, sb: Any, kind: str, journal_url: str | None) -> None:
     sb.set_faults([{"route": "media", "kind": kind, "count": 1}])
     with pytest.raises(DownloadFailed, match=r"kx\.resume"):
         session.generate("paid for", seed=21)
@@ -1054,7 +1084,7 @@ def fill_disk(path: Path) -> None:
 
 
 def test_a_full_disk_while_saving_keeps_the_images_and_resume_saves_them(
-    make_session: MakeSession, sb: Any, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+    make_session: MakeSession, sb: Any, small_disk: Path, monkeypatch: pytest.MonkeyPatch, journal_url: str | None
 ) -> None:
     notices: list[str] = []
     s = make_session(runs_dir=str(small_disk / "runs"))
@@ -1249,7 +1279,9 @@ def test_an_interrupt_stops_a_whole_run(shell: Shell, sb: Any, capsys: pytest.Ca
     assert sb.stats()["completed"] == 0 and {row.status for row in session.tracker.journal.search()} == {"cancelled"}
 
 
-def test_collecting_an_earlier_kernels_job_does_not_spend_this_sessions_cap(make_session: MakeSession, sb: Any) -> None:
+def test_collecting_an_earlier_kernels_job_does_not_spend_this_sessions_cap(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """A job another kernel made and this one only collects (resume, %load_ext, a join whose kernel died) was that
     kernel's spending: it counts today, not against this session's budget_session, which would refuse a new run."""
     from kontext_nb.errors import JobTimeout
@@ -1275,7 +1307,9 @@ HOUSEKEEPING = {"delete": "delete('@last')", "prune": "prune(older_than_days=0)"
 
 
 @pytest.mark.parametrize("housekeeping", ["delete", "prune"])
-def test_housekeeping_never_resets_the_daily_cap(make_session: MakeSession, sb: Any, housekeeping: str) -> None:
+def test_housekeeping_never_resets_the_daily_cap(
+    make_session: MakeSession, sb: Any, housekeeping: str, journal_url: str | None
+) -> None:
     """Issue 20, point 1: deleting or pruning jobs removes their rows and files, never their money."""
     s = make_session(budget_daily=0.16)
     for i in range(2):
@@ -1296,7 +1330,7 @@ def test_housekeeping_never_resets_the_daily_cap(make_session: MakeSession, sb: 
     )
 
 
-def test_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: Any) -> None:
+def test_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: Any, journal_url: str | None) -> None:
     """Issue 20, point 1: a job deleted while it runs still holds its price, and its settlement lands in the ledger."""
     sb.configure(inference_time=1.0)
     s = make_session(budget_daily=0.16)
@@ -1315,7 +1349,9 @@ def test_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: A
     )
 
 
-def test_the_session_cap_spans_runs_folders(make_session: MakeSession, sb: Any, tmp_path: Path) -> None:
+def test_the_session_cap_spans_runs_folders(
+    make_session: MakeSession, sb: Any, tmp_path: Path, journal_url: str | None
+) -> None:
     """Issue 20, point 7: A -> B -> A under budget_session=0.16 sends two images, not three."""
     s = make_session(budget_session=0.16)
     for n, folder in enumerate(["A", "B"]):
@@ -1333,7 +1369,7 @@ def test_the_session_cap_spans_runs_folders(make_session: MakeSession, sb: Any, 
 
 
 def test_a_job_in_flight_across_a_folder_switch_is_not_taken_for_one_left_behind(
-    make_session: MakeSession, sb: Any, tmp_path: Path
+    make_session: MakeSession, sb: Any, tmp_path: Path, journal_url: str | None
 ) -> None:
     """The kernel keeps one id across runs folders (its session cap is its): back in A, a job it still runs there is
     its own in flight, not a job left behind to resume or to collect a second time."""
@@ -1364,7 +1400,9 @@ def test_a_join_after_a_folder_switch_gets_that_folders_job(make_session: MakeSe
 
 
 @pytest.mark.parametrize("how", ["%config", "pyproject"])
-def test_the_session_cap_spans_runs_folders_in_the_magics(shell: Shell, sb: Any, tmp_path: Path, how: str) -> None:
+def test_the_session_cap_spans_runs_folders_in_the_magics(
+    shell: Shell, sb: Any, tmp_path: Path, how: str, journal_url: str | None
+) -> None:
     """Issue 20, point 7: `%config Kontext.runs_dir` and a pyproject's runs_dir change folders, never the cap."""
     kx.configure(budget_session=0.16)
     shell.line('"a fox in the first folder" --seed 1')
@@ -1400,7 +1438,7 @@ def _zone_whose_day_began_at(moment: int) -> str:
 
 
 def test_two_time_zones_on_one_runs_folder_count_one_day(
-    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch, journal_url: str | None
 ) -> None:
     """Issue 20, point 8: a kernel whose local day just began and one whose day did not share one daily cap."""
     west = make_session(budget_daily=0.16)
@@ -1456,7 +1494,7 @@ def stored_url(sb: Any, width: int, height: int) -> str:
     return str(answer.json()["access_url"])
 
 
-def test_a_url_source_reserves_its_real_size(make_session: MakeSession, sb: Any) -> None:
+def test_a_url_source_reserves_its_real_size(make_session: MakeSession, sb: Any, journal_url: str | None) -> None:
     """Issue 20, point 4: a [dev] edit of a 4096x4096 URL (match_input) is 16 MP, $0.40: a $0.20 cap refuses it."""
     url = stored_url(sb, 4096, 4096)
     s = make_session(budget_session=0.20)
@@ -1471,7 +1509,9 @@ def test_a_url_source_reserves_its_real_size(make_session: MakeSession, sb: Any)
     )
 
 
-def test_a_url_source_is_settled_within_its_reservation(make_session: MakeSession, sb: Any) -> None:
+def test_a_url_source_is_settled_within_its_reservation(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """Issue 20, point 4: what is reserved for a URL source is what fal bills for it; num_images multiplies, and
     confirm_above applies to the reservation."""
     sb.configure(image_scale=1.0)  # the sandbox makes what fal makes: the source's own 4096x4096
@@ -1494,7 +1534,9 @@ def test_a_url_source_is_settled_within_its_reservation(make_session: MakeSessio
     )
 
 
-def test_an_unreadable_url_source_reserves_the_largest(make_session: MakeSession, sb: Any) -> None:
+def test_an_unreadable_url_source_reserves_the_largest(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """A URL whose header cannot be read is priced as fal's largest input, 14142 px a side (191 MP)."""
     s = make_session()
     request, _ = s.prepare_edit(f"{sb.url}/files/nothing-here/x.png", "make it night", model="dev")
@@ -1504,7 +1546,7 @@ def test_an_unreadable_url_source_reserves_the_largest(make_session: MakeSession
 
 
 def test_a_settlement_above_its_reservation_stops_sending_until_acknowledged(
-    make_session: MakeSession, sb: Any
+    make_session: MakeSession, sb: Any, journal_url: str | None
 ) -> None:
     """A defect of the estimate (here: a server returning twice the size) is flagged, said in one line, and nothing
     more is sent until kx.budget(acknowledge=True)."""
@@ -1554,7 +1596,8 @@ else it stays counted as `unconfirmed` until `kx.resume()` finds it, or proves (
 never arrived and releases its price. Delete, prune and salvage never remove a ledger entry. Every kernel sharing
 the runs folder sees the ledger; `budget_session` adds the kernel's entries in every runs folder it has used;
 "today" is the folder's day (UTC unless `budget_timezone`). A seeded request identical to a job in flight in any
-kernel joins that job instead of being sent. Rows naming a test are issue 20's cases.
+kernel joins that job instead of being sent. Rows naming a test are issue 20's cases. The rows are the SQLite
+journal's; the same tests hold on PostgreSQL (`journal_url`), where one journal serves every runs folder.
 
 {chr(10).join(rows)}
 {MONEY_END}"""

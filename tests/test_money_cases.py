@@ -3,6 +3,9 @@ in an IPython shell, kernels as real processes) against the real sandbox and its
 
 They repeat the other engineers' tests on purpose, black-box, so they keep holding after any refactor: the
 question is only ever what the sandbox billed against the caps, what the journal says, and where the key went.
+
+Every case runs on both journals (``journal_url``: SQLite in the runs folder, then PostgreSQL; issue 24), except
+case 5, a salvage of a damaged SQLite file: SQLite's own by nature (a PostgreSQL journal has no file to damage).
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ import httpx
 import pytest
 from canary import new_canary  # tests/canary.py
 from kernels import HOLD, release  # tests/kernels.py
-from money_checks import billed, findable, key_nowhere, settled_bills, spent_at_least_billed, within_caps
+from money_checks import (
+    billed,
+    database_rows,
+    findable,
+    key_nowhere,
+    settled_bills,
+    spent_at_least_billed,
+    within_caps,
+)
 from money_worker import Worker
 from PIL import Image
 from shell import Shell  # tests/shell.py
@@ -48,7 +59,9 @@ def tries(call: Callable[[int], Any], n: int) -> list[str]:
 
 # -- 1. housekeeping never resets the caps --------------------------------------------------------------------------
 @pytest.mark.parametrize("housekeeping", ["delete @last", "prune older_than_days=0"])
-def test_1_delete_and_prune_keep_todays_spend(make_session: MakeSession, sb: Any, housekeeping: str) -> None:
+def test_1_delete_and_prune_keep_todays_spend(
+    make_session: MakeSession, sb: Any, housekeeping: str, journal_url: str | None
+) -> None:
     kx.set_session(make_session(budget_daily=0.16))
     kx.generate("a fox, first")
     kx.generate("a fox, second")
@@ -62,7 +75,7 @@ def test_1_delete_and_prune_keep_todays_spend(make_session: MakeSession, sb: Any
     assert kx.budget()["today"] == pytest.approx(0.16), "housekeeping took money off today's spend"
 
 
-def test_1_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: Any) -> None:
+def test_1_deleting_a_running_job_keeps_its_money(make_session: MakeSession, sb: Any, journal_url: str | None) -> None:
     kx.set_session(make_session())
     sb.configure(queue_delay=HOLD)
     job = kx.generate("a fox deleted while it runs", wait=False)
@@ -94,7 +107,7 @@ MISSPELT = [
 ]
 
 
-def test_2_misspelt_subcommands_with_arguments_send_nothing(shell: Shell, sb: Any) -> None:
+def test_2_misspelt_subcommands_with_arguments_send_nothing(shell: Shell, sb: Any, journal_url: str | None) -> None:
     sent = []
     for line in MISSPELT:
         try:
@@ -121,7 +134,7 @@ def canary_session(make_session: MakeSession, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize("where", ["a LoRA URL's query", "a tag", "a nested LoRA dict", "a URL-encoded tag"])
 def test_3_the_key_inside_a_request_is_refused(
-    canary_session: tuple[str, list[str]], sb: Any, tmp_path: Path, where: str
+    canary_session: tuple[str, list[str]], sb: Any, tmp_path: Path, where: str, journal_url: str | None
 ) -> None:
     key, said = canary_session
     lora = f"https://example.com/style.safetensors?key={key}"
@@ -140,13 +153,20 @@ def test_3_the_key_inside_a_request_is_refused(
     history = kx.history()
     if len(history):
         texts.append(kx.report(history, tmp_path / "report.html").read_text())
-    key_nowhere([kx.get_session().runs_folder, tmp_path], texts, key, f"(the key in {where})")
+    key_nowhere(
+        [kx.get_session().runs_folder, tmp_path], texts + database_rows(journal_url), key, f"(the key in {where})"
+    )
     assert sb.stats()["submits"] == 0, f"a request with the key in {where} was sent"
 
 
 @pytest.mark.parametrize("tail", ["\r", " ", "\n"])
 def test_3_a_key_with_surrounding_whitespace_works_and_never_shows(
-    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tail: str
+    make_session: MakeSession,
+    sb: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tail: str,
+    journal_url: str | None,
 ) -> None:
     key, said = new_canary(), list[str]()
     monkeypatch.setenv("FAL_KEY", key + tail)
@@ -157,14 +177,14 @@ def test_3_a_key_with_surrounding_whitespace_works_and_never_shows(
         kx.generate("a lighthouse from a pasted key")
     except kx.KontextError as exc:
         said.append(str(exc))
-    key_nowhere([session.runs_folder], said, key, f"(FAL_KEY ending in {tail!r})")
+    key_nowhere([session.runs_folder], said + database_rows(journal_url), key, f"(FAL_KEY ending in {tail!r})")
     bills = settled_bills(sb)
     assert bills["total"] == pytest.approx(0.08), f"FAL_KEY ending in {tail!r} was not stripped: {said}"
     assert kx.budget()["today"] == pytest.approx(bills["total"]), "spent differs from what was billed"
 
 
 def test_3_a_key_with_an_inner_control_character_is_refused_without_repeating_it(
-    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch
+    make_session: MakeSession, sb: Any, monkeypatch: pytest.MonkeyPatch, journal_url: str | None
 ) -> None:
     key = new_canary()
     monkeypatch.setenv("FAL_KEY", key[:14] + "\x01" + key[14:])
@@ -179,7 +199,8 @@ def test_3_a_key_with_an_inner_control_character_is_refused_without_repeating_it
         refusal = str(exc)
     assert refusal is not None, "a key with a control character inside was used"
     assert "\n" not in refusal
-    key_nowhere([kx.get_session().runs_folder], [refusal, *said], key, "(a key with a control character)")
+    texts = [refusal, *said, *database_rows(journal_url)]
+    key_nowhere([kx.get_session().runs_folder], texts, key, "(a key with a control character)")
     assert sb.stats()["submits"] == 0
     assert kx.budget()["today"] == 0 and kx.budget()["today_reserved"] == 0, "nothing left: nothing is spent"
 
@@ -195,7 +216,9 @@ def _upload(sb: Any, image: Image.Image) -> str:
     return str(slot.json()["file_url"])
 
 
-def test_4_a_large_url_source_never_bills_above_the_caps(make_session: MakeSession, sb: Any) -> None:
+def test_4_a_large_url_source_never_bills_above_the_caps(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """3000x3000 (9 billed MP, $0.225 of [dev]) given as a URL, under a $0.20 session cap: priced as 2048x2048
     ($0.10) it went out and $0.225 was billed."""
     sb.configure(image_scale=1.0)
@@ -207,7 +230,9 @@ def test_4_a_large_url_source_never_bills_above_the_caps(make_session: MakeSessi
     spent_at_least_billed(kx.get_session(), bills["total"])
 
 
-def test_4_num_images_multiplies_and_confirm_above_sees_the_bound(make_session: MakeSession, sb: Any) -> None:
+def test_4_num_images_multiplies_and_confirm_above_sees_the_bound(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     sb.configure(image_scale=1.0)
     url = _upload(sb, Image.new("RGB", (3000, 3000), (40, 90, 160)))
     kx.set_session(make_session(confirm_above=0.50))
@@ -257,11 +282,13 @@ def test_5_a_salvage_while_another_kernel_lives_keeps_the_cap_and_every_job(
 
 
 # -- 6. joining never sends twice -------------------------------------------------------------------------------------
-def test_6_a_joiner_whose_owner_lost_its_submit_reply_sends_nothing(sb: Any, tmp_path: Path) -> None:
+def test_6_a_joiner_whose_owner_lost_its_submit_reply_sends_nothing(
+    sb: Any, tmp_path: Path, journal_url: str | None
+) -> None:
     runs = tmp_path / "runs"
     sb.configure(slow_seconds=3.0)  # time enough for B to join while A is still sending
-    a = Worker(sb.url, runs, key=KEY)
-    b = Worker(sb.url, runs, key=KEY)
+    a = Worker(sb.url, runs, key=KEY, journal_url=journal_url)
+    b = Worker(sb.url, runs, key=KEY, journal_url=journal_url)
     try:
         sb.set_faults([{"route": "submit", "kind": "slow-lost-reply", "count": 1}])
         owner = a.kx("generate", "one seeded lighthouse", seed=77, wait=False)
@@ -280,7 +307,9 @@ def test_6_a_joiner_whose_owner_lost_its_submit_reply_sends_nothing(sb: Any, tmp
 
 
 # -- 7. a session cap belongs to the kernel, whatever runs folder it writes to --------------------------------------
-def test_7_switching_runs_folders_keeps_the_session_cap(make_session: MakeSession, sb: Any, tmp_path: Path) -> None:
+def test_7_switching_runs_folders_keeps_the_session_cap(
+    make_session: MakeSession, sb: Any, tmp_path: Path, journal_url: str | None
+) -> None:
     kx.set_session(make_session(budget_session=0.16))
     sent = []
     for folder in ("A", "B", "A"):
@@ -290,7 +319,9 @@ def test_7_switching_runs_folders_keeps_the_session_cap(make_session: MakeSessio
     within_caps(billed(sb), [0.16], "across runs folders A -> B -> A")
 
 
-def test_7_the_magics_runs_dir_setting_keeps_the_session_cap(shell: Shell, sb: Any, tmp_path: Path) -> None:
+def test_7_the_magics_runs_dir_setting_keeps_the_session_cap(
+    shell: Shell, sb: Any, tmp_path: Path, journal_url: str | None
+) -> None:
     kx.configure(budget_session=0.16)
     for folder in ("A", "B", "A"):
         shell.run(f"%config Kontext.runs_dir = {str(tmp_path / folder)!r}")
@@ -308,18 +339,20 @@ def _zone_whose_midnight_was(at: float) -> str:
     return f"KXZ-{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def test_8_kernels_in_two_time_zones_share_one_daily_cap(sb: Any, tmp_path: Path) -> None:
+def test_8_kernels_in_two_time_zones_share_one_daily_cap(sb: Any, tmp_path: Path, journal_url: str | None) -> None:
     now = time.time()
     if now % 86400 > 86400 - 120:  # the UTC day ends within two minutes: start on the next one
         time.sleep(86400 - now % 86400 + 1)
     runs = tmp_path / "runs"
-    a = Worker(sb.url, runs, key=KEY, tz="UTC", budget_daily=0.16)
+    a = Worker(sb.url, runs, key=KEY, tz="UTC", budget_daily=0.16, journal_url=journal_url)
     try:
         first = [a.kx("generate", f"kernel A, job {i}") for i in range(2)]
         assert all("ok" in x for x in first), first
     finally:
         a.close()
-    b = Worker(sb.url, runs, key=KEY, tz=_zone_whose_midnight_was(time.time()), budget_daily=0.16)
+    b = Worker(
+        sb.url, runs, key=KEY, tz=_zone_whose_midnight_was(time.time()), budget_daily=0.16, journal_url=journal_url
+    )
     try:
         second = [b.kx("generate", f"kernel B, job {i}") for i in range(2)]
         budget = b.kx("budget")["ok"]
@@ -330,7 +363,9 @@ def test_8_kernels_in_two_time_zones_share_one_daily_cap(sb: Any, tmp_path: Path
 
 
 # -- the baseline ----------------------------------------------------------------------------------------------------
-def test_the_bill_log_agrees_with_the_journal_for_a_plain_run(make_session: MakeSession, sb: Any) -> None:
+def test_the_bill_log_agrees_with_the_journal_for_a_plain_run(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """The baseline the cases above depart from: one image, billed once, spent once, findable, on disk."""
     kx.set_session(make_session())
     kx.generate("a plain lighthouse", seed=3)
@@ -341,7 +376,9 @@ def test_the_bill_log_agrees_with_the_journal_for_a_plain_run(make_session: Make
 
 
 # -- counterexamples the state machine found (bench/money_soak.py, shrunk), kept as scripted cases -------------------
-def test_found_a_large_url_edit_whose_download_fails_is_held_at_its_bill(make_session: MakeSession, sb: Any) -> None:
+def test_found_a_large_url_edit_whose_download_fails_is_held_at_its_bill(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """fail_downloads(); edit_a_large_url(): the job stays collectable holding $0.10 (2048x2048 guessed) while fal
     billed $0.125 (2112x2112, 5 megapixels of [dev])."""
     sb.configure(image_scale=1.0, queue_delay=30.0)  # held in fal's queue until the downloads are set to fail
@@ -358,7 +395,9 @@ def test_found_a_large_url_edit_whose_download_fails_is_held_at_its_bill(make_se
     spent_at_least_billed(kx.get_session(), bills["total"], "(a [dev] edit of a URL whose download failed)")
 
 
-def test_found_a_lost_submit_reply_is_found_again_by_resume(make_session: MakeSession, sb: Any) -> None:
+def test_found_a_lost_submit_reply_is_found_again_by_resume(
+    make_session: MakeSession, sb: Any, journal_url: str | None
+) -> None:
     """lose_the_next_submit_reply(); a submit: fal has the job (and bills it), the journal only an unconfirmed row
     without a request id; kx.resume() must find it (fal's request history) so the paid image is not lost."""
     kx.set_session(make_session())

@@ -50,14 +50,27 @@ def upstream(upstream_server: kontext_nb.sandbox.SandboxServer) -> kontext_nb.sa
     return upstream_server
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def proxy_state(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Both state backends for ``make_proxy``: a folder (SQLite), then a fresh PostgreSQL database's URL. A module
+    opts in with ``pytestmark = pytest.mark.usefixtures("proxy_state")``; others run on a folder only."""
+    if request.param == "sqlite":
+        return tmp_path / "state"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-def make_proxy(upstream: kontext_nb.sandbox.SandboxServer, tmp_path: Path) -> Iterator[Callable[..., ProxyServer]]:
-    """``make_proxy(limits=Limits(...), **config)``: a proxy on a free port in front of the upstream."""
+def make_proxy(
+    upstream: kontext_nb.sandbox.SandboxServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ProxyServer]]:
+    """``make_proxy(limits=Limits(...), **config)``: a proxy on a free port in front of the upstream, its state in
+    ``proxy_state`` when the test uses that fixture (both backends), else in a folder of the test's own."""
     made: list[ProxyServer] = []
+    state = request.getfixturevalue("proxy_state") if "proxy_state" in request.fixturenames else tmp_path / "state"
 
     def make(limits: Limits = UNLIMITED, **config: Any) -> ProxyServer:
         settings: dict[str, Any] = {
-            "state_dir": tmp_path / "state",
+            "state_dir": state,
             "port": 0,
             "upstream": upstream.url,
             "fal_key": CLASS_KEY,

@@ -6,13 +6,22 @@ import stat
 from pathlib import Path
 
 import pytest
+from money_checks import database_rows  # tests/money_checks.py
 
 from kontext_nb.proxy.classroom import Classroom
 from kontext_nb.proxy.roster import read_roster, token_hash
 
 
-def test_students_are_added_revoked_and_restored(tmp_path: Path) -> None:
-    room = Classroom(tmp_path / "class")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Both backends of the class's state: a folder (SQLite), then a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return tmp_path / "class"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_students_are_added_revoked_and_restored(state: Path | str) -> None:
+    room = Classroom(state)
     token = room.add_student("Ada")
     assert token.startswith("kxs-") and len(token) > 30
     found = room.student_for_token(token)
@@ -29,9 +38,9 @@ def test_students_are_added_revoked_and_restored(tmp_path: Path) -> None:
     room.close()
 
 
-def test_another_process_sees_changes_at_once(tmp_path: Path) -> None:
+def test_another_process_sees_changes_at_once(state: Path | str) -> None:
     """A revoke from the CLI (another connection) reaches a running server's token cache on its next lookup."""
-    server_side, cli_side = Classroom(tmp_path), Classroom(tmp_path)
+    server_side, cli_side = Classroom(state), Classroom(state)
     token = cli_side.add_student("Ada")
     assert server_side.student_for_token(token) is not None
     cli_side.revoke("Ada")
@@ -41,11 +50,14 @@ def test_another_process_sees_changes_at_once(tmp_path: Path) -> None:
     server_side.close(), cli_side.close()
 
 
-def test_only_token_hashes_are_stored(tmp_path: Path) -> None:
-    room = Classroom(tmp_path)
+def test_only_token_hashes_are_stored(state: Path | str) -> None:
+    room = Classroom(state)
     tokens = [room.add_student(f"s{i}") for i in range(5)] + [room.new_instructor_token()]
     room.close()
-    stored = b"".join(p.read_bytes() for p in tmp_path.glob("classroom.db*"))
+    if isinstance(state, str):  # every row of the PostgreSQL database, as text
+        stored = "\n".join(database_rows(state)).encode()
+    else:
+        stored = b"".join(p.read_bytes() for p in state.glob("classroom.db*"))
     for token in tokens:
         assert token.encode() not in stored
         assert token[4:20].encode() not in stored
@@ -99,8 +111,8 @@ def test_bad_rosters_say_what_is_wrong(tmp_path: Path, text: str, message: str) 
         read_roster(roster)
 
 
-def test_a_new_instructor_token_replaces_the_old(tmp_path: Path) -> None:
-    room = Classroom(tmp_path)
+def test_a_new_instructor_token_replaces_the_old(state: Path | str) -> None:
+    room = Classroom(state)
     assert room.instructor_token_hash() is None
     old = room.new_instructor_token()
     assert old.startswith("kxi-") and room.instructor_token_hash() == token_hash(old)
@@ -109,8 +121,8 @@ def test_a_new_instructor_token_replaces_the_old(tmp_path: Path) -> None:
     room.close()
 
 
-def test_usage_of_an_empty_class(tmp_path: Path) -> None:
-    room = Classroom(tmp_path)
+def test_usage_of_an_empty_class(state: Path | str) -> None:
+    room = Classroom(state)
     room.add_student("Ada")
     usage = room.usage(session="s1", day="2026-01-02")
     assert usage["session"] == "s1" and usage["class"]["images_today"] == 0

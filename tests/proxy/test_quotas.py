@@ -22,6 +22,8 @@ from .conftest import PAUSED, PRO_T2I, T2I, Recorder, auth, enroll, leaks, wait_
 STUDENTS = 30
 LIMIT_HEADER = "x-kontext-limit"
 
+pytestmark = pytest.mark.usefixtures("proxy_state")  # every test on both state backends: SQLite, PostgreSQL
+
 
 async def burst(
     url: str, tokens: dict[str, str], per_student: int, recorder: Recorder, endpoint: str = T2I, **body: Any

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import io
-import sqlite3
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from kontext_nb import models
@@ -42,8 +42,9 @@ def data_uri(side: int) -> str:
 
 
 def reserved(server: ProxyServer, job_id: str) -> int:
-    with sqlite3.connect(server.classroom.path) as db:
-        return int(db.execute("SELECT cost_reserved FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
+    job = server.classroom.job(job_id)
+    assert job is not None, f"no job {job_id} in the proxy's state"
+    return int(job["cost_reserved"])
 
 
 def expected(endpoint: str, body: dict[str, Any], size: tuple[int, int] | None) -> int:
@@ -53,6 +54,7 @@ def expected(endpoint: str, body: dict[str, Any], size: tuple[int, int] | None) 
     return to_micros(models.bound(model, {**model.defaults(), **body}, [size, *others]))
 
 
+@pytest.mark.usefixtures("proxy_state")  # both state backends
 def test_data_uri_inputs_are_reserved_by_the_registrys_bound_at_their_real_size(
     make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
 ) -> None:
@@ -76,6 +78,7 @@ def test_data_uri_inputs_are_reserved_by_the_registrys_bound_at_their_real_size(
     assert expected(INPAINT, cases[1][1], (8192, 8192)) == to_micros(8.96)  # the figure
 
 
+@pytest.mark.usefixtures("proxy_state")  # both state backends
 def test_a_job_larger_than_the_quota_is_refused_before_it_is_sent(
     make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
 ) -> None:
@@ -89,6 +92,7 @@ def test_a_job_larger_than_the_quota_is_refused_before_it_is_sent(
     assert upstream.stats()["submits"] == 0
 
 
+@pytest.mark.usefixtures("proxy_state")  # both state backends
 def test_an_image_uploaded_through_the_proxy_is_reserved_at_its_size(
     make_proxy: Callable[..., ProxyServer], upstream: SandboxServer
 ) -> None:

@@ -20,6 +20,8 @@ from .conftest import PAUSED, T2I, auth, wait_until
 
 LIMITS = Limits(images_per_day=5, dollars_per_session=None, jobs_in_flight=None, class_in_flight=2)
 
+pytestmark = pytest.mark.usefixtures("proxy_state")  # every test on both state backends: SQLite, PostgreSQL
+
 
 def submit(client: httpx.Client, url: str, token: str, prompt: str, **body: object) -> httpx.Response:
     return client.post(f"{url}/{T2I}", json={"prompt": prompt, **body}, headers=auth(token))
