@@ -2,7 +2,8 @@
 
 An ipywidgets Button is disabled by the kernel, so both clicks of a double click leave the browser before the
 kernel has heard of the first: a guard in the kernel alone sends twice. This one disables itself in the page at
-the click, and only the kernel's answer (``handled`` counts the clicks it has dealt with) enables it again.
+the click, and only the kernel's answer (``handled`` counts the clicks it has dealt with) enables it again. A fast
+kernel can answer between the two clicks of a double click, so the second one (its ``detail`` is 2) is ignored too.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ function render({ model, el }) {
     button.disabled = waiting || model.get("disabled");
     button.dataset.waiting = String(waiting);
   };
-  button.addEventListener("click", () => {
-    if (button.disabled) return;
+  button.addEventListener("click", (event) => {
+    // the second click of a double click (detail 2) never sends: the kernel may have answered the first already
+    if (button.disabled || event.detail > 1) return;
     waiting = true;
     draw();
     model.send({ event: "click" });

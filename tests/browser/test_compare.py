@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from waiting import wait_for  # tests/waiting.py: tests/ is on sys.path
 
-from .test_lab import WAIT, assert_picture, button, cards, outputs, pane, tab
+from .test_lab import WAIT, assert_picture, button, cards, open_notebook, outputs, pane, run_cell, tab, wait_for_kernel
 
 if TYPE_CHECKING:
     from .conftest import Lab
@@ -82,23 +82,23 @@ class Frames:
 
 
 def open_in(page: Page, lab: Lab, front: str, name: str) -> None:
+    """The notebook open with its kernel started: on a loaded machine (a JupyterLab just started, as for the first
+    keyed test) the page may ask which kernel to start, and nothing runs until that is answered (wait_for_kernel)."""
     name = f"{FOLDER}/{name}"
     if front == "lab":
-        page.goto(lab.notebook_url(name))
-        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(timeout=WAIT)
-    else:
-        page.goto(f"{lab.url}/notebooks/{name}?token={lab.token}")
-        expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=WAIT)
-        expect(page.locator("#jp-top-bar, .jp-NotebookPanel-toolbar").first).to_be_visible(timeout=WAIT)
-        expect(page.get_by_text(re.compile(r"Idle|Kernel status: Idle|\| Idle"))).not_to_have_count(0, timeout=WAIT)
+        open_notebook(page, lab, name)
+        return
+    page.goto(f"{lab.url}/notebooks/{name}?token={lab.token}")
+    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=WAIT)
+    wait_for_kernel(page, lab, name)
+    expect(page.locator("#jp-top-bar, .jp-NotebookPanel-toolbar").first).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text(re.compile(r"Idle|Kernel status: Idle|\| Idle"))).not_to_have_count(0, timeout=WAIT)
     time.sleep(SETTLE)
 
 
 def run_first_cell(page: Page) -> Locator:
-    target = page.locator(".jp-Notebook .jp-Cell").first
-    target.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
-    return target
+    """Shift+Enter in the first cell, and it is seen queued or running (a lost key press fails here, not later)."""
+    return run_cell(page, 0)
 
 
 def within(viewer: Locator, query: str) -> Any:

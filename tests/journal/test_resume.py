@@ -145,39 +145,45 @@ def test_two_sessions_resuming_one_runs_folder_collect_each_job_once(
 
 
 def test_an_interrupt_while_resuming_cancels_nothing(make_session, sb: sandbox.SandboxServer) -> None:
-    """Jobs made earlier are paid for (or about to be): Ctrl-C during kx.resume() stops waiting, never cancels them."""
-    import _thread
-    import sys
+    """Jobs made earlier are paid for (or about to be): Ctrl-C during kx.resume() stops waiting, never cancels them.
+
+    Deterministic under load: the job is held on the sandbox until released (a 3 s job could finish before resume()
+    waited on it, and resume() then returned without a Ctrl-C to catch), and the Ctrl-C is a real SIGINT to the main
+    thread (what a kernel interrupt sends), sent once it waits in Job.result: it wakes that wait at once."""
+    import signal
     import threading
 
-    from waiting import wait_for
+    from kernels import HOLD, release  # tests/kernels.py
+    from waiting import main_thread_in, wait_for
 
     from kontext_nb.errors import Interrupted
 
-    sb.configure(inference_time=3.0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "a Ctrl-C would not reach Python"
+    sb.configure(queue_delay=HOLD)
     impatient = make_session(job_timeout=0.2)
     job = impatient.generate("slow one", seed=1, wait=False)
     with pytest.raises(JobTimeout):
         job.result(timeout=10)
-    impatient.configure(impatient.settings.with_(job_timeout=30))
+    impatient.configure(impatient.settings.with_(job_timeout=60))  # the bound if the Ctrl-C never came
+    stop, sent = threading.Event(), threading.Event()
 
-    main = threading.main_thread().ident
+    def interrupt_when_collecting() -> None:  # Ctrl-C while resume() waits on the job it collects (not mid-claim)
+        wait_for(lambda: stop.is_set() or main_thread_in("result", "jobs.py"), timeout=50)
+        if not stop.is_set():
+            sent.set()
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
-    def waiting_on_a_job() -> bool:  # Ctrl-C while resume() waits on the job it collects (not mid-claim)
-        frame = sys._current_frames().get(main or 0)
-        while frame is not None:
-            if frame.f_code.co_name == "result" and frame.f_code.co_filename.endswith("jobs.py"):
-                return True
-            frame = frame.f_back
-        return False
-
-    def interrupt_when_collecting() -> None:
-        wait_for(waiting_on_a_job, timeout=30)
-        _thread.interrupt_main()
-
-    threading.Thread(target=interrupt_when_collecting, daemon=True).start()
-    with pytest.raises(Interrupted, match=r"stopped waiting; 1 job still being collected .*nothing cancelled") as info:
-        impatient.resume()
-    assert "\n" not in str(info.value)
+    pressing = threading.Thread(target=interrupt_when_collecting, daemon=True)
+    pressing.start()
+    try:
+        with pytest.raises(
+            Interrupted, match=r"stopped waiting; 1 job still being collected .*nothing cancelled"
+        ) as info:
+            impatient.resume()
+    finally:
+        stop.set()  # never a Ctrl-C into a later test
+        pressing.join(timeout=60)
+    assert sent.is_set() and "\n" not in str(info.value)
+    release(sb)
     wait_for(lambda: impatient.record(job.journal_id).status == "done", timeout=30)
-    assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1
+    assert sb.stats()["submits"] == 1 and sb.stats()["completed"] == 1 and sb.stats()["cancelled"] == 0

@@ -1,10 +1,11 @@
 // Drives fal's official JavaScript client, unmodified, against a fal-compatible server on loopback.
 // BASE: the server; KEY: a fal key or a student's token; MODE: "direct" (fal's hosts sent to BASE by the
 // client's own `fetch` option) or "proxyUrl" (the client's proxyUrl: fal's proxy protocol, x-fal-target-url).
+// SANDBOX: the sandbox the jobs end at (BASE itself, or the proxy's upstream), whose control API holds a job.
 // Prints one JSON line per check: {"check": name, "ok": bool, "detail": ...}; exits 1 if any failed.
 import { createFalClient } from "@fal-ai/client";
 
-const { BASE, KEY, MODE } = process.env;
+const { BASE, KEY, MODE, SANDBOX } = process.env;
 const HOSTS = new Set(["queue.fal.run", "fal.run", "rest.fal.ai", "v3.fal.media"]);
 
 function rewritingFetch(input, init) {
@@ -87,10 +88,27 @@ await check("queue submit/status/streamStatus/result", async () => {
   if (final.status !== "COMPLETED") throw new Error(JSON.stringify(final));
   return images(await fal.queue.result(T2I, { requestId }));
 });
+// the sandbox the jobs end at (SANDBOX: its URL, for its control API): holds the job to cancel in its queue until the
+// cancel has arrived (a job that finished first is answered 400, as fal does)
+async function sandboxConfig(changes) {
+  const response = await fetch(`${SANDBOX}/_sandbox/config`, {
+    method: changes ? "POST" : "GET",
+    headers: { "content-type": "application/json" },
+    body: changes ? JSON.stringify(changes) : undefined,
+  });
+  if (!response.ok) throw new Error(`sandbox config: ${response.status} ${await response.text()}`);
+  return response.json();
+}
 await check("queue cancel", async () => {
-  const { request_id: requestId } = await fal.queue.submit(T2I, { input: { prompt: "cancel me" } });
-  await fal.queue.cancel(T2I, { requestId });
-  return requestId;
+  const { queue_delay: before } = await sandboxConfig();
+  await sandboxConfig({ queue_delay: 3600 });
+  try {
+    const { request_id: requestId } = await fal.queue.submit(T2I, { input: { prompt: "cancel me" } });
+    await fal.queue.cancel(T2I, { requestId });
+    return requestId;
+  } finally {
+    await sandboxConfig({ queue_delay: before });
+  }
 });
 if (MODE === "proxyUrl") {
   await check("run (fal.run, synchronous)", async () => images(await fal.run(T2I, { input: { prompt: "now" } })));

@@ -33,8 +33,9 @@ def node_modules() -> Path:
     return JS / "node_modules"
 
 
-def drive(base: str, key: str, mode: str) -> list[dict[str, object]]:
-    env = {**os.environ, "BASE": base, "KEY": key, "MODE": mode}
+def drive(base: str, key: str, mode: str, sandbox: str) -> list[dict[str, object]]:
+    """drive.mjs's checks; ``sandbox``: the URL of the sandbox the jobs end at (its control API holds a job)."""
+    env = {**os.environ, "BASE": base, "KEY": key, "MODE": mode, "SANDBOX": sandbox}
     done = subprocess.run(["node", "drive.mjs"], cwd=JS, env=env, capture_output=True, text=True, timeout=240)
     checks = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     failed = [c for c in checks if not c["ok"]]
@@ -49,9 +50,9 @@ def test_fals_js_client_against_the_sandbox_and_through_the_proxy(
     upstream.configure(inference_time=0.2)
     server = make_proxy()
     token = server.classroom.add_student("Ada")
-    direct = drive(upstream.url, CLASS_KEY, "direct")
-    proxied = drive(server.url, token, "direct")
-    via_proxy_url = drive(server.url, token, "proxyUrl")
+    direct = drive(upstream.url, CLASS_KEY, "direct", upstream.url)
+    proxied = drive(server.url, token, "direct", upstream.url)
+    via_proxy_url = drive(server.url, token, "proxyUrl", upstream.url)
     assert len(direct) == len(proxied) == 11 and len(via_proxy_url) == 12
     for check in direct + proxied + via_proxy_url:
         assert CLASS_KEY not in json.dumps(check)
