@@ -255,6 +255,9 @@ def check_image_tab(tab_page: Page, tag: str, screenshot: Shot) -> None:
     tab_page.close()
 
 
+@pytest.mark.parametrize(
+    "lab", ["offline"], indirect=True
+)  # the view runs in the browser: where jobs go does not change it
 def test_several_results_side_by_side_with_what_differs(lab: Lab, page: Page, screenshot: Shot) -> None:
     name = "compare-several.ipynb"
     code = (

@@ -66,6 +66,9 @@ def test_the_report_opens_offline_with_every_image_and_no_request(
     assert [url for url in requests if url.startswith("file://")] == [path.as_uri()]
 
 
+@pytest.mark.parametrize(
+    "lab", ["offline"], indirect=True
+)  # the view runs in the browser: where jobs go does not change it
 def test_the_duel_view_takes_keys_in_jupyterlab(lab: Lab, page: Any, screenshot: Callable[[Any, str], Path]) -> None:
     from .test_lab import open_notebook, outputs, run_cell, show, wait_finished
 

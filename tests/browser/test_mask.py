@@ -82,6 +82,9 @@ def painted_fraction(canvas: Any) -> float:
     )
 
 
+@pytest.mark.parametrize(
+    "lab", ["offline"], indirect=True
+)  # the view runs in the browser: where jobs go does not change it
 def test_paint_a_mask_and_inpaint_only_there(lab: Lab, page: Page, screenshot: Shot, mask_notebook: str) -> None:
     open_notebook(page, lab, mask_notebook)
     first = run_cell(page, 0)
