@@ -74,6 +74,18 @@ s.close()
 """
 
 
+def all_ready(kernels: list[Kernel], barrier: Path, timeout: float = 60.0) -> None:
+    """Wait until every kernel has touched its ready file; a kernel that ended first fails at once, with its stderr."""
+
+    def ready() -> bool:
+        for kernel in kernels:
+            ended = kernel.process.poll() is not None
+            assert not ended, f"{kernel.name} ended before it was ready: {kernel.lines} {kernel.stderr()}"
+        return len(list(barrier.glob("ready-*"))) == len(kernels)
+
+    wait_for(ready, timeout=timeout, interval=0.02)
+
+
 class Kernel:
     """One kernel process and the lines it has printed so far (read on a thread of its own)."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernels import HOLD, PROMPT, Kernel, Repl, joiner_of, owner_with_a_queued_copy, release
+from kernels import HOLD, PROMPT, Kernel, Repl, all_ready, joiner_of, owner_with_a_queued_copy, release
 from waiting import wait_for
 
 from kontext_nb.config import JOURNAL_URL_ENV
@@ -68,7 +68,7 @@ def test_two_kernels_sending_the_same_seeded_request_together_send_it_once(
     barrier.mkdir()
     for name in ("a", "b"):
         kernels.append(Kernel(sb, runs, name=name, barrier=str(barrier), arguments={"seed": 42}, **shared(journal_url)))
-    wait_for(lambda: len(list(barrier.glob("ready-*"))) == 2, timeout=60)
+    all_ready(kernels, barrier)
     (barrier / "go").touch()
     for kernel in kernels:
         kernel.await_line("STARTED")
@@ -185,7 +185,7 @@ def test_requests_without_a_cache_key_from_two_kernels_both_send(
     barrier.mkdir()
     for name in ("a", "b"):
         kernels.append(Kernel(sb, runs, name=name, barrier=str(barrier), arguments=arguments))
-    wait_for(lambda: len(list(barrier.glob("ready-*"))) == 2, timeout=60)
+    all_ready(kernels, barrier)
     (barrier / "go").touch()
     for kernel in kernels:
         kernel.await_line("STARTED")

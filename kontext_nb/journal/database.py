@@ -28,6 +28,7 @@ import functools
 import re
 import sqlite3
 import threading
+import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -185,6 +186,23 @@ class Database(ABC):
     def _set_version(self, w: Tx, name: str, version: int) -> None: ...
 
 
+def use_wal(conn: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Switch a SQLite file to WAL, waiting for other processes as the busy timeout would.
+
+    SQLite answers ``PRAGMA journal_mode = WAL`` with "database is locked" at once, without calling the busy
+    handler, while another connection is switching the same new file: two kernels opening a fresh runs folder
+    together made one of them fail."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteDatabase(Database):
     """A SQLite file in WAL mode: one writer at a time by ``BEGIN IMMEDIATE``, a 30 s busy timeout."""
 
@@ -202,7 +220,7 @@ class SqliteDatabase(Database):
                 conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA busy_timeout = 30000")
-                conn.execute("PRAGMA journal_mode = WAL")
+                use_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
             except sqlite3.Error as exc:
                 raise self._error(f"cannot use {self._what} {self.where}: {exc}") from None

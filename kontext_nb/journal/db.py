@@ -25,7 +25,7 @@ from ..endpoints import OfEndpoint
 from ..errors import JournalError
 from ..keys import redact
 from . import heartbeat, ledger, salvage
-from .database import PostgresDatabase, Tx, open_database
+from .database import PostgresDatabase, Tx, open_database, use_wal
 from .folder import inside
 from .schema import MIGRATIONS, PG_MIGRATIONS, SCHEMA_VERSION
 
@@ -306,7 +306,7 @@ class Journal:
                 f"the journal {self.path} has schema version {version}, newer than this kontext_nb "
                 f"understands ({SCHEMA_VERSION}): upgrade kontext_nb"
             )
-        db.execute("PRAGMA journal_mode = WAL")  # only once the file is known to be ours (it persists)
+        use_wal(db)  # only once the file is known to be ours (it persists)
         if version == SCHEMA_VERSION:
             return
         with self._write() as w:

@@ -4,14 +4,15 @@ schema versions, one writer at a time (the money promise), Conflict, and one-lin
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from postgres import PostgresServer
 
 from kontext_nb.errors import JournalError
-from kontext_nb.journal.database import Conflict, Database, ddl, open_database, safe_url, to_pyformat
+from kontext_nb.journal import Journal
+from kontext_nb.journal.database import Conflict, Database, SqliteDatabase, ddl, open_database, safe_url, to_pyformat
 
 SCHEMA = (
     "CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, amount REAL NOT NULL)",
@@ -126,3 +127,45 @@ def test_a_server_restart(pg_server: PostgresServer, pg_url: str) -> None:
     assert "\n" not in str(caught.value)
     assert db.one("SELECT spent FROM money")[0] == 1
     db.close()
+
+
+# -- several processes opening one new file at once ------------------------------------------------------------------
+def _open_together(open_one: Callable[[Path], None], tmp_path: Path, rounds: int = 40, openers: int = 3) -> list[str]:
+    """Open a fresh file from ``openers`` threads released together, ``rounds`` times; the errors seen."""
+    errors: list[str] = []
+    for number in range(rounds):
+        target = tmp_path / f"round-{number}"
+        start = threading.Barrier(openers)
+
+        def one(target: Path, start: threading.Barrier) -> None:
+            start.wait()
+            try:
+                open_one(target)
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=one, args=(target, start)) for _ in range(openers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return errors
+
+
+def test_kernels_opening_a_new_runs_folder_together_all_open_it(tmp_path: Path) -> None:
+    """SQLite refused the WAL switch with "database is locked" at once, without waiting, while another connection
+    made it: two kernels started together on a new runs folder lost one (a CI run's test_join_kernels)."""
+
+    def journal(folder: Path) -> None:
+        Journal(folder).close()
+
+    assert _open_together(journal, tmp_path) == []
+
+
+def test_proxies_opening_a_new_state_file_together_all_open_it(tmp_path: Path) -> None:
+    def state(folder: Path) -> None:
+        folder.mkdir(exist_ok=True)
+        db = SqliteDatabase(folder / "state.sqlite3")
+        db.read("SELECT 1")
+
+    assert _open_together(state, tmp_path) == []
