@@ -256,21 +256,23 @@ class Session:
         }
 
     def close(self) -> None:
+        with self._flying_lock:
+            followers, self._followers = self._followers, []
+        for follower in followers:
+            follower.stop("this session was closed while it waited for a job another kernel runs")
         with self._lock:
-            with self._flying_lock:
-                followers, self._followers = self._followers, []
-            for follower in followers:
-                follower.stop("this session was closed while it waited for a job another kernel runs")
-            for engine in [*self._retired, self._engine]:
-                if engine is not None:
-                    engine.close()
-            self._engine, self._retired = None, []
-            if self._sandbox is not None:
-                self._sandbox.stop()
-                self._sandbox = None
-            if self._tracker is not None:
-                self._tracker.close()
-                self._tracker = None
+            engines, self._engine, self._retired = [*self._retired, self._engine], None, []
+            sandbox, self._sandbox = self._sandbox, None
+        # not holding the lock: a job's last callbacks, on the engine's thread, may still ask for the journal
+        for engine in engines:
+            if engine is not None:
+                engine.close()
+        if sandbox is not None:
+            sandbox.stop()
+        with self._lock:
+            tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            tracker.close()
 
     # -- making images ----------------------------------------------------------------------------
     def run(

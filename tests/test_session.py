@@ -185,3 +185,20 @@ def test_the_sandbox_is_announced_in_one_wording(
         assert notices == [said_at_load.replace("offline sandbox:", f"offline sandbox at {url}:")]
     finally:
         s.close()
+
+
+def test_a_session_closes_while_a_job_callback_asks_for_its_journal(
+    make_session, sb: sandbox.SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job's callbacks run on the engine's thread; the panel's ask for the journal (``session.tracker``).
+    Session.close held the session's lock while it waited for that thread, so a callback fired by the closing (the
+    job's wait is stopped) waited for the lock: every panel test's teardown took the engine's two 5 s timeouts."""
+    sb.configure(queue_delay=3600.0)
+    session = make_session()
+    job = session.generate("closed while held", wait=False)
+    asked: list[str] = []
+    job.on_update(lambda _job, _status: asked.append(session.tracker.journal.where))
+    with caplog.at_level(logging.WARNING, logger="kontext_nb"):
+        session.close()
+    assert asked, "closing the session stops the job's wait, which its listeners hear"
+    assert not [r.message for r in caplog.records if "did not stop" in r.message]

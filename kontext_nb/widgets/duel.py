@@ -160,9 +160,10 @@ class DuelView(anywidget.AnyWidget):
                 self.message = f"the vote was not recorded: {exc}"
 
     def close(self) -> None:
-        for buffer in self._buffers.values():
+        buffers = getattr(self, "_buffers", {})  # a view whose __init__ failed is closed by ipywidgets' __del__
+        for buffer in buffers.values():
             buffer.close()
-        self._buffers.clear()
+        buffers.clear()
         super().close()
 
     def __repr__(self) -> str:
