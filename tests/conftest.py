@@ -26,9 +26,18 @@ settings.register_profile("kontext", _chosen, max_examples=100 if budget.DEEP el
 settings.load_profile("kontext")
 
 
+BROWSER_FIXTURES = {"lab", "browser", "page"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """mypy takes half a minute of one core: it starts now, beside the tests, when its test is to run."""
-    if config.option.collectonly:
+    """The suite runs on two workers (pytest-xdist, ``--dist loadgroup``): every test that drives Chromium goes to
+    one of them, in order, so one JupyterLab per mode serves them all; the rest share out as they come.
+
+    Run on one process (``-n 0``), mypy, which takes half a minute of one core, starts now beside the tests."""
+    for item in items:
+        if item.get_closest_marker("browser") or BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+    if config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER") is not None:
         return
     if any(item.nodeid.endswith("test_lint.py::test_mypy_strict") for item in items):
         background.start(background.MYPY)
