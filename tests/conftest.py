@@ -26,21 +26,35 @@ settings.register_profile("kontext", _chosen, max_examples=100 if budget.DEEP el
 settings.load_profile("kontext")
 
 
-BROWSER_FIXTURES = {"lab", "browser", "page"}
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The suite runs on two workers (pytest-xdist, ``--dist loadgroup``): every test that drives Chromium goes to
-    one of them, in order, so one JupyterLab per mode serves them all; the rest share out as they come.
-
-    Run on one process (``-n 0``), mypy, which takes half a minute of one core, starts now beside the tests."""
-    for item in items:
-        if item.get_closest_marker("browser") or BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("browser"))
-    if config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER") is not None:
+    """mypy takes half a minute of one core: run on one process (``-n 0``), it starts now, beside the tests."""
+    if config.option.collectonly or config.option.numprocesses or os.environ.get("PYTEST_XDIST_WORKER"):
         return
     if any(item.nodeid.endswith("test_lint.py::test_mypy_strict") for item in items):
         background.start(background.MYPY)
+
+
+def work_unit(nodeid: str) -> str:
+    """What one worker runs whole, in order: every browser test (one JupyterLab per mode serves them all, and the
+    canary test reads what the flows before it saved), else a test's file (its module fixtures are made once, and
+    a file's last test may write a document from the others' results, as test_money and test_fault_matrix do)."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/browser" if path.startswith("tests/browser/") else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The suite runs on two workers (``-n 2`` in pyproject.toml), a work unit (above) at a time, in the order
+    collected: the browser tests, the longest unit, start first. (xdist's own ``--dist loadgroup`` cannot be used:
+    it renames nodeids, which pytest 9.2 ignores.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
 
 
 def pytest_sessionfinish() -> None:

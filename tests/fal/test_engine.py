@@ -99,6 +99,7 @@ def test_a_server_without_a_stream_falls_back_to_polling(make_session: MakeSessi
 def test_cancel_a_queued_job(session: Session, sb: sandbox.SandboxServer) -> None:
     sb.configure(workers=1, inference_time=3600.0)  # the busy job holds the one worker until it is cancelled
     busy = session.generate("busy", wait=False)
+    _wait_for(lambda: busy.state == "running", timeout=60)  # sent together, "waiting" could take the worker first
     job = session.generate("waiting", wait=False)
     _wait_for(lambda: job.request_id is not None and job.state == "queued", timeout=60)
     assert job.cancel() is True
