@@ -12,11 +12,12 @@ every running instance sees the change on its next request.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kontext_nb import endpoints
@@ -326,11 +327,6 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("kontext_nb.proxy")
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
     config = ProxyConfig(
         state_dir=args.state,
         host=args.host,
@@ -347,13 +343,35 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         allow=tuple(args.allow),
         prices={name: (dollars, per) for name, dollars, per in args.price},
     )
+    with _log_to_stderr(quiet=args.quiet):
+        return _run(config, parser)
+
+
+@contextlib.contextmanager
+def _log_to_stderr(quiet: bool) -> Iterator[None]:
+    """The proxy's log on stderr while it runs, and only then: main() called in a process that goes on (a test)
+    leaves no handler on a stream that may be closed by the time the next proxy logs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("kontext_nb.proxy")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _run(config: ProxyConfig, parser: argparse.ArgumentParser) -> int:
     try:
         server = start(config)
     except (ProxyError, ValueError, StateError) as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"{parser.prog}: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{parser.prog}: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     # Ctrl-C (and SIGTERM) end the wait below even when started where SIGINT is ignored (a background job)
     signal.signal(signal.SIGINT, signal.default_int_handler)

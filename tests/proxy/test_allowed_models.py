@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import logging
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -207,6 +208,8 @@ def test_a_pattern_matching_no_model_is_a_one_line_startup_error(
     code = main(["--state", str(tmp_path / "s"), "--port", "0", "--upstream", "sandbox", "--allow", "fal-ai/nope-*"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "'fal-ai/nope-*' matches no model" in err
+    proxy_log = logging.getLogger("kontext_nb.proxy")  # main() left no handler on this test's (closed) stderr
+    assert proxy_log.handlers == [] and proxy_log.level == logging.NOTSET
 
 
 def test_a_declared_price_lets_a_model_without_one_through(make_proxy: Any, upstream: SandboxServer) -> None:
