@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from declared import prices_declared  # tests/declared.py
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -27,15 +28,9 @@ EDITORS = [m.endpoint_id for m in models.registry().all() if m.mode == "edit"]
 
 @pytest.fixture(scope="module", autouse=True)
 def priced() -> Iterator[None]:
-    """Seedream and the others fal publishes no price for get a declared one here (nothing unpriced is sent)."""
-    reg = models.registry()
-    before = dict(reg._declared)
-    for eid in EDITORS:
-        if models.can_price(reg.get(eid)) is not None:
-            reg.set_price(eid, 0.03)
-    yield
-    reg._declared.clear()
-    reg._declared.update(before)
+    """Seedream and the others fal publishes no price for get a declared one here."""
+    with prices_declared(0.03, EDITORS):
+        yield
 
 
 @pytest.fixture

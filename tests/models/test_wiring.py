@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import SANDBOX_FAST, TEST_KEY
+from declared import prices_declared  # tests/declared.py
 from PIL import Image
 
 from kontext_nb import models
@@ -24,15 +25,8 @@ NAMES = models.registry().endpoint_ids()
 
 @pytest.fixture(scope="module")
 def priced() -> Iterator[None]:
-    """A declared price for every model fal publishes none for (kontext_nb sends nothing it cannot price)."""
-    reg = models.registry()
-    before = dict(reg._declared)
-    for eid in NAMES:
-        if models.can_price(reg.get(eid)) is not None:
-            reg.set_price(eid, 0.05)
-    yield
-    reg._declared.clear()
-    reg._declared.update(before)
+    with prices_declared(0.05, NAMES):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from typing import Any
 import fal_client
 import httpx
 import pytest
+from declared import prices_declared, undeclared  # tests/declared.py
 from fal_client.client import USER_AGENT
 from PIL import Image
 
@@ -71,15 +72,8 @@ def student_client(url: str, token: str) -> fal_client.SyncClient:
 
 @pytest.fixture(scope="module")
 def priced() -> Iterator[None]:
-    """A declared price for every model fal publishes none for (nothing is sent that cannot be priced)."""
-    reg = models.registry()
-    before = dict(reg._declared)
-    for eid in NAMES:
-        if models.can_price(reg.get(eid)) is not None:
-            reg.set_price(eid, 0.05)
-    yield
-    reg._declared.clear()
-    reg._declared.update(before)
+    with prices_declared(0.05, NAMES):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +176,7 @@ def test_an_allowed_model_without_a_price_is_refused_before_anything_is_sent(
     make_proxy: Any, upstream: SandboxServer
 ) -> None:
     endpoint = "fal-ai/flux-2-pro/edit"  # fal publishes no price for it
-    declared = models.registry()._declared.pop(endpoint, None)  # as if no test had declared one
-    try:
+    with undeclared(endpoint):
         assert models.can_price(models.get(endpoint)) is not None or pytest.fail("the snapshot now prices it")
         server = make_proxy(UNLIMITED, allow=(FLUX2_EDITS,))
         token = server.classroom.add_student("Cy")
@@ -193,9 +186,6 @@ def test_an_allowed_model_without_a_price_is_refused_before_anything_is_sent(
         assert answer.status_code == 403 and "price" in answer.json()["detail"]
         assert upstream.stats()["submits"] == 0
         assert "refused for want of a published price" in "\n".join(server.banner())
-    finally:
-        if declared is not None:
-            models.registry()._declared[endpoint] = declared
 
 
 def test_a_pattern_matching_no_model_is_a_one_line_startup_error(
@@ -214,9 +204,7 @@ def test_a_pattern_matching_no_model_is_a_one_line_startup_error(
 
 def test_a_declared_price_lets_a_model_without_one_through(make_proxy: Any, upstream: SandboxServer) -> None:
     endpoint = "fal-ai/flux-2-pro/edit"
-    reg = models.registry()
-    declared = reg._declared.pop(endpoint, None)
-    try:
+    with undeclared(endpoint):
         assert _price("flux2-pro-edit=0.03/megapixel") == ("flux2-pro-edit", 0.03, "megapixel")
         assert _price("flux2-pro-edit=$0.2") == ("flux2-pro-edit", 0.2, "image")
         with pytest.raises(argparse.ArgumentTypeError):
@@ -232,7 +220,3 @@ def test_a_declared_price_lets_a_model_without_one_through(make_proxy: Any, upst
         row = server.classroom.job(answer.json()["request_id"])
         assert row is not None
         assert row["cost_reserved"] == to_micros(models.bound(model, schema.with_defaults(endpoint, body), [(40, 30)]))
-    finally:
-        reg._declared.pop(endpoint, None)
-        if declared is not None:
-            reg._declared[endpoint] = declared

@@ -10,6 +10,7 @@ from typing import Any
 
 import ipywidgets as w
 import pytest
+from declared import prices_declared  # tests/declared.py
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -134,15 +135,8 @@ def test_the_price_shown_is_the_registrys_bound(create: CreateTab) -> None:
 
 @pytest.fixture
 def priced() -> Iterator[None]:
-    """A declared price for every model fal publishes none for (the panel sends nothing it cannot price)."""
-    reg = models.registry()
-    before = dict(reg._declared)
-    for m in SNAPSHOT:
-        if models.can_price(m) is not None:
-            reg.set_price(m.endpoint_id, 0.05)
-    yield
-    reg._declared.clear()
-    reg._declared.update(before)
+    with prices_declared(0.05, [m.endpoint_id for m in SNAPSHOT]):
+        yield
 
 
 @pytest.mark.parametrize("name", ["flux2-flex-edit", "seedream4-edit"])
