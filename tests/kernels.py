@@ -86,6 +86,30 @@ def all_ready(kernels: list[Kernel], barrier: Path, timeout: float = 60.0) -> No
     wait_for(ready, timeout=timeout, interval=0.02)
 
 
+CAPPED_KERNEL = """
+import sys
+from kontext_nb.config import RetryPolicy, Settings
+from kontext_nb.errors import BudgetError
+from kontext_nb.session import Session
+
+url, runs, me = sys.argv[1], sys.argv[2], sys.argv[3]
+s = Session(Settings(base_url=url, key="test-key-0123456789abcdef", runs_dir=runs, budget_daily=0.40,
+                     retry=RetryPolicy(attempts=3, base_delay=0.01)), notice=lambda m: None)
+jobs, refused = [], 0
+for i in range(4):
+    try:
+        jobs.append(s.generate(f"kernel {me} job {i}", wait=False))
+    except BudgetError:
+        refused += 1
+for job in jobs:
+    job.result(60)
+print(len(jobs), refused)
+s.close()
+"""
+"""A kernel under a $0.40 daily cap sending 4 jobs of $0.08 at once: ``python -c CAPPED_KERNEL URL RUNS NAME`` prints
+how many were sent and how many refused (tests/test_money.py, tests/test_money_shared.py)."""
+
+
 class Kernel:
     """One kernel process and the lines it has printed so far (read on a thread of its own)."""
 

@@ -36,7 +36,17 @@ from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
-from kernels import HOLD, OWN, Kernel, Repl, ReplError, joiner_of, owner_with_a_queued_copy, release  # tests/kernels.py
+from kernels import (  # tests/kernels.py
+    CAPPED_KERNEL,
+    HOLD,
+    OWN,
+    Kernel,
+    Repl,
+    ReplError,
+    joiner_of,
+    owner_with_a_queued_copy,
+    release,
+)
 from shell import Shell  # tests/shell.py
 from waiting import main_thread_in, wait_for
 
@@ -173,28 +183,6 @@ def test_a_panel_run_over_the_cap_sends_nothing(make_session: MakeSession, sb: A
         tab.close()
 
 
-CONCURRENT_KERNEL = """
-import sys
-from kontext_nb.config import RetryPolicy, Settings
-from kontext_nb.errors import BudgetError
-from kontext_nb.session import Session
-
-url, runs, me = sys.argv[1], sys.argv[2], sys.argv[3]
-s = Session(Settings(base_url=url, key="test-key-0123456789abcdef", runs_dir=runs, budget_daily=0.40,
-                     retry=RetryPolicy(attempts=3, base_delay=0.01)), notice=lambda m: None)
-jobs, refused = [], 0
-for i in range(4):
-    try:
-        jobs.append(s.generate(f"kernel {me} job {i}", wait=False))
-    except BudgetError:
-        refused += 1
-for job in jobs:
-    job.result(60)
-print(len(jobs), refused)
-s.close()
-"""
-
-
 def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(
     sb: Any, tmp_path: Path, kernels_journal: str | None
 ) -> None:
@@ -203,7 +191,7 @@ def test_four_kernels_on_one_runs_folder_never_pass_the_daily_cap(
     runs = tmp_path / "shared-runs"
     kernels = [
         subprocess.Popen(
-            [sys.executable, "-c", CONCURRENT_KERNEL, sb.url, str(runs), str(n)],
+            [sys.executable, "-c", CAPPED_KERNEL, sb.url, str(runs), str(n)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

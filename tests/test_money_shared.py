@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kernels import HOLD, Kernel, release  # tests/kernels.py
+from kernels import CAPPED_KERNEL, HOLD, Kernel, release  # tests/kernels.py
 from postgres import PostgresServer
 from waiting import wait_for
 
@@ -23,27 +23,6 @@ from kontext_nb.journal.heartbeat import EVERY_ENV, HOST_ENV, LAPSE_ENV
 from kontext_nb.session import Session
 
 KEY = "test-key-0123456789abcdef"
-
-SHARED_KERNEL = """
-import sys
-from kontext_nb.config import RetryPolicy, Settings
-from kontext_nb.errors import BudgetError
-from kontext_nb.session import Session
-
-url, runs, me = sys.argv[1], sys.argv[2], sys.argv[3]
-s = Session(Settings(base_url=url, key="test-key-0123456789abcdef", runs_dir=runs, budget_daily=0.40,
-                     retry=RetryPolicy(attempts=3, base_delay=0.01)), notice=lambda m: None)
-jobs, refused = [], 0
-for i in range(4):
-    try:
-        jobs.append(s.generate(f"host kernel {me} job {i}", wait=False))
-    except BudgetError:
-        refused += 1
-for job in jobs:
-    job.result(60)
-print(len(jobs), refused)
-s.close()
-"""
 
 
 def test_kernels_on_two_hosts_with_their_own_runs_folders_share_one_daily_cap(
@@ -58,7 +37,7 @@ def test_kernels_on_two_hosts_with_their_own_runs_folders_share_one_daily_cap(
         env = {**_env(), JOURNAL_URL_ENV: pg_url, HOST_ENV: host}
         kernels.append(
             subprocess.Popen(
-                [sys.executable, "-c", SHARED_KERNEL, sb.url, str(tmp_path / host), str(n)],
+                [sys.executable, "-c", CAPPED_KERNEL, sb.url, str(tmp_path / host), str(n)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
