@@ -231,7 +231,10 @@ class Panel:
             return
         # without a kernel or widget state a front end shows text/plain: a sentence, not "VBox(children=..."
         display({**self.widget._repr_mimebundle_(), "text/plain": SAVED}, raw=True)
-        self._record = display(HTML(record_html(self.made)), display_id=True)
+        # a job that ends now adds to the record on the engine's thread: it waits until the record shows, then
+        # updates it (unlocked, a result added between drawing and keeping the handle was never shown)
+        with self._record_lock:
+            self._record = display(HTML(record_html(self.made, total=self._made_total)), display_id=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = dict(self.widget._repr_mimebundle_(**kwargs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -500,3 +501,35 @@ def test_a_rerun_from_a_card_is_kept_in_the_panels_record(panel: Panel, session:
     assert job is not None
     wait_for(lambda: [r.journal_id for r in panel.made] == [job.journal_id])
     assert outside.journal_id not in [r.journal_id for r in panel.made]
+
+
+def test_a_result_that_ends_while_the_panel_is_shown_is_in_its_record(
+    panel: Panel, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job ending on the engine's thread while the panel is being displayed: its result was added after the record
+    was drawn but before the display handle was kept, so the saved record said "nothing yet" (a CI run's browser
+    test). Here that thread adds it in the middle of the record's display."""
+    import IPython.display
+
+    result = session.generate("ends while the panel shows", seed=6)
+    shown: list[str] = []
+    adder: list[threading.Thread] = []
+
+    class Handle:
+        def update(self, obj: Any) -> None:
+            shown.append(obj.data)
+
+    def display(obj: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("display_id"):
+            return None
+        adder.append(threading.Thread(target=panel._add_to_record, args=(result,)))
+        adder[0].start()
+        adder[0].join(0.3)  # unlocked, it has finished by now; locked, it waits for the handle below
+        shown.append(obj.data)
+        return Handle()
+
+    monkeypatch.setattr(panel_module, "_in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", display)
+    panel._ipython_display_()
+    adder[0].join(10)
+    assert "ends while the panel shows" in shown[-1] or f"@{result.journal_id}" in shown[-1], shown
